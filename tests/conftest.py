@@ -1,0 +1,63 @@
+"""Test-wide policy for real services.
+
+Tests that need RabbitMQ or PostgreSQL carry the `rabbitmq` / `postgres`
+marker. When the service cannot be reached they are skipped with a visible
+reason, except under CI=true, where a missing service fails the run: a green CI
+must mean the real broker and database were exercised.
+"""
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+
+AMQP_URL = os.environ.get("AXIS_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+PG_URL = os.environ.get("AXIS_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+IN_CI = os.environ.get("CI", "").lower() == "true"
+SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples" / "vdxp-sdk"
+if not SAMPLES.is_dir():  # a clone with shared/ beside the repo root
+    SAMPLES = Path(__file__).resolve().parents[1].parent / "shared" / "samples" / "vdxp-sdk"
+
+
+def _reachable(url: str, default_port: int) -> bool:
+    parsed = urlparse(url)
+    try:
+        with socket.create_connection((parsed.hostname or "127.0.0.1", parsed.port or default_port), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+_SERVICES = {
+    "rabbitmq": (AMQP_URL, 5672),
+    "postgres": (PG_URL, 5432),
+}
+
+
+_status: dict[str, bool] = {}
+
+
+def service_up(name: str) -> bool:
+    if name not in _status:
+        url, port = _SERVICES[name]
+        _status[name] = _reachable(url, port)
+    return _status[name]
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    for name in _SERVICES:
+        if item.get_closest_marker(name) is not None and not service_up(name):
+            reason = f"{name} is not reachable at {_SERVICES[name][0]}"
+            if IN_CI:
+                pytest.fail(f"CI=true and {reason}: a missing service is a failure in CI", pytrace=False)
+            pytest.skip(reason + " (start it, or run .ci/run)")
+
+
+@pytest.fixture(scope="session")
+def samples_dir() -> Path:
+    if not SAMPLES.is_dir():
+        pytest.fail(f"the shared samples are missing: expected {SAMPLES} (shared/ beside the repository)")
+    return SAMPLES
