@@ -1,0 +1,57 @@
+"""How the `axis` command talks: machine output on stdout, people's messages on stderr.
+
+Every refusal is printed the same way (`AX301 SIGNATURE_INVALID: detail` plus what
+to do) and exits with REFUSED, so scripts can rely on the exit code alone.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import enum
+import json
+from typing import Any, NoReturn
+
+import typer
+from rich.console import Console
+
+from axis.refusals import Refusal
+
+OK = 0
+REFUSED = 1  # the input was refused with a refusal code
+# 2 is typer's own code for a usage error
+
+stdout = Console(highlight=False, soft_wrap=True)
+stderr = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def refuse(refusal: Refusal, *, as_json: bool = False) -> NoReturn:
+    if as_json:
+        print(json.dumps({"ok": False, "refusal": refusal.as_dict()}, ensure_ascii=False))
+    stderr.print(f"[bold red]{refusal.code.label}[/]: {refusal.detail or refusal.code.message}", markup=True)
+    if refusal.detail:
+        stderr.print(refusal.code.message, markup=False)
+    raise typer.Exit(REFUSED)
+
+
+def fail(message: str, code: int = REFUSED) -> NoReturn:
+    stderr.print(f"[bold red]error[/]: {message}", markup=True)
+    raise typer.Exit(code)
+
+
+def to_jsonable(value: Any) -> Any:
+    """Models as JSON: ISO 8601 dates, enums by value, `from_` as `from`."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name.rstrip("_"): to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, (dt.date, dt.datetime)):
+        return value.isoformat()
+    if isinstance(value, (tuple, list)):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {k: to_jsonable(v) for k, v in value.items()}
+    return value
+
+
+def print_json(value: Any) -> None:
+    print(json.dumps(to_jsonable(value), ensure_ascii=False, indent=2))
