@@ -82,9 +82,9 @@ class Code:
     code_notation: str = el("CodeNotation")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class PromulgationInfo:
-    place: str = el("Place")
+    place: str | None = el("Place", None)
     promulgation_date: dt.date = el("PromulgationDate")
 
 
@@ -95,11 +95,13 @@ class DocumentType:
     type_name: str | None = el("TypeName", None)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class SignerInfo:
+    """Who signed the document (chức vụ, họ tên)."""
+
     competence: str | None = el("Competence", None)
     position: str | None = el("Position", None)
-    full_name: str | None = el("FullName", None)
+    full_name: str = el("FullName")
 
 
 @dataclass(frozen=True)
@@ -157,7 +159,7 @@ class BusinessDocumentInfo:
 @dataclass(frozen=True)
 class ReplacementInfo:
     document_id: str = el("DocumentId")
-    organ_ids: tuple[str, ...] | None = el("OrganIdList/OrganId", None)
+    organ_ids: tuple[str, ...] = el("OrganIdList/OrganId")
 
 
 @dataclass(frozen=True)
@@ -173,32 +175,33 @@ class Business:
     staff_info: StaffInfo | None = el("StaffInfo", None)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ManifestReference:
     """`edXMLManifest/Reference`: describes one attachment."""
 
     content_id: str = el("ContentId")
     content_type: str | None = el("ContentType", None)
     description: str | None = el("Description", None)
-    attachment_name: str | None = el("AttachmentName", None)
+    attachment_name: str = el("AttachmentName")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Attachment:
     """`AttachmentEncoded/Attachment`: the file itself, carried as base64 on the wire."""
 
     content_id: str = el("ContentId")
-    attachment_name: str | None = el("AttachmentName", None)
+    attachment_name: str = el("AttachmentName")
     description: str | None = el("Description", None)
-    content_type: str | None = el("ContentType", None)
-    data: bytes = el("ContentTransferEncoded", b"")
+    content_type: str = el("ContentType")
+    data: bytes = el("ContentTransferEncoded")
 
     def reference(self) -> ManifestReference:
         """The manifest entry that describes this attachment."""
-        return ManifestReference(self.content_id, self.content_type, self.description, self.attachment_name)
+        return ManifestReference(content_id=self.content_id, content_type=self.content_type,
+                                 description=self.description, attachment_name=self.attachment_name)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class MessageHeader:
     """The document packet's `MessageHeader`, numbered as in §3.2."""
 
@@ -209,13 +212,13 @@ class MessageHeader:
     document_type: DocumentType = el("DocumentType")                   # 1.5
     subject: str = el("Subject")                                       # 1.6
     content: str | None = el("Content", None)                          # 1.7
-    signer_info: SignerInfo | None = el("SignerInfo", None)            # 1.8
+    signer_info: SignerInfo = el("SignerInfo")                          # 1.8
     due_date: dt.date | None = el("DueDate", None)                     # 1.9
     to_places: tuple[str, ...] | None = el("ToPlaces/Place", None)     # 1.10
     other_info: OtherInfo | None = el("OtherInfo", None)               # 1.11
     response_for: tuple[ResponseFor, ...] | None = el("ResponseFor", None)  # 1.12, 0..n
     steering_type: int | None = el("SteeringType", None)               # 1.13
-    document_id: str = el("DocumentId", "")                            # 1.14
+    document_id: str = el("DocumentId")                                # 1.14
 
 
 @dataclass(frozen=True)
@@ -254,6 +257,8 @@ class StatusPacket:
     """A status packet ("gói tin trạng thái"): one agency's status for one document.
 
     In the SDK's packets these fields sit directly in `MessageHeader`, in this order.
+    The schema requires `ResponseFor/OrganId` and `ResponseFor/DocumentId` here:
+    without them a status can never be matched to its document.
     """
 
     from_: Organization = el("From")
@@ -261,7 +266,7 @@ class StatusPacket:
     staff_info: StaffInfo | None = el("StaffInfo", None)
     status_code: StatusCode = el("StatusCode")
     description: str | None = el("Description", None)
-    timestamp: dt.datetime | None = el("Timestamp", None)
+    timestamp: dt.datetime = el("Timestamp")
 
     @property
     def sender(self) -> str:

@@ -194,6 +194,9 @@ def _read_fields(cls: type, element: etree._Element) -> Any:
         for wrapper in wrappers:
             containers = [c for parent in containers for c in _children(parent, wrapper)]
         if wrappers and not containers:
+            if f.required:
+                raise PacketError(RefusalCode.SCHEMA_INVALID,
+                                  f"line {element.sourceline}: {etree.QName(element).localname} has no {wrappers[0]}")
             continue  # the wrapper is absent: the field stays None
         items = [c for parent in containers for c in _children(parent, leaf)]
         items = [c for c in items if not _is_empty_optional(c, f)]

@@ -35,27 +35,27 @@ response_for = st.builds(m.ResponseFor, organ_id=st.none() | codes, code=opt_tex
 staff = st.builds(m.StaffInfo, department=opt_text, staff=opt_text, mobile=opt_text, email=opt_text)
 header = st.builds(
     m.MessageHeader,
-    from_=organizations, to=tuples(organizations, 1, 4), code=st.builds(m.Code, text, text),
-    promulgation_info=st.builds(m.PromulgationInfo, text, dates),
+    from_=organizations, to=tuples(organizations, 1, 4), code=st.builds(m.Code, text.filter(str.strip), text),
+    promulgation_info=st.builds(m.PromulgationInfo, place=opt_text, promulgation_date=dates),
     document_type=st.builds(m.DocumentType, small, st.none() | small, opt_text), subject=text, content=opt_text,
-    signer_info=st.none() | st.builds(m.SignerInfo, opt_text, opt_text, opt_text), due_date=st.none() | dates,
+    signer_info=st.builds(m.SignerInfo, competence=opt_text, position=opt_text, full_name=text.filter(str.strip)), due_date=st.none() | dates,
     to_places=st.none() | tuples(text),
     other_info=st.none() | st.builds(m.OtherInfo, st.integers(0, 4), opt_text, opt_text, st.none() | small,
                                      st.none() | small, st.none() | st.booleans(), st.none() | tuples(text)),
     response_for=st.none() | tuples(response_for, 1, 2), steering_type=st.none() | st.integers(0, 2),
-    document_id=text,
+    document_id=text.filter(str.strip),
 )
 business = st.builds(
     m.Business, business_doc_type=st.integers(0, 3), business_doc_reason=opt_text, document_id=opt_text,
     paper=st.none() | st.integers(0, 1),
     document_info=st.none() | st.builds(m.BusinessDocumentInfo, st.integers(0, 1), st.integers(0, 1),
                                         st.none() | tuples(st.builds(m.Receiver, codes, st.integers(0, 1)))),
-    replacements=st.none() | tuples(st.builds(m.ReplacementInfo, text, st.none() | tuples(codes))),
+    replacements=st.none() | tuples(st.builds(m.ReplacementInfo, text.filter(str.strip), tuples(codes))),
     staff_info=st.none() | staff,
 )
-attachments = st.builds(m.Attachment, content_id=name_text.map(lambda s: "cid:" + s), attachment_name=opt_text,
-                        description=opt_text, content_type=st.none() | st.sampled_from(
-                            ["application/pdf", "application/zip"]), data=st.binary(max_size=300))
+attachments = st.builds(m.Attachment, content_id=name_text.map(lambda s: "cid:" + s), attachment_name=text.filter(str.strip),
+                        description=opt_text, content_type=st.sampled_from(["application/pdf", "application/zip"]),
+                        data=st.binary(max_size=300))
 
 
 @st.composite
@@ -66,7 +66,9 @@ def document_packets(draw):
                             attachments=files)
 
 
-status_packets = st.builds(m.StatusPacket, from_=organizations, response_for=response_for, staff_info=st.none() | staff,
-                           status_code=st.sampled_from(list(m.StatusCode)), description=opt_text,
-                           timestamp=st.none() | timestamps)
+status_response_for = st.builds(m.ResponseFor, organ_id=codes, code=opt_text, promulgation_date=st.none() | dates,
+                                document_id=text.filter(str.strip))
+status_packets = st.builds(m.StatusPacket, from_=organizations, response_for=status_response_for,
+                           staff_info=st.none() | staff, status_code=st.sampled_from(list(m.StatusCode)),
+                           description=opt_text, timestamp=timestamps)
 packets = document_packets() | status_packets

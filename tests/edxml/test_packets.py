@@ -24,9 +24,9 @@ STAFF = StaffInfo("Văn thư văn phòng", "Nguyễn Thị Ngọc Trâm", "84912
 FULL_DOCUMENT = DocumentPacket(
     header=MessageHeader(
         from_=G22, to=(H41, Organization("000.00.00.H14", organ_name="UBND Tỉnh Cao Bằng")),
-        code=Code("7816", "VPCP-TTĐT"), promulgation_info=PromulgationInfo("Hà Nội", dt.date(2018, 9, 28)),
+        code=Code("7816", "VPCP-TTĐT"), promulgation_info=PromulgationInfo(place="Hà Nội", promulgation_date=dt.date(2018, 9, 28)),
         document_type=DocumentType(18, 0, "Công văn"), subject="V/v kết nối, liên thông phần mềm quản lý văn bản",
-        content="Nội dung tóm tắt", signer_info=SignerInfo("KT. BỘ TRƯỞNG", "Thứ trưởng", "Nguyễn Văn A"),
+        content="Nội dung tóm tắt", signer_info=SignerInfo(competence="KT. BỘ TRƯỞNG", position="Thứ trưởng", full_name="Nguyễn Văn A"),
         due_date=dt.date(2018, 10, 5), to_places=("Các bộ", "UBND các tỉnh, TP"),
         other_info=OtherInfo(3, "Liên thông văn bản quốc gia", "TVC", 2, 22, False, ("Phụ lục I", "Phụ lục II")),
         response_for=(ResponseFor("000.00.00.H14", "267/VPCP-TTĐT", dt.date(2012, 8, 6),
@@ -37,8 +37,10 @@ FULL_DOCUMENT = DocumentPacket(
     business=Business(2, "Cập nhật văn bản điện tử", "000.00.00.G22,2018/09/27,7806/VPCP-TTĐT", 0,
                       BusinessDocumentInfo(1, 1, (Receiver("000.00.00.H41", 0), Receiver("000.00.00.H14", 1))),
                       (ReplacementInfo("000.00.00.G22,2018/01/30,7806/VPCP-TTĐT", ("000.00.00.H41",)),), STAFF),
-    manifest=(ManifestReference("cid:1", "application/pdf", "Văn bản", "cong-van.pdf"),),
-    attachments=(Attachment("cid:1", "cong-van.pdf", "Văn bản", "application/pdf", b"%PDF-1.4\n\x00\xff binary"),),
+    manifest=(ManifestReference(content_id="cid:1", content_type="application/pdf", description="Văn bản",
+                                attachment_name="cong-van.pdf"),),
+    attachments=(Attachment(content_id="cid:1", attachment_name="cong-van.pdf", description="Văn bản",
+                            content_type="application/pdf", data=b"%PDF-1.4\n\x00\xff binary"),),
 )
 FULL_STATUS = StatusPacket(
     from_=H41, response_for=ResponseFor("000.00.00.G22", "7816/VPCP-TTĐT", dt.date(2018, 9, 28),
