@@ -1,0 +1,23 @@
+"""Axis store: registry, documents, deliveries, receipts, outbox/inbox, audit log.
+
+Open with `open_store(url)` (SQLite file by default, PostgreSQL by URL); write
+inside `with store.write() as tx:`; read with the store's methods, which return
+frozen dataclasses. See docs/store.md for the data model, the delivery state
+machine, locking and the audit chain format.
+"""
+from axis.store.audit import GENESIS_HASH, canonical_json, verify_chain
+from axis.store.db import normalise_url, open_store
+from axis.store.errors import AlreadyExists, DuplicateDocument, NotFound, StoreError
+from axis.store.records import (
+    Agency, AuditCheckpoint, AuditEntry, AuditReport, Certificate, Delivery, Document, NewAuditEntry,
+    NewDocument, NewOutboxMessage, NewReceipt, OutboxItem, Receipt,
+)
+from axis.store.states import DeliveryState, can_transition, state_for_status
+from axis.store.store import Store, WriteTx
+
+__all__ = [
+    "Agency", "AlreadyExists", "AuditCheckpoint", "AuditEntry", "AuditReport", "Certificate", "Delivery",
+    "DeliveryState", "Document", "DuplicateDocument", "GENESIS_HASH", "NewAuditEntry", "NewDocument",
+    "NewOutboxMessage", "NewReceipt", "NotFound", "OutboxItem", "Receipt", "Store", "StoreError", "WriteTx",
+    "can_transition", "canonical_json", "normalise_url", "open_store", "state_for_status", "verify_chain",
+]

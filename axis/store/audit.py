@@ -1,0 +1,126 @@
+"""The audit hash chain: canonical form, entry hash, and verification.
+
+This module is pure (no database), so an exported log verifies offline with
+exactly the code the store uses. The format, which never changes meaning:
+
+- An entry is {seq, at, actor, action, subject, data, prev_hash}; `at` is UTC
+  written `YYYY-MM-DDTHH:MM:SS.ffffffZ`.
+- canonical(entry) = json.dumps(entry, sort_keys=True, separators=(",", ":"),
+  ensure_ascii=False, allow_nan=False) encoded as UTF-8.
+- hash = SHA-256(bytes.fromhex(prev_hash) || canonical(entry)), lowercase hex.
+- seq runs 1, 2, 3, ... without gaps; entry 1 has prev_hash = 64 zeros.
+
+Callers may rely on `verify_chain` naming the first entry at which the chain
+breaks (changed, missing, inserted or reordered), and on checkpoints
+(seq, hash) held outside the database catching what a chain alone cannot:
+entries removed from the end, or a whole chain recomputed by an attacker.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime, timezone
+from typing import Any, Iterable, Mapping
+
+from axis.store.records import AuditEntry, AuditReport
+
+GENESIS_HASH = "0" * 64
+
+
+def canonical_json(value: Any) -> str:
+    """The one JSON form that is hashed (and stored, so the text never drifts)."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def format_at(at: datetime) -> str:
+    if at.tzinfo is None:
+        raise ValueError("audit timestamps must be timezone-aware (UTC)")
+    return at.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def entry_body(seq: int, at: datetime, actor: str, action: str, subject: str | None,
+               data: Mapping[str, Any], prev_hash: str) -> dict[str, Any]:
+    """The entry without its hash: exactly what is hashed."""
+    return {"seq": seq, "at": format_at(at), "actor": actor, "action": action,
+            "subject": subject, "data": dict(data), "prev_hash": prev_hash}
+
+
+def entry_hash(prev_hash: str, body: Mapping[str, Any]) -> str:
+    return hashlib.sha256(bytes.fromhex(prev_hash) + canonical_json(body).encode("utf-8")).hexdigest()
+
+
+def compute_hash(entry: AuditEntry) -> str:
+    """What `entry.hash` must be, recomputed from its stored fields."""
+    body = entry_body(entry.seq, entry.at, entry.actor, entry.action, entry.subject, entry.data,
+                      entry.prev_hash)
+    return entry_hash(entry.prev_hash, body)
+
+
+def check_data(data: Mapping[str, Any]) -> dict[str, Any]:
+    """A JSON object that round-trips exactly; TypeError/ValueError otherwise.
+
+    Checked before anything is written, so a bad payload never reaches the
+    chain (a datetime or NaN would make the entry unverifiable).
+    """
+    if not isinstance(data, Mapping):
+        raise TypeError(f"audit data must be a JSON object (a mapping), not {type(data).__name__}")
+    try:
+        text = canonical_json(dict(data))
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(f"audit data is not plain JSON ({exc}); pass str/int/float/bool/None, "
+                        "lists and dicts only, e.g. datetimes as ISO strings") from None
+    round_tripped = json.loads(text)
+    if canonical_json(round_tripped) != text:  # e.g. tuples become lists; hash must match on re-read
+        raise ValueError("audit data does not survive a JSON round trip unchanged")
+    return round_tripped
+
+
+def verify_chain(entries: Iterable[AuditEntry],
+                 checkpoints: Iterable[tuple[int, str]] = ()) -> AuditReport:
+    """Recompute the chain over `entries` (ordered by seq) and check `checkpoints`.
+
+    Stops at the first bad entry. When entry n+1 does not link to entry n, the
+    report blames entry n if that explains it (n+1 links to n-1: n was
+    inserted; n+1 is itself intact: n was changed and re-hashed), else n+1.
+    """
+    anchors = dict(checkpoints)
+    count = 0
+    prev_hash = GENESIS_HASH
+    before_prev = GENESIS_HASH
+    expected = 1
+
+    def bad(seq: int, reason: str, verified: int, head: str) -> AuditReport:
+        return AuditReport(ok=False, entries=verified, first_bad_seq=seq, reason=reason, head_hash=head)
+
+    for entry in entries:
+        if entry.seq != expected:
+            if entry.seq > expected:
+                return bad(expected, f"entry {expected} is missing (the next entry is {entry.seq})",
+                           count, prev_hash)
+            return bad(entry.seq, f"entry {entry.seq} is out of order (expected {expected})", count, prev_hash)
+        recomputed = compute_hash(entry)
+        if entry.prev_hash != prev_hash:
+            if expected > 1 and entry.prev_hash == before_prev:
+                return bad(expected - 1, f"entry {expected - 1} was inserted: entry {expected} links to "
+                           f"entry {expected - 2}", count - 1, before_prev)
+            if expected > 1 and recomputed == entry.hash:
+                return bad(expected - 1, f"entry {expected - 1} was changed: entry {expected} links to "
+                           "another version of it", count - 1, before_prev)
+            return bad(expected, f"entry {expected} does not link to entry {expected - 1} (prev_hash differs)",
+                       count, prev_hash)
+        if recomputed != entry.hash:
+            return bad(expected, f"entry {expected} was changed: its content does not match its hash",
+                       count, prev_hash)
+        anchored = anchors.get(entry.seq)
+        if anchored is not None and anchored != entry.hash:
+            return bad(expected, f"entry {expected} differs from the checkpoint at seq {expected} "
+                       "(the chain was rewritten)", count, prev_hash)
+        before_prev, prev_hash = prev_hash, entry.hash
+        count += 1
+        expected += 1
+
+    beyond = [seq for seq in anchors if seq >= expected]
+    if beyond:
+        return bad(expected, f"entries from {expected} on are missing: a checkpoint covers seq {max(beyond)}",
+                   count, prev_hash)
+    return AuditReport(ok=True, entries=count, first_bad_seq=None, reason="", head_hash=prev_hash)

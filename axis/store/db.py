@@ -1,0 +1,109 @@
+"""Opening the database: URLs, engines, connection settings.
+
+`open_store(url)` is the one entry point:
+- None -> the SQLite file ./axis-data/axis.db (directory created);
+- a path without a scheme, or sqlite:///path -> that SQLite file;
+- postgresql://... or postgres://... -> PostgreSQL through psycopg 3
+  (rewritten to postgresql+psycopg://).
+
+Callers may rely on every SQLite connection running with WAL,
+foreign_keys=ON, synchronous=FULL and a busy timeout, and on write units of
+work starting with BEGIN IMMEDIATE (so a writer waits for the lock up front
+instead of failing with SQLITE_BUSY half-way). The engine's pool is
+thread-safe; connections are never shared between threads.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+import sqlalchemy as sa
+from sqlalchemy import event
+
+from axis.store.audit import canonical_json
+
+if TYPE_CHECKING:
+    from axis.store.store import Store
+
+DEFAULT_SQLITE_PATH = Path("axis-data") / "axis.db"
+BUSY_TIMEOUT_MS = 15_000
+# Execution option that marks a connection as a writer (SQLite: BEGIN IMMEDIATE).
+WRITE_OPTION = "axis_write"
+
+
+def normalise_url(url: str | None) -> sa.URL:
+    """The SQLAlchemy URL for `url`; ValueError for what the store cannot use."""
+    if url is None:
+        return sa.URL.create("sqlite+pysqlite", database=str(DEFAULT_SQLITE_PATH))
+    if "://" not in url:
+        return sa.URL.create("sqlite+pysqlite", database=url)
+    parsed = sa.make_url(url)
+    backend = parsed.get_backend_name()
+    if backend in ("postgresql", "postgres"):
+        if parsed.drivername not in ("postgresql", "postgres", "postgresql+psycopg"):
+            raise ValueError(f"unsupported PostgreSQL driver {parsed.drivername!r}: use postgresql:// "
+                             "or postgresql+psycopg:// (psycopg 3)")
+        return parsed.set(drivername="postgresql+psycopg")
+    if backend == "sqlite":
+        if not parsed.database or parsed.database == ":memory:" or parsed.database.startswith("file:"):
+            raise ValueError("the store needs a SQLite file (sqlite:///path/axis.db): an in-memory "
+                             "database cannot be shared between the hub's threads")
+        return parsed.set(drivername="sqlite+pysqlite")
+    raise ValueError(f"unsupported database URL scheme {parsed.drivername!r}: use sqlite:///path "
+                     "or postgresql://user@host/db")
+
+
+def create_engine(url: str | sa.URL | None, **kwargs: Any) -> sa.Engine:
+    """An engine with the store's connection settings (see module docstring)."""
+    sa_url = url if isinstance(url, sa.URL) else normalise_url(url)
+    if sa_url.get_backend_name() == "sqlite":
+        path = Path(sa_url.database or "")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(sa_url, json_serializer=canonical_json,
+                                  connect_args={"check_same_thread": False}, **kwargs)
+        _install_sqlite_hooks(engine)
+        return engine
+    return sa.create_engine(sa_url, json_serializer=canonical_json, pool_pre_ping=True, **kwargs)
+
+
+def _install_sqlite_hooks(engine: sa.Engine) -> None:
+    # pysqlite's own transaction handling issues a deferred BEGIN lazily and
+    # cannot do BEGIN IMMEDIATE; take control of BEGIN ourselves (SQLAlchemy
+    # SQLite dialect docs, "Serializable isolation / Savepoints").
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None
+        cursor = dbapi_conn.cursor()
+        try:
+            cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            # FULL: a commit (receipt, audit entry) survives power loss, at the
+            # price of one more fsync per commit; batching amortises it.
+            cursor.execute("PRAGMA synchronous=FULL")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: sa.Connection) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(WRITE_OPTION) else "BEGIN")
+
+
+def open_store(url: str | None = None, *, migrate: bool = True,
+               clock: Callable[[], datetime] | None = None) -> "Store":
+    """Open (and by default migrate to the latest schema) the store at `url`.
+
+    `clock` (aware UTC datetimes) replaces the wall clock for timestamps and
+    outbox leases; tests use it to expire a lease without sleeping.
+    """
+    from axis.store.store import Store, utcnow
+
+    store = Store(create_engine(url), clock=clock or utcnow)
+    if migrate:
+        try:
+            store.migrate()
+        except BaseException:
+            store.close()
+            raise
+    return store

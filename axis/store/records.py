@@ -1,0 +1,172 @@
+"""Plain, frozen values going into and coming out of the store.
+
+Reads never return live ORM objects: these dataclasses hold everything, so a
+caller in another thread (the hub runs the store through asyncio.to_thread)
+never triggers a lazy load or touches a session. Datetimes are timezone-aware
+UTC. Callers may rely on field names and types; new optional fields may be
+added at the end.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Mapping
+
+
+# ---- registry -------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Agency:
+    code: str
+    name: str
+    parent_code: str | None
+    state: str                      # 'active' | 'suspended'
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Certificate:
+    id: int
+    agency_code: str
+    fingerprint: str                # sha256 of the DER, lowercase hex
+    pem: str
+    not_before: datetime
+    not_after: datetime
+    state: str                      # 'active' | 'revoked'
+    added_at: datetime
+
+
+# ---- documents and deliveries ---------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class NewDocument:
+    """A verified packet the hub accepts; digest and size are computed from the body."""
+    axis_id: str
+    sender_code: str
+    document_id: str
+    kind: str = "document"          # 'document' | 'status'
+    business_type: int | None = None
+    priority: int = 0
+    signer_fingerprint: str | None = None
+    response_for: str | None = None  # axis_id answered by a status packet
+    received_at: datetime | None = None  # None: now
+
+
+@dataclass(frozen=True, slots=True)
+class Document:
+    axis_id: str
+    sender_code: str
+    document_id: str
+    kind: str
+    business_type: int | None
+    digest: str                     # sha256 hex of the exact signed bytes
+    size: int
+    priority: int
+    received_at: datetime
+    signer_fingerprint: str | None
+    response_for: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    axis_id: str
+    recipient_code: str
+    state: str
+    attempts: int
+    updated_at: datetime
+    last_error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class NewReceipt:
+    axis_id: str
+    kind: str                       # 'intake' | 'delivery' | 'status' | 'error'
+    body: bytes                     # the signed receipt or status packet, opaque
+    recipient_code: str | None = None  # None for intake receipts
+    code: str | None = None         # status '01'..'16', refusal number, ...
+    detail: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    id: int
+    axis_id: str
+    recipient_code: str | None
+    kind: str
+    code: str | None
+    detail: str | None
+    body: bytes
+    digest: str                     # sha256 hex of body
+    created_at: datetime
+
+
+# ---- outbox ---------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class NewOutboxMessage:
+    """Exactly one of body_ref (send that document's signed bytes) or payload."""
+    queue: str
+    message_id: str                 # stable business key, e.g. f"{axis_id}:{recipient}"
+    priority: int = 0
+    body_ref: str | None = None
+    payload: bytes | None = None
+    headers: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxItem:
+    id: int
+    queue: str
+    message_id: str
+    priority: int
+    body: bytes                     # document body (body_ref) or payload
+    body_ref: str | None
+    headers: dict[str, Any]
+    attempts: int                   # claims so far, this one included
+    created_at: datetime
+    claimed_until: datetime
+
+
+# ---- audit ----------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class NewAuditEntry:
+    actor: str
+    action: str
+    subject: str | None = None
+    data: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    seq: int
+    at: datetime
+    actor: str
+    action: str
+    subject: str | None
+    data: dict[str, Any]
+    prev_hash: str
+    hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class AuditCheckpoint:
+    seq: int
+    hash: str
+    signature: bytes
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class AuditReport:
+    """Result of recomputing the chain.
+
+    entries: how many entries verified before the first bad one (all when ok).
+    head_hash: hash of the last entry that verified (64 zeros for none).
+    """
+    ok: bool
+    entries: int
+    first_bad_seq: int | None
+    reason: str
+    head_hash: str

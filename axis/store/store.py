@@ -1,0 +1,744 @@
+"""The store: one object per database, units of work, reads, outbox relay.
+
+Callers may rely on:
+- `Store` being safe to share between threads: every call takes its own
+  pooled connection. A `WriteTx` is NOT: use it in the thread that opened it
+  (the hub wraps a whole `with store.write() as tx:` block in one
+  `asyncio.to_thread` call).
+- `with store.write() as tx:` being one transaction: committed when the block
+  ends, rolled back (nothing visible, ever) when it raises. On SQLite it
+  starts with BEGIN IMMEDIATE; on PostgreSQL it runs at READ COMMITTED.
+- Audit entries added with `tx.audit` being written at the end of the block,
+  in the same transaction, under the audit lock (taken as late as possible);
+  after the block, `tx.audit_seqs` holds their (first, last) seq.
+- Every write method being idempotent where the brief says so (documents by
+  key, receipts, outbox message ids, inbox keys, deliveries) and reporting
+  "already there" by its return value, never by an exception that would
+  poison the transaction. The exception is `insert_document`, which raises
+  `DuplicateDocument`; the transaction stays usable after it.
+- Reads returning frozen `records` dataclasses, never ORM objects.
+"""
+from __future__ import annotations
+
+import hashlib
+from contextlib import contextmanager
+from datetime import datetime, timedelta, timezone
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+
+import sqlalchemy as sa
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from sqlalchemy.dialects import postgresql, sqlite
+
+from axis.store import audit as chain
+from axis.store import migrate as migrations
+from axis.store.db import WRITE_OPTION
+from axis.store.errors import AlreadyExists, DuplicateDocument, NotFound, StoreError
+from axis.store.models import (
+    AGENCY_STATES, CODE_LEN, DOCUMENT_KINDS, RECEIPT_KINDS, AgencyRow, AuditCheckpointRow, AuditRow,
+    CertificateRow, DeliveryRow, DocumentBodyRow, DocumentRow, InboxRow, OutboxRow, ReceiptRow,
+)
+from axis.store.records import (
+    Agency, AuditCheckpoint, AuditEntry, AuditReport, Certificate, Delivery, Document, NewAuditEntry,
+    NewDocument, NewOutboxMessage, NewReceipt, OutboxItem, Receipt,
+)
+from axis.store.states import DeliveryState, parse_state, sources_for
+
+agencies: sa.Table = AgencyRow.__table__  # type: ignore[attr-defined]
+certificates_t: sa.Table = CertificateRow.__table__  # type: ignore[attr-defined]
+documents: sa.Table = DocumentRow.__table__  # type: ignore[attr-defined]
+bodies: sa.Table = DocumentBodyRow.__table__  # type: ignore[attr-defined]
+deliveries_t: sa.Table = DeliveryRow.__table__  # type: ignore[attr-defined]
+receipts_t: sa.Table = ReceiptRow.__table__  # type: ignore[attr-defined]
+outbox: sa.Table = OutboxRow.__table__  # type: ignore[attr-defined]
+inbox: sa.Table = InboxRow.__table__  # type: ignore[attr-defined]
+audit_log: sa.Table = AuditRow.__table__  # type: ignore[attr-defined]
+checkpoints_t: sa.Table = AuditCheckpointRow.__table__  # type: ignore[attr-defined]
+
+# pg_advisory_xact_lock key serialising audit appends ("AXISAUDT").
+AUDIT_LOCK_KEY = 0x4158_4953_4155_4454
+_IN_CHUNK = 5_000   # bound on IN (...) list sizes (SQLite allows 32766 variables)
+_AUDIT_PAGE = 2_000
+
+Clock = Callable[[], datetime]
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _chunks(values: Sequence[Any], size: int = _IN_CHUNK) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(values), size):
+        yield values[start:start + size]
+
+
+def _check_code(code: str, what: str = "agency code") -> str:
+    if not isinstance(code, str) or not code or len(code) > CODE_LEN:
+        raise ValueError(f"{what} {code!r} must be 1..{CODE_LEN} characters")
+    return code
+
+
+# ---- row -> record ---------------------------------------------------------
+
+def _agency(row: sa.Row[Any]) -> Agency:
+    return Agency(**row._mapping)
+
+
+def _certificate(row: sa.Row[Any]) -> Certificate:
+    m = row._mapping
+    return Certificate(id=m["id"], agency_code=m["agency_code"], fingerprint=m["fingerprint"],
+                       pem=m["certificate"], not_before=m["not_before"], not_after=m["not_after"],
+                       state=m["state"], added_at=m["added_at"])
+
+
+def _document(row: sa.Row[Any]) -> Document:
+    return Document(**row._mapping)
+
+
+def _delivery(row: sa.Row[Any]) -> Delivery:
+    return Delivery(**row._mapping)
+
+
+def _receipt(row: sa.Row[Any]) -> Receipt:
+    m = dict(row._mapping)
+    m["body"] = bytes(m["body"])
+    return Receipt(**m)
+
+
+def _audit_entry(row: sa.Row[Any]) -> AuditEntry:
+    return AuditEntry(**row._mapping)
+
+
+def _checkpoint(row: sa.Row[Any]) -> AuditCheckpoint:
+    m = dict(row._mapping)
+    m["signature"] = bytes(m["signature"])
+    return AuditCheckpoint(**m)
+
+
+class _Reads:
+    """Queries shared by `Store` (fresh connection each) and `WriteTx` (its own transaction)."""
+
+    _dialect: str
+
+    @contextmanager
+    def _reading(self) -> Iterator[sa.Connection]:
+        raise NotImplementedError
+        yield  # pragma: no cover
+
+    # ---- registry
+    def get_agency(self, code: str) -> Agency | None:
+        with self._reading() as c:
+            row = c.execute(sa.select(agencies).where(agencies.c.code == code)).first()
+        return _agency(row) if row else None
+
+    def list_agencies(self) -> list[Agency]:
+        with self._reading() as c:
+            return [_agency(r) for r in c.execute(sa.select(agencies).order_by(agencies.c.code))]
+
+    def agency_states(self, codes: Iterable[str]) -> dict[str, str]:
+        """{code: state} for the codes that are registered (unknown codes are absent)."""
+        wanted = sorted(set(codes))
+        result: dict[str, str] = {}
+        with self._reading() as c:
+            for part in _chunks(wanted):
+                q = sa.select(agencies.c.code, agencies.c.state).where(agencies.c.code.in_(part))
+                result.update((code, state) for code, state in c.execute(q))
+        return result
+
+    def certificates(self, code: str) -> list[Certificate]:
+        with self._reading() as c:
+            q = sa.select(certificates_t).where(certificates_t.c.agency_code == code).order_by(
+                certificates_t.c.id)
+            return [_certificate(r) for r in c.execute(q)]
+
+    def certificate_registered(self, code: str, fingerprint: str) -> bool:
+        """True when `fingerprint` is an active certificate of agency `code`.
+
+        Validity dates and CRLs are the trust layer's job; this is the registry
+        binding only.
+        """
+        with self._reading() as c:
+            q = sa.select(sa.literal(1)).where(certificates_t.c.agency_code == code,
+                                               certificates_t.c.fingerprint == fingerprint.lower(),
+                                               certificates_t.c.state == "active")
+            return c.execute(q).first() is not None
+
+    # ---- documents, deliveries, receipts
+    def find_document(self, sender: str, document_id: str, kind: str = "document") -> Document | None:
+        with self._reading() as c:
+            q = sa.select(documents).where(documents.c.sender_code == sender,
+                                           documents.c.document_id == document_id, documents.c.kind == kind)
+            row = c.execute(q).first()
+        return _document(row) if row else None
+
+    def get_document(self, axis_id: str) -> Document | None:
+        with self._reading() as c:
+            row = c.execute(sa.select(documents).where(documents.c.axis_id == axis_id)).first()
+        return _document(row) if row else None
+
+    def find_by_document_id(self, document_id: str) -> list[Document]:
+        """Every document or status packet carrying this edXML DocumentId (any sender)."""
+        with self._reading() as c:
+            q = sa.select(documents).where(documents.c.document_id == document_id).order_by(
+                documents.c.received_at, documents.c.axis_id)
+            return [_document(r) for r in c.execute(q)]
+
+    def document_body(self, axis_id: str) -> bytes:
+        """The exact signed bytes accepted; NotFound if the axis id is unknown."""
+        with self._reading() as c:
+            body = c.execute(sa.select(bodies.c.body).where(bodies.c.axis_id == axis_id)).scalar()
+        if body is None:
+            raise NotFound(f"no document body for axis id {axis_id!r}")
+        return bytes(body)
+
+    def deliveries(self, axis_id: str) -> list[Delivery]:
+        with self._reading() as c:
+            q = sa.select(deliveries_t).where(deliveries_t.c.axis_id == axis_id).order_by(
+                deliveries_t.c.recipient_code)
+            return [_delivery(r) for r in c.execute(q)]
+
+    def receipts(self, axis_id: str) -> list[Receipt]:
+        with self._reading() as c:
+            q = sa.select(receipts_t).where(receipts_t.c.axis_id == axis_id).order_by(
+                receipts_t.c.created_at, receipts_t.c.id)
+            return [_receipt(r) for r in c.execute(q)]
+
+    def get_receipt(self, axis_id: str, kind: str, recipient: str | None = None,
+                    code: str | None = None) -> Receipt | None:
+        """The one receipt with this key (e.g. the first intake receipt, returned for a duplicate)."""
+        with self._reading() as c:
+            q = sa.select(receipts_t).where(
+                receipts_t.c.axis_id == axis_id, receipts_t.c.kind == kind,
+                sa.func.coalesce(receipts_t.c.recipient_code, "") == (recipient or ""),
+                sa.func.coalesce(receipts_t.c.code, "") == (code or ""))
+            row = c.execute(q).first()
+        return _receipt(row) if row else None
+
+    def timeline(self, axis_id: str) -> dict[str | None, list[Receipt]]:
+        """Receipts per recipient (None: intake receipts), each list ordered by time."""
+        result: dict[str | None, list[Receipt]] = {}
+        for r in self.receipts(axis_id):
+            result.setdefault(r.recipient_code, []).append(r)
+        return result
+
+    # ---- audit
+    def audit_head(self) -> tuple[int, str]:
+        """(seq, hash) of the last entry; (0, 64 zeros) for an empty log."""
+        with self._reading() as c:
+            row = c.execute(sa.select(audit_log.c.seq, audit_log.c.hash).order_by(
+                audit_log.c.seq.desc()).limit(1)).first()
+        return (row[0], row[1]) if row else (0, chain.GENESIS_HASH)
+
+    def checkpoints(self) -> list[AuditCheckpoint]:
+        with self._reading() as c:
+            return [_checkpoint(r) for r in c.execute(sa.select(checkpoints_t).order_by(checkpoints_t.c.seq))]
+
+
+class WriteTx(_Reads):
+    """One unit of work; obtain it from `Store.write()`. Not thread-safe."""
+
+    def __init__(self, conn: sa.Connection, clock: Clock) -> None:
+        self._conn = conn
+        self._clock = clock
+        self._dialect = conn.dialect.name
+        self._pending_audit: list[tuple[str, str, str | None, dict[str, Any]]] = []
+        self._open = True
+        self.audit_seqs: tuple[int, int] | None = None
+
+    @contextmanager
+    def _reading(self) -> Iterator[sa.Connection]:
+        yield self._c
+
+    @property
+    def _c(self) -> sa.Connection:
+        if not self._open:
+            raise StoreError("this unit of work has ended; open a new one with store.write()")
+        return self._conn
+
+    def _insert(self, table: sa.Table) -> Any:
+        return postgresql.insert(table) if self._dialect == "postgresql" else sqlite.insert(table)
+
+    def _inserted(self, stmt: Any, column: sa.Column[Any]) -> bool:
+        # RETURNING, not rowcount: SQLAlchemy 2.1 does not keep rowcount for
+        # INSERT on psycopg (it reports -1), while RETURNING works everywhere.
+        return self._c.execute(stmt.returning(column)).first() is not None
+
+    # ---- registry
+    def add_agency(self, code: str, name: str, parent: str | None = None, state: str = "active") -> Agency:
+        """Register an agency; AlreadyExists if the code is taken, NotFound if the parent is unknown."""
+        _check_code(code)
+        if state not in AGENCY_STATES:
+            raise ValueError(f"agency state {state!r} must be one of {AGENCY_STATES}")
+        if parent is not None and self.get_agency(_check_code(parent, "parent code")) is None:
+            raise NotFound(f"parent agency {parent!r} is not registered; add it first")
+        now = self._clock()
+        stmt = self._insert(agencies).values(code=code, name=name, parent_code=parent, state=state,
+                                             created_at=now, updated_at=now)
+        if not self._inserted(stmt.on_conflict_do_nothing(index_elements=["code"]), agencies.c.code):
+            raise AlreadyExists(f"agency {code} is already registered")
+        return Agency(code, name, parent, state, now, now)
+
+    def add_agencies(self, items: Iterable[tuple[str, str, str | None]]) -> int:
+        """Bulk register (code, name, parent) triples, e.g. the national list.
+
+        Codes already registered are skipped (returns how many were new). A
+        parent must be registered already or appear earlier in `items`;
+        NotFound otherwise.
+        """
+        now = self._clock()
+        rows = [{"code": _check_code(code), "name": name, "parent_code": parent, "state": "active",
+                 "created_at": now, "updated_at": now} for code, name, parent in items]
+        codes = {r["code"] for r in rows}
+        outside = {r["parent_code"] for r in rows if r["parent_code"] and r["parent_code"] not in codes}
+        missing = outside - set(self.agency_states(outside))
+        if missing:
+            raise NotFound(f"parent agencies not registered: {', '.join(sorted(missing))}; add them first")
+        if not rows:
+            return 0
+        stmt = self._insert(agencies).on_conflict_do_nothing(index_elements=["code"]).returning(agencies.c.code)
+        return len(self._c.execute(stmt, rows).all())
+
+    def set_agency_state(self, code: str, state: str) -> bool:
+        """Suspend or reactivate; False when it already was in that state."""
+        if state not in AGENCY_STATES:
+            raise ValueError(f"agency state {state!r} must be one of {AGENCY_STATES}")
+        stmt = sa.update(agencies).where(agencies.c.code == code, agencies.c.state != state).values(
+            state=state, updated_at=self._clock())
+        if self._c.execute(stmt).rowcount:
+            return True
+        if self.get_agency(code) is None:
+            raise NotFound(f"agency {code!r} is not registered")
+        return False
+
+    def add_certificate(self, code: str, pem: str | bytes) -> str:
+        """Register a certificate for agency `code`; returns its SHA-256 fingerprint (hex).
+
+        Idempotent for the same agency. AlreadyExists if the certificate is
+        registered to another agency or was revoked; ValueError if the PEM
+        cannot be read.
+        """
+        data = pem.encode("ascii") if isinstance(pem, str) else pem
+        try:
+            cert = x509.load_pem_x509_certificate(data)
+        except ValueError as exc:
+            raise ValueError(f"the certificate for {code} is not a readable PEM X.509 certificate: {exc}") \
+                from None
+        fingerprint = cert.fingerprint(hashes.SHA256()).hex()
+        if self.get_agency(code) is None:
+            raise NotFound(f"agency {code!r} is not registered; add the agency before its certificate")
+        stmt = self._insert(certificates_t).values(
+            agency_code=code, fingerprint=fingerprint,
+            certificate=cert.public_bytes(serialization.Encoding.PEM).decode("ascii"),
+            not_before=cert.not_valid_before_utc, not_after=cert.not_valid_after_utc, state="active",
+            added_at=self._clock())
+        if not self._inserted(stmt.on_conflict_do_nothing(index_elements=["fingerprint"]), certificates_t.c.id):
+            owner, state = self._c.execute(sa.select(certificates_t.c.agency_code, certificates_t.c.state).where(
+                certificates_t.c.fingerprint == fingerprint)).one()
+            if owner != code:
+                raise AlreadyExists(f"certificate {fingerprint} is already registered to agency {owner}")
+            if state != "active":
+                raise AlreadyExists(f"certificate {fingerprint} of {code} was revoked and cannot be "
+                                    "registered again; issue a new certificate")
+        return fingerprint
+
+    def revoke_certificate(self, fingerprint: str) -> bool:
+        """Mark a certificate revoked in the registry; False if it already was."""
+        stmt = sa.update(certificates_t).where(certificates_t.c.fingerprint == fingerprint.lower(),
+                                               certificates_t.c.state == "active").values(state="revoked")
+        if self._c.execute(stmt).rowcount:
+            return True
+        exists = self._c.execute(sa.select(sa.literal(1)).where(
+            certificates_t.c.fingerprint == fingerprint.lower())).first()
+        if exists is None:
+            raise NotFound(f"no certificate with fingerprint {fingerprint}")
+        return False
+
+    # ---- documents
+    def insert_document(self, doc: NewDocument, body: bytes) -> Document:
+        """Store one accepted document and its exact bytes.
+
+        Raises DuplicateDocument(existing_axis_id) when (sender, DocumentId,
+        kind) is already stored; nothing is written then and the unit of work
+        stays usable.
+        """
+        result = self.insert_documents([(doc, body)])[0]
+        if isinstance(result, DuplicateDocument):
+            raise result
+        return result
+
+    def insert_documents(self, items: Sequence[tuple[NewDocument, bytes]]) -> list[Document | DuplicateDocument]:
+        """Bulk `insert_document`: one result per item, in order.
+
+        A duplicate (of a stored document, or of an earlier item in the same
+        batch) yields a DuplicateDocument value instead of a Document; it is
+        returned, not raised, and nothing is written for it.
+        """
+        if not items:
+            return []
+        now = self._clock()
+        rows: list[dict[str, Any]] = []
+        for doc, body in items:
+            rows.append(self._document_row(doc, body, now))
+        stmt = self._insert(documents).on_conflict_do_nothing(
+            index_elements=["sender_code", "document_id", "kind"]).returning(documents.c.axis_id)
+        inserted = set(self._c.execute(stmt, rows).scalars())
+        if inserted:
+            self._c.execute(sa.insert(bodies), [{"axis_id": row["axis_id"], "body": body}
+                                                for row, (_, body) in zip(rows, items)
+                                                if row["axis_id"] in inserted])
+        missing = [row for row in rows if row["axis_id"] not in inserted]
+        existing: dict[tuple[str, str, str], str] = {}
+        for part in _chunks(missing, 1_000):
+            keys = [(r["sender_code"], r["document_id"], r["kind"]) for r in part]
+            q = sa.select(documents.c.sender_code, documents.c.document_id, documents.c.kind,
+                          documents.c.axis_id).where(
+                sa.tuple_(documents.c.sender_code, documents.c.document_id, documents.c.kind).in_(keys))
+            existing.update(((s, d, k), a) for s, d, k, a in self._c.execute(q))
+        results: list[Document | DuplicateDocument] = []
+        for row in rows:
+            if row["axis_id"] in inserted:
+                results.append(Document(**row))
+            else:
+                key = (row["sender_code"], row["document_id"], row["kind"])
+                results.append(DuplicateDocument(existing[key], *key))
+        return results
+
+    @staticmethod
+    def _document_row(doc: NewDocument, body: bytes, now: datetime) -> dict[str, Any]:
+        if doc.kind not in DOCUMENT_KINDS:
+            raise ValueError(f"document kind {doc.kind!r} must be one of {DOCUMENT_KINDS}")
+        if not 0 <= doc.priority <= 4:
+            raise ValueError(f"priority {doc.priority} must be 0..4 (edXML Priority)")
+        if doc.business_type is not None and not 0 <= doc.business_type <= 3:
+            raise ValueError(f"business_type {doc.business_type} must be 0..3 or None")
+        if not isinstance(body, (bytes, bytearray, memoryview)):
+            raise TypeError("the document body must be the exact signed bytes")
+        _check_code(doc.sender_code, "sender code")
+        body = bytes(body)
+        return {"axis_id": doc.axis_id, "sender_code": doc.sender_code, "document_id": doc.document_id,
+                "kind": doc.kind, "business_type": doc.business_type,
+                "digest": hashlib.sha256(body).hexdigest(), "size": len(body), "priority": doc.priority,
+                "received_at": doc.received_at or now, "signer_fingerprint": doc.signer_fingerprint,
+                "response_for": doc.response_for}
+
+    # ---- deliveries
+    def insert_deliveries(self, axis_id: str, recipients: Iterable[str],
+                          state: str | DeliveryState = DeliveryState.QUEUED) -> int:
+        """One delivery per recipient; existing (axis_id, recipient) pairs are left alone. Returns rows added."""
+        return self.insert_deliveries_many({axis_id: recipients}, state)
+
+    def insert_deliveries_many(self, by_document: Mapping[str, Iterable[str]],
+                               state: str | DeliveryState = DeliveryState.QUEUED) -> int:
+        state = parse_state(state)
+        now = self._clock()
+        rows = [{"axis_id": axis_id, "recipient_code": r, "state": state.value, "attempts": 0,
+                 "updated_at": now, "last_error": None}
+                for axis_id, recipients in by_document.items() for r in dict.fromkeys(recipients)]
+        if not rows:
+            return 0
+        stmt = self._insert(deliveries_t).on_conflict_do_nothing(
+            index_elements=["axis_id", "recipient_code"]).returning(deliveries_t.c.axis_id)
+        return len(self._c.execute(stmt, rows).all())
+
+    def transition(self, axis_id: str, recipient: str, new_state: str | DeliveryState,
+                   error: str | None = None) -> bool:
+        """Move one delivery to `new_state` if the state machine allows it.
+
+        Compare-and-set in one UPDATE (WHERE state IN allowed sources), so two
+        workers racing on the same delivery cannot both win or regress it.
+        False when refused (terminal, regression, repeat); NotFound when the
+        delivery does not exist. `error` is recorded as last_error.
+        """
+        new = parse_state(new_state)
+        values: dict[str, Any] = {"state": new.value, "updated_at": self._clock()}
+        if error is not None:
+            values["last_error"] = error
+        stmt = sa.update(deliveries_t).where(
+            deliveries_t.c.axis_id == axis_id, deliveries_t.c.recipient_code == recipient,
+            deliveries_t.c.state.in_(sorted(s.value for s in sources_for(new)))).values(**values)
+        if self._c.execute(stmt).rowcount:
+            return True
+        self._require_delivery(axis_id, recipient)
+        return False
+
+    def note_attempt(self, axis_id: str, recipient: str, error: str | None = None) -> int:
+        """Count one more delivery attempt (and its error); returns the new count."""
+        stmt = sa.update(deliveries_t).where(
+            deliveries_t.c.axis_id == axis_id, deliveries_t.c.recipient_code == recipient).values(
+            attempts=deliveries_t.c.attempts + 1, updated_at=self._clock(),
+            last_error=error if error is not None else deliveries_t.c.last_error,
+        ).returning(deliveries_t.c.attempts)
+        attempts = self._c.execute(stmt).scalar()
+        if attempts is None:
+            self._require_delivery(axis_id, recipient)
+        return int(attempts)  # type: ignore[arg-type]
+
+    def _require_delivery(self, axis_id: str, recipient: str) -> None:
+        found = self._c.execute(sa.select(sa.literal(1)).where(
+            deliveries_t.c.axis_id == axis_id, deliveries_t.c.recipient_code == recipient)).first()
+        if found is None:
+            raise NotFound(f"no delivery of {axis_id} to {recipient}")
+
+    # ---- receipts
+    def add_receipt(self, axis_id: str, kind: str, body: bytes, recipient: str | None = None,
+                    code: str | None = None, detail: str | None = None) -> bool:
+        """Store a signed receipt; False when one with the same (axis_id, recipient, kind, code) exists."""
+        return self.add_receipts([NewReceipt(axis_id, kind, body, recipient, code, detail)]) == 1
+
+    def add_receipts(self, items: Iterable[NewReceipt]) -> int:
+        """Bulk `add_receipt`; returns how many were new."""
+        now = self._clock()
+        rows = []
+        for r in items:
+            if r.kind not in RECEIPT_KINDS:
+                raise ValueError(f"receipt kind {r.kind!r} must be one of {RECEIPT_KINDS}")
+            body = bytes(r.body)
+            rows.append({"axis_id": r.axis_id, "recipient_code": r.recipient_code, "kind": r.kind,
+                         "code": r.code, "detail": r.detail, "body": body,
+                         "digest": hashlib.sha256(body).hexdigest(), "created_at": now})
+        if not rows:
+            return 0
+        # No conflict target: the key is an expression index (coalesce), which
+        # both dialects honour with a bare ON CONFLICT DO NOTHING.
+        stmt = self._insert(receipts_t).on_conflict_do_nothing().returning(receipts_t.c.id)
+        return len(self._c.execute(stmt, rows).all())
+
+    # ---- outbox and inbox
+    def enqueue(self, queue: str, message_id: str, priority: int = 0, body_ref: str | None = None,
+                payload: bytes | None = None, headers: Mapping[str, Any] | None = None) -> bool:
+        """Add an outbox row; False when `message_id` is already there (idempotent)."""
+        return self.enqueue_many([NewOutboxMessage(queue, message_id, priority, body_ref, payload, headers)]) == 1
+
+    def enqueue_many(self, messages: Iterable[NewOutboxMessage]) -> int:
+        """Bulk `enqueue`; returns how many rows were new."""
+        now = self._clock()
+        rows = []
+        for m in messages:
+            if (m.body_ref is None) == (m.payload is None):
+                raise ValueError(f"outbox message {m.message_id!r}: give exactly one of body_ref or payload")
+            rows.append({"queue": m.queue, "message_id": m.message_id, "priority": m.priority,
+                         "body_ref": m.body_ref, "payload": None if m.payload is None else bytes(m.payload),
+                         "headers": chain.check_data(m.headers or {}), "created_at": now,
+                         "claimed_until": None, "published_at": None, "attempts": 0})
+        if not rows:
+            return 0
+        stmt = self._insert(outbox).on_conflict_do_nothing(index_elements=["message_id"]).returning(outbox.c.id)
+        return len(self._c.execute(stmt, rows).all())
+
+    def mark_published(self, ids: Iterable[int]) -> int:
+        """The broker confirmed these rows; returns how many were still unpublished."""
+        ids = sorted(set(ids))
+        count = 0
+        now = self._clock()
+        for part in _chunks(ids):
+            stmt = sa.update(outbox).where(outbox.c.id.in_(part), outbox.c.published_at.is_(None)).values(
+                published_at=now, claimed_until=None)
+            count += self._c.execute(stmt).rowcount
+        return count
+
+    def release(self, ids: Iterable[int], retry_after: float = 0.0) -> int:
+        """Give claimed rows back (publish failed): claimable again after `retry_after` seconds."""
+        ids = sorted(set(ids))
+        until = self._clock() + timedelta(seconds=retry_after) if retry_after > 0 else None
+        count = 0
+        for part in _chunks(ids):
+            stmt = sa.update(outbox).where(outbox.c.id.in_(part), outbox.c.published_at.is_(None)).values(
+                claimed_until=until)
+            count += self._c.execute(stmt).rowcount
+        return count
+
+    def claim_outbox(self, limit: int, lease_seconds: float) -> list[OutboxItem]:
+        """Lease up to `limit` unpublished rows (urgent first, then oldest) with their bytes.
+
+        PostgreSQL: FOR UPDATE SKIP LOCKED, so concurrent relays never get the
+        same row. SQLite: the write lock (BEGIN IMMEDIATE) serialises claims.
+        Rows whose lease expired (a relay died) are claimable again.
+        """
+        if limit <= 0:
+            return []
+        now = self._clock()
+        until = now + timedelta(seconds=lease_seconds)
+        candidates = sa.select(outbox.c.id).where(
+            outbox.c.published_at.is_(None),
+            sa.or_(outbox.c.claimed_until.is_(None), outbox.c.claimed_until <= now),
+        ).order_by(outbox.c.priority.desc(), outbox.c.id).limit(limit).with_for_update(skip_locked=True)
+        stmt = sa.update(outbox).where(outbox.c.id.in_(candidates.scalar_subquery())).values(
+            claimed_until=until, attempts=outbox.c.attempts + 1).returning(
+            outbox.c.id, outbox.c.queue, outbox.c.message_id, outbox.c.priority, outbox.c.body_ref,
+            outbox.c.payload, outbox.c.headers, outbox.c.attempts, outbox.c.created_at, outbox.c.claimed_until)
+        rows = sorted(self._c.execute(stmt).all(), key=lambda r: (-r.priority, r.id))
+        refs = sorted({r.body_ref for r in rows if r.body_ref is not None})
+        docs: dict[str, bytes] = {}
+        for part in _chunks(refs):
+            docs.update((a, bytes(b)) for a, b in self._c.execute(
+                sa.select(bodies.c.axis_id, bodies.c.body).where(bodies.c.axis_id.in_(part))))
+        return [OutboxItem(id=r.id, queue=r.queue, message_id=r.message_id, priority=r.priority,
+                           body=docs[r.body_ref] if r.body_ref is not None else bytes(r.payload),
+                           body_ref=r.body_ref, headers=dict(r.headers), attempts=r.attempts,
+                           created_at=r.created_at, claimed_until=r.claimed_until) for r in rows]
+
+    def purge_outbox(self, published_before: datetime) -> int:
+        """Delete rows published before the given time (housekeeping); returns how many."""
+        stmt = sa.delete(outbox).where(outbox.c.published_at.is_not(None), outbox.c.published_at < published_before)
+        return self._c.execute(stmt).rowcount
+
+    def mark_seen(self, consumer: str, dedup_key: str) -> bool:
+        """Record that `consumer` handled `dedup_key`; False when it already had (a duplicate)."""
+        stmt = self._insert(inbox).values(consumer=consumer, dedup_key=dedup_key, seen_at=self._clock())
+        return self._inserted(stmt.on_conflict_do_nothing(index_elements=["consumer", "dedup_key"]), inbox.c.consumer)
+
+    # ---- audit
+    def audit(self, actor: str, action: str, subject: str | None = None,
+              data: Mapping[str, Any] | None = None) -> None:
+        """Append an audit entry when this unit of work commits (never if it rolls back)."""
+        self.audit_many([NewAuditEntry(actor, action, subject, data or {})])
+
+    def audit_many(self, entries: Iterable[NewAuditEntry]) -> None:
+        self._c  # noqa: B018  (refuse on a finished unit of work)
+        for e in entries:
+            if not e.actor or not e.action:
+                raise ValueError("an audit entry needs an actor and an action")
+            self._pending_audit.append((e.actor, e.action, e.subject, chain.check_data(e.data)))
+
+    def add_checkpoint(self, seq: int, hash: str, signature: bytes) -> bool:
+        """Store a signed checkpoint of the chain head at `seq`; False if one exists for `seq`.
+
+        ValueError when entry `seq` does not exist or has another hash, so a
+        signature is never stored over a head the log does not have.
+        """
+        stored = self._c.execute(sa.select(audit_log.c.hash).where(audit_log.c.seq == seq)).scalar()
+        if stored is None:
+            raise ValueError(f"audit entry {seq} does not exist (yet); checkpoint a committed head")
+        if stored != hash:
+            raise ValueError(f"audit entry {seq} has hash {stored}, not {hash}")
+        stmt = self._insert(checkpoints_t).values(seq=seq, hash=hash, signature=bytes(signature), at=self._clock())
+        return self._inserted(stmt.on_conflict_do_nothing(index_elements=["seq"]), checkpoints_t.c.seq)
+
+    def _flush_audit(self) -> None:
+        if not self._pending_audit:
+            return
+        c = self._c
+        if self._dialect == "postgresql":
+            # Last thing before COMMIT, so the global audit lock is held for as
+            # short a time as possible; SQLite already holds its write lock.
+            c.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": AUDIT_LOCK_KEY})
+        head = c.execute(sa.select(audit_log.c.seq, audit_log.c.hash).order_by(audit_log.c.seq.desc()).limit(1)).first()
+        seq, prev = (head[0], head[1]) if head else (0, chain.GENESIS_HASH)
+        at = self._clock()
+        rows = []
+        first = seq + 1
+        for actor, action, subject, data in self._pending_audit:
+            seq += 1
+            body = chain.entry_body(seq, at, actor, action, subject, data, prev)
+            digest = chain.entry_hash(prev, body)
+            rows.append({"seq": seq, "at": at, "actor": actor, "action": action, "subject": subject,
+                         "data": data, "prev_hash": prev, "hash": digest})
+            prev = digest
+        c.execute(sa.insert(audit_log), rows)
+        self._pending_audit.clear()
+        self.audit_seqs = (first, seq)
+
+    def _close(self) -> None:
+        self._open = False
+
+
+class Store(_Reads):
+    """The database behind Axis. Thread-safe; see the module docstring."""
+
+    def __init__(self, engine: sa.Engine, clock: Clock = utcnow) -> None:
+        self.engine = engine
+        self.clock = clock
+        self._dialect = engine.dialect.name
+
+    @property
+    def dialect(self) -> str:
+        """'sqlite' or 'postgresql'."""
+        return self._dialect
+
+    def migrate(self) -> None:
+        """Bring the schema to the latest revision (alembic upgrade head)."""
+        migrations.upgrade(self.engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _reading(self) -> Iterator[sa.Connection]:
+        with self.engine.connect() as conn:
+            yield conn
+
+    @contextmanager
+    def write(self) -> Iterator[WriteTx]:
+        """A unit of work: one transaction, committed on exit, rolled back on exception."""
+        with self.engine.connect().execution_options(**{WRITE_OPTION: True}) as conn:
+            tx = WriteTx(conn, self.clock)
+            try:
+                with conn.begin():
+                    yield tx
+                    tx._flush_audit()
+            finally:
+                tx._close()
+
+    # ---- outbox relay: each call is its own short transaction
+    def claim_outbox(self, limit: int, lease_seconds: float) -> list[OutboxItem]:
+        with self.write() as tx:
+            return tx.claim_outbox(limit, lease_seconds)
+
+    def mark_published(self, ids: Iterable[int]) -> int:
+        with self.write() as tx:
+            return tx.mark_published(ids)
+
+    def release(self, ids: Iterable[int], retry_after: float = 0.0) -> int:
+        with self.write() as tx:
+            return tx.release(ids, retry_after)
+
+    # ---- audit
+    def audit_entries(self, from_seq: int = 1, to_seq: int | None = None) -> Iterator[AuditEntry]:
+        """Entries from `from_seq` on, in seq order, read page by page (constant memory)."""
+        next_seq = from_seq
+        while True:
+            q = sa.select(audit_log).where(audit_log.c.seq >= next_seq)
+            if to_seq is not None:
+                q = q.where(audit_log.c.seq <= to_seq)
+            with self._reading() as c:
+                page = [_audit_entry(r) for r in c.execute(q.order_by(audit_log.c.seq).limit(_AUDIT_PAGE))]
+            yield from page
+            if len(page) < _AUDIT_PAGE:
+                return
+            next_seq = page[-1].seq + 1
+
+    def verify_audit(self, anchors: Iterable[tuple[int, str]] = ()) -> AuditReport:
+        """Recompute the whole chain; also check the stored checkpoints and any `anchors` (seq, hash).
+
+        Anchors kept outside the database (signed checkpoints exported earlier)
+        are what catch entries removed from the end of the log.
+        """
+        marks = [(cp.seq, cp.hash) for cp in self.checkpoints()] + list(anchors)
+        conflicting = {}
+        for seq, digest in marks:
+            if conflicting.setdefault(seq, digest) != digest:
+                return AuditReport(False, 0, seq, f"two checkpoints for seq {seq} disagree", chain.GENESIS_HASH)
+        with self.engine.connect() as conn:
+            if self._dialect == "postgresql":
+                # One snapshot for the whole scan, while writers keep appending.
+                conn = conn.execution_options(isolation_level="REPEATABLE READ")
+
+            def entries() -> Iterator[AuditEntry]:
+                last = 0
+                while True:
+                    q = sa.select(audit_log).where(audit_log.c.seq > last).order_by(audit_log.c.seq).limit(
+                        _AUDIT_PAGE)
+                    page = conn.execute(q).all()
+                    for row in page:
+                        yield _audit_entry(row)
+                    if len(page) < _AUDIT_PAGE:
+                        return
+                    last = page[-1].seq
+
+            return chain.verify_chain(entries(), conflicting.items())

@@ -1,0 +1,108 @@
+"""Fixtures for the store contract suite: every test runs on SQLite and PostgreSQL.
+
+SQLite gets a fresh file in tmp_path; PostgreSQL a fresh database
+(axis_t_<random>, a copy of a template migrated once per session) created
+through the maintenance database and dropped WITH (FORCE) afterwards. The PostgreSQL half carries the `postgres` marker, so the
+root conftest skips it (or fails it under CI=true) when the server is down.
+"""
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+import secrets
+from typing import Iterator
+
+import pytest
+import sqlalchemy as sa
+
+from axis.store import Store, open_store
+from tests.store.store_helpers import RECIPIENTS, SENDER, FakeClock
+
+PG_URL = os.environ.get("AXIS_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def _maintenance_engine() -> sa.Engine:
+    url = sa.make_url(PG_URL).set(drivername="postgresql+psycopg")
+    return sa.create_engine(url, isolation_level="AUTOCOMMIT", poolclass=sa.NullPool)
+
+
+def _pg_url(name: str) -> str:
+    return sa.make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
+
+
+@contextmanager
+def _fresh_pg_database(template: str | None = None) -> Iterator[str]:
+    name = f"axis_t_{secrets.token_hex(6)}"
+    admin = _maintenance_engine()
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
+    try:
+        yield name
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def backend(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest.fixture(scope="session")
+def pg_template() -> Iterator[str]:
+    """A database migrated once per session; each test's database is a fresh copy of it.
+
+    Copying a template is several times faster than migrating every test
+    database, and test_store_migrations still migrates an empty one.
+    """
+    with _fresh_pg_database() as name:
+        open_store(_pg_url(name)).close()  # migrate, then leave no connection behind
+        yield name
+
+
+@pytest.fixture
+def db_url(backend: str, tmp_path) -> Iterator[str]:
+    """An EMPTY database (no schema)."""
+    if backend == "sqlite":
+        yield f"sqlite:///{tmp_path / 'axis.db'}"
+        return
+    with _fresh_pg_database() as name:
+        yield _pg_url(name)
+
+
+@pytest.fixture
+def migrated_url(backend: str, tmp_path, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh database at the latest schema."""
+    if backend == "sqlite":
+        yield f"sqlite:///{tmp_path / 'axis.db'}"
+        return
+    template = request.getfixturevalue("pg_template")
+    with _fresh_pg_database(template) as name:
+        yield _pg_url(name)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def store(migrated_url: str, clock: FakeClock) -> Iterator[Store]:
+    s = open_store(migrated_url, clock=clock)
+    try:
+        yield s
+    finally:
+        s.close()
+
+
+@pytest.fixture
+def seeded(store: Store) -> Store:
+    """A store with one sender and three recipients registered."""
+    with store.write() as tx:
+        tx.add_agency(SENDER, "Văn phòng Chính phủ")
+        for code in RECIPIENTS:
+            tx.add_agency(code, f"Agency {code}", parent=SENDER)
+    return store
+
+
