@@ -1,0 +1,155 @@
+"""Signing edXML packets: one enveloped XML-DSig over the whole packet.
+
+A `Signer` holds one agency's private key and certificate, parsed once (an RSA
+key costs ~100 ms to load and validate; a sign with a loaded key costs a few ms).
+`sign(data)` parses the packet with `axis.edxml.safe.parse_xml`, removes any
+old signature or `DigitalSignature` placeholder from edXMLHeader, puts a
+signxml placeholder right after TraceHeaderList (or MessageHeader in a status
+packet), and lets signxml fill it:
+
+- SignatureMethod RSA-SHA256 or ECDSA-SHA256, from the key type;
+- one Reference with URI="" (the whole packet), transforms enveloped-signature
+  then exclusive C14N 1.0, DigestMethod SHA-256;
+- CanonicalizationMethod exclusive C14N 1.0 (every XML-DSig implementation has
+  it; it keeps the edXML namespace declarations out of SignedInfo);
+- KeyInfo/X509Data/X509Certificate: the signer's certificate, then its chain.
+
+Callers may rely on: the output is UTF-8 bytes with an XML declaration, never
+pretty-printed after signing, that `Verifier.verify` accepts when the
+certificate is trusted and names the packet's sender; `sign` raises
+`PacketError` for input that is not a signable edXML packet and nothing else
+for bad input. A `Signer` is immutable and may be shared between threads.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import rsa
+from lxml import etree
+from signxml import DigestAlgorithm, SignatureMethod, XMLSigner, methods
+from signxml.algorithms import CanonicalizationMethod
+
+from axis.edxml.safe import parse_xml
+from axis.refusals import Refusal, RefusalCode, TrustError
+from axis.trust import keys
+from axis.trust.identity import certificate_agency_code
+from axis.trust.keys import SigningKey
+from axis.trust.placement import DIGITAL_SIGNATURE, DS_NS, HEADER, SIGNATURE, edxml, header_of, signature_anchor
+
+C14N = CanonicalizationMethod.EXCLUSIVE_XML_CANONICALIZATION_1_0
+
+
+def reparser() -> etree.XMLParser:
+    """The parser signxml uses for its internal copies of a tree `parse_xml` already accepted.
+
+    It only ever reads lxml's own serialisation of a bounded tree, so libxml2's
+    10 MB text-node cap (huge_tree=False) would only break large attachments,
+    not protect anything. Entities, DTDs and the network stay off. A new parser
+    per operation: lxml parsers must not be shared between threads.
+    """
+    return etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, dtd_validation=False,
+                           huge_tree=True, remove_blank_text=False, remove_comments=False, remove_pis=False,
+                           strip_cdata=False, collect_ids=False)
+
+
+class _XMLSigner(XMLSigner):
+    # signxml refuses SHA-1 when constructed. The Signer signs with SHA-256 unless a
+    # caller explicitly asks otherwise (interop and refusal-path tests), so the
+    # choice is made there, not here.
+    def check_deprecated_methods(self) -> None:
+        return None
+
+
+class Signer:
+    """Signs packets as one agency. Build once, reuse for every packet."""
+
+    def __init__(self, key: SigningKey, certificate: x509.Certificate,
+                 chain: Sequence[x509.Certificate] = ()) -> None:
+        self._key = keys.check_signing_key(key)
+        if key.public_key().public_numbers() != certificate.public_key().public_numbers():
+            raise ValueError("the private key does not belong to the certificate "
+                             f"{certificate.subject.rfc4514_string()!r}")
+        self._certificate = certificate
+        self._chain = tuple(chain)
+        self._method = (SignatureMethod.RSA_SHA256 if isinstance(key, rsa.RSAPrivateKey)
+                        else SignatureMethod.ECDSA_SHA256)
+        try:
+            self._agency_code: str | None = certificate_agency_code(certificate)
+        except Refusal:
+            # Signing with such a certificate is allowed (tests need the refusal it earns).
+            self._agency_code = None
+
+    @classmethod
+    def from_files(cls, key_path: str | os.PathLike[str], cert_path: str | os.PathLike[str], *,
+                   password: bytes | None = None) -> "Signer":
+        """Load a PEM key and a PEM certificate file (leaf first; any further certificates are its chain)."""
+        certs = keys.load_certificates(cert_path)
+        return cls(keys.load_private_key(key_path, password), certs[0], certs[1:])
+
+    @property
+    def certificate(self) -> x509.Certificate:
+        return self._certificate
+
+    @property
+    def agency_code(self) -> str | None:
+        """The agency code the certificate names, or None if it names none."""
+        return self._agency_code
+
+    @property
+    def signature_method(self) -> SignatureMethod:
+        return self._method
+
+    def sign(self, data: bytes, *, signature_method: SignatureMethod | None = None,
+             digest_method: DigestAlgorithm | None = None) -> bytes:
+        """Sign a packet; return the signed bytes.
+
+        `signature_method`/`digest_method` override the algorithms. They exist for
+        interop and for tests of the refusal paths (e.g. RSA-SHA1 with SHA-1 digests,
+        which the verifier refuses by default); Axis itself never passes them.
+        """
+        root = parse_xml(data)
+        header = header_of(root)
+        _remove_old_signatures(header)
+        stray = next(root.iter(SIGNATURE), None)
+        if stray is not None:
+            raise TrustError(RefusalCode.SIGNATURE_MISPLACED,
+                             f"line {stray.sourceline}: a Signature outside edXMLHeader; remove it before "
+                             "signing (a packet carries exactly one signature, in edXMLHeader)")
+        anchor = signature_anchor(header)
+        placeholder = etree.Element(SIGNATURE, {"Id": "placeholder"}, nsmap={"ds": DS_NS})
+        anchor.addnext(placeholder)
+        # Layout only: the signature takes the anchor's indentation, the anchor its sibling's.
+        previous = anchor.getprevious()
+        placeholder.tail = anchor.tail
+        anchor.tail = previous.tail if previous is not None else header.text
+        signer = _XMLSigner(method=methods.enveloped,
+                            signature_algorithm=signature_method or self._method,
+                            digest_algorithm=digest_method or DigestAlgorithm.SHA256,
+                            c14n_algorithm=C14N)
+        # signxml re-parses its input with this private parser; without it a text node
+        # over 10 MB (a large attachment) fails to sign.
+        signer._parser = reparser()
+        signed = signer.sign(root, key=self._key, cert=[self._certificate, *self._chain])
+        return etree.tostring(signed, xml_declaration=True, encoding="UTF-8")
+
+
+_OLD_SIGNATURE_TAGS = (SIGNATURE, DIGITAL_SIGNATURE, edxml("Signature"))
+
+
+def _remove_old_signatures(header: etree._Element) -> None:
+    """Drop old signatures and placeholders from edXMLHeader, keeping the text around them."""
+    for element in list(header):
+        if element.tag in _OLD_SIGNATURE_TAGS:
+            # lxml removes an element's tail with it; keep non-blank text, and the
+            # removed element's indentation in place of its predecessor's.
+            previous = element.getprevious()
+            before = (previous.tail if previous is not None else header.text) or ""
+            tail = element.tail or ""
+            joined = tail if not before.strip() and not tail.strip() else before + tail
+            if previous is not None:
+                previous.tail = joined
+            else:
+                header.text = joined
+            header.remove(element)

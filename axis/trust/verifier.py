@@ -1,0 +1,734 @@
+"""Verifying signed edXML packets: signature, certificate chain, revocation, signer = sender.
+
+A `Verifier` is built once from the trusted roots and CRLs (parsed once) and
+shared. `verify(data)` either returns a `VerificationResult` or raises a
+`Refusal`: `PacketError` (2xx) when the bytes are not an edXML packet,
+`TrustError` (3xx) for everything about the signature. Nothing else, for any
+input. The checks run in this order; the first failure decides the code:
+
+ 1. parse (`axis.edxml.safe.parse_xml`)                      MALFORMED, FORBIDDEN_XML, ... (2xx)
+ 2. one edXML/edXMLEnvelope/edXMLHeader                      NOT_EDXML, SIGNATURE_MISPLACED
+ 3. exactly one ds:Signature, a child of edXMLHeader         SIGNATURE_MISSING, SIGNATURE_MISPLACED
+ 4. one Reference, URI="", enveloped-signature transform     SIGNATURE_MISPLACED
+ 5. SignatureMethod RSA-SHA256 / ECDSA-SHA256, DigestMethod
+    SHA-256 (SHA-1 variants only for allowed agencies), then
+    C14N methods and transforms (only the six W3C C14N URIs)  ALGORITHM_NOT_ALLOWED, WEAK_ALGORITHM
+ 6. the signer's certificate from KeyInfo/X509Data           CERT_MALFORMED
+ 7. certificate (cached per leaf, see below):
+    SHA-1-signed certificate                                 WEAK_ALGORITHM
+    key not RSA >= 2048 / EC P-256                           ALGORITHM_NOT_ALLOWED
+    no path to a configured root                             CERT_UNTRUSTED
+    a certificate on the path outside its validity           CERT_EXPIRED
+    leaf is a CA or lacks KeyUsage digitalSignature          CERT_KEY_USAGE
+    CRL not signed by its CA, stale, unsupported (or
+    missing with require_crl)                                CRL_INVALID
+    serial on the issuer's CRL                               CERT_REVOKED
+    no organizationIdentifier agency code                    CERT_NO_AGENCY_CODE
+ 8. signature value and digest (signxml, with the leaf
+    validated above pinned as `x509_cert`)                   SIGNATURE_INVALID
+ 9. From/OrganId of the SIGNED tree = the certificate's code SIGNER_NOT_SENDER
+    (and, for a SHA-1 signature, that sender is allowed)     WEAK_ALGORITHM
+
+Certificates are validated here, with `cryptography.x509.verification`
+(RFC 5280 path building, CA constraints, path length, validity of every
+certificate on the path) plus our own KeyUsage, CRL and agency-code checks,
+not inside signxml: the verdict for a leaf (and the intermediates presented
+with it) is cached until the first of its certificates' notAfter or the CRLs'
+nextUpdate, and dropped when `replace_crls` installs new CRLs. So per packet
+the cost is one base64 decode and hash of the certificate, the signature math
+and c14n. signxml never sees a CA store, so it cannot fall back to the system
+one, and its signature location is pinned to edXMLHeader.
+
+Callers must use only `VerificationResult.signed_root`: it is the tree signxml
+rebuilt from the exact bytes the digest covers. The tree the caller passed in
+may contain things the signature does not cover (comments, in a tree signed
+with comment-less C14N) and must not be read for anything after verifying.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import hashlib
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.verification import (
+    Criticality, ExtensionPolicy, PolicyBuilder, Store, VerificationError,
+)
+from lxml import etree
+from signxml import DigestAlgorithm, SignatureConfiguration, SignatureMethod, XMLVerifier
+from signxml.algorithms import CanonicalizationMethod, SignatureConstructionMethod
+from signxml.exceptions import InvalidDigest, SignXMLException
+
+from axis.edxml.codes import parse_agency_code
+from axis.edxml.safe import parse_xml
+from axis.refusals import PacketError, Refusal, RefusalCode, TrustError
+from axis.trust import keys
+from axis.trust.identity import certificate_agency_code
+from axis.trust.placement import (
+    DIGITAL_SIGNATURE, DS_NS, ENVELOPE, HEADER, MESSAGE_HEADER, SIGNATURE, SIGNXML_LOCATION, ds, edxml,
+    header_of, sender_of,
+)
+from axis.trust.signer import reparser
+
+STRONG_SIGNATURE_METHODS = frozenset({SignatureMethod.RSA_SHA256, SignatureMethod.ECDSA_SHA256})
+SHA1_SIGNATURE_METHODS = frozenset({SignatureMethod.RSA_SHA1, SignatureMethod.ECDSA_SHA1})
+_C14N_URIS = frozenset(method.value for method in CanonicalizationMethod)
+ENVELOPED = SignatureConstructionMethod.enveloped.value
+_SIGNED_INFO_NAMESPACES = frozenset({DS_NS, "http://www.w3.org/2001/10/xml-exc-c14n#"})  # ds:, ec:InclusiveNamespaces
+DEFAULT_CACHE_SIZE = 4096
+MAX_CHAIN_DEPTH = 4
+
+# Real agency certificates often carry a critical CertificatePolicies extension,
+# which cryptography's defaults reject as "unaccounted-for" (pyca/cryptography#14850).
+# KeyUsage, EKU and the rest are checked below, with refusal codes of their own.
+_EE_POLICY = ExtensionPolicy.permit_all().may_be_present(x509.CertificatePolicies, Criticality.AGNOSTIC, None)
+_CA_POLICY = ExtensionPolicy.webpki_defaults_ca().may_be_present(
+    x509.CertificatePolicies, Criticality.AGNOSTIC, None)
+
+
+@dataclass(frozen=True)
+class VerificationResult:
+    """What a verified packet proves. Read packet fields from `signed_root` only."""
+
+    signed_root: etree._Element        # the signed tree as signxml returns it (`VerifyResult.signed_xml`)
+    signer_code: str                   # the agency code of the certificate = From/OrganId
+    certificate: x509.Certificate      # the signer's certificate, validated
+    fingerprint: str                   # SHA-256 of its DER, lower-case hex
+    subject: str                       # RFC 4514
+    serial: int
+    not_before: dt.datetime            # UTC
+    not_after: dt.datetime             # UTC
+    signature_algorithm: str           # XML-DSig URI, e.g. ...xmldsig-more#ecdsa-sha256
+    digest_algorithm: str              # XML-DSig URI, e.g. ...xmlenc#sha256
+    verified_at: dt.datetime           # UTC, the verifier's clock
+
+
+@dataclass(frozen=True)
+class _Shape:
+    """What the (still unverified) SignedInfo declares; its form is checked, its algorithms not yet."""
+
+    signature_method_uri: str | None
+    digest_method_uri: str | None
+    c14n_uri: str | None
+    extra_transforms: tuple[str | None, ...]   # after enveloped-signature
+    default_namespace: bool                    # <Signature xmlns="...xmldsig#">, as xmlsec1 / Java SDKs write it
+
+
+@dataclass(frozen=True)
+class _Algorithms:
+    signature_method: SignatureMethod
+    digest_method: DigestAlgorithm
+    default_namespace: bool
+
+    @property
+    def sha1(self) -> bool:
+        return self.signature_method in SHA1_SIGNATURE_METHODS or self.digest_method is DigestAlgorithm.SHA1
+
+
+@dataclass(frozen=True)
+class _Verdict:
+    """A validated signer certificate, valid for packets verified in [valid_from, valid_until]."""
+
+    certificate: x509.Certificate
+    fingerprint: str
+    agency_code: str
+    valid_from: dt.datetime
+    valid_until: dt.datetime
+
+
+class _VerdictCache:
+    """A small thread-safe LRU of chain verdicts. Only successes are cached."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._entries: OrderedDict[tuple[bytes, ...], _Verdict] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[bytes, ...]) -> _Verdict | None:
+        with self._lock:
+            verdict = self._entries.get(key)
+            if verdict is not None:
+                self._entries.move_to_end(key)
+            return verdict
+
+    def put(self, key: tuple[bytes, ...], verdict: _Verdict) -> None:
+        with self._lock:
+            self._entries[key] = verdict
+            self._entries.move_to_end(key)
+            while len(self._entries) > self._size:
+                self._entries.popitem(last=False)
+
+    def drop(self, key: tuple[bytes, ...]) -> None:
+        with self._lock:
+            self._entries.pop(key, None)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+@dataclass(frozen=True)
+class _RevocationState:
+    """CRLs by issuer name, and the verdicts computed with them. Swapped as one object."""
+
+    crls: dict[x509.Name, tuple[x509.CertificateRevocationList, ...]]
+    cache: _VerdictCache
+
+
+class _XMLVerifier(XMLVerifier):
+    """signxml's verifier, with one interop fix for default-namespace signatures.
+
+    A Signature written as `<Signature xmlns="...xmldsig#">` (xmlsec1, the Java
+    SDK) inside edXML, whose root declares another default namespace, fails in
+    signxml because lxml's inclusive C14N of the SignedInfo subtree emits
+    spurious `xmlns=""` on its descendants (signxml #193, #226, #275). signxml's
+    own switch, `excise_empty_xmlns_declarations`, strips them from the packet
+    digest as well, which would change what a packet with a genuine `xmlns=""`
+    means. Here they are stripped from SignedInfo only, and only for a
+    default-namespace Signature: there every element must be in the XML-DSig
+    namespace, so a genuine `xmlns=""` cannot occur in a valid SignedInfo, and
+    the references are still read from the c14n that was verified.
+    """
+
+    excise_signed_info_xmlns = False
+
+    def _c14n(self, nodes, algorithm, inclusive_ns_prefixes=None):
+        c14n = super()._c14n(nodes, algorithm, inclusive_ns_prefixes=inclusive_ns_prefixes)
+        if (self.excise_signed_info_xmlns and getattr(nodes, "tag", None) == ds("SignedInfo")
+                and not algorithm.value.startswith("http://www.w3.org/2001/10/xml-exc-c14n#")):
+            c14n = c14n.replace(b' xmlns=""', b"")
+        return c14n
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+class Verifier:
+    """Verifies packets against fixed trusted roots and CRLs. Build once, share between threads."""
+
+    def __init__(
+        self,
+        trust_roots: Iterable[x509.Certificate],
+        crls: Iterable[x509.CertificateRevocationList] = (),
+        *,
+        allow_sha1_for: frozenset[str] = frozenset(),
+        clock: Callable[[], dt.datetime] | None = None,
+        require_crl: bool = False,
+        cache_size: int = DEFAULT_CACHE_SIZE,
+    ) -> None:
+        """`trust_roots`: the CA certificates chains must end in (never a system store).
+
+        `crls`: full CRLs of those CAs (or of intermediates). An issuer without a
+        CRL is not revocation-checked unless `require_crl`, which refuses it.
+        `allow_sha1_for`: agency codes whose SHA-1 signatures (RSA-SHA1 /
+        ECDSA-SHA1, SHA-1 digests) are accepted. `clock` returns the aware UTC
+        time to verify at (tests); default now.
+        """
+        roots = list(trust_roots)
+        if not roots:
+            raise ValueError("no trusted root certificates given; a Verifier never falls back to a system store")
+        for root in roots:
+            try:
+                constraints = root.extensions.get_extension_for_class(x509.BasicConstraints).value
+            except (x509.ExtensionNotFound, ValueError):
+                constraints = None
+            if constraints is None or not constraints.ca:
+                raise ValueError(f"trusted root {root.subject.rfc4514_string()!r} is not a CA certificate "
+                                 "(BasicConstraints ca=TRUE)")
+        self._roots = tuple(roots)
+        self._store = Store(roots)
+        allowed = set()
+        for code in allow_sha1_for:
+            try:
+                allowed.add(parse_agency_code(code).text)
+            except PacketError as exc:
+                raise ValueError(f"allow_sha1_for: {exc.detail}") from None
+        self._allow_sha1_for = frozenset(allowed)
+        self._clock = clock or _utcnow
+        self._require_crl = require_crl
+        self._cache_size = cache_size
+        self._state = self._revocation_state(crls)
+
+    @classmethod
+    def from_files(
+        cls,
+        trust_pem: str | os.PathLike[str],
+        crl_pem: str | os.PathLike[str] | None = None,
+        **options,
+    ) -> "Verifier":
+        """Roots from a PEM bundle, CRLs from a PEM file (one or more CRLs); options as for `__init__`."""
+        roots = keys.load_certificates(trust_pem)
+        crls = keys.load_crls(crl_pem) if crl_pem is not None else ()
+        return cls(roots, crls, **options)
+
+    # ------------------------------------------------------------ configuration
+
+    @property
+    def trust_roots(self) -> tuple[x509.Certificate, ...]:
+        return self._roots
+
+    @property
+    def allow_sha1_for(self) -> frozenset[str]:
+        return self._allow_sha1_for
+
+    def replace_crls(self, crls: Iterable[x509.CertificateRevocationList]) -> None:
+        """Install new CRLs; every cached certificate verdict is dropped with the old ones."""
+        self._state = self._revocation_state(crls)
+
+    def _revocation_state(self, crls: Iterable[x509.CertificateRevocationList]) -> _RevocationState:
+        by_issuer: dict[x509.Name, list[x509.CertificateRevocationList]] = {}
+        for crl in crls:
+            by_issuer.setdefault(crl.issuer, []).append(crl)
+        return _RevocationState({name: tuple(found) for name, found in by_issuer.items()},
+                                _VerdictCache(self._cache_size))
+
+    # ------------------------------------------------------------------ verify
+
+    def verify(self, data: bytes | etree._Element) -> VerificationResult:
+        """Verify one packet (its bytes, or a root from `parse_xml`); see the module docstring."""
+        now = self._clock()
+        if isinstance(data, (bytes, bytearray, memoryview)):
+            root = parse_xml(bytes(data))
+        elif isinstance(data, etree._Element):
+            root = data
+        else:
+            raise TypeError(f"verify takes the packet bytes or an lxml root, not {type(data).__name__}")
+        header = header_of(root)
+        signature = _locate_signature(root, header)
+        shape = self._check_algorithms(_inspect_signed_info(signature), root)
+        leaf_der, other_ders = _presented_certificates(signature)
+        verdict = self._verdict(leaf_der, other_ders, now)
+        signed_root = self._check_signature(root, verdict.certificate, shape, now)
+        sender = sender_of(signed_root)
+        if shape.sha1 and sender not in self._allow_sha1_for:
+            raise TrustError(RefusalCode.WEAK_ALGORITHM,
+                             f"signed with {_algorithm_names(shape)} and the signed sender {sender!r} "
+                             "is not allowed to use SHA-1")
+        if sender != verdict.agency_code:
+            raise TrustError(RefusalCode.SIGNER_NOT_SENDER,
+                             f"the packet is sent by {sender!r} (From/OrganId) but signed with the certificate "
+                             f"of {verdict.agency_code!r} (serial {verdict.certificate.serial_number:x})")
+        cert = verdict.certificate
+        return VerificationResult(
+            signed_root=signed_root,
+            signer_code=verdict.agency_code,
+            certificate=cert,
+            fingerprint=verdict.fingerprint,
+            subject=cert.subject.rfc4514_string(),
+            serial=cert.serial_number,
+            not_before=cert.not_valid_before_utc,
+            not_after=cert.not_valid_after_utc,
+            signature_algorithm=shape.signature_method.value,
+            digest_algorithm=shape.digest_method.value,
+            verified_at=now,
+        )
+
+    # ------------------------------------------------------------- signature
+
+    def _check_algorithms(self, shape: _Shape, root: etree._Element) -> _Algorithms:
+        method = _enum(SignatureMethod, shape.signature_method_uri, "SignatureMethod")
+        digest = _enum(DigestAlgorithm, shape.digest_method_uri, "DigestMethod")
+        if method not in STRONG_SIGNATURE_METHODS | SHA1_SIGNATURE_METHODS:
+            raise TrustError(RefusalCode.ALGORITHM_NOT_ALLOWED,
+                             f"SignatureMethod {shape.signature_method_uri} is not allowed (RSA-SHA256 or ECDSA-SHA256)")
+        if digest not in {DigestAlgorithm.SHA256, DigestAlgorithm.SHA1}:
+            raise TrustError(RefusalCode.ALGORITHM_NOT_ALLOWED,
+                             f"DigestMethod {shape.digest_method_uri} is not allowed (SHA-256)")
+        algorithms = _Algorithms(method, digest, shape.default_namespace)
+        if algorithms.sha1:
+            # The unverified sender only opens the door; step 9 checks the signed one.
+            claimed = _claimed_sender(root)
+            if claimed not in self._allow_sha1_for:
+                raise TrustError(RefusalCode.WEAK_ALGORITHM,
+                                 f"signed with {_algorithm_names(algorithms)}; SHA-1 is refused unless the operator "
+                                 f"allows it for the sending agency ({claimed or 'no From/OrganId'} is not allowed)")
+        if shape.c14n_uri not in _C14N_URIS:
+            raise TrustError(RefusalCode.ALGORITHM_NOT_ALLOWED,
+                             f"CanonicalizationMethod {shape.c14n_uri!r} is not allowed")
+        for extra in shape.extra_transforms:
+            if extra not in _C14N_URIS:
+                raise TrustError(RefusalCode.ALGORITHM_NOT_ALLOWED,
+                                 f"transform {extra!r} is not allowed (only enveloped-signature and C14N)")
+        if len(shape.extra_transforms) > 1:
+            raise TrustError(RefusalCode.ALGORITHM_NOT_ALLOWED,
+                             f"{1 + len(shape.extra_transforms)} transforms; at most enveloped-signature and one "
+                             "C14N are allowed")
+        return algorithms
+
+    def _check_signature(self, root: etree._Element, cert: x509.Certificate, shape: _Algorithms,
+                         now: dt.datetime) -> etree._Element:
+        methods = STRONG_SIGNATURE_METHODS | ({shape.signature_method} & SHA1_SIGNATURE_METHODS)
+        digests = frozenset({DigestAlgorithm.SHA256}) | ({shape.digest_method} & {DigestAlgorithm.SHA1})
+        config = SignatureConfiguration(
+            require_x509=True, location=SIGNXML_LOCATION, expect_references=1,
+            signature_methods=frozenset(methods), digest_algorithms=frozenset(digests),
+            verification_time=now,
+            # XML-DSig's default when a reference names no C14N transform (xmlsec1 does the same).
+            default_reference_c14n_method=CanonicalizationMethod.CANONICAL_XML_1_0,
+        )
+        # A new signxml verifier per call: verify() keeps its settings on the instance.
+        verifier = _XMLVerifier()
+        verifier.excise_signed_info_xmlns = shape.default_namespace
+        try:
+            result = verifier.verify(root, x509_cert=cert, parser=reparser(), expect_config=config)
+        except InvalidDigest as exc:
+            raise TrustError(RefusalCode.SIGNATURE_INVALID,
+                             f"the packet was changed after signing (digest mismatch: {exc})") from None
+        except (SignXMLException, etree.LxmlError, ValueError, TypeError, KeyError) as exc:
+            # signxml turns hostile input into many exception types (binascii.Error,
+            # KeyError for unknown curves, lxml schema errors...): all mean "does not verify".
+            raise TrustError(RefusalCode.SIGNATURE_INVALID,
+                             f"the signature does not verify ({type(exc).__name__}: {exc})") from None
+        signed = getattr(result, "signed_xml", None)
+        if signed is None or signed.tag != root.tag:
+            raise TrustError(RefusalCode.SIGNATURE_INVALID, "the signed data is not the edXML packet")
+        return signed
+
+    # ----------------------------------------------------------- certificate
+
+    def _verdict(self, leaf_der: bytes, other_ders: tuple[bytes, ...], now: dt.datetime) -> _Verdict:
+        state = self._state
+        key = (hashlib.sha256(leaf_der).digest(), *(hashlib.sha256(d).digest() for d in other_ders))
+        verdict = state.cache.get(key)
+        if verdict is not None and verdict.valid_from <= now <= verdict.valid_until:
+            return verdict
+        if verdict is not None:
+            state.cache.drop(key)
+        leaf = _load_certificate(leaf_der, "the signer's certificate")
+        others = [_load_certificate(der, f"certificate #{i + 2} in X509Data") for i, der in enumerate(other_ders)]
+        try:
+            verdict = self._validate(leaf, others, key[0].hex(), now, state)
+        except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+            raise TrustError(RefusalCode.CERT_MALFORMED,
+                             f"the certificate cannot be processed ({type(exc).__name__}: {exc})") from None
+        state.cache.put(key, verdict)
+        return verdict
+
+    def _validate(self, leaf: x509.Certificate, presented: list[x509.Certificate], fingerprint: str,
+                  now: dt.datetime, state: _RevocationState) -> _Verdict:
+        for cert in (leaf, *presented):
+            algorithm = _signature_hash(cert)
+            if isinstance(algorithm, (hashes.SHA1, hashes.MD5)):
+                raise TrustError(RefusalCode.WEAK_ALGORITHM,
+                                 f"certificate {_describe(cert)} is signed with {algorithm.name.upper()}; "
+                                 "certificates must be signed with SHA-256 or stronger")
+        _check_key(leaf)
+        chain = self._path(leaf, presented, now)
+        _check_leaf_usage(leaf)
+        valid_until = min(cert.not_valid_after_utc for cert in chain)
+        for cert, issuer in zip(chain, chain[1:]):
+            crl = self._crl_for(issuer, state, now)
+            if crl is None:
+                continue
+            entry = crl.get_revoked_certificate_by_serial_number(cert.serial_number)
+            if entry is not None:
+                raise TrustError(RefusalCode.CERT_REVOKED,
+                                 f"certificate {_describe(cert)} was revoked on "
+                                 f"{entry.revocation_date_utc.isoformat()} (CRL of {issuer.subject.rfc4514_string()})")
+            assert crl.next_update_utc is not None  # _crl_for refuses CRLs without one
+            valid_until = min(valid_until, crl.next_update_utc)
+        code = certificate_agency_code(leaf)
+        return _Verdict(
+            certificate=leaf,
+            fingerprint=fingerprint,
+            agency_code=code,
+            valid_from=max(cert.not_valid_before_utc for cert in chain),
+            valid_until=valid_until,
+        )
+
+    def _path(self, leaf: x509.Certificate, presented: list[x509.Certificate],
+              now: dt.datetime) -> list[x509.Certificate]:
+        try:
+            return self._build_path(leaf, presented, now)
+        except VerificationError as exc:
+            failure = str(exc)
+        # Is the failure about time? Then the certificates still link up, signature by
+        # signature, to a trusted root, and one of them is outside its validity now.
+        for cert in self._linked_path(leaf, presented):
+            if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
+                state = "not yet valid" if now < cert.not_valid_before_utc else "expired"
+                raise TrustError(RefusalCode.CERT_EXPIRED,
+                                 f"certificate {_describe(cert)} is {state} at {now.isoformat()} "
+                                 f"(valid {cert.not_valid_before_utc.isoformat()} to "
+                                 f"{cert.not_valid_after_utc.isoformat()})")
+        raise TrustError(RefusalCode.CERT_UNTRUSTED,
+                         f"certificate {_describe(leaf)} issued by {leaf.issuer.rfc4514_string()!r} does not chain "
+                         f"to a trusted root ({failure})")
+
+    def _linked_path(self, leaf: x509.Certificate, presented: list[x509.Certificate]) -> list[x509.Certificate]:
+        """leaf → … → trusted root by issuer signatures alone (no time, no constraints), or []."""
+        path, cert = [leaf], leaf
+        for _ in range(MAX_CHAIN_DEPTH + 1):
+            for root in self._roots:
+                if _issued_by(cert, root):
+                    return path if cert is root else [*path, root]
+            issuer = next((c for c in presented if c not in path and _issued_by(cert, c)), None)
+            if issuer is None:
+                return []
+            path.append(issuer)
+            cert = issuer
+        return []
+
+    def _build_path(self, leaf: x509.Certificate, presented: list[x509.Certificate],
+                    moment: dt.datetime) -> list[x509.Certificate]:
+        verifier = (
+            PolicyBuilder().store(self._store).time(moment).max_chain_depth(MAX_CHAIN_DEPTH)
+            .extension_policies(ee_policy=_EE_POLICY, ca_policy=_CA_POLICY)
+            .build_client_verifier()
+        )
+        return list(verifier.verify(leaf, presented).chain)
+
+    def _crl_for(self, issuer: x509.Certificate, state: _RevocationState,
+                 now: dt.datetime) -> x509.CertificateRevocationList | None:
+        candidates = state.crls.get(issuer.subject, ())
+        if not candidates:
+            if self._require_crl:
+                raise TrustError(RefusalCode.CRL_INVALID,
+                                 f"no CRL is configured for {issuer.subject.rfc4514_string()!r} and revocation "
+                                 "checking is required")
+            return None
+        genuine = [crl for crl in candidates if _signed_by(crl, issuer)]
+        if not genuine:
+            raise TrustError(RefusalCode.CRL_INVALID,
+                             f"the CRL naming {issuer.subject.rfc4514_string()!r} as issuer is not signed by that CA")
+        crl = max(genuine, key=_crl_number)
+        if crl.next_update_utc is None:
+            raise TrustError(RefusalCode.CRL_INVALID,
+                             f"the CRL of {issuer.subject.rfc4514_string()!r} has no nextUpdate")
+        if now > crl.next_update_utc:
+            raise TrustError(RefusalCode.CRL_INVALID,
+                             f"the CRL of {issuer.subject.rfc4514_string()!r} expired at "
+                             f"{crl.next_update_utc.isoformat()} (nextUpdate); publish a fresh one")
+        critical = [ext.oid.dotted_string for ext in crl.extensions if ext.critical]
+        if critical:
+            raise TrustError(RefusalCode.CRL_INVALID,
+                             f"the CRL of {issuer.subject.rfc4514_string()!r} has critical extensions "
+                             f"{critical} (delta or partitioned CRLs are not supported); publish a full CRL")
+        return crl
+
+
+# ------------------------------------------------------------------ helpers
+
+def _locate_signature(root: etree._Element, header: etree._Element) -> etree._Element:
+    signatures = list(root.iter(SIGNATURE))
+    if not signatures:
+        foreign = [el for el in root.iter("{*}Signature") if el.tag != SIGNATURE]
+        if foreign:
+            raise TrustError(RefusalCode.SIGNATURE_MISPLACED, _describe_foreign_signature(foreign[0]))
+        placeholder = header.find(DIGITAL_SIGNATURE)
+        raise TrustError(RefusalCode.SIGNATURE_MISSING,
+                         "edXMLHeader holds only an empty DigitalSignature placeholder"
+                         if placeholder is not None else
+                         "the packet has no XML-DSig Signature element")
+    if len(signatures) > 1:
+        lines = ", ".join(str(sig.sourceline) for sig in signatures)
+        raise TrustError(RefusalCode.SIGNATURE_MISPLACED,
+                         f"the packet carries {len(signatures)} Signature elements (lines {lines}); exactly one "
+                         "enveloped signature in edXMLHeader is allowed")
+    signature = signatures[0]
+    if signature.getparent() is not header:
+        parent = signature.getparent()
+        where = etree.QName(parent).localname if parent is not None else "the document"
+        raise TrustError(RefusalCode.SIGNATURE_MISPLACED,
+                         f"line {signature.sourceline}: the Signature is inside {where}, not a child of edXMLHeader")
+    return signature
+
+
+def _describe_foreign_signature(element: etree._Element) -> str:
+    namespace = etree.QName(element).namespace or "no namespace"
+    notes = []
+    method = next(element.iter("{*}SignatureMethod"), None)
+    if method is not None and method.get("Algorithm"):
+        notes.append(f"it declares {method.get('Algorithm')}")
+    cert = next(element.iter("{*}X509Certificate"), None)
+    if cert is not None:
+        text = "".join((cert.text or "").split())
+        try:
+            x509.load_der_x509_certificate(base64.b64decode(text, validate=True))
+        except (ValueError, binascii.Error):
+            notes.append(f"its X509Certificate ({len(text)} base64 characters) is not a readable certificate")
+    extra = ("; " + " and ".join(notes)) if notes else ""
+    return (f"line {element.sourceline}: the Signature element is in namespace {namespace!r}, not the XML-DSig "
+            f"namespace {DS_NS}, so it is not an XML signature{extra}. Re-sign with RSA-SHA256 or "
+            "ECDSA-SHA256 and embed the full certificate")
+
+
+def _only(parent: etree._Element, tag: str, what: str, code: RefusalCode) -> etree._Element:
+    found = parent.findall(tag)
+    if len(found) != 1:
+        raise TrustError(code, f"SignedInfo must have exactly one {what}, found {len(found)}")
+    return found[0]
+
+
+def _inspect_signed_info(signature: etree._Element) -> _Shape:
+    signed_info = _only(signature, ds("SignedInfo"), "SignedInfo", RefusalCode.SIGNATURE_INVALID)
+    # What is checked here must be what signxml verifies: an element moved out of the
+    # XML-DSig namespace (xmlns="") would be invisible here yet, for a default-namespace
+    # Signature, present in the SignedInfo signxml verifies (see _XMLVerifier).
+    for element in signed_info.iter(etree.Element):
+        if etree.QName(element).namespace not in _SIGNED_INFO_NAMESPACES:
+            raise TrustError(RefusalCode.SIGNATURE_INVALID,
+                             f"line {element.sourceline}: SignedInfo contains {element.tag!r}, outside the "
+                             "XML-DSig namespace")
+    c14n = _only(signed_info, ds("CanonicalizationMethod"), "CanonicalizationMethod", RefusalCode.SIGNATURE_INVALID)
+    method = _only(signed_info, ds("SignatureMethod"), "SignatureMethod", RefusalCode.SIGNATURE_INVALID)
+    references = signed_info.findall(ds("Reference"))
+    if len(references) != 1:
+        raise TrustError(RefusalCode.SIGNATURE_MISPLACED,
+                         f"SignedInfo has {len(references)} References; exactly one, with URI=\"\", is allowed")
+    reference = references[0]
+    uri = reference.get("URI")
+    if uri != "":
+        raise TrustError(RefusalCode.SIGNATURE_MISPLACED,
+                         f"the Reference URI is {uri!r}; it must be \"\" (the whole packet)"
+                         if uri is not None else "the Reference has no URI; it must be URI=\"\" (the whole packet)")
+    transforms = [t.get("Algorithm") for t in reference.findall(f"{ds('Transforms')}/{ds('Transform')}")]
+    if not transforms or transforms[0] != ENVELOPED:
+        raise TrustError(RefusalCode.SIGNATURE_MISPLACED,
+                         f"the Reference transforms are {transforms}; the first must be {ENVELOPED} "
+                         "(an enveloped signature)")
+    digest = _only(reference, ds("DigestMethod"), "DigestMethod", RefusalCode.SIGNATURE_INVALID)
+    return _Shape(method.get("Algorithm"), digest.get("Algorithm"), c14n.get("Algorithm"), tuple(transforms[1:]),
+                  default_namespace=signature.prefix is None)
+
+
+def _enum(kind, uri: str | None, what: str):
+    try:
+        return kind(uri)
+    except (ValueError, SignXMLException):
+        raise TrustError(RefusalCode.ALGORITHM_NOT_ALLOWED, f"{what} {uri!r} is not a supported algorithm") from None
+
+
+def _algorithm_names(shape: _Algorithms) -> str:
+    return f"{shape.signature_method.name} / digest {shape.digest_method.name}"
+
+
+def _claimed_sender(root: etree._Element) -> str:
+    organ_id = root.find(f"{ENVELOPE}/{HEADER}/{MESSAGE_HEADER}/{edxml('From')}/{edxml('OrganId')}")
+    return (organ_id.text or "").strip() if organ_id is not None else ""
+
+
+def _presented_certificates(signature: etree._Element) -> tuple[bytes, tuple[bytes, ...]]:
+    """The DER of the signer's certificate and of any others in KeyInfo/X509Data."""
+    texts = [el.text or "" for el in signature.iterfind(
+        f"{ds('KeyInfo')}/{ds('X509Data')}/{ds('X509Certificate')}")]
+    if not texts:
+        raise TrustError(RefusalCode.CERT_MALFORMED,
+                         "KeyInfo/X509Data carries no X509Certificate (subject names or key values are not enough)")
+    ders = []
+    for index, text in enumerate(texts):
+        try:
+            ders.append(base64.b64decode("".join(text.split()), validate=True))
+        except (binascii.Error, ValueError):
+            raise TrustError(RefusalCode.CERT_MALFORMED,
+                             f"X509Certificate #{index + 1} is not valid base64") from None
+    if len(ders) == 1:
+        return ders[0], ()
+    # X509Data has no order (XML-DSig §4.5.4): the signer's certificate is the one
+    # that is not a CA; when that is ambiguous, the first, as every signer writes it.
+    leaf_index = 0
+    non_ca = [i for i, der in enumerate(ders) if not _is_ca(der)]
+    if len(non_ca) == 1:
+        leaf_index = non_ca[0]
+    return ders[leaf_index], tuple(der for i, der in enumerate(ders) if i != leaf_index)
+
+
+def _is_ca(der: bytes) -> bool:
+    try:
+        cert = x509.load_der_x509_certificate(der)
+        return cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    except (ValueError, x509.ExtensionNotFound):
+        return False
+
+
+def _load_certificate(der: bytes, what: str) -> x509.Certificate:
+    try:
+        cert = x509.load_der_x509_certificate(der)
+        # cryptography parses lazily: touch what validation reads, so a malformed
+        # extension or name is reported here as CERT_MALFORMED.
+        _ = cert.extensions, cert.subject.rfc4514_string(), cert.issuer, cert.public_key()
+        _ = cert.not_valid_before_utc, cert.not_valid_after_utc
+    except (ValueError, UnsupportedAlgorithm) as exc:
+        raise TrustError(RefusalCode.CERT_MALFORMED,
+                         f"{what} ({len(der)} bytes of DER) cannot be read: {exc}") from None
+    return cert
+
+
+def _signature_hash(cert: x509.Certificate) -> hashes.HashAlgorithm | None:
+    try:
+        return cert.signature_hash_algorithm
+    except UnsupportedAlgorithm:
+        return None  # path validation refuses what it does not know
+
+
+def _check_key(cert: x509.Certificate) -> None:
+    key = cert.public_key()
+    if isinstance(key, rsa.RSAPublicKey) and key.key_size >= keys.MIN_RSA_BITS:
+        return
+    if isinstance(key, ec.EllipticCurvePublicKey) and isinstance(key.curve, ec.SECP256R1):
+        return
+    size = getattr(key, "key_size", "?")
+    curve = getattr(getattr(key, "curve", None), "name", None)
+    raise TrustError(RefusalCode.ALGORITHM_NOT_ALLOWED,
+                     f"the signer's key is {type(key).__name__.lstrip('_')} "
+                     f"{curve or str(size) + ' bits'}; Axis accepts RSA of at least "
+                     f"{keys.MIN_RSA_BITS} bits or EC P-256")
+
+
+def _check_leaf_usage(leaf: x509.Certificate) -> None:
+    try:
+        constraints = leaf.extensions.get_extension_for_class(x509.BasicConstraints).value
+    except x509.ExtensionNotFound:
+        constraints = None
+    if constraints is not None and constraints.ca:
+        raise TrustError(RefusalCode.CERT_KEY_USAGE,
+                         f"certificate {_describe(leaf)} is a CA certificate; sign with an agency certificate")
+    try:
+        usage = leaf.extensions.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound:
+        raise TrustError(RefusalCode.CERT_KEY_USAGE,
+                         f"certificate {_describe(leaf)} has no KeyUsage extension; digitalSignature is required"
+                         ) from None
+    if not usage.digital_signature:
+        raise TrustError(RefusalCode.CERT_KEY_USAGE,
+                         f"certificate {_describe(leaf)} KeyUsage does not include digitalSignature")
+
+
+def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    try:
+        cert.verify_directly_issued_by(issuer)
+    except Exception:  # InvalidSignature, ValueError (names differ), TypeError, UnsupportedAlgorithm
+        return False
+    return True
+
+
+def _signed_by(crl: x509.CertificateRevocationList, issuer: x509.Certificate) -> bool:
+    try:
+        return crl.is_signature_valid(issuer.public_key())
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        return False
+
+
+def _crl_number(crl: x509.CertificateRevocationList) -> tuple[int, dt.datetime]:
+    try:
+        number = crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
+    except (x509.ExtensionNotFound, ValueError):
+        number = -1
+    return number, crl.last_update_utc
+
+
+def _describe(cert: x509.Certificate) -> str:
+    try:
+        subject = cert.subject.rfc4514_string()
+    except ValueError:
+        subject = "<unreadable subject>"
+    return f"{subject!r} (serial {cert.serial_number:x})"

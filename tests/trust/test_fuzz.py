@@ -1,0 +1,65 @@
+"""Random damage to a signed packet is refused, or changes nothing that is signed."""
+from __future__ import annotations
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from lxml import etree
+
+from axis.refusals import Refusal
+from tests.trust.helpers import H41
+
+_PROFILE = settings(max_examples=300, deadline=None, derandomize=True,
+                    suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+def _mutate(data: bytes, edits: list[tuple[str, float, int]]) -> bytes:
+    out = bytearray(data)
+    for kind, where, value in edits:
+        position = min(int(where * len(out)), len(out) - 1)
+        if kind == "set":
+            out[position] = value
+        elif kind == "insert":
+            out.insert(position, value)
+        elif len(out) > 1:
+            del out[position]
+    return bytes(out)
+
+
+# Bytes that keep XML well-formed more often than random ones, so the damage
+# reaches the signature and certificate checks instead of stopping at the parser.
+_XML_BYTES = list(b"ABCxyz019+/= <>\"'&;:#\t\n")
+edits = st.lists(st.tuples(st.sampled_from(["set", "set", "insert", "delete"]),
+                           st.floats(min_value=0, max_value=1, exclude_max=True),
+                           st.one_of(st.sampled_from(_XML_BYTES), st.integers(min_value=0, max_value=255))),
+                 min_size=1, max_size=3)
+
+
+@_PROFILE
+@given(edits=edits)
+def test_mutations_are_refused_or_harmless(dev_pki, signed_status, edits):
+    verifier = dev_pki.verifier()
+    signed_c14n = etree.tostring(verifier.verify(signed_status).signed_root, method="c14n")
+    mutated = _mutate(signed_status, edits)
+    try:
+        result = verifier.verify(mutated)
+    except Refusal:
+        return
+    # Accepted: then what is signed is exactly what was signed before.
+    assert result.signer_code == H41
+    assert etree.tostring(result.signed_root, method="c14n") == signed_c14n
+
+
+@_PROFILE
+@given(edits=edits)
+def test_mutations_inside_the_signature_are_refused_or_harmless(dev_pki, signed_status, edits):
+    start = signed_status.index(b"<ds:Signature")
+    end = signed_status.index(b"</ds:Signature>") + len(b"</ds:Signature>")
+    verifier = dev_pki.verifier()
+    signed_c14n = etree.tostring(verifier.verify(signed_status).signed_root, method="c14n")
+    mutated = signed_status[:start] + _mutate(signed_status[start:end], edits) + signed_status[end:]
+    try:
+        result = verifier.verify(mutated)
+    except Refusal:
+        return
+    assert result.signer_code == H41
+    assert etree.tostring(result.signed_root, method="c14n") == signed_c14n
