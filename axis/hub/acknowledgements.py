@@ -1,0 +1,148 @@
+"""What comes back after delivery: recipients' delivery receipts, and deliveries that failed for good.
+
+- A delivery receipt, signed by the recipient, says "I stored these bytes": the
+  hub checks the signer is the recipient, that the digest is the digest of the
+  bytes the sender signed, records it, moves the delivery to `delivered` and
+  forwards the signed receipt to the sender.
+- A delivery the recipient's adapter could not take after every retry sits in
+  that agency's dead-letter queue: the hub marks it `failed` and sends the
+  sender an error receipt, signed by the hub. The message stays parked for an
+  operator to replay.
+
+Both are idempotent: each is recorded once per (document, recipient), in one
+transaction with its audit entry and the outgoing message.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+
+from axis import wire
+from axis.hub.verification import Refused, VerificationPool
+from axis.receipt import Receipt, build_receipt, now_utc, read_receipt
+from axis.refusals import Refusal, RefusalCode
+from axis.store import DeliveryState, NewAuditEntry, NewOutboxMessage, NewReceipt, Store
+from axis.transport import Delivery, Transport
+
+log = logging.getLogger("axis.hub.acknowledgements")
+
+RECEIPTS_CONSUMER = "hub.delivery-receipts"
+DEAD_LETTER_CONSUMER = "hub.dead-letters"
+
+
+class DeliveryReceipts:
+    """Handles batches from `axis.receipts`; returns which deliveries to ack and which to dead-letter."""
+
+    def __init__(self, store: Store, pool: VerificationPool) -> None:
+        self._store = store
+        self._pool = pool
+
+    async def process(self, batch: Sequence[Delivery]) -> list[str | None]:
+        """One entry per delivery: None to ack, or the reason to dead-letter it."""
+        verified = await self._pool.verify_receipts([d.body for d in batch])
+        return await asyncio.to_thread(self._commit, batch, verified)
+
+    def _commit(self, batch: Sequence[Delivery], verified: list) -> list[str | None]:  # noqa: ANN001
+        verdicts: list[str | None] = []
+        with self._store.write() as tx:
+            for delivery, result in zip(batch, verified):
+                if isinstance(result, Refused):
+                    verdicts.append(f"AX{result.code}: {result.detail}")
+                    tx.audit("hub", "receipt-refused", delivery.message_id,
+                             {"code": result.code, "detail": result.detail[:300]})
+                    continue
+                signer, signed_xml = result
+                try:
+                    receipt = read_receipt(signed_xml)
+                except Refusal as refusal:
+                    verdicts.append(str(refusal))
+                    continue
+                verdicts.append(self._record(tx, delivery, signer, receipt))
+        return verdicts
+
+    @staticmethod
+    def _record(tx, delivery: Delivery, signer: str, receipt: Receipt) -> str | None:  # noqa: ANN001
+        if receipt.kind != "delivery" or receipt.outcome != "delivered":
+            return f"expected a delivery receipt, got {receipt.kind}/{receipt.outcome}"
+        if receipt.recipient != signer or receipt.issuer != signer:
+            return f"a delivery receipt for {receipt.recipient} signed by {signer}"
+        document = tx.get_document(receipt.axis_id or "")
+        if document is None:
+            return f"no document {receipt.axis_id}"
+        if not any(d.recipient_code == signer for d in tx.deliveries(document.axis_id)):
+            return f"{document.axis_id} was not delivered to {signer}"
+        if receipt.digest != document.digest:
+            # Proof that the recipient holds other bytes than the sender signed: record it, never "delivered".
+            tx.audit("hub", "delivery-digest-mismatch", document.axis_id,
+                     {"recipient": signer, "expected": document.digest, "received": receipt.digest})
+            return f"digest {receipt.digest} differs from the signed packet's {document.digest}"
+        if not tx.mark_seen(RECEIPTS_CONSUMER, f"{document.axis_id}:{signer}"):
+            return None  # already recorded: the adapter re-sent it after a crash
+        tx.add_receipt(document.axis_id, "delivery", delivery.body, recipient=signer, code="delivered",
+                       detail=f"stored {receipt.time.isoformat()}")
+        moved = tx.transition(document.axis_id, signer, DeliveryState.DELIVERED)
+        tx.enqueue(wire.receipts_queue(document.sender_code),
+                   wire.receipt_message_id("delivery", document.axis_id, signer),
+                   payload=delivery.body,
+                   headers={wire.H_RECEIPT_KIND: "delivery", wire.H_AXIS_ID: document.axis_id,
+                            wire.H_RECIPIENT: signer})
+        tx.audit("hub", "delivered", document.axis_id,
+                 {"recipient": signer, "digest": receipt.digest, "state": "delivered" if moved else "unchanged"})
+        return None
+
+
+class DeadLetterSweep:
+    """Turns dead-lettered deliveries into `failed` states and error receipts to their senders."""
+
+    def __init__(self, store: Store, transport: Transport, pool: VerificationPool) -> None:
+        self._store = store
+        self._transport = transport
+        self._pool = pool
+
+    async def sweep(self) -> int:
+        """One pass over every agency's dead-letter queue; returns how many new failures were recorded."""
+        agencies = await asyncio.to_thread(self._store.list_agencies)
+        recorded = 0
+        for agency in agencies:
+            letters = await self._transport.dead_letters(wire.inbox_queue(agency.code))
+            fresh = [letter for letter in letters if letter.headers.get(wire.H_AXIS_ID)]
+            if not fresh:
+                continue
+            receipts = [Receipt(kind="error", outcome="failed", issuer=wire.HUB_IDENTITY, time=now_utc(),
+                                axis_id=letter.headers[wire.H_AXIS_ID], sender=letter.headers.get(wire.H_SENDER),
+                                recipient=agency.code, document_id=letter.headers.get(wire.H_DOCUMENT_ID),
+                                digest=letter.headers.get(wire.H_DIGEST),
+                                refusal_code=RefusalCode.DELIVERY_FAILED.number,
+                                refusal_name=RefusalCode.DELIVERY_FAILED.name,
+                                refusal_detail=f"after {letter.attempts} attempts: {letter.reason}"[:500])
+                        for letter in fresh]
+            signed = await self._pool.sign([build_receipt(r) for r in receipts])
+            recorded += await asyncio.to_thread(self._commit, agency.code, fresh, receipts, signed)
+        return recorded
+
+    def _commit(self, code: str, letters, receipts: list[Receipt], signed: list[bytes]) -> int:  # noqa: ANN001
+        count = 0
+        with self._store.write() as tx:
+            for letter, receipt, body in zip(letters, receipts, signed):
+                axis_id = receipt.axis_id or ""
+                if not tx.mark_seen(DEAD_LETTER_CONSUMER, f"{axis_id}:{code}"):
+                    continue
+                document = tx.get_document(axis_id)
+                if document is None:
+                    continue
+                moved = tx.transition(axis_id, code, DeliveryState.FAILED, error=letter.reason[:500])
+                tx.add_receipts([NewReceipt(axis_id=axis_id, kind="error", body=body, recipient_code=code,
+                                            code=str(RefusalCode.DELIVERY_FAILED.number),
+                                            detail=letter.reason[:500])])
+                tx.enqueue_many([NewOutboxMessage(
+                    queue=wire.receipts_queue(document.sender_code),
+                    message_id=wire.receipt_message_id("error", axis_id, code), payload=body,
+                    headers={wire.H_RECEIPT_KIND: "error", wire.H_AXIS_ID: axis_id, wire.H_RECIPIENT: code})])
+                tx.audit_many([NewAuditEntry("hub", "delivery-failed", axis_id, {
+                    "recipient": code, "attempts": letter.attempts, "reason": letter.reason[:300],
+                    "state": "failed" if moved else "unchanged"})])
+                count += 1
+        if count:
+            log.warning("%d deliveries to %s failed for good; error receipts sent", count, code)
+        return count

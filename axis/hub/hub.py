@@ -1,0 +1,156 @@
+"""The hub: consumes intake and delivery receipts, relays the outbox, sweeps dead letters.
+
+A hub process holds no state of its own: everything it knows is in the store
+and the broker, so any number of hub processes can run against RabbitMQ and
+PostgreSQL. (With SQLite the store allows one writer at a time; several hub
+processes are safe but do not add throughput.)
+
+Each consumer takes messages in batches (up to `batch_size`, or whatever
+arrived within `batch_wait` seconds), hands the CPU work to the verification
+pool, commits one transaction per batch, and only then acknowledges. A
+failure before the commit leaves the batch unacknowledged: the broker delivers
+it again and the duplicate checks make the second pass harmless.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+from axis import wire
+from axis.hub.acknowledgements import DeadLetterSweep, DeliveryReceipts
+from axis.hub.intake import Intake, Outcome, Submission
+from axis.hub.relay import Relay
+from axis.hub.verification import TrustSettings, VerificationPool
+from axis.store import Store
+from axis.transport import Delivery, Transport, TransportError
+
+log = logging.getLogger("axis.hub")
+
+
+@dataclass(frozen=True)
+class HubSettings:
+    trust: TrustSettings
+    workers: int | None = None          # verification processes; None = one per core; 0 = a thread
+    batch_size: int = 200
+    batch_wait: float = 0.02            # seconds to wait for a batch to fill
+    prefetch: int = 400
+    dead_letter_sweep: float = 2.0      # seconds between dead-letter sweeps
+
+
+class Hub:
+    def __init__(self, settings: HubSettings, store: Store, transport: Transport) -> None:
+        self.settings = settings
+        self.store = store
+        self.transport = transport
+        self.pool = VerificationPool(settings.trust, settings.workers)
+        self.intake = Intake(store, self.pool)
+        self.delivery_receipts = DeliveryReceipts(store, self.pool)
+        self.relay = Relay(store, transport)
+        self.sweep = DeadLetterSweep(store, transport, self.pool)
+        self.outcomes: list[Outcome] = []   # kept only when `record_outcomes` (tests, demo)
+        self.record_outcomes = False
+        self._tasks: list[asyncio.Task] = []
+
+    async def declare_queues(self) -> None:
+        """The hub's own queues and every registered agency's pair of queues."""
+        await self.transport.declare_queue(wire.INTAKE_QUEUE)
+        await self.transport.declare_queue(wire.RECEIPTS_QUEUE)
+        for agency in await asyncio.to_thread(self.store.list_agencies):
+            await declare_agency_queues(self.transport, agency.code)
+
+    async def start(self) -> None:
+        await self.declare_queues()
+        self._tasks = [
+            asyncio.create_task(self._consume(wire.INTAKE_QUEUE, self._handle_intake), name="intake"),
+            asyncio.create_task(self._consume(wire.RECEIPTS_QUEUE, self._handle_receipts), name="receipts"),
+            asyncio.create_task(self.relay.run(), name="relay"),
+            asyncio.create_task(self._sweep_forever(), name="dead-letters"),
+        ]
+
+    async def run(self) -> None:
+        """Start and run until cancelled."""
+        await self.start()
+        try:
+            await asyncio.gather(*self._tasks)
+        finally:
+            await self.stop()
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks = []
+        await asyncio.to_thread(self.pool.close)
+
+    # ----------------------------------------------------------- consumers
+
+    async def _consume(self, queue: str, handle: Callable[[list[Delivery]], Awaitable[None]]) -> None:
+        """Batch deliveries from `queue` into `handle`; reconnect after any failure without losing one."""
+        while True:
+            try:
+                async with self.transport.consume(queue, prefetch=self.settings.prefetch) as deliveries:
+                    iterator = deliveries.__aiter__()
+                    while True:
+                        batch = [await iterator.__anext__()]
+                        deadline = asyncio.get_running_loop().time() + self.settings.batch_wait
+                        while len(batch) < self.settings.batch_size:
+                            timeout = deadline - asyncio.get_running_loop().time()
+                            if timeout <= 0:
+                                break
+                            try:
+                                batch.append(await asyncio.wait_for(iterator.__anext__(), timeout))
+                            except TimeoutError:
+                                break
+                        await handle(batch)
+            except asyncio.CancelledError:
+                raise
+            except StopAsyncIteration:
+                await asyncio.sleep(0.2)
+            except Exception:  # noqa: BLE001 - unsettled deliveries come back; keep the hub alive
+                log.exception("consumer of %s failed; its unsettled messages will be delivered again", queue)
+                await asyncio.sleep(1.0)
+
+    async def _handle_intake(self, batch: list[Delivery]) -> None:
+        submissions = [Submission(submission_id=d.headers.get(wire.H_SUBMISSION) or d.message_id, body=d.body,
+                                  reply_to=d.headers.get(wire.H_REPLY_TO)) for d in batch]
+        outcomes = await self.intake.process(submissions)
+        self.relay.wake()
+        if self.record_outcomes:
+            self.outcomes.extend(outcomes)
+        await _settle(batch, [None] * len(batch))
+
+    async def _handle_receipts(self, batch: list[Delivery]) -> None:
+        verdicts = await self.delivery_receipts.process(batch)
+        self.relay.wake()
+        await _settle(batch, verdicts)
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            try:
+                if await self.sweep.sweep():
+                    self.relay.wake()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001
+                log.exception("dead-letter sweep failed; trying again")
+            await asyncio.sleep(self.settings.dead_letter_sweep)
+
+
+async def _settle(batch: Sequence[Delivery], verdicts: Sequence[str | None]) -> None:
+    """Ack what was handled, dead-letter what never can be; a lost ack only means a harmless redelivery."""
+    async def one(delivery: Delivery, verdict: str | None) -> None:
+        try:
+            await (delivery.ack() if verdict is None else delivery.dead_letter(verdict))
+        except TransportError as exc:
+            log.warning("could not settle %s (%s); it will be delivered again", delivery.message_id, exc)
+    await asyncio.gather(*(one(d, v) for d, v in zip(batch, verdicts)))
+
+
+async def declare_agency_queues(transport: Transport, code: str) -> None:
+    await transport.declare_queue(wire.inbox_queue(code))
+    await transport.declare_queue(wire.receipts_queue(code))

@@ -1,0 +1,333 @@
+"""Intake: from submitted bytes to accepted documents, deliveries and receipts, in one transaction.
+
+For a batch of submissions taken from `axis.intake`:
+
+1. the verification pool checks each packet (safe parse, schema, signature,
+   chain, revocation, signer = sender) — `verification.py`;
+2. the registry decides (`_decide`): sender known, active, certificate
+   registered; every recipient known and active; a status answers a document
+   really delivered to its sender; a repeated (sender, DocumentId) is a
+   duplicate answered with the first receipt;
+3. the receipts the hub asserts are built and signed (in the pool);
+4. ONE transaction writes, for the whole batch: documents and their exact
+   bytes, deliveries, intake receipts, status receipts and delivery-state
+   changes, outbox rows (one per recipient, one per receipt) and audit entries.
+
+Only after that commit are the submissions acknowledged, so a crash anywhere
+re-delivers them, and the duplicate check turns the re-delivery into the
+first outcome: nothing accepted is lost, nothing is delivered twice.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from axis import wire
+from axis.hub.verification import Checked, Refused, VerificationPool
+from axis.receipt import Receipt, build_receipt, now_utc
+from axis.refusals import RefusalCode
+from axis.store import (
+    DuplicateDocument, NewAuditEntry, NewDocument, NewOutboxMessage, NewReceipt, Store, state_for_status,
+)
+
+log = logging.getLogger("axis.hub.intake")
+
+ACTOR = "hub"
+RECALL = 1
+STATUS_RECALL_REQUEST = "13"
+
+
+@dataclass(frozen=True)
+class Submission:
+    """One message from the intake queue."""
+
+    submission_id: str
+    body: bytes
+    reply_to: str | None = None
+
+
+@dataclass
+class _Plan:
+    submission: Submission
+    checked: Checked | None = None
+    refusal: tuple[int, str] | None = None
+    duplicate_of: str | None = None          # axis id of the first acceptance
+    axis_id: str | None = None
+    recipients: tuple[str, ...] = ()
+    answers: str | None = None               # status: axis id of the document answered
+    claimed_sender: str | None = None
+    receipt: bytes | None = None             # the signed intake receipt to send back
+    outcome: str = ""                        # accepted | duplicate | refused
+
+    @property
+    def sender(self) -> str | None:
+        return self.checked.sender if self.checked else self.claimed_sender
+
+
+@dataclass(frozen=True)
+class Outcome:
+    submission_id: str
+    outcome: str                              # accepted | duplicate | refused
+    axis_id: str | None = None
+    refusal_code: int | None = None
+    detail: str | None = None
+    recipients: tuple[str, ...] = field(default=())
+
+
+def _refuse(plan: _Plan, code: RefusalCode, detail: str) -> None:
+    plan.refusal = (code.number, detail)
+
+
+class Intake:
+    """Turns batches of submissions into committed outcomes. Safe to run in several hub processes."""
+
+    def __init__(self, store: Store, pool: VerificationPool) -> None:
+        self._store = store
+        self._pool = pool
+        self._registered: dict[tuple[str, str], bool] = {}  # (code, fingerprint) → registered, cached
+
+    async def process(self, batch: Sequence[Submission]) -> list[Outcome]:
+        checked = await self._pool.check([s.body for s in batch])
+        plans = [_Plan(submission=s) for s in batch]
+        for plan, result in zip(plans, checked):
+            if isinstance(result, Refused):
+                plan.refusal = (result.code, result.detail)
+                plan.claimed_sender = result.claimed_sender
+            else:
+                plan.checked = result
+        await asyncio.to_thread(self._decide, plans)
+        to_sign = [p for p in plans if p.duplicate_of is None]
+        signed = await self._pool.sign([build_receipt(self._intake_receipt(p)) for p in to_sign])
+        for plan, receipt in zip(to_sign, signed):
+            plan.receipt = receipt
+        await asyncio.to_thread(self._commit, plans)
+        return [Outcome(p.submission.submission_id, p.outcome, p.axis_id or p.duplicate_of,
+                        p.refusal[0] if p.refusal else None, p.refusal[1] if p.refusal else None, p.recipients)
+                for p in plans]
+
+    # ------------------------------------------------------------ decisions
+
+    def _decide(self, plans: list[_Plan]) -> None:
+        codes = set()
+        for plan in plans:
+            if plan.checked:
+                codes.add(plan.checked.sender)
+                codes.update(plan.checked.recipients)
+        states = self._store.agency_states(codes)
+        for plan in plans:
+            if plan.checked is not None:
+                self._decide_one(plan, plan.checked, states)
+            if plan.refusal is None and plan.duplicate_of is None:
+                plan.axis_id = wire.new_axis_id()
+
+    def _decide_one(self, plan: _Plan, c: Checked, states: dict[str, str]) -> None:
+        state = states.get(c.sender) or self._store.agency_states([c.sender]).get(c.sender)
+        if state is None:
+            return _refuse(plan, RefusalCode.UNKNOWN_SENDER, f"{c.sender} is not registered on the axis")
+        if state != "active":
+            return _refuse(plan, RefusalCode.SENDER_SUSPENDED, f"{c.sender} is suspended")
+        if not self._certificate_registered(c.sender, c.fingerprint):
+            return _refuse(plan, RefusalCode.CERT_NOT_REGISTERED,
+                           f"certificate {c.fingerprint[:16]}… is not registered for {c.sender}")
+        if c.kind == "status":
+            original = self._store.find_document(c.answers_sender or "", c.document_id, "document")
+            if original is None:
+                return _refuse(plan, RefusalCode.UNKNOWN_DOCUMENT,
+                               f"no document {c.document_id!r} from {c.answers_sender} was carried by the axis")
+            delivered_to = [d.recipient_code for d in self._store.deliveries(original.axis_id)]
+            if c.status_code == STATUS_RECALL_REQUEST:
+                if c.sender != original.sender_code:
+                    return _refuse(plan, RefusalCode.NOT_ALLOWED,
+                                   f"only the sender {original.sender_code} may ask to recall {c.document_id!r}")
+                recipients = tuple(delivered_to)
+            else:
+                if c.sender not in delivered_to:
+                    return _refuse(plan, RefusalCode.NOT_A_RECIPIENT,
+                                   f"{c.document_id!r} was not delivered to {c.sender}")
+                recipients = (original.sender_code,)
+            plan.answers = original.axis_id
+            key = self._status_key(c)
+            if (first := self._store.find_document(c.sender, key, "status")) is not None:
+                plan.duplicate_of = first.axis_id
+                return None
+        else:
+            recipients = c.recipients
+            if c.business_type == RECALL and c.business_document_id:
+                # A recall reaches every recipient of the original, whatever its To list says.
+                original = self._store.find_document(c.sender, c.business_document_id, "document")
+                if original is not None:
+                    extra = [d.recipient_code for d in self._store.deliveries(original.axis_id)]
+                    recipients = tuple(dict.fromkeys((*recipients, *extra)))
+            if (first := self._store.find_document(c.sender, c.document_id, "document")) is not None:
+                plan.duplicate_of = first.axis_id
+                return None
+        missing = [code for code in recipients if code not in states]
+        if missing:
+            states.update(self._store.agency_states(missing))
+        unknown = [code for code in recipients if code not in states]
+        if unknown:
+            return _refuse(plan, RefusalCode.UNKNOWN_RECIPIENT, f"not registered: {', '.join(unknown)}")
+        suspended = [code for code in recipients if states[code] != "active"]
+        if suspended:
+            return _refuse(plan, RefusalCode.RECIPIENT_SUSPENDED, f"suspended: {', '.join(suspended)}")
+        plan.recipients = recipients
+        return None
+
+    @staticmethod
+    def _status_key(c: Checked) -> str:
+        # The same agency saying the same thing about the same document at the same time is one status.
+        return f"{c.document_id}#{c.status_code}#{c.status_timestamp}"
+
+    def _certificate_registered(self, code: str, fingerprint: str) -> bool:
+        key = (code, fingerprint)
+        if not self._registered.get(key):
+            # Only positive answers are cached: a certificate registered a moment ago must work at once.
+            self._registered[key] = self._store.certificate_registered(code, fingerprint)
+        return self._registered[key]
+
+    def forget_certificates(self) -> None:
+        """Drop cached registrations (an operator removed or revoked a certificate)."""
+        self._registered.clear()
+
+    # ------------------------------------------------------------- receipts
+
+    @staticmethod
+    def _intake_receipt(plan: _Plan) -> Receipt:
+        c = plan.checked
+        if plan.refusal is not None:
+            code = RefusalCode.from_number(plan.refusal[0])
+            return Receipt(kind="intake", outcome="refused", issuer=wire.HUB_IDENTITY, time=now_utc(),
+                           submission=plan.submission.submission_id, sender=plan.sender,
+                           document_id=c.document_id if c else None,
+                           digest=c.digest if c else None, refusal_code=code.number, refusal_name=code.name,
+                           refusal_detail=plan.refusal[1])
+        assert c is not None
+        return Receipt(kind="intake", outcome="accepted", issuer=wire.HUB_IDENTITY, time=now_utc(),
+                       axis_id=plan.axis_id, submission=plan.submission.submission_id, sender=c.sender,
+                       document_id=c.document_id, digest=c.digest)
+
+    def _reply_queue(self, plan: _Plan, registered: set[str]) -> str | None:
+        """Where the intake receipt goes: the authenticated sender's queue, else a registered reply-to."""
+        if plan.checked is not None and plan.checked.sender in registered:
+            return wire.receipts_queue(plan.checked.sender)
+        reply = plan.submission.reply_to
+        if reply and reply.endswith(".receipts") and reply[: -len(".receipts")] in registered:
+            return reply
+        if plan.claimed_sender and plan.claimed_sender in registered:
+            return wire.receipts_queue(plan.claimed_sender)
+        return None
+
+    # --------------------------------------------------------------- commit
+
+    def _commit(self, plans: list[_Plan]) -> None:
+        with self._store.write() as tx:
+            accepted = [p for p in plans if p.refusal is None and p.duplicate_of is None]
+            inserted = tx.insert_documents([(self._new_document(p), p.submission.body) for p in accepted])
+            for plan, result in zip(accepted, inserted):
+                if isinstance(result, DuplicateDocument):  # another hub worker won the race
+                    plan.duplicate_of, plan.axis_id, plan.receipt = result.existing_axis_id, None, None
+            accepted = [p for p in accepted if p.duplicate_of is None]
+            tx.insert_deliveries_many({p.axis_id: p.recipients for p in accepted})
+
+            receipts: list[NewReceipt] = []
+            outbox: list[NewOutboxMessage] = []
+            audit: list[NewAuditEntry] = []
+            parties = {p.sender for p in plans if p.sender}
+            parties.update(p.submission.reply_to[: -len(".receipts")] for p in plans
+                           if p.submission.reply_to and p.submission.reply_to.endswith(".receipts"))
+            registered = set(tx.agency_states(parties))
+            for plan in plans:
+                if plan.duplicate_of is not None:
+                    self._duplicate(tx, plan, registered, outbox, audit)
+                elif plan.refusal is not None:
+                    self._refused(plan, registered, outbox, audit)
+                else:
+                    self._accepted(tx, plan, receipts, outbox, audit)
+            tx.add_receipts(receipts)
+            tx.enqueue_many(outbox)
+            tx.audit_many(audit)
+
+    @staticmethod
+    def _new_document(plan: _Plan) -> NewDocument:
+        c = plan.checked
+        assert c is not None and plan.axis_id is not None
+        if c.kind == "status":
+            return NewDocument(axis_id=plan.axis_id, sender_code=c.sender, document_id=Intake._status_key(c),
+                               kind="status", priority=c.priority, signer_fingerprint=c.fingerprint,
+                               response_for=plan.answers)
+        return NewDocument(axis_id=plan.axis_id, sender_code=c.sender, document_id=c.document_id,
+                           kind="document", business_type=c.business_type, priority=c.priority,
+                           signer_fingerprint=c.fingerprint)
+
+    def _accepted(self, tx, plan: _Plan, receipts: list, outbox: list, audit: list) -> None:  # noqa: ANN001
+        c, axis_id = plan.checked, plan.axis_id
+        assert c is not None and axis_id is not None and plan.receipt is not None
+        plan.outcome = "accepted"
+        receipts.append(NewReceipt(axis_id=axis_id, kind="intake", body=plan.receipt, code="accepted"))
+        headers = {wire.H_AXIS_ID: axis_id, wire.H_KIND: c.kind, wire.H_SENDER: c.sender,
+                   wire.H_DOCUMENT_ID: c.document_id, wire.H_DIGEST: c.digest}
+        for recipient in plan.recipients:
+            outbox.append(NewOutboxMessage(queue=wire.inbox_queue(recipient),
+                                           message_id=wire.delivery_message_id(axis_id, recipient),
+                                           priority=c.priority, body_ref=axis_id,
+                                           headers={**headers, wire.H_RECIPIENT: recipient}))
+        outbox.append(self._receipt_message(wire.receipts_queue(c.sender), plan))
+        data = {"sender": c.sender, "document_id": c.document_id, "digest": c.digest, "size": c.size,
+                "recipients": list(plan.recipients), "kind": c.kind, "submission": plan.submission.submission_id}
+        if c.kind == "status":
+            assert plan.answers is not None and c.status_code is not None
+            data.update(status=c.status_code, answers=plan.answers)
+            recipient = None if c.status_code == STATUS_RECALL_REQUEST else c.sender
+            receipts.append(NewReceipt(axis_id=plan.answers, kind="status", body=plan.submission.body,
+                                       recipient_code=recipient, code=c.status_code,
+                                       detail=f"status packet {axis_id}"))
+            new_state = state_for_status(c.status_code)
+            if new_state is not None and recipient is not None:
+                moved = tx.transition(plan.answers, recipient, new_state)
+                data["state"] = str(new_state) if moved else "unchanged"
+        else:
+            data.update(business_type=c.business_type, priority=c.priority)
+        audit.append(NewAuditEntry(actor=ACTOR, action="accepted", subject=axis_id, data=data))
+
+    def _refused(self, plan: _Plan, registered: set[str], outbox: list, audit: list) -> None:  # noqa: ANN001
+        assert plan.refusal is not None
+        plan.outcome = "refused"
+        code = RefusalCode.from_number(plan.refusal[0])
+        queue = self._reply_queue(plan, registered)
+        if queue is not None and plan.receipt is not None:
+            outbox.append(self._receipt_message(queue, plan))
+        c = plan.checked
+        audit.append(NewAuditEntry(actor=ACTOR, action="refused", subject=plan.submission.submission_id, data={
+            "code": code.number, "name": code.name, "detail": plan.refusal[1][:500],
+            "sender": plan.sender, "document_id": c.document_id if c else None,
+            "digest": c.digest if c else None, "receipt_to": queue}))
+        if code is RefusalCode.INTERNAL:
+            log.error("internal error refusing submission %s: %s", plan.submission.submission_id, plan.refusal[1])
+
+    def _duplicate(self, tx, plan: _Plan, registered: set[str], outbox: list, audit: list) -> None:  # noqa: ANN001
+        plan.outcome = "duplicate"
+        first = tx.get_receipt(plan.duplicate_of, "intake")
+        queue = self._reply_queue(plan, registered)
+        if first is not None and queue is not None:
+            # The first receipt, as first signed: the sender learns the one true outcome again.
+            outbox.append(NewOutboxMessage(
+                queue=queue,
+                message_id=wire.receipt_message_id("intake", plan.duplicate_of, plan.submission.submission_id),
+                payload=first.body,
+                headers={wire.H_RECEIPT_KIND: "intake", wire.H_SUBMISSION: plan.submission.submission_id,
+                         wire.H_AXIS_ID: plan.duplicate_of}))
+        audit.append(NewAuditEntry(actor=ACTOR, action="duplicate", subject=plan.duplicate_of, data={
+            "submission": plan.submission.submission_id, "sender": plan.sender,
+            "digest": plan.checked.digest if plan.checked else None}))
+
+    @staticmethod
+    def _receipt_message(queue: str, plan: _Plan) -> NewOutboxMessage:
+        assert plan.receipt is not None
+        party = plan.submission.submission_id
+        return NewOutboxMessage(
+            queue=queue, message_id=wire.receipt_message_id("intake", plan.axis_id or "-", party),
+            payload=plan.receipt,
+            headers={wire.H_RECEIPT_KIND: "intake", wire.H_SUBMISSION: party,
+                     **({wire.H_AXIS_ID: plan.axis_id} if plan.axis_id else {})})

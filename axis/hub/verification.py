@@ -1,0 +1,215 @@
+"""The CPU-bound half of intake, run in worker processes: parse, validate, verify, read.
+
+Verification is the expensive step (c14n, digests, signature math), so it
+never runs on the hub's event loop. Each worker process builds its `Verifier`
+and the hub's receipt `Signer` once (keys and certificates parsed once) and
+then checks packets in batches, which keeps inter-process traffic to one
+round trip per batch.
+
+Fields are read only from the tree the signature verifier returns as signed
+(`VerificationResult.signed_root`), never from the bytes as received.
+
+Callers may rely on `check_packets` returning, for each input, either a
+`Checked` (the packet is authentic, well-formed and names valid agency codes)
+or a `Refused` (with a stable refusal number), and never raising for bad input.
+"""
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import hashlib
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from axis.edxml import DocumentPacket, Limits, StatusPacket, parse_agency_code, parse_xml, read_packet, validate
+from axis.refusals import PacketError, Refusal, RefusalCode
+
+
+@dataclass(frozen=True)
+class TrustSettings:
+    """What a worker needs to verify packets and sign receipts (paths, so it pickles)."""
+
+    trust_roots: Path
+    crl: Path | None
+    hub_key: Path
+    hub_cert: Path
+    allow_sha1_for: frozenset[str] = frozenset()
+    lenient_codes: bool = False
+    max_packet_bytes: int = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Checked:
+    """An authentic packet, as its signed tree says."""
+
+    kind: str                          # "document" | "status"
+    sender: str                        # canonical agency code; equals the signer's certificate code
+    fingerprint: str                   # the signer certificate's SHA-256
+    document_id: str                   # documents: DocumentId; statuses: ResponseFor/DocumentId
+    digest: str                        # SHA-256 of the exact bytes received
+    size: int
+    priority: int = 0
+    recipients: tuple[str, ...] = ()   # documents: the To list, canonical codes, in order, no repeats
+    business_type: int | None = None
+    business_document_id: str | None = None  # the document a recall/update/replacement targets
+    answers_sender: str | None = None  # statuses: ResponseFor/OrganId
+    status_code: str | None = None
+    status_timestamp: str | None = None
+
+
+@dataclass(frozen=True)
+class Refused:
+    code: int
+    detail: str
+    digest: str
+    claimed_sender: str | None = None  # unverified, for the audit entry only
+
+
+# ------------------------------------------------------------- worker process
+
+_state: dict[str, object] = {}
+
+
+def _init(settings: TrustSettings) -> None:
+    from axis.trust import Signer, Verifier
+
+    _state["settings"] = settings
+    _state["verifier"] = Verifier.from_files(settings.trust_roots, settings.crl,
+                                             allow_sha1_for=settings.allow_sha1_for)
+    _state["signer"] = Signer.from_files(settings.hub_key, settings.hub_cert)
+    _state["crl_mtime"] = _mtime(settings.crl)
+    _state["crl_checked"] = time.monotonic()
+
+
+def _mtime(path: Path | None) -> float | None:
+    try:
+        return path.stat().st_mtime if path else None
+    except OSError:
+        return None
+
+
+def _refresh_crl() -> None:
+    """Pick up a re-published CRL within seconds, without restarting the hub."""
+    settings: TrustSettings = _state["settings"]  # type: ignore[assignment]
+    if settings.crl is None or time.monotonic() - _state["crl_checked"] < 5:  # type: ignore[operator]
+        return
+    _state["crl_checked"] = time.monotonic()
+    mtime = _mtime(settings.crl)
+    if mtime != _state["crl_mtime"]:
+        from axis.trust import keys
+        _state["verifier"].replace_crls(keys.load_crls(settings.crl))  # type: ignore[attr-defined]
+        _state["crl_mtime"] = mtime
+
+
+def _code(text: str, lenient: bool) -> str:
+    return parse_agency_code(text, lenient=lenient).text
+
+
+def _claimed_sender(data: bytes) -> str | None:
+    try:
+        root = parse_xml(data, Limits(max_bytes=len(data) + 1))
+        found = root.find(".//{*}MessageHeader/{*}From/{*}OrganId")
+        return None if found is None else (found.text or "").strip()[:64] or None
+    except Refusal:
+        return None
+
+
+def _check_one(data: bytes) -> Checked | Refused:
+    settings: TrustSettings = _state["settings"]  # type: ignore[assignment]
+    digest = hashlib.sha256(data).hexdigest()
+    try:
+        root = parse_xml(data, Limits(max_bytes=settings.max_packet_bytes))
+        validate(root)
+        result = _state["verifier"].verify(root)  # type: ignore[attr-defined]
+        packet = read_packet(result.signed_root)
+        lenient = settings.lenient_codes
+        sender = _code(packet.sender, lenient)
+        if isinstance(packet, StatusPacket):
+            return Checked(kind="status", sender=sender, fingerprint=result.fingerprint,
+                           document_id=(packet.response_for.document_id or "").strip(), digest=digest,
+                           size=len(data), answers_sender=_code(packet.response_for.organ_id or "", lenient),
+                           status_code=packet.status_code.value,
+                           status_timestamp=packet.timestamp.strftime("%Y/%m/%d %H:%M:%S"))
+        assert isinstance(packet, DocumentPacket)
+        recipients = tuple(dict.fromkeys(_code(code, lenient) for code in packet.recipients))
+        business = packet.business
+        return Checked(kind="document", sender=sender, fingerprint=result.fingerprint,
+                       document_id=packet.document_id.strip(), digest=digest, size=len(data),
+                       priority=packet.priority, recipients=recipients,
+                       business_type=business.business_doc_type if business else 0,
+                       business_document_id=(business.document_id or "").strip() or None if business else None)
+    except Refusal as refusal:
+        return Refused(refusal.code.number, refusal.detail or refusal.code.message, digest, _claimed_sender(data))
+    except Exception as exc:  # noqa: BLE001 - a bug must not take the batch down; it is refused and logged
+        return Refused(RefusalCode.INTERNAL.number, f"{type(exc).__name__}: {exc}", digest, None)
+
+
+def check_packets(datas: Sequence[bytes]) -> list[Checked | Refused]:
+    """Runs in a worker: check each packet (see the module docstring)."""
+    _refresh_crl()
+    return [_check_one(data) for data in datas]
+
+
+def sign_receipts(receipts: Sequence[bytes]) -> list[bytes]:
+    """Runs in a worker: sign Axis receipts with the hub key."""
+    signer = _state["signer"]
+    return [signer.sign_receipt(data) for data in receipts]  # type: ignore[attr-defined]
+
+
+def verify_receipts(datas: Sequence[bytes]) -> list[tuple[str, bytes] | Refused]:
+    """Runs in a worker: verify receipts signed by agencies; (signer code, signed receipt XML) or Refused."""
+    from lxml import etree
+
+    _refresh_crl()
+    out: list[tuple[str, bytes] | Refused] = []
+    for data in datas:
+        digest = hashlib.sha256(data).hexdigest()
+        try:
+            result = _state["verifier"].verify_receipt(data)  # type: ignore[attr-defined]
+            out.append((result.signer_code, etree.tostring(result.signed_root)))
+        except Refusal as refusal:
+            out.append(Refused(refusal.code.number, refusal.detail or refusal.code.message, digest))
+    return out
+
+
+# ---------------------------------------------------------------- the pool
+
+class VerificationPool:
+    """Worker processes doing the CPU work of the hub; `workers=0` runs it in one thread instead.
+
+    Batches are split across workers so that both cores work on one large batch.
+    """
+
+    def __init__(self, settings: TrustSettings, workers: int | None = None) -> None:
+        self.workers = (os.cpu_count() or 1) if workers is None else workers
+        if self.workers > 0:
+            self._executor: concurrent.futures.Executor = concurrent.futures.ProcessPoolExecutor(
+                max_workers=self.workers, initializer=_init, initargs=(settings,))
+        else:
+            self._executor = concurrent.futures.ThreadPoolExecutor(
+                max_workers=1, initializer=_init, initargs=(settings,))
+
+    async def _map(self, fn, items: Sequence) -> list:  # noqa: ANN001
+        if not items:
+            return []
+        loop = asyncio.get_running_loop()
+        parts = max(1, min(self.workers, len(items) // 8 or 1))
+        size = -(-len(items) // parts)
+        chunks = [items[i:i + size] for i in range(0, len(items), size)]
+        results = await asyncio.gather(*(loop.run_in_executor(self._executor, fn, chunk) for chunk in chunks))
+        return [item for chunk in results for item in chunk]
+
+    async def check(self, datas: Sequence[bytes]) -> list[Checked | Refused]:
+        return await self._map(check_packets, list(datas))
+
+    async def sign(self, receipts: Sequence[bytes]) -> list[bytes]:
+        return await self._map(sign_receipts, list(receipts))
+
+    async def verify_receipts(self, datas: Sequence[bytes]) -> list[tuple[str, bytes] | Refused]:
+        return await self._map(verify_receipts, list(datas))
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=True)

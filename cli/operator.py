@@ -1,0 +1,285 @@
+"""Operator and auditor commands: `axis serve`, `axis agency …`, `axis receipts`, `axis audit verify`."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from axis.edxml import parse_agency_code
+from axis.refusals import Refusal
+from cli.output import REFUSED, fail, print_json, refuse, stderr, stdout
+
+DATA_DIR_ENV = "AXIS_DATA"
+
+
+def data_dir() -> Path:
+    return Path(os.environ.get(DATA_DIR_ENV, "axis-data"))
+
+
+def db_url(value: str | None) -> str:
+    return value or os.environ.get("AXIS_DB") or f"sqlite:///{data_dir() / 'axis.db'}"
+
+
+def broker_url(value: str | None) -> str:
+    url = value or os.environ.get("AXIS_BROKER") or "embedded"
+    if url == "embedded":
+        return f"embedded:///{(data_dir() / 'transport.db').resolve()}"
+    return url
+
+
+DbOption = typer.Option(None, "--db", help="Database URL (env AXIS_DB; default sqlite:///axis-data/axis.db).")
+BrokerOption = typer.Option(None, "--broker", help="Broker URL (env AXIS_BROKER): 'embedded' (default) or amqp://…")
+
+
+def _open_store(url: str | None):  # noqa: ANN202
+    from axis.store import open_store
+    target = db_url(url)
+    if target.startswith("sqlite:///"):
+        Path(target[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+    return open_store(target)
+
+
+async def _with_transport(url: str | None, action):  # noqa: ANN001, ANN202
+    from axis.transport import open_transport
+    data_dir().mkdir(parents=True, exist_ok=True)
+    transport = await open_transport(broker_url(url))
+    try:
+        return await action(transport)
+    finally:
+        await transport.close()
+
+
+# ------------------------------------------------------------------ agency
+
+agency_app = typer.Typer(help="Register, list, suspend and resume agencies.", no_args_is_help=True)
+
+
+@agency_app.command("add")
+def agency_add(
+    code: str = typer.Argument(..., help="The agency code (QCVN 102:2016 or QĐ 20/2020)."),
+    name: str = typer.Option(..., "--name", help="The agency's name."),
+    cert: list[Path] = typer.Option([], "--cert", help="A signing certificate of the agency (PEM); repeatable."),
+    parent: str | None = typer.Option(None, "--parent", help="The parent agency's code."),
+    db: str | None = DbOption,
+    broker: str | None = BrokerOption,
+) -> None:
+    """Register an agency with its certificates, and create its queues."""
+    from axis.hub import declare_agency_queues
+    from axis.store import AlreadyExists, NotFound
+    from axis.trust.identity import certificate_agency_code
+    from axis.trust.keys import load_certificate
+
+    try:
+        code = parse_agency_code(code).text
+        parent = parse_agency_code(parent).text if parent else None
+        pems = []
+        for path in cert:
+            certificate = load_certificate(path)
+            named = certificate_agency_code(certificate)
+            if named != code:
+                fail(f"{path} is issued to {named}, not {code}")
+            pems.append(path.read_text())
+    except Refusal as refusal:
+        refuse(refusal)
+    except OSError as exc:
+        fail(f"cannot read certificate: {exc}")
+    store = _open_store(db)
+    try:
+        with store.write() as tx:
+            tx.add_agency(code, name, parent)
+            fingerprints = [tx.add_certificate(code, pem) for pem in pems]
+            tx.audit("operator", "agency-added", code, {"name": name, "parent": parent,
+                                                        "certificates": fingerprints})
+    except AlreadyExists as exc:
+        fail(f"{exc}; use `axis agency resume` or another code")
+    except NotFound as exc:
+        fail(str(exc))
+    finally:
+        store.close()
+    asyncio.run(_with_transport(broker, lambda t: declare_agency_queues(t, code)))
+    stdout.print(f"registered {code} ({name}) with {len(pems)} certificate(s); queues {code} and {code}.receipts")
+
+
+@agency_app.command("list")
+def agency_list(as_json: bool = typer.Option(False, "--json"), db: str | None = DbOption) -> None:
+    """List registered agencies."""
+    store = _open_store(db)
+    try:
+        agencies = store.list_agencies()
+        certs = {a.code: len([c for c in store.certificates(a.code) if c.state == "active"]) for a in agencies}
+    finally:
+        store.close()
+    if as_json:
+        print_json([{"code": a.code, "name": a.name, "parent": a.parent_code, "state": a.state,
+                     "certificates": certs[a.code]} for a in agencies])
+        return
+    table = Table("code", "name", "parent", "state", "certificates")
+    for a in agencies:
+        table.add_row(a.code, a.name, a.parent_code or "", a.state, str(certs[a.code]))
+    stdout.print(table)
+
+
+def _set_state(code: str, state: str, db: str | None) -> None:
+    store = _open_store(db)
+    try:
+        code = parse_agency_code(code).text
+        with store.write() as tx:
+            if tx.get_agency(code) is None:
+                fail(f"{code} is not registered")
+            changed = tx.set_agency_state(code, state)
+            if changed:
+                tx.audit("operator", f"agency-{'suspended' if state == 'suspended' else 'resumed'}", code, {})
+    except Refusal as refusal:
+        refuse(refusal)
+    finally:
+        store.close()
+    stdout.print(f"{code} is {state}" if changed else f"{code} was already {state}")
+
+
+@agency_app.command("suspend")
+def agency_suspend(code: str, db: str | None = DbOption) -> None:
+    """Suspend an agency: it can neither send nor receive until resumed."""
+    _set_state(code, "suspended", db)
+
+
+@agency_app.command("resume")
+def agency_resume(code: str, db: str | None = DbOption) -> None:
+    """Resume a suspended agency."""
+    _set_state(code, "active", db)
+
+
+# ------------------------------------------------------------ receipts / audit
+
+def receipts(
+    document_id: str = typer.Argument(..., help="The edXML DocumentId, or an axis id."),
+    as_json: bool = typer.Option(False, "--json"),
+    db: str | None = DbOption,
+) -> None:
+    """The timeline of a document: per recipient, every receipt and the delivery state."""
+    store = _open_store(db)
+    try:
+        documents = store.find_by_document_id(document_id)
+        if not documents and (found := store.get_document(document_id)) is not None:
+            documents = [found]
+        documents = [d for d in documents if d.kind == "document"]
+        report = []
+        for doc in documents:
+            states = {d.recipient_code: d for d in store.deliveries(doc.axis_id)}
+            timeline = store.timeline(doc.axis_id)
+            report.append({
+                "axis_id": doc.axis_id, "document_id": doc.document_id, "sender": doc.sender_code,
+                "received_at": doc.received_at, "digest": doc.digest, "size": doc.size,
+                "intake": [_receipt_row(r) for r in timeline.get(None, [])],
+                "recipients": [{"recipient": code, "state": delivery.state, "last_error": delivery.last_error,
+                                "receipts": [_receipt_row(r) for r in timeline.get(code, [])]}
+                               for code, delivery in sorted(states.items())]})
+    finally:
+        store.close()
+    if not report:
+        fail(f"no document {document_id!r} is known to the axis")
+    if as_json:
+        print_json(report)
+        return
+    for doc in report:
+        stdout.print(f"[bold]{doc['document_id']}[/]  axis id {doc['axis_id']}  from {doc['sender']}  "
+                     f"received {doc['received_at']:%Y-%m-%d %H:%M:%S} UTC  sha256 {doc['digest'][:16]}…")
+        table = Table("recipient", "state", "receipt", "code", "at (UTC)", "detail")
+        for rec in doc["recipients"]:
+            rows = rec["receipts"] or [{"kind": "", "code": "", "at": None, "detail": ""}]
+            for i, r in enumerate(rows):
+                table.add_row(rec["recipient"] if i == 0 else "", rec["state"] if i == 0 else "", r["kind"],
+                              r["code"] or "", f"{r['at']:%H:%M:%S}" if r["at"] else "", r["detail"] or "")
+        stdout.print(table)
+
+
+def _receipt_row(receipt) -> dict:  # noqa: ANN001
+    return {"kind": receipt.kind, "code": receipt.code, "at": receipt.created_at, "detail": receipt.detail,
+            "digest": receipt.digest}
+
+
+audit_app = typer.Typer(help="Check the tamper-evident audit log.", no_args_is_help=True)
+
+
+@audit_app.command("verify")
+def audit_verify(db: str | None = DbOption, as_json: bool = typer.Option(False, "--json")) -> None:
+    """Recompute the audit hash chain; name the first bad entry. Exit 1 if the chain is broken."""
+    store = _open_store(db)
+    try:
+        report = store.verify_audit()
+    finally:
+        store.close()
+    if as_json:
+        print_json({"ok": report.ok, "entries": report.entries, "first_bad_seq": report.first_bad_seq,
+                    "reason": report.reason, "head_hash": report.head_hash})
+    elif report.ok:
+        stdout.print(f"audit log intact: {report.entries} entries, head {report.head_hash}")
+    else:
+        stderr.print(f"[bold red]audit log broken[/] at entry {report.first_bad_seq}: {report.reason} "
+                     f"({report.entries} entries verified before it)")
+    if not report.ok:
+        raise typer.Exit(REFUSED)
+
+
+# ------------------------------------------------------------------- serve
+
+def serve(
+    workers: int | None = typer.Option(None, "--workers", help="Verification processes (default: one per core)."),
+    db: str | None = DbOption,
+    broker: str | None = BrokerOption,
+    trust: Path | None = typer.Option(None, "--trust", help="Trusted roots (env AXIS_TRUST; default "
+                                                             "axis-data/pki/ca.pem)."),
+    crl: Path | None = typer.Option(None, "--crl", help="CRL (env AXIS_CRL; default axis-data/pki/crl.pem)."),
+    key: Path | None = typer.Option(None, "--key", help="The hub's key (env AXIS_KEY; default "
+                                                         "axis-data/hub/AXIS.key.pem)."),
+    cert: Path | None = typer.Option(None, "--cert", help="The hub's certificate (env AXIS_CERT)."),
+    lenient_codes: bool = typer.Option(False, "--lenient-codes", help="Accept shortened QCVN 102 codes."),
+    allow_sha1: list[str] = typer.Option([], "--allow-sha1", help="Agency allowed to sign with SHA-1."),
+) -> None:
+    """Run the hub: intake, verification, routing, relay, receipts."""
+    from axis.hub import Hub, HubSettings, TrustSettings
+
+    settings = hub_settings(workers, trust, crl, key, cert, lenient_codes, allow_sha1)
+    logging.basicConfig(level=os.environ.get("AXIS_LOG", "INFO"), format="%(asctime)s %(name)s %(message)s")
+
+    async def main() -> None:
+        from axis.transport import open_transport
+        store = _open_store(db)
+        data_dir().mkdir(parents=True, exist_ok=True)
+        transport = await open_transport(broker_url(broker))
+        hub = Hub(settings, store, transport)
+        loop = asyncio.get_running_loop()
+        task = asyncio.create_task(hub.run())
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, task.cancel)
+        stderr.print(f"axis hub serving: db {db_url(db)}, broker {broker_url(broker)}, "
+                     f"{hub.pool.workers} verification worker(s)")
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
+        finally:
+            await transport.close()
+            store.close()
+
+    asyncio.run(main())
+
+
+def hub_settings(workers, trust, crl, key, cert, lenient_codes=False, allow_sha1=()):  # noqa: ANN001, ANN201
+    from axis.hub import HubSettings, TrustSettings
+    pki = data_dir() / "pki"
+    trust = trust or Path(os.environ.get("AXIS_TRUST", pki / "ca.pem"))
+    crl = crl or (Path(os.environ["AXIS_CRL"]) if os.environ.get("AXIS_CRL") else pki / "crl.pem")
+    key = key or Path(os.environ.get("AXIS_KEY", data_dir() / "hub" / "AXIS.key.pem"))
+    cert = cert or Path(os.environ.get("AXIS_CERT", data_dir() / "hub" / "AXIS.cert.pem"))
+    for what, path in (("trusted roots", trust), ("hub key", key), ("hub certificate", cert)):
+        if not path.exists():
+            fail(f"{what} not found at {path}. Create them with `axis pki init {pki}` and "
+                 f"`axis pki issue AXIS --pki {pki} --out {data_dir() / 'hub'}`, or pass --trust/--key/--cert.")
+    return HubSettings(trust=TrustSettings(trust_roots=trust, crl=crl if crl.exists() else None, hub_key=key,
+                                           hub_cert=cert, allow_sha1_for=frozenset(allow_sha1),
+                                           lenient_codes=lenient_codes), workers=workers)
