@@ -1,28 +1,39 @@
-"""Where the signature and the sender live in an edXML packet.
+"""Where a signed document keeps its signature and names its signer.
 
-The standard (QCVN 102:2016 §3.4, as the national SDK writes it) puts one
-enveloped XML-DSig `Signature` inside `edXML/edXMLEnvelope/edXMLHeader`, after
-`TraceHeaderList`; status packets have no TraceHeaderList, so it follows
-`MessageHeader`. The sender is `edXMLHeader/MessageHeader/From/OrganId` in both
-document and status packets.
+Two kinds of document are signed on Axis, each with one `Placement`:
+
+- `EDXML_PACKET`: the standard (QCVN 102:2016 §3.4, as the national SDK writes
+  it) puts one enveloped XML-DSig `Signature` inside
+  `edXML/edXMLEnvelope/edXMLHeader`, after `TraceHeaderList`; status packets
+  have no TraceHeaderList, so it follows `MessageHeader`. The sender is
+  `edXMLHeader/MessageHeader/From/OrganId` in both document and status packets.
+- `AXIS_RECEIPT`: Axis's own receipts (`axis/receipt.py`, namespace
+  `urn:axis:receipt:1`) carry the signature as the last child of the root
+  `Receipt`; the signer is named by the root's `Issuer` child.
 
 Callers may rely on:
-- `header_of(root)` returns the single edXMLHeader of a single edXMLEnvelope
-  of an `edXML` root, or raises `PacketError(NOT_EDXML)`, or
-  `TrustError(SIGNATURE_MISPLACED)` when there are several (the signature's
-  place would be ambiguous);
-- `sender_of(root)` returns the text of the single From/OrganId or raises
-  `TrustError(SIGNER_NOT_SENDER)` when the packet names no sender or several;
-- `SIGNXML_LOCATION` is the signxml `SignatureConfiguration.location` that pins
-  the signature to edXMLHeader.
+- `placement.signature_parent(root)` returns the element the one signature must
+  be a child of, or raises `PacketError(NOT_EDXML)` for another kind of document,
+  or `TrustError(SIGNATURE_MISPLACED)` when the document repeats the elements
+  that hold it (the signature's place would be ambiguous);
+- `placement.signed_sender(signed_root)` returns the signer's agency code as the
+  signed tree names it, or raises `TrustError(SIGNER_NOT_SENDER)` when it names
+  none or several;
+- `placement.signxml_location` is the signxml `SignatureConfiguration.location`
+  that pins the signature to that parent.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 from lxml import etree
 
+from axis.edxml.safe import DEFAULT_LIMITS, Limits
 from axis.refusals import PacketError, RefusalCode, TrustError
 
 EDXML_NS = "http://www.mic.gov.vn/TBT/QCVN_102_2016"
+RECEIPT_NS = "urn:axis:receipt:1"  # axis.receipt.NS; trust does not import the receipt module
 DS_NS = "http://www.w3.org/2000/09/xmldsig#"
 
 
@@ -41,9 +52,12 @@ MESSAGE_HEADER = edxml("MessageHeader")
 TRACE_HEADER_LIST = edxml("TraceHeaderList")
 DIGITAL_SIGNATURE = edxml("DigitalSignature")  # the empty placeholder some builders write
 SIGNATURE = ds("Signature")
+RECEIPT = f"{{{RECEIPT_NS}}}Receipt"
+ISSUER = f"{{{RECEIPT_NS}}}Issuer"
 
 # signxml appends "ds:Signature" to this path; "./" is the edXML root.
 SIGNXML_LOCATION = f"./{ENVELOPE}/{HEADER}/"
+_SENDER_PATH = f"{ENVELOPE}/{HEADER}/{MESSAGE_HEADER}/{edxml('From')}/{edxml('OrganId')}"
 
 
 def header_of(root: etree._Element) -> etree._Element:
@@ -67,7 +81,7 @@ def header_of(root: etree._Element) -> etree._Element:
 
 
 def signature_anchor(header: etree._Element) -> etree._Element:
-    """The element the signature follows: TraceHeaderList, else MessageHeader."""
+    """The element a packet's signature follows: TraceHeaderList, else MessageHeader."""
     anchor = header.find(TRACE_HEADER_LIST)
     if anchor is None:
         anchor = header.find(MESSAGE_HEADER)
@@ -77,15 +91,81 @@ def signature_anchor(header: etree._Element) -> etree._Element:
     return anchor
 
 
-def sender_of(root: etree._Element) -> str:
-    """The From/OrganId text of a packet tree (use the signed tree); see the module docstring."""
-    found = root.findall(f"{ENVELOPE}/{HEADER}/{MESSAGE_HEADER}/{edxml('From')}/{edxml('OrganId')}")
+def _single_code(found: list[etree._Element], what: str) -> str:
     if len(found) != 1:
         raise TrustError(RefusalCode.SIGNER_NOT_SENDER,
-                         "the signed packet names no sender (edXMLHeader/MessageHeader/From/OrganId)"
-                         if not found else
-                         f"the signed packet names {len(found)} senders (From/OrganId); exactly one is allowed")
-    organ_id = found[0]
-    if len(organ_id):
-        raise TrustError(RefusalCode.SIGNER_NOT_SENDER, "From/OrganId contains elements instead of a code")
-    return (organ_id.text or "").strip()
+                         f"the signed document names no signer ({what})" if not found else
+                         f"the signed document names {len(found)} signers ({what}); exactly one is allowed")
+    element = found[0]
+    if len(element):
+        raise TrustError(RefusalCode.SIGNER_NOT_SENDER, f"{what} contains elements instead of a code")
+    return (element.text or "").strip()
+
+
+def sender_of(root: etree._Element) -> str:
+    """The From/OrganId of a packet tree (use the signed tree); see the module docstring."""
+    return _single_code(root.findall(_SENDER_PATH), "edXMLHeader/MessageHeader/From/OrganId")
+
+
+def _first_text(found: etree._Element | None) -> str:
+    return (found.text or "").strip() if found is not None else ""
+
+
+def _receipt_root(root: etree._Element) -> etree._Element:
+    if root.tag != RECEIPT:
+        raise PacketError(RefusalCode.NOT_EDXML, f"not an Axis receipt: the root is {root.tag!r}, not {RECEIPT}")
+    return root
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where one kind of signed document keeps its signature and names its signer."""
+
+    kind: str                                                   # "packet", "receipt": for messages
+    parent_name: str                                            # the signature's parent, for messages
+    sender_name: str                                            # the element naming the signer, for messages
+    limits: Limits                                              # parse_xml limits for this kind
+    signxml_location: str
+    signature_parent: Callable[[etree._Element], etree._Element]
+    signed_sender: Callable[[etree._Element], str]               # from the SIGNED tree
+    claimed_sender: Callable[[etree._Element], str]              # unverified: only to pick a policy
+    place_signature: Callable[[etree._Element, etree._Element], None]  # (parent, placeholder), for signing
+
+
+def _after_anchor(header: etree._Element, placeholder: etree._Element) -> None:
+    anchor = signature_anchor(header)
+    anchor.addnext(placeholder)
+    # Layout only: the signature takes the anchor's indentation, the anchor its sibling's.
+    previous = anchor.getprevious()
+    placeholder.tail = anchor.tail
+    anchor.tail = previous.tail if previous is not None else header.text
+
+
+def _last_child(root: etree._Element, placeholder: etree._Element) -> None:
+    root.append(placeholder)
+
+
+EDXML_PACKET = Placement(
+    kind="packet",
+    parent_name="edXMLHeader",
+    sender_name="From/OrganId",
+    limits=DEFAULT_LIMITS,
+    signxml_location=SIGNXML_LOCATION,
+    signature_parent=header_of,
+    signed_sender=sender_of,
+    claimed_sender=lambda root: _first_text(root.find(_SENDER_PATH)),
+    place_signature=_after_anchor,
+)
+
+AXIS_RECEIPT = Placement(
+    kind="receipt",
+    parent_name="Receipt",
+    sender_name="Issuer",
+    # A receipt is a few fields and a signature: bounds to match axis/receipt.py's reader.
+    limits=Limits(max_bytes=1024 * 1024, max_depth=16, max_elements=200),
+    signxml_location="./",
+    signature_parent=_receipt_root,
+    signed_sender=lambda root: _single_code(root.findall(ISSUER), "Receipt/Issuer"),
+    claimed_sender=lambda root: _first_text(root.find(ISSUER)),
+    place_signature=_last_child,
+)

@@ -14,11 +14,16 @@ packet), and lets signxml fill it:
   it; it keeps the edXML namespace declarations out of SignedInfo);
 - KeyInfo/X509Data/X509Certificate: the signer's certificate, then its chain.
 
+`sign_receipt(data)` signs an Axis receipt the same way, the signature being
+the receipt's last child (`placement.AXIS_RECEIPT`).
+
 Callers may rely on: the output is UTF-8 bytes with an XML declaration, never
-pretty-printed after signing, that `Verifier.verify` accepts when the
-certificate is trusted and names the packet's sender; `sign` raises
-`PacketError` for input that is not a signable edXML packet and nothing else
-for bad input. A `Signer` is immutable and may be shared between threads.
+pretty-printed after signing, that `Verifier.verify` (`verify_receipt`)
+accepts when the certificate is trusted and names the packet's sender (the
+receipt's Issuer); `sign` raises `PacketError` for input that is not a
+signable edXML packet (`TrustError(SIGNATURE_MISPLACED)` for a stray signature
+outside edXMLHeader) and nothing else for bad input. A `Signer` is immutable
+and may be shared between threads.
 """
 from __future__ import annotations
 
@@ -36,18 +41,20 @@ from axis.refusals import Refusal, RefusalCode, TrustError
 from axis.trust import keys
 from axis.trust.identity import certificate_agency_code
 from axis.trust.keys import SigningKey
-from axis.trust.placement import DIGITAL_SIGNATURE, DS_NS, HEADER, SIGNATURE, edxml, header_of, signature_anchor
+from axis.trust.placement import AXIS_RECEIPT, DIGITAL_SIGNATURE, DS_NS, EDXML_PACKET, SIGNATURE, Placement, edxml
 
 C14N = CanonicalizationMethod.EXCLUSIVE_XML_CANONICALIZATION_1_0
 
 
 def reparser() -> etree.XMLParser:
-    """The parser signxml uses for its internal copies of a tree `parse_xml` already accepted.
+    """The parser signxml gets (signing and verifying) for input `parse_xml` already accepted.
 
-    It only ever reads lxml's own serialisation of a bounded tree, so libxml2's
-    10 MB text-node cap (huge_tree=False) would only break large attachments,
-    not protect anything. Entities, DTDs and the network stay off. A new parser
-    per operation: lxml parsers must not be shared between threads.
+    It reads bytes `parse_xml` accepted, or lxml's serialisation of such a tree,
+    with parse_xml's own settings, so both parses yield the same tree (no parser
+    differential). huge_tree is on because the size and shape limits were already
+    enforced; libxml2's 10 MB text-node cap would only break large attachments.
+    Entities, DTDs and the network stay off. A new parser per operation: lxml
+    parsers must not be shared between threads.
     """
     return etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, dtd_validation=False,
                            huge_tree=True, remove_blank_text=False, remove_comments=False, remove_pis=False,
@@ -103,27 +110,31 @@ class Signer:
 
     def sign(self, data: bytes, *, signature_method: SignatureMethod | None = None,
              digest_method: DigestAlgorithm | None = None) -> bytes:
-        """Sign a packet; return the signed bytes.
+        """Sign an edXML packet; return the signed bytes.
 
         `signature_method`/`digest_method` override the algorithms. They exist for
         interop and for tests of the refusal paths (e.g. RSA-SHA1 with SHA-1 digests,
         which the verifier refuses by default); Axis itself never passes them.
         """
-        root = parse_xml(data)
-        header = header_of(root)
-        _remove_old_signatures(header)
+        return self._sign(data, EDXML_PACKET, signature_method, digest_method)
+
+    def sign_receipt(self, data: bytes, *, signature_method: SignatureMethod | None = None,
+                     digest_method: DigestAlgorithm | None = None) -> bytes:
+        """Sign an Axis receipt (`axis.receipt.build_receipt`): the signature becomes its last child."""
+        return self._sign(data, AXIS_RECEIPT, signature_method, digest_method)
+
+    def _sign(self, data: bytes, placement: Placement, signature_method: SignatureMethod | None,
+              digest_method: DigestAlgorithm | None) -> bytes:
+        root = parse_xml(data, placement.limits)
+        parent = placement.signature_parent(root)
+        _remove_old_signatures(parent)
         stray = next(root.iter(SIGNATURE), None)
         if stray is not None:
             raise TrustError(RefusalCode.SIGNATURE_MISPLACED,
-                             f"line {stray.sourceline}: a Signature outside edXMLHeader; remove it before "
-                             "signing (a packet carries exactly one signature, in edXMLHeader)")
-        anchor = signature_anchor(header)
-        placeholder = etree.Element(SIGNATURE, {"Id": "placeholder"}, nsmap={"ds": DS_NS})
-        anchor.addnext(placeholder)
-        # Layout only: the signature takes the anchor's indentation, the anchor its sibling's.
-        previous = anchor.getprevious()
-        placeholder.tail = anchor.tail
-        anchor.tail = previous.tail if previous is not None else header.text
+                             f"line {stray.sourceline}: a Signature outside {placement.parent_name}; remove it "
+                             f"before signing (a {placement.kind} carries exactly one signature, in "
+                             f"{placement.parent_name})")
+        placement.place_signature(parent, etree.Element(SIGNATURE, {"Id": "placeholder"}, nsmap={"ds": DS_NS}))
         signer = _XMLSigner(method=methods.enveloped,
                             signature_algorithm=signature_method or self._method,
                             digest_algorithm=digest_method or DigestAlgorithm.SHA256,
@@ -138,18 +149,18 @@ class Signer:
 _OLD_SIGNATURE_TAGS = (SIGNATURE, DIGITAL_SIGNATURE, edxml("Signature"))
 
 
-def _remove_old_signatures(header: etree._Element) -> None:
-    """Drop old signatures and placeholders from edXMLHeader, keeping the text around them."""
-    for element in list(header):
+def _remove_old_signatures(parent: etree._Element) -> None:
+    """Drop old signatures and placeholders from the signature's parent, keeping the text around them."""
+    for element in list(parent):
         if element.tag in _OLD_SIGNATURE_TAGS:
             # lxml removes an element's tail with it; keep non-blank text, and the
             # removed element's indentation in place of its predecessor's.
             previous = element.getprevious()
-            before = (previous.tail if previous is not None else header.text) or ""
+            before = (previous.tail if previous is not None else parent.text) or ""
             tail = element.tail or ""
             joined = tail if not before.strip() and not tail.strip() else before + tail
             if previous is not None:
                 previous.tail = joined
             else:
-                header.text = joined
-            header.remove(element)
+                parent.text = joined
+            parent.remove(element)

@@ -1,48 +1,61 @@
-"""Verifying signed edXML packets: signature, certificate chain, revocation, signer = sender.
+"""Verifying signed edXML packets (and Axis receipts): signature, chain, revocation, signer = sender.
 
 A `Verifier` is built once from the trusted roots and CRLs (parsed once) and
-shared. `verify(data)` either returns a `VerificationResult` or raises a
-`Refusal`: `PacketError` (2xx) when the bytes are not an edXML packet,
-`TrustError` (3xx) for everything about the signature. Nothing else, for any
-input. The checks run in this order; the first failure decides the code:
+shared between threads. `verify(data)` either returns a `VerificationResult`
+or raises a `Refusal`: `PacketError` (2xx) when the bytes are not an edXML
+packet, `TrustError` (3xx) for everything about the signature. Nothing else,
+for any input. The checks run in this order; the first failure decides:
 
- 1. parse (`axis.edxml.safe.parse_xml`)                      MALFORMED, FORBIDDEN_XML, ... (2xx)
- 2. one edXML/edXMLEnvelope/edXMLHeader                      NOT_EDXML, SIGNATURE_MISPLACED
- 3. exactly one ds:Signature, a child of edXMLHeader         SIGNATURE_MISSING, SIGNATURE_MISPLACED
- 4. one Reference, URI="", enveloped-signature transform     SIGNATURE_MISPLACED
- 5. SignatureMethod RSA-SHA256 / ECDSA-SHA256, DigestMethod
-    SHA-256 (SHA-1 variants only for allowed agencies), then
-    C14N methods and transforms (only the six W3C C14N URIs)  ALGORITHM_NOT_ALLOWED, WEAK_ALGORITHM
- 6. the signer's certificate from KeyInfo/X509Data           CERT_MALFORMED
- 7. certificate (cached per leaf, see below):
-    SHA-1-signed certificate                                 WEAK_ALGORITHM
-    key not RSA >= 2048 / EC P-256                           ALGORITHM_NOT_ALLOWED
-    no path to a configured root                             CERT_UNTRUSTED
-    a certificate on the path outside its validity           CERT_EXPIRED
-    leaf is a CA or lacks KeyUsage digitalSignature          CERT_KEY_USAGE
-    CRL not signed by its CA, stale, unsupported (or
-    missing with require_crl)                                CRL_INVALID
-    serial on the issuer's CRL                               CERT_REVOKED
-    no organizationIdentifier agency code                    CERT_NO_AGENCY_CODE
- 8. signature value and digest (signxml, with the leaf
-    validated above pinned as `x509_cert`)                   SIGNATURE_INVALID
- 9. From/OrganId of the SIGNED tree = the certificate's code SIGNER_NOT_SENDER
-    (and, for a SHA-1 signature, that sender is allowed)     WEAK_ALGORITHM
+ 1. parse (`axis.edxml.safe.parse_xml`)                     MALFORMED, FORBIDDEN_XML, TOO_LARGE, ...
+ 2. one edXML/edXMLEnvelope/edXMLHeader                     NOT_EDXML; SIGNATURE_MISPLACED if repeated
+ 3. exactly one ds:Signature, a child of edXMLHeader        SIGNATURE_MISSING, SIGNATURE_MISPLACED
+    (a Signature element in another namespace, as the
+    national SDK samples have: SIGNATURE_MISPLACED)
+ 4. SignedInfo: only XML-DSig elements; one Reference,
+    URI="", first transform enveloped-signature            SIGNATURE_INVALID, SIGNATURE_MISPLACED
+ 5. SignatureMethod RSA-SHA256 / ECDSA-SHA256 and DigestMethod
+    SHA-256 (SHA-1 variants only for allowed senders), then
+    the C14N method and transforms (W3C C14N URIs only)     ALGORITHM_NOT_ALLOWED, WEAK_ALGORITHM
+ 6. the certificates in KeyInfo/X509Data                   CERT_MALFORMED
+ 7. the signer's certificate (cached, see below):
+    signed with SHA-1                                      WEAK_ALGORITHM
+    key not RSA >= 2048 / EC P-256                         ALGORITHM_NOT_ALLOWED
+    no path to a configured root                           CERT_UNTRUSTED
+    a certificate on the path outside its validity         CERT_EXPIRED
+    a CA certificate, or no KeyUsage digitalSignature      CERT_KEY_USAGE
+    for each certificate on the path, leaf first: its
+    issuer's CRL not signed by it, past nextUpdate, with
+    critical extensions (or none, with require_crl)        CRL_INVALID
+    its serial on that CRL                                 CERT_REVOKED
+    no organizationIdentifier agency code                  CERT_NO_AGENCY_CODE
+ 8. signature value and digest (signxml, the certificate
+    validated above pinned as `x509_cert`)                 SIGNATURE_INVALID
+ 9. From/OrganId of the SIGNED tree: exactly one, and equal
+    to the certificate's code                              SIGNER_NOT_SENDER
+    (for a SHA-1 signature, that signed sender allowed)    WEAK_ALGORITHM
 
-Certificates are validated here, with `cryptography.x509.verification`
-(RFC 5280 path building, CA constraints, path length, validity of every
-certificate on the path) plus our own KeyUsage, CRL and agency-code checks,
-not inside signxml: the verdict for a leaf (and the intermediates presented
-with it) is cached until the first of its certificates' notAfter or the CRLs'
-nextUpdate, and dropped when `replace_crls` installs new CRLs. So per packet
-the cost is one base64 decode and hash of the certificate, the signature math
-and c14n. signxml never sees a CA store, so it cannot fall back to the system
-one, and its signature location is pinned to edXMLHeader.
+`verify_receipt(data)` runs the same checks on an Axis receipt
+(`placement.AXIS_RECEIPT`): the signature is a child of `Receipt`, the signer
+is named by its `Issuer`, and SHA-1 is never accepted.
+
+Why certificates are validated here and not by signxml: signxml would rebuild
+and re-check the chain on every packet (and, given no CA file, fall back to
+the system store). Here `cryptography.x509.verification` does RFC 5280 path
+building (CA constraints, path length, validity of every certificate on the
+path) against the configured roots only, with extension policies that accept
+what agency certificates carry (a critical CertificatePolicies), and our own
+code adds the checks it lacks or that need their own refusal codes: KeyUsage,
+CRLs, the agency code. The verdict is cached per set of presented
+certificates (SHA-256 of their DER) until the first notAfter on the path or
+the CRLs' nextUpdate, and all verdicts are dropped when `replace_crls`
+installs new CRLs; failures are never cached. signxml then gets the
+validated leaf as `x509_cert`, so per packet the cost is a base64 decode and
+hash of the certificate, the signature math and c14n.
 
 Callers must use only `VerificationResult.signed_root`: it is the tree signxml
 rebuilt from the exact bytes the digest covers. The tree the caller passed in
-may contain things the signature does not cover (comments, in a tree signed
-with comment-less C14N) and must not be read for anything after verifying.
+may hold things the signature does not cover (comments, under comment-less
+C14N, that split a text node) and must not be read after verifying.
 """
 from __future__ import annotations
 
@@ -70,13 +83,10 @@ from signxml.exceptions import InvalidDigest, SignXMLException
 
 from axis.edxml.codes import parse_agency_code
 from axis.edxml.safe import parse_xml
-from axis.refusals import PacketError, Refusal, RefusalCode, TrustError
+from axis.refusals import PacketError, RefusalCode, TrustError
 from axis.trust import keys
 from axis.trust.identity import certificate_agency_code
-from axis.trust.placement import (
-    DIGITAL_SIGNATURE, DS_NS, ENVELOPE, HEADER, MESSAGE_HEADER, SIGNATURE, SIGNXML_LOCATION, ds, edxml,
-    header_of, sender_of,
-)
+from axis.trust.placement import AXIS_RECEIPT, DIGITAL_SIGNATURE, DS_NS, EDXML_PACKET, SIGNATURE, Placement, ds
 from axis.trust.signer import reparser
 
 STRONG_SIGNATURE_METHODS = frozenset({SignatureMethod.RSA_SHA256, SignatureMethod.ECDSA_SHA256})
@@ -120,7 +130,7 @@ class _Shape:
     digest_method_uri: str | None
     c14n_uri: str | None
     extra_transforms: tuple[str | None, ...]   # after enveloped-signature
-    default_namespace: bool                    # <Signature xmlns="...xmldsig#">, as xmlsec1 / Java SDKs write it
+    default_namespace: bool                    # <SignedInfo> unprefixed, as xmlsec1 / Java SDKs write it
 
 
 @dataclass(frozen=True)
@@ -140,6 +150,7 @@ class _Verdict:
 
     certificate: x509.Certificate
     fingerprint: str
+    subject: str
     agency_code: str
     valid_from: dt.datetime
     valid_until: dt.datetime
@@ -294,36 +305,45 @@ class Verifier:
     # ------------------------------------------------------------------ verify
 
     def verify(self, data: bytes | etree._Element) -> VerificationResult:
-        """Verify one packet (its bytes, or a root from `parse_xml`); see the module docstring."""
+        """Verify one edXML packet (its bytes, or a root from `parse_xml`); see the module docstring."""
+        return self._verify(data, EDXML_PACKET)
+
+    def verify_receipt(self, data: bytes | etree._Element) -> VerificationResult:
+        """Verify one Axis receipt: the same checks, the signature being the last child of
+        `Receipt` and its `Issuer` the signer. SHA-1 is never accepted on a receipt."""
+        return self._verify(data, AXIS_RECEIPT)
+
+    def _verify(self, data: bytes | etree._Element, placement: Placement) -> VerificationResult:
         now = self._clock()
         if isinstance(data, (bytes, bytearray, memoryview)):
-            root = parse_xml(bytes(data))
+            data = bytes(data)
+            root = parse_xml(data, placement.limits)
         elif isinstance(data, etree._Element):
             root = data
         else:
-            raise TypeError(f"verify takes the packet bytes or an lxml root, not {type(data).__name__}")
-        header = header_of(root)
-        signature = _locate_signature(root, header)
-        shape = self._check_algorithms(_inspect_signed_info(signature), root)
-        leaf_der, other_ders = _presented_certificates(signature)
-        verdict = self._verdict(leaf_der, other_ders, now)
-        signed_root = self._check_signature(root, verdict.certificate, shape, now)
-        sender = sender_of(signed_root)
-        if shape.sha1 and sender not in self._allow_sha1_for:
+            raise TypeError(f"verify takes the bytes or an lxml root, not {type(data).__name__}")
+        parent = placement.signature_parent(root)
+        signature = _locate_signature(root, parent, placement)
+        shape = self._check_algorithms(_inspect_signed_info(signature), root, placement)
+        verdict = self._verdict(_presented_certificates(signature), now)
+        signed_root = self._check_signature(data, root, verdict.certificate, shape, placement, now)
+        sender = placement.signed_sender(signed_root)
+        if shape.sha1 and not self._sha1_allowed(sender, placement):
             raise TrustError(RefusalCode.WEAK_ALGORITHM,
-                             f"signed with {_algorithm_names(shape)} and the signed sender {sender!r} "
-                             "is not allowed to use SHA-1")
+                             f"signed with {_algorithm_names(shape)} and the signed {placement.sender_name} "
+                             f"{sender!r} is not allowed to use SHA-1")
         if sender != verdict.agency_code:
             raise TrustError(RefusalCode.SIGNER_NOT_SENDER,
-                             f"the packet is sent by {sender!r} (From/OrganId) but signed with the certificate "
-                             f"of {verdict.agency_code!r} (serial {verdict.certificate.serial_number:x})")
+                             f"the {placement.kind} names {sender!r} ({placement.sender_name}) but is signed with "
+                             f"the certificate of {verdict.agency_code!r} (serial "
+                             f"{verdict.certificate.serial_number:x})")
         cert = verdict.certificate
         return VerificationResult(
             signed_root=signed_root,
             signer_code=verdict.agency_code,
             certificate=cert,
             fingerprint=verdict.fingerprint,
-            subject=cert.subject.rfc4514_string(),
+            subject=verdict.subject,
             serial=cert.serial_number,
             not_before=cert.not_valid_before_utc,
             not_after=cert.not_valid_after_utc,
@@ -332,9 +352,12 @@ class Verifier:
             verified_at=now,
         )
 
+    def _sha1_allowed(self, code: str, placement: Placement) -> bool:
+        return placement is EDXML_PACKET and code in self._allow_sha1_for
+
     # ------------------------------------------------------------- signature
 
-    def _check_algorithms(self, shape: _Shape, root: etree._Element) -> _Algorithms:
+    def _check_algorithms(self, shape: _Shape, root: etree._Element, placement: Placement) -> _Algorithms:
         method = _enum(SignatureMethod, shape.signature_method_uri, "SignatureMethod")
         digest = _enum(DigestAlgorithm, shape.digest_method_uri, "DigestMethod")
         if method not in STRONG_SIGNATURE_METHODS | SHA1_SIGNATURE_METHODS:
@@ -346,11 +369,12 @@ class Verifier:
         algorithms = _Algorithms(method, digest, shape.default_namespace)
         if algorithms.sha1:
             # The unverified sender only opens the door; step 9 checks the signed one.
-            claimed = _claimed_sender(root)
-            if claimed not in self._allow_sha1_for:
+            claimed = placement.claimed_sender(root)
+            if not self._sha1_allowed(claimed, placement):
                 raise TrustError(RefusalCode.WEAK_ALGORITHM,
                                  f"signed with {_algorithm_names(algorithms)}; SHA-1 is refused unless the operator "
-                                 f"allows it for the sending agency ({claimed or 'no From/OrganId'} is not allowed)")
+                                 f"allows it for the sending agency ({claimed or 'no ' + placement.sender_name} "
+                                 f"is not allowed{'; never on receipts' if placement is AXIS_RECEIPT else ''})")
         if shape.c14n_uri not in _C14N_URIS:
             raise TrustError(RefusalCode.ALGORITHM_NOT_ALLOWED,
                              f"CanonicalizationMethod {shape.c14n_uri!r} is not allowed")
@@ -364,12 +388,12 @@ class Verifier:
                              "C14N are allowed")
         return algorithms
 
-    def _check_signature(self, root: etree._Element, cert: x509.Certificate, shape: _Algorithms,
-                         now: dt.datetime) -> etree._Element:
+    def _check_signature(self, data: bytes | etree._Element, root: etree._Element, cert: x509.Certificate,
+                         shape: _Algorithms, placement: Placement, now: dt.datetime) -> etree._Element:
         methods = STRONG_SIGNATURE_METHODS | ({shape.signature_method} & SHA1_SIGNATURE_METHODS)
         digests = frozenset({DigestAlgorithm.SHA256}) | ({shape.digest_method} & {DigestAlgorithm.SHA1})
         config = SignatureConfiguration(
-            require_x509=True, location=SIGNXML_LOCATION, expect_references=1,
+            require_x509=True, location=placement.signxml_location, expect_references=1,
             signature_methods=frozenset(methods), digest_algorithms=frozenset(digests),
             verification_time=now,
             # XML-DSig's default when a reference names no C14N transform (xmlsec1 does the same).
@@ -379,7 +403,9 @@ class Verifier:
         verifier = _XMLVerifier()
         verifier.excise_signed_info_xmlns = shape.default_namespace
         try:
-            result = verifier.verify(root, x509_cert=cert, parser=reparser(), expect_config=config)
+            # Given the bytes, signxml parses them itself (same libxml2, same settings as
+            # parse_xml, which already accepted them), saving a serialisation of the tree.
+            result = verifier.verify(data, x509_cert=cert, parser=reparser(), expect_config=config)
         except InvalidDigest as exc:
             raise TrustError(RefusalCode.SIGNATURE_INVALID,
                              f"the packet was changed after signing (digest mismatch: {exc})") from None
@@ -390,27 +416,29 @@ class Verifier:
                              f"the signature does not verify ({type(exc).__name__}: {exc})") from None
         signed = getattr(result, "signed_xml", None)
         if signed is None or signed.tag != root.tag:
-            raise TrustError(RefusalCode.SIGNATURE_INVALID, "the signed data is not the edXML packet")
+            raise TrustError(RefusalCode.SIGNATURE_INVALID, f"the signed data is not the whole {placement.kind}")
         return signed
 
     # ----------------------------------------------------------- certificate
 
-    def _verdict(self, leaf_der: bytes, other_ders: tuple[bytes, ...], now: dt.datetime) -> _Verdict:
+    def _verdict(self, ders: list[bytes], now: dt.datetime) -> _Verdict:
+        """The cached or freshly computed verdict for the certificates of one KeyInfo."""
         state = self._state
-        key = (hashlib.sha256(leaf_der).digest(), *(hashlib.sha256(d).digest() for d in other_ders))
-        verdict = state.cache.get(key)
+        hashes_ = tuple(hashlib.sha256(der).digest() for der in ders)
+        verdict = state.cache.get(hashes_)
         if verdict is not None and verdict.valid_from <= now <= verdict.valid_until:
             return verdict
         if verdict is not None:
-            state.cache.drop(key)
-        leaf = _load_certificate(leaf_der, "the signer's certificate")
-        others = [_load_certificate(der, f"certificate #{i + 2} in X509Data") for i, der in enumerate(other_ders)]
+            state.cache.drop(hashes_)
+        certs = [_load_certificate(der, f"X509Certificate #{i + 1}") for i, der in enumerate(ders)]
+        index = _leaf_index(certs)
+        leaf, others = certs[index], [cert for i, cert in enumerate(certs) if i != index]
         try:
-            verdict = self._validate(leaf, others, key[0].hex(), now, state)
+            verdict = self._validate(leaf, others, hashes_[index].hex(), now, state)
         except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
             raise TrustError(RefusalCode.CERT_MALFORMED,
                              f"the certificate cannot be processed ({type(exc).__name__}: {exc})") from None
-        state.cache.put(key, verdict)
+        state.cache.put(hashes_, verdict)
         return verdict
 
     def _validate(self, leaf: x509.Certificate, presented: list[x509.Certificate], fingerprint: str,
@@ -440,6 +468,7 @@ class Verifier:
         return _Verdict(
             certificate=leaf,
             fingerprint=fingerprint,
+            subject=leaf.subject.rfc4514_string(),
             agency_code=code,
             valid_from=max(cert.not_valid_before_utc for cert in chain),
             valid_until=valid_until,
@@ -518,28 +547,29 @@ class Verifier:
 
 # ------------------------------------------------------------------ helpers
 
-def _locate_signature(root: etree._Element, header: etree._Element) -> etree._Element:
+def _locate_signature(root: etree._Element, parent: etree._Element, placement: Placement) -> etree._Element:
     signatures = list(root.iter(SIGNATURE))
+    where = placement.parent_name
     if not signatures:
         foreign = [el for el in root.iter("{*}Signature") if el.tag != SIGNATURE]
         if foreign:
             raise TrustError(RefusalCode.SIGNATURE_MISPLACED, _describe_foreign_signature(foreign[0]))
-        placeholder = header.find(DIGITAL_SIGNATURE)
+        placeholder = parent.find(DIGITAL_SIGNATURE)
         raise TrustError(RefusalCode.SIGNATURE_MISSING,
-                         "edXMLHeader holds only an empty DigitalSignature placeholder"
+                         f"{where} holds only an empty DigitalSignature placeholder"
                          if placeholder is not None else
-                         "the packet has no XML-DSig Signature element")
+                         f"the {placement.kind} has no XML-DSig Signature element")
     if len(signatures) > 1:
         lines = ", ".join(str(sig.sourceline) for sig in signatures)
         raise TrustError(RefusalCode.SIGNATURE_MISPLACED,
-                         f"the packet carries {len(signatures)} Signature elements (lines {lines}); exactly one "
-                         "enveloped signature in edXMLHeader is allowed")
+                         f"the {placement.kind} carries {len(signatures)} Signature elements (lines {lines}); "
+                         f"exactly one enveloped signature in {where} is allowed")
     signature = signatures[0]
-    if signature.getparent() is not header:
-        parent = signature.getparent()
-        where = etree.QName(parent).localname if parent is not None else "the document"
+    if signature.getparent() is not parent:
+        holder = signature.getparent()
+        inside = etree.QName(holder).localname if holder is not None else "the document"
         raise TrustError(RefusalCode.SIGNATURE_MISPLACED,
-                         f"line {signature.sourceline}: the Signature is inside {where}, not a child of edXMLHeader")
+                         f"line {signature.sourceline}: the Signature is inside {inside}, not a child of {where}")
     return signature
 
 
@@ -598,7 +628,7 @@ def _inspect_signed_info(signature: etree._Element) -> _Shape:
                          "(an enveloped signature)")
     digest = _only(reference, ds("DigestMethod"), "DigestMethod", RefusalCode.SIGNATURE_INVALID)
     return _Shape(method.get("Algorithm"), digest.get("Algorithm"), c14n.get("Algorithm"), tuple(transforms[1:]),
-                  default_namespace=signature.prefix is None)
+                  default_namespace=signed_info.prefix is None)
 
 
 def _enum(kind, uri: str | None, what: str):
@@ -612,13 +642,8 @@ def _algorithm_names(shape: _Algorithms) -> str:
     return f"{shape.signature_method.name} / digest {shape.digest_method.name}"
 
 
-def _claimed_sender(root: etree._Element) -> str:
-    organ_id = root.find(f"{ENVELOPE}/{HEADER}/{MESSAGE_HEADER}/{edxml('From')}/{edxml('OrganId')}")
-    return (organ_id.text or "").strip() if organ_id is not None else ""
-
-
-def _presented_certificates(signature: etree._Element) -> tuple[bytes, tuple[bytes, ...]]:
-    """The DER of the signer's certificate and of any others in KeyInfo/X509Data."""
+def _presented_certificates(signature: etree._Element) -> list[bytes]:
+    """The DER of every certificate in KeyInfo/X509Data, in document order."""
     texts = [el.text or "" for el in signature.iterfind(
         f"{ds('KeyInfo')}/{ds('X509Data')}/{ds('X509Certificate')}")]
     if not texts:
@@ -631,22 +656,22 @@ def _presented_certificates(signature: etree._Element) -> tuple[bytes, tuple[byt
         except (binascii.Error, ValueError):
             raise TrustError(RefusalCode.CERT_MALFORMED,
                              f"X509Certificate #{index + 1} is not valid base64") from None
-    if len(ders) == 1:
-        return ders[0], ()
-    # X509Data has no order (XML-DSig §4.5.4): the signer's certificate is the one
-    # that is not a CA; when that is ambiguous, the first, as every signer writes it.
-    leaf_index = 0
-    non_ca = [i for i, der in enumerate(ders) if not _is_ca(der)]
-    if len(non_ca) == 1:
-        leaf_index = non_ca[0]
-    return ders[leaf_index], tuple(der for i, der in enumerate(ders) if i != leaf_index)
+    return ders
 
 
-def _is_ca(der: bytes) -> bool:
+def _leaf_index(certs: list[x509.Certificate]) -> int:
+    """Which certificate signed: X509Data has no order (XML-DSig §4.5.4), so the one that
+    is not a CA; when that is ambiguous, the first, where every signer writes it."""
+    if len(certs) == 1:
+        return 0
+    non_ca = [i for i, cert in enumerate(certs) if not _is_ca(cert)]
+    return non_ca[0] if len(non_ca) == 1 else 0
+
+
+def _is_ca(cert: x509.Certificate) -> bool:
     try:
-        cert = x509.load_der_x509_certificate(der)
         return cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
-    except (ValueError, x509.ExtensionNotFound):
+    except x509.ExtensionNotFound:
         return False
 
 

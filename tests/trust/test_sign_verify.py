@@ -10,7 +10,7 @@ from signxml import DigestAlgorithm, SignatureMethod
 from axis.edxml.safe import parse_xml
 from axis.refusals import PacketError, Refusal, RefusalCode, TrustError
 from axis.trust import Signer
-from axis.trust.placement import DIGITAL_SIGNATURE, HEADER, MESSAGE_HEADER, SIGNATURE, TRACE_HEADER_LIST, edxml
+from axis.trust.placement import DIGITAL_SIGNATURE, HEADER, MESSAGE_HEADER, edxml
 from tests.trust.helpers import G22, H14, H41, code_of, flip_byte_in, refusal_of, replace_once, signatures
 
 C = RefusalCode
