@@ -308,7 +308,7 @@ class Intake:
 
     def _duplicate(self, tx, plan: _Plan, registered: set[str], outbox: list, audit: list) -> None:  # noqa: ANN001
         plan.outcome = "duplicate"
-        first = tx.get_receipt(plan.duplicate_of, "intake")
+        first = tx.get_receipt(plan.duplicate_of, "intake", code="accepted")
         queue = self._reply_queue(plan, registered)
         if first is not None and queue is not None:
             # The first receipt, as first signed: the sender learns the one true outcome again.

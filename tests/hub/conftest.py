@@ -1,0 +1,124 @@
+"""An in-process hub on real parts: a real PKI, SQLite or PostgreSQL, the embedded transport or RabbitMQ."""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from axis import wire
+from axis.edxml import Attachment, Organization, SignerInfo, packet_to_bytes
+from axis.edxml.compose import new_document
+from axis.hub import Hub, HubSettings, TrustSettings, declare_agency_queues
+from axis.receipt import read_receipt
+from axis.store import open_store
+from axis.transport import RetryPolicy, open_transport
+from axis.trust import Signer, Verifier, pki
+
+AGENCIES = {"000.00.00.G22": "Văn phòng Chính phủ", "000.00.00.H41": "UBND Tỉnh Nghệ An",
+            "000.00.00.H14": "UBND Tỉnh Cao Bằng", "000.00.00.G17": "Bộ Thông tin và Truyền thông"}
+UNREGISTERED = "000.00.00.H99"
+
+
+@dataclass
+class World:
+    root: Path
+    hub: Hub
+    signers: dict[str, Signer]
+    verifier: Verifier
+    counter: list[int] = field(default_factory=lambda: [0])
+
+    @property
+    def transport(self):  # noqa: ANN201
+        return self.hub.transport
+
+    @property
+    def store(self):  # noqa: ANN201
+        return self.hub.store
+
+    def document(self, sender: str, recipients: list[str], *, priority: int = 0, number: str | None = None,
+                 signer: str | None = None, business: int = 0, business_document_id: str | None = None) -> bytes:
+        self.counter[0] += 1
+        packet = new_document(
+            Organization(sender, organ_name=AGENCIES.get(sender, "?")),
+            [Organization(code) for code in recipients],
+            code_number=number or str(self.counter[0]), code_notation="VPCP-TTĐT", subject="Về việc thử nghiệm",
+            signer=SignerInfo(full_name="Nguyễn Văn A"), priority=priority, business=business,
+            business_document_id=business_document_id,
+            attachments=[Attachment(content_id="cid:1", attachment_name="a.pdf", content_type="application/pdf",
+                                    data=b"%PDF-1.4 " + bytes(range(256)))])
+        return self.signers[signer or sender].sign(packet_to_bytes(packet))
+
+    async def submit(self, body: bytes, sender: str, submission: str | None = None) -> str:
+        submission = submission or wire.new_submission_id()
+        await self.transport.publish(wire.INTAKE_QUEUE, body, message_id=submission,
+                                     headers={wire.H_SUBMISSION: submission,
+                                              wire.H_REPLY_TO: wire.receipts_queue(sender)})
+        return submission
+
+    async def receipts(self, code: str, count: int, timeout: float = 20.0) -> list:
+        """`count` receipts from the agency's receipts queue, verified and read."""
+        got = []
+        async with self.transport.consume(wire.receipts_queue(code), prefetch=50) as deliveries:
+            async def take() -> None:
+                async for delivery in deliveries:
+                    result = self.verifier.verify_receipt(delivery.body)
+                    got.append((dict(delivery.headers), read_receipt(result.signed_root), result.signer_code))
+                    await delivery.ack()
+                    if len(got) >= count:
+                        return
+            await asyncio.wait_for(take(), timeout)
+        return got
+
+    async def inbox(self, code: str, count: int, timeout: float = 20.0, *, ack: bool = True) -> list:
+        got = []
+        async with self.transport.consume(wire.inbox_queue(code), prefetch=1) as deliveries:
+            async def take() -> None:
+                async for delivery in deliveries:
+                    got.append(delivery)
+                    if ack:
+                        await delivery.ack()
+                    if len(got) >= count:
+                        return
+            await asyncio.wait_for(take(), timeout)
+        return got
+
+
+@pytest.fixture(scope="session")
+def pki_dir(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("pki")
+    pki.init_ca(root / "ca")
+    for code in [*AGENCIES, UNREGISTERED, wire.HUB_IDENTITY]:
+        pki.issue(code, root / "ca", root / "keys")
+    return root
+
+
+@pytest.fixture
+async def world(tmp_path: Path, pki_dir: Path):
+    ca, keys = pki_dir / "ca", pki_dir / "keys"
+    store = open_store(f"sqlite:///{tmp_path / 'axis.db'}")
+    transport = await open_transport(f"embedded:///{tmp_path / 'transport.db'}",
+                                     retry=RetryPolicy(base_delay=0.05, max_attempts=3))
+    with store.write() as tx:
+        for code, name in AGENCIES.items():
+            tx.add_agency(code, name)
+            tx.add_certificate(code, (keys / f"{code}.cert.pem").read_text())
+    settings = HubSettings(trust=TrustSettings(trust_roots=ca / "ca.pem", crl=ca / "crl.pem",
+                                               hub_key=keys / "AXIS.key.pem", hub_cert=keys / "AXIS.cert.pem"),
+                           workers=0, dead_letter_sweep=0.2)
+    hub = Hub(settings, store, transport)
+    for code in [*AGENCIES, UNREGISTERED]:
+        await declare_agency_queues(transport, code)
+    await hub.start()
+    signers = {code: Signer.from_files(keys / f"{code}.key.pem", keys / f"{code}.cert.pem")
+               for code in [*AGENCIES, UNREGISTERED]}
+    yield World(tmp_path, hub, signers, Verifier.from_files(ca / "ca.pem", ca / "crl.pem"))
+    await hub.stop()
+    await transport.close()
+    store.close()
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
