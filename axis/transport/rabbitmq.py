@@ -1,0 +1,576 @@
+"""The RabbitMQ transport (aio-pika, robust connection), for production.
+
+Same contract as every transport (see `base`). What is specific here:
+- The broker topology is declared by `Topology` and nowhere else.
+- One robust connection per transport (named through `client_properties`, so it
+  shows up in the management UI), one robust publishing channel with publisher
+  confirms and `on_return_raises`, one robust channel per consumer, and
+  short-lived plain channels for declarations, depth and dead-letter work (a
+  failed passive declare closes its channel; it must not be a shared one).
+- Every message is persistent and published `mandatory`; the AMQP `message_id`
+  is a fresh uuid per publish, because aiormq matches returned (unroutable)
+  messages to publishes by it, and the caller's message id travels in the
+  `axis-id` header, with the attempt number in `axis-attempt`.
+- A publish during a connection outage raises `TransportError` at once (the
+  robust channel is closed) or, if the outage starts while the confirm is
+  pending, when the channel dies or after `timeout` seconds at most. The
+  connection then recovers in the background every `reconnect_interval`
+  seconds (add `?reconnect_interval=N` to the URL to change it) and restores
+  the consumers.
+- Classic queues cannot count deliveries, so a delivery the broker marks
+  `redelivered` is re-published by the consumer with `attempt + 1` before it
+  is handed out; that is how a message that kills its consumer ends up in the
+  dead-letter queue after `max_attempts` instead of looping for ever.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Iterable, Mapping
+from contextlib import asynccontextmanager
+from datetime import datetime, timezone
+from typing import Any, AsyncIterator
+
+import aio_pika
+import aiormq
+import pamqp.exceptions
+from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractIncomingMessage, AbstractRobustConnection
+from yarl import URL
+
+from .base import (
+    MAX_PRIORITY,
+    Consumer,
+    DeadLetter,
+    Delivery,
+    OutgoingMessage,
+    RetryPolicy,
+    Transport,
+    check_batch,
+    check_message,
+    check_prefetch,
+    check_queue_name,
+    is_reserved_header,
+)
+from .errors import TransportError, UnroutableError
+
+log = logging.getLogger("axis.transport.rabbitmq")
+
+H_ID = "axis-id"                  # the caller's message id (the AMQP message_id is per publish)
+H_ATTEMPT = "axis-attempt"        # attempt number of the next delivery, "1" when first published
+H_REDELIVERED = "axis-redelivered"  # "1": the previous delivery was never settled
+H_RETRY_MS = "axis-retry-ms"      # selects the retry delay queue in the headers exchange
+H_REASON = "axis-dead-reason"
+H_DEAD_AT = "axis-dead-at"
+
+_PUBLISH_WINDOW = 200  # publish_many keeps this many confirms in flight (stack-notes §1.1: ~100-500 is best)
+# What aio-pika/aiormq raise when the broker or the connection fails (RuntimeError
+# covers ChannelInvalidStateError, raised on a closed channel).
+_AMQP_ERRORS = (aiormq.exceptions.AMQPError, pamqp.exceptions.PAMQPException, ConnectionError, OSError,
+                RuntimeError, asyncio.TimeoutError)
+
+
+class Topology:
+    """Every exchange, queue, binding and argument Axis uses on RabbitMQ.
+
+    - `axis.deliver` (durable direct exchange): each queue `Q` is bound with
+      routing key `Q`, so publishing to an undeclared queue is unroutable and,
+      being `mandatory`, comes back as `UnroutableError`.
+    - `Q` (durable classic queue): `x-max-priority` 4 (edXML priorities 0..4;
+      the argument is the highest priority, not the number of levels), and
+      `x-dead-letter-exchange` `axis.dead` with routing key `Q` as a safety net
+      for anything the broker itself rejects or expires.
+    - `axis.dead` (durable direct exchange) → `Q.dlq` (durable classic queue),
+      bound with routing key `Q`. The transport publishes dead letters there
+      itself, with confirms, recording the reason in headers.
+    - `axis.retry` (durable headers exchange) → one holding queue per delay,
+      `axis.retry.<ms>ms`, bound on header `axis-retry-ms=<ms>`. Each holds
+      messages for one fixed TTL (so no message waits behind a longer delay)
+      and dead-letters them to `axis.deliver` with the routing key they were
+      published with, which is the target queue's name. These are quorum
+      queues with `x-dead-letter-strategy: at-least-once` (RabbitMQ >= 3.10),
+      so a broker crash during the hand-back cannot lose a retried message;
+      they need no priority, because priority is a property of the message
+      and applies again once it is back in its classic queue. There are
+      `max_attempts - 1` of them, shared by all queues, however many agencies
+      there are.
+    """
+
+    DELIVER = "axis.deliver"
+    RETRY = "axis.retry"
+    DEAD = "axis.dead"
+
+    def __init__(self, policy: RetryPolicy) -> None:
+        self.retry_delays_ms = [max(1, round(policy.delay(n) * 1000)) for n in range(1, policy.max_attempts)]
+
+    @staticmethod
+    def dlq(queue: str) -> str:
+        return f"{queue}.dlq"
+
+    @staticmethod
+    def retry_queue(delay_ms: int) -> str:
+        return f"axis.retry.{delay_ms}ms"
+
+    @staticmethod
+    def queue_arguments(queue: str) -> dict[str, Any]:
+        return {"x-max-priority": MAX_PRIORITY, "x-dead-letter-exchange": Topology.DEAD,
+                "x-dead-letter-routing-key": queue}
+
+    @staticmethod
+    def retry_queue_arguments(delay_ms: int) -> dict[str, Any]:
+        return {"x-queue-type": "quorum", "x-message-ttl": delay_ms,
+                "x-dead-letter-exchange": Topology.DELIVER, "x-dead-letter-strategy": "at-least-once",
+                "x-overflow": "reject-publish"}
+
+    async def declare_base(self, channel: AbstractChannel) -> None:
+        await channel.declare_exchange(self.DELIVER, aio_pika.ExchangeType.DIRECT, durable=True)
+        await channel.declare_exchange(self.DEAD, aio_pika.ExchangeType.DIRECT, durable=True)
+        retry = await channel.declare_exchange(self.RETRY, aio_pika.ExchangeType.HEADERS, durable=True)
+        for delay_ms in self.retry_delays_ms:
+            holding = await channel.declare_queue(self.retry_queue(delay_ms), durable=True,
+                                                  arguments=self.retry_queue_arguments(delay_ms))
+            await holding.bind(retry, routing_key="", arguments={"x-match": "all", H_RETRY_MS: str(delay_ms)})
+
+    async def declare_queue(self, channel: AbstractChannel, queue: str) -> None:
+        main = await channel.declare_queue(queue, durable=True, arguments=self.queue_arguments(queue))
+        await main.bind(self.DELIVER, routing_key=queue)
+        dead = await channel.declare_queue(self.dlq(queue), durable=True)
+        await dead.bind(self.DEAD, routing_key=queue)
+
+
+def _plain_headers(headers: Mapping[str, Any] | None) -> dict[str, str]:
+    out = {}
+    for key, value in (headers or {}).items():
+        if is_reserved_header(key):
+            continue
+        out[key] = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+    return out
+
+
+def _header(headers: Mapping[str, Any] | None, key: str) -> str | None:
+    value = (headers or {}).get(key)
+    if value is None:
+        return None
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def _attempt(headers: Mapping[str, Any] | None) -> int:
+    try:
+        return max(1, int(_header(headers, H_ATTEMPT) or 1))
+    except ValueError:
+        return 1
+
+
+def _amqp_message(body: bytes, priority: int | None, headers: dict[str, str]) -> aio_pika.Message:
+    return aio_pika.Message(bytes(body), headers=headers, priority=priority or 0,
+                            delivery_mode=aio_pika.DeliveryMode.PERSISTENT, message_id=uuid.uuid4().hex)
+
+
+class RabbitMQTransport(Transport):
+    def __init__(self, url: str, *, retry: RetryPolicy | None = None, connection_name: str = "axis",
+                 timeout: float = 30.0) -> None:
+        parsed = URL(url)
+        if "reconnect_interval" not in parsed.query:
+            parsed = parsed.update_query(reconnect_interval="2")
+        self._url = parsed
+        self.retry_policy = retry or RetryPolicy()
+        self.topology = Topology(self.retry_policy)
+        self.connection_name = connection_name
+        self.timeout = timeout
+        self._connection: AbstractRobustConnection | None = None
+        self._channel: AbstractChannel | None = None
+        self._exchanges: dict[str, AbstractExchange] = {}
+        self._consumers: set[_RabbitConsumer] = set()
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"<RabbitMQTransport {self._safe_url()} name={self.connection_name!r}>"
+
+    def _safe_url(self) -> str:
+        return str(self._url.with_password("***") if self._url.password else self._url)
+
+    async def start(self) -> None:
+        try:
+            self._connection = await aio_pika.connect_robust(
+                self._url, client_properties={"connection_name": self.connection_name}, timeout=self.timeout)
+            self._channel = await asyncio.wait_for(
+                self._connection.channel(publisher_confirms=True, on_return_raises=True), self.timeout)
+            async with self._temp_channel() as channel:
+                await self.topology.declare_base(channel)
+        except TransportError:
+            await self.close()
+            raise
+        except _AMQP_ERRORS as exc:
+            await self.close()
+            raise TransportError(f"cannot connect to RabbitMQ at {self._safe_url()}: {exc!r}. Check that the "
+                                 "broker is running and that the user, password and vhost are right.") from exc
+        for name in (Topology.DELIVER, Topology.RETRY, Topology.DEAD):
+            self._exchanges[name] = await self._channel.get_exchange(name, ensure=False)
+
+    def _check_open(self) -> AbstractRobustConnection:
+        if self._closed or self._connection is None:
+            raise TransportError("the RabbitMQ transport is closed; open a new one")
+        return self._connection
+
+    @asynccontextmanager
+    async def _temp_channel(self) -> AsyncIterator[aio_pika.Channel]:
+        """A plain (not robust) channel for one operation; closed afterwards."""
+        connection = self._check_open()
+        channel = aio_pika.Channel(connection, publisher_confirms=False)
+        try:
+            await asyncio.wait_for(channel.initialize(), self.timeout)
+        except _AMQP_ERRORS as exc:
+            raise TransportError(f"RabbitMQ at {self._safe_url()} is not reachable right now ({exc!r}); "
+                                 "the connection is being recovered, retry later") from exc
+        try:
+            yield channel
+        finally:
+            if not channel.is_closed:
+                try:
+                    await asyncio.wait_for(channel.close(), self.timeout)
+                except _AMQP_ERRORS:
+                    pass  # the broker drops the channel with the connection anyway
+
+    async def _passive(self, channel: aio_pika.Channel, name: str, owner: str) -> aio_pika.abc.AbstractQueue:
+        try:
+            return await asyncio.wait_for(channel.declare_queue(name, passive=True), self.timeout)
+        except aiormq.exceptions.ChannelNotFoundEntity:
+            raise UnroutableError(f"queue {owner!r} does not exist (no {name!r} in vhost "
+                                  f"{self._url.path[1:] or '/'!r}); declare_queue({owner!r}) first") from None
+        except _AMQP_ERRORS as exc:
+            raise TransportError(f"cannot inspect queue {name!r}: {exc!r}; retry") from exc
+
+    # --- queues and publishing --------------------------------------------
+
+    async def declare_queue(self, name: str) -> None:
+        check_queue_name(name)
+        async with self._temp_channel() as channel:
+            try:
+                await asyncio.wait_for(self.topology.declare_queue(channel, name), self.timeout)
+            except aiormq.exceptions.ChannelPreconditionFailed as exc:
+                raise TransportError(
+                    f"queue {name!r} already exists with other arguments than Axis declares ({exc}); it was "
+                    "created by something else. Move its messages and delete it, then declare it again.") from exc
+            except _AMQP_ERRORS as exc:
+                raise TransportError(f"cannot declare queue {name!r}: {exc!r}; retry") from exc
+
+    async def publish(self, queue: str, body: bytes, *, message_id: str, priority: int = 0,
+                      headers: Mapping[str, str] | None = None) -> None:
+        plain = check_message(queue, body, message_id, priority, headers)
+        await self._send(Topology.DELIVER, queue,
+                         _amqp_message(body, priority, {**plain, H_ID: message_id, H_ATTEMPT: "1"}))
+
+    async def publish_many(self, messages: Iterable[OutgoingMessage]) -> list[TransportError | None]:
+        checked = check_batch(messages)
+        semaphore = asyncio.Semaphore(_PUBLISH_WINDOW)
+
+        async def one(message: OutgoingMessage, plain: dict[str, str]) -> TransportError | None:
+            async with semaphore:
+                try:
+                    await self._send(Topology.DELIVER, message.queue, _amqp_message(
+                        message.body, message.priority, {**plain, H_ID: message.message_id, H_ATTEMPT: "1"}))
+                except TransportError as exc:
+                    return exc
+                return None
+
+        return list(await asyncio.gather(*(one(m, plain) for m, plain in checked)))
+
+    async def _send(self, exchange: str, routing_key: str, message: aio_pika.Message) -> None:
+        """Publish and wait for the broker's confirm; every failure becomes a TransportError."""
+        self._check_open()
+        try:
+            await asyncio.wait_for(self._exchanges[exchange].publish(message, routing_key, mandatory=True),
+                                   self.timeout)
+        except aiormq.exceptions.PublishError as exc:
+            if getattr(exc.frame, "reply_code", None) == 312:  # NO_ROUTE
+                target = Topology.dlq(routing_key) if exchange == Topology.DEAD else routing_key
+                raise UnroutableError(f"queue {target!r} does not exist (nothing is bound to {routing_key!r} "
+                                      f"on {exchange!r}); declare_queue({routing_key!r}) first") from None
+            raise TransportError(f"the broker returned the message for {routing_key!r}: {exc}") from exc
+        except aiormq.exceptions.DeliveryError as exc:
+            raise TransportError(f"the broker refused (nack) the message for {routing_key!r}: {exc}; "
+                                 "it may be out of disk or memory. Retry later.") from exc
+        except asyncio.TimeoutError as exc:
+            raise TransportError(f"no confirm from RabbitMQ within {self.timeout}s for {routing_key!r}; the "
+                                 "message may or may not be stored. Retry (consumers de-duplicate).") from exc
+        except _AMQP_ERRORS as exc:
+            raise TransportError(f"publishing to {routing_key!r} failed: {exc!r} (connection lost?); the "
+                                 "message may or may not be stored. Retry; the connection recovers by "
+                                 "itself.") from exc
+
+    # --- consuming ----------------------------------------------------------
+
+    def consume(self, queue: str, *, prefetch: int = 100) -> Consumer:
+        return _RabbitConsumer(self, check_queue_name(queue), check_prefetch(prefetch))
+
+    async def _redeliver(self, queue: str, message: AbstractIncomingMessage, *, count: bool) -> None:
+        """Put `message` back on `queue` as a new publish, counting an attempt if `count`; then ack it.
+
+        With `count`, a message past `max_attempts` goes to the dead-letter queue instead.
+        """
+        attempt = _attempt(message.headers) + (1 if count else 0)
+        if attempt > self.retry_policy.max_attempts:
+            await self._to_dead(queue, message, attempt - 1,
+                                f"delivered {attempt - 1} times without being settled (its consumer closed or "
+                                "died each time); a poison message?")
+            return
+        headers = {**_plain_headers(message.headers), H_ID: _header(message.headers, H_ID) or
+                   message.message_id or "", H_ATTEMPT: str(attempt)}
+        if count or _header(message.headers, H_REDELIVERED) == "1":
+            headers[H_REDELIVERED] = "1"
+        await self._send(Topology.DELIVER, queue, _amqp_message(message.body, message.priority, headers))
+        await _ack(message)
+
+    async def _to_dead(self, queue: str, message: AbstractIncomingMessage, attempts: int, reason: str) -> None:
+        headers = {**_plain_headers(message.headers), H_ID: _header(message.headers, H_ID) or
+                   message.message_id or "", H_ATTEMPT: str(attempts), H_REASON: reason,
+                   H_DEAD_AT: datetime.now(timezone.utc).isoformat()}
+        await self._send(Topology.DEAD, queue, _amqp_message(message.body, message.priority, headers))
+        await _ack(message)
+
+    async def _retry_later(self, queue: str, message: AbstractIncomingMessage, attempt: int) -> None:
+        delay_ms = self.topology.retry_delays_ms[attempt - 1]
+        headers = {**_plain_headers(message.headers), H_ID: _header(message.headers, H_ID) or
+                   message.message_id or "", H_ATTEMPT: str(attempt + 1), H_RETRY_MS: str(delay_ms)}
+        await self._send(Topology.RETRY, queue, _amqp_message(message.body, message.priority, headers))
+        await _ack(message)
+
+    # --- dead letters, depth ------------------------------------------------
+
+    async def dead_letters(self, queue: str, *, limit: int = 1000) -> list[DeadLetter]:
+        check_queue_name(queue)
+        letters = []
+        # basic.get without ack, then closing the channel, puts every message
+        # back where it was: listing leaves the dead-letter queue unchanged.
+        async with self._temp_channel() as channel:
+            dlq = await self._passive(channel, Topology.dlq(queue), queue)
+            while len(letters) < limit:
+                message = await self._get(dlq)
+                if message is None:
+                    break
+                letters.append(_dead_letter(queue, message))
+        return letters
+
+    async def replay_dead_letters(self, queue: str, message_ids: Iterable[str] | None = None) -> int:
+        check_queue_name(queue)
+        wanted = None if message_ids is None else set(message_ids)
+        replayed = 0
+        async with self._temp_channel() as channel:
+            dlq = await self._passive(channel, Topology.dlq(queue), queue)
+            while True:
+                message = await self._get(dlq)
+                if message is None:
+                    break
+                letter = _dead_letter(queue, message)
+                if wanted is not None and letter.message_id not in wanted:
+                    continue  # stays unacked, so the channel close puts it back
+                await self._send(Topology.DELIVER, queue, _amqp_message(
+                    letter.body, letter.priority, {**letter.headers, H_ID: letter.message_id, H_ATTEMPT: "1"}))
+                await _ack(message)
+                replayed += 1
+        return replayed
+
+    async def _get(self, queue: aio_pika.abc.AbstractQueue) -> AbstractIncomingMessage | None:
+        try:
+            return await asyncio.wait_for(queue.get(no_ack=False, fail=False), self.timeout)
+        except _AMQP_ERRORS as exc:
+            raise TransportError(f"reading {queue.name!r} failed: {exc!r}; retry") from exc
+
+    async def depth(self, queue: str) -> int:
+        check_queue_name(queue)
+        async with self._temp_channel() as channel:
+            declared = await self._passive(channel, queue, queue)
+            return int(declared.declaration_result.message_count or 0)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for consumer in list(self._consumers):
+            await consumer.close()
+        if self._connection is not None:
+            try:
+                await asyncio.wait_for(self._connection.close(), self.timeout)
+            except _AMQP_ERRORS:
+                pass  # closing a connection that is already gone
+
+
+async def _ack(message: AbstractIncomingMessage) -> None:
+    try:
+        await message.ack()
+    except _AMQP_ERRORS as exc:
+        raise TransportError(f"cannot ack: {exc!r} (the channel is gone; the broker will deliver the message "
+                             "again and the consumer de-duplicates)") from exc
+
+
+def _dead_letter(queue: str, message: AbstractIncomingMessage) -> DeadLetter:
+    headers = message.headers or {}
+    reason = _header(headers, H_REASON)
+    dead_at = None
+    if reason is None:  # dead-lettered by the broker itself (x-dead-letter-exchange of the queue)
+        deaths = headers.get("x-death") or [{}]
+        reason = f"dead-lettered by the broker: {deaths[0].get('reason', 'unknown')}"
+        dead_at = deaths[0].get("time")
+    else:
+        try:
+            dead_at = datetime.fromisoformat(_header(headers, H_DEAD_AT) or "")
+        except ValueError:
+            dead_at = None
+    return DeadLetter(queue=queue, message_id=_header(headers, H_ID) or message.message_id or "",
+                      body=message.body, headers=_plain_headers(headers), priority=message.priority or 0,
+                      reason=reason, attempts=_attempt(headers), dead_at=dead_at)
+
+
+class _RabbitDelivery(Delivery):
+    def __init__(self, consumer: _RabbitConsumer, message: AbstractIncomingMessage, **fields: Any) -> None:
+        super().__init__(**fields)
+        self.consumer = consumer
+        self.message = message
+
+    async def _settle(self, action: Any) -> None:
+        try:
+            await action
+        except TransportError:
+            # Could not hand the message on: give it back to the broker (or, if the
+            # channel is gone, the broker takes it back itself) so it is redelivered.
+            try:
+                await self.message.nack(requeue=True)
+            except _AMQP_ERRORS:
+                pass
+            raise
+        finally:
+            self.consumer.settled(self)
+
+    async def _ack(self) -> None:
+        await self._settle(_ack(self.message))
+
+    async def _retry(self, reason: str) -> None:
+        transport = self.consumer.transport
+        if self.attempt >= transport.retry_policy.max_attempts:
+            await self._settle(transport._to_dead(self.queue, self.message, self.attempt, reason))
+        else:
+            await self._settle(transport._retry_later(self.queue, self.message, self.attempt))
+
+    async def _dead_letter(self, reason: str) -> None:
+        await self._settle(self.consumer.transport._to_dead(self.queue, self.message, self.attempt, reason))
+
+
+_CLOSED = object()
+
+
+class _RabbitConsumer(Consumer):
+    def __init__(self, transport: RabbitMQTransport, queue: str, prefetch: int) -> None:
+        self.transport = transport
+        self.queue = queue
+        self.prefetch = prefetch
+        self._inbox: asyncio.Queue[Any] = asyncio.Queue()
+        self._given: set[_RabbitDelivery] = set()
+        self._channel: Any = None
+        self._amqp_queue: Any = None  # held strongly: robust queues are restored only while referenced
+        self._tag: str | None = None
+        self._state = "new"
+
+    def settled(self, delivery: _RabbitDelivery) -> None:
+        self._given.discard(delivery)
+
+    async def open(self) -> None:
+        if self._state != "new":
+            raise RuntimeError("a consumer can be opened once; call transport.consume() again")
+        transport = self.transport
+        connection = transport._check_open()
+        async with transport._temp_channel() as probe:  # a 404 must not kill the robust channel
+            await transport._passive(probe, self.queue, self.queue)
+        try:
+            self._channel = await asyncio.wait_for(connection.channel(publisher_confirms=False), transport.timeout)
+            await asyncio.wait_for(self._channel.set_qos(prefetch_count=self.prefetch), transport.timeout)
+            self._amqp_queue = await asyncio.wait_for(
+                self._channel.declare_queue(self.queue, passive=True), transport.timeout)
+            self._tag = await asyncio.wait_for(self._amqp_queue.consume(self._inbox.put), transport.timeout)
+        except _AMQP_ERRORS as exc:
+            await self._close_channel()
+            raise TransportError(f"cannot consume from {self.queue!r}: {exc!r}; retry") from exc
+        self._state = "open"
+        transport._consumers.add(self)
+
+    async def __anext__(self) -> _RabbitDelivery:
+        if self._state == "new":
+            raise RuntimeError("open the consumer first: async with transport.consume(queue) as deliveries")
+        while True:
+            if self._state != "open":
+                raise StopAsyncIteration
+            message = await self._inbox.get()
+            if message is _CLOSED or self._state != "open":
+                raise StopAsyncIteration  # a message taken here stays unacked; the channel close requeues it
+            if not _channel_alive(message):
+                continue  # its channel died with the connection; the broker redelivers it
+            if message.redelivered:
+                await self._count_redelivery(message)
+                continue
+            headers = message.headers or {}
+            delivery = _RabbitDelivery(
+                self, message, queue=self.queue, body=message.body,
+                message_id=_header(headers, H_ID) or message.message_id or "",
+                headers=_plain_headers(headers), priority=message.priority or 0, attempt=_attempt(headers),
+                redelivered=_header(headers, H_REDELIVERED) == "1")
+            self._given.add(delivery)
+            return delivery
+
+    async def _count_redelivery(self, message: AbstractIncomingMessage) -> None:
+        """Re-publish a broker redelivery with attempt + 1 (see module docstring), then ack it.
+
+        After a reconnection the consumer channel may be back before the
+        publishing channel, so keep trying while the message is still ours;
+        giving up would leave it unacked and block a prefetch slot.
+        """
+        pause = 0.05
+        while self._state == "open" and _channel_alive(message):
+            try:
+                await self.transport._redeliver(self.queue, message, count=True)
+                return
+            except TransportError as exc:
+                log.info("re-publishing a redelivered message on %r failed (%s); trying again", self.queue, exc)
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 2.0)
+
+    async def close(self) -> None:
+        if self._state == "closed":
+            return
+        was_open = self._state == "open"
+        self._state = "closed"
+        self.transport._consumers.discard(self)
+        if was_open:
+            try:
+                if self._tag is not None and not self._channel.is_closed:
+                    await asyncio.wait_for(self._amqp_queue.cancel(self._tag), self.transport.timeout)
+                await asyncio.sleep(0)  # let deliveries already dispatched reach the inbox
+            except _AMQP_ERRORS:
+                pass
+            # Prefetched messages the application never saw go back without
+            # counting an attempt; if that fails, the channel close below
+            # returns them to the broker, which then counts one.
+            while not self._inbox.empty():
+                message = self._inbox.get_nowait()
+                if message is _CLOSED or not _channel_alive(message):
+                    continue
+                try:
+                    await self.transport._redeliver(self.queue, message, count=message.redelivered)
+                except TransportError:
+                    pass
+            await self._close_channel()
+        self._inbox.put_nowait(_CLOSED)
+
+    async def _close_channel(self) -> None:
+        # Closing the channel makes the broker requeue every unacked delivery.
+        if self._channel is not None and not self._channel.is_closed:
+            try:
+                await asyncio.wait_for(self._channel.close(), self.transport.timeout)
+            except _AMQP_ERRORS:
+                pass
+
+
+def _channel_alive(message: AbstractIncomingMessage) -> bool:
+    try:
+        message.channel  # raises once the channel the message came on is closed
+    except aiormq.exceptions.ChannelInvalidStateError:
+        return False
+    return True

@@ -1,0 +1,146 @@
+"""What only the RabbitMQ transport has to show: its broker topology and surviving a killed connection.
+
+The connection is killed through the management API (`DELETE /api/connections/{name}`,
+found by the name the transport gives it in client_properties).
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from urllib.parse import quote
+
+import pytest
+from yarl import URL
+
+from axis.transport import Transport, TransportError, UnroutableError, open_transport
+
+from .support import AMQP_URL, POLICY, STEP, RabbitAdmin, next_delivery
+
+pytestmark = pytest.mark.rabbitmq
+
+Q = "000.00.00.G22"
+OpenTransport = Callable[..., Awaitable[Transport]]
+
+
+@pytest.fixture
+def transport_url(rabbitmq_url: str) -> str:  # these tests run on RabbitMQ only
+    return rabbitmq_url
+
+
+@pytest.fixture
+def vhost(transport_url: str) -> str:
+    return URL(transport_url).path[1:]
+
+
+async def test_topology_is_what_the_docs_say(transport: Transport, vhost: str) -> None:
+    admin = RabbitAdmin()
+    await transport.declare_queue(Q)
+    main = admin.queue(vhost, Q)
+    assert (main["type"], main["durable"]) == ("classic", True)
+    assert main["arguments"] == {"x-max-priority": 4, "x-dead-letter-exchange": "axis.dead",
+                                 "x-dead-letter-routing-key": Q}
+    dlq = admin.queue(vhost, f"{Q}.dlq")
+    assert (dlq["type"], dlq["durable"]) == ("classic", True)
+    delays = [round(POLICY.delay(n) * 1000) for n in range(1, POLICY.max_attempts)]
+    for delay_ms in delays:
+        holding = admin.queue(vhost, f"axis.retry.{delay_ms}ms")
+        assert (holding["type"], holding["durable"]) == ("quorum", True)
+        assert holding["arguments"] == {"x-queue-type": "quorum", "x-message-ttl": delay_ms,
+                                        "x-dead-letter-exchange": "axis.deliver",
+                                        "x-dead-letter-strategy": "at-least-once", "x-overflow": "reject-publish"}
+    bindings = {(b["source"], b["destination"], b["routing_key"], tuple(sorted(b["arguments"].items())))
+                for b in admin.bindings(vhost) if b["source"]}
+    assert ("axis.deliver", Q, Q, ()) in bindings
+    assert ("axis.dead", f"{Q}.dlq", Q, ()) in bindings
+    for delay_ms in delays:
+        assert ("axis.retry", f"axis.retry.{delay_ms}ms", "",
+                (("axis-retry-ms", str(delay_ms)), ("x-match", "all"))) in bindings
+
+
+async def test_a_foreign_queue_with_other_arguments_is_reported_not_clobbered(
+        transport: Transport, vhost: str) -> None:
+    admin = RabbitAdmin()
+    admin.call("PUT", f"/queues/{quote(vhost, safe='')}/foreign", {"durable": True, "arguments": {}})
+    with pytest.raises(TransportError, match="other arguments"):
+        await transport.declare_queue("foreign")
+    await transport.declare_queue(Q)  # the transport is still usable afterwards
+
+
+async def test_unreachable_broker_or_vhost_is_a_transport_error(vhost: str) -> None:
+    with pytest.raises(TransportError, match="cannot connect"):
+        await open_transport(str(URL(AMQP_URL).with_port(1)), timeout=5)
+    with pytest.raises(TransportError, match="cannot connect"):
+        await open_transport(str(URL(AMQP_URL).with_path("/no-such-vhost-" + uuid.uuid4().hex[:6])), timeout=5)
+
+
+async def test_killed_connection_loses_nothing_confirmed_and_the_consumer_resumes(
+        open_tr: OpenTransport, vhost: str) -> None:
+    name = f"axis-test-kill-{uuid.uuid4().hex[:8]}"
+    transport = await open_tr(name=name)
+    await transport.declare_queue(Q)
+    consumed: set[str] = set()
+
+    async def consume_all() -> None:
+        async with transport.consume(Q, prefetch=50) as deliveries:
+            async for delivery in deliveries:
+                consumed.add(delivery.message_id)
+                try:
+                    await delivery.ack()
+                except TransportError:
+                    pass  # its channel died with the connection; it comes back and is de-duplicated here
+
+    consumer = asyncio.create_task(consume_all())
+    confirmed: set[str] = set()
+    failures: list[TransportError] = []
+
+    async def publish_until_confirmed(message_id: str) -> None:
+        deadline = time.monotonic() + STEP
+        while True:
+            try:
+                # Bounded: a publish during the outage must fail (or succeed), never hang.
+                await asyncio.wait_for(transport.publish(Q, b"payload", message_id=message_id), STEP)
+            except UnroutableError:
+                raise
+            except TransportError as exc:
+                failures.append(exc)
+                assert time.monotonic() < deadline, f"the connection did not recover: {exc}"
+                await asyncio.sleep(0.1)
+            else:
+                confirmed.add(message_id)
+                return
+
+    for i in range(300):
+        if i == 100:
+            killed = await asyncio.to_thread(RabbitAdmin().kill_connection, vhost, name)
+            assert killed == 1, "the management API did not list the transport's connection"
+        await publish_until_confirmed(f"k{i}")
+
+    deadline = time.monotonic() + STEP
+    while not confirmed <= consumed:
+        assert time.monotonic() < deadline, f"confirmed but never consumed: {sorted(confirmed - consumed)[:10]}"
+        await asyncio.sleep(0.05)
+    assert consumed == confirmed
+    consumer.cancel()
+    await asyncio.gather(consumer, return_exceptions=True)
+
+
+async def test_deliveries_in_flight_when_the_connection_dies_come_back_counted(
+        open_tr: OpenTransport, vhost: str) -> None:
+    name = f"axis-test-kill-{uuid.uuid4().hex[:8]}"
+    transport = await open_tr(name=name)
+    await transport.declare_queue(Q)
+    await transport.publish(Q, b"in flight", message_id="held", headers={"k": "v"})
+    async with transport.consume(Q, prefetch=1) as consumer:
+        held = await next_delivery(consumer)
+        assert (held.attempt, held.redelivered) == (1, False)
+        assert await asyncio.to_thread(RabbitAdmin().kill_connection, vhost, name) == 1
+        again = await next_delivery(consumer)  # same consumer object, after recovery
+        assert (again.message_id, again.body, dict(again.headers)) == ("held", b"in flight", {"k": "v"})
+        assert (again.attempt, again.redelivered) == (2, True)
+        with pytest.raises(TransportError):
+            await held.ack()  # its channel is gone
+        await again.ack()
+        await transport.publish(Q, b"marker", message_id="marker")
+        assert (await next_delivery(consumer)).message_id == "marker"
