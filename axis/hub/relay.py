@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from axis.store import Store
+from axis import wire
+from axis.store import DeliveryState, OutboxItem, Store
 from axis.transport import OutgoingMessage, Transport, UnroutableError
 
 log = logging.getLogger("axis.hub.relay")
@@ -61,7 +62,8 @@ class Relay:
         done = [item.id for item, error in zip(items, outcomes) if error is None]
         failed = [(item, error) for item, error in zip(items, outcomes) if error is not None]
         if done:
-            await asyncio.to_thread(self._store.mark_published, done)
+            published = [item for item, error in zip(items, outcomes) if error is None]
+            await asyncio.to_thread(self._mark_published, published)
             self.published += len(done)
         if failed:
             unroutable = [item.id for item, error in failed if isinstance(error, UnroutableError)]
@@ -74,3 +76,12 @@ class Relay:
             if others:
                 await asyncio.to_thread(self._store.release, others, 0.5)
         return len(items)
+
+    def _mark_published(self, items: list[OutboxItem]) -> None:
+        """Outbox rows and the deliveries they carried move together."""
+        with self._store.write() as tx:
+            tx.mark_published([item.id for item in items])
+            for item in items:
+                recipient = item.headers.get(wire.H_RECIPIENT)
+                if recipient and item.headers.get(wire.H_KIND) in ("document", "status") and item.body_ref:
+                    tx.transition(item.body_ref, recipient, DeliveryState.PUBLISHED)
