@@ -1,0 +1,6 @@
+"""Agency adapters: the Python SDK (`adapters.client.AgencyClient`) and the watched-folder adapter."""
+import logging
+
+# A library never configures logging; this only stops Python's last-resort
+# handler from printing our warnings when the application has not set any up.
+logging.getLogger("adapters").addHandler(logging.NullHandler())
