@@ -196,7 +196,13 @@ class RabbitMQTransport(Transport):
             self._channel = await asyncio.wait_for(
                 self._connection.channel(publisher_confirms=True, on_return_raises=True), self.timeout)
             async with self._temp_channel() as channel:
-                await self.topology.declare_base(channel)
+                try:
+                    await asyncio.wait_for(self.topology.declare_base(channel), self.timeout)
+                except aiormq.exceptions.ChannelPreconditionFailed as exc:
+                    raise TransportError(
+                        f"the Axis exchanges or retry queues on {self._safe_url()} exist with other arguments "
+                        f"({exc}); were they made by another Axis version or by hand? Delete them (they hold "
+                        "only messages waiting for a retry) and start again.") from exc
         except TransportError:
             await self.close()
             raise
@@ -561,7 +567,10 @@ class _RabbitConsumer(Consumer):
 
     async def _close_channel(self) -> None:
         # Closing the channel makes the broker requeue every unacked delivery.
-        if self._channel is not None and not self._channel.is_closed:
+        # Close it even when it is already down (connection lost): that marks the
+        # robust channel as closed on purpose, so reconnection does not bring back
+        # a consumer nobody reads from.
+        if self._channel is not None:
             try:
                 await asyncio.wait_for(self._channel.close(), self.transport.timeout)
             except _AMQP_ERRORS:

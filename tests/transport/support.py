@@ -51,6 +51,13 @@ class RabbitAdmin:
 
     def create_vhost(self, vhost: str) -> None:
         self.call("PUT", f"/vhosts/{quote(vhost, safe='')}", {})
+        self.grant(vhost)
+
+    def revoke(self, vhost: str) -> None:
+        """Take the user's rights on `vhost` away: reconnecting fails until `grant()`, a lasting outage."""
+        self.call("DELETE", f"/permissions/{quote(vhost, safe='')}/{quote(self.user, safe='')}")
+
+    def grant(self, vhost: str) -> None:
         self.call("PUT", f"/permissions/{quote(vhost, safe='')}/{quote(self.user, safe='')}",
                   {"configure": ".*", "write": ".*", "read": ".*"})
 

@@ -144,3 +144,48 @@ async def test_deliveries_in_flight_when_the_connection_dies_come_back_counted(
         await again.ack()
         await transport.publish(Q, b"marker", message_id="marker")
         assert (await next_delivery(consumer)).message_id == "marker"
+
+
+async def test_during_a_lasting_outage_operations_fail_fast_and_all_works_after_recovery(
+        open_tr: OpenTransport, vhost: str) -> None:
+    # Revoking the user's rights before killing the connection keeps the broker
+    # refusing the reconnection, so the outage lasts until we grant them again.
+    admin = RabbitAdmin()
+    name = f"axis-test-kill-{uuid.uuid4().hex[:8]}"
+    transport = await open_tr(name=name)
+    await transport.declare_queue(Q)
+    await transport.publish(Q, b"before", message_id="before")
+    consumer = transport.consume(Q, prefetch=1)
+    await consumer.open()
+    held = await next_delivery(consumer)
+    admin.revoke(vhost)
+    try:
+        assert await asyncio.to_thread(admin.kill_connection, vhost, name) == 1
+        await asyncio.sleep(0.3)  # let the client notice the close
+        with pytest.raises(TransportError):
+            await asyncio.wait_for(transport.publish(Q, b"during", message_id="during"), STEP)
+        with pytest.raises(TransportError):
+            await asyncio.wait_for(transport.depth(Q), STEP)
+        with pytest.raises(TransportError):
+            await held.ack()
+        # Closing a consumer during the outage must stop it for good: if the robust
+        # channel came back with the connection, its consumer would take messages
+        # nobody reads and hold them unacked for ever.
+        await asyncio.wait_for(consumer.close(), STEP)
+    finally:
+        admin.grant(vhost)
+    deadline = time.monotonic() + STEP
+    while True:
+        try:
+            await transport.publish(Q, b"after", message_id="after")
+            break
+        except TransportError:
+            assert time.monotonic() < deadline, "the connection did not recover"
+            await asyncio.sleep(0.1)
+    async with transport.consume(Q, prefetch=1) as fresh:
+        got = {}
+        for _ in range(2):
+            delivery = await next_delivery(fresh)
+            got[delivery.message_id] = delivery.redelivered
+            await delivery.ack()
+    assert got == {"before": True, "after": False}
