@@ -53,7 +53,8 @@ validated leaf as `x509_cert`, so per packet the cost is a base64 decode and
 hash of the certificate, the signature math and c14n.
 
 Callers must use only `VerificationResult.signed_root`: it is the tree signxml
-rebuilt from the exact bytes the digest covers. The tree the caller passed in
+rebuilt from the exact bytes the digest covers (the packet without its
+Signature, which the enveloped transform removes). The tree the caller passed in
 may hold things the signature does not cover (comments, under comment-less
 C14N, that split a text node) and must not be read after verifying.
 """
@@ -96,6 +97,8 @@ ENVELOPED = SignatureConstructionMethod.enveloped.value
 _SIGNED_INFO_NAMESPACES = frozenset({DS_NS, "http://www.w3.org/2001/10/xml-exc-c14n#"})  # ds:, ec:InclusiveNamespaces
 DEFAULT_CACHE_SIZE = 4096
 MAX_CHAIN_DEPTH = 4
+# A leaf and its intermediates; more is no real chain, only work for path building.
+MAX_PRESENTED_CERTIFICATES = 8
 
 # Real agency certificates often carry a critical CertificatePolicies extension,
 # which cryptography's defaults reject as "unaccounted-for" (pyca/cryptography#14850).
@@ -234,6 +237,7 @@ class Verifier:
         allow_sha1_for: frozenset[str] = frozenset(),
         clock: Callable[[], dt.datetime] | None = None,
         require_crl: bool = False,
+        lenient_codes: bool = False,
         cache_size: int = DEFAULT_CACHE_SIZE,
     ) -> None:
         """`trust_roots`: the CA certificates chains must end in (never a system store).
@@ -242,7 +246,10 @@ class Verifier:
         CRL is not revocation-checked unless `require_crl`, which refuses it.
         `allow_sha1_for`: agency codes whose SHA-1 signatures (RSA-SHA1 /
         ECDSA-SHA1, SHA-1 digests) are accepted. `clock` returns the aware UTC
-        time to verify at (tests); default now.
+        time to verify at (tests); default now. `lenient_codes`: read the sender
+        as `parse_agency_code(..., lenient=True)` does (`28.22.H17` is
+        `000.28.22.H17`) before comparing it with the certificate's code, which
+        is always strict.
         """
         roots = list(trust_roots)
         if not roots:
@@ -266,6 +273,7 @@ class Verifier:
         self._allow_sha1_for = frozenset(allowed)
         self._clock = clock or _utcnow
         self._require_crl = require_crl
+        self._lenient_codes = lenient_codes
         self._cache_size = cache_size
         self._state = self._revocation_state(crls)
 
@@ -315,6 +323,9 @@ class Verifier:
 
     def _verify(self, data: bytes | etree._Element, placement: Placement) -> VerificationResult:
         now = self._clock()
+        if now.tzinfo is None:
+            raise TypeError("the Verifier's clock must return an aware datetime (UTC)")
+        now = now.astimezone(dt.timezone.utc)
         if isinstance(data, (bytes, bytearray, memoryview)):
             data = bytes(data)
             root = parse_xml(data, placement.limits)
@@ -327,7 +338,7 @@ class Verifier:
         shape = self._check_algorithms(_inspect_signed_info(signature), root, placement)
         verdict = self._verdict(_presented_certificates(signature), now)
         signed_root = self._check_signature(data, root, verdict.certificate, shape, placement, now)
-        sender = placement.signed_sender(signed_root)
+        sender = self._canonical(placement.signed_sender(signed_root))
         if shape.sha1 and not self._sha1_allowed(sender, placement):
             raise TrustError(RefusalCode.WEAK_ALGORITHM,
                              f"signed with {_algorithm_names(shape)} and the signed {placement.sender_name} "
@@ -352,6 +363,13 @@ class Verifier:
             verified_at=now,
         )
 
+    def _canonical(self, code: str) -> str:
+        """The code as the registry spells it; text that is no code is returned as it is."""
+        try:
+            return parse_agency_code(code, lenient=self._lenient_codes).text
+        except PacketError:
+            return code
+
     def _sha1_allowed(self, code: str, placement: Placement) -> bool:
         return placement is EDXML_PACKET and code in self._allow_sha1_for
 
@@ -369,7 +387,7 @@ class Verifier:
         algorithms = _Algorithms(method, digest, shape.default_namespace)
         if algorithms.sha1:
             # The unverified sender only opens the door; step 9 checks the signed one.
-            claimed = placement.claimed_sender(root)
+            claimed = self._canonical(placement.claimed_sender(root))
             if not self._sha1_allowed(claimed, placement):
                 raise TrustError(RefusalCode.WEAK_ALGORITHM,
                                  f"signed with {_algorithm_names(algorithms)}; SHA-1 is refused unless the operator "
@@ -649,6 +667,10 @@ def _presented_certificates(signature: etree._Element) -> list[bytes]:
     if not texts:
         raise TrustError(RefusalCode.CERT_MALFORMED,
                          "KeyInfo/X509Data carries no X509Certificate (subject names or key values are not enough)")
+    if len(texts) > MAX_PRESENTED_CERTIFICATES:
+        raise TrustError(RefusalCode.CERT_MALFORMED,
+                         f"KeyInfo/X509Data carries {len(texts)} certificates; at most "
+                         f"{MAX_PRESENTED_CERTIFICATES} (the signer's and its intermediates) are accepted")
     ders = []
     for index, text in enumerate(texts):
         try:

@@ -157,6 +157,13 @@ def test_malformed_certificate(dev_pki, signed_status, replacement):
     assert code_of(dev_pki.verifier(), tampered) is C.CERT_MALFORMED
 
 
+def test_too_many_certificates(dev_pki, signed_status):
+    cert = re.search(rb"<ds:X509Certificate>.*?</ds:X509Certificate>", signed_status, re.DOTALL).group(0)
+    assert dev_pki.verifier().verify(replace_once(signed_status, cert, cert * 3)).signer_code == H41
+    refusal = refusal_of(dev_pki.verifier(), replace_once(signed_status, cert, cert * 9))
+    assert refusal.code is C.CERT_MALFORMED and "at most 8" in refusal.detail
+
+
 def test_certificate_of_another_key(dev_pki, signed_status):
     # A valid, trusted H41 certificate over H14's key: the signature cannot verify with it.
     swapped = dev_pki.certificate(H41, key_of=H14)
@@ -227,6 +234,11 @@ def test_require_crl(dev_pki, signed_status):
 
 # ------------------------------------------------------------------ configuration
 
+def test_naive_clock_is_a_programming_error(dev_pki, signed_status):
+    with pytest.raises(TypeError, match="aware"):
+        Verifier([dev_pki.ca.certificate], clock=lambda: dt.datetime(2030, 1, 1)).verify(signed_status)
+
+
 def test_verifier_needs_roots_and_cas(dev_pki):
     with pytest.raises(ValueError, match="no trusted root"):
         Verifier([])
@@ -242,3 +254,22 @@ def test_verdicts_are_cached_per_certificate(dev_pki, signed_status, status_pack
     second = verifier.verify(dev_pki.signers[H41].sign(replace_once(status_packet, b"Phong", "Phòng".encode())))
     assert first.certificate is second.certificate   # the parsed certificate came from the cache
     assert len(verifier._state.cache) == 1
+
+
+def test_crl_file_with_several_crls(dev_pki, signed_status, tmp_path):
+    serial = dev_pki.signers[H41].certificate.serial_number
+    old = pki.build_crl(dev_pki.ca.certificate, dev_pki.ca.key, number=7)
+    new = pki.build_crl(dev_pki.ca.certificate, dev_pki.ca.key, [(serial, NOW)], number=8)
+    path = tmp_path / "crls.pem"
+    path.write_bytes(keys.crl_pem(new) + keys.crl_pem(old))
+    assert len(keys.load_crls(path)) == 2
+    assert code_of(Verifier.from_files(dev_pki.ca_path, path), signed_status) is C.CERT_REVOKED
+
+
+def test_unreadable_configuration_files(dev_pki, tmp_path):
+    with pytest.raises(ValueError, match="not a readable PEM private key"):
+        Signer.from_files(dev_pki.cert_paths[H41], dev_pki.cert_paths[H41])
+    with pytest.raises(ValueError, match="no PEM CRL"):
+        Verifier.from_files(dev_pki.ca_path, dev_pki.ca_path)
+    with pytest.raises(ValueError, match="cannot read"):
+        Verifier.from_files(tmp_path / "missing.pem")

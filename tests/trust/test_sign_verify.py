@@ -181,6 +181,15 @@ def test_signed_by_another_agency(dev_pki, status_packet):
     assert H41 in refusal.detail and H14 in refusal.detail
 
 
+def test_short_sender_codes_need_lenient_mode(dev_pki, status_packet):
+    # The SDK samples address agencies as 28.22.H17; the certificate always names the full code.
+    packet = replace_once(status_packet, b"<edXML:OrganId>000.00.00.H41", b"<edXML:OrganId>00.H41")
+    signed = dev_pki.signers[H41].sign(packet)
+    refusal = refusal_of(dev_pki.verifier(), signed)
+    assert refusal.code is C.SIGNER_NOT_SENDER and "'00.H41'" in refusal.detail
+    assert dev_pki.verifier(lenient_codes=True).verify(signed).signer_code == H41
+
+
 def test_status_packets_bind_from_not_response_for(dev_pki, status_packet):
     # ResponseFor/OrganId (G22) is the document's sender, not this packet's.
     signed = dev_pki.signers[G22].sign(status_packet)
