@@ -16,7 +16,7 @@ from yarl import URL
 
 from axis.transport import Transport, open_transport
 from axis.trust import Signer, Verifier, pki
-from tests.adapters.support import G22, H14, H41, HUB, LEASE, POLICY, DevPKI, HubSide
+from tests.adapters.support import G22, H14, H41, HUB, LEASE, POLICY, DevPKI, HubSide, run_hub
 from tests.transport.support import AMQP_URL, RabbitAdmin
 
 
@@ -79,3 +79,12 @@ async def hub(transport: Transport, dev_pki: DevPKI) -> HubSide:
     await side.declare(G22, H41, H14)
     return side
 
+
+
+@pytest.fixture
+def cli_env(transport_url: str, dev_pki: DevPKI, tmp_path: Path) -> dict[str, str]:
+    """The shared defaults as an operator would set them, for commands; queues declared as the hub would."""
+    run_hub(transport_url, dev_pki, lambda hub: hub.declare(G22, H41, H14))
+    return {"AXIS_DATA": str(tmp_path / "data"), "AXIS_BROKER": transport_url,
+            "AXIS_TRUST": str(dev_pki.directory / "ca.pem"), "AXIS_CRL": str(dev_pki.directory / "crl.pem"),
+            "AXIS_EMBEDDED_LEASE": str(LEASE), "COLUMNS": "250"}

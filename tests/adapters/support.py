@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from axis import wire
-from axis.edxml import Organization, SignerInfo, StatusCode, packet_to_bytes
+from axis.edxml import DocumentPacket, Organization, SignerInfo, StatusCode, load_packet, packet_to_bytes, read_packet
 from axis.edxml.compose import new_document, new_status
 from axis.receipt import Receipt, build_receipt, now_utc
-from axis.transport import RetryPolicy, Transport
+from axis.refusals import Refusal
+from axis.transport import OutgoingMessage, RetryPolicy, Transport, open_transport
 from axis.trust import Signer, Verifier
 
 G22, H41, H14 = "000.00.00.G22", "000.00.00.H41", "000.00.00.H14"
@@ -25,6 +28,7 @@ HUB = wire.HUB_IDENTITY
 POLICY = RetryPolicy(base_delay=0.05, max_attempts=3)   # retries and dead-lettering within ~0.2 s
 LEASE = 1.0
 STEP = 20.0  # upper bound of any single wait; never reached when things work
+_T = TypeVar("_T")
 
 
 @dataclass
@@ -51,8 +55,6 @@ def signed_document(pki: DevPKI, sender: str, recipients: list[str], number: int
 
 
 def signed_status(pki: DevPKI, sender: str, document_packet: bytes, code: str = "01") -> bytes:
-    from axis.edxml import load_packet
-
     packet = new_status(Organization(sender), load_packet(document_packet), StatusCode(code))
     return pki.signers[sender].sign(packet_to_bytes(packet))
 
@@ -89,6 +91,17 @@ class HubSide:
                      wire.H_DIGEST: digest or hashlib.sha256(packet).hexdigest()})
         return axis_id
 
+    async def deliver_many(self, packets: list[bytes], to: str, *, sender: str = G22) -> list[str]:
+        """Deliver many packets in one batch; their axis ids in order."""
+        axis_ids = [wire.new_axis_id() for _ in packets]
+        outcomes = await self.transport.publish_many([
+            OutgoingMessage(wire.inbox_queue(to), packet, wire.delivery_message_id(axis_id, to), 0,
+                            {wire.H_AXIS_ID: axis_id, wire.H_KIND: "document", wire.H_SENDER: sender,
+                             wire.H_RECIPIENT: to, wire.H_DIGEST: hashlib.sha256(packet).hexdigest()})
+            for axis_id, packet in zip(axis_ids, packets)])
+        assert outcomes == [None] * len(packets), outcomes
+        return axis_ids
+
     def receipt(self, *, submission: str | None, outcome: str = "accepted", axis_id: str | None = None,
                 sender: str = G22, issuer: str = HUB, kind: str = "intake", recipient: str | None = None,
                 refusal: tuple[int, str, str] | None = None, signer: str = HUB) -> bytes:
@@ -123,3 +136,84 @@ class HubSide:
 
             await asyncio.wait_for(loop(), timeout)
         return taken
+
+
+class IntakeResponder:
+    """The hub's intake, reduced to what the agency side can observe, in a thread of its own.
+
+    It consumes `axis.intake` from its own transport, verifies each packet with
+    the real verifier, and answers on the submission's reply-to queue: accepted
+    (a new axis id), refused (the refusal's code), or, for a DocumentId it has
+    accepted before, the FIRST receipt's bytes under the new submission id.
+    `refuse_all` makes it refuse everything (to test refusal paths).
+    """
+
+    def __init__(self, url: str, pki: DevPKI, *, refuse_all: tuple[int, str, str] | None = None) -> None:
+        self.url, self.pki, self.refuse_all = url, pki, refuse_all
+        self.answered = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._main()), daemon=True)
+        self._first: dict[str, bytes] = {}
+        self.error: BaseException | None = None
+
+    def __enter__(self) -> IntakeResponder:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join(STEP)
+        if self.error is not None:
+            raise self.error
+
+    def _answer(self, hub: HubSide, submission: str, packet: bytes) -> bytes:
+        if self.refuse_all is not None:
+            return hub.receipt(submission=submission, outcome="refused", refusal=self.refuse_all)
+        try:
+            result = self.pki.verifier.verify(packet)
+        except Refusal as refusal:
+            return hub.receipt(submission=submission, outcome="refused",
+                               refusal=(refusal.code.number, refusal.code.name, refusal.detail))
+        parsed = read_packet(result.signed_root)
+        key = f"{parsed.sender}:{parsed.document_id}" if isinstance(parsed, DocumentPacket) else None
+        if key in self._first:
+            return self._first[key]
+        body = hub.receipt(submission=submission, axis_id=wire.new_axis_id(), sender=result.signer_code)
+        if key is not None:
+            self._first[key] = body
+        return body
+
+    async def _main(self) -> None:
+        transport = await open_transport(self.url, retry=POLICY, lease=LEASE, name="axis-test-intake")
+        hub = HubSide(transport, self.pki)
+        try:
+            async with transport.consume(wire.INTAKE_QUEUE) as consumer:
+                while not self._stop.is_set():
+                    try:
+                        delivery = await asyncio.wait_for(anext(consumer), 0.1)
+                    except TimeoutError:
+                        continue
+                    submission = delivery.headers[wire.H_SUBMISSION]
+                    reply_to = delivery.headers[wire.H_REPLY_TO].removesuffix(".receipts")
+                    body = self._answer(hub, submission, delivery.body)
+                    await hub.send_receipt(reply_to, body, submission=submission)
+                    await delivery.ack()
+                    self.answered += 1
+        except Exception as exc:  # surfaced in __exit__, so a broken responder fails the test
+            self.error = exc
+        finally:
+            await transport.close()
+
+
+
+
+def run_hub(url: str, pki: DevPKI, action: Callable[[HubSide], Awaitable[_T]]) -> _T:
+    """Run `action(hub)` on a transport of its own, from synchronous code (CLI and subprocess tests)."""
+    async def main() -> _T:
+        transport = await open_transport(url, retry=POLICY, lease=LEASE)
+        try:
+            return await action(HubSide(transport, pki))
+        finally:
+            await transport.close()
+
+    return asyncio.run(main())
