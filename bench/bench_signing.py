@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from lxml import etree  # noqa: E402
-from signxml import DigestAlgorithm, SignatureConfiguration, SignatureMethod, XMLSigner, XMLVerifier, methods  # noqa: E402,E501
+from signxml import DigestAlgorithm, SignatureConfiguration, XMLSigner, XMLVerifier, methods  # noqa: E402
 from signxml.algorithms import CanonicalizationMethod  # noqa: E402
 
 from axis.trust import Signer, Verifier, pki  # noqa: E402

@@ -282,12 +282,18 @@ class Verifier:
         cls,
         trust_pem: str | os.PathLike[str],
         crl_pem: str | os.PathLike[str] | None = None,
-        **options,
+        *,
+        allow_sha1_for: frozenset[str] = frozenset(),
+        clock: Callable[[], dt.datetime] | None = None,
+        require_crl: bool = False,
+        lenient_codes: bool = False,
+        cache_size: int = DEFAULT_CACHE_SIZE,
     ) -> "Verifier":
         """Roots from a PEM bundle, CRLs from a PEM file (one or more CRLs); options as for `__init__`."""
         roots = keys.load_certificates(trust_pem)
         crls = keys.load_crls(crl_pem) if crl_pem is not None else ()
-        return cls(roots, crls, **options)
+        return cls(roots, crls, allow_sha1_for=allow_sha1_for, clock=clock, require_crl=require_crl,
+                   lenient_codes=lenient_codes, cache_size=cache_size)
 
     # ------------------------------------------------------------ configuration
 

@@ -326,3 +326,10 @@ def test_refusals_are_refusals(dev_pki):
         assert isinstance(refusal_of(dev_pki.verifier(), data), Refusal)
     with pytest.raises(TypeError):
         dev_pki.verifier().verify("text is not bytes")  # type: ignore[arg-type]
+
+
+def test_signed_packets_stay_schema_valid(signed_status, signed_document):
+    from axis.edxml import load_packet, validate
+    for signed in (signed_status, signed_document):
+        validate(parse_xml(signed))
+        load_packet(signed)
