@@ -13,23 +13,10 @@ from rich.table import Table
 from axis.edxml import parse_agency_code
 from axis.refusals import Refusal
 from cli.output import REFUSED, fail, print_json, refuse, stderr, stdout
-
-DATA_DIR_ENV = "AXIS_DATA"
-
-
-def data_dir() -> Path:
-    return Path(os.environ.get(DATA_DIR_ENV, "axis-data"))
-
+from cli.settings import broker_url, data_dir, open_broker, trust_paths
 
 def db_url(value: str | None) -> str:
     return value or os.environ.get("AXIS_DB") or f"sqlite:///{data_dir() / 'axis.db'}"
-
-
-def broker_url(value: str | None) -> str:
-    url = value or os.environ.get("AXIS_BROKER") or "embedded"
-    if url == "embedded":
-        return f"embedded:///{(data_dir() / 'transport.db').resolve()}"
-    return url
 
 
 DbOption = typer.Option(None, "--db", help="Database URL (env AXIS_DB; default sqlite:///axis-data/axis.db).")
@@ -45,9 +32,7 @@ def _open_store(url: str | None):  # noqa: ANN202
 
 
 async def _with_transport(url: str | None, action):  # noqa: ANN001, ANN202
-    from axis.transport import open_transport
-    data_dir().mkdir(parents=True, exist_ok=True)
-    transport = await open_transport(broker_url(url))
+    transport = await open_broker(url, name="axis-operator")
     try:
         return await action(transport)
     finally:
@@ -241,16 +226,14 @@ def serve(
     allow_sha1: list[str] = typer.Option([], "--allow-sha1", help="Agency allowed to sign with SHA-1."),
 ) -> None:
     """Run the hub: intake, verification, routing, relay, receipts."""
-    from axis.hub import Hub, HubSettings, TrustSettings
+    from axis.hub import Hub
 
     settings = hub_settings(workers, trust, crl, key, cert, lenient_codes, allow_sha1)
     logging.basicConfig(level=os.environ.get("AXIS_LOG", "INFO"), format="%(asctime)s %(name)s %(message)s")
 
     async def main() -> None:
-        from axis.transport import open_transport
         store = _open_store(db)
-        data_dir().mkdir(parents=True, exist_ok=True)
-        transport = await open_transport(broker_url(broker))
+        transport = await open_broker(broker, name="axis-hub")
         hub = Hub(settings, store, transport)
         loop = asyncio.get_running_loop()
         task = asyncio.create_task(hub.run())
@@ -272,14 +255,13 @@ def serve(
 def hub_settings(workers, trust, crl, key, cert, lenient_codes=False, allow_sha1=()):  # noqa: ANN001, ANN201
     from axis.hub import HubSettings, TrustSettings
     pki = data_dir() / "pki"
-    trust = trust or Path(os.environ.get("AXIS_TRUST", pki / "ca.pem"))
-    crl = crl or (Path(os.environ["AXIS_CRL"]) if os.environ.get("AXIS_CRL") else pki / "crl.pem")
+    trust, crl = trust_paths(trust, crl)
     key = key or Path(os.environ.get("AXIS_KEY", data_dir() / "hub" / "AXIS.key.pem"))
     cert = cert or Path(os.environ.get("AXIS_CERT", data_dir() / "hub" / "AXIS.cert.pem"))
     for what, path in (("trusted roots", trust), ("hub key", key), ("hub certificate", cert)):
         if not path.exists():
             fail(f"{what} not found at {path}. Create them with `axis pki init {pki}` and "
                  f"`axis pki issue AXIS --pki {pki} --out {data_dir() / 'hub'}`, or pass --trust/--key/--cert.")
-    return HubSettings(trust=TrustSettings(trust_roots=trust, crl=crl if crl.exists() else None, hub_key=key,
+    return HubSettings(trust=TrustSettings(trust_roots=trust, crl=crl, hub_key=key,
                                            hub_cert=cert, allow_sha1_for=frozenset(allow_sha1),
                                            lenient_codes=lenient_codes), workers=workers)

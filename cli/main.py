@@ -1,0 +1,26 @@
+"""The `axis` command: one entry point for operators, agencies and auditors."""
+from __future__ import annotations
+
+import typer
+
+from cli import agency_side, demo, operator, packet, pki
+
+app = typer.Typer(
+    name="axis",
+    help="Axis: carries signed edXML (QCVN 102:2016) documents between agencies.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,  # locals would print keys
+)
+app.command("serve")(operator.serve)
+app.command("demo")(demo.demo)
+app.add_typer(pki.app, name="pki")
+app.add_typer(packet.app, name="packet")
+app.add_typer(operator.agency_app, name="agency")
+agency_side.mount(app)  # send, inbox pull, status send
+app.command("receipts")(operator.receipts)
+app.add_typer(operator.audit_app, name="audit")
+
+
+def main() -> None:
+    app()
