@@ -26,7 +26,7 @@ import sqlite3
 import time
 import uuid
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -155,7 +155,7 @@ class EmbeddedTransport(Transport):
         except TransportError as exc:
             return [exc] * len(checked)
 
-    async def _store(self, checked: list[tuple[OutgoingMessage, dict[str, str]]] | tuple) -> list[TransportError | None]:
+    async def _store(self, checked: Sequence[tuple[OutgoingMessage, dict[str, str]]]) -> list[TransportError | None]:
         queues = {m.queue for m, _ in checked}
         unknown_cached = queues - self._known_queues
 

@@ -42,11 +42,6 @@ def transport_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def kind(transport_url: str) -> str:
-    return "embedded" if transport_url.startswith("embedded") else "rabbitmq"
-
-
-@pytest.fixture
 async def open_tr(transport_url: str) -> AsyncIterator[Callable[..., Awaitable[Transport]]]:
     """Open another transport on the same database or vhost (closed at teardown)."""
     opened: list[Transport] = []
