@@ -36,7 +36,7 @@ from axis.store.db import WRITE_OPTION
 from axis.store.errors import AlreadyExists, DuplicateDocument, NotFound, StoreError
 from axis.store.models import (
     AGENCY_STATES, CODE_LEN, DOCUMENT_KINDS, RECEIPT_KINDS, AgencyRow, AuditCheckpointRow, AuditRow,
-    CertificateRow, DeliveryRow, DocumentBodyRow, DocumentRow, InboxRow, OutboxRow, ReceiptRow,
+    CertificateRow, DeliveryRow, DocumentBodyRow, DocumentRow, InboxRow, OutboxRow, ReceiptRow, UTCDateTime,
 )
 from axis.store.records import (
     Agency, AuditCheckpoint, AuditEntry, AuditReport, Certificate, Delivery, Document, NewAuditEntry,
@@ -197,6 +197,18 @@ class _Reads:
                 deliveries_t.c.recipient_code)
             return [_delivery(r) for r in c.execute(q)]
 
+    def list_deliveries(self, *, state: str | DeliveryState | None = None, recipient: str | None = None,
+                        limit: int = 100) -> list[Delivery]:
+        """Deliveries in a state and/or to a recipient, most recently changed first (operators)."""
+        q = sa.select(deliveries_t)
+        if state is not None:
+            q = q.where(deliveries_t.c.state == parse_state(state).value)
+        if recipient is not None:
+            q = q.where(deliveries_t.c.recipient_code == recipient)
+        q = q.order_by(deliveries_t.c.updated_at.desc(), deliveries_t.c.axis_id).limit(limit)
+        with self._reading() as c:
+            return [_delivery(r) for r in c.execute(q)]
+
     def receipts(self, axis_id: str) -> list[Receipt]:
         with self._reading() as c:
             q = sa.select(receipts_t).where(receipts_t.c.axis_id == axis_id).order_by(
@@ -258,6 +270,46 @@ class WriteTx(_Reads):
     def _insert(self, table: sa.Table) -> Any:
         return postgresql.insert(table) if self._dialect == "postgresql" else sqlite.insert(table)
 
+    def _insert_ignore(self, table: sa.Table, rows: list[dict[str, Any]], conflict: list[str] | None,
+                       returning: sa.Column[Any]) -> list[Any]:
+        """INSERT rows ON CONFLICT DO NOTHING; the `returning` value of each row actually inserted.
+
+        `conflict` names the unique columns (None: any unique index). On
+        PostgreSQL one INSERT ... SELECT FROM unnest(arrays): SQLAlchemy's
+        multi-VALUES form makes statements of ~100 KB per 600 rows, which
+        psycopg re-parses in Python every time (it caches only short queries),
+        and that, not the server, bounded a batch of 200 documents.
+        """
+        if not rows:
+            return []
+        if self._dialect != "postgresql":
+            stmt = self._insert(table).on_conflict_do_nothing(index_elements=conflict).returning(returning)
+            return list(self._c.execute(stmt, rows).scalars())
+        columns = list(rows[0])
+        dialect = self._conn.dialect
+        arrays: dict[str, list[Any]] = {}
+        casts, selects = [], []
+        for i, name in enumerate(columns):
+            col = table.c[name]
+            values = [r[name] for r in rows]
+            if isinstance(col.type, sa.JSON):
+                values = [None if v is None else chain.canonical_json(v) for v in values]
+                sql_type, select = "TEXT", f"c{i}::json"
+            elif isinstance(col.type, UTCDateTime):  # the same checks Core would apply
+                values = [col.type.process_bind_param(v, dialect) for v in values]
+                sql_type, select = col.type.impl.compile(dialect=dialect), f"c{i}"
+            else:
+                sql_type, select = col.type.compile(dialect=dialect), f"c{i}"
+            arrays[f"a{i}"] = values
+            casts.append(f"CAST(:a{i} AS {sql_type}[])")
+            selects.append(select)
+        target = f"({', '.join(conflict)})" if conflict else ""
+        sql = (f"INSERT INTO {table.name} ({', '.join(columns)}) "
+               f"SELECT {', '.join(selects)} FROM unnest({', '.join(casts)}) "
+               f"AS u({', '.join(f'c{i}' for i in range(len(columns)))}) "
+               f"ON CONFLICT {target} DO NOTHING RETURNING {returning.name}")
+        return list(self._c.execute(sa.text(sql), arrays).scalars())
+
     def _inserted(self, stmt: Any, column: sa.Column[Any]) -> bool:
         # RETURNING, not rowcount: SQLAlchemy 2.1 does not keep rowcount for
         # INSERT on psycopg (it reports -1), while RETURNING works everywhere.
@@ -295,8 +347,7 @@ class WriteTx(_Reads):
             raise NotFound(f"parent agencies not registered: {', '.join(sorted(missing))}; add them first")
         if not rows:
             return 0
-        stmt = self._insert(agencies).on_conflict_do_nothing(index_elements=["code"]).returning(agencies.c.code)
-        return len(self._c.execute(stmt, rows).all())
+        return len(self._insert_ignore(agencies, rows, ["code"], agencies.c.code))
 
     def set_agency_state(self, code: str, state: str) -> bool:
         """Suspend or reactivate; False when it already was in that state."""
@@ -379,9 +430,8 @@ class WriteTx(_Reads):
         rows: list[dict[str, Any]] = []
         for doc, body in items:
             rows.append(self._document_row(doc, body, now))
-        stmt = self._insert(documents).on_conflict_do_nothing(
-            index_elements=["sender_code", "document_id", "kind"]).returning(documents.c.axis_id)
-        inserted = set(self._c.execute(stmt, rows).scalars())
+        inserted = set(self._insert_ignore(documents, rows, ["sender_code", "document_id", "kind"],
+                                           documents.c.axis_id))
         if inserted:
             self._c.execute(sa.insert(bodies), [{"axis_id": row["axis_id"], "body": body}
                                                 for row, (_, body) in zip(rows, items)
@@ -395,11 +445,14 @@ class WriteTx(_Reads):
                 sa.tuple_(documents.c.sender_code, documents.c.document_id, documents.c.kind).in_(keys))
             existing.update(((s, d, k), a) for s, d, k, a in self._c.execute(q))
         results: list[Document | DuplicateDocument] = []
+        first_in_batch: set[tuple[str, str, str]] = set()
         for row in rows:
-            if row["axis_id"] in inserted:
+            key = (row["sender_code"], row["document_id"], row["kind"])
+            if row["axis_id"] in inserted and key not in first_in_batch:
+                first_in_batch.add(key)
+                existing[key] = row["axis_id"]
                 results.append(Document(**row))
             else:
-                key = (row["sender_code"], row["document_id"], row["kind"])
                 results.append(DuplicateDocument(existing[key], *key))
         return results
 
@@ -414,6 +467,8 @@ class WriteTx(_Reads):
         if not isinstance(body, (bytes, bytearray, memoryview)):
             raise TypeError("the document body must be the exact signed bytes")
         _check_code(doc.sender_code, "sender code")
+        if doc.received_at is not None and doc.received_at.tzinfo is None:
+            raise ValueError("received_at is a naive datetime; pass an aware UTC datetime")
         body = bytes(body)
         return {"axis_id": doc.axis_id, "sender_code": doc.sender_code, "document_id": doc.document_id,
                 "kind": doc.kind, "business_type": doc.business_type,
@@ -436,9 +491,7 @@ class WriteTx(_Reads):
                 for axis_id, recipients in by_document.items() for r in dict.fromkeys(recipients)]
         if not rows:
             return 0
-        stmt = self._insert(deliveries_t).on_conflict_do_nothing(
-            index_elements=["axis_id", "recipient_code"]).returning(deliveries_t.c.axis_id)
-        return len(self._c.execute(stmt, rows).all())
+        return len(self._insert_ignore(deliveries_t, rows, ["axis_id", "recipient_code"], deliveries_t.c.axis_id))
 
     def transition(self, axis_id: str, recipient: str, new_state: str | DeliveryState,
                    error: str | None = None) -> bool:
@@ -500,8 +553,7 @@ class WriteTx(_Reads):
             return 0
         # No conflict target: the key is an expression index (coalesce), which
         # both dialects honour with a bare ON CONFLICT DO NOTHING.
-        stmt = self._insert(receipts_t).on_conflict_do_nothing().returning(receipts_t.c.id)
-        return len(self._c.execute(stmt, rows).all())
+        return len(self._insert_ignore(receipts_t, rows, None, receipts_t.c.id))
 
     # ---- outbox and inbox
     def enqueue(self, queue: str, message_id: str, priority: int = 0, body_ref: str | None = None,
@@ -522,8 +574,7 @@ class WriteTx(_Reads):
                          "claimed_until": None, "published_at": None, "attempts": 0})
         if not rows:
             return 0
-        stmt = self._insert(outbox).on_conflict_do_nothing(index_elements=["message_id"]).returning(outbox.c.id)
-        return len(self._c.execute(stmt, rows).all())
+        return len(self._insert_ignore(outbox, rows, ["message_id"], outbox.c.id))
 
     def mark_published(self, ids: Iterable[int]) -> int:
         """The broker confirmed these rows; returns how many were still unpublished."""
@@ -562,7 +613,13 @@ class WriteTx(_Reads):
             outbox.c.published_at.is_(None),
             sa.or_(outbox.c.claimed_until.is_(None), outbox.c.claimed_until <= now),
         ).order_by(outbox.c.priority.desc(), outbox.c.id).limit(limit).with_for_update(skip_locked=True)
-        stmt = sa.update(outbox).where(outbox.c.id.in_(candidates.scalar_subquery())).values(
+        # Two statements, not UPDATE ... WHERE id IN (subquery): PostgreSQL
+        # planned that as a semi-join over the whole table. Here the locked ids
+        # come from the ordered partial index and the UPDATE is by primary key.
+        ids = list(self._c.execute(candidates).scalars())
+        if not ids:
+            return []
+        stmt = sa.update(outbox).where(outbox.c.id.in_(ids)).values(
             claimed_until=until, attempts=outbox.c.attempts + 1).returning(
             outbox.c.id, outbox.c.queue, outbox.c.message_id, outbox.c.priority, outbox.c.body_ref,
             outbox.c.payload, outbox.c.headers, outbox.c.attempts, outbox.c.created_at, outbox.c.claimed_until)

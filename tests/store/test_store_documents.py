@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+from datetime import datetime
 
 import pytest
 import sqlalchemy as sa
@@ -133,6 +134,19 @@ def test_deliveries_insert_is_idempotent(seeded: Store) -> None:
     assert len(seeded.deliveries("ax-1-document")) == 3
 
 
+def test_list_deliveries_by_state_and_recipient(seeded: Store, clock) -> None:
+    first, second = accept(seeded, 1), accept(seeded, 2)
+    clock.advance(1)
+    with seeded.write() as tx:
+        tx.transition(second, R2, "failed", error="retries exhausted")
+    assert [(d.axis_id, d.recipient_code) for d in seeded.list_deliveries(state="failed")] == [(second, R2)]
+    assert {d.axis_id for d in seeded.list_deliveries(recipient=R1)} == {first, second}
+    assert len(seeded.list_deliveries(state="queued")) == 5
+    assert len(seeded.list_deliveries(state="queued", recipient=R2)) == 1
+    assert len(seeded.list_deliveries(limit=2)) == 2
+    assert seeded.list_deliveries()[0].state == "failed"  # most recently changed first
+
+
 def test_bad_document_fields_are_refused_before_writing(seeded: Store) -> None:
     with seeded.write() as tx:
         with pytest.raises(ValueError, match="priority"):
@@ -141,6 +155,8 @@ def test_bad_document_fields_are_refused_before_writing(seeded: Store) -> None:
             tx.insert_document(new_doc(1, kind="memo"), body_of(1))
         with pytest.raises(ValueError, match="business_type"):
             tx.insert_document(new_doc(1, business_type=4), body_of(1))
+        with pytest.raises(ValueError, match="naive"):
+            tx.insert_document(new_doc(1, received_at=datetime(2026, 1, 1)), body_of(1))
         tx.insert_document(new_doc(1, priority=3, business_type=1), body_of(1))
     doc = seeded.get_document("ax-1-document")
     assert (doc.priority, doc.business_type) == (3, 1)  # type: ignore[union-attr]

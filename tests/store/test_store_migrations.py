@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import warnings
 
+import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-import pytest
 from sqlmodel import SQLModel
 
 from axis.store import Store, normalise_url, open_store
