@@ -206,10 +206,11 @@ class _XMLVerifier(XMLVerifier):
     spurious `xmlns=""` on its descendants (signxml #193, #226, #275). signxml's
     own switch, `excise_empty_xmlns_declarations`, strips them from the packet
     digest as well, which would change what a packet with a genuine `xmlns=""`
-    means. Here they are stripped from SignedInfo only, and only for a
-    default-namespace Signature: there every element must be in the XML-DSig
-    namespace, so a genuine `xmlns=""` cannot occur in a valid SignedInfo, and
-    the references are still read from the c14n that was verified.
+    means. Here they are stripped from SignedInfo only, and only when SignedInfo
+    is unprefixed. `_inspect_signed_info` has already refused any SignedInfo
+    element outside the XML-DSig namespace, so no correct C14N of this
+    SignedInfo contains `xmlns=""`: the excision removes exactly lxml's spurious
+    ones, and the checks before signxml saw the SignedInfo signxml verifies.
     """
 
     excise_signed_info_xmlns = False
@@ -486,8 +487,8 @@ class Verifier:
                 raise TrustError(RefusalCode.CERT_REVOKED,
                                  f"certificate {_describe(cert)} was revoked on "
                                  f"{entry.revocation_date_utc.isoformat()} (CRL of {issuer.subject.rfc4514_string()})")
-            assert crl.next_update_utc is not None  # _crl_for refuses CRLs without one
-            valid_until = min(valid_until, crl.next_update_utc)
+            if crl.next_update_utc is not None:  # always: _crl_for refuses CRLs without one
+                valid_until = min(valid_until, crl.next_update_utc)
         code = certificate_agency_code(leaf)
         return _Verdict(
             certificate=leaf,

@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
+from signxml.algorithms import CanonicalizationMethod
 
 from axis.trust import Signer, keys, pki
 from axis.trust.keys import SigningKey
-from tests.trust.helpers import DOCUMENT_SAMPLE, G22, H14, H41, STATUS_SAMPLE, DevPKI, load_sample
+from tests.trust.helpers import DOCUMENT_SAMPLE, G22, H14, H41, STATUS_SAMPLE, DevPKI, load_sample, raw_sign
 
 
 @pytest.fixture(scope="session")
@@ -47,6 +48,13 @@ def signed_status(dev_pki: DevPKI, status_packet: bytes) -> bytes:
 @pytest.fixture(scope="session")
 def signed_document(dev_pki: DevPKI, document_packet: bytes) -> bytes:
     return dev_pki.signers[G22].sign(document_packet)
+
+
+@pytest.fixture(scope="session")
+def signed_status_default_ns(dev_pki: DevPKI, status_packet: bytes) -> bytes:
+    """H41's status packet signed as Java SDKs do: `<Signature xmlns="...xmldsig#">`, inclusive C14N 1.0."""
+    return raw_sign(status_packet, dev_pki.keys[H41], dev_pki.signers[H41].certificate, default_namespace=True,
+                    c14n=CanonicalizationMethod.CANONICAL_XML_1_0)
 
 
 @pytest.fixture(scope="session")

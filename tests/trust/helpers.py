@@ -13,11 +13,13 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 from lxml import etree
+from signxml import SignatureMethod, XMLSigner, methods
+from signxml.algorithms import CanonicalizationMethod
 
 from axis.refusals import Refusal, RefusalCode
 from axis.trust import Signer, Verifier, pki
 from axis.trust.keys import SigningKey
-from axis.trust.placement import SIGNATURE
+from axis.trust.placement import DS_NS, SIGNATURE, header_of, signature_anchor
 
 STATUS_SAMPLE = "status_inbox_01.edxml"   # From/OrganId 000.00.00.H41
 DOCUMENT_SAMPLE = "edoc_update.edxml"     # From/OrganId 000.00.00.G22
@@ -58,6 +60,19 @@ def flip_byte_in(data: bytes, pattern: bytes, offset: int = 0) -> bytes:
     if chr(old).isdigit():
         new = ord("1") if old != ord("1") else ord("2")
     return data[:position] + bytes([new]) + data[position + 1:]
+
+
+def raw_sign(packet: bytes, key, cert: x509.Certificate, *, default_namespace: bool = False,
+             method: SignatureMethod = SignatureMethod.ECDSA_SHA256,
+             c14n: CanonicalizationMethod = CanonicalizationMethod.EXCLUSIVE_XML_CANONICALIZATION_1_0) -> bytes:
+    """Sign with signxml directly: for keys `Signer` refuses, and for a default-namespace
+    `<Signature xmlns="...xmldsig#">` with inclusive C14N, the form Java SDKs write."""
+    root = etree.fromstring(packet)
+    nsmap = {None: DS_NS} if default_namespace else {"ds": DS_NS}
+    signature_anchor(header_of(root)).addnext(etree.Element(SIGNATURE, {"Id": "placeholder"}, nsmap=nsmap))
+    signer = XMLSigner(method=methods.enveloped, signature_algorithm=method, c14n_algorithm=c14n)
+    signer.namespaces = nsmap
+    return etree.tostring(signer.sign(root, key=key, cert=[cert]), xml_declaration=True, encoding="UTF-8")
 
 
 def refusal_of(verifier: Verifier, data: bytes) -> Refusal:

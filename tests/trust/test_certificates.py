@@ -6,14 +6,9 @@ import re
 
 import pytest
 from cryptography.hazmat.primitives import hashes
-from signxml import SignatureMethod, XMLSigner, methods
-from signxml.algorithms import CanonicalizationMethod
-
-from axis.edxml.safe import parse_xml
 from axis.refusals import RefusalCode
 from axis.trust import Signer, Verifier, keys, pki
-from axis.trust.placement import DS_NS, SIGNATURE, header_of, signature_anchor
-from tests.trust.helpers import H14, H41, code_of, refusal_of, replace_once
+from tests.trust.helpers import H14, H41, code_of, raw_sign, refusal_of, replace_once
 
 C = RefusalCode
 NOW = dt.datetime.now(dt.timezone.utc)
@@ -106,23 +101,13 @@ def test_sha1_signed_certificate(dev_pki, status_packet):
     assert code_of(dev_pki.verifier(allow_sha1_for=frozenset({H41})), signed) is C.WEAK_ALGORITHM
 
 
-def _raw_sign(packet: bytes, key, cert) -> bytes:
-    """Sign with signxml directly, bypassing Signer's key checks (for keys Axis refuses)."""
-    root = parse_xml(packet)
-    from lxml import etree
-    signature_anchor(header_of(root)).addnext(etree.Element(SIGNATURE, {"Id": "placeholder"}, nsmap={"ds": DS_NS}))
-    signer = XMLSigner(method=methods.enveloped, signature_algorithm=SignatureMethod.ECDSA_SHA256,
-                       c14n_algorithm=CanonicalizationMethod.EXCLUSIVE_XML_CANONICALIZATION_1_0)
-    return etree.tostring(signer.sign(root, key=key, cert=[cert]), xml_declaration=True, encoding="UTF-8")
-
-
 def test_key_other_than_p256_is_not_allowed(dev_pki, status_packet):
     from cryptography.hazmat.primitives.asymmetric import ec
     key = ec.generate_private_key(ec.SECP384R1())
     cert = pki.build_agency_certificate(H41, key.public_key(), dev_pki.ca.certificate, dev_pki.ca.key)
     with pytest.raises(ValueError, match="P-256"):
         Signer(key, cert)
-    assert code_of(dev_pki.verifier(), _raw_sign(status_packet, key, cert)) is C.ALGORITHM_NOT_ALLOWED
+    assert code_of(dev_pki.verifier(), raw_sign(status_packet, key, cert)) is C.ALGORITHM_NOT_ALLOWED
 
 
 # ------------------------------------------------------------------ usage and identity

@@ -44,6 +44,13 @@ def test_ec_status_round_trip(dev_pki, signed_status):
     assert result.verified_at.tzinfo is not None
 
 
+def test_default_namespace_signature_verifies(dev_pki, signed_status_default_ns):
+    assert b'<Signature xmlns="http://www.w3.org/2000/09/xmldsig#"><SignedInfo>' in signed_status_default_ns
+    assert dev_pki.verifier().verify(signed_status_default_ns).signer_code == H41
+    moved_out = replace_once(signed_status_default_ns, b"<DigestMethod ", b'<DigestMethod xmlns="" ')
+    assert code_of(dev_pki.verifier(), moved_out) is C.SIGNATURE_INVALID
+
+
 def test_verify_accepts_a_parsed_root(dev_pki, signed_status):
     assert dev_pki.verifier().verify(parse_xml(signed_status)).signer_code == H41
 
