@@ -548,7 +548,10 @@ class _RabbitConsumer(Consumer):
             try:
                 if self._tag is not None and not self._channel.is_closed:
                     await asyncio.wait_for(self._amqp_queue.cancel(self._tag), self.transport.timeout)
-                await asyncio.sleep(0)  # let deliveries already dispatched reach the inbox
+                # Deliveries that arrived before CancelOk reach the inbox two task hops
+                # later (aiormq's dispatch task, then aio-pika's callback task).
+                for _ in range(3):
+                    await asyncio.sleep(0)
             except _AMQP_ERRORS:
                 pass
             # Prefetched messages the application never saw go back without

@@ -364,7 +364,7 @@ async def test_consumer_must_be_opened_and_ends_when_closed(transport: Transport
         transport.consume(Q, prefetch=0)
 
 
-async def test_settling_a_delivery_is_durable_for_other_transports(
+async def test_a_message_published_by_one_transport_is_consumed_through_another(
         transport: Transport, open_tr: OpenTransport) -> None:
     other = await open_tr()
     await transport.declare_queue(Q)
