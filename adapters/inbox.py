@@ -16,6 +16,11 @@ without it means the rename happened and the application may already have
 taken the file, so it is NOT written again. A crash before step 2 leaves only
 a temporary file, which the next attempt removes.
 
+The invariant that makes this sound: a `pending` row only ever names a
+temporary file that existed when the row was committed (checked under the
+write lock), and only two things remove it afterwards: its own rename, or a
+takeover that rewrites the row in the same transaction.
+
 Callers may rely on: `store` returns `(entry, duplicate)` once the packet is
 durably in place and recorded, or raises (`OSError`, `sqlite3.Error`) with
 nothing recorded as stored; a given axis id is placed in the output folder at
@@ -151,6 +156,12 @@ class InboxLedger:
                     for stray in strays:
                         if stray != tmp:
                             stray.unlink(missing_ok=True)  # left by a crash before step 2
+                    if not tmp.exists():
+                        # Another attempt at the same axis id swept it before we held the lock.
+                        # A pending row must only ever name a file that exists: its absence
+                        # later means "renamed", so recording a swept one would lose the packet.
+                        raise FileNotFoundError(f"{tmp} was removed by a concurrent attempt at {axis_id}; "
+                                                "the delivery is retried")
                     conn.execute(
                         "INSERT OR REPLACE INTO received (axis_id, state, path, tmp, kind, sender, document_id,"
                         " status_code, digest, receipt, stored_at)"
