@@ -12,13 +12,13 @@ from axis import wire
 from tests.adapters.support import G22, H41, STEP, DevPKI, HubSide, Message, run_hub, signed_document
 
 REPO = Path(__file__).resolve().parents[2]
-AXIS = "import typer; from cli.agency_side import mount; app = typer.Typer(); mount(app); app()"
+AXIS = Path(sys.executable).with_name("axis")  # the installed console script (cli.main:main)
 COUNT = 300
 
 
 def start_pull(environment: dict[str, str], pki: DevPKI, out: Path, wait: float) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-c", AXIS, "inbox", "pull", H41, "--key", str(pki.key_paths[H41]),
+        [str(AXIS), "inbox", "pull", H41, "--key", str(pki.key_paths[H41]),
          "--cert", str(pki.cert_paths[H41]), "--out", str(out), "--wait", str(wait)],
         cwd=REPO, env={**os.environ, **environment}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
