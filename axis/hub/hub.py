@@ -35,8 +35,9 @@ class HubSettings:
     trust: TrustSettings
     workers: int | None = None          # verification processes; None = one per core; 0 = a thread
     batch_size: int = 200
-    batch_wait: float = 0.02            # seconds to wait for a batch to fill
-    prefetch: int = 400
+    batch_wait: float = 0.05            # seconds to wait for a batch to fill
+    in_flight: int = 3                  # batches being processed at once
+    prefetch: int = 800
     dead_letter_sweep: float = 2.0      # seconds between dead-letter sweeps
 
 
@@ -90,30 +91,69 @@ class Hub:
     # ----------------------------------------------------------- consumers
 
     async def _consume(self, queue: str, handle: Callable[[list[Delivery]], Awaitable[None]]) -> None:
-        """Batch deliveries from `queue` into `handle`; reconnect after any failure without losing one."""
+        """Batch deliveries from `queue` into `handle`, up to `in_flight` batches at once.
+
+        Overlapping batches keeps every core busy: while one batch is verified in the
+        pool, the previous one commits and the one before is settled. If a batch
+        fails, the consumer is closed, so its unsettled messages are delivered again.
+        """
         while True:
+            failed = asyncio.Event()
+            running: set[asyncio.Task] = set()
+            slots = asyncio.Semaphore(self.settings.in_flight)
+
+            async def run(batch: list[Delivery]) -> None:
+                try:
+                    await handle(batch)
+                except Exception:  # noqa: BLE001 - reported, then the consumer restarts
+                    log.exception("a batch from %s failed; its messages will be delivered again", queue)
+                    failed.set()
+                finally:
+                    slots.release()
+
             try:
                 async with self.transport.consume(queue, prefetch=self.settings.prefetch) as deliveries:
                     iterator = deliveries.__aiter__()
-                    while True:
-                        batch = [await iterator.__anext__()]
-                        deadline = asyncio.get_running_loop().time() + self.settings.batch_wait
-                        while len(batch) < self.settings.batch_size:
-                            timeout = deadline - asyncio.get_running_loop().time()
-                            if timeout <= 0:
-                                break
-                            try:
-                                batch.append(await asyncio.wait_for(iterator.__anext__(), timeout))
-                            except TimeoutError:
-                                break
-                        await handle(batch)
+                    while not failed.is_set():
+                        batch = await self._next_batch(iterator, failed)
+                        if batch:
+                            await slots.acquire()
+                            task = asyncio.create_task(run(batch))
+                            running.add(task)
+                            task.add_done_callback(running.discard)
+                    await asyncio.gather(*running, return_exceptions=True)
+                await asyncio.sleep(1.0)
             except asyncio.CancelledError:
+                for task in running:
+                    task.cancel()
                 raise
             except StopAsyncIteration:
                 await asyncio.sleep(0.2)
             except Exception:  # noqa: BLE001 - unsettled deliveries come back; keep the hub alive
                 log.exception("consumer of %s failed; its unsettled messages will be delivered again", queue)
                 await asyncio.sleep(1.0)
+
+    async def _next_batch(self, iterator, failed: asyncio.Event) -> list[Delivery]:  # noqa: ANN001
+        """The next delivery, then whatever else arrives within `batch_wait`, up to `batch_size`."""
+        first = asyncio.ensure_future(iterator.__anext__())
+        stop = asyncio.ensure_future(failed.wait())
+        done, _ = await asyncio.wait({first, stop}, return_when=asyncio.FIRST_COMPLETED)
+        stop.cancel()
+        if first not in done:
+            first.cancel()
+            return []
+        batch = [first.result()]
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.batch_wait
+        while len(batch) < self.settings.batch_size:
+            timeout = deadline - loop.time()
+            if timeout <= 0:
+                break
+            try:
+                batch.append(await asyncio.wait_for(iterator.__anext__(), timeout))
+            except TimeoutError:
+                break
+        return batch
 
     async def _handle_intake(self, batch: list[Delivery]) -> None:
         submissions = [Submission(submission_id=d.headers.get(wire.H_SUBMISSION) or d.message_id, body=d.body,

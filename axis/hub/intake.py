@@ -239,13 +239,15 @@ class Intake:
                            if p.submission.reply_to and p.submission.reply_to.endswith(".receipts"))
             registered = set(tx.agency_states(parties))
             for plan in plans:
+                if plan.duplicate_of is None and plan.refusal is not None:
+                    self._refused(plan, registered, outbox, audit)
+                elif plan.duplicate_of is None:
+                    self._accepted(tx, plan, receipts, outbox, audit)
+            # Written before duplicates are answered: a duplicate may answer an original of this very batch.
+            tx.add_receipts(receipts)
+            for plan in plans:
                 if plan.duplicate_of is not None:
                     self._duplicate(tx, plan, registered, outbox, audit)
-                elif plan.refusal is not None:
-                    self._refused(plan, registered, outbox, audit)
-                else:
-                    self._accepted(tx, plan, receipts, outbox, audit)
-            tx.add_receipts(receipts)
             tx.enqueue_many(outbox)
             tx.audit_many(audit)
 

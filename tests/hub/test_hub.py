@@ -176,3 +176,19 @@ async def test_delivery_that_keeps_failing_ends_in_dead_letters_with_an_error_re
     assert [d.state for d in world.store.deliveries(accepted.axis_id)] == ["failed"]
     assert len(await world.transport.dead_letters(wire.inbox_queue(H41))) == 1
     assert world.store.verify_audit().ok
+
+
+async def test_duplicates_within_one_batch_each_get_the_first_receipt(world: World) -> None:
+    body = world.document(G22, [H41])
+    submissions = [wire.new_submission_id() for _ in range(3)]
+    from axis.transport import OutgoingMessage
+    await world.transport.publish_many([
+        OutgoingMessage(queue=wire.INTAKE_QUEUE, body=body, message_id=s,
+                        headers={wire.H_SUBMISSION: s, wire.H_REPLY_TO: wire.receipts_queue(G22)})
+        for s in submissions])
+    got = await world.receipts(G22, 3)
+    assert sorted(h[wire.H_SUBMISSION] for h, _, _ in got) == sorted(submissions)
+    assert len({r.axis_id for _, r, _ in got}) == 1 and all(r.outcome == "accepted" for _, r, _ in got)
+    assert len(await world.inbox(H41, 1)) == 1
+    await asyncio.sleep(0.3)
+    assert await world.transport.depth(wire.inbox_queue(H41)) == 0

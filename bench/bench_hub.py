@@ -1,0 +1,266 @@
+"""Hub throughput and latency, next to the raw cost of its parts, in one run.
+
+    python bench/bench_hub.py                      # embedded and RabbitMQ+PostgreSQL, 1 and 10 recipients
+    python bench/bench_hub.py --config embedded --docs 1000 --recipients 1
+
+What is measured (5 KB signed packets, EC P-256 keys, the hub with one verification process per core):
+- throughput: N submissions are queued on `axis.intake` first, then the hub starts; the clock stops when
+  every document sits in every recipient's queue AND its intake receipt is recorded and published
+  (documents/s, end to end through verification, the registry, one transaction per batch, the relay);
+- latency: with the hub running, submissions are paced at half the measured throughput; latency is
+  the time from publishing a submission to the sender receiving its signed intake receipt, which the
+  relay publishes in the same pass as the deliveries (p50, p99);
+- raw: signxml verification alone (`XMLVerifier().verify(data, x509_cert=leaf)`) on one core, and
+  a raw transport publish+consume of the same packets, so the hub's figures read as ratios.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from signxml import XMLVerifier  # noqa: E402
+
+from axis import wire  # noqa: E402
+from axis.edxml import Attachment, Organization, SignerInfo, packet_to_bytes  # noqa: E402
+from axis.edxml.compose import new_document  # noqa: E402
+from axis.hub import Hub, HubSettings, TrustSettings, declare_agency_queues  # noqa: E402
+from axis.store import open_store  # noqa: E402
+from axis.transport import OutgoingMessage, open_transport  # noqa: E402
+from axis.trust import Signer, keys, pki  # noqa: E402
+
+SENDER = "000.00.00.G22"
+RECIPIENTS = [f"000.00.{i:02d}.H41" for i in range(1, 11)]
+AMQP = os.environ.get("AXIS_BENCH_AMQP", "amqp://guest:guest@127.0.0.1:5672/")
+PG = os.environ.get("AXIS_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def make_packets(root: Path, count: int, recipients: list[str]) -> list[bytes]:
+    signer = Signer.from_files(root / "keys" / f"{SENDER}.key.pem", root / "keys" / f"{SENDER}.cert.pem")
+    filler = os.urandom(2400)  # base64 → ~3.2 KB, so the signed packet is ~5 KB
+    packets = []
+    run = uuid.uuid4().hex[:8]
+    for i in range(count):
+        document = new_document(
+            Organization(SENDER, organ_name="Văn phòng Chính phủ"), [Organization(c) for c in recipients],
+            code_number=f"{run}{i}", code_notation="VPCP-TTĐT", subject="Đo thông lượng",
+            signer=SignerInfo(full_name="Nguyễn Văn A"),
+            attachments=[Attachment(content_id="cid:1", attachment_name="a.bin",
+                                    content_type="application/octet-stream", data=filler)])
+        packets.append(signer.sign(packet_to_bytes(document)))
+    return packets
+
+
+def raw_verify_rate(root: Path, packets: list[bytes], seconds: float = 3.0) -> float:
+    leaf = keys.load_certificate(root / "keys" / f"{SENDER}.cert.pem")
+    verifier = XMLVerifier()
+    done, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        verifier.verify(packets[done % len(packets)], x509_cert=leaf)
+        done += 1
+    return done / (time.perf_counter() - start)
+
+
+async def raw_transport_rate(url: str, packets: list[bytes]) -> float:
+    transport = await open_transport(url)
+    queue = f"bench.raw.{uuid.uuid4().hex[:8]}"
+    await transport.declare_queue(queue)
+    start = time.perf_counter()
+    for i in range(0, len(packets), 500):
+        await transport.publish_many([OutgoingMessage(queue=queue, body=p, message_id=uuid.uuid4().hex)
+                                      for p in packets[i:i + 500]])
+    got = 0
+    async with transport.consume(queue, prefetch=300) as deliveries:
+        async for delivery in deliveries:
+            await delivery.ack()
+            got += 1
+            if got == len(packets):
+                break
+    rate = len(packets) / (time.perf_counter() - start)
+    await transport.close()
+    return rate
+
+
+async def _wait(predicate, timeout: float) -> None:  # noqa: ANN001
+    deadline = time.perf_counter() + timeout
+    while not await predicate():
+        if time.perf_counter() > deadline:
+            raise TimeoutError("the hub did not finish in time")
+        await asyncio.sleep(0.02)
+
+
+async def run_config(name: str, db_url: str, broker_url: str, root: Path, packets: list[bytes],
+                     recipients: list[str], latency_docs: int) -> dict:
+    store = open_store(db_url)
+    transport = await open_transport(broker_url)
+    with store.write() as tx:
+        for code in [SENDER, *recipients]:
+            tx.add_agency(code, code)
+            tx.add_certificate(code, (root / "keys" / f"{code}.cert.pem").read_text())
+    for code in [SENDER, *recipients]:
+        await declare_agency_queues(transport, code)
+    await transport.declare_queue(wire.INTAKE_QUEUE)
+    await transport.declare_queue(wire.RECEIPTS_QUEUE)
+    settings = HubSettings(trust=TrustSettings(
+        trust_roots=root / "ca" / "ca.pem", crl=root / "ca" / "crl.pem",
+        hub_key=root / "keys" / "AXIS.key.pem", hub_cert=root / "keys" / "AXIS.cert.pem"))
+
+    def submission(body: bytes) -> OutgoingMessage:
+        sid = uuid.uuid4().hex
+        return OutgoingMessage(queue=wire.INTAKE_QUEUE, body=body, message_id=sid,
+                               headers={wire.H_SUBMISSION: sid, wire.H_REPLY_TO: wire.receipts_queue(SENDER)})
+
+    throughput_docs = packets[:len(packets) - latency_docs]
+    latency_packets = packets[len(packets) - latency_docs:]
+    for i in range(0, len(throughput_docs), 500):
+        await transport.publish_many([submission(p) for p in throughput_docs[i:i + 500]])
+    hub = Hub(settings, store, transport)
+    # Workers start before the clock: process start-up is not throughput.
+    await hub.pool.check(throughput_docs[:4])
+    n = len(throughput_docs)
+    start = time.perf_counter()
+    await hub.start()
+
+    async def drained() -> bool:
+        depths = [await transport.depth(wire.inbox_queue(c)) for c in recipients]
+        return min(depths) >= n and await transport.depth(wire.receipts_queue(SENDER)) >= n
+    await _wait(drained, timeout=600)
+    elapsed = time.perf_counter() - start
+    throughput = n / elapsed
+
+    # Latency: paced submissions, receipts consumed as they come.
+    await _drain(transport, wire.receipts_queue(SENDER))
+    sent: dict[str, float] = {}
+    latencies: list[float] = []
+    done = asyncio.Event()
+
+    async def consume_receipts() -> None:
+        async with transport.consume(wire.receipts_queue(SENDER), prefetch=300) as deliveries:
+            async for delivery in deliveries:
+                sid = delivery.headers.get(wire.H_SUBMISSION)
+                if sid in sent:
+                    latencies.append(time.perf_counter() - sent.pop(sid))
+                await delivery.ack()
+                if len(latencies) >= len(latency_packets):
+                    done.set()
+                    return
+    consumer = asyncio.create_task(consume_receipts())
+    interval = 2.0 / throughput  # half the measured throughput
+    for body in latency_packets:
+        message = submission(body)
+        sent[message.message_id] = time.perf_counter()
+        await transport.publish_many([message])
+        await asyncio.sleep(interval)
+    await asyncio.wait_for(done.wait(), 120)
+    consumer.cancel()
+    audit_ok = store.verify_audit().ok
+    await hub.stop()
+    await transport.close()
+    store.close()
+    latencies.sort()
+    return {"config": name, "recipients": len(recipients), "docs": n, "seconds": elapsed,
+            "throughput": throughput, "p50_ms": 1000 * statistics.median(latencies),
+            "p99_ms": 1000 * latencies[int(0.99 * (len(latencies) - 1))], "workers": hub.pool.workers,
+            "audit_ok": audit_ok}
+
+
+async def _drain(transport, queue: str) -> None:  # noqa: ANN001
+    while await transport.depth(queue):
+        async with transport.consume(queue, prefetch=500) as deliveries:
+            try:
+                while True:
+                    delivery = await asyncio.wait_for(deliveries.__anext__(), 0.5)
+                    await delivery.ack()
+            except (TimeoutError, StopAsyncIteration):
+                pass
+
+
+def _pg_database() -> tuple[str, callable]:
+    import psycopg
+    name = f"axis_bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(PG, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+
+    def drop() -> None:
+        with psycopg.connect(PG, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    return PG.rsplit("/", 1)[0] + f"/{name}", drop
+
+
+def _vhost() -> tuple[str, callable]:
+    import base64
+    import urllib.request
+    name = f"axis-bench-{uuid.uuid4().hex[:8]}"
+    auth = "Basic " + base64.b64encode(b"guest:guest").decode()
+
+    def call(method: str, path: str, body: bytes | None = None) -> None:
+        request = urllib.request.Request(f"http://127.0.0.1:15672/api/{path}", data=body, method=method,
+                                         headers={"Authorization": auth, "content-type": "application/json"})
+        urllib.request.urlopen(request, timeout=10).read()
+    call("PUT", f"vhosts/{name}")
+    call("PUT", f"permissions/{name}/guest", b'{"configure":".*","write":".*","read":".*"}')
+    return AMQP.rstrip("/") + f"/{name}", lambda: call("DELETE", f"vhosts/{name}")
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--docs", type=int, default=2000, help="documents for the throughput run")
+    parser.add_argument("--latency-docs", type=int, default=400)
+    parser.add_argument("--config", choices=["embedded", "rabbitmq", "all"], default="all")
+    parser.add_argument("--recipients", default="1,10", help="comma-separated recipient counts")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="axis-bench-") as tmp:
+        root = Path(tmp)
+        pki.init_ca(root / "ca")
+        for code in [SENDER, *RECIPIENTS, wire.HUB_IDENTITY]:
+            pki.issue(code, root / "ca", root / "keys")
+        print(f"machine: {os.cpu_count()} cores; {args.docs} documents per throughput run, "
+              f"{args.latency_docs} for latency", flush=True)
+        rows = []
+        for count in [int(c) for c in args.recipients.split(",")]:
+            packets = make_packets(root, args.docs + args.latency_docs, RECIPIENTS[:count])
+            size = sum(map(len, packets)) / len(packets)
+            raw = raw_verify_rate(root, packets)
+            print(f"\n{count} recipient(s), packets {size / 1024:.1f} KB; raw signxml verify on one core: "
+                  f"{raw:.0f}/s", flush=True)
+            configs = []
+            if args.config in ("embedded", "all"):
+                configs.append(("embedded+sqlite", lambda r=root: (f"sqlite:///{r / uuid.uuid4().hex}.db",
+                                                                    f"embedded:///{r / uuid.uuid4().hex}.tdb",
+                                                                    lambda: None)))
+            if args.config in ("rabbitmq", "all"):
+                def rabbit():  # noqa: ANN202
+                    db, drop_db = _pg_database()
+                    amqp, drop_vhost = _vhost()
+                    return db, amqp, lambda: (drop_db(), drop_vhost())
+                configs.append(("rabbitmq+postgresql", rabbit))
+            for name, make in configs:
+                db, broker, cleanup = make()
+                try:
+                    raw_transport = await raw_transport_rate(broker, packets[:1000])
+                    row = await run_config(name, db, broker, root, packets, RECIPIENTS[:count], args.latency_docs)
+                finally:
+                    cleanup()
+                row.update(raw_verify=raw, raw_transport=raw_transport, size_kb=size / 1024)
+                rows.append(row)
+                print(f"  {name:20s} {row['throughput']:7.0f} docs/s = {row['throughput'] / raw:4.2f}× raw verify"
+                      f" | latency p50 {row['p50_ms']:6.1f} ms, p99 {row['p99_ms']:7.1f} ms"
+                      f" | raw transport {raw_transport:6.0f} msg/s | audit ok: {row['audit_ok']}", flush=True)
+        print("\n| config | recipients | docs/s | × raw verify (1 core) | p50 ms | p99 ms | raw verify/s |"
+              " raw transport msg/s |")
+        print("|---|---|---|---|---|---|---|---|")
+        for r in rows:
+            print(f"| {r['config']} | {r['recipients']} | {r['throughput']:.0f} | {r['throughput'] / r['raw_verify']:.2f}"
+                  f" | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['raw_verify']:.0f} | {r['raw_transport']:.0f} |")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
