@@ -616,7 +616,16 @@ class WriteTx(_Reads):
         # Two statements, not UPDATE ... WHERE id IN (subquery): PostgreSQL
         # planned that as a semi-join over the whole table. Here the locked ids
         # come from the ordered partial index and the UPDATE is by primary key.
-        ids = list(self._c.execute(candidates).scalars())
+        if self._dialect == "postgresql":
+            # The only good plan walks ix_outbox_pending in order and stops at
+            # `limit`. After a burst (the broker was down: exactly when the
+            # relay must drain fast) statistics still say "few pending rows",
+            # and the planner would sort the whole backlog on every claim.
+            self._c.exec_driver_sql("SET LOCAL enable_sort = off")
+            ids = list(self._c.execute(candidates).scalars())
+            self._c.exec_driver_sql("SET LOCAL enable_sort TO DEFAULT")
+        else:
+            ids = list(self._c.execute(candidates).scalars())
         if not ids:
             return []
         stmt = sa.update(outbox).where(outbox.c.id.in_(ids)).values(

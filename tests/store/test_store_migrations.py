@@ -23,6 +23,18 @@ def test_migrates_an_empty_database_to_head(db_url: str) -> None:
         assert set(sa.inspect(store.engine).get_table_names()) == TABLE_NAMES | {"alembic_version"}
         store.migrate()  # a second run is a no-op
         assert migrations.current_revision(store.engine) == migrations.head_revision()
+        if store.dialect == "postgresql":
+            with store.engine.connect() as conn:
+                options = conn.exec_driver_sql("SELECT reloptions FROM pg_class WHERE relname = 'outbox'").scalar()
+            assert options == ["fillfactor=70"]
+
+
+def test_migrations_run_step_by_step(db_url: str) -> None:
+    with open_store(db_url, migrate=False) as store:
+        migrations.upgrade(store.engine, "0001")
+        assert migrations.current_revision(store.engine) == "0001"
+        store.migrate()
+        assert migrations.current_revision(store.engine) == migrations.head_revision() == "0002"
 
 
 def test_models_and_migrations_agree(store: Store) -> None:

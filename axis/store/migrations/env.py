@@ -11,9 +11,8 @@ from typing import Any
 from alembic import context
 from sqlmodel import SQLModel
 
-import axis.store.models  # noqa: F401  (registers the tables on SQLModel.metadata)
 from axis.store.db import WRITE_OPTION, create_engine
-from axis.store.models import EXPRESSION_INDEXES, TABLE_NAMES
+from axis.store.models import EXPRESSION_INDEXES, TABLE_NAMES  # importing registers the tables
 
 config = context.config
 target_metadata = SQLModel.metadata
