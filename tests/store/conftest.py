@@ -31,8 +31,8 @@ def _pg_url(name: str) -> str:
 
 
 @contextmanager
-def _fresh_pg_database(template: str | None = None) -> Iterator[str]:
-    name = f"axis_t_{secrets.token_hex(6)}"
+def _fresh_pg_database(template: str | None = None, prefix: str = "axis_t_") -> Iterator[str]:
+    name = f"{prefix}{secrets.token_hex(6)}"
     admin = _maintenance_engine()
     with admin.connect() as conn:
         conn.exec_driver_sql(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
@@ -56,7 +56,7 @@ def pg_template() -> Iterator[str]:
     Copying a template is several times faster than migrating every test
     database, and test_store_migrations still migrates an empty one.
     """
-    with _fresh_pg_database() as name:
+    with _fresh_pg_database(prefix="axis_t_store_template_") as name:
         open_store(_pg_url(name)).close()  # migrate, then leave no connection behind
         yield name
 
