@@ -81,7 +81,7 @@ class Relay:
         """Outbox rows and the deliveries they carried move together."""
         with self._store.write() as tx:
             tx.mark_published([item.id for item in items])
-            for item in items:
-                recipient = item.headers.get(wire.H_RECIPIENT)
-                if recipient and item.headers.get(wire.H_KIND) in ("document", "status") and item.body_ref:
-                    tx.transition(item.body_ref, recipient, DeliveryState.PUBLISHED)
+            tx.transition_many([(item.body_ref, item.headers[wire.H_RECIPIENT]) for item in items
+                                if item.body_ref and item.headers.get(wire.H_RECIPIENT)
+                                and item.headers.get(wire.H_KIND) in ("document", "status")],
+                               DeliveryState.PUBLISHED)

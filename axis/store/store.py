@@ -514,6 +514,23 @@ class WriteTx(_Reads):
         self._require_delivery(axis_id, recipient)
         return False
 
+    def transition_many(self, pairs: Iterable[tuple[str, str]], new_state: str | DeliveryState) -> int:
+        """`transition` for many (axis_id, recipient) pairs at once; returns how many moved.
+
+        The same compare-and-set, in a few UPDATE statements instead of one per
+        pair: the relay marks hundreds of deliveries published per pass. Pairs the
+        state machine refuses, or that do not exist, are left alone.
+        """
+        new = parse_state(new_state)
+        sources = sorted(s.value for s in sources_for(new))
+        moved = 0
+        for chunk in _chunks(list(pairs), 400):
+            stmt = sa.update(deliveries_t).where(
+                sa.tuple_(deliveries_t.c.axis_id, deliveries_t.c.recipient_code).in_(chunk),
+                deliveries_t.c.state.in_(sources)).values(state=new.value, updated_at=self._clock())
+            moved += self._c.execute(stmt).rowcount
+        return moved
+
     def note_attempt(self, axis_id: str, recipient: str, error: str | None = None) -> int:
         """Count one more delivery attempt (and its error); returns the new count."""
         stmt = sa.update(deliveries_t).where(
