@@ -29,7 +29,7 @@ from axis.hub.verification import Checked, Refused, VerificationPool
 from axis.receipt import Receipt, build_receipt, now_utc
 from axis.refusals import RefusalCode
 from axis.store import (
-    DuplicateDocument, NewAuditEntry, NewDocument, NewOutboxMessage, NewReceipt, Store, state_for_status,
+    Document, DuplicateDocument, NewAuditEntry, NewDocument, NewOutboxMessage, NewReceipt, Store, state_for_status,
 )
 
 log = logging.getLogger("axis.hub.intake")
@@ -116,13 +116,25 @@ class Intake:
                 codes.add(plan.checked.sender)
                 codes.update(plan.checked.recipients)
         states = self._store.agency_states(codes)
+        # One query for every duplicate check of the batch (documents, and what statuses answer).
+        keys = []
+        for plan in plans:
+            c = plan.checked
+            if c is None:
+                continue
+            if c.kind == "document":
+                keys.append((c.sender, c.document_id, "document"))
+            else:
+                keys += [(c.answers_sender or "", c.document_id, "document"), (c.sender, self._status_key(c), "status")]
+        known = self._store.find_documents(keys)
         for plan in plans:
             if plan.checked is not None:
-                self._decide_one(plan, plan.checked, states)
+                self._decide_one(plan, plan.checked, states, known)
             if plan.refusal is None and plan.duplicate_of is None:
                 plan.axis_id = wire.new_axis_id()
 
-    def _decide_one(self, plan: _Plan, c: Checked, states: dict[str, str]) -> None:
+    def _decide_one(self, plan: _Plan, c: Checked, states: dict[str, str],
+                    known: dict[tuple[str, str, str], Document]) -> None:
         state = states.get(c.sender) or self._store.agency_states([c.sender]).get(c.sender)
         if state is None:
             return _refuse(plan, RefusalCode.UNKNOWN_SENDER, f"{c.sender} is not registered on the axis")
@@ -132,7 +144,7 @@ class Intake:
             return _refuse(plan, RefusalCode.CERT_NOT_REGISTERED,
                            f"certificate {c.fingerprint[:16]}… is not registered for {c.sender}")
         if c.kind == "status":
-            original = self._store.find_document(c.answers_sender or "", c.document_id, "document")
+            original = known.get((c.answers_sender or "", c.document_id, "document"))
             if original is None:
                 return _refuse(plan, RefusalCode.UNKNOWN_DOCUMENT,
                                f"no document {c.document_id!r} from {c.answers_sender} was carried by the axis")
@@ -149,7 +161,7 @@ class Intake:
                 recipients = (original.sender_code,)
             plan.answers = original.axis_id
             key = self._status_key(c)
-            if (first := self._store.find_document(c.sender, key, "status")) is not None:
+            if (first := known.get((c.sender, key, "status"))) is not None:
                 plan.duplicate_of = first.axis_id
                 return None
         else:
@@ -160,7 +172,7 @@ class Intake:
                 if original is not None:
                     extra = [d.recipient_code for d in self._store.deliveries(original.axis_id)]
                     recipients = tuple(dict.fromkeys((*recipients, *extra)))
-            if (first := self._store.find_document(c.sender, c.document_id, "document")) is not None:
+            if (first := known.get((c.sender, c.document_id, "document"))) is not None:
                 plan.duplicate_of = first.axis_id
                 return None
         missing = [code for code in recipients if code not in states]

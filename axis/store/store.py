@@ -171,6 +171,18 @@ class _Reads:
             row = c.execute(q).first()
         return _document(row) if row else None
 
+    def find_documents(self, keys: Iterable[tuple[str, str, str]]) -> dict[tuple[str, str, str], Document]:
+        """`find_document` for many (sender, document_id, kind) keys in a few queries; found ones only."""
+        found: dict[tuple[str, str, str], Document] = {}
+        with self._reading() as c:
+            for chunk in _chunks(list(dict.fromkeys(keys)), 300):
+                q = sa.select(documents).where(
+                    sa.tuple_(documents.c.sender_code, documents.c.document_id, documents.c.kind).in_(chunk))
+                for row in c.execute(q):
+                    doc = _document(row)
+                    found[(doc.sender_code, doc.document_id, doc.kind)] = doc
+        return found
+
     def get_document(self, axis_id: str) -> Document | None:
         with self._reading() as c:
             row = c.execute(sa.select(documents).where(documents.c.axis_id == axis_id)).first()
@@ -524,7 +536,9 @@ class WriteTx(_Reads):
         new = parse_state(new_state)
         sources = sorted(s.value for s in sources_for(new))
         moved = 0
-        for chunk in _chunks(list(pairs), 400):
+        # Sorted, so two workers updating overlapping sets lock rows in the same
+        # order and cannot deadlock on PostgreSQL.
+        for chunk in _chunks(sorted(set(pairs)), 400):
             stmt = sa.update(deliveries_t).where(
                 sa.tuple_(deliveries_t.c.axis_id, deliveries_t.c.recipient_code).in_(chunk),
                 deliveries_t.c.state.in_(sources)).values(state=new.value, updated_at=self._clock())
