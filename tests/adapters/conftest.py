@@ -6,18 +6,15 @@
 """
 from __future__ import annotations
 
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
-from yarl import URL
 
-from axis.transport import Transport, open_transport
+from axis.transport import RetryPolicy, Transport
 from axis.trust import Signer, Verifier, pki
 from tests.adapters.support import G22, H14, H41, HUB, LEASE, POLICY, DevPKI, HubSide, run_hub
-from tests.transport.support import AMQP_URL, RabbitAdmin
+# A fresh transport per test on every implementation: the transport tests' fixtures, with our retry policy.
+from tests.transport.conftest import open_tr, rabbitmq_url, transport, transport_url  # noqa: F401
 
 
 @pytest.fixture(scope="session")
@@ -35,42 +32,9 @@ def dev_pki(tmp_path_factory: pytest.TempPathFactory) -> DevPKI:
                   cert_paths, Signer.from_files(other_key, other_cert))
 
 
-@pytest.fixture(params=["embedded", pytest.param("rabbitmq", marks=pytest.mark.rabbitmq)])
-def transport_url(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
-    if request.param == "embedded":
-        yield f"embedded://{tmp_path}/transport.db"
-        return
-    admin = RabbitAdmin()
-    vhost = f"axis-adapters-{uuid.uuid4().hex[:12]}"
-    admin.create_vhost(vhost)
-    try:
-        yield str(URL(AMQP_URL).with_path("/" + vhost))
-    finally:
-        admin.delete_vhost(vhost)
-
-
 @pytest.fixture
-async def open_tr(transport_url: str) -> AsyncIterator[Callable[..., Awaitable[Transport]]]:
-    """Open a transport on this test's database or vhost (closed at teardown)."""
-    opened: list[Transport] = []
-
-    async def _open(**options: Any) -> Transport:
-        options.setdefault("retry", POLICY)
-        options.setdefault("lease", LEASE)
-        options.setdefault("timeout", 10.0)
-        options.setdefault("name", f"axis-adapters-test-{uuid.uuid4().hex[:8]}")
-        transport = await open_transport(transport_url, **options)
-        opened.append(transport)
-        return transport
-
-    yield _open
-    for transport in opened:
-        await transport.close()
-
-
-@pytest.fixture
-async def transport(open_tr: Callable[..., Awaitable[Transport]]) -> Transport:
-    return await open_tr()
+def retry_policy() -> RetryPolicy:
+    return POLICY
 
 
 @pytest.fixture
@@ -78,7 +42,6 @@ async def hub(transport: Transport, dev_pki: DevPKI) -> HubSide:
     side = HubSide(transport, dev_pki)
     await side.declare(G22, H41, H14)
     return side
-
 
 
 @pytest.fixture

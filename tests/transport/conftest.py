@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from yarl import URL
 
-from axis.transport import Transport, open_transport
+from axis.transport import RetryPolicy, Transport, open_transport
 
 from .support import AMQP_URL, LEASE, POLICY, RabbitAdmin
 
@@ -42,12 +42,18 @@ def transport_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 @pytest.fixture
-async def open_tr(transport_url: str) -> AsyncIterator[Callable[..., Awaitable[Transport]]]:
+def retry_policy() -> RetryPolicy:
+    """The retry policy of the transports `open_tr` opens; other test folders override it."""
+    return POLICY
+
+
+@pytest.fixture
+async def open_tr(transport_url: str, retry_policy: RetryPolicy) -> AsyncIterator[Callable[..., Awaitable[Transport]]]:
     """Open another transport on the same database or vhost (closed at teardown)."""
     opened: list[Transport] = []
 
     async def _open(**options: Any) -> Transport:
-        options.setdefault("retry", POLICY)
+        options.setdefault("retry", retry_policy)
         options.setdefault("lease", LEASE)
         options.setdefault("timeout", 10.0)
         options.setdefault("name", f"axis-test-{uuid.uuid4().hex[:8]}")
