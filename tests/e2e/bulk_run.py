@@ -1,0 +1,172 @@
+"""A long run for the fault tests: 2,000 documents sent with `axis send`, pulled with `axis inbox pull`.
+
+`BulkRun.start()` writes the packets into an outbox folder and starts, as
+processes, one `axis send` of the folder and one `axis inbox pull` per
+recipient, all at once, so that a fault injected during the run hits intake,
+relay, delivery and delivery receipts together. `drain()` pulls again until
+the hub records every delivery as `delivered`; `check_exactly_once()` then
+asserts the end state the design promises, from every side:
+
+- each recipient's folder and inbox ledger hold every document exactly once,
+  byte for byte as signed, under the axis id its sender's receipt names;
+- each sender holds an intake receipt for each submission (all accepted);
+- the hub's store has one delivery per (document, recipient), all `delivered`,
+  and `axis audit verify` passes.
+"""
+from __future__ import annotations
+
+import collections
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from adapters.inbox import InboxLedger
+from axis import wire
+from axis.receipt import read_receipt
+from tests.e2e.harness import STEP, Deployment, Outcome, Running, wait_until
+from tests.e2e.packets import sha256
+
+SEND_WAIT = 400.0     # `axis send --wait`: how long the sender waits for its intake receipts
+PULL_IDLE = "10"      # `axis inbox pull --wait`: a pull ends after this many idle seconds (or at --max)
+
+
+def delivery_states(deployment: Deployment) -> collections.Counter[str]:
+    with deployment.store() as store:
+        return collections.Counter(d.state for d in store.list_deliveries(limit=1_000_000))
+
+
+@dataclass
+class BulkRun:
+    deployment: Deployment
+    packets: dict[str, bytes]          # file name -> signed bytes
+    senders: tuple[str, ...]
+    recipients: tuple[str, ...]
+    root: Path
+    sender: Running | None = None
+    pulls: list[Running] = field(default_factory=list)
+    stored_lines: dict[str, list[str]] = field(default_factory=dict)
+    every_pull_clean: bool = True      # False once a pull exited 1 (see `finish_pulls`)
+    sends: list[Outcome] = field(default_factory=list)
+
+    @property
+    def outbox(self) -> Path:
+        return self.root / "outbox"
+
+    def inbox(self, code: str) -> Path:
+        return self.root / "inbox" / code
+
+    def start(self) -> None:
+        self.outbox.mkdir(parents=True)
+        for name, data in self.packets.items():
+            (self.outbox / name).write_bytes(data)
+        self.stored_lines = {code: [] for code in self.recipients}
+        self.sender = self.deployment.spawn("send", str(self.outbox), "--json", "--wait", str(SEND_WAIT))
+        self.pulls = [self._pull(code) for code in self.recipients]
+
+    def _pull(self, code: str) -> Running:
+        # --max: a pull that has taken all it still misses ends at once instead of idling.
+        remaining = len(self.packets) - len(self.stored_lines[code])
+        return self.deployment.spawn("inbox", "pull", code, *self.deployment.agency_files(code),
+                                     "--out", str(self.inbox(code)), "--wait", PULL_IDLE,
+                                     "--max", str(max(remaining, 1)))
+
+    def finish_pulls(self, *, strict: bool = True) -> list[Outcome]:
+        """Wait for the running pulls; `strict`: each must exit 0 (no delivery refused or left unreceipted).
+
+        A pull that lived through a broker outage may exit 1 (a delivery receipt it
+        could not publish is left to be delivered again); what it stored counts.
+        """
+        outcomes = []
+        for code, running in zip(self.recipients, self.pulls):
+            outcome = running.finish(STEP * 3)
+            assert outcome.exit_code == 0 or not strict, outcome
+            self.every_pull_clean &= outcome.exit_code == 0
+            self.stored_lines[code] += outcome.lines()
+            outcomes.append(outcome)
+        self.pulls = []
+        return outcomes
+
+    def wait_until_delivered(self, count: int) -> collections.Counter[str]:
+        """Until the hub has recorded `count` delivery receipts; the delivery states then."""
+        return wait_until(lambda: (states := delivery_states(self.deployment))["delivered"] >= count and states,
+                          f"{count} deliveries recorded as delivered", timeout=STEP * 2, interval=0.2)
+
+    def finish_sending(self, timeout: float = SEND_WAIT + 60) -> Outcome:
+        assert self.sender is not None
+        outcome = self.sender.finish(timeout)
+        self.sends.append(outcome)
+        return outcome
+
+    def send_again(self) -> Outcome:
+        """Send the whole folder again (what an agency does after `axis send` could not confirm everything)."""
+        self.sender = self.deployment.spawn("send", str(self.outbox), "--json", "--wait", str(SEND_WAIT))
+        return self.finish_sending()
+
+    def drain(self, timeout: float = 300.0) -> None:
+        """Pull until the hub records every delivery as delivered (each round: all recipients side by side)."""
+        expected = len(self.packets) * len(self.recipients)
+        queues = [wire.inbox_queue(code) for code in self.recipients]
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.pulls:
+                self.finish_pulls()
+            states = delivery_states(self.deployment)
+            if states["delivered"] == expected:
+                return
+            assert time.monotonic() < deadline, f"not drained after {timeout:g} s: {dict(states)}"
+            assert not set(states) - {"queued", "published", "delivered"}, dict(states)
+            if any(self.deployment.depths(*queues).values()):
+                self.pulls = [self._pull(code) for code in self.recipients]
+            else:
+                time.sleep(0.5)  # deliveries still in the outbox (lease) or receipts not yet processed
+
+    def check_exactly_once(self) -> None:
+        report = json.loads(self.sends[-1].stdout)
+        assert len(report) == len(self.packets)
+        by_file = {Path(entry["file"]).name: entry for entry in report}
+        assert set(by_file) == set(self.packets)
+        assert {entry["outcome"] for entry in report} <= {"accepted", "duplicate"}, \
+            collections.Counter(entry["outcome"] for entry in report)
+        axis_ids = {name: entry["axis_id"] for name, entry in by_file.items()}
+        assert len(set(axis_ids.values())) == len(self.packets)
+        expected_bytes = {axis_ids[name]: data for name, data in self.packets.items()}
+
+        # Every sender holds an intake receipt for each of its submissions, naming the axis id.
+        for entry in report:
+            path = (self.deployment.data / "agencies" / entry["sender"] / "receipts"
+                    / f"intake_{entry['submission']}.xml")
+            receipt = read_receipt(path.read_bytes())
+            assert (receipt.kind, receipt.outcome, receipt.axis_id) == ("intake", "accepted", entry["axis_id"])
+        assert {entry["sender"] for entry in report} == set(self.senders)
+
+        for code in self.recipients:
+            folder = self.inbox(code)
+            files = {path.stem: path for path in folder.glob("*.edxml")}
+            assert sorted(files) == sorted(expected_bytes), f"{code}: {len(files)} files"
+            for axis_id, path in files.items():
+                assert path.read_bytes() == expected_bytes[axis_id], f"{code}: {path} differs from what was sent"
+            assert list(folder.glob(".*")) == []  # no temporary file left behind
+            # Each stored once: one ledger row each, and never announced twice on stdout. A pull that
+            # stored a packet but could not publish its receipt (broker outage) does not announce it,
+            # and the pull that later re-sends the receipt reports it on stderr only.
+            printed = [Path(line.split()[0]).stem for line in self.stored_lines[code]]
+            assert len(printed) == len(set(printed)) and set(printed) <= set(expected_bytes)
+            if self.every_pull_clean:
+                assert len(printed) == len(expected_bytes), f"{code}: {len(printed)} stores printed"
+            ledger = InboxLedger(self.deployment.data / "agencies" / code / "inbox.db")
+            try:
+                entries = ledger.entries()
+            finally:
+                ledger.close()
+            assert sorted(e.axis_id for e in entries) == sorted(expected_bytes)
+            assert all(e.digest == sha256(expected_bytes[e.axis_id]) for e in entries)
+
+        with self.deployment.store() as store:
+            deliveries = store.list_deliveries(limit=1_000_000)
+        assert collections.Counter((d.axis_id, d.recipient_code) for d in deliveries) == collections.Counter(
+            {(axis_id, code): 1 for axis_id in expected_bytes for code in self.recipients})
+        assert {d.state for d in deliveries} == {"delivered"}
+
+        audit = self.deployment.cli("audit", "verify")
+        assert audit.exit_code == 0 and "audit log intact" in audit.stdout, audit
