@@ -17,8 +17,12 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import ctypes
+import ctypes.util
 import hashlib
+import multiprocessing
 import os
+import signal
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -73,8 +77,24 @@ class Refused:
 _state: dict[str, object] = {}
 
 
-def _init(settings: TrustSettings) -> None:
+def _die_with_parent(parent: int) -> None:
+    """A worker must not outlive a hub killed with SIGKILL: ask Linux to send it SIGTERM then."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the hub, which stops its workers
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass  # not Linux: the pool's own shutdown still stops workers on a clean exit
+    if os.getppid() != parent:  # the hub died before the line above took effect
+        os._exit(0)
+
+
+def _init(settings: TrustSettings, parent: int | None = None) -> None:
     from axis.trust import Signer, Verifier
+
+    if parent is not None:
+        _die_with_parent(parent)
 
     _state["settings"] = settings
     _state["verifier"] = Verifier.from_files(settings.trust_roots, settings.crl,
@@ -219,8 +239,10 @@ class VerificationPool:
     def __init__(self, settings: TrustSettings, workers: int | None = None) -> None:
         self.workers = (os.cpu_count() or 1) if workers is None else workers
         if self.workers > 0:
+            # Spawned, not forked: a fork would copy the hub's event loop, signal handlers and threads.
             self._executor: concurrent.futures.Executor = concurrent.futures.ProcessPoolExecutor(
-                max_workers=self.workers, initializer=_init, initargs=(settings,))
+                max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
+                initializer=_init, initargs=(settings, os.getpid()))
         else:
             self._executor = concurrent.futures.ThreadPoolExecutor(
                 max_workers=1, initializer=_init, initargs=(settings,))
