@@ -136,11 +136,16 @@ class Hub:
     async def _next_batch(self, iterator, failed: asyncio.Event) -> list[Delivery]:  # noqa: ANN001
         """The next delivery, then whatever else arrives within `batch_wait`, up to `batch_size`."""
         first = asyncio.ensure_future(iterator.__anext__())
+        # If we stop waiting (shutdown, a failed batch), the consumer's end must not be reported as lost.
+        first.add_done_callback(lambda f: f.cancelled() or f.exception())
         stop = asyncio.ensure_future(failed.wait())
-        done, _ = await asyncio.wait({first, stop}, return_when=asyncio.FIRST_COMPLETED)
-        stop.cancel()
+        try:
+            done, _ = await asyncio.wait({first, stop}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+            if not first.done():
+                first.cancel()
         if first not in done:
-            first.cancel()
             return []
         batch = [first.result()]
         loop = asyncio.get_running_loop()
