@@ -432,11 +432,13 @@ class AgencyClient:
                 headers={wire.H_KIND: "receipt", wire.H_RECEIPT_KIND: "delivery", wire.H_AXIS_ID: received.axis_id,
                          wire.H_SENDER: received.sender, wire.H_RECIPIENT: self.code})
         except TransportError as exc:
-            # Stored but not yet receipted: deliver again later, and the ledger
-            # turns that delivery into "re-send the receipt".
+            # Stored, so the application has it: announce it now. Not yet receipted: deliver it
+            # again later, and the ledger turns that delivery into "re-send the receipt".
+            if on_received is not None:
+                on_received(received)
             await self._reject(delivery, f"stored, but the delivery receipt was not published: {exc}", "retry",
                                on_rejected)
-            return None
+            return received
         await self._settle(delivery.ack())
         if on_received is not None:
             on_received(received)
