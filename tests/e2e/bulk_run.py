@@ -25,8 +25,11 @@ from adapters.inbox import InboxLedger
 from axis import wire
 from axis.receipt import read_receipt
 from tests.e2e.harness import STEP, Deployment, Outcome, Running, wait_until
-from tests.e2e.packets import sha256
+from tests.e2e.packets import G17, G22, H14, H41, sha256
 
+BULK = 2000
+BULK_SENDERS = (G22, G17)       # half the documents each
+BULK_RECIPIENTS = (H41, H14)    # every document goes to both
 SEND_WAIT = 400.0     # `axis send --wait`: how long the sender waits for its intake receipts
 PULL_IDLE = "10"      # `axis inbox pull --wait`: a pull ends after this many idle seconds (or at --max)
 
@@ -46,7 +49,6 @@ class BulkRun:
     sender: Running | None = None
     pulls: list[Running] = field(default_factory=list)
     stored_lines: dict[str, list[str]] = field(default_factory=dict)
-    every_pull_clean: bool = True      # False once a pull exited 1 (see `finish_pulls`)
     sends: list[Outcome] = field(default_factory=list)
 
     @property
@@ -81,7 +83,6 @@ class BulkRun:
         for code, running in zip(self.recipients, self.pulls):
             outcome = running.finish(STEP * 3)
             assert outcome.exit_code == 0 or not strict, outcome
-            self.every_pull_clean &= outcome.exit_code == 0
             self.stored_lines[code] += outcome.lines()
             outcomes.append(outcome)
         self.pulls = []
@@ -147,13 +148,10 @@ class BulkRun:
             for axis_id, path in files.items():
                 assert path.read_bytes() == expected_bytes[axis_id], f"{code}: {path} differs from what was sent"
             assert list(folder.glob(".*")) == []  # no temporary file left behind
-            # Each stored once: one ledger row each, and never announced twice on stdout. A pull that
-            # stored a packet but could not publish its receipt (broker outage) does not announce it,
-            # and the pull that later re-sends the receipt reports it on stderr only.
+            # Each stored once: one ledger row each, announced on stdout exactly once over all pulls
+            # (a redelivery of a stored packet is reported on stderr, as "already stored").
             printed = [Path(line.split()[0]).stem for line in self.stored_lines[code]]
-            assert len(printed) == len(set(printed)) and set(printed) <= set(expected_bytes)
-            if self.every_pull_clean:
-                assert len(printed) == len(expected_bytes), f"{code}: {len(printed)} stores printed"
+            assert sorted(printed) == sorted(expected_bytes), f"{code}: {len(printed)} stores printed"
             ledger = InboxLedger(self.deployment.data / "agencies" / code / "inbox.db")
             try:
                 entries = ledger.entries()

@@ -23,8 +23,9 @@ from typer.testing import CliRunner
 from yarl import URL
 
 from cli.main import app
+from tests.e2e.bulk_run import BULK, BULK_RECIPIENTS, BULK_SENDERS
 from tests.e2e.harness import Deployment
-from tests.e2e.packets import AGENCIES, G17, G22, H14, H41, HUB, TestPKI
+from tests.e2e.packets import AGENCIES, HUB, TestPKI
 from tests.store.conftest import _fresh_pg_database, _pg_url, pg_template  # noqa: F401 - fixture reused
 from tests.transport.support import AMQP_URL, RabbitAdmin
 
@@ -85,11 +86,6 @@ def embedded_deployment(request: pytest.FixtureRequest, tmp_path: Path, e2e_pki:
 @pytest.fixture
 def rabbit_deployment(request: pytest.FixtureRequest, tmp_path: Path, e2e_pki: TestPKI) -> Iterator[Deployment]:
     yield from _make("rabbitmq+postgres", request, tmp_path, e2e_pki)
-
-
-BULK_SENDERS = (G22, G17)
-BULK_RECIPIENTS = (H41, H14)
-BULK = 2000
 
 
 @pytest.fixture(scope="session")

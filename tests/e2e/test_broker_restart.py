@@ -21,8 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.bulk_run import BulkRun
-from tests.e2e.conftest import BULK_RECIPIENTS, BULK_SENDERS
+from tests.e2e.bulk_run import BULK_RECIPIENTS, BULK_SENDERS, BulkRun
 from tests.e2e.harness import Deployment, wait_until
 from tests.transport.support import RabbitAdmin
 

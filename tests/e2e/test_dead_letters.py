@@ -38,7 +38,8 @@ def test_a_delivery_that_keeps_failing_is_dead_lettered_with_an_error_receipt_to
         rejected: list[Rejection] = []
         async with AgencyClient(H41, transport, signer=e2e_pki.signer(H41), verifier=wrong_roots,
                                 state_dir=deployment.data / "agencies" / H41) as client:
-            received = await client.pull(tmp_path / H41, wait=2.0, on_rejected=rejected.append)
+            received = await client.pull(tmp_path / H41, wait=20.0, max_messages=POLICY.max_attempts,
+                                         on_rejected=rejected.append)
         return received, rejected
 
     received, rejected = deployment.transport_call(recipient_that_cannot_verify, retry=POLICY)

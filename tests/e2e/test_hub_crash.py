@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.bulk_run import BulkRun
-from tests.e2e.conftest import BULK_RECIPIENTS, BULK_SENDERS
+from tests.e2e.bulk_run import BULK_RECIPIENTS, BULK_SENDERS, BulkRun
 from tests.e2e.harness import Deployment, wait_until
 from tests.e2e.packets import G22, H41, TestPKI
 
@@ -46,28 +45,26 @@ def test_sigterm_stops_the_hub_and_its_verification_worker(
     packet = tmp_path / "p.edxml"
     packet.write_bytes(e2e_pki.document(G22, [H41], 1))
     assert deployment.cli("send", str(packet)).exit_code == 0  # the worker process exists once it has worked
-    assert len(hub.leftovers()) == 2
+    assert len(hub.leftovers()) > 1  # the hub and its helpers (verification worker, resource tracker)
 
     hub.process.send_signal(signal.SIGTERM)
     assert hub.process.wait(20) == 0
     wait_until(lambda: not hub.leftovers(), "the verification worker to exit", timeout=10)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: after the hub process is SIGKILLed its ProcessPoolExecutor "
-                   "verification worker lives on as an orphan (and ignores SIGTERM, having inherited the "
-                   "hub's asyncio signal handlers); every crash/restart leaks one process per worker")
 def test_a_killed_hub_leaves_no_verification_worker_behind(
         embedded_deployment: Deployment, e2e_pki: TestPKI, tmp_path: Path) -> None:
+    """Regression: the worker outlived a SIGKILLed hub as an orphan that also ignored SIGTERM."""
     deployment = embedded_deployment
     hub = deployment.serve()
     packet = tmp_path / "p.edxml"
     packet.write_bytes(e2e_pki.document(G22, [H41], 1))
     assert deployment.cli("send", str(packet)).exit_code == 0
-    assert len(hub.leftovers()) == 2
+    assert len(hub.leftovers()) > 1
 
     hub.process.send_signal(signal.SIGKILL)
     hub.process.wait(10)
     try:
-        wait_until(lambda: not hub.leftovers(), "the orphaned verification worker to exit", timeout=3)
+        wait_until(lambda: not hub.leftovers(), "the orphaned verification worker to exit", timeout=10)
     finally:
         hub.kill()
