@@ -9,7 +9,8 @@ asserts the end state the design promises, from every side:
 
 - each recipient's folder and inbox ledger hold every document exactly once,
   byte for byte as signed, under the axis id its sender's receipt names;
-- each sender holds an intake receipt for each submission (all accepted);
+- each sender holds an intake receipt for each submission, accepted (a packet
+  sent again is answered with its first receipt: outcome `duplicate`);
 - the hub's store has one delivery per (document, recipient), all `delivered`,
   and `axis audit verify` passes.
 """

@@ -11,6 +11,8 @@
   G22, H41, H14 and G17 are registered with `axis agency add`; the hub is NOT
   started (tests call `deployment.serve()`), and every process is ended at
   teardown.
+- `bulk_packets` (session): the 2,000 signed documents of the fault runs
+  (`bulk_run`), signed once.
 """
 from __future__ import annotations
 
