@@ -1,9 +1,11 @@
 """The `axis` command: one entry point for operators, agencies and auditors."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
-from cli import agency_side, demo, operator, packet, pki
+from cli import agency_side, operator, packet, pki
 
 app = typer.Typer(
     name="axis",
@@ -13,7 +15,17 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,  # locals would print keys
 )
 app.command("serve")(operator.serve)
-app.command("demo")(demo.demo)
+
+
+@app.command("demo")
+def demo(workdir: Path | None = typer.Option(None, "--dir", help="Keep the demo's files here "
+                                                                   "(default: a temporary folder).")) -> None:
+    """Three agencies, one hub: a signed document with a PDF to two of them, delivered, answered, audited."""
+    from cli import demo as run  # the demo pulls in the hub and the store: only pay for it when asked
+
+    run.demo(workdir)
+
+
 app.add_typer(pki.app, name="pki")
 app.add_typer(packet.app, name="packet")
 app.add_typer(operator.agency_app, name="agency")

@@ -159,7 +159,7 @@ def receipts(
             report.append({
                 "axis_id": doc.axis_id, "document_id": doc.document_id, "sender": doc.sender_code,
                 "received_at": doc.received_at, "digest": doc.digest, "size": doc.size,
-                "intake": [_receipt_row(r) for r in timeline.get(None, [])],
+                "intake": [_receipt_row(r) for r in timeline.get(None, []) if r.kind == "intake"],
                 "recipients": [{"recipient": code, "state": delivery.state, "last_error": delivery.last_error,
                                 "receipts": [_receipt_row(r) for r in timeline.get(code, [])]}
                                for code, delivery in sorted(states.items())]})
@@ -239,9 +239,10 @@ def serve(
         task = asyncio.create_task(hub.run())
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, task.cancel)
-        stderr.print(f"axis hub serving: db {db_url(db)}, broker {broker_url(broker)}, "
-                     f"{hub.pool.workers} verification worker(s)")
         try:
+            await hub.started.wait()  # the queues exist: a client may send from now on
+            stderr.print(f"axis hub serving: db {db_url(db)}, broker {broker_url(broker)}, "
+                         f"{hub.pool.workers} verification worker(s)")
             await task
         except asyncio.CancelledError:
             pass

@@ -11,6 +11,7 @@ then the environment variable, then the default beside the data directory.
 | CRL | `--crl` | `AXIS_CRL` | `<data>/pki/crl.pem` if it exists |
 | an agency's state | `--state` | | `<data>/agencies/<code>/` |
 | embedded lease | | `AXIS_EMBEDDED_LEASE` | 30 s before a dead consumer's deliveries come back |
+| delivery retries | | `AXIS_RETRY_BASE`, `AXIS_RETRY_ATTEMPTS` | 10 s doubling, 6 attempts, then the dead-letter queue |
 
 Callers may rely on these functions only reading the environment and the file
 system (no side effects), except `open_broker`, which opens a transport.
@@ -70,13 +71,24 @@ def embedded_lease() -> float:
     return lease
 
 
+def retry_policy() -> RetryPolicy:
+    """How a failed delivery is retried: `AXIS_RETRY_BASE` seconds, doubling, `AXIS_RETRY_ATTEMPTS` times."""
+    default = RetryPolicy()
+    try:
+        base = float(os.environ.get("AXIS_RETRY_BASE") or default.base_delay)
+        attempts = int(os.environ.get("AXIS_RETRY_ATTEMPTS") or default.max_attempts)
+        return RetryPolicy(base_delay=base, max_attempts=attempts)
+    except ValueError as exc:
+        raise ValueError(f"AXIS_RETRY_BASE / AXIS_RETRY_ATTEMPTS: {exc}") from None
+
+
 async def open_broker(url: str | None = None, *, name: str | None = None,
                       retry: RetryPolicy | None = None) -> Transport:
     """Open the transport `broker_url(url)` names; `embedded` creates the data directory if needed."""
     resolved = broker_url(url)
     if resolved == EMBEDDED:
         embedded_transport_path().parent.mkdir(parents=True, exist_ok=True)
-    return await open_transport(resolved, name=name, retry=retry, lease=embedded_lease(),
+    return await open_transport(resolved, name=name, retry=retry or retry_policy(), lease=embedded_lease(),
                                 default_embedded_path=embedded_transport_path())
 
 

@@ -54,6 +54,7 @@ class Hub:
         self.outcomes: list[Outcome] = []   # kept only when `record_outcomes` (tests, demo)
         self.record_outcomes = False
         self._tasks: list[asyncio.Task] = []
+        self.started = asyncio.Event()      # set once the queues are declared and consumers run
 
     async def declare_queues(self) -> None:
         """The hub's own queues and every registered agency's pair of queues."""
@@ -70,6 +71,7 @@ class Hub:
             asyncio.create_task(self.relay.run(), name="relay"),
             asyncio.create_task(self._sweep_forever(), name="dead-letters"),
         ]
+        self.started.set()
 
     async def run(self) -> None:
         """Start and run until cancelled."""

@@ -293,14 +293,20 @@ class Intake:
         if c.kind == "status":
             assert plan.answers is not None and c.status_code is not None
             data.update(status=c.status_code, answers=plan.answers)
-            recipient = None if c.status_code == STATUS_RECALL_REQUEST else c.sender
-            receipts.append(NewReceipt(axis_id=plan.answers, kind="status", body=plan.submission.body,
-                                       recipient_code=recipient, code=c.status_code,
-                                       detail=f"status packet {axis_id}"))
-            new_state = state_for_status(c.status_code)
-            if new_state is not None and recipient is not None:
-                moved = tx.transition(plan.answers, recipient, new_state)
-                data["state"] = str(new_state) if moved else "unchanged"
+            if c.status_code == STATUS_RECALL_REQUEST:
+                # The sender's request concerns each recipient: it shows on each one's timeline.
+                receipts += [NewReceipt(axis_id=plan.answers, kind="status", body=plan.submission.body,
+                                        recipient_code=recipient, code=c.status_code,
+                                        detail=f"recall requested by {c.sender} ({axis_id})")
+                             for recipient in plan.recipients]
+            else:
+                receipts.append(NewReceipt(axis_id=plan.answers, kind="status", body=plan.submission.body,
+                                           recipient_code=c.sender, code=c.status_code,
+                                           detail=f"status packet {axis_id}"))
+                new_state = state_for_status(c.status_code)
+                if new_state is not None:
+                    moved = tx.transition(plan.answers, c.sender, new_state)
+                    data["state"] = str(new_state) if moved else "unchanged"
         else:
             data.update(business_type=c.business_type, priority=c.priority)
         audit.append(NewAuditEntry(actor=ACTOR, action="accepted", subject=axis_id, data=data))
