@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -35,6 +36,7 @@ from axis.store import (
 log = logging.getLogger("axis.hub.intake")
 
 ACTOR = "hub"
+REGISTRATION_TTL = 30.0  # seconds a certificate found registered is trusted without asking the store
 RECALL = 1
 STATUS_RECALL_REQUEST = "13"
 
@@ -86,7 +88,8 @@ class Intake:
     def __init__(self, store: Store, pool: VerificationPool) -> None:
         self._store = store
         self._pool = pool
-        self._registered: dict[tuple[str, str], bool] = {}  # (code, fingerprint) → registered, cached
+        # (code, fingerprint) → when it was last found registered; trusted for REGISTRATION_TTL seconds.
+        self._registered: dict[tuple[str, str], float] = {}
 
     async def process(self, batch: Sequence[Submission]) -> list[Outcome]:
         checked = await self._pool.check([s.body for s in batch])
@@ -193,15 +196,17 @@ class Intake:
         return f"{c.document_id}#{c.status_code}#{c.status_timestamp}"
 
     def _certificate_registered(self, code: str, fingerprint: str) -> bool:
+        # Only positive answers are cached, briefly: a certificate registered a moment ago works at
+        # once, and one an operator withdraws stops working within REGISTRATION_TTL seconds.
         key = (code, fingerprint)
-        if not self._registered.get(key):
-            # Only positive answers are cached: a certificate registered a moment ago must work at once.
-            self._registered[key] = self._store.certificate_registered(code, fingerprint)
-        return self._registered[key]
-
-    def forget_certificates(self) -> None:
-        """Drop cached registrations (an operator removed or revoked a certificate)."""
-        self._registered.clear()
+        now = time.monotonic()
+        if now - self._registered.get(key, -REGISTRATION_TTL) < REGISTRATION_TTL:
+            return True
+        if self._store.certificate_registered(code, fingerprint):
+            self._registered[key] = now
+            return True
+        self._registered.pop(key, None)
+        return False
 
     # ------------------------------------------------------------- receipts
 
