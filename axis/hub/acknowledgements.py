@@ -106,7 +106,9 @@ class DeadLetterSweep:
         recorded = 0
         for agency in agencies:
             letters = await self._transport.dead_letters(wire.inbox_queue(agency.code))
-            fresh = [letter for letter in letters if letter.headers.get(wire.H_AXIS_ID)]
+            letters = [letter for letter in letters if letter.headers.get(wire.H_AXIS_ID)]
+            # Parked letters stay in the queue for operators; sign an error receipt only for new ones.
+            fresh = await asyncio.to_thread(self._unrecorded, agency.code, letters)
             if not fresh:
                 continue
             receipts = [Receipt(kind="error", outcome="failed", issuer=wire.HUB_IDENTITY, time=now_utc(),
@@ -120,6 +122,12 @@ class DeadLetterSweep:
             signed = await self._pool.sign([build_receipt(r) for r in receipts])
             recorded += await asyncio.to_thread(self._commit, agency.code, fresh, receipts, signed)
         return recorded
+
+    def _unrecorded(self, code: str, letters: list) -> list:  # noqa: ANN001
+        failure = str(RefusalCode.DELIVERY_FAILED.number)
+        return [letter for letter in letters
+                if self._store.get_receipt(letter.headers[wire.H_AXIS_ID], "error", recipient=code,
+                                           code=failure) is None]
 
     def _commit(self, code: str, letters, receipts: list[Receipt], signed: list[bytes]) -> int:  # noqa: ANN001
         count = 0
