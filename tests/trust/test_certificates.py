@@ -195,11 +195,13 @@ def test_crl_past_next_update(dev_pki, signed_status):
 
 
 def test_the_cache_ends_at_the_crls_next_update(dev_pki, signed_status):
-    clock = [NOW]
-    crl = pki.build_crl(dev_pki.ca.certificate, dev_pki.ca.key, next_update=NOW + DAY)
+    # Not the module's NOW: the session PKI may be issued minutes after this module was imported.
+    now = dt.datetime.now(dt.timezone.utc)
+    clock = [now]
+    crl = pki.build_crl(dev_pki.ca.certificate, dev_pki.ca.key, next_update=now + DAY)
     verifier = Verifier([dev_pki.ca.certificate], [crl], clock=lambda: clock[0])
     assert verifier.verify(signed_status).signer_code == H41
-    clock[0] = NOW + 2 * DAY
+    clock[0] = now + 2 * DAY
     assert code_of(verifier, signed_status) is C.CRL_INVALID
 
 
