@@ -98,6 +98,14 @@ def _ca_key_usage() -> x509.KeyUsage:
                          encipher_only=False, decipher_only=False)
 
 
+def _ca_name(common_name: str) -> x509.Name:
+    return x509.Name([
+        x509.NameAttribute(NameOID.COUNTRY_NAME, "VN"),
+        x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Axis development PKI"),
+        x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+    ])
+
+
 def build_root_certificate(
     key: SigningKey,
     *,
@@ -109,11 +117,7 @@ def build_root_certificate(
     hash_algorithm: hashes.HashAlgorithm = hashes.SHA256(),
 ) -> x509.Certificate:
     """A self-signed root. `path_length=0`: it issues agency certificates directly, no intermediates."""
-    name = x509.Name([
-        x509.NameAttribute(NameOID.COUNTRY_NAME, "VN"),
-        x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Axis development PKI"),
-        x509.NameAttribute(NameOID.COMMON_NAME, common_name),
-    ])
+    name = _ca_name(common_name)
     start, end = _window(not_before, not_after, valid_days)
     builder = (
         x509.CertificateBuilder()
@@ -141,11 +145,7 @@ def build_intermediate_certificate(
     hash_algorithm: hashes.HashAlgorithm = hashes.SHA256(),
 ) -> x509.Certificate:
     """A subordinate CA (the shape of a national root → public CA → agency hierarchy)."""
-    name = x509.Name([
-        x509.NameAttribute(NameOID.COUNTRY_NAME, "VN"),
-        x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Axis development PKI"),
-        x509.NameAttribute(NameOID.COMMON_NAME, common_name),
-    ])
+    name = _ca_name(common_name)
     start, end = _window(not_before, not_after, valid_days)
     builder = (
         x509.CertificateBuilder()
