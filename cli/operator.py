@@ -240,7 +240,12 @@ def serve(
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, task.cancel)
         try:
-            await hub.started.wait()  # the queues exist: a client may send from now on
+            started = asyncio.create_task(hub.started.wait())
+            await asyncio.wait({task, started}, return_when=asyncio.FIRST_COMPLETED)
+            started.cancel()
+            if task.done():
+                await task  # the hub failed while starting: let its error end the command
+            # The queues exist: a client may send from now on.
             stderr.print(f"axis hub serving: db {db_url(db)}, broker {broker_url(broker)}, "
                          f"{hub.pool.workers} verification worker(s)")
             await task

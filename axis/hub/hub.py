@@ -39,6 +39,7 @@ class HubSettings:
     in_flight: int = 3                  # batches being processed at once
     prefetch: int = 800
     dead_letter_sweep: float = 2.0      # seconds between dead-letter sweeps
+    stall_after: float = 10.0           # seconds a consumer may hand out nothing while messages wait
 
 
 class Hub:
@@ -113,12 +114,15 @@ class Hub:
                 finally:
                     slots.release()
 
+            activity = [asyncio.get_running_loop().time()]
+            watchdog = asyncio.create_task(self._watch(queue, activity, running, failed))
             try:
                 async with self.transport.consume(queue, prefetch=self.settings.prefetch) as deliveries:
                     iterator = deliveries.__aiter__()
                     while not failed.is_set():
                         batch = await self._next_batch(iterator, failed)
                         if batch:
+                            activity[0] = asyncio.get_running_loop().time()
                             await slots.acquire()
                             task = asyncio.create_task(run(batch))
                             running.add(task)
@@ -134,6 +138,29 @@ class Hub:
             except Exception:  # noqa: BLE001 - unsettled deliveries come back; keep the hub alive
                 log.exception("consumer of %s failed; its unsettled messages will be delivered again", queue)
                 await asyncio.sleep(1.0)
+            finally:
+                watchdog.cancel()
+
+    async def _watch(self, queue: str, activity: list[float], running: set[asyncio.Task],
+                     failed: asyncio.Event) -> None:
+        """Liveness: a consumer that hands out nothing while its queue has ready messages is restarted.
+
+        It should never fire; when it does, it says so, because something below lost track of messages.
+        """
+        loop = asyncio.get_running_loop()
+        while not failed.is_set():
+            await asyncio.sleep(self.settings.stall_after / 2)
+            idle = loop.time() - activity[0]
+            if idle < self.settings.stall_after or running:
+                continue
+            try:
+                ready = await self.transport.depth(queue)
+            except TransportError:
+                continue
+            if ready:
+                log.warning("the consumer of %s handed out nothing for %.0f s while %d messages were ready; "
+                            "restarting it", queue, idle, ready)
+                failed.set()
 
     async def _next_batch(self, iterator, failed: asyncio.Event) -> list[Delivery]:  # noqa: ANN001
         """The next delivery, then whatever else arrives within `batch_wait`, up to `batch_size`."""
