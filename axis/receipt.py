@@ -21,7 +21,6 @@ refusing anything else with a `PacketError`.
 """
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 from dataclasses import dataclass
 
@@ -120,7 +119,3 @@ def read_receipt(data: bytes | etree._Element) -> Receipt:
             **values)
     except (ValueError, TypeError) as exc:
         raise PacketError(RefusalCode.SCHEMA_INVALID, f"Axis receipt: {exc}") from None
-
-
-def with_fields(receipt: Receipt, **changes: object) -> Receipt:
-    return dataclasses.replace(receipt, **changes)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from axis import wire
 from axis.hub.acknowledgements import DeadLetterSweep, DeliveryReceipts
-from axis.hub.intake import Intake, Outcome, Submission
+from axis.hub.intake import Intake, Submission
 from axis.hub.relay import Relay
 from axis.hub.verification import TrustSettings, VerificationPool
 from axis.store import Store
@@ -52,8 +52,6 @@ class Hub:
         self.delivery_receipts = DeliveryReceipts(store, self.pool)
         self.relay = Relay(store, transport)
         self.sweep = DeadLetterSweep(store, transport, self.pool)
-        self.outcomes: list[Outcome] = []   # kept only when `record_outcomes` (tests, demo)
-        self.record_outcomes = False
         self._tasks: list[asyncio.Task] = []
         self.started = asyncio.Event()      # set once the queues are declared and consumers run
 
@@ -192,10 +190,8 @@ class Hub:
     async def _handle_intake(self, batch: list[Delivery]) -> None:
         submissions = [Submission(submission_id=d.headers.get(wire.H_SUBMISSION) or d.message_id, body=d.body,
                                   reply_to=d.headers.get(wire.H_REPLY_TO)) for d in batch]
-        outcomes = await self.intake.process(submissions)
+        await self.intake.process(submissions)
         self.relay.wake()
-        if self.record_outcomes:
-            self.outcomes.extend(outcomes)
         await _settle(batch, [None] * len(batch))
 
     async def _handle_receipts(self, batch: list[Delivery]) -> None:

@@ -106,6 +106,25 @@ def _ca_name(common_name: str) -> x509.Name:
     ])
 
 
+def _ca_certificate(key: SigningKey, name: x509.Name, issuer_cert: x509.Certificate | None,
+                    signing_key: SigningKey, path_length: int | None, start: dt.datetime, end: dt.datetime,
+                    hash_algorithm: hashes.HashAlgorithm) -> x509.Certificate:
+    """A CA certificate for `key`: self-signed when `issuer_cert` is None, else issued by it."""
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(name).issuer_name(issuer_cert.subject if issuer_cert else name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start).not_valid_after(end)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
+        .add_extension(_ca_key_usage(), critical=True)
+        .add_extension(_ski(key.public_key()), critical=False)
+    )
+    if issuer_cert is not None:
+        builder = builder.add_extension(_aki(issuer_cert), critical=False)
+    return _sign(builder, signing_key, hash_algorithm)
+
+
 def build_root_certificate(
     key: SigningKey,
     *,
@@ -117,19 +136,8 @@ def build_root_certificate(
     hash_algorithm: hashes.HashAlgorithm = hashes.SHA256(),
 ) -> x509.Certificate:
     """A self-signed root. `path_length=0`: it issues agency certificates directly, no intermediates."""
-    name = _ca_name(common_name)
     start, end = _window(not_before, not_after, valid_days)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(name).issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(start).not_valid_after(end)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
-        .add_extension(_ca_key_usage(), critical=True)
-        .add_extension(_ski(key.public_key()), critical=False)
-    )
-    return _sign(builder, key, hash_algorithm)
+    return _ca_certificate(key, _ca_name(common_name), None, key, path_length, start, end, hash_algorithm)
 
 
 def build_intermediate_certificate(
@@ -145,20 +153,9 @@ def build_intermediate_certificate(
     hash_algorithm: hashes.HashAlgorithm = hashes.SHA256(),
 ) -> x509.Certificate:
     """A subordinate CA (the shape of a national root → public CA → agency hierarchy)."""
-    name = _ca_name(common_name)
     start, end = _window(not_before, not_after, valid_days)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(name).issuer_name(issuer_cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(start).not_valid_after(end)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
-        .add_extension(_ca_key_usage(), critical=True)
-        .add_extension(_ski(key.public_key()), critical=False)
-        .add_extension(_aki(issuer_cert), critical=False)
-    )
-    return _sign(builder, issuer_key, hash_algorithm)
+    return _ca_certificate(key, _ca_name(common_name), issuer_cert, issuer_key, path_length, start, end,
+                           hash_algorithm)
 
 
 def build_agency_certificate(
