@@ -15,7 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import logging
+import sys
+import threading
+import traceback
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
@@ -100,7 +104,7 @@ class Hub:
         """
         while True:
             failed = asyncio.Event()
-            running: set[asyncio.Task] = set()
+            running: dict[asyncio.Task, float] = {}  # batch -> when it started
             slots = asyncio.Semaphore(self.settings.in_flight)
 
             async def run(batch: list[Delivery]) -> None:
@@ -123,8 +127,8 @@ class Hub:
                             activity[0] = asyncio.get_running_loop().time()
                             await slots.acquire()
                             task = asyncio.create_task(run(batch))
-                            running.add(task)
-                            task.add_done_callback(running.discard)
+                            running[task] = asyncio.get_running_loop().time()
+                            task.add_done_callback(lambda t: running.pop(t, None))
                     await asyncio.gather(*running, return_exceptions=True)
                 await asyncio.sleep(1.0)
             except asyncio.CancelledError:
@@ -139,16 +143,24 @@ class Hub:
             finally:
                 watchdog.cancel()
 
-    async def _watch(self, queue: str, activity: list[float], running: set[asyncio.Task],
+    async def _watch(self, queue: str, activity: list[float], running: dict[asyncio.Task, float],
                      failed: asyncio.Event) -> None:
         """Liveness: a consumer that hands out nothing while its queue has ready messages is restarted.
 
-        It should never fire; when it does, it says so, because something below lost track of messages.
+        It should never fire; when it does, it says so, with the stacks of every task and thread,
+        because something below lost track of messages. A batch that runs longer than
+        `stall_after` is reported the same way (once), and left running: it may be slow, not lost.
         """
         loop = asyncio.get_running_loop()
+        reported: set[asyncio.Task] = set()
         while not failed.is_set():
             await asyncio.sleep(self.settings.stall_after / 2)
-            idle = loop.time() - activity[0]
+            now = loop.time()
+            for task, since in list(running.items()):
+                if now - since > self.settings.stall_after and task not in reported:
+                    reported.add(task)
+                    log.warning("a batch from %s has been running for %.0f s%s", queue, now - since, _stacks())
+            idle = now - activity[0]
             if idle < self.settings.stall_after or running:
                 continue
             try:
@@ -157,7 +169,7 @@ class Hub:
                 continue
             if ready:
                 log.warning("the consumer of %s handed out nothing for %.0f s while %d messages were ready; "
-                            "restarting it", queue, idle, ready)
+                            "restarting it%s", queue, idle, ready, _stacks())
                 failed.set()
 
     async def _next_batch(self, iterator, failed: asyncio.Event) -> list[Delivery]:  # noqa: ANN001
@@ -209,6 +221,21 @@ class Hub:
             except Exception:  # noqa: BLE001
                 log.exception("dead-letter sweep failed; trying again")
             await asyncio.sleep(self.settings.dead_letter_sweep)
+
+
+def _stacks() -> str:
+    """Every asyncio task's and thread's stack, for a report that should never be needed."""
+    out = io.StringIO()
+    out.write("\n--- tasks\n")
+    for task in asyncio.all_tasks():
+        task.print_stack(limit=12, file=out)
+    out.write("--- threads\n")
+    frames = sys._current_frames()
+    for thread in threading.enumerate():
+        frame = frames.get(thread.ident or -1)
+        if frame is not None:
+            out.write(f"thread {thread.name}:\n{''.join(traceback.format_stack(frame, limit=12))}")
+    return out.getvalue()
 
 
 async def _settle(batch: Sequence[Delivery], verdicts: Sequence[str | None]) -> None:

@@ -190,9 +190,10 @@ def _check_one(data: bytes) -> Checked | Refused:
     settings: TrustSettings = _state["settings"]  # type: ignore[assignment]
     digest = hashlib.sha256(data).hexdigest()
     try:
-        validate(parse_xml(data, Limits(max_bytes=settings.max_packet_bytes)))
-        # The verifier takes the bytes (it parses them itself, safely) and returns the signed tree.
-        result = _state["verifier"].verify(data)  # type: ignore[attr-defined]
+        root = parse_xml(data, Limits(max_bytes=settings.max_packet_bytes))
+        validate(root)
+        # Parsed once: the verifier takes the tree over and returns the signed tree to read from.
+        result = _state["verifier"].verify(root)  # type: ignore[attr-defined]
         return _facts(result.signed_root, digest, len(data), result.fingerprint, settings.lenient_codes)
     except Refusal as refusal:
         return Refused(refusal.code.number, refusal.detail or refusal.code.message, digest, _claimed_sender(data))

@@ -3,9 +3,9 @@
 A `Signer` holds one agency's private key and certificate, parsed once (an RSA
 key costs ~100 ms to load and validate; a sign with a loaded key costs a few ms).
 `sign(data)` parses the packet with `axis.edxml.safe.parse_xml`, removes any
-old signature or `DigitalSignature` placeholder from edXMLHeader, puts a
-signxml placeholder right after TraceHeaderList (or MessageHeader in a status
-packet), and lets signxml fill it:
+old signature or `DigitalSignature` placeholder from edXMLHeader, puts the
+signature right after TraceHeaderList (or MessageHeader in a status
+packet), and lets the XML-DSig engine (`xmldsig`: libxmlsec1 or signxml) fill it:
 
 - SignatureMethod RSA-SHA256 or ECDSA-SHA256, from the key type;
 - one Reference with URI="" (the whole packet), transforms enveloped-signature
@@ -33,53 +33,30 @@ from collections.abc import Sequence
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 from lxml import etree
-from signxml import DigestAlgorithm, SignatureMethod, XMLSigner, methods
-from signxml.algorithms import CanonicalizationMethod
+from signxml import DigestAlgorithm, SignatureMethod
 
 from axis.edxml.safe import parse_xml
 from axis.refusals import Refusal, RefusalCode, TrustError
-from axis.trust import keys
+from axis.trust import keys, xmldsig
 from axis.trust.identity import certificate_agency_code
 from axis.trust.keys import SigningKey
-from axis.trust.placement import AXIS_RECEIPT, DIGITAL_SIGNATURE, DS_NS, EDXML_PACKET, SIGNATURE, Placement, edxml
-
-C14N = CanonicalizationMethod.EXCLUSIVE_XML_CANONICALIZATION_1_0
-
-
-def reparser() -> etree.XMLParser:
-    """The parser signxml gets (signing and verifying) for input `parse_xml` already accepted.
-
-    It reads bytes `parse_xml` accepted, or lxml's serialisation of such a tree,
-    with parse_xml's own settings, so both parses yield the same tree (no parser
-    differential). huge_tree is on because the size and shape limits were already
-    enforced; libxml2's 10 MB text-node cap would only break large attachments.
-    Entities, DTDs and the network stay off. A new parser per operation: lxml
-    parsers must not be shared between threads.
-    """
-    return etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, dtd_validation=False,
-                           huge_tree=True, remove_blank_text=False, remove_comments=False, remove_pis=False,
-                           strip_cdata=False, collect_ids=False)
-
-
-class _XMLSigner(XMLSigner):
-    # signxml refuses SHA-1 when constructed. The Signer signs with SHA-256 unless a
-    # caller explicitly asks otherwise (interop and refusal-path tests), so the
-    # choice is made there, not here.
-    def check_deprecated_methods(self) -> None:
-        return None
+from axis.trust.placement import AXIS_RECEIPT, DIGITAL_SIGNATURE, EDXML_PACKET, SIGNATURE, Placement, edxml
 
 
 class Signer:
     """Signs packets as one agency. Build once, reuse for every packet."""
 
     def __init__(self, key: SigningKey, certificate: x509.Certificate,
-                 chain: Sequence[x509.Certificate] = ()) -> None:
+                 chain: Sequence[x509.Certificate] = (), *, engine: xmldsig.Engine | None = None) -> None:
+        """`engine`: the XML-DSig engine (`axis.trust.xmldsig`); default: the process's, at each call."""
         self._key = keys.check_signing_key(key)
         if key.public_key().public_numbers() != certificate.public_key().public_numbers():
             raise ValueError("the private key does not belong to the certificate "
                              f"{certificate.subject.rfc4514_string()!r}")
         self._certificate = certificate
         self._chain = tuple(chain)
+        self._engine = engine
+        self._materials: dict[str, object] = {}  # engine name -> its form of the key, built on first use
         self._method = (SignatureMethod.RSA_SHA256 if isinstance(key, rsa.RSAPrivateKey)
                         else SignatureMethod.ECDSA_SHA256)
         try:
@@ -134,15 +111,15 @@ class Signer:
                              f"line {stray.sourceline}: a Signature outside {placement.parent_name}; remove it "
                              f"before signing (a {placement.kind} carries exactly one signature, in "
                              f"{placement.parent_name})")
-        placement.place_signature(parent, etree.Element(SIGNATURE, {"Id": "placeholder"}, nsmap={"ds": DS_NS}))
-        signer = _XMLSigner(method=methods.enveloped,
-                            signature_algorithm=signature_method or self._method,
-                            digest_algorithm=digest_method or DigestAlgorithm.SHA256,
-                            c14n_algorithm=C14N)
-        # signxml re-parses its input with this private parser; without it a text node
-        # over 10 MB (a large attachment) fails to sign.
-        signer._parser = reparser()
-        signed = signer.sign(root, key=self._key, cert=[self._certificate, *self._chain])
+        method, digest = signature_method or self._method, digest_method or DigestAlgorithm.SHA256
+        engine = self._engine or xmldsig.default()
+        if not engine.can_sign(method, digest):
+            engine = xmldsig.SIGNXML  # an unusual algorithm asked for by an interop or refusal test
+        material = self._materials.get(engine.name)
+        if material is None:
+            material = self._materials[engine.name] = engine.signing_material(
+                self._key, [self._certificate, *self._chain])
+        signed = engine.sign(root, parent, placement.place_signature, material, method, digest)
         return etree.tostring(signed, xml_declaration=True, encoding="UTF-8")
 
 

@@ -28,8 +28,9 @@ for any input. The checks run in this order; the first failure decides:
     critical extensions (or none, with require_crl)        CRL_INVALID
     its serial on that CRL                                 CERT_REVOKED
     no organizationIdentifier agency code                  CERT_NO_AGENCY_CODE
- 8. signature value and digest (signxml, the certificate
-    validated above pinned as `x509_cert`)                 SIGNATURE_INVALID
+ 8. signature value and digest (the XML-DSig engine,
+    `xmldsig`, with the key of the certificate validated
+    above and only the allowed transforms)                 SIGNATURE_INVALID
  9. From/OrganId of the SIGNED tree: exactly one, and equal
     to the certificate's code                              SIGNER_NOT_SENDER
     (for a SHA-1 signature, that signed sender allowed)    WEAK_ALGORITHM
@@ -38,8 +39,8 @@ for any input. The checks run in this order; the first failure decides:
 (`placement.AXIS_RECEIPT`): the signature is a child of `Receipt`, the signer
 is named by its `Issuer`, and SHA-1 is never accepted.
 
-Why certificates are validated here and not by signxml: signxml would rebuild
-and re-check the chain on every packet (and, given no CA file, fall back to
+Why certificates are validated here and not by the XML-DSig library: signxml
+would rebuild and re-check the chain on every packet (and, given no CA file, fall back to
 the system store). Here `cryptography.x509.verification` does RFC 5280 path
 building (CA constraints, path length, validity of every certificate on the
 path) against the configured roots only, with extension policies that accept
@@ -48,15 +49,15 @@ code adds the checks it lacks or that need their own refusal codes: KeyUsage,
 CRLs, the agency code. The verdict is cached per set of presented
 certificates (SHA-256 of their DER) until the first notAfter on the path or
 the CRLs' nextUpdate, and all verdicts are dropped when `replace_crls`
-installs new CRLs; failures are never cached. signxml then gets the
-validated leaf as `x509_cert`, so per packet the cost is a base64 decode and
-hash of the certificate, the signature math and c14n.
+installs new CRLs; failures are never cached. The engine then gets the
+validated leaf, so per packet the cost is a base64 decode and hash of the
+certificate, the signature math and c14n.
 
-Callers must use only `VerificationResult.signed_root`: it is the tree signxml
-rebuilt from the exact bytes the digest covers (the packet without its
-Signature, which the enveloped transform removes). The tree the caller passed in
-may hold things the signature does not cover (comments, under comment-less
-C14N, that split a text node) and must not be read after verifying.
+Callers must use only `VerificationResult.signed_root`: the tree as the
+signature covers it (the packet without its Signature, which the enveloped
+transform removes, and without comments, which a URI="" reference never
+covers and which could split a text node). `verify(root)` takes the tree over:
+the engine may return that very tree, changed, or a new one.
 """
 from __future__ import annotations
 
@@ -78,20 +79,18 @@ from cryptography.x509.verification import (
     Criticality, ExtensionPolicy, PolicyBuilder, Store, VerificationError,
 )
 from lxml import etree
-from signxml import DigestAlgorithm, SignatureConfiguration, SignatureMethod, XMLVerifier
+from signxml import DigestAlgorithm, SignatureMethod
 from signxml.algorithms import CanonicalizationMethod, SignatureConstructionMethod
-from signxml.exceptions import InvalidDigest, SignXMLException
+from signxml.exceptions import SignXMLException
 
 from axis.edxml.codes import parse_agency_code
 from axis.edxml.safe import parse_xml
 from axis.refusals import PacketError, RefusalCode, TrustError
-from axis.trust import keys
+from axis.trust import keys, xmldsig
 from axis.trust.identity import certificate_agency_code
 from axis.trust.placement import AXIS_RECEIPT, DIGITAL_SIGNATURE, DS_NS, EDXML_PACKET, SIGNATURE, Placement, ds
-from axis.trust.signer import reparser
+from axis.trust.xmldsig import SHA1_SIGNATURE_METHODS, STRONG_SIGNATURE_METHODS, Algorithms
 
-STRONG_SIGNATURE_METHODS = frozenset({SignatureMethod.RSA_SHA256, SignatureMethod.ECDSA_SHA256})
-SHA1_SIGNATURE_METHODS = frozenset({SignatureMethod.RSA_SHA1, SignatureMethod.ECDSA_SHA1})
 _C14N_URIS = frozenset(method.value for method in CanonicalizationMethod)
 ENVELOPED = SignatureConstructionMethod.enveloped.value
 _SIGNED_INFO_NAMESPACES = frozenset({DS_NS, "http://www.w3.org/2001/10/xml-exc-c14n#"})  # ds:, ec:InclusiveNamespaces
@@ -112,7 +111,7 @@ _CA_POLICY = ExtensionPolicy.webpki_defaults_ca().may_be_present(
 class VerificationResult:
     """What a verified packet proves. Read packet fields from `signed_root` only."""
 
-    signed_root: etree._Element        # the signed tree as signxml returns it (`VerifyResult.signed_xml`)
+    signed_root: etree._Element        # the tree as the signature covers it (see the module docstring)
     signer_code: str                   # the agency code of the certificate = From/OrganId
     certificate: x509.Certificate      # the signer's certificate, validated
     fingerprint: str                   # SHA-256 of its DER, lower-case hex
@@ -134,17 +133,6 @@ class _Shape:
     c14n_uri: str | None
     extra_transforms: tuple[str | None, ...]   # after enveloped-signature
     default_namespace: bool                    # <SignedInfo> unprefixed, as xmlsec1 / Java SDKs write it
-
-
-@dataclass(frozen=True)
-class _Algorithms:
-    signature_method: SignatureMethod
-    digest_method: DigestAlgorithm
-    default_namespace: bool
-
-    @property
-    def sha1(self) -> bool:
-        return self.signature_method in SHA1_SIGNATURE_METHODS or self.digest_method is DigestAlgorithm.SHA1
 
 
 @dataclass(frozen=True)
@@ -197,32 +185,6 @@ class _RevocationState:
     cache: _VerdictCache
 
 
-class _XMLVerifier(XMLVerifier):
-    """signxml's verifier, with one interop fix for default-namespace signatures.
-
-    A Signature written as `<Signature xmlns="...xmldsig#">` (xmlsec1, the Java
-    SDK) inside edXML, whose root declares another default namespace, fails in
-    signxml because lxml's inclusive C14N of the SignedInfo subtree emits
-    spurious `xmlns=""` on its descendants (signxml #193, #226, #275). signxml's
-    own switch, `excise_empty_xmlns_declarations`, strips them from the packet
-    digest as well, which would change what a packet with a genuine `xmlns=""`
-    means. Here they are stripped from SignedInfo only, and only when SignedInfo
-    is unprefixed. `_inspect_signed_info` has already refused any SignedInfo
-    element outside the XML-DSig namespace, so no correct C14N of this
-    SignedInfo contains `xmlns=""`: the excision removes exactly lxml's spurious
-    ones, and the checks before signxml saw the SignedInfo signxml verifies.
-    """
-
-    excise_signed_info_xmlns = False
-
-    def _c14n(self, nodes, algorithm, inclusive_ns_prefixes=None):
-        c14n = super()._c14n(nodes, algorithm, inclusive_ns_prefixes=inclusive_ns_prefixes)
-        if (self.excise_signed_info_xmlns and getattr(nodes, "tag", None) == ds("SignedInfo")
-                and not algorithm.value.startswith("http://www.w3.org/2001/10/xml-exc-c14n#")):
-            c14n = c14n.replace(b' xmlns=""', b"")
-        return c14n
-
-
 def _utcnow() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
@@ -240,6 +202,7 @@ class Verifier:
         require_crl: bool = False,
         lenient_codes: bool = False,
         cache_size: int = DEFAULT_CACHE_SIZE,
+        engine: xmldsig.Engine | None = None,
     ) -> None:
         """`trust_roots`: the CA certificates chains must end in (never a system store).
 
@@ -250,7 +213,8 @@ class Verifier:
         time to verify at (tests); default now. `lenient_codes`: read the sender
         as `parse_agency_code(..., lenient=True)` does (`28.22.H17` is
         `000.28.22.H17`) before comparing it with the certificate's code, which
-        is always strict.
+        is always strict. `engine`: the XML-DSig engine (`axis.trust.xmldsig`);
+        default: the process's, at each call.
         """
         roots = list(trust_roots)
         if not roots:
@@ -276,6 +240,7 @@ class Verifier:
         self._require_crl = require_crl
         self._lenient_codes = lenient_codes
         self._cache_size = cache_size
+        self._engine = engine
         self._state = self._revocation_state(crls)
 
     @classmethod
@@ -289,12 +254,13 @@ class Verifier:
         require_crl: bool = False,
         lenient_codes: bool = False,
         cache_size: int = DEFAULT_CACHE_SIZE,
+        engine: xmldsig.Engine | None = None,
     ) -> "Verifier":
         """Roots from a PEM bundle, CRLs from a PEM file (one or more CRLs); options as for `__init__`."""
         roots = keys.load_certificates(trust_pem)
         crls = keys.load_crls(crl_pem) if crl_pem is not None else ()
         return cls(roots, crls, allow_sha1_for=allow_sha1_for, clock=clock, require_crl=require_crl,
-                   lenient_codes=lenient_codes, cache_size=cache_size)
+                   lenient_codes=lenient_codes, cache_size=cache_size, engine=engine)
 
     # ------------------------------------------------------------ configuration
 
@@ -320,7 +286,7 @@ class Verifier:
     # ------------------------------------------------------------------ verify
 
     def verify(self, data: bytes | etree._Element) -> VerificationResult:
-        """Verify one edXML packet (its bytes, or a root from `parse_xml`); see the module docstring."""
+        """Verify one edXML packet (its bytes, or a root from `parse_xml`, which verify takes over)."""
         return self._verify(data, EDXML_PACKET)
 
     def verify_receipt(self, data: bytes | etree._Element) -> VerificationResult:
@@ -337,14 +303,14 @@ class Verifier:
             data = bytes(data)
             root = parse_xml(data, placement.limits)
         elif isinstance(data, etree._Element):
-            root = data
+            root, data = data, None
         else:
             raise TypeError(f"verify takes the bytes or an lxml root, not {type(data).__name__}")
         parent = placement.signature_parent(root)
         signature = _locate_signature(root, parent, placement)
         shape = self._check_algorithms(_inspect_signed_info(signature), root, placement)
         verdict = self._verdict(_presented_certificates(signature), now)
-        signed_root = self._check_signature(data, root, verdict.certificate, shape, placement, now)
+        signed_root = self._check_signature(data, root, signature, verdict, shape, placement, now)
         sender = self._canonical(placement.signed_sender(signed_root))
         if shape.sha1 and not self._sha1_allowed(sender, placement):
             raise TrustError(RefusalCode.WEAK_ALGORITHM,
@@ -382,7 +348,7 @@ class Verifier:
 
     # ------------------------------------------------------------- signature
 
-    def _check_algorithms(self, shape: _Shape, root: etree._Element, placement: Placement) -> _Algorithms:
+    def _check_algorithms(self, shape: _Shape, root: etree._Element, placement: Placement) -> Algorithms:
         method = _enum(SignatureMethod, shape.signature_method_uri, "SignatureMethod")
         digest = _enum(DigestAlgorithm, shape.digest_method_uri, "DigestMethod")
         if method not in STRONG_SIGNATURE_METHODS | SHA1_SIGNATURE_METHODS:
@@ -391,7 +357,7 @@ class Verifier:
         if digest not in {DigestAlgorithm.SHA256, DigestAlgorithm.SHA1}:
             raise TrustError(RefusalCode.ALGORITHM_NOT_ALLOWED,
                              f"DigestMethod {shape.digest_method_uri} is not allowed (SHA-256)")
-        algorithms = _Algorithms(method, digest, shape.default_namespace)
+        algorithms = Algorithms(method, digest, shape.default_namespace)
         if algorithms.sha1:
             # The unverified sender only opens the door; step 9 checks the signed one.
             claimed = self._canonical(placement.claimed_sender(root))
@@ -413,36 +379,12 @@ class Verifier:
                              "C14N are allowed")
         return algorithms
 
-    def _check_signature(self, data: bytes | etree._Element, root: etree._Element, cert: x509.Certificate,
-                         shape: _Algorithms, placement: Placement, now: dt.datetime) -> etree._Element:
-        methods = STRONG_SIGNATURE_METHODS | ({shape.signature_method} & SHA1_SIGNATURE_METHODS)
-        digests = frozenset({DigestAlgorithm.SHA256}) | ({shape.digest_method} & {DigestAlgorithm.SHA1})
-        config = SignatureConfiguration(
-            require_x509=True, location=placement.signxml_location, expect_references=1,
-            signature_methods=frozenset(methods), digest_algorithms=frozenset(digests),
-            verification_time=now,
-            # XML-DSig's default when a reference names no C14N transform (xmlsec1 does the same).
-            default_reference_c14n_method=CanonicalizationMethod.CANONICAL_XML_1_0,
-        )
-        # A new signxml verifier per call: verify() keeps its settings on the instance.
-        verifier = _XMLVerifier()
-        verifier.excise_signed_info_xmlns = shape.default_namespace
-        try:
-            # Given the bytes, signxml parses them itself (same libxml2, same settings as
-            # parse_xml, which already accepted them), saving a serialisation of the tree.
-            result = verifier.verify(data, x509_cert=cert, parser=reparser(), expect_config=config)
-        except InvalidDigest as exc:
-            raise TrustError(RefusalCode.SIGNATURE_INVALID,
-                             f"the packet was changed after signing (digest mismatch: {exc})") from None
-        except (SignXMLException, etree.LxmlError, ValueError, TypeError, KeyError) as exc:
-            # signxml turns hostile input into many exception types (binascii.Error,
-            # KeyError for unknown curves, lxml schema errors...): all mean "does not verify".
-            raise TrustError(RefusalCode.SIGNATURE_INVALID,
-                             f"the signature does not verify ({type(exc).__name__}: {exc})") from None
-        signed = getattr(result, "signed_xml", None)
-        if signed is None or signed.tag != root.tag:
-            raise TrustError(RefusalCode.SIGNATURE_INVALID, f"the signed data is not the whole {placement.kind}")
-        return signed
+    def _check_signature(self, data: bytes | None, root: etree._Element, signature: etree._Element,
+                         verdict: _Verdict, algorithms: Algorithms, placement: Placement,
+                         now: dt.datetime) -> etree._Element:
+        engine = self._engine or xmldsig.default()
+        return engine.verify(data, root, signature, verdict.certificate, verdict.fingerprint, algorithms,
+                             placement, now)
 
     # ----------------------------------------------------------- certificate
 
@@ -626,9 +568,9 @@ def _only(parent: etree._Element, tag: str, what: str, code: RefusalCode) -> etr
 
 def _inspect_signed_info(signature: etree._Element) -> _Shape:
     signed_info = _only(signature, ds("SignedInfo"), "SignedInfo", RefusalCode.SIGNATURE_INVALID)
-    # What is checked here must be what signxml verifies: an element moved out of the
+    # What is checked here must be what the engine verifies: an element moved out of the
     # XML-DSig namespace (xmlns="") would be invisible here yet, for a default-namespace
-    # Signature, present in the SignedInfo signxml verifies (see _XMLVerifier).
+    # Signature, present in the SignedInfo the engine verifies (see xmldsig._XMLVerifier).
     for element in signed_info.iter(etree.Element):
         if etree.QName(element).namespace not in _SIGNED_INFO_NAMESPACES:
             raise TrustError(RefusalCode.SIGNATURE_INVALID,
@@ -663,7 +605,7 @@ def _enum(kind, uri: str | None, what: str):
         raise TrustError(RefusalCode.ALGORITHM_NOT_ALLOWED, f"{what} {uri!r} is not a supported algorithm") from None
 
 
-def _algorithm_names(shape: _Algorithms) -> str:
+def _algorithm_names(shape: Algorithms) -> str:
     return f"{shape.signature_method.name} / digest {shape.digest_method.name}"
 
 

@@ -3,18 +3,29 @@
 `init_ca` + `issue` write real files (an EC root; H41 and H14 EC agencies; G22
 an RSA-3072 agency). Keys are loaded once, RSA included, because RSA key
 validation costs ~100 ms per load.
+
+Every trust test runs twice, once per XML-DSig engine (`axis.trust.xmldsig`):
+the engine signs the session's packets and verifies them.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from cryptography import x509
 from signxml.algorithms import CanonicalizationMethod
 
-from axis.trust import Signer, keys, pki
+from axis.trust import Signer, keys, pki, xmldsig
 from axis.trust.keys import SigningKey
 from tests.trust.helpers import DOCUMENT_SAMPLE, G22, H14, H41, STATUS_SAMPLE, DevPKI, load_sample, raw_sign
+
+
+@pytest.fixture(scope="session", params=["xmlsec", "signxml"], autouse=True)
+def xmldsig_engine(request: pytest.FixtureRequest) -> Iterator[xmldsig.Engine]:
+    previous = xmldsig.default()
+    yield xmldsig.select(request.param)
+    xmldsig.select(previous.name)
 
 
 @pytest.fixture(scope="session")
@@ -41,17 +52,17 @@ def document_packet(samples_dir: Path) -> bytes:
 
 
 @pytest.fixture(scope="session")
-def signed_status(dev_pki: DevPKI, status_packet: bytes) -> bytes:
+def signed_status(dev_pki: DevPKI, status_packet: bytes, xmldsig_engine: xmldsig.Engine) -> bytes:
     return dev_pki.signers[H41].sign(status_packet)
 
 
 @pytest.fixture(scope="session")
-def signed_document(dev_pki: DevPKI, document_packet: bytes) -> bytes:
+def signed_document(dev_pki: DevPKI, document_packet: bytes, xmldsig_engine: xmldsig.Engine) -> bytes:
     return dev_pki.signers[G22].sign(document_packet)
 
 
 @pytest.fixture(scope="session")
-def signed_status_default_ns(dev_pki: DevPKI, status_packet: bytes) -> bytes:
+def signed_status_default_ns(dev_pki: DevPKI, status_packet: bytes, xmldsig_engine: xmldsig.Engine) -> bytes:
     """H41's status packet signed as Java SDKs do: `<Signature xmlns="...xmldsig#">`, inclusive C14N 1.0."""
     return raw_sign(status_packet, dev_pki.keys[H41], dev_pki.signers[H41].certificate, default_namespace=True,
                     c14n=CanonicalizationMethod.CANONICAL_XML_1_0)

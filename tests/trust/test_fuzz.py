@@ -75,7 +75,7 @@ def test_mutations_inside_the_signature_are_refused_or_harmless(dev_pki, signed_
 @_PROFILE
 @given(edits=edits)
 def test_mutations_of_a_default_namespace_signature(dev_pki, signed_status_default_ns, edits):
-    # The xmlns="" excision path (see verifier._XMLVerifier) under random damage.
+    # The xmlns="" excision path (see xmldsig._XMLVerifier) under random damage.
     start = signed_status_default_ns.index(b"<Signature")
     end = signed_status_default_ns.index(b"</Signature>") + len(b"</Signature>")
     verifier = dev_pki.verifier()

@@ -1,0 +1,359 @@
+"""The XML-DSig engine: computes and checks the one enveloped signature Axis uses.
+
+`Signer` and `Verifier` decide everything around that signature: where it sits,
+which algorithms and certificates are acceptable, who signed. An engine does
+the cryptography in between, on a tree they have already checked:
+
+- `sign(root, parent, place, material, method, digest)` inserts a Signature
+  (one Reference with URI="", transforms enveloped-signature then exclusive
+  C14N 1.0, SignedInfo in exclusive C14N 1.0, KeyInfo/X509Data with the
+  certificates) where `place` puts it, fills it, and returns the root;
+- `verify(data, root, signature, certificate, ...)` checks the
+  digest and the signature value with the public key of the certificate the
+  caller has already validated, and returns the signed tree: the document
+  without its Signature and without comments, as the URI="" reference covers
+  it (a comment may split a text node the signature saw whole, so fields must
+  never be read from a tree that still has them). It raises
+  `TrustError(SIGNATURE_INVALID)` and nothing else for any signature that does
+  not verify.
+
+Two engines produce and accept the same signatures (the trust tests run on
+both, and sign with one and verify with the other):
+
+- `xmlsec`: libxmlsec1, the C library behind the xmlsec1 tool, through
+  python-xmlsec. It works on lxml's tree in place (no re-serialisation, no
+  re-parse) and costs about a quarter of signxml's time on a 5 KB packet. Only
+  the transforms Axis allows are enabled in it, and the key is set by the
+  caller, so it never reads KeyInfo to find one.
+- `signxml`: pure Python over lxml and cryptography, the fallback when
+  python-xmlsec is missing or was built against another libxml2 than lxml
+  (python-xmlsec then refuses to load).
+
+`default()` is xmlsec when it loads and signxml otherwise; `AXIS_XMLDSIG`
+(`xmlsec` or `signxml`) forces one, and a forced engine that cannot load is
+an error, not a silent fallback. `select(name)` changes the default for the
+process (the command line and the tests use it).
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from lxml import etree
+from signxml import DigestAlgorithm, SignatureConfiguration, SignatureMethod, XMLSigner, XMLVerifier, methods
+from signxml.algorithms import CanonicalizationMethod
+from signxml.exceptions import InvalidDigest, SignXMLException
+
+from axis.refusals import RefusalCode, TrustError
+from axis.trust.keys import SigningKey
+from axis.trust.placement import DS_NS, Placement, ds
+
+log = logging.getLogger("axis.trust.xmldsig")
+
+C14N = CanonicalizationMethod.EXCLUSIVE_XML_CANONICALIZATION_1_0
+SHA1_SIGNATURE_METHODS = frozenset({SignatureMethod.RSA_SHA1, SignatureMethod.ECDSA_SHA1})
+STRONG_SIGNATURE_METHODS = frozenset({SignatureMethod.RSA_SHA256, SignatureMethod.ECDSA_SHA256})
+
+
+@dataclass(frozen=True)
+class Algorithms:
+    """What a SignedInfo declares, after the Verifier allowed it."""
+
+    signature_method: SignatureMethod
+    digest_method: DigestAlgorithm
+    default_namespace: bool    # <SignedInfo> unprefixed, as xmlsec1 and the Java SDKs write it
+
+    @property
+    def sha1(self) -> bool:
+        return self.signature_method in SHA1_SIGNATURE_METHODS or self.digest_method is DigestAlgorithm.SHA1
+
+
+def reparser() -> etree.XMLParser:
+    """The parser signxml gets (signing and verifying) for input `parse_xml` already accepted.
+
+    It reads bytes `parse_xml` accepted, or lxml's serialisation of such a tree,
+    with parse_xml's own settings, so both parses yield the same tree (no parser
+    differential). huge_tree is on because the size and shape limits were already
+    enforced; libxml2's 10 MB text-node cap would only break large attachments.
+    Entities, DTDs and the network stay off. A new parser per operation: lxml
+    parsers must not be shared between threads.
+    """
+    return etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, dtd_validation=False,
+                           huge_tree=True, remove_blank_text=False, remove_comments=False, remove_pis=False,
+                           strip_cdata=False, collect_ids=False)
+
+
+class Engine(Protocol):
+    name: str
+
+    def signing_material(self, key: SigningKey, certificates: Sequence[x509.Certificate]) -> Any:
+        """The key and certificates in the form `sign` takes; built once per Signer."""
+
+    def can_sign(self, method: SignatureMethod, digest: DigestAlgorithm) -> bool: ...
+
+    def sign(self, root: etree._Element, parent: etree._Element,
+             place: Callable[[etree._Element, etree._Element], None], material: Any,
+             method: SignatureMethod, digest: DigestAlgorithm) -> etree._Element: ...
+
+    def verify(self, data: bytes | None, root: etree._Element, signature: etree._Element,
+               certificate: x509.Certificate, fingerprint: str, algorithms: Algorithms,
+               placement: Placement, now: dt.datetime) -> etree._Element: ...
+
+
+def _invalid(detail: str) -> TrustError:
+    return TrustError(RefusalCode.SIGNATURE_INVALID, f"the signature does not verify ({detail})")
+
+
+# --------------------------------------------------------------------- signxml
+
+class _XMLSigner(XMLSigner):
+    # signxml refuses SHA-1 when constructed. The Signer signs with SHA-256 unless a
+    # caller explicitly asks otherwise (interop and refusal-path tests), so the
+    # choice is made there, not here.
+    def check_deprecated_methods(self) -> None:
+        return None
+
+
+class _XMLVerifier(XMLVerifier):
+    """signxml's verifier, with one interop fix for default-namespace signatures.
+
+    A Signature written as `<Signature xmlns="...xmldsig#">` (xmlsec1, the Java
+    SDK) inside edXML, whose root declares another default namespace, fails in
+    signxml because lxml's inclusive C14N of the SignedInfo subtree emits
+    spurious `xmlns=""` on its descendants (signxml #193, #226, #275). signxml's
+    own switch, `excise_empty_xmlns_declarations`, strips them from the packet
+    digest as well, which would change what a packet with a genuine `xmlns=""`
+    means. Here they are stripped from SignedInfo only, and only when SignedInfo
+    is unprefixed. The Verifier has already refused any SignedInfo element
+    outside the XML-DSig namespace, so no correct C14N of this SignedInfo
+    contains `xmlns=""`: the excision removes exactly lxml's spurious ones.
+    """
+
+    excise_signed_info_xmlns = False
+
+    def _c14n(self, nodes, algorithm, inclusive_ns_prefixes=None):
+        c14n = super()._c14n(nodes, algorithm, inclusive_ns_prefixes=inclusive_ns_prefixes)
+        if (self.excise_signed_info_xmlns and getattr(nodes, "tag", None) == ds("SignedInfo")
+                and not algorithm.value.startswith("http://www.w3.org/2001/10/xml-exc-c14n#")):
+            c14n = c14n.replace(b' xmlns=""', b"")
+        return c14n
+
+
+class SignxmlEngine:
+    name = "signxml"
+
+    def signing_material(self, key: SigningKey, certificates: Sequence[x509.Certificate]) -> Any:
+        return key, list(certificates)
+
+    def can_sign(self, method: SignatureMethod, digest: DigestAlgorithm) -> bool:
+        return True
+
+    def sign(self, root: etree._Element, parent: etree._Element,
+             place: Callable[[etree._Element, etree._Element], None], material: Any,
+             method: SignatureMethod, digest: DigestAlgorithm) -> etree._Element:
+        key, certificates = material
+        place(parent, etree.Element(ds("Signature"), {"Id": "placeholder"}, nsmap={"ds": DS_NS}))
+        signer = _XMLSigner(method=methods.enveloped, signature_algorithm=method, digest_algorithm=digest,
+                            c14n_algorithm=C14N)
+        # signxml re-parses its input with this private parser; without it a text node
+        # over 10 MB (a large attachment) fails to sign.
+        signer._parser = reparser()
+        return signer.sign(root, key=key, cert=certificates)
+
+    def verify(self, data: bytes | None, root: etree._Element, signature: etree._Element,
+               certificate: x509.Certificate, fingerprint: str, algorithms: Algorithms,
+               placement: Placement, now: dt.datetime) -> etree._Element:
+        methods_ = STRONG_SIGNATURE_METHODS | ({algorithms.signature_method} & SHA1_SIGNATURE_METHODS)
+        digests = frozenset({DigestAlgorithm.SHA256}) | ({algorithms.digest_method} & {DigestAlgorithm.SHA1})
+        config = SignatureConfiguration(
+            require_x509=True, location=placement.signxml_location, expect_references=1,
+            signature_methods=frozenset(methods_), digest_algorithms=frozenset(digests),
+            verification_time=now,
+            # XML-DSig's default when a reference names no C14N transform (xmlsec1 does the same).
+            default_reference_c14n_method=CanonicalizationMethod.CANONICAL_XML_1_0,
+        )
+        # A new signxml verifier per call: verify() keeps its settings on the instance.
+        verifier = _XMLVerifier()
+        verifier.excise_signed_info_xmlns = algorithms.default_namespace
+        try:
+            # Given the bytes, signxml parses them itself (same libxml2, same settings as
+            # parse_xml, which already accepted them), saving a serialisation of the tree.
+            result = verifier.verify(data if data is not None else root, x509_cert=certificate,
+                                     parser=reparser(), expect_config=config)
+        except InvalidDigest as exc:
+            raise TrustError(RefusalCode.SIGNATURE_INVALID,
+                             f"the {placement.kind} was changed after signing (digest mismatch: {exc})") from None
+        except (SignXMLException, etree.LxmlError, ValueError, TypeError, KeyError) as exc:
+            # signxml turns hostile input into many exception types (binascii.Error,
+            # KeyError for unknown curves, lxml schema errors...): all mean "does not verify".
+            raise _invalid(f"{type(exc).__name__}: {exc}") from None
+        signed = getattr(result, "signed_xml", None)
+        if signed is None or signed.tag != root.tag:
+            raise TrustError(RefusalCode.SIGNATURE_INVALID, f"the signed data is not the whole {placement.kind}")
+        return signed
+
+
+# ---------------------------------------------------------------------- xmlsec
+
+def _load_xmlsec() -> Any:
+    import xmlsec  # noqa: PLC0415 - optional; its import checks libxml2 against lxml's
+
+    return xmlsec
+
+
+class XmlsecEngine:
+    name = "xmlsec"
+    _KEY_CACHE = 1024
+
+    def __init__(self) -> None:
+        xmlsec = self._xmlsec = _load_xmlsec()
+        c = xmlsec.constants
+        self._signature = {SignatureMethod.RSA_SHA256: c.TransformRsaSha256,
+                           SignatureMethod.ECDSA_SHA256: c.TransformEcdsaSha256,
+                           SignatureMethod.RSA_SHA1: c.TransformRsaSha1,
+                           SignatureMethod.ECDSA_SHA1: c.TransformEcdsaSha1}
+        self._digest = {DigestAlgorithm.SHA256: c.TransformSha256, DigestAlgorithm.SHA1: c.TransformSha1}
+        c14n = (c.TransformInclC14N, c.TransformInclC14NWithComments, c.TransformInclC14N11,
+                c.TransformInclC14N11WithComments, c.TransformExclC14N, c.TransformExclC14NWithComments)
+        # Everything else xmlsec knows (XSLT, XPath, base64, decryption...) stays disabled.
+        self._reference_transforms = (c.TransformEnveloped, *c14n, *self._digest.values())
+        self._signature_transforms = (*c14n, *self._signature.values())
+        self._keys: OrderedDict[str, Any] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def signing_material(self, key: SigningKey, certificates: Sequence[x509.Certificate]) -> Any:
+        xmlsec = self._xmlsec
+        pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+        material = xmlsec.Key.from_memory(pem, xmlsec.constants.KeyDataFormatPem)
+        for certificate in certificates:  # X509Data lists them in this order: the signer's first
+            material.load_cert_from_memory(certificate.public_bytes(serialization.Encoding.DER),
+                                           xmlsec.constants.KeyDataFormatCertDer)
+        return material
+
+    def can_sign(self, method: SignatureMethod, digest: DigestAlgorithm) -> bool:
+        return method in self._signature and digest in self._digest
+
+    def sign(self, root: etree._Element, parent: etree._Element,
+             place: Callable[[etree._Element, etree._Element], None], material: Any,
+             method: SignatureMethod, digest: DigestAlgorithm) -> etree._Element:
+        xmlsec = self._xmlsec
+        template = xmlsec.template
+        exclusive = xmlsec.constants.TransformExclC14N
+        signature = template.create(root, exclusive, self._signature[method], ns="ds")
+        place(parent, signature)
+        reference = template.add_reference(signature, self._digest[digest], uri="")
+        template.add_transform(reference, xmlsec.constants.TransformEnveloped)
+        template.add_transform(reference, exclusive)
+        template.add_x509_data(template.ensure_key_info(signature))
+        context = xmlsec.SignatureContext()
+        context.key = material
+        try:
+            context.sign(signature)
+        except xmlsec.Error as exc:
+            raise ValueError(f"xmlsec could not sign: {exc}") from None
+        return root
+
+    def _public_key(self, fingerprint: str, certificate: x509.Certificate) -> Any:
+        with self._lock:
+            key = self._keys.get(fingerprint)
+            if key is not None:
+                self._keys.move_to_end(fingerprint)
+                return key
+        xmlsec = self._xmlsec
+        key = xmlsec.Key.from_memory(certificate.public_bytes(serialization.Encoding.DER),
+                                     xmlsec.constants.KeyDataFormatCertDer)
+        with self._lock:
+            self._keys[fingerprint] = key
+            while len(self._keys) > self._KEY_CACHE:
+                self._keys.popitem(last=False)
+        return key
+
+    def verify(self, data: bytes | None, root: etree._Element, signature: etree._Element,
+               certificate: x509.Certificate, fingerprint: str, algorithms: Algorithms,
+               placement: Placement, now: dt.datetime) -> etree._Element:
+        xmlsec = self._xmlsec
+        context = xmlsec.SignatureContext()
+        context.key = self._public_key(fingerprint, certificate)
+        for transform in self._reference_transforms:
+            context.enable_reference_transform(transform)
+        for transform in self._signature_transforms:
+            context.enable_signature_transform(transform)
+        try:
+            context.verify(signature)
+        except xmlsec.VerificationError:
+            raise TrustError(RefusalCode.SIGNATURE_INVALID,
+                             f"the signature does not verify: the {placement.kind} or its SignedInfo was changed "
+                             "after signing, or it was signed with another key than the certificate's") from None
+        except xmlsec.Error as exc:
+            raise _invalid(f"xmlsec: {exc}") from None
+        _remove_keeping_text(signature)
+        # URI="" covers the document without comments (XML-DSig §4.4.3.3), whatever the C14N.
+        etree.strip_tags(root, etree.Comment)
+        return root
+
+
+def _remove_keeping_text(element: etree._Element) -> None:
+    """Remove an element but not the text after it (lxml would drop its tail with it)."""
+    parent = element.getparent()
+    tail = element.tail or ""
+    previous = element.getprevious()
+    if previous is not None:
+        previous.tail = (previous.tail or "") + tail
+    else:
+        parent.text = (parent.text or "") + tail
+    parent.remove(element)
+
+
+# --------------------------------------------------------------------- choice
+
+SIGNXML = SignxmlEngine()
+_engines: dict[str, Engine] = {"signxml": SIGNXML}
+_default: Engine | None = None
+
+
+def engine(name: str) -> Engine:
+    """The engine called `name` ("xmlsec" or "signxml"); `ValueError` says why one cannot load."""
+    if name in _engines:
+        return _engines[name]
+    if name != "xmlsec":
+        raise ValueError(f"unknown XML-DSig engine {name!r}; use 'xmlsec' or 'signxml'")
+    try:
+        loaded = XmlsecEngine()
+    except Exception as exc:  # noqa: BLE001 - ImportError, or xmlsec's libxml2 mismatch error
+        raise ValueError(f"the xmlsec engine cannot load ({type(exc).__name__}: {exc}); install python-xmlsec "
+                         "built against lxml's libxml2 (pip install 'xmlsec==1.3.17' with lxml 6.1), or use "
+                         "AXIS_XMLDSIG=signxml") from None
+    _engines[name] = loaded
+    return loaded
+
+
+def default() -> Engine:
+    """The process's engine: `select()`ed, else AXIS_XMLDSIG, else xmlsec if it loads, else signxml."""
+    global _default
+    if _default is None:
+        forced = os.environ.get("AXIS_XMLDSIG", "").strip()
+        if forced:
+            _default = engine(forced)
+        else:
+            try:
+                _default = engine("xmlsec")
+            except ValueError as exc:
+                log.info("%s; using signxml", exc)
+                _default = SIGNXML
+    return _default
+
+
+def select(name: str) -> Engine:
+    """Make `name` the process's engine from now on; returns it."""
+    global _default
+    _default = engine(name)
+    return _default
