@@ -19,8 +19,9 @@ import logging
 from collections.abc import Sequence
 
 from axis import wire
-from axis.hub.verification import Refused, VerificationPool
-from axis.receipt import Receipt, build_receipt, now_utc, read_receipt
+from axis.hub.verification import Refused
+from axis.hub.workers import WorkerPool
+from axis.receipt import Receipt, now_utc, read_receipt
 from axis.refusals import Refusal, RefusalCode
 from axis.store import DeliveryState, NewAuditEntry, NewOutboxMessage, NewReceipt, Store
 from axis.transport import Delivery, Transport
@@ -34,7 +35,7 @@ DEAD_LETTER_CONSUMER = "hub.dead-letters"
 class DeliveryReceipts:
     """Handles batches from `axis.receipts`; returns which deliveries to ack and which to dead-letter."""
 
-    def __init__(self, store: Store, pool: VerificationPool) -> None:
+    def __init__(self, store: Store, pool: WorkerPool) -> None:
         self._store = store
         self._pool = pool
 
@@ -95,7 +96,7 @@ class DeliveryReceipts:
 class DeadLetterSweep:
     """Turns dead-lettered deliveries into `failed` states and error receipts to their senders."""
 
-    def __init__(self, store: Store, transport: Transport, pool: VerificationPool) -> None:
+    def __init__(self, store: Store, transport: Transport, pool: WorkerPool) -> None:
         self._store = store
         self._transport = transport
         self._pool = pool
@@ -119,7 +120,7 @@ class DeadLetterSweep:
                                 refusal_name=RefusalCode.DELIVERY_FAILED.name,
                                 refusal_detail=f"after {letter.attempts} attempts: {letter.reason}"[:500])
                         for letter in fresh]
-            signed = await self._pool.sign([build_receipt(r) for r in receipts])
+            signed = await self._pool.sign(receipts)
             recorded += await asyncio.to_thread(self._commit, agency.code, fresh, receipts, signed)
         return recorded
 

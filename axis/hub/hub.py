@@ -6,8 +6,10 @@ PostgreSQL. (With SQLite the store allows one writer at a time; several hub
 processes are safe but do not add throughput.)
 
 Each consumer takes messages in batches (up to `batch_size`, or whatever
-arrived within `batch_wait` seconds), hands the CPU work to the verification
-pool, commits one transaction per batch, and only then acknowledges. A
+arrived within `batch_wait` seconds) and acknowledges them only after one
+transaction per batch has committed: an intake batch goes whole to a worker
+process (`workers.py`), which checks, decides, signs and commits it; a batch
+of delivery receipts is verified in the workers and committed here. A
 failure before the commit leaves the batch unacknowledged: the broker delivers
 it again and the duplicate checks make the second pass harmless.
 """
@@ -25,9 +27,10 @@ from dataclasses import dataclass
 
 from axis import wire
 from axis.hub.acknowledgements import DeadLetterSweep, DeliveryReceipts
-from axis.hub.intake import Intake, Submission
+from axis.hub.intake import Submission
 from axis.hub.relay import Relay
-from axis.hub.verification import TrustSettings, VerificationPool
+from axis.hub.verification import TrustSettings
+from axis.hub.workers import WorkerPool
 from axis.store import Store
 from axis.transport import Delivery, Transport, TransportError
 
@@ -37,7 +40,7 @@ log = logging.getLogger("axis.hub")
 @dataclass(frozen=True)
 class HubSettings:
     trust: TrustSettings
-    workers: int | None = None          # verification processes; None = one per core; 0 = a thread
+    workers: int | None = None          # worker processes; None = one per core; 0 = a thread
     batch_size: int = 200
     batch_wait: float = 0.05            # seconds to wait for a batch to fill
     in_flight: int = 3                  # batches being processed at once
@@ -51,8 +54,9 @@ class Hub:
         self.settings = settings
         self.store = store
         self.transport = transport
-        self.pool = VerificationPool(settings.trust, settings.workers)
-        self.intake = Intake(store, self.pool)
+        # Intake runs in the workers, each with its own connection to the same store.
+        self.pool = WorkerPool(settings.trust, settings.workers,
+                               store_url=store.engine.url.render_as_string(hide_password=False))
         self.delivery_receipts = DeliveryReceipts(store, self.pool)
         self.relay = Relay(store, transport)
         self.sweep = DeadLetterSweep(store, transport, self.pool)
@@ -98,8 +102,8 @@ class Hub:
     async def _consume(self, queue: str, handle: Callable[[list[Delivery]], Awaitable[None]]) -> None:
         """Batch deliveries from `queue` into `handle`, up to `in_flight` batches at once.
 
-        Overlapping batches keeps every core busy: while one batch is verified in the
-        pool, the previous one commits and the one before is settled. If a batch
+        Overlapping batches keeps every core busy: each worker works on its own batch
+        while the hub settles the ones before. If a batch
         fails, the consumer is closed, so its unsettled messages are delivered again.
         """
         while True:
@@ -202,7 +206,7 @@ class Hub:
     async def _handle_intake(self, batch: list[Delivery]) -> None:
         submissions = [Submission(submission_id=d.headers.get(wire.H_SUBMISSION) or d.message_id, body=d.body,
                                   reply_to=d.headers.get(wire.H_REPLY_TO)) for d in batch]
-        await self.intake.process(submissions)
+        await self.pool.intake(submissions)
         self.relay.wake()
         await _settle(batch, [None] * len(batch))
 

@@ -1,14 +1,15 @@
 """Intake: from submitted bytes to accepted documents, deliveries and receipts, in one transaction.
 
-For a batch of submissions taken from `axis.intake`:
+For a batch of submissions taken from `axis.intake`, in one hub worker
+process (`workers.py`), all of it synchronous:
 
-1. the verification pool checks each packet (safe parse, schema, signature,
-   chain, revocation, signer = sender) — `verification.py`;
+1. each packet is checked (safe parse, schema, signature, chain, revocation,
+   signer = sender) — `verification.py`;
 2. the registry decides (`_decide`): sender known, active, certificate
    registered; every recipient known and active; a status answers a document
    really delivered to its sender; a repeated (sender, DocumentId) is a
    duplicate answered with the first receipt;
-3. the receipts the hub asserts are built and signed (in the pool);
+3. the receipts the hub asserts are built and signed;
 4. ONE transaction writes, for the whole batch: documents and their exact
    bytes, deliveries, intake receipts, status receipts and delivery-state
    changes, outbox rows (one per recipient, one per receipt) and audit entries.
@@ -19,15 +20,14 @@ first outcome: nothing accepted is lost, nothing is delivered twice.
 """
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from axis import wire
-from axis.hub.verification import Checked, Refused, VerificationPool
-from axis.receipt import Receipt, build_receipt, now_utc
+from axis.hub.verification import Checked, Refused
+from axis.receipt import Receipt, now_utc
 from axis.refusals import RefusalCode
 from axis.store import (
     Document, DuplicateDocument, NewAuditEntry, NewDocument, NewOutboxMessage, NewReceipt, Store, state_for_status,
@@ -83,29 +83,30 @@ def _refuse(plan: _Plan, code: RefusalCode, detail: str) -> None:
 
 
 class Intake:
-    """Turns batches of submissions into committed outcomes. Safe to run in several hub processes."""
+    """Turns batches of submissions into committed outcomes. Safe to run in several processes at once."""
 
-    def __init__(self, store: Store, pool: VerificationPool) -> None:
+    def __init__(self, store: Store, check: Callable[[Sequence[bytes]], list[Checked | Refused]],
+                 sign: Callable[[Sequence[Receipt]], list[bytes]]) -> None:
+        """`check` checks packets (`verification.check_packet` each); `sign` writes and signs receipts."""
         self._store = store
-        self._pool = pool
+        self._check = check
+        self._sign = sign
         # (code, fingerprint) → when it was last found registered; trusted for REGISTRATION_TTL seconds.
         self._registered: dict[tuple[str, str], float] = {}
 
-    async def process(self, batch: Sequence[Submission]) -> list[Outcome]:
-        checked = await self._pool.check([s.body for s in batch])
+    def process(self, batch: Sequence[Submission]) -> list[Outcome]:
         plans = [_Plan(submission=s) for s in batch]
-        for plan, result in zip(plans, checked):
+        for plan, result in zip(plans, self._check([s.body for s in batch])):
             if isinstance(result, Refused):
                 plan.refusal = (result.code, result.detail)
                 plan.claimed_sender = result.claimed_sender
             else:
                 plan.checked = result
-        await asyncio.to_thread(self._decide, plans)
+        self._decide(plans)
         to_sign = [p for p in plans if p.duplicate_of is None]
-        signed = await self._pool.sign([build_receipt(self._intake_receipt(p)) for p in to_sign])
-        for plan, receipt in zip(to_sign, signed):
+        for plan, receipt in zip(to_sign, self._sign([self._intake_receipt(p) for p in to_sign])):
             plan.receipt = receipt
-        await asyncio.to_thread(self._commit, plans)
+        self._commit(plans)
         return [Outcome(p.submission.submission_id, p.outcome, p.axis_id or p.duplicate_of,
                         p.refusal[0] if p.refusal else None, p.refusal[1] if p.refusal else None, p.recipients)
                 for p in plans]

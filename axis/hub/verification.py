@@ -1,35 +1,26 @@
-"""The CPU-bound half of intake, run in worker processes: parse, validate, verify, read.
+"""What checking a packet means: parse, validate, verify, read the routing facts.
 
-Verification is the expensive step (c14n, digests, signature math), so it
-never runs on the hub's event loop. Each worker process builds its `Verifier`
-and the hub's receipt `Signer` once (keys and certificates parsed once) and
-then checks packets in batches, which keeps inter-process traffic to one
-round trip per batch.
-
-Fields are read only from the tree the signature verifier returns as signed
+`check_packet` is the CPU-bound half of intake; the hub runs it in its worker
+processes (`workers.py`), never on its event loop. Fields are read only from
+the tree the signature verifier returns as signed
 (`VerificationResult.signed_root`), never from the bytes as received.
 
-Callers may rely on `check_packets` returning, for each input, either a
-`Checked` (the packet is authentic, well-formed and names valid agency codes)
-or a `Refused` (with a stable refusal number), and never raising for bad input.
+Callers may rely on `check_packet` returning either a `Checked` (the packet is
+authentic, well-formed and names valid agency codes) or a `Refused` (with a
+stable refusal number), and never raising for bad input; `check_receipt` is
+the same for receipts agencies sign.
 """
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
-import ctypes
-import ctypes.util
 import hashlib
-import multiprocessing
-import os
-import signal
-import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from lxml import etree
+
 from axis.edxml import Limits, parse_agency_code, parse_xml, validate
-from axis.refusals import PacketError, Refusal, RefusalCode
+from axis.refusals import Refusal, RefusalCode
+from axis.trust import Verifier
 
 
 @dataclass(frozen=True)
@@ -70,59 +61,6 @@ class Refused:
     detail: str
     digest: str
     claimed_sender: str | None = None  # unverified, for the audit entry only
-
-
-# ------------------------------------------------------------- worker process
-
-_state: dict[str, object] = {}
-
-
-def _die_with_parent(parent: int) -> None:
-    """A worker must not outlive a hub killed with SIGKILL: ask Linux to send it SIGTERM then."""
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the hub, which stops its workers
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass  # not Linux: the pool's own shutdown still stops workers on a clean exit
-    if os.getppid() != parent:  # the hub died before the line above took effect
-        os._exit(0)
-
-
-def _init(settings: TrustSettings, parent: int | None = None) -> None:
-    from axis.trust import Signer, Verifier
-
-    if parent is not None:
-        _die_with_parent(parent)
-
-    _state["settings"] = settings
-    _state["verifier"] = Verifier.from_files(settings.trust_roots, settings.crl,
-                                             allow_sha1_for=settings.allow_sha1_for,
-                                             lenient_codes=settings.lenient_codes)
-    _state["signer"] = Signer.from_files(settings.hub_key, settings.hub_cert)
-    _state["crl_mtime"] = _mtime(settings.crl)
-    _state["crl_checked"] = time.monotonic()
-
-
-def _mtime(path: Path | None) -> float | None:
-    try:
-        return path.stat().st_mtime if path else None
-    except OSError:
-        return None
-
-
-def _refresh_crl() -> None:
-    """Pick up a re-published CRL within seconds, without restarting the hub."""
-    settings: TrustSettings = _state["settings"]  # type: ignore[assignment]
-    if settings.crl is None or time.monotonic() - _state["crl_checked"] < 5:  # type: ignore[operator]
-        return
-    _state["crl_checked"] = time.monotonic()
-    mtime = _mtime(settings.crl)
-    if mtime != _state["crl_mtime"]:
-        from axis.trust import keys
-        _state["verifier"].replace_crls(keys.load_crls(settings.crl))  # type: ignore[attr-defined]
-        _state["crl_mtime"] = mtime
 
 
 def _code(text: str, lenient: bool) -> str:
@@ -186,14 +124,14 @@ def _facts(root, digest: str, size: int, fingerprint: str, lenient: bool) -> Che
                    business_document_id=business_document_id)
 
 
-def _check_one(data: bytes) -> Checked | Refused:
-    settings: TrustSettings = _state["settings"]  # type: ignore[assignment]
+def check_packet(verifier: Verifier, data: bytes, settings: TrustSettings) -> Checked | Refused:
+    """Check one submitted packet (see the module docstring)."""
     digest = hashlib.sha256(data).hexdigest()
     try:
         root = parse_xml(data, Limits(max_bytes=settings.max_packet_bytes))
         validate(root)
         # Parsed once: the verifier takes the tree over and returns the signed tree to read from.
-        result = _state["verifier"].verify(root)  # type: ignore[attr-defined]
+        result = verifier.verify(root)
         return _facts(result.signed_root, digest, len(data), result.fingerprint, settings.lenient_codes)
     except Refusal as refusal:
         return Refused(refusal.code.number, refusal.detail or refusal.code.message, digest, _claimed_sender(data))
@@ -201,71 +139,11 @@ def _check_one(data: bytes) -> Checked | Refused:
         return Refused(RefusalCode.INTERNAL.number, f"{type(exc).__name__}: {exc}", digest, None)
 
 
-def check_packets(datas: Sequence[bytes]) -> list[Checked | Refused]:
-    """Runs in a worker: check each packet (see the module docstring)."""
-    _refresh_crl()
-    return [_check_one(data) for data in datas]
-
-
-def sign_receipts(receipts: Sequence[bytes]) -> list[bytes]:
-    """Runs in a worker: sign Axis receipts with the hub key."""
-    signer = _state["signer"]
-    return [signer.sign_receipt(data) for data in receipts]  # type: ignore[attr-defined]
-
-
-def verify_receipts(datas: Sequence[bytes]) -> list[tuple[str, bytes] | Refused]:
-    """Runs in a worker: verify receipts signed by agencies; (signer code, signed receipt XML) or Refused."""
-    from lxml import etree
-
-    _refresh_crl()
-    out: list[tuple[str, bytes] | Refused] = []
-    for data in datas:
-        digest = hashlib.sha256(data).hexdigest()
-        try:
-            result = _state["verifier"].verify_receipt(data)  # type: ignore[attr-defined]
-            out.append((result.signer_code, etree.tostring(result.signed_root)))
-        except Refusal as refusal:
-            out.append(Refused(refusal.code.number, refusal.detail or refusal.code.message, digest))
-    return out
-
-
-# ---------------------------------------------------------------- the pool
-
-class VerificationPool:
-    """Worker processes doing the CPU work of the hub; `workers=0` runs it in one thread instead.
-
-    Batches are split across workers so that both cores work on one large batch.
-    """
-
-    def __init__(self, settings: TrustSettings, workers: int | None = None) -> None:
-        self.workers = (os.cpu_count() or 1) if workers is None else workers
-        if self.workers > 0:
-            # Spawned, not forked: a fork would copy the hub's event loop, signal handlers and threads.
-            self._executor: concurrent.futures.Executor = concurrent.futures.ProcessPoolExecutor(
-                max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
-                initializer=_init, initargs=(settings, os.getpid()))
-        else:
-            self._executor = concurrent.futures.ThreadPoolExecutor(
-                max_workers=1, initializer=_init, initargs=(settings,))
-
-    async def _map(self, fn, items: Sequence) -> list:  # noqa: ANN001
-        if not items:
-            return []
-        loop = asyncio.get_running_loop()
-        parts = max(1, min(self.workers, len(items) // 8 or 1))
-        size = -(-len(items) // parts)
-        chunks = [items[i:i + size] for i in range(0, len(items), size)]
-        results = await asyncio.gather(*(loop.run_in_executor(self._executor, fn, chunk) for chunk in chunks))
-        return [item for chunk in results for item in chunk]
-
-    async def check(self, datas: Sequence[bytes]) -> list[Checked | Refused]:
-        return await self._map(check_packets, list(datas))
-
-    async def sign(self, receipts: Sequence[bytes]) -> list[bytes]:
-        return await self._map(sign_receipts, list(receipts))
-
-    async def verify_receipts(self, datas: Sequence[bytes]) -> list[tuple[str, bytes] | Refused]:
-        return await self._map(verify_receipts, list(datas))
-
-    def close(self) -> None:
-        self._executor.shutdown(wait=True, cancel_futures=True)
+def check_receipt(verifier: Verifier, data: bytes) -> tuple[str, bytes] | Refused:
+    """Check one receipt an agency signed: (signer code, the signed receipt XML) or Refused."""
+    try:
+        result = verifier.verify_receipt(data)
+        return result.signer_code, etree.tostring(result.signed_root)
+    except Refusal as refusal:
+        return Refused(refusal.code.number, refusal.detail or refusal.code.message,
+                       hashlib.sha256(data).hexdigest())

@@ -1,0 +1,168 @@
+"""The hub's worker processes: where intake, verification and receipt signing run.
+
+The hub's own process moves messages (transport, relay, acknowledgements); the
+CPU work runs here, in spawned processes that die with the hub. Each worker
+builds once what it needs (the `Verifier`, the hub's receipt `Signer`, its own
+connection to the store) and then takes whole batches, so inter-process
+traffic is one round trip per batch and the Python work of a batch (checks,
+registry decisions, receipts, the transaction) runs in parallel with the
+other worker's batch instead of queueing for the hub process's one
+interpreter lock.
+
+What a caller may rely on:
+- `intake(batch)` runs `Intake.process` on one batch in one worker: when it
+  returns, the batch's transaction has committed (its outcomes say what each
+  submission became); when it raises, nothing of it was committed or the
+  commit is complete and a second pass finds every submission a duplicate;
+- `check`, `sign`, `verify_receipts` map their inputs in order, splitting
+  large lists across workers;
+- `workers=0` runs the same code in one thread of the hub's process (tests,
+  debugging); a new CRL file is picked up within 5 seconds either way.
+"""
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import ctypes
+import ctypes.util
+import multiprocessing
+import os
+import signal
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from axis.hub.verification import Checked, Refused, TrustSettings, check_packet, check_receipt
+from axis.receipt import Receipt, build_receipt
+
+
+class _Worker:
+    """Everything one worker process (or the thread, with workers=0) holds."""
+
+    def __init__(self, settings: TrustSettings, store_url: str | None) -> None:
+        from axis.hub.intake import Intake
+        from axis.store import open_store
+        from axis.trust import Signer, Verifier
+
+        self.settings = settings
+        self.verifier = Verifier.from_files(settings.trust_roots, settings.crl,
+                                            allow_sha1_for=settings.allow_sha1_for,
+                                            lenient_codes=settings.lenient_codes)
+        self.signer = Signer.from_files(settings.hub_key, settings.hub_cert)
+        self._crl_mtime = _mtime(settings.crl)
+        self._crl_checked = time.monotonic()
+        # The hub migrated the store before starting its workers.
+        self.store = open_store(store_url, migrate=False) if store_url is not None else None
+        self._intake = Intake(self.store, self.check, self.sign) if self.store is not None else None
+
+    def refresh_crl(self) -> None:
+        """Pick up a re-published CRL within seconds, without restarting the hub."""
+        if self.settings.crl is None or time.monotonic() - self._crl_checked < 5:
+            return
+        self._crl_checked = time.monotonic()
+        mtime = _mtime(self.settings.crl)
+        if mtime != self._crl_mtime:
+            from axis.trust import keys
+            self.verifier.replace_crls(keys.load_crls(self.settings.crl))
+            self._crl_mtime = mtime
+
+    def check(self, datas: Sequence[bytes]) -> list[Checked | Refused]:
+        self.refresh_crl()
+        return [check_packet(self.verifier, data, self.settings) for data in datas]
+
+    def sign(self, receipts: Sequence[Receipt]) -> list[bytes]:
+        return [self.signer.sign_receipt(build_receipt(receipt)) for receipt in receipts]
+
+    def verify_receipts(self, datas: Sequence[bytes]) -> list[tuple[str, bytes] | Refused]:
+        self.refresh_crl()
+        return [check_receipt(self.verifier, data) for data in datas]
+
+    def intake(self, batch: Sequence) -> list:  # noqa: ANN001 - list[Submission] -> list[Outcome]
+        if self._intake is None:
+            raise RuntimeError("this worker pool was started without a store; give WorkerPool a store_url")
+        return self._intake.process(batch)
+
+
+def _mtime(path: Path | None) -> float | None:
+    try:
+        return path.stat().st_mtime if path else None
+    except OSError:
+        return None
+
+
+_worker: _Worker | None = None
+
+
+def _die_with_parent(parent: int) -> None:
+    """A worker must not outlive a hub killed with SIGKILL: ask Linux to send it SIGTERM then."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the hub, which stops its workers
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass  # not Linux: the pool's own shutdown still stops workers on a clean exit
+    if os.getppid() != parent:  # the hub died before the line above took effect
+        os._exit(0)
+
+
+def _init(settings: TrustSettings, store_url: str | None, parent: int | None = None) -> None:
+    global _worker
+    if parent is not None:
+        _die_with_parent(parent)
+    _worker = _Worker(settings, store_url)
+
+
+def _call(method: str, argument: Sequence) -> list:
+    """The one entry point of a worker process: module-level, so the process pool pickles it by name."""
+    return getattr(_worker, method)(argument)
+
+
+class WorkerPool:
+    """The hub's worker processes (one per core by default); `workers=0` runs them as one thread."""
+
+    def __init__(self, settings: TrustSettings, workers: int | None = None, *, store_url: str | None = None) -> None:
+        self.workers = (os.cpu_count() or 1) if workers is None else workers
+        self._local: _Worker | None = None
+        if self.workers > 0:
+            # Spawned, not forked: a fork would copy the hub's event loop, signal handlers and threads.
+            self._executor: concurrent.futures.Executor = concurrent.futures.ProcessPoolExecutor(
+                max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
+                initializer=_init, initargs=(settings, store_url, os.getpid()))
+            self._target = _call
+        else:
+            def start() -> None:
+                self._local = _Worker(settings, store_url)
+            self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, initializer=start)
+            self._target = self._call_local
+
+    def _call_local(self, method: str, argument: Sequence) -> list:  # noqa: ANN001
+        return getattr(self._local, method)(argument)
+
+    async def _map(self, method: str, items: Sequence) -> list:  # noqa: ANN001
+        if not items:
+            return []
+        loop = asyncio.get_running_loop()
+        parts = max(1, min(self.workers, len(items) // 8 or 1))
+        size = -(-len(items) // parts)
+        chunks = [items[i:i + size] for i in range(0, len(items), size)]
+        results = await asyncio.gather(*(loop.run_in_executor(self._executor, self._target, method, chunk)
+                                         for chunk in chunks))
+        return [item for chunk in results for item in chunk]
+
+    async def intake(self, batch: Sequence) -> list:  # noqa: ANN001 - list[Submission] -> list[Outcome]
+        """One batch through `Intake.process` in one worker (see the module docstring)."""
+        return await asyncio.get_running_loop().run_in_executor(self._executor, self._target, "intake", list(batch))
+
+    async def check(self, datas: Sequence[bytes]) -> list[Checked | Refused]:
+        return await self._map("check", list(datas))
+
+    async def sign(self, receipts: Sequence[Receipt]) -> list[bytes]:
+        """The signed XML of each receipt, in order (written and signed in the workers)."""
+        return await self._map("sign", list(receipts))
+
+    async def verify_receipts(self, datas: Sequence[bytes]) -> list[tuple[str, bytes] | Refused]:
+        return await self._map("verify_receipts", list(datas))
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=True)
