@@ -21,8 +21,7 @@ Callers may rely on:
 from __future__ import annotations
 
 import hashlib
-from contextlib import contextmanager, nullcontext
-from pathlib import Path
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
@@ -33,7 +32,6 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from axis.store import audit as chain
 from axis.store import migrate as migrations
-from axis.sqlite_writers import WriterTurns
 from axis.store.db import WRITE_OPTION
 from axis.store.errors import AlreadyExists, DuplicateDocument, NotFound, StoreError
 from axis.store.models import (
@@ -748,8 +746,6 @@ class Store(_Reads):
         self.engine = engine
         self.clock = clock
         self._dialect = engine.dialect.name
-        # SQLite: writers in several threads and processes queue on a kernel lock (see sqlite_writers).
-        self._turns = WriterTurns(Path(engine.url.database)) if self._dialect == "sqlite" else None
 
     @property
     def dialect(self) -> str:
@@ -762,8 +758,6 @@ class Store(_Reads):
 
     def close(self) -> None:
         self.engine.dispose()
-        if self._turns is not None:
-            self._turns.close()
 
     def __enter__(self) -> "Store":
         return self
@@ -779,8 +773,7 @@ class Store(_Reads):
     @contextmanager
     def write(self) -> Iterator[WriteTx]:
         """A unit of work: one transaction, committed on exit, rolled back on exception."""
-        with self._turns.hold() if self._turns is not None else nullcontext(), \
-                self.engine.connect().execution_options(**{WRITE_OPTION: True}) as conn:
+        with self.engine.connect().execution_options(**{WRITE_OPTION: True}) as conn:
             tx = WriteTx(conn, self.clock)
             try:
                 with conn.begin():
