@@ -258,7 +258,7 @@ async def main() -> None:
     parser.add_argument("--profile", action="store_true", help="cProfile the hub process during the throughput run")
     args = parser.parse_args()
     parser_hub = [option.split("=", 1) for option in args.hub]
-    HUB_OPTIONS.update({key: type(getattr(HubSettings, key))(value) for key, value in parser_hub})
+    HUB_OPTIONS.update({key: (float if "." in value else int)(value) for key, value in parser_hub})
     global PROFILE
     PROFILE = args.profile
     with tempfile.TemporaryDirectory(prefix="axis-bench-") as tmp:

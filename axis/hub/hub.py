@@ -43,7 +43,7 @@ class HubSettings:
     workers: int | None = None          # worker processes; None = one per core; 0 = a thread
     batch_size: int = 200
     batch_wait: float = 0.05            # seconds to wait for a batch to fill
-    in_flight: int = 3                  # batches being processed at once
+    in_flight: int | None = None        # batches being processed at once; None = two per worker
     prefetch: int = 800
     dead_letter_sweep: float = 2.0      # seconds between dead-letter sweeps
     stall_after: float = 10.0           # seconds a consumer may hand out nothing while messages wait
@@ -109,7 +109,8 @@ class Hub:
         while True:
             failed = asyncio.Event()
             running: dict[asyncio.Task, float] = {}  # batch -> when it started
-            slots = asyncio.Semaphore(self.settings.in_flight)
+            # Two batches per worker: one being worked on, the next already queued behind it.
+            slots = asyncio.Semaphore(self.settings.in_flight or max(2, 2 * self.pool.workers))
 
             async def run(batch: list[Delivery]) -> None:
                 try:

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,7 +16,7 @@ from axis.edxml.compose import new_document
 from axis.hub import Hub, HubSettings, TrustSettings, declare_agency_queues
 from axis.receipt import read_receipt
 from axis.store import open_store
-from axis.transport import RetryPolicy, open_transport
+from axis.transport import RetryPolicy, Transport, open_transport
 from axis.trust import Signer, Verifier, pki
 
 AGENCIES = {"000.00.00.G22": "Văn phòng Chính phủ", "000.00.00.H41": "UBND Tỉnh Nghệ An",
@@ -95,8 +97,10 @@ def pki_dir(tmp_path_factory) -> Path:
     return root
 
 
-@pytest.fixture
-async def world(tmp_path: Path, pki_dir: Path):
+@contextlib.asynccontextmanager
+async def running_world(tmp_path: Path, pki_dir: Path, *, wrap: Callable[[Transport], Transport] | None = None,
+                        **settings) -> AsyncIterator[World]:  # noqa: ANN003 - HubSettings overrides
+    """A started hub on a fresh SQLite store and embedded transport (`wrap` may wrap the hub's transport)."""
     ca, keys = pki_dir / "ca", pki_dir / "keys"
     store = open_store(f"sqlite:///{tmp_path / 'axis.db'}")
     transport = await open_transport(f"embedded:///{tmp_path / 'transport.db'}",
@@ -107,17 +111,25 @@ async def world(tmp_path: Path, pki_dir: Path):
             tx.add_certificate(code, (keys / f"{code}.cert.pem").read_text())
     settings = HubSettings(trust=TrustSettings(trust_roots=ca / "ca.pem", crl=ca / "crl.pem",
                                                hub_key=keys / "AXIS.key.pem", hub_cert=keys / "AXIS.cert.pem"),
-                           workers=0, dead_letter_sweep=0.2)
-    hub = Hub(settings, store, transport)
+                           **{"workers": 0, "dead_letter_sweep": 0.2, **settings})
+    hub = Hub(settings, store, wrap(transport) if wrap else transport)
     for code in [*AGENCIES, UNREGISTERED]:
         await declare_agency_queues(transport, code)
     await hub.start()
     signers = {code: Signer.from_files(keys / f"{code}.key.pem", keys / f"{code}.cert.pem")
                for code in [*AGENCIES, UNREGISTERED]}
-    yield World(tmp_path, hub, signers, Verifier.from_files(ca / "ca.pem", ca / "crl.pem"))
-    await hub.stop()
-    await transport.close()
-    store.close()
+    try:
+        yield World(tmp_path, hub, signers, Verifier.from_files(ca / "ca.pem", ca / "crl.pem"))
+    finally:
+        await hub.stop()
+        await transport.close()
+        store.close()
+
+
+@pytest.fixture
+async def world(tmp_path: Path, pki_dir: Path) -> AsyncIterator[World]:
+    async with running_world(tmp_path, pki_dir) as world:
+        yield world
 
 
 def sha256(data: bytes) -> str:
