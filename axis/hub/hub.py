@@ -45,6 +45,8 @@ class HubSettings:
     batch_wait: float = 0.05            # seconds to wait for a batch to fill
     in_flight: int | None = None        # batches being processed at once; None = two per worker
     prefetch: int = 800
+    relay_batch: int = 500              # outbox rows the relay publishes per pass
+    relay_passes: int = 2               # relay passes running at once
     dead_letter_sweep: float = 2.0      # seconds between dead-letter sweeps
     stall_after: float = 10.0           # seconds a consumer may hand out nothing while messages wait
 
@@ -58,7 +60,7 @@ class Hub:
         self.pool = WorkerPool(settings.trust, settings.workers,
                                store_url=store.engine.url.render_as_string(hide_password=False))
         self.delivery_receipts = DeliveryReceipts(store, self.pool)
-        self.relay = Relay(store, transport)
+        self.relay = Relay(store, transport, batch=settings.relay_batch, passes=settings.relay_passes)
         self.sweep = DeadLetterSweep(store, transport, self.pool)
         self._tasks: list[asyncio.Task] = []
         self.started = asyncio.Event()      # set once the queues are declared and consumers run

@@ -20,12 +20,13 @@ log = logging.getLogger("axis.hub.relay")
 
 class Relay:
     def __init__(self, store: Store, transport: Transport, *, batch: int = 500, lease_seconds: float = 30.0,
-                 idle_poll: float = 0.25) -> None:
+                 idle_poll: float = 0.25, passes: int = 2) -> None:
         self._store = store
         self._transport = transport
         self._batch = batch
         self._lease = lease_seconds
         self._idle_poll = idle_poll
+        self._passes = passes
         self._wake = asyncio.Event()
         self.published = 0
 
@@ -34,6 +35,14 @@ class Relay:
         self._wake.set()
 
     async def run(self) -> None:
+        """Relay until cancelled, `passes` passes at a time.
+
+        Passes overlap so that one claims from the store while another publishes to
+        the broker; their leases keep them from ever taking the same rows.
+        """
+        await asyncio.gather(*(self._loop() for _ in range(self._passes)))
+
+    async def _loop(self) -> None:
         while True:
             try:
                 count = await self.relay_once()
