@@ -74,6 +74,7 @@ class Hub:
 
     async def start(self) -> None:
         await self.declare_queues()
+        await self.pool.start()
         self._tasks = [
             asyncio.create_task(self._consume(wire.INTAKE_QUEUE, self._handle_intake), name="intake"),
             asyncio.create_task(self._consume(wire.RECEIPTS_QUEUE, self._handle_receipts), name="receipts"),

@@ -77,6 +77,9 @@ class _Worker:
         self.refresh_crl()
         return [check_receipt(self.verifier, data) for data in datas]
 
+    def ready(self, _: Sequence) -> list:
+        return [os.getpid()]
+
     def intake(self, batch: Sequence) -> list:  # noqa: ANN001 - list[Submission] -> list[Outcome]
         if self._intake is None:
             raise RuntimeError("this worker pool was started without a store; give WorkerPool a store_url")
@@ -149,6 +152,19 @@ class WorkerPool:
         results = await asyncio.gather(*(loop.run_in_executor(self._executor, self._target, method, chunk)
                                          for chunk in chunks))
         return [item for chunk in results for item in chunk]
+
+    async def start(self) -> list[int]:
+        """Start every worker now (the pool would otherwise spawn them one by one as work arrives, and
+        the first burst would wait for their start-up); returns their process ids."""
+        loop = asyncio.get_running_loop()
+        pids: set[int] = set()
+        for _ in range(3):  # a worker that answers twice leaves another unstarted: ask again
+            answers = await asyncio.gather(*(loop.run_in_executor(self._executor, self._target, "ready", ())
+                                             for _ in range(max(1, self.workers))))
+            pids.update(pid for answer in answers for pid in answer)
+            if len(pids) >= max(1, self.workers):
+                break
+        return sorted(pids)
 
     async def intake(self, batch: Sequence) -> list:  # noqa: ANN001 - list[Submission] -> list[Outcome]
         """One batch through `Intake.process` in one worker (see the module docstring)."""
