@@ -213,7 +213,8 @@ def audit_verify(db: str | None = DbOption, as_json: bool = typer.Option(False, 
 # ------------------------------------------------------------------- serve
 
 def serve(
-    workers: int | None = typer.Option(None, "--workers", help="Verification processes (default: one per core)."),
+    workers: int | None = typer.Option(None, "--workers", help="Worker processes for intake and verification "
+                                                                  "(default: one per core)."),
     db: str | None = DbOption,
     broker: str | None = BrokerOption,
     trust: Path | None = typer.Option(None, "--trust", help="Trusted roots (env AXIS_TRUST; default "
@@ -229,6 +230,11 @@ def serve(
     from axis.hub import Hub
 
     settings = hub_settings(workers, trust, crl, key, cert, lenient_codes, allow_sha1)
+    from axis.trust import xmldsig
+    try:
+        engine = xmldsig.default().name  # the workers choose the same way; an impossible choice stops here
+    except ValueError as exc:
+        fail(f"AXIS_XMLDSIG: {exc}", 2)
     logging.basicConfig(level=os.environ.get("AXIS_LOG", "INFO"), format="%(asctime)s %(name)s %(message)s")
 
     async def main() -> None:
@@ -247,7 +253,7 @@ def serve(
                 await task  # the hub failed while starting: let its error end the command
             # The queues exist: a client may send from now on.
             stderr.print(f"axis hub serving: db {db_url(db)}, broker {broker_url(broker)}, "
-                         f"{hub.pool.workers} verification worker(s)")
+                         f"{hub.pool.workers} worker process(es), XML-DSig engine {engine}")
             await task
         except asyncio.CancelledError:
             pass

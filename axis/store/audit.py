@@ -64,6 +64,8 @@ def check_data(data: Mapping[str, Any]) -> dict[str, Any]:
     """
     if not isinstance(data, Mapping):
         raise TypeError(f"audit data must be a JSON object (a mapping), not {type(data).__name__}")
+    if _exact(dict(data)):
+        return dict(data)
     try:
         text = canonical_json(dict(data))
     except (TypeError, ValueError) as exc:
@@ -73,6 +75,17 @@ def check_data(data: Mapping[str, Any]) -> dict[str, Any]:
     if canonical_json(round_tripped) != text:  # e.g. tuples become lists; hash must match on re-read
         raise ValueError("audit data does not survive a JSON round trip unchanged")
     return round_tripped
+
+
+def _exact(value: Any) -> bool:
+    """True for values JSON carries exactly (the usual case: no need to round-trip them)."""
+    if value is None or type(value) in (str, int, bool):
+        return True
+    if type(value) is list:
+        return all(_exact(item) for item in value)
+    if type(value) is dict:
+        return all(type(key) is str and _exact(item) for key, item in value.items())
+    return False  # floats, tuples, anything else: the round trip decides
 
 
 def verify_chain(entries: Iterable[AuditEntry],

@@ -322,6 +322,21 @@ class WriteTx(_Reads):
                f"ON CONFLICT {target} DO NOTHING RETURNING {returning.name}")
         return list(self._c.execute(sa.text(sql), arrays).scalars())
 
+    def _insert_ignore_count(self, table: sa.Table, rows: list[dict[str, Any]], conflict: list[str] | None,
+                             returning: sa.Column[Any]) -> int:
+        """`_insert_ignore` when only the number of new rows matters.
+
+        SQLite: one executemany without RETURNING (pysqlite sums the rows each
+        statement changed, and an ignored row changes none), which spares
+        SQLAlchemy's multi-VALUES rewriting of every batch.
+        """
+        if not rows:
+            return 0
+        if self._dialect != "sqlite":
+            return len(self._insert_ignore(table, rows, conflict, returning))
+        stmt = self._insert(table).on_conflict_do_nothing(index_elements=conflict)
+        return self._c.execute(stmt, rows).rowcount
+
     def _inserted(self, stmt: Any, column: sa.Column[Any]) -> bool:
         # RETURNING, not rowcount: SQLAlchemy 2.1 does not keep rowcount for
         # INSERT on psycopg (it reports -1), while RETURNING works everywhere.
@@ -359,7 +374,7 @@ class WriteTx(_Reads):
             raise NotFound(f"parent agencies not registered: {', '.join(sorted(missing))}; add them first")
         if not rows:
             return 0
-        return len(self._insert_ignore(agencies, rows, ["code"], agencies.c.code))
+        return self._insert_ignore_count(agencies, rows, ["code"], agencies.c.code)
 
     def set_agency_state(self, code: str, state: str) -> bool:
         """Suspend or reactivate; False when it already was in that state."""
@@ -503,7 +518,7 @@ class WriteTx(_Reads):
                 for axis_id, recipients in by_document.items() for r in dict.fromkeys(recipients)]
         if not rows:
             return 0
-        return len(self._insert_ignore(deliveries_t, rows, ["axis_id", "recipient_code"], deliveries_t.c.axis_id))
+        return self._insert_ignore_count(deliveries_t, rows, ["axis_id", "recipient_code"], deliveries_t.c.axis_id)
 
     def transition(self, axis_id: str, recipient: str, new_state: str | DeliveryState,
                    error: str | None = None) -> bool:
@@ -584,7 +599,7 @@ class WriteTx(_Reads):
             return 0
         # No conflict target: the key is an expression index (coalesce), which
         # both dialects honour with a bare ON CONFLICT DO NOTHING.
-        return len(self._insert_ignore(receipts_t, rows, None, receipts_t.c.id))
+        return self._insert_ignore_count(receipts_t, rows, None, receipts_t.c.id)
 
     # ---- outbox and inbox
     def enqueue(self, queue: str, message_id: str, priority: int = 0, body_ref: str | None = None,
@@ -605,7 +620,7 @@ class WriteTx(_Reads):
                          "claimed_until": None, "published_at": None, "attempts": 0})
         if not rows:
             return 0
-        return len(self._insert_ignore(outbox, rows, ["message_id"], outbox.c.id))
+        return self._insert_ignore_count(outbox, rows, ["message_id"], outbox.c.id)
 
     def mark_published(self, ids: Iterable[int]) -> int:
         """The broker confirmed these rows; returns how many were still unpublished."""
