@@ -3,7 +3,7 @@
     python bench/bench_hub.py                      # embedded and RabbitMQ+PostgreSQL, 1 and 10 recipients
     python bench/bench_hub.py --config embedded --docs 1000 --recipients 1
 
-What is measured (5 KB signed packets, EC P-256 keys, the hub with one verification process per core):
+What is measured (5 KB signed packets, EC P-256 keys, the hub with one worker process per core):
 - throughput: N submissions are queued on `axis.intake` first, then the hub starts; the clock stops when
   every document sits in every recipient's queue AND its intake receipt is recorded and published
   (documents/s, end to end through verification, the registry, one transaction per batch, the relay);
@@ -11,7 +11,12 @@ What is measured (5 KB signed packets, EC P-256 keys, the hub with one verificat
   the time from publishing a submission to the sender receiving its signed intake receipt, which the
   relay publishes in the same pass as the deliveries (p50, p99);
 - raw: signxml verification alone (`XMLVerifier().verify(data, x509_cert=leaf)`) on one core, and
-  a raw transport publish+consume of the same packets, so the hub's figures read as ratios.
+  a raw transport publish+consume of the same packets, so the hub's figures read as ratios;
+- where the CPU went during the throughput run: ms per document in the hub process and in its
+  worker processes, and how busy the whole machine was (hub, workers, broker, database).
+
+Tuning: `--hub KEY=VALUE` overrides a HubSettings field (`--hub in_flight=6 --hub batch_size=100`);
+`--profile` prints a cProfile of the hub process's event loop during the throughput run.
 """
 from __future__ import annotations
 
@@ -317,11 +322,12 @@ async def main() -> None:
                       f" | CPU per doc: hub {row['main_ms']:.2f} ms, workers {row['workers_ms']:.2f} ms"
                       f" | machine busy {100 * row['machine_busy']:.0f}%", flush=True)
         print("\n| config | recipients | docs/s | × raw verify (1 core) | p50 ms | p99 ms | raw verify/s |"
-              " raw transport msg/s |")
-        print("|---|---|---|---|---|---|---|---|")
+              " raw transport msg/s | CPU ms/doc: hub, workers | machine busy |")
+        print("|---|---|---|---|---|---|---|---|---|---|")
         for r in rows:
             print(f"| {r['config']} | {r['recipients']} | {r['throughput']:.0f} | {r['throughput'] / r['raw_verify']:.2f}"
-                  f" | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['raw_verify']:.0f} | {r['raw_transport']:.0f} |")
+                  f" | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['raw_verify']:.0f} | {r['raw_transport']:.0f}"
+                  f" | {r['main_ms']:.2f}, {r['workers_ms']:.2f} | {100 * r['machine_busy']:.0f} % |")
 
 
 if __name__ == "__main__":
