@@ -80,6 +80,7 @@ class Hub:
             asyncio.create_task(self._consume(wire.RECEIPTS_QUEUE, self._handle_receipts), name="receipts"),
             asyncio.create_task(self.relay.run(), name="relay"),
             asyncio.create_task(self._sweep_forever(), name="dead-letters"),
+            asyncio.create_task(self._watch_relay(), name="relay-watch"),
         ]
         self.started.set()
 
@@ -218,6 +219,17 @@ class Hub:
         verdicts = await self.delivery_receipts.process(batch)
         self.relay.wake()
         await _settle(batch, verdicts)
+
+    async def _watch_relay(self) -> None:
+        """A relay pass that takes longer than `stall_after` is reported once, with every stack."""
+        loop = asyncio.get_running_loop()
+        reported: set[tuple[asyncio.Task, float]] = set()
+        while True:
+            await asyncio.sleep(self.settings.stall_after / 2)
+            for task, since in list(self.relay.in_pass.items()):
+                if loop.time() - since > self.settings.stall_after and (task, since) not in reported:
+                    reported.add((task, since))
+                    log.warning("a relay pass has been running for %.0f s%s", loop.time() - since, _stacks())
 
     async def _sweep_forever(self) -> None:
         while True:

@@ -27,6 +27,7 @@ class Relay:
         self._lease = lease_seconds
         self._idle_poll = idle_poll
         self._passes = passes
+        self.in_pass: dict[asyncio.Task, float] = {}  # passes under way -> when they started (loop time)
         self._wake = asyncio.Event()
         self.published = 0
 
@@ -43,15 +44,20 @@ class Relay:
         await asyncio.gather(*(self._loop() for _ in range(self._passes)))
 
     async def _loop(self) -> None:
+        me = asyncio.current_task()
+        loop = asyncio.get_running_loop()
         while True:
+            self.in_pass[me] = loop.time()
             try:
                 count = await self.relay_once()
             except asyncio.CancelledError:
                 raise
             except Exception:  # noqa: BLE001 - the relay must outlive a broker or database hiccup
                 log.exception("relay pass failed; retrying")
+                self.in_pass.pop(me, None)
                 await asyncio.sleep(1.0)
                 continue
+            self.in_pass.pop(me, None)
             if count < self._batch:
                 self._wake.clear()
                 try:

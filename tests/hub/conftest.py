@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import hashlib
 from collections.abc import AsyncIterator, Callable
@@ -71,8 +72,23 @@ class World:
                     await delivery.ack()
                     if len(got) >= count:
                         return
-            await asyncio.wait_for(take(), timeout)
+            try:
+                await asyncio.wait_for(take(), timeout)
+            except TimeoutError:
+                raise AssertionError(f"{len(got)} of {count} receipts for {code} within {timeout} s; "
+                                     f"{await self.situation(code)}") from None
         return got
+
+    async def situation(self, code: str) -> str:
+        """Where things stand, for a test that waited in vain."""
+        queues = (wire.INTAKE_QUEUE, wire.RECEIPTS_QUEUE, wire.receipts_queue(code),
+                  *(wire.inbox_queue(c) for c in AGENCIES))
+        depths = {q: await self.transport.depth(q) for q in queues}
+        states = collections.Counter(d.state for d in self.store.list_deliveries(limit=100_000))
+        tasks = {t.get_name(): ("running" if not t.done() else repr(t.exception()) if not t.cancelled()
+                                else "cancelled") for t in self.hub._tasks}
+        return (f"ready messages {depths}; delivery states {dict(states)}; relay published "
+                f"{self.hub.relay.published}; hub tasks {tasks}")
 
     async def inbox(self, code: str, count: int, timeout: float = 20.0, *, ack: bool = True) -> list:
         got = []
