@@ -88,6 +88,9 @@ CREATE INDEX IF NOT EXISTS axis_dead_letter_queue ON axis_dead_letter (queue, se
 
 _POLL_MIN = 0.005
 _POLL_MAX = 0.1
+# A consumer asked for a delivery that has found none for this long, while its queue has ready
+# messages, logs its own state once: it should never happen, and its state is what explains it.
+_STALL_REPORT = 20.0
 
 
 def _init_schema(conn: sqlite3.Connection) -> None:
@@ -393,6 +396,10 @@ class _EmbeddedConsumer(Consumer):
         self._fill: asyncio.Task[bool] | None = None
         self._heartbeat: asyncio.Task[None] | None = None
         self._state = "new"
+        self._asked = time.monotonic()      # when the current __anext__ began
+        self._waiting = False               # an __anext__ is under way
+        self._stall_check: asyncio.Task[None] | None = None
+        self._reported = False
 
     def wake(self) -> None:
         self._wake.set()
@@ -416,7 +423,10 @@ class _EmbeddedConsumer(Consumer):
 
     async def _renew_leases(self) -> None:
         while True:
-            await asyncio.sleep(self.transport.lease / 3)
+            await asyncio.sleep(min(self.transport.lease / 3, _STALL_REPORT / 2))
+            if (self._waiting and not self._reported and time.monotonic() - self._asked > _STALL_REPORT
+                    and (self._stall_check is None or self._stall_check.done())):
+                self._stall_check = asyncio.create_task(self._report_if_stalled())
             if self._held:
                 try:
                     await self.transport._renew([(d.seq, d.token) for d in self._held.values()])
@@ -433,6 +443,14 @@ class _EmbeddedConsumer(Consumer):
     async def __anext__(self) -> _EmbeddedDelivery:
         if self._state == "new":
             raise RuntimeError("open the consumer first: async with transport.consume(queue) as deliveries")
+        self._asked = time.monotonic()
+        self._waiting = True
+        try:
+            return await self._next()
+        finally:
+            self._waiting = False
+
+    async def _next(self) -> _EmbeddedDelivery:
         delay = _POLL_MIN
         while True:
             if self._state != "open":
@@ -455,6 +473,21 @@ class _EmbeddedConsumer(Consumer):
             except TimeoutError:
                 delay = min(delay * 2, _POLL_MAX)
 
+    async def _report_if_stalled(self) -> None:
+        try:
+            ready = await self.transport.depth(self.queue)
+        except TransportError:
+            return
+        if ready and self._waiting and time.monotonic() - self._asked > _STALL_REPORT:
+            self._reported = True
+            fill = ("none" if self._fill is None else "running" if not self._fill.done() else
+                    "cancelled" if self._fill.cancelled() else f"failed ({self._fill.exception()!r})"
+                    if self._fill.exception() else "done")
+            log.warning("consumer of %r was asked for a delivery %.0f s ago and has none, with %d ready in "
+                        "its queue: %d held unsettled of prefetch %d, %d buffered, last take %s",
+                        self.queue, time.monotonic() - self._asked, ready, len(self._held), self.prefetch,
+                        len(self._buffer), fill)
+
     async def close(self) -> None:
         if self._state == "closed":
             return
@@ -466,6 +499,8 @@ class _EmbeddedConsumer(Consumer):
             return
         if self._heartbeat is not None:
             self._heartbeat.cancel()
+        if self._stall_check is not None:
+            self._stall_check.cancel()
         if self._fill is not None and not self._fill.done():
             try:
                 await self._fill

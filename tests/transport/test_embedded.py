@@ -148,3 +148,27 @@ async def test_url_forms(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
         await open_transport(f"embedded://{tmp_path}/not-a-db")
     with pytest.raises(TransportError, match="cannot open"):
         await open_transport(f"embedded://{tmp_path}/missing-dir/x.db")
+
+
+async def test_a_consumer_that_takes_nothing_while_messages_wait_says_so(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    # Simulates the failure once seen in a fault run (ready messages, a consumer taking none, no error):
+    # whatever the cause, the consumer must log its own state, so the cause can be found.
+    from axis.transport import embedded
+
+    monkeypatch.setattr(embedded, "_STALL_REPORT", 0.2)
+    transport = await open_transport(f"embedded://{tmp_path}/t.db", lease=0.3)
+    try:
+        await transport.declare_queue(Q)
+        await transport.publish(Q, b"waiting", message_id="waiting")
+        async with transport.consume(Q, prefetch=1) as deliveries:
+            async def take_nothing(room: int) -> bool:
+                return False
+            monkeypatch.setattr(deliveries, "_take", take_nothing)
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(anext(deliveries), 1.0)
+        warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+        assert any("has none, with 1 ready in its queue" in w and "0 held unsettled of prefetch 1" in w
+                   for w in warnings), warnings
+    finally:
+        await transport.close()
