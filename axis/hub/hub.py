@@ -107,8 +107,8 @@ class Hub:
         """Batch deliveries from `queue` into `handle`, up to `in_flight` batches at once.
 
         Overlapping batches keeps every core busy: each worker works on its own batch
-        while the hub settles the ones before. If a batch
-        fails, the consumer is closed, so its unsettled messages are delivered again.
+        while the hub settles the ones before. If a batch fails, the consumer is
+        closed, so its unsettled messages are delivered again.
         """
         while True:
             failed = asyncio.Event()

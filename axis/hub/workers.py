@@ -182,3 +182,5 @@ class WorkerPool:
 
     def close(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)
+        if self._local is not None and self._local.store is not None:
+            self._local.store.close()  # a worker process's connection ends with its process
