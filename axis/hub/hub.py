@@ -126,12 +126,13 @@ class Hub:
                     slots.release()
 
             activity = [asyncio.get_running_loop().time()]
+            pending: list[asyncio.Future] = []  # a request for the next delivery, still waiting
             watchdog = asyncio.create_task(self._watch(queue, activity, running, failed))
             try:
                 async with self.transport.consume(queue, prefetch=self.settings.prefetch) as deliveries:
                     iterator = deliveries.__aiter__()
                     while not failed.is_set():
-                        batch = await self._next_batch(iterator, failed)
+                        batch = await self._next_batch(iterator, failed, pending)
                         if batch:
                             activity[0] = asyncio.get_running_loop().time()
                             await slots.acquire()
@@ -141,7 +142,7 @@ class Hub:
                     await asyncio.gather(*running, return_exceptions=True)
                 await asyncio.sleep(1.0)
             except asyncio.CancelledError:
-                for task in running:
+                for task in [*running, *pending]:
                     task.cancel()
                 raise
             except StopAsyncIteration:
@@ -151,6 +152,8 @@ class Hub:
                 await asyncio.sleep(1.0)
             finally:
                 watchdog.cancel()
+                for request in pending:  # its consumer is closed by now: nothing it holds can be lost
+                    request.cancel()
 
     async def _watch(self, queue: str, activity: list[float], running: dict[asyncio.Task, float],
                      failed: asyncio.Event) -> None:
@@ -181,19 +184,24 @@ class Hub:
                             "restarting it%s", queue, idle, ready, _stacks())
                 failed.set()
 
-    async def _next_batch(self, iterator, failed: asyncio.Event) -> list[Delivery]:  # noqa: ANN001
-        """The next delivery, then whatever else arrives within `batch_wait`, up to `batch_size`."""
-        first = asyncio.ensure_future(iterator.__anext__())
-        # If we stop waiting (shutdown, a failed batch), the consumer's end must not be reported as lost.
-        first.add_done_callback(lambda f: f.cancelled() or f.exception())
+    async def _next_batch(self, iterator, failed: asyncio.Event,  # noqa: ANN001
+                          pending: list[asyncio.Future]) -> list[Delivery]:
+        """The next delivery, then whatever else arrives within `batch_wait`, up to `batch_size`.
+
+        A request for the next delivery is never cancelled: when the batch closes (or the
+        consumer is stopped) while one is still waiting, it is kept in `pending` and is the
+        first of the next batch. Cancelling it could lose a delivery it had already taken,
+        and on Python 3.11 it once left the batcher waiting forever on a request that had
+        swallowed its cancellation, with a half-collected batch never settled.
+        """
+        first = pending.pop() if pending else _next_delivery(iterator)
         stop = asyncio.ensure_future(failed.wait())
         try:
             done, _ = await asyncio.wait({first, stop}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             stop.cancel()
-            if not first.done():
-                first.cancel()
         if first not in done:
+            pending.append(first)
             return []
         batch = [first.result()]
         loop = asyncio.get_running_loop()
@@ -202,10 +210,12 @@ class Hub:
             timeout = deadline - loop.time()
             if timeout <= 0:
                 break
-            try:
-                batch.append(await asyncio.wait_for(iterator.__anext__(), timeout))
-            except TimeoutError:
+            following = _next_delivery(iterator)
+            done, _ = await asyncio.wait({following}, timeout=timeout)
+            if not done:
+                pending.append(following)
                 break
+            batch.append(following.result())
         return batch
 
     async def _handle_intake(self, batch: list[Delivery]) -> None:
@@ -241,6 +251,13 @@ class Hub:
             except Exception:  # noqa: BLE001
                 log.exception("dead-letter sweep failed; trying again")
             await asyncio.sleep(self.settings.dead_letter_sweep)
+
+
+def _next_delivery(iterator) -> asyncio.Future:  # noqa: ANN001
+    """A request for the consumer's next delivery; its end (the consumer closed) is never reported as lost."""
+    request = asyncio.ensure_future(iterator.__anext__())
+    request.add_done_callback(lambda f: f.cancelled() or f.exception())
+    return request
 
 
 def _stacks() -> str:

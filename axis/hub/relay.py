@@ -61,7 +61,8 @@ class Relay:
             if count < self._batch:
                 self._wake.clear()
                 try:
-                    await asyncio.wait_for(self._wake.wait(), self._idle_poll)
+                    async with asyncio.timeout(self._idle_poll):  # not wait_for: see transport/embedded.py
+                        await self._wake.wait()
                 except TimeoutError:
                     pass
 

@@ -467,8 +467,12 @@ class _EmbeddedConsumer(Consumer):
                 if await asyncio.shield(self._fill):
                     delay = _POLL_MIN
                     continue
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancellation that
+            # arrives as the event is set, and this loop then ran on as a zombie, holding its caller
+            # (the hub's batcher waited for it forever while deliveries it had handed out sat unsettled).
             try:
-                await asyncio.wait_for(self._wake.wait(), delay)
+                async with asyncio.timeout(delay):
+                    await self._wake.wait()
                 delay = _POLL_MIN
             except TimeoutError:
                 delay = min(delay * 2, _POLL_MAX)

@@ -172,3 +172,23 @@ async def test_a_consumer_that_takes_nothing_while_messages_wait_says_so(
                    for w in warnings), warnings
     finally:
         await transport.close()
+
+
+async def test_a_cancelled_wait_for_the_next_delivery_ends_even_as_a_message_arrives(tmp_path: Path) -> None:
+    # Regression: the consumer waited for news with asyncio.wait_for, which on Python 3.11 swallows a
+    # cancellation that lands as the wait completes. The cancelled request then ran on, and whoever
+    # cancelled it (the hub's batcher, via its own wait_for) waited for it forever.
+    transport = await open_transport(f"embedded://{tmp_path}/t.db")
+    try:
+        await transport.declare_queue(Q)
+        async with transport.consume(Q) as deliveries:
+            request = asyncio.ensure_future(anext(deliveries))
+            await asyncio.sleep(0.05)  # the request is now waiting for news
+            deliveries.wake()          # news arrives ...
+            request.cancel()           # ... in the same instant as the cancellation
+            with pytest.raises(asyncio.CancelledError):
+                await asyncio.wait_for(request, 2)
+            await transport.publish(Q, b"after", message_id="after")
+            assert (await next_delivery(deliveries)).message_id == "after"
+    finally:
+        await transport.close()
