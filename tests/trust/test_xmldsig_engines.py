@@ -69,3 +69,17 @@ def test_axis_xmldsig_forces_the_default(monkeypatch):
     monkeypatch.setenv("AXIS_XMLDSIG", "nonsense")
     with pytest.raises(ValueError):
         xmldsig.default()
+
+
+def test_one_verifier_and_one_signer_shared_by_threads(dev_pki, status_packet):
+    # A Verifier and a Signer are shared between threads (the adapters and the hub's thread mode do):
+    # the engine's cached keys are copied into each signing context, never changed.
+    from concurrent.futures import ThreadPoolExecutor
+
+    signer, verifier = dev_pki.signers[H41], dev_pki.verifier()
+
+    def round_trip(_: int) -> str:
+        return verifier.verify(signer.sign(status_packet)).signer_code
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        assert set(pool.map(round_trip, range(200))) == {H41}
