@@ -12,6 +12,7 @@ then the environment variable, then the default beside the data directory.
 | an agency's state | `--state` | | `<data>/agencies/<code>/` |
 | embedded lease | | `AXIS_EMBEDDED_LEASE` | 30 s before a dead consumer's deliveries come back |
 | delivery retries | | `AXIS_RETRY_BASE`, `AXIS_RETRY_ATTEMPTS` | 10 s doubling, 6 attempts, then the dead-letter queue |
+| XML-DSig engine | | `AXIS_XMLDSIG` | `xmlsec` when python-xmlsec loads, else `signxml` (read by `axis.trust.xmldsig`) |
 
 Callers may rely on these functions only reading the environment and the file
 system (no side effects), except `open_broker`, which opens a transport.
