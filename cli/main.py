@@ -32,6 +32,7 @@ app.add_typer(operator.agency_app, name="agency")
 agency_side.mount(app)  # send, inbox pull, status send
 app.command("receipts")(operator.receipts)
 app.add_typer(operator.audit_app, name="audit")
+app.add_typer(operator.dlq_app, name="dlq")
 
 
 def main() -> None:

@@ -12,6 +12,7 @@ from rich.table import Table
 
 from axis.edxml import parse_agency_code
 from axis.refusals import Refusal
+from axis.transport import TransportError
 from cli.output import REFUSED, fail, print_json, refuse, stderr, stdout
 from cli.settings import broker_url, data_dir, open_broker, trust_paths
 
@@ -185,6 +186,53 @@ def receipts(
 def _receipt_row(receipt) -> dict:  # noqa: ANN001
     return {"kind": receipt.kind, "code": receipt.code, "at": receipt.created_at, "detail": receipt.detail,
             "digest": receipt.digest}
+
+
+dlq_app = typer.Typer(help="Inspect the deliveries that failed for good (dead letters).", no_args_is_help=True)
+
+
+@dlq_app.command("list")
+def dlq_list(
+    code: str = typer.Argument(..., help="The recipient agency whose dead-letter queue to list."),
+    limit: int = typer.Option(1000, "--limit", min=1, help="At most this many, oldest first."),
+    as_json: bool = typer.Option(False, "--json"),
+    broker: str | None = BrokerOption,
+) -> None:
+    """List an agency's dead letters: what could not be delivered, after how many attempts, and why.
+
+    They stay parked: listing takes nothing away, and the hub has already sent each sender an
+    error receipt (AX500 DELIVERY_FAILED).
+    """
+    from axis import wire
+
+    try:
+        code = parse_agency_code(code).text
+    except Refusal as refusal:
+        refuse(refusal)
+
+    async def main() -> list:
+        transport = await open_broker(broker, name="axis-dlq")
+        try:
+            return await transport.dead_letters(wire.inbox_queue(code), limit=limit)
+        finally:
+            await transport.close()
+
+    try:
+        letters = asyncio.run(main())
+    except TransportError as exc:
+        fail(f"cannot list the dead letters of {code}: {exc}")
+    rows = [{"message_id": letter.message_id, "axis_id": letter.headers.get(wire.H_AXIS_ID),
+             "sender": letter.headers.get(wire.H_SENDER), "document_id": letter.headers.get(wire.H_DOCUMENT_ID),
+             "attempts": letter.attempts, "dead_at": letter.dead_at.isoformat(), "reason": letter.reason,
+             "bytes": len(letter.body)} for letter in letters]
+    if as_json:
+        print_json(rows)
+        return
+    table = Table("dead at (UTC)", "axis id", "sender", "document", "attempts", "reason")
+    for row in rows:
+        table.add_row(row["dead_at"][:19], row["axis_id"] or row["message_id"], row["sender"] or "",
+                      row["document_id"] or "", str(row["attempts"]), row["reason"])
+    stdout.print(table if rows else f"no dead letters for {code}")
 
 
 audit_app = typer.Typer(help="Check the tamper-evident audit log.", no_args_is_help=True)

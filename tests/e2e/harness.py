@@ -47,7 +47,7 @@ _T = TypeVar("_T")
 # Which commands take which deployment options (the rest take neither).
 _TAKES_DB = {("serve",), ("agency", "add"), ("agency", "list"), ("agency", "suspend"), ("agency", "resume"),
              ("receipts",), ("audit", "verify")}
-_TAKES_BROKER = {("serve",), ("agency", "add"), ("send",), ("inbox", "pull"), ("status", "send")}
+_TAKES_BROKER = {("serve",), ("agency", "add"), ("send",), ("inbox", "pull"), ("status", "send"), ("dlq", "list")}
 
 
 @dataclass(frozen=True)
@@ -202,7 +202,7 @@ class Deployment:
     def options(self, args: Sequence[str]) -> list[str]:
         """`args` plus --db/--broker where the command takes them and this deployment is not embedded."""
         extra: list[str] = []
-        command = tuple(args[:2]) if args[0] in ("agency", "inbox", "status", "audit") else (args[0],)
+        command = tuple(args[:2]) if args[0] in ("agency", "inbox", "status", "audit", "dlq") else (args[0],)
         if self.db is not None and command in _TAKES_DB:
             extra += ["--db", self.db]
         if self.broker is not None and command in _TAKES_BROKER:

@@ -75,5 +75,14 @@ def test_a_delivery_that_keeps_failing_is_dead_lettered_with_an_error_receipt_to
     assert error.receipt.refusal_code == RefusalCode.DELIVERY_FAILED.number
     assert error.receipt.digest == sha256(packet)
 
+    # The operator sees it parked, with why and after how many attempts; listing takes nothing away.
+    for _ in range(2):
+        listed = deployment.cli("dlq", "list", H41, "--json")
+        assert listed.exit_code == 0, listed
+        [parked] = json.loads(listed.stdout)
+        assert (parked["axis_id"], parked["sender"], parked["attempts"]) == (axis_id, G22, POLICY.max_attempts)
+        assert RefusalCode.CERT_UNTRUSTED.label in parked["reason"] and parked["bytes"] == len(packet)
+    assert "no dead letters" in deployment.cli("dlq", "list", G22).stdout
+
     audit = deployment.cli("audit", "verify", "--json")
     assert audit.exit_code == 0 and json.loads(audit.stdout)["ok"], audit
