@@ -142,7 +142,7 @@ class Hub:
                     await asyncio.gather(*running, return_exceptions=True)
                 await asyncio.sleep(1.0)
             except asyncio.CancelledError:
-                for task in [*running, *pending]:
+                for task in running:
                     task.cancel()
                 raise
             except StopAsyncIteration:
@@ -164,14 +164,11 @@ class Hub:
         `stall_after` is reported the same way (once), and left running: it may be slow, not lost.
         """
         loop = asyncio.get_running_loop()
-        reported: set[asyncio.Task] = set()
+        reported: set[tuple[asyncio.Task, float]] = set()
         while not failed.is_set():
             await asyncio.sleep(self.settings.stall_after / 2)
+            self._report_overdue(running, f"a batch from {queue}", reported)
             now = loop.time()
-            for task, since in list(running.items()):
-                if now - since > self.settings.stall_after and task not in reported:
-                    reported.add(task)
-                    log.warning("a batch from %s has been running for %.0f s%s", queue, now - since, _stacks())
             idle = now - activity[0]
             if idle < self.settings.stall_after or running:
                 continue
@@ -232,14 +229,20 @@ class Hub:
 
     async def _watch_relay(self) -> None:
         """A relay pass that takes longer than `stall_after` is reported once, with every stack."""
-        loop = asyncio.get_running_loop()
         reported: set[tuple[asyncio.Task, float]] = set()
         while True:
             await asyncio.sleep(self.settings.stall_after / 2)
-            for task, since in list(self.relay.in_pass.items()):
-                if loop.time() - since > self.settings.stall_after and (task, since) not in reported:
-                    reported.add((task, since))
-                    log.warning("a relay pass has been running for %.0f s%s", loop.time() - since, _stacks())
+            self._report_overdue(self.relay.in_pass, "a relay pass", reported)
+
+    def _report_overdue(self, under_way: dict[asyncio.Task, float], what: str,
+                        reported: set[tuple[asyncio.Task, float]]) -> None:
+        """Log once, with every stack, each piece of work (task -> loop time it started) older than
+        `stall_after`. It is left running: it may be slow, not lost."""
+        now = asyncio.get_running_loop().time()
+        for task, since in list(under_way.items()):
+            if now - since > self.settings.stall_after and (task, since) not in reported:
+                reported.add((task, since))
+                log.warning("%s has been running for %.0f s%s", what, now - since, _stacks())
 
     async def _sweep_forever(self) -> None:
         while True:

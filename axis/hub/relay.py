@@ -49,16 +49,15 @@ class Relay:
         while True:
             self.in_pass[me] = loop.time()
             try:
-                count = await self.relay_once()
-            except asyncio.CancelledError:
-                raise
+                count: int | None = await self.relay_once()
             except Exception:  # noqa: BLE001 - the relay must outlive a broker or database hiccup
                 log.exception("relay pass failed; retrying")
-                self.in_pass.pop(me, None)
+                count = None
+            finally:
+                del self.in_pass[me]
+            if count is None:
                 await asyncio.sleep(1.0)
-                continue
-            self.in_pass.pop(me, None)
-            if count < self._batch:
+            elif count < self._batch:
                 self._wake.clear()
                 try:
                     async with asyncio.timeout(self._idle_poll):  # not wait_for: see transport/embedded.py

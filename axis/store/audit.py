@@ -64,10 +64,11 @@ def check_data(data: Mapping[str, Any]) -> dict[str, Any]:
     """
     if not isinstance(data, Mapping):
         raise TypeError(f"audit data must be a JSON object (a mapping), not {type(data).__name__}")
-    if _exact(dict(data)):
-        return dict(data)
+    plain = dict(data)
+    if _exact(plain):
+        return plain
     try:
-        text = canonical_json(dict(data))
+        text = canonical_json(plain)
     except (TypeError, ValueError) as exc:
         raise type(exc)(f"audit data is not plain JSON ({exc}); pass str/int/float/bool/None, "
                         "lists and dicts only, e.g. datetimes as ISO strings") from None
