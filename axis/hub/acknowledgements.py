@@ -125,10 +125,9 @@ class DeadLetterSweep:
         return recorded
 
     def _unrecorded(self, code: str, letters: list) -> list:  # noqa: ANN001
-        failure = str(RefusalCode.DELIVERY_FAILED.number)
-        return [letter for letter in letters
-                if self._store.get_receipt(letter.headers[wire.H_AXIS_ID], "error", recipient=code,
-                                           code=failure) is None]
+        recorded = self._store.receipted([letter.headers[wire.H_AXIS_ID] for letter in letters], "error",
+                                         recipient=code, code=str(RefusalCode.DELIVERY_FAILED.number))
+        return [letter for letter in letters if letter.headers[wire.H_AXIS_ID] not in recorded]
 
     def _commit(self, code: str, letters, receipts: list[Receipt], signed: list[bytes]) -> int:  # noqa: ANN001
         count = 0

@@ -238,6 +238,19 @@ class _Reads:
             row = c.execute(q).first()
         return _receipt(row) if row else None
 
+    def receipted(self, axis_ids: Iterable[str], kind: str, recipient: str | None = None,
+                  code: str | None = None) -> set[str]:
+        """Which of `axis_ids` hold a receipt with this key (`get_receipt` for many, in a few queries)."""
+        found: set[str] = set()
+        with self._reading() as c:
+            for chunk in _chunks(list(dict.fromkeys(axis_ids)), 500):
+                q = sa.select(receipts_t.c.axis_id).where(
+                    receipts_t.c.axis_id.in_(chunk), receipts_t.c.kind == kind,
+                    sa.func.coalesce(receipts_t.c.recipient_code, "") == (recipient or ""),
+                    sa.func.coalesce(receipts_t.c.code, "") == (code or ""))
+                found.update(c.execute(q).scalars())
+        return found
+
     def timeline(self, axis_id: str) -> dict[str | None, list[Receipt]]:
         """Receipts per recipient (None: intake receipts), each list ordered by time."""
         result: dict[str | None, list[Receipt]] = {}

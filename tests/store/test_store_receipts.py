@@ -23,6 +23,16 @@ def test_receipts_are_unique_per_key(seeded: Store, clock) -> None:
     assert len(seeded.receipts(axis_id)) == 5
 
 
+def test_which_documents_hold_a_receipt(seeded: Store) -> None:
+    first, second = accept(seeded, 1), accept(seeded, 2)
+    with seeded.write() as tx:
+        tx.add_receipt(first, "error", b"<e/>", recipient=R1, code="500")
+        tx.add_receipt(second, "error", b"<e/>", recipient=R2, code="500")
+    assert seeded.receipted([first, second, "no-such"], "error", recipient=R1, code="500") == {first}
+    assert seeded.receipted([first, second], "intake") == {first, second}  # recipient and code NULL
+    assert seeded.receipted([], "intake") == set()
+
+
 def test_bulk_receipts_count_only_new_ones(seeded: Store) -> None:
     axis_id = accept(seeded, 1)
     with seeded.write() as tx:
