@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.bulk_run import BULK_RECIPIENTS, BULK_SENDERS, BulkRun
-from tests.e2e.harness import Deployment, wait_until
+from tests.e2e.harness import Deployment, HubProcess, wait_until
 from tests.e2e.packets import G22, H41, TestPKI
 
 MIDWAY = 100  # deliveries recorded as delivered when the hub is killed (of 4,000); intake is still busy then
@@ -38,15 +38,19 @@ def test_sigkill_of_the_hub_mid_run_loses_nothing_and_duplicates_nothing(
     run.check_exactly_once()
 
 
-def test_sigterm_stops_the_hub_and_its_verification_worker(
-        embedded_deployment: Deployment, e2e_pki: TestPKI, tmp_path: Path) -> None:
-    deployment = embedded_deployment
+def _hub_that_has_worked(deployment: Deployment, pki: TestPKI, tmp_path: Path) -> HubProcess:
+    """A running hub that has carried one document, so its worker process has certainly done work."""
     hub = deployment.serve()
     packet = tmp_path / "p.edxml"
-    packet.write_bytes(e2e_pki.document(G22, [H41], 1))
-    assert deployment.cli("send", str(packet)).exit_code == 0  # the worker process exists once it has worked
-    assert len(hub.leftovers()) > 1  # the hub and its helpers (verification worker, resource tracker)
+    packet.write_bytes(pki.document(G22, [H41], 1))
+    assert deployment.cli("send", str(packet)).exit_code == 0
+    assert len(hub.leftovers()) > 1  # the hub and its helpers (worker process, resource tracker)
+    return hub
 
+
+def test_sigterm_stops_the_hub_and_its_verification_worker(
+        embedded_deployment: Deployment, e2e_pki: TestPKI, tmp_path: Path) -> None:
+    hub = _hub_that_has_worked(embedded_deployment, e2e_pki, tmp_path)
     hub.process.send_signal(signal.SIGTERM)
     assert hub.process.wait(20) == 0
     wait_until(lambda: not hub.leftovers(), "the verification worker to exit", timeout=10)
@@ -55,13 +59,7 @@ def test_sigterm_stops_the_hub_and_its_verification_worker(
 def test_a_killed_hub_leaves_no_verification_worker_behind(
         embedded_deployment: Deployment, e2e_pki: TestPKI, tmp_path: Path) -> None:
     """Regression: the worker outlived a SIGKILLed hub as an orphan that also ignored SIGTERM."""
-    deployment = embedded_deployment
-    hub = deployment.serve()
-    packet = tmp_path / "p.edxml"
-    packet.write_bytes(e2e_pki.document(G22, [H41], 1))
-    assert deployment.cli("send", str(packet)).exit_code == 0
-    assert len(hub.leftovers()) > 1
-
+    hub = _hub_that_has_worked(embedded_deployment, e2e_pki, tmp_path)
     hub.process.send_signal(signal.SIGKILL)
     hub.process.wait(10)
     try:
