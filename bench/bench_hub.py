@@ -159,7 +159,7 @@ async def run_config(name: str, db_url: str, broker_url: str, root: Path, packet
     throughput = n / elapsed
     if profiler:
         profiler.disable()
-        pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
+        pstats.Stats(profiler).sort_stats(os.environ.get("BENCH_SORT", "tottime")).print_stats(int(os.environ.get("BENCH_ROWS", "25")))
     # CPU per document: this process (hub event loop, its SQLite/DB threads, the embedded broker's
     # thread; the bench's own polling is negligible) and the verification workers.
     main_ms = 1000 * (time.process_time() - cpu_before[0]) / n

@@ -14,6 +14,11 @@ RabbitMQ runs in a fresh vhost made through the management API and deleted
 afterwards; the embedded transport in a temporary directory. Numbers are
 messages per second of wall time (median of the rounds, with the range, since
 broker and client share this machine and the spread is wide).
+
+For the raw aio-pika row and Axis's publish_many + consume on RabbitMQ, the CPU each message
+costs is reported too: this process (the AMQP client) and the RabbitMQ server's process, in ms
+per message published with a confirm, then consumed and acked. They are the floor under anything
+that moves messages through a broker on this machine (docs/performance.md uses them).
 """
 from __future__ import annotations
 
@@ -59,11 +64,54 @@ def rate(count: int, seconds: float) -> float:
     return count / seconds if seconds > 0 else float("inf")
 
 
+def _broker_pids() -> list[int]:
+    """The RabbitMQ server's Erlang VM (beam.smp running rabbit), if it runs on this machine."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"beam" in cmdline and b"rabbit" in cmdline:
+                pids.append(int(entry.name))
+    return pids
+
+
+def _cpu_seconds(pids: list[int]) -> float:
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / ticks  # utime + stime
+    return total
+
+
+class CpuPerMessage:
+    """CPU ms per message of this process (the client) and of the broker, over a `with` block."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.broker = _broker_pids()
+
+    def __enter__(self) -> CpuPerMessage:
+        self._start = time.process_time(), _cpu_seconds(self.broker)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.client_ms = 1000 * (time.process_time() - self._start[0]) / self.n
+        self.broker_ms = 1000 * (_cpu_seconds(self.broker) - self._start[1]) / self.n if self.broker else float("nan")
+
+
 async def raw_aio_pika(url: str, n: int, body: bytes) -> dict[str, float]:
     connection = await aio_pika.connect_robust(url)
     channel = await connection.channel(publisher_confirms=True)
     queue = await channel.declare_queue("bench.raw", durable=True)
     window = asyncio.Semaphore(WINDOW)
+    cpu = CpuPerMessage(n).__enter__()
 
     async def one(i: int) -> None:
         async with window:
@@ -90,9 +138,11 @@ async def raw_aio_pika(url: str, n: int, body: bytes) -> dict[str, float]:
     tag = await queue.consume(on_message)
     await asyncio.wait_for(done.wait(), 600)
     consumed = time.perf_counter() - started
+    cpu.__exit__()
     await queue.cancel(tag)
     await connection.close()
-    return {"publish": rate(n, published), "consume": rate(n, consumed)}
+    return {"publish": rate(n, published), "consume": rate(n, consumed),
+            "CPU ms/msg: client": cpu.client_ms, "CPU ms/msg: broker": cpu.broker_ms}
 
 
 async def consume_all(transport: Transport, queue: str, n: int) -> float:
@@ -113,13 +163,16 @@ async def axis_rows(transport: Transport, n: int, body: bytes, *, embedded: bool
     out: dict[str, float] = {}
 
     batch_size = 500 if embedded else n
-    started = time.perf_counter()
-    for start in range(0, n, batch_size):
-        outcomes = await transport.publish_many(
-            [OutgoingMessage(queue, body, f"m{i}") for i in range(start, min(n, start + batch_size))])
-        assert all(o is None for o in outcomes), outcomes
-    out["publish_many"] = rate(n, time.perf_counter() - started)
-    out["consume"] = await consume_all(transport, queue, n)
+    with CpuPerMessage(n) as cpu:
+        started = time.perf_counter()
+        for start in range(0, n, batch_size):
+            outcomes = await transport.publish_many(
+                [OutgoingMessage(queue, body, f"m{i}") for i in range(start, min(n, start + batch_size))])
+            assert all(o is None for o in outcomes), outcomes
+        out["publish_many"] = rate(n, time.perf_counter() - started)
+        out["consume"] = await consume_all(transport, queue, n)
+    if not embedded:
+        out["CPU ms/msg: client"], out["CPU ms/msg: broker"] = cpu.client_ms, cpu.broker_ms
 
     if embedded:
         window = asyncio.Semaphore(WINDOW)
@@ -185,8 +238,9 @@ async def main() -> None:
     print(f"{'transport':<16} {'operation':<28} {'msg/s':>8}   {'range':<15}")
     for name, rows in runs.items():
         for operation, values in rows.items():
-            print(f"{name:<16} {operation:<28} {statistics.median(values):>8,.0f}   "
-                  f"{min(values):,.0f}-{max(values):,.0f}")
+            digits = ".2f" if operation.startswith("CPU") else ",.0f"
+            print(f"{name:<16} {operation:<28} {statistics.median(values):>8{digits}}   "
+                  f"{min(values):{digits}}-{max(values):{digits}}")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"messages": n, "size": args.size, "runs": runs}, indent=2))
