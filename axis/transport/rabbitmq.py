@@ -7,6 +7,8 @@ Same contract as every transport (see `base`). What is specific here:
   confirms and `on_return_raises`, one robust channel per consumer, and
   short-lived plain channels for declarations, depth and dead-letter work (a
   failed passive declare closes its channel; it must not be a shared one).
+- Publishes go to the robust channel's current aiormq channel with pamqp
+  properties (aio-pika's `Message` adds nothing Axis uses and costs CPU).
 - Every message is persistent and published `mandatory`; the AMQP `message_id`
   is a fresh uuid per publish, because aiormq matches returned (unroutable)
   messages to publishes by it, and the caller's message id travels in the
