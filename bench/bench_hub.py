@@ -16,7 +16,8 @@ What is measured (5 KB signed packets, EC P-256 keys, the hub with one worker pr
   worker processes, and how busy the whole machine was (hub, workers, broker, database).
 
 Tuning: `--hub KEY=VALUE` overrides a HubSettings field (`--hub in_flight=6 --hub batch_size=100`);
-`--profile` prints a cProfile of the hub process's event loop during the throughput run.
+`--profile` prints a cProfile of the hub process's event loop during the throughput run (sorted by
+`$BENCH_SORT`, default tottime, `$BENCH_ROWS` rows, default 25).
 """
 from __future__ import annotations
 
@@ -159,7 +160,9 @@ async def run_config(name: str, db_url: str, broker_url: str, root: Path, packet
     throughput = n / elapsed
     if profiler:
         profiler.disable()
-        pstats.Stats(profiler).sort_stats(os.environ.get("BENCH_SORT", "tottime")).print_stats(int(os.environ.get("BENCH_ROWS", "25")))
+        # BENCH_SORT=cumulative shows which of the hub's parts the time goes to.
+        pstats.Stats(profiler).sort_stats(os.environ.get("BENCH_SORT", "tottime")).print_stats(
+            int(os.environ.get("BENCH_ROWS", "25")))
     # CPU per document: this process (hub event loop, its SQLite/DB threads, the embedded broker's
     # thread; the bench's own polling is negligible) and the verification workers.
     main_ms = 1000 * (time.process_time() - cpu_before[0]) / n
