@@ -37,6 +37,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from signxml import XMLVerifier  # noqa: E402
 
+from cpu_usage import cpu_seconds, machine_busy  # noqa: E402 (bench/, the script's folder)
+
 from axis import wire  # noqa: E402
 from axis.edxml import Attachment, Organization, SignerInfo, packet_to_bytes  # noqa: E402
 from axis.edxml.compose import new_document  # noqa: E402
@@ -137,7 +139,7 @@ async def run_config(name: str, db_url: str, broker_url: str, root: Path, packet
     await hub.pool.start()
     n = len(throughput_docs)
     workers = _worker_pids(hub)
-    cpu_before = time.process_time(), _cpu_seconds(workers), _machine_busy()
+    cpu_before = time.process_time(), cpu_seconds(workers), machine_busy()
     profiler = cProfile.Profile() if PROFILE else None
     if profiler:
         profiler.enable()
@@ -166,8 +168,8 @@ async def run_config(name: str, db_url: str, broker_url: str, root: Path, packet
     # CPU per document: this process (hub event loop, its SQLite/DB threads, the embedded broker's
     # thread; the bench's own polling is negligible) and the verification workers.
     main_ms = 1000 * (time.process_time() - cpu_before[0]) / n
-    workers_ms = 1000 * (_cpu_seconds(workers) - cpu_before[1]) / n
-    busy, total = (after - before for after, before in zip(_machine_busy(), cpu_before[2]))
+    workers_ms = 1000 * (cpu_seconds(workers) - cpu_before[1]) / n
+    busy, total = (after - before for after, before in zip(machine_busy(), cpu_before[2]))
     machine_busy = busy / total if total else 0.0  # every process: hub, workers, broker, database
 
     # Latency: paced submissions, receipts consumed as they come.
@@ -209,28 +211,6 @@ async def run_config(name: str, db_url: str, broker_url: str, root: Path, packet
 
 def _worker_pids(hub: Hub) -> list[int]:
     return list(getattr(hub.pool._executor, "_processes", {}) or {})
-
-
-def _machine_busy() -> tuple[int, int]:
-    """(busy, total) CPU ticks of the whole machine so far (Linux /proc/stat; zeros elsewhere)."""
-    try:
-        ticks = [int(t) for t in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    except OSError:
-        return 0, 0
-    idle = ticks[3] + ticks[4]  # idle + iowait
-    return sum(ticks) - idle, sum(ticks)
-
-
-def _cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU of these processes so far (Linux /proc; 0 elsewhere)."""
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
 
 
 async def _drain(transport, queue: str) -> None:  # noqa: ANN001

@@ -42,6 +42,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import aio_pika  # noqa: E402
 from yarl import URL  # noqa: E402
 
+from cpu_usage import cpu_seconds, rabbitmq_pids  # noqa: E402 (bench/, the script's folder)
+
 from axis.transport import OutgoingMessage, Transport, open_transport  # noqa: E402
 
 AMQP_URL = os.environ.get("AXIS_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
@@ -64,46 +66,18 @@ def rate(count: int, seconds: float) -> float:
     return count / seconds if seconds > 0 else float("inf")
 
 
-def _broker_pids() -> list[int]:
-    """The RabbitMQ server's Erlang VM (beam.smp running rabbit), if it runs on this machine."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                cmdline = (entry / "cmdline").read_bytes()
-            except OSError:
-                continue
-            if b"beam" in cmdline and b"rabbit" in cmdline:
-                pids.append(int(entry.name))
-    return pids
-
-
-def _cpu_seconds(pids: list[int]) -> float:
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0.0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += (int(fields[11]) + int(fields[12])) / ticks  # utime + stime
-    return total
-
-
 class CpuPerMessage:
-    """CPU ms per message of this process (the client) and of the broker, over a `with` block."""
+    """CPU ms per message of this process (the client) and of the broker, from creation to `stop()`."""
 
     def __init__(self, n: int) -> None:
         self.n = n
-        self.broker = _broker_pids()
+        self.broker = rabbitmq_pids()
+        self._start = time.process_time(), cpu_seconds(self.broker)
 
-    def __enter__(self) -> CpuPerMessage:
-        self._start = time.process_time(), _cpu_seconds(self.broker)
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.client_ms = 1000 * (time.process_time() - self._start[0]) / self.n
-        self.broker_ms = 1000 * (_cpu_seconds(self.broker) - self._start[1]) / self.n if self.broker else float("nan")
+    def stop(self) -> dict[str, float]:
+        client = time.process_time() - self._start[0]
+        broker = cpu_seconds(self.broker) - self._start[1] if self.broker else float("nan")
+        return {"CPU ms/msg: client": 1000 * client / self.n, "CPU ms/msg: broker": 1000 * broker / self.n}
 
 
 async def raw_aio_pika(url: str, n: int, body: bytes) -> dict[str, float]:
@@ -111,7 +85,7 @@ async def raw_aio_pika(url: str, n: int, body: bytes) -> dict[str, float]:
     channel = await connection.channel(publisher_confirms=True)
     queue = await channel.declare_queue("bench.raw", durable=True)
     window = asyncio.Semaphore(WINDOW)
-    cpu = CpuPerMessage(n).__enter__()
+    cpu = CpuPerMessage(n)
 
     async def one(i: int) -> None:
         async with window:
@@ -138,11 +112,10 @@ async def raw_aio_pika(url: str, n: int, body: bytes) -> dict[str, float]:
     tag = await queue.consume(on_message)
     await asyncio.wait_for(done.wait(), 600)
     consumed = time.perf_counter() - started
-    cpu.__exit__()
+    costs = cpu.stop()
     await queue.cancel(tag)
     await connection.close()
-    return {"publish": rate(n, published), "consume": rate(n, consumed),
-            "CPU ms/msg: client": cpu.client_ms, "CPU ms/msg: broker": cpu.broker_ms}
+    return {"publish": rate(n, published), "consume": rate(n, consumed), **costs}
 
 
 async def consume_all(transport: Transport, queue: str, n: int) -> float:
@@ -163,16 +136,17 @@ async def axis_rows(transport: Transport, n: int, body: bytes, *, embedded: bool
     out: dict[str, float] = {}
 
     batch_size = 500 if embedded else n
-    with CpuPerMessage(n) as cpu:
-        started = time.perf_counter()
-        for start in range(0, n, batch_size):
-            outcomes = await transport.publish_many(
-                [OutgoingMessage(queue, body, f"m{i}") for i in range(start, min(n, start + batch_size))])
-            assert all(o is None for o in outcomes), outcomes
-        out["publish_many"] = rate(n, time.perf_counter() - started)
-        out["consume"] = await consume_all(transport, queue, n)
-    if not embedded:
-        out["CPU ms/msg: client"], out["CPU ms/msg: broker"] = cpu.client_ms, cpu.broker_ms
+    cpu = CpuPerMessage(n)
+    started = time.perf_counter()
+    for start in range(0, n, batch_size):
+        outcomes = await transport.publish_many(
+            [OutgoingMessage(queue, body, f"m{i}") for i in range(start, min(n, start + batch_size))])
+        assert all(o is None for o in outcomes), outcomes
+    out["publish_many"] = rate(n, time.perf_counter() - started)
+    out["consume"] = await consume_all(transport, queue, n)
+    costs = cpu.stop()
+    if not embedded:  # the embedded transport's broker is this process: no separate broker CPU
+        out.update(costs)
 
     if embedded:
         window = asyncio.Semaphore(WINDOW)

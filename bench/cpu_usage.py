@@ -1,0 +1,45 @@
+"""CPU accounting the benchmarks share (Linux /proc; zeros elsewhere).
+
+The figures are ratios of CPU to work, so every bench reads CPU the same way: user + system time
+of given processes, and busy/total ticks of the whole machine.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU of these processes so far (a process that is gone counts 0)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime + stime, in clock ticks
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy() -> tuple[int, int]:
+    """(busy, total) CPU ticks of the whole machine so far."""
+    try:
+        ticks = [int(t) for t in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except OSError:
+        return 0, 0
+    idle = ticks[3] + ticks[4]  # idle + iowait
+    return sum(ticks) - idle, sum(ticks)
+
+
+def rabbitmq_pids() -> list[int]:
+    """The RabbitMQ server's Erlang VM (beam.smp running rabbit), if it runs on this machine."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"beam" in cmdline and b"rabbit" in cmdline:
+                pids.append(int(entry.name))
+    return pids
