@@ -170,7 +170,7 @@ async def run_config(name: str, db_url: str, broker_url: str, root: Path, packet
     main_ms = 1000 * (time.process_time() - cpu_before[0]) / n
     workers_ms = 1000 * (cpu_seconds(workers) - cpu_before[1]) / n
     busy, total = (after - before for after, before in zip(machine_busy(), cpu_before[2]))
-    machine_busy = busy / total if total else 0.0  # every process: hub, workers, broker, database
+    busy_share = busy / total if total else 0.0  # every process: hub, workers, broker, database
 
     # Latency: paced submissions, receipts consumed as they come.
     await _drain(transport, wire.receipts_queue(SENDER))
@@ -206,7 +206,7 @@ async def run_config(name: str, db_url: str, broker_url: str, root: Path, packet
             "throughput": throughput, "p50_ms": 1000 * statistics.median(latencies),
             "p99_ms": 1000 * latencies[int(0.99 * (len(latencies) - 1))], "workers": hub.pool.workers,
             "audit_ok": audit_ok, "main_ms": main_ms, "workers_ms": workers_ms,
-            "machine_busy": machine_busy}
+            "machine_busy": busy_share}
 
 
 def _worker_pids(hub: Hub) -> list[int]:
