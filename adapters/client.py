@@ -45,20 +45,31 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+from adapters.documents import response_for_document, response_for_from_document_id
+from adapters.inbox import InboxEntry, InboxLedger, PacketFacts
+from adapters.receipt_store import ReceiptStore, check_name_part
 from axis import wire
 from axis.edxml import (
-    NS, DocumentPacket, Organization, Packet, PacketKind, ResponseFor, StaffInfo, StatusCode, StatusPacket,
-    detect_kind, packet_to_bytes, parse_agency_code, parse_xml, read_packet,
+    NS,
+    DocumentPacket,
+    Organization,
+    Packet,
+    PacketKind,
+    ResponseFor,
+    StaffInfo,
+    StatusCode,
+    StatusPacket,
+    detect_kind,
+    packet_to_bytes,
+    parse_agency_code,
+    parse_xml,
+    read_packet,
 )
 from axis.edxml.compose import new_status
 from axis.receipt import Receipt, build_receipt, now_utc, read_receipt
 from axis.refusals import PacketError, Refusal, RefusalCode, TrustError
 from axis.transport import MAX_PRIORITY, Delivery, OutgoingMessage, Transport, TransportError, UnroutableError
 from axis.trust import Signer, Verifier
-
-from adapters.documents import response_for_document, response_for_from_document_id
-from adapters.inbox import InboxEntry, InboxLedger, PacketFacts
-from adapters.receipt_store import ReceiptStore, check_name_part
 
 log = logging.getLogger("adapters.client")
 
@@ -271,7 +282,7 @@ class AgencyClient:
                 await asyncio.sleep(0.25 * 2 ** attempt)
             outcomes = await self.transport.publish_many(pending)
             failed = []
-            for message, outcome in zip(pending, outcomes):
+            for message, outcome in zip(pending, outcomes, strict=True):
                 if isinstance(outcome, UnroutableError):
                     raise UnroutableError(f"queue {message.queue!r} does not exist, so nothing was sent: the hub "
                                           "declares it when it starts (axis serve); check --broker") from outcome

@@ -100,7 +100,7 @@ class FolderAdapter:
 
     def _file_sent(self, ready: list[tuple[Path, bytes, int]], ids: list[str]) -> list[SentFile]:
         moved = []
-        for (path, _, _), submission in zip(ready, ids):
+        for (path, _, _), submission in zip(ready, ids, strict=True):
             target = self.sent / f"{path.stem}.{submission}.edxml"
             os.replace(path, target)
             moved.append(SentFile(path, target, submission))

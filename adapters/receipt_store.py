@@ -25,8 +25,8 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from axis.receipt import Receipt, read_receipt
 from adapters.files import write_atomic
+from axis.receipt import Receipt, read_receipt
 
 _NAME_PART = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]{0,199}")
 

@@ -69,7 +69,7 @@ class Receipt:
 
 
 def now_utc() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    return dt.datetime.now(dt.UTC).replace(microsecond=0)
 
 
 def build_receipt(receipt: Receipt) -> bytes:
@@ -87,7 +87,7 @@ def build_receipt(receipt: Receipt) -> bytes:
         refusal = etree.SubElement(root, _q("Refusal"), code=str(receipt.refusal_code),
                                    name=receipt.refusal_name or "")
         refusal.text = receipt.refusal_detail or ""
-    etree.SubElement(root, _q("Time")).text = receipt.time.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    etree.SubElement(root, _q("Time")).text = receipt.time.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     etree.SubElement(root, _q("Issuer")).text = receipt.issuer
     return etree.tostring(root, xml_declaration=True, encoding="UTF-8")
 
@@ -111,7 +111,7 @@ def read_receipt(data: bytes | etree._Element) -> Receipt:
             raise ValueError("Kind, Outcome, Time and Issuer are required")
         return Receipt(
             kind=text("Kind"), outcome=text("Outcome"), issuer=text("Issuer"),
-            time=dt.datetime.strptime(time_text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.timezone.utc),
+            time=dt.datetime.strptime(time_text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC),
             digest=digest,
             refusal_code=int(refusal.get("code")) if refusal is not None else None,
             refusal_name=refusal.get("name") if refusal is not None else None,

@@ -86,7 +86,7 @@ class RefusalCode(enum.Enum):
         return f"AX{self.number} {self.name}"
 
     @classmethod
-    def from_number(cls, number: int) -> "RefusalCode":
+    def from_number(cls, number: int) -> RefusalCode:
         for code in cls:
             if code.number == number:
                 return code

@@ -76,7 +76,7 @@ async def _open(broker: str | None, what: str) -> Transport:
         fail(f"cannot open the broker {settings.broker_url(broker)!r}: {exc}")
 
 
-def _run(coroutine) -> None:  # noqa: ANN001 - any coroutine
+def _run(coroutine) -> None:
     # typer commands are synchronous; the SDK is async.
     asyncio.run(coroutine)
 
@@ -205,7 +205,7 @@ async def _send(results: list[_Sent], broker: str | None, state: Path | None, wa
                     for sent, _, _ in items:
                         sent.error = f"not confirmed by the broker: {exc}"
                     continue
-                for (sent, _, _), submission in zip(items, ids):
+                for (sent, _, _), submission in zip(items, ids, strict=True):
                     sent.submission = submission
 
         async def collect(code: str, client: AgencyClient) -> None:

@@ -90,7 +90,7 @@ async def _run(root: Path) -> bool:
         store.close()
 
 
-async def _exchange(root: Path, hub: Hub, store, clients: dict[str, AgencyClient], signer) -> bool:  # noqa: ANN001
+async def _exchange(root: Path, hub: Hub, store, clients: dict[str, AgencyClient], signer) -> bool:
     sender = clients[SENDER.organ_id]
     _step(f"{SENDER.organ_id} signs a document with a PDF attachment for two agencies and submits it")
     pdf = one_page_pdf()

@@ -16,6 +16,7 @@ from axis.transport import TransportError
 from cli.output import REFUSED, fail, print_json, refuse, stderr, stdout
 from cli.settings import broker_url, data_dir, open_broker, trust_paths
 
+
 def db_url(value: str | None) -> str:
     return value or os.environ.get("AXIS_DB") or f"sqlite:///{data_dir() / 'axis.db'}"
 
@@ -24,7 +25,7 @@ DbOption = typer.Option(None, "--db", help="Database URL (env AXIS_DB; default s
 BrokerOption = typer.Option(None, "--broker", help="Broker URL (env AXIS_BROKER): 'embedded' (default) or amqp://…")
 
 
-def _open_store(url: str | None):  # noqa: ANN202
+def _open_store(url: str | None):
     from axis.store import open_store
     target = db_url(url)
     if target.startswith("sqlite:///"):
@@ -32,7 +33,7 @@ def _open_store(url: str | None):  # noqa: ANN202
     return open_store(target)
 
 
-async def _with_transport(url: str | None, action):  # noqa: ANN001, ANN202
+async def _with_transport(url: str | None, action):
     transport = await open_broker(url, name="axis-operator")
     try:
         return await action(transport)
@@ -183,7 +184,7 @@ def receipts(
         stdout.print(table)
 
 
-def _receipt_row(receipt) -> dict:  # noqa: ANN001
+def _receipt_row(receipt) -> dict:
     return {"kind": receipt.kind, "code": receipt.code, "at": receipt.created_at, "detail": receipt.detail,
             "digest": receipt.digest}
 
@@ -312,7 +313,7 @@ def serve(
     asyncio.run(main())
 
 
-def hub_settings(workers, trust, crl, key, cert, lenient_codes=False, allow_sha1=()):  # noqa: ANN001, ANN201
+def hub_settings(workers, trust, crl, key, cert, lenient_codes=False, allow_sha1=()):
     from axis.hub import HubSettings, TrustSettings
     pki = data_dir() / "pki"
     trust, crl = trust_paths(trust, crl)

@@ -12,8 +12,22 @@ from collections.abc import Sequence
 from zoneinfo import ZoneInfo
 
 from axis.edxml.model import (
-    Attachment, Business, BusinessDocType, Code, DocumentPacket, DocumentType, MessageHeader, Organization,
-    OtherInfo, PromulgationInfo, ResponseFor, SignerInfo, StaffInfo, StatusCode, StatusPacket, TraceHeader,
+    Attachment,
+    Business,
+    BusinessDocType,
+    Code,
+    DocumentPacket,
+    DocumentType,
+    MessageHeader,
+    Organization,
+    OtherInfo,
+    PromulgationInfo,
+    ResponseFor,
+    SignerInfo,
+    StaffInfo,
+    StatusCode,
+    StatusPacket,
+    TraceHeader,
     make_document_id,
 )
 

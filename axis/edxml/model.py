@@ -20,7 +20,7 @@ from enum import Enum
 from typing import Union
 
 
-def el(name: str, default: object = ..., **kwargs: object):  # noqa: ANN201 - dataclass field factory
+def el(name: str, default: object = ..., **kwargs: object):
     """A field mapped to the child element `name`."""
     if default is ...:
         return field(metadata={"xml": name}, **kwargs)

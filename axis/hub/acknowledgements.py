@@ -44,10 +44,10 @@ class DeliveryReceipts:
         verified = await self._pool.verify_receipts([d.body for d in batch])
         return await asyncio.to_thread(self._commit, batch, verified)
 
-    def _commit(self, batch: Sequence[Delivery], verified: list) -> list[str | None]:  # noqa: ANN001
+    def _commit(self, batch: Sequence[Delivery], verified: list) -> list[str | None]:
         verdicts: list[str | None] = []
         with self._store.write() as tx:
-            for delivery, result in zip(batch, verified):
+            for delivery, result in zip(batch, verified, strict=True):
                 if isinstance(result, Refused):
                     verdicts.append(f"AX{result.code}: {result.detail}")
                     tx.audit("hub", "receipt-refused", delivery.message_id,
@@ -63,7 +63,7 @@ class DeliveryReceipts:
         return verdicts
 
     @staticmethod
-    def _record(tx, delivery: Delivery, signer: str, receipt: Receipt) -> str | None:  # noqa: ANN001
+    def _record(tx, delivery: Delivery, signer: str, receipt: Receipt) -> str | None:
         if receipt.kind != "delivery" or receipt.outcome != "delivered":
             return f"expected a delivery receipt, got {receipt.kind}/{receipt.outcome}"
         if receipt.recipient != signer or receipt.issuer != signer:
@@ -124,15 +124,15 @@ class DeadLetterSweep:
             recorded += await asyncio.to_thread(self._commit, agency.code, fresh, receipts, signed)
         return recorded
 
-    def _unrecorded(self, code: str, letters: list) -> list:  # noqa: ANN001
+    def _unrecorded(self, code: str, letters: list) -> list:
         recorded = self._store.receipted([letter.headers[wire.H_AXIS_ID] for letter in letters], "error",
                                          recipient=code, code=str(RefusalCode.DELIVERY_FAILED.number))
         return [letter for letter in letters if letter.headers[wire.H_AXIS_ID] not in recorded]
 
-    def _commit(self, code: str, letters, receipts: list[Receipt], signed: list[bytes]) -> int:  # noqa: ANN001
+    def _commit(self, code: str, letters, receipts: list[Receipt], signed: list[bytes]) -> int:
         count = 0
         with self._store.write() as tx:
-            for letter, receipt, body in zip(letters, receipts, signed):
+            for letter, receipt, body in zip(letters, receipts, signed, strict=True):
                 axis_id = receipt.axis_id or ""
                 if not tx.mark_seen(DEAD_LETTER_CONSUMER, f"{axis_id}:{code}"):
                     continue

@@ -119,7 +119,7 @@ class Hub:
             async def run(batch: list[Delivery]) -> None:
                 try:
                     await handle(batch)
-                except Exception:  # noqa: BLE001 - reported, then the consumer restarts
+                except Exception:
                     log.exception("a batch from %s failed; its messages will be delivered again", queue)
                     failed.set()
                 finally:
@@ -147,7 +147,7 @@ class Hub:
                 raise
             except StopAsyncIteration:
                 await asyncio.sleep(0.2)
-            except Exception:  # noqa: BLE001 - unsettled deliveries come back; keep the hub alive
+            except Exception:
                 log.exception("consumer of %s failed; its unsettled messages will be delivered again", queue)
                 await asyncio.sleep(1.0)
             finally:
@@ -181,7 +181,7 @@ class Hub:
                             "restarting it%s", queue, idle, ready, _stacks())
                 failed.set()
 
-    async def _next_batch(self, iterator, failed: asyncio.Event,  # noqa: ANN001
+    async def _next_batch(self, iterator, failed: asyncio.Event,
                           pending: list[asyncio.Future]) -> list[Delivery]:
         """The next delivery, then whatever else arrives within `batch_wait`, up to `batch_size`.
 
@@ -251,12 +251,12 @@ class Hub:
                     self.relay.wake()
             except asyncio.CancelledError:
                 raise
-            except Exception:  # noqa: BLE001
+            except Exception:
                 log.exception("dead-letter sweep failed; trying again")
             await asyncio.sleep(self.settings.dead_letter_sweep)
 
 
-def _next_delivery(iterator) -> asyncio.Future:  # noqa: ANN001
+def _next_delivery(iterator) -> asyncio.Future:
     """A request for the consumer's next delivery; its end (the consumer closed) is never reported as lost."""
     request = asyncio.ensure_future(iterator.__anext__())
     request.add_done_callback(lambda f: f.cancelled() or f.exception())
@@ -285,7 +285,7 @@ async def _settle(batch: Sequence[Delivery], verdicts: Sequence[str | None]) -> 
             await (delivery.ack() if verdict is None else delivery.dead_letter(verdict))
         except TransportError as exc:
             log.warning("could not settle %s (%s); it will be delivered again", delivery.message_id, exc)
-    await asyncio.gather(*(one(d, v) for d, v in zip(batch, verdicts)))
+    await asyncio.gather(*(one(d, v) for d, v in zip(batch, verdicts, strict=True)))
 
 
 async def declare_agency_queues(transport: Transport, code: str) -> None:

@@ -30,7 +30,14 @@ from axis.hub.verification import Checked, Refused
 from axis.receipt import Receipt, now_utc
 from axis.refusals import RefusalCode
 from axis.store import (
-    Document, DuplicateDocument, NewAuditEntry, NewDocument, NewOutboxMessage, NewReceipt, Store, state_for_status,
+    Document,
+    DuplicateDocument,
+    NewAuditEntry,
+    NewDocument,
+    NewOutboxMessage,
+    NewReceipt,
+    Store,
+    state_for_status,
 )
 
 log = logging.getLogger("axis.hub.intake")
@@ -96,7 +103,7 @@ class Intake:
 
     def process(self, batch: Sequence[Submission]) -> list[Outcome]:
         plans = [_Plan(submission=s) for s in batch]
-        for plan, result in zip(plans, self._check([s.body for s in batch])):
+        for plan, result in zip(plans, self._check([s.body for s in batch]), strict=True):
             if isinstance(result, Refused):
                 plan.refusal = (result.code, result.detail)
                 plan.claimed_sender = result.claimed_sender
@@ -104,7 +111,7 @@ class Intake:
                 plan.checked = result
         self._decide(plans)
         to_sign = [p for p in plans if p.duplicate_of is None]
-        for plan, receipt in zip(to_sign, self._sign([self._intake_receipt(p) for p in to_sign])):
+        for plan, receipt in zip(to_sign, self._sign([self._intake_receipt(p) for p in to_sign]), strict=True):
             plan.receipt = receipt
         self._commit(plans)
         return [Outcome(p.submission.submission_id, p.outcome, p.axis_id or p.duplicate_of,
@@ -243,7 +250,7 @@ class Intake:
         with self._store.write() as tx:
             accepted = [p for p in plans if p.refusal is None and p.duplicate_of is None]
             inserted = tx.insert_documents([(self._new_document(p), p.submission.body) for p in accepted])
-            for plan, result in zip(accepted, inserted):
+            for plan, result in zip(accepted, inserted, strict=True):
                 if isinstance(result, DuplicateDocument):  # another hub worker won the race
                     plan.duplicate_of, plan.axis_id, plan.receipt = result.existing_axis_id, None, None
             accepted = [p for p in accepted if p.duplicate_of is None]
@@ -281,7 +288,7 @@ class Intake:
                            kind="document", business_type=c.business_type, priority=c.priority,
                            signer_fingerprint=c.fingerprint)
 
-    def _accepted(self, tx, plan: _Plan, receipts: list, outbox: list, audit: list) -> None:  # noqa: ANN001
+    def _accepted(self, tx, plan: _Plan, receipts: list, outbox: list, audit: list) -> None:
         c, axis_id = plan.checked, plan.axis_id
         assert c is not None and axis_id is not None and plan.receipt is not None
         plan.outcome = "accepted"
@@ -317,7 +324,7 @@ class Intake:
             data.update(business_type=c.business_type, priority=c.priority)
         audit.append(NewAuditEntry(actor=ACTOR, action="accepted", subject=axis_id, data=data))
 
-    def _refused(self, plan: _Plan, registered: set[str], outbox: list, audit: list) -> None:  # noqa: ANN001
+    def _refused(self, plan: _Plan, registered: set[str], outbox: list, audit: list) -> None:
         assert plan.refusal is not None
         plan.outcome = "refused"
         code = RefusalCode.from_number(plan.refusal[0])
@@ -332,7 +339,7 @@ class Intake:
         if code is RefusalCode.INTERNAL:
             log.error("internal error refusing submission %s: %s", plan.submission.submission_id, plan.refusal[1])
 
-    def _duplicate(self, tx, plan: _Plan, registered: set[str], outbox: list, audit: list) -> None:  # noqa: ANN001
+    def _duplicate(self, tx, plan: _Plan, registered: set[str], outbox: list, audit: list) -> None:
         plan.outcome = "duplicate"
         first = tx.get_receipt(plan.duplicate_of, "intake", code="accepted")
         queue = self._reply_queue(plan, registered)

@@ -50,7 +50,7 @@ class Relay:
             self.in_pass[me] = loop.time()
             try:
                 count: int | None = await self.relay_once()
-            except Exception:  # noqa: BLE001 - the relay must outlive a broker or database hiccup
+            except Exception:
                 log.exception("relay pass failed; retrying")
                 count = None
             finally:
@@ -74,10 +74,10 @@ class Relay:
             OutgoingMessage(queue=item.queue, body=item.body, message_id=item.message_id,
                             priority=item.priority, headers={k: str(v) for k, v in item.headers.items()})
             for item in items])
-        done = [item.id for item, error in zip(items, outcomes) if error is None]
-        failed = [(item, error) for item, error in zip(items, outcomes) if error is not None]
+        done = [item.id for item, error in zip(items, outcomes, strict=True) if error is None]
+        failed = [(item, error) for item, error in zip(items, outcomes, strict=True) if error is not None]
         if done:
-            published = [item for item, error in zip(items, outcomes) if error is None]
+            published = [item for item, error in zip(items, outcomes, strict=True) if error is None]
             await asyncio.to_thread(self._mark_published, published)
             self.published += len(done)
         if failed:

@@ -80,12 +80,12 @@ _NS = "{http://www.mic.gov.vn/TBT/QCVN_102_2016}"
 _HEADER = f"{_NS}edXMLEnvelope/{_NS}edXMLHeader"
 
 
-def _text(node, path: str) -> str:  # noqa: ANN001
+def _text(node, path: str) -> str:
     found = node.find(path)
     return "" if found is None or found.text is None else found.text.strip()
 
 
-def _business(header):  # noqa: ANN001, ANN202
+def _business(header):
     """`Bussiness` as the standard spells it, or `Business` as some systems do."""
     trace = header.find(f"{_NS}TraceHeaderList")
     if trace is None:
@@ -94,7 +94,7 @@ def _business(header):  # noqa: ANN001, ANN202
     return found if found is not None else trace.find(f"{_NS}Business")
 
 
-def _facts(root, digest: str, size: int, fingerprint: str, lenient: bool) -> Checked:  # noqa: ANN001
+def _facts(root, digest: str, size: int, fingerprint: str, lenient: bool) -> Checked:
     """The routing facts, read from the signed tree (already schema-valid) with a few lookups.
 
     The full model (`read_packet`) costs about as much as the signature check itself;

@@ -80,7 +80,7 @@ class _Worker:
     def ready(self, _: Sequence) -> list:
         return [os.getpid()]
 
-    def intake(self, batch: Sequence) -> list:  # noqa: ANN001 - list[Submission] -> list[Outcome]
+    def intake(self, batch: Sequence) -> list:
         if self._intake is None:
             raise RuntimeError("this worker pool was started without a store; give WorkerPool a store_url")
         return self._intake.process(batch)
@@ -139,10 +139,10 @@ class WorkerPool:
             self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, initializer=start)
             self._target = self._call_local
 
-    def _call_local(self, method: str, argument: Sequence) -> list:  # noqa: ANN001
+    def _call_local(self, method: str, argument: Sequence) -> list:
         return getattr(self._local, method)(argument)
 
-    async def _map(self, method: str, items: Sequence) -> list:  # noqa: ANN001
+    async def _map(self, method: str, items: Sequence) -> list:
         if not items:
             return []
         loop = asyncio.get_running_loop()
@@ -166,7 +166,7 @@ class WorkerPool:
                 break
         return sorted(pids)
 
-    async def intake(self, batch: Sequence) -> list:  # noqa: ANN001 - list[Submission] -> list[Outcome]
+    async def intake(self, batch: Sequence) -> list:
         """One batch through `Intake.process` in one worker (see the module docstring)."""
         return await asyncio.get_running_loop().run_in_executor(self._executor, self._target, "intake", list(batch))
 

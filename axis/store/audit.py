@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import datetime, timezone
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
 
 from axis.store.records import AuditEntry, AuditReport
 
@@ -35,7 +36,7 @@ def canonical_json(value: Any) -> str:
 def format_at(at: datetime) -> str:
     if at.tzinfo is None:
         raise ValueError("audit timestamps must be timezone-aware (UTC)")
-    return at.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def entry_body(seq: int, at: datetime, actor: str, action: str, subject: str | None,

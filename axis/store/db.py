@@ -14,9 +14,10 @@ thread-safe; connections are never shared between threads.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -91,7 +92,7 @@ def _install_sqlite_hooks(engine: sa.Engine) -> None:
 
 
 def open_store(url: str | None = None, *, migrate: bool = True,
-               clock: Callable[[], datetime] | None = None) -> "Store":
+               clock: Callable[[], datetime] | None = None) -> Store:
     """Open (and by default migrate to the latest schema) the store at `url`.
 
     `clock` (aware UTC datetimes) replaces the wall clock for timestamps and

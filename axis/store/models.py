@@ -7,8 +7,8 @@ is described in docs/store.md and may change with a migration.
 """
 from __future__ import annotations
 
-from datetime import datetime, timezone
-from typing import Any, Optional
+from datetime import UTC, datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.types import TypeDecorator
@@ -33,13 +33,13 @@ class UTCDateTime(TypeDecorator[datetime]):
             return None
         if value.tzinfo is None:
             raise ValueError("naive datetime given to the store; pass an aware UTC datetime")
-        value = value.astimezone(timezone.utc)
+        value = value.astimezone(UTC)
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
 
     def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
         if value is None:
             return None
-        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def _id_type() -> sa.types.TypeEngine[int]:
@@ -65,7 +65,7 @@ class AgencyRow(SQLModel, table=True):
 
     code: str = Field(primary_key=True, max_length=CODE_LEN)
     name: str = Field(max_length=500)
-    parent_code: Optional[str] = Field(default=None, max_length=CODE_LEN, foreign_key="agencies.code",
+    parent_code: str | None = Field(default=None, max_length=CODE_LEN, foreign_key="agencies.code",
                                        index=True)
     state: str = Field(default="active", max_length=16)
     created_at: datetime = Field(sa_column=sa.Column(UTCDateTime(), nullable=False))
@@ -79,7 +79,7 @@ class CertificateRow(SQLModel, table=True):
         sa.CheckConstraint(_in("state", CERT_STATES), name="ck_agency_certificates_state"),
     )
 
-    id: Optional[int] = Field(default=None, primary_key=True)
+    id: int | None = Field(default=None, primary_key=True)
     agency_code: str = Field(max_length=CODE_LEN, foreign_key="agencies.code", index=True)
     fingerprint: str = Field(max_length=64)
     certificate: str = Field(sa_column=sa.Column(sa.Text(), nullable=False))
@@ -103,13 +103,13 @@ class DocumentRow(SQLModel, table=True):
     sender_code: str = Field(max_length=CODE_LEN, foreign_key="agencies.code")
     document_id: str = Field(max_length=255, index=True)
     kind: str = Field(max_length=16)
-    business_type: Optional[int] = Field(default=None, sa_column=sa.Column(sa.SmallInteger(), nullable=True))
+    business_type: int | None = Field(default=None, sa_column=sa.Column(sa.SmallInteger(), nullable=True))
     digest: str = Field(max_length=64)
     size: int = Field(sa_column=sa.Column(sa.BigInteger(), nullable=False))
     priority: int = Field(sa_column=sa.Column(sa.SmallInteger(), nullable=False))
     received_at: datetime = Field(sa_column=sa.Column(UTCDateTime(), nullable=False, index=True))
-    signer_fingerprint: Optional[str] = Field(default=None, max_length=64)
-    response_for: Optional[str] = Field(default=None, max_length=64, foreign_key="documents.axis_id",
+    signer_fingerprint: str | None = Field(default=None, max_length=64)
+    response_for: str | None = Field(default=None, max_length=64, foreign_key="documents.axis_id",
                                         index=True)
 
 
@@ -130,7 +130,7 @@ class DeliveryRow(SQLModel, table=True):
     state: str = Field(max_length=16, index=True)
     attempts: int = Field(default=0)
     updated_at: datetime = Field(sa_column=sa.Column(UTCDateTime(), nullable=False))
-    last_error: Optional[str] = Field(default=None, sa_column=sa.Column(sa.Text(), nullable=True))
+    last_error: str | None = Field(default=None, sa_column=sa.Column(sa.Text(), nullable=True))
 
 
 class ReceiptRow(SQLModel, table=True):
@@ -143,13 +143,13 @@ class ReceiptRow(SQLModel, table=True):
         sa.CheckConstraint(_in("kind", RECEIPT_KINDS), name="ck_receipts_kind"),
     )
 
-    id: Optional[int] = Field(default=None, sa_column=sa.Column(_id_type(), primary_key=True,
+    id: int | None = Field(default=None, sa_column=sa.Column(_id_type(), primary_key=True,
                                                                   autoincrement=True))
     axis_id: str = Field(max_length=64, foreign_key="documents.axis_id")
-    recipient_code: Optional[str] = Field(default=None, max_length=CODE_LEN)
+    recipient_code: str | None = Field(default=None, max_length=CODE_LEN)
     kind: str = Field(max_length=16)
-    code: Optional[str] = Field(default=None, max_length=16)
-    detail: Optional[str] = Field(default=None, sa_column=sa.Column(sa.Text(), nullable=True))
+    code: str | None = Field(default=None, max_length=16)
+    detail: str | None = Field(default=None, sa_column=sa.Column(sa.Text(), nullable=True))
     body: bytes = Field(sa_column=sa.Column(sa.LargeBinary(), nullable=False))
     digest: str = Field(max_length=64)
     created_at: datetime = Field(sa_column=sa.Column(UTCDateTime(), nullable=False))
@@ -166,17 +166,17 @@ class OutboxRow(SQLModel, table=True):
         sa.CheckConstraint("(body_ref IS NULL) <> (payload IS NULL)", name="ck_outbox_one_body"),
     )
 
-    id: Optional[int] = Field(default=None, sa_column=sa.Column(_id_type(), primary_key=True,
+    id: int | None = Field(default=None, sa_column=sa.Column(_id_type(), primary_key=True,
                                                                   autoincrement=True))
     queue: str = Field(max_length=255)
     message_id: str = Field(max_length=255)
     priority: int = Field(sa_column=sa.Column(sa.SmallInteger(), nullable=False))
-    body_ref: Optional[str] = Field(default=None, max_length=64, foreign_key="document_bodies.axis_id")
-    payload: Optional[bytes] = Field(default=None, sa_column=sa.Column(sa.LargeBinary(), nullable=True))
+    body_ref: str | None = Field(default=None, max_length=64, foreign_key="document_bodies.axis_id")
+    payload: bytes | None = Field(default=None, sa_column=sa.Column(sa.LargeBinary(), nullable=True))
     headers: dict[str, Any] = Field(sa_column=sa.Column(sa.JSON(), nullable=False))
     created_at: datetime = Field(sa_column=sa.Column(UTCDateTime(), nullable=False))
-    claimed_until: Optional[datetime] = Field(default=None, sa_column=sa.Column(UTCDateTime(), nullable=True))
-    published_at: Optional[datetime] = Field(default=None, sa_column=sa.Column(UTCDateTime(), nullable=True))
+    claimed_until: datetime | None = Field(default=None, sa_column=sa.Column(UTCDateTime(), nullable=True))
+    published_at: datetime | None = Field(default=None, sa_column=sa.Column(UTCDateTime(), nullable=True))
     attempts: int = Field(default=0)
 
 
@@ -195,7 +195,7 @@ class AuditRow(SQLModel, table=True):
     at: datetime = Field(sa_column=sa.Column(UTCDateTime(), nullable=False))
     actor: str = Field(max_length=255)
     action: str = Field(max_length=255)
-    subject: Optional[str] = Field(default=None, max_length=255, index=True)
+    subject: str | None = Field(default=None, max_length=255, index=True)
     data: dict[str, Any] = Field(sa_column=sa.Column(sa.JSON(), nullable=False))
     prev_hash: str = Field(max_length=64)
     hash: str = Field(max_length=64)

@@ -8,10 +8,10 @@ added at the end.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Mapping
-
+from typing import Any
 
 # ---- registry -------------------------------------------------------------
 

@@ -21,9 +21,10 @@ Callers may rely on:
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 from cryptography import x509
@@ -35,12 +36,36 @@ from axis.store import migrate as migrations
 from axis.store.db import WRITE_OPTION
 from axis.store.errors import AlreadyExists, DuplicateDocument, NotFound, StoreError
 from axis.store.models import (
-    AGENCY_STATES, CODE_LEN, DOCUMENT_KINDS, RECEIPT_KINDS, AgencyRow, AuditCheckpointRow, AuditRow,
-    CertificateRow, DeliveryRow, DocumentBodyRow, DocumentRow, InboxRow, OutboxRow, ReceiptRow, UTCDateTime,
+    AGENCY_STATES,
+    CODE_LEN,
+    DOCUMENT_KINDS,
+    RECEIPT_KINDS,
+    AgencyRow,
+    AuditCheckpointRow,
+    AuditRow,
+    CertificateRow,
+    DeliveryRow,
+    DocumentBodyRow,
+    DocumentRow,
+    InboxRow,
+    OutboxRow,
+    ReceiptRow,
+    UTCDateTime,
 )
 from axis.store.records import (
-    Agency, AuditCheckpoint, AuditEntry, AuditReport, Certificate, Delivery, Document, NewAuditEntry,
-    NewDocument, NewOutboxMessage, NewReceipt, OutboxItem, Receipt,
+    Agency,
+    AuditCheckpoint,
+    AuditEntry,
+    AuditReport,
+    Certificate,
+    Delivery,
+    Document,
+    NewAuditEntry,
+    NewDocument,
+    NewOutboxMessage,
+    NewReceipt,
+    OutboxItem,
+    Receipt,
 )
 from axis.store.states import DeliveryState, parse_state, sources_for
 
@@ -64,7 +89,7 @@ Clock = Callable[[], datetime]
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def _chunks(values: Sequence[Any], size: int = _IN_CHUNK) -> Iterator[Sequence[Any]]:
@@ -474,7 +499,7 @@ class WriteTx(_Reads):
                                            documents.c.axis_id))
         if inserted:
             self._c.execute(sa.insert(bodies), [{"axis_id": row["axis_id"], "body": body}
-                                                for row, (_, body) in zip(rows, items)
+                                                for row, (_, body) in zip(rows, items, strict=True)
                                                 if row["axis_id"] in inserted])
         missing = [row for row in rows if row["axis_id"] not in inserted]
         existing: dict[tuple[str, str, str], str] = {}
@@ -787,7 +812,7 @@ class Store(_Reads):
     def close(self) -> None:
         self.engine.dispose()
 
-    def __enter__(self) -> "Store":
+    def __enter__(self) -> Store:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -27,7 +27,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from .base import (
@@ -181,7 +181,7 @@ class EmbeddedTransport(Transport):
             return outcomes
 
         outcomes = await self._db.write(insert)
-        stored = {m.queue for (m, _), o in zip(checked, outcomes) if o is None}
+        stored = {m.queue for (m, _), o in zip(checked, outcomes, strict=True) if o is None}
         self._known_queues |= stored
         self._wake(stored)
         return outcomes
@@ -312,7 +312,7 @@ class EmbeddedTransport(Transport):
 
         return [DeadLetter(queue=queue, message_id=message_id, body=body, headers=json.loads(headers),
                            priority=priority, reason=reason, attempts=attempts,
-                           dead_at=datetime.fromtimestamp(dead_at, timezone.utc))
+                           dead_at=datetime.fromtimestamp(dead_at, UTC))
                 for message_id, body, headers, priority, reason, attempts, dead_at in await self._db.read(select)]
 
     async def replay_dead_letters(self, queue: str, message_ids: Iterable[str] | None = None) -> int:

@@ -60,4 +60,4 @@ async def open_transport(
     raise ValueError(f"unknown transport URL {url!r}: use amqp://… for RabbitMQ or embedded:///path/to/file.db")
 
 
-__all__ = ["open_transport", "TransportError"]
+__all__ = ["TransportError", "open_transport"]

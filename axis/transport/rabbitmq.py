@@ -29,10 +29,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
-from datetime import datetime, timezone
-from typing import Any, AsyncIterator, NamedTuple
+from datetime import UTC, datetime
+from typing import Any, NamedTuple
 
 import aio_pika
 import aiormq
@@ -308,7 +308,7 @@ class RabbitMQTransport(Transport):
         except aiormq.exceptions.DeliveryError as exc:
             raise TransportError(f"the broker refused (nack) the message for {routing_key!r}: {exc}; "
                                  "it may be out of disk or memory. Retry later.") from exc
-        except asyncio.TimeoutError as exc:
+        except TimeoutError as exc:
             raise TransportError(f"no confirm from RabbitMQ within {self.timeout}s for {routing_key!r}; the "
                                  "message may or may not be stored. Retry (consumers de-duplicate).") from exc
         except _AMQP_ERRORS as exc:
@@ -342,7 +342,7 @@ class RabbitMQTransport(Transport):
     async def _to_dead(self, queue: str, message: AbstractIncomingMessage, attempts: int, reason: str) -> None:
         headers = {**_plain_headers(message.headers), H_ID: _header(message.headers, H_ID) or
                    message.message_id or "", H_ATTEMPT: str(attempts), H_REASON: reason,
-                   H_DEAD_AT: datetime.now(timezone.utc).isoformat()}
+                   H_DEAD_AT: datetime.now(UTC).isoformat()}
         await self._send(Topology.DEAD, queue, _amqp_message(message.body, message.priority, headers))
         await _ack(message)
 

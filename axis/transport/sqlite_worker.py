@@ -36,7 +36,7 @@ _MAX_GROUP = 512  # bounds one transaction's duration, so another process's writ
 
 
 class _Job:
-    __slots__ = ("fn", "write", "loop", "future")
+    __slots__ = ("fn", "future", "loop", "write")
 
     def __init__(self, fn: Callable[[sqlite3.Connection], Any], write: bool,
                  loop: asyncio.AbstractEventLoop, future: asyncio.Future[Any]) -> None:
@@ -218,7 +218,7 @@ class SqliteWorker:
             for job in jobs:
                 self._done(job, None, error)
             return
-        for job, (result, exc) in zip(jobs, outcomes):
+        for job, (result, exc) in zip(jobs, outcomes, strict=True):
             self._done(job, result, exc)
 
     @staticmethod

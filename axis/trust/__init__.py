@@ -14,8 +14,19 @@ Rules and refusal codes: docs/trust.md.
 from axis.trust.identity import AGENCY_CODE_OID, certificate_agency_code
 from axis.trust.keys import SigningKey, load_certificate, load_certificates, load_crls, load_private_key
 from axis.trust.pki import (
-    CertificateAuthority, KeyType, PKIError, build_agency_certificate, build_crl, build_intermediate_certificate,
-    build_root_certificate, generate_key, init_ca, issue, load_ca, refresh_crl, revoke,
+    CertificateAuthority,
+    KeyType,
+    PKIError,
+    build_agency_certificate,
+    build_crl,
+    build_intermediate_certificate,
+    build_root_certificate,
+    generate_key,
+    init_ca,
+    issue,
+    load_ca,
+    refresh_crl,
+    revoke,
 )
 from axis.trust.signer import Signer
 from axis.trust.verifier import VerificationResult, Verifier

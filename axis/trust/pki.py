@@ -75,7 +75,7 @@ def generate_key(key_type: KeyType = "ec", *, rsa_bits: int = RSA_BITS) -> Signi
 
 def _window(not_before: dt.datetime | None, not_after: dt.datetime | None,
             valid_days: int) -> tuple[dt.datetime, dt.datetime]:
-    start = not_before or (dt.datetime.now(dt.timezone.utc) - _BACKDATE)
+    start = not_before or (dt.datetime.now(dt.UTC) - _BACKDATE)
     end = not_after or (start + dt.timedelta(days=valid_days))
     return start, end
 
@@ -227,7 +227,7 @@ def build_crl(
     `signing_key` is normally the issuer's key; a test passes another key to make
     a CRL that claims the CA as issuer but is not signed by it.
     """
-    start = last_update or (dt.datetime.now(dt.timezone.utc) - _BACKDATE)
+    start = last_update or (dt.datetime.now(dt.UTC) - _BACKDATE)
     end = next_update or (start + dt.timedelta(days=valid_days))
     builder = (
         x509.CertificateRevocationListBuilder()
@@ -434,7 +434,7 @@ def revoke(
     except Exception:  # InvalidSignature, ValueError or TypeError: all mean "not ours"
         raise PKIError(f"{cert_path} names this CA as issuer but is not signed by its key") from None
     entries, number = _entries_and_number(ca)
-    entries.setdefault(cert.serial_number, dt.datetime.now(dt.timezone.utc).replace(microsecond=0))
+    entries.setdefault(cert.serial_number, dt.datetime.now(dt.UTC).replace(microsecond=0))
     _publish(ca, entries, number, valid_days)
     return cert.serial_number
 

@@ -67,7 +67,7 @@ class Signer:
 
     @classmethod
     def from_files(cls, key_path: str | os.PathLike[str], cert_path: str | os.PathLike[str], *,
-                   password: bytes | None = None) -> "Signer":
+                   password: bytes | None = None) -> Signer:
         """Load a PEM key and a PEM certificate file (leaf first; any further certificates are its chain)."""
         certs = keys.load_certificates(cert_path)
         return cls(keys.load_private_key(key_path, password), certs[0], certs[1:])

@@ -76,7 +76,11 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.verification import (
-    Criticality, ExtensionPolicy, PolicyBuilder, Store, VerificationError,
+    Criticality,
+    ExtensionPolicy,
+    PolicyBuilder,
+    Store,
+    VerificationError,
 )
 from lxml import etree
 from signxml import DigestAlgorithm, SignatureMethod
@@ -186,7 +190,7 @@ class _RevocationState:
 
 
 def _utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 class Verifier:
@@ -255,7 +259,7 @@ class Verifier:
         lenient_codes: bool = False,
         cache_size: int = DEFAULT_CACHE_SIZE,
         engine: xmldsig.Engine | None = None,
-    ) -> "Verifier":
+    ) -> Verifier:
         """Roots from a PEM bundle, CRLs from a PEM file (one or more CRLs); options as for `__init__`."""
         roots = keys.load_certificates(trust_pem)
         crls = keys.load_crls(crl_pem) if crl_pem is not None else ()
@@ -298,7 +302,7 @@ class Verifier:
         now = self._clock()
         if now.tzinfo is None:
             raise TypeError("the Verifier's clock must return an aware datetime (UTC)")
-        now = now.astimezone(dt.timezone.utc)
+        now = now.astimezone(dt.UTC)
         if isinstance(data, (bytes, bytearray, memoryview)):
             data = bytes(data)
             root = parse_xml(data, placement.limits)
@@ -420,7 +424,7 @@ class Verifier:
         chain = self._path(leaf, presented, now)
         _check_leaf_usage(leaf)
         valid_until = min(cert.not_valid_after_utc for cert in chain)
-        for cert, issuer in zip(chain, chain[1:]):
+        for cert, issuer in zip(chain, chain[1:], strict=False):
             crl = self._crl_for(issuer, state, now)
             if crl is None:
                 continue

@@ -205,7 +205,7 @@ class SignxmlEngine:
 # ---------------------------------------------------------------------- xmlsec
 
 def _load_xmlsec() -> Any:
-    import xmlsec  # noqa: PLC0415 - optional; its import checks libxml2 against lxml's
+    import xmlsec
 
     return xmlsec
 

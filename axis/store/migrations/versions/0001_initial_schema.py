@@ -7,15 +7,15 @@ Create Date: 2026-11-23
 Frozen history: this file spells out its types instead of importing the
 models, so later model changes never rewrite what 0001 did.
 """
-from typing import Sequence, Union
+from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0001"
-down_revision: Union[str, None] = None
-branch_labels: Union[str, Sequence[str], None] = None
-depends_on: Union[str, Sequence[str], None] = None
+down_revision: str | None = None
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
 
 TS = sa.DateTime(timezone=True)
 CODE = sa.String(35)

@@ -9,14 +9,14 @@ each claim writes new entries into all three indexes; leaving 30 % free space
 lets PostgreSQL update in place (HOT) when no indexed column changes, which
 measured 25-40 % more relay throughput. SQLite has no such setting.
 """
-from typing import Sequence, Union
+from collections.abc import Sequence
 
 from alembic import op
 
 revision: str = "0002"
-down_revision: Union[str, None] = "0001"
-branch_labels: Union[str, Sequence[str], None] = None
-depends_on: Union[str, Sequence[str], None] = None
+down_revision: str | None = "0001"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
