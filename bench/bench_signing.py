@@ -36,7 +36,7 @@ from signxml.algorithms import CanonicalizationMethod  # noqa: E402
 from axis.trust import Signer, Verifier, pki, xmldsig  # noqa: E402
 from axis.trust.placement import DS_NS, SIGNATURE, SIGNXML_LOCATION, header_of, signature_anchor  # noqa: E402
 
-SAMPLES = ROOT.parent / "shared" / "samples" / "vdxp-sdk"
+SAMPLES = ROOT / "tests" / "vectors" / "vdxp-sdk"
 CODE = "000.00.00.G22"
 # The sample's header alone is ~8 kB, so the "5 KB" packet comes out at ~9 kB signed.
 SIZES = (5_000, 1_000_000)

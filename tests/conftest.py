@@ -18,9 +18,8 @@ import pytest
 AMQP_URL = os.environ.get("AXIS_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 PG_URL = os.environ.get("AXIS_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 IN_CI = os.environ.get("CI", "").lower() == "true"
-SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples" / "vdxp-sdk"
-if not SAMPLES.is_dir():  # a clone with shared/ beside the repo root
-    SAMPLES = Path(__file__).resolve().parents[1].parent / "shared" / "samples" / "vdxp-sdk"
+# The national SDK's sample packets, copied into the repository (see their SOURCE.md).
+SAMPLES = Path(__file__).resolve().parent / "vectors" / "vdxp-sdk"
 
 
 def _reachable(url: str, default_port: int) -> bool:
@@ -65,5 +64,5 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 @pytest.fixture(scope="session")
 def samples_dir() -> Path:
     if not SAMPLES.is_dir():
-        pytest.fail(f"the shared samples are missing: expected {SAMPLES} (shared/ beside the repository)")
+        pytest.fail(f"the SDK sample packets are missing: expected {SAMPLES}")
     return SAMPLES
