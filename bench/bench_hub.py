@@ -111,7 +111,7 @@ async def _wait(predicate, timeout: float) -> None:  # noqa: ANN001
 
 async def run_config(name: str, db_url: str, broker_url: str, root: Path, packets: list[bytes],
                      recipients: list[str], latency_docs: int) -> dict:
-    store = open_store(db_url)
+    store = open_store(db_url, create=True)
     transport = await open_transport(broker_url)
     with store.write() as tx:
         for code in [SENDER, *recipients]:

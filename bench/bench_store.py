@@ -106,7 +106,7 @@ def run_relay(store: Store, limit: int = 200) -> tuple[int, float]:
 def backend_store(backend: str) -> Iterator[Store]:
     if backend == "sqlite":
         with tempfile.TemporaryDirectory(prefix="axis-bench-") as tmp:
-            store = open_store(str(Path(tmp) / "axis.db"))
+            store = open_store(str(Path(tmp) / "axis.db"), create=True)
             try:
                 yield store
             finally:

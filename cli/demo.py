@@ -62,7 +62,7 @@ async def _run(root: Path) -> bool:
         return Signer.from_files(keys / f"{code}.key.pem", keys / f"{code}.cert.pem")
 
     _step("The hub on the embedded defaults: a SQLite store and the embedded transport, no server installed")
-    store = open_store(f"sqlite:///{root / 'axis.db'}")
+    store = open_store(f"sqlite:///{root / 'axis.db'}", create=True)
     transport = await open_transport(f"embedded:///{root / 'transport.db'}")
     with store.write() as tx:
         for org in AGENCIES:

@@ -25,12 +25,13 @@ DbOption = typer.Option(None, "--db", help="Database URL (env AXIS_DB; default s
 BrokerOption = typer.Option(None, "--broker", help="Broker URL (env AXIS_BROKER): 'embedded' (default) or amqp://…")
 
 
-def _open_store(url: str | None):
-    from axis.store import open_store
-    target = db_url(url)
-    if target.startswith("sqlite:///"):
-        Path(target[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
-    return open_store(target)
+def _open_store(url: str | None, *, create: bool = False):
+    """The store; a database that does not exist is an error unless this command sets a hub up (`create`)."""
+    from axis.store import MissingDatabase, open_store
+    try:
+        return open_store(db_url(url), create=create)
+    except MissingDatabase as exc:
+        fail(str(exc))
 
 
 async def _with_transport(url: str | None, action):
@@ -75,7 +76,7 @@ def agency_add(
         refuse(refusal)
     except OSError as exc:
         fail(f"cannot read certificate: {exc}")
-    store = _open_store(db)
+    store = _open_store(db, create=True)
     try:
         with store.write() as tx:
             tx.add_agency(code, name, parent)
@@ -287,7 +288,7 @@ def serve(
     logging.basicConfig(level=os.environ.get("AXIS_LOG", "INFO"), format="%(asctime)s %(name)s %(message)s")
 
     async def main() -> None:
-        store = _open_store(db)
+        store = _open_store(db, create=True)
         transport = await open_broker(broker, name="axis-hub")
         hub = Hub(settings, store, transport)
         loop = asyncio.get_running_loop()

@@ -1,16 +1,16 @@
 """Axis store: registry, documents, deliveries, receipts, outbox/inbox, audit log.
 
-Open with `open_store(url)` (SQLite file by default, PostgreSQL by URL); write
+Open with `open_store(url)` (SQLite file by default, PostgreSQL by URL;
+`create=True` to create a SQLite file that does not exist yet); write
 inside `with store.write() as tx:`; read with the store's methods, which return
 frozen dataclasses. See docs/store.md for the data model, the delivery state
 machine, locking and the audit chain format.
 """
 from axis.store.audit import GENESIS_HASH, canonical_json, verify_chain
 from axis.store.db import normalise_url, open_store
-from axis.store.errors import AlreadyExists, DuplicateDocument, NotFound, StoreError
+from axis.store.errors import AlreadyExists, DuplicateDocument, MissingDatabase, NotFound, StoreError
 from axis.store.records import (
     Agency,
-    AuditCheckpoint,
     AuditEntry,
     AuditReport,
     Certificate,
@@ -30,7 +30,6 @@ __all__ = [
     "GENESIS_HASH",
     "Agency",
     "AlreadyExists",
-    "AuditCheckpoint",
     "AuditEntry",
     "AuditReport",
     "Certificate",
@@ -38,6 +37,7 @@ __all__ = [
     "DeliveryState",
     "Document",
     "DuplicateDocument",
+    "MissingDatabase",
     "NewAuditEntry",
     "NewDocument",
     "NewOutboxMessage",

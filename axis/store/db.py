@@ -1,10 +1,14 @@
 """Opening the database: URLs, engines, connection settings.
 
 `open_store(url)` is the one entry point:
-- None -> the SQLite file ./axis-data/axis.db (directory created);
+- None -> the SQLite file ./axis-data/axis.db;
 - a path without a scheme, or sqlite:///path -> that SQLite file;
 - postgresql://... or postgres://... -> PostgreSQL through psycopg 3
   (rewritten to postgresql+psycopg://).
+
+A database that does not exist is an error (`MissingDatabase`, nothing
+created), unless the caller passes `create=True`: then a missing SQLite file
+(and its directory) is created. A PostgreSQL database is never created here.
 
 Callers may rely on every SQLite connection running with WAL,
 foreign_keys=ON, synchronous=FULL and a busy timeout, and on write units of
@@ -23,6 +27,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 
 from axis.store.audit import canonical_json
+from axis.store.errors import MissingDatabase
 
 if TYPE_CHECKING:
     from axis.store.store import Store
@@ -55,12 +60,19 @@ def normalise_url(url: str | None) -> sa.URL:
                      "or postgresql://user@host/db")
 
 
-def create_engine(url: str | sa.URL | None, **kwargs: Any) -> sa.Engine:
-    """An engine with the store's connection settings (see module docstring)."""
+def create_engine(url: str | sa.URL | None, *, create: bool = False, **kwargs: Any) -> sa.Engine:
+    """An engine with the store's connection settings (see module docstring).
+
+    MissingDatabase for a SQLite file that does not exist, unless `create`.
+    """
     sa_url = url if isinstance(url, sa.URL) else normalise_url(url)
     if sa_url.get_backend_name() == "sqlite":
         path = Path(sa_url.database or "")
-        path.parent.mkdir(parents=True, exist_ok=True)
+        if create:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        elif not path.is_file():
+            # Checked before the first connection: SQLite would create the file.
+            raise MissingDatabase(f"the SQLite database {path} does not exist")
         engine = sa.create_engine(sa_url, json_serializer=canonical_json,
                                   connect_args={"check_same_thread": False}, **kwargs)
         _install_sqlite_hooks(engine)
@@ -91,20 +103,31 @@ def _install_sqlite_hooks(engine: sa.Engine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(WRITE_OPTION) else "BEGIN")
 
 
-def open_store(url: str | None = None, *, migrate: bool = True,
+def open_store(url: str | None = None, *, migrate: bool = True, create: bool = False,
                clock: Callable[[], datetime] | None = None) -> Store:
     """Open (and by default migrate to the latest schema) the store at `url`.
 
-    `clock` (aware UTC datetimes) replaces the wall clock for timestamps and
-    outbox leases; tests use it to expire a lease without sleeping.
+    MissingDatabase when the database does not exist; `create=True` creates a
+    SQLite file (only the commands that set a hub up pass it). `clock` (aware
+    UTC datetimes) replaces the wall clock for timestamps and outbox leases;
+    tests use it to expire a lease without sleeping.
     """
     from axis.store.store import Store, utcnow
 
-    store = Store(create_engine(url), clock=clock or utcnow)
-    if migrate:
-        try:
+    store = Store(create_engine(url, create=create), clock=clock or utcnow)
+    try:
+        if migrate:
             store.migrate()
-        except BaseException:
-            store.close()
-            raise
+        elif store.dialect == "postgresql":
+            store.engine.connect().close()  # a missing database shows here, not at first use
+    except sa.exc.OperationalError as exc:
+        store.close()
+        database = store.engine.url.database
+        if store.dialect == "postgresql" and f'database "{database}" does not exist' in str(exc.orig):
+            where = store.engine.url.set(password=None).render_as_string(hide_password=True)
+            raise MissingDatabase(f"the PostgreSQL database {database!r} does not exist ({where})") from None
+        raise
+    except BaseException:
+        store.close()
+        raise
     return store

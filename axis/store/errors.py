@@ -1,10 +1,11 @@
 """Exceptions the store raises on purpose.
 
-Callers may rely on: `DuplicateDocument` being a `RegistryError` with code
-DUPLICATE (AX407) and carrying `existing_axis_id`; `NotFound` also being a
-`LookupError`; and no other database exception escaping for the cases these
-name (other database errors propagate as SQLAlchemy exceptions and roll back
-the unit of work).
+Callers may rely on: `MissingDatabase` from `open_store` for a SQLite file
+or a PostgreSQL database that does not exist (nothing is created then);
+`DuplicateDocument` being a `RegistryError` with code DUPLICATE (AX407) and
+carrying `existing_axis_id`; `NotFound` also being a `LookupError`; and no
+other database exception escaping for the cases these name (other database
+errors propagate as SQLAlchemy exceptions and roll back the unit of work).
 """
 from __future__ import annotations
 
@@ -13,6 +14,13 @@ from axis.refusals import RefusalCode, RegistryError
 
 class StoreError(Exception):
     """A store operation could not be done as asked."""
+
+
+class MissingDatabase(StoreError):
+    """The database named does not exist, and the caller did not ask to create it.
+
+    Its message is one line naming the database (never a password).
+    """
 
 
 class NotFound(StoreError, LookupError):

@@ -5,6 +5,12 @@ caller in another thread (the hub runs the store through asyncio.to_thread)
 never triggers a lazy load or touches a session. Datetimes are timezone-aware
 UTC. Callers may rely on field names and types; new optional fields may be
 added at the end.
+
+A record read from a table (Agency, Certificate, Document, Delivery, Receipt,
+AuditEntry) has exactly its table's columns as fields, in the same order, with
+the column's Python type (`X | None` where the column is nullable): the store
+builds it from the row by name, and tests/store/test_store_schema.py keeps the
+two in step with `schema.py`.
 """
 from __future__ import annotations
 
@@ -30,7 +36,7 @@ class Certificate:
     id: int
     agency_code: str
     fingerprint: str                # sha256 of the DER, lowercase hex
-    pem: str
+    certificate: str                # PEM
     not_before: datetime
     not_after: datetime
     state: str                      # 'active' | 'revoked'
@@ -148,14 +154,6 @@ class AuditEntry:
     data: dict[str, Any]
     prev_hash: str
     hash: str
-
-
-@dataclass(frozen=True, slots=True)
-class AuditCheckpoint:
-    seq: int
-    hash: str
-    signature: bytes
-    at: datetime
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,7 +24,7 @@ import hashlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from cryptography import x509
@@ -35,26 +35,8 @@ from axis.store import audit as chain
 from axis.store import migrate as migrations
 from axis.store.db import WRITE_OPTION
 from axis.store.errors import AlreadyExists, DuplicateDocument, NotFound, StoreError
-from axis.store.models import (
-    AGENCY_STATES,
-    CODE_LEN,
-    DOCUMENT_KINDS,
-    RECEIPT_KINDS,
-    AgencyRow,
-    AuditCheckpointRow,
-    AuditRow,
-    CertificateRow,
-    DeliveryRow,
-    DocumentBodyRow,
-    DocumentRow,
-    InboxRow,
-    OutboxRow,
-    ReceiptRow,
-    UTCDateTime,
-)
 from axis.store.records import (
     Agency,
-    AuditCheckpoint,
     AuditEntry,
     AuditReport,
     Certificate,
@@ -67,18 +49,22 @@ from axis.store.records import (
     OutboxItem,
     Receipt,
 )
+from axis.store.schema import (
+    AGENCY_STATES,
+    CODE_LEN,
+    DOCUMENT_KINDS,
+    RECEIPT_KINDS,
+    agencies,
+    audit_log,
+    bodies,
+    documents,
+    inbox,
+    outbox,
+)
+from axis.store.schema import certificates as certificates_t
+from axis.store.schema import deliveries as deliveries_t
+from axis.store.schema import receipts as receipts_t
 from axis.store.states import DeliveryState, parse_state, sources_for
-
-agencies: sa.Table = AgencyRow.__table__  # type: ignore[attr-defined]
-certificates_t: sa.Table = CertificateRow.__table__  # type: ignore[attr-defined]
-documents: sa.Table = DocumentRow.__table__  # type: ignore[attr-defined]
-bodies: sa.Table = DocumentBodyRow.__table__  # type: ignore[attr-defined]
-deliveries_t: sa.Table = DeliveryRow.__table__  # type: ignore[attr-defined]
-receipts_t: sa.Table = ReceiptRow.__table__  # type: ignore[attr-defined]
-outbox: sa.Table = OutboxRow.__table__  # type: ignore[attr-defined]
-inbox: sa.Table = InboxRow.__table__  # type: ignore[attr-defined]
-audit_log: sa.Table = AuditRow.__table__  # type: ignore[attr-defined]
-checkpoints_t: sa.Table = AuditCheckpointRow.__table__  # type: ignore[attr-defined]
 
 # pg_advisory_xact_lock key serialising audit appends ("AXISAUDT").
 AUDIT_LOCK_KEY = 0x4158_4953_4155_4454
@@ -105,39 +91,12 @@ def _check_code(code: str, what: str = "agency code") -> str:
 
 # ---- row -> record ---------------------------------------------------------
 
-def _agency(row: sa.Row[Any]) -> Agency:
-    return Agency(**row._mapping)
+R = TypeVar("R")
 
 
-def _certificate(row: sa.Row[Any]) -> Certificate:
-    m = row._mapping
-    return Certificate(id=m["id"], agency_code=m["agency_code"], fingerprint=m["fingerprint"],
-                       pem=m["certificate"], not_before=m["not_before"], not_after=m["not_after"],
-                       state=m["state"], added_at=m["added_at"])
-
-
-def _document(row: sa.Row[Any]) -> Document:
-    return Document(**row._mapping)
-
-
-def _delivery(row: sa.Row[Any]) -> Delivery:
-    return Delivery(**row._mapping)
-
-
-def _receipt(row: sa.Row[Any]) -> Receipt:
-    m = dict(row._mapping)
-    m["body"] = bytes(m["body"])
-    return Receipt(**m)
-
-
-def _audit_entry(row: sa.Row[Any]) -> AuditEntry:
-    return AuditEntry(**row._mapping)
-
-
-def _checkpoint(row: sa.Row[Any]) -> AuditCheckpoint:
-    m = dict(row._mapping)
-    m["signature"] = bytes(m["signature"])
-    return AuditCheckpoint(**m)
+def _record(cls: type[R], row: sa.Row[Any]) -> R:
+    """The record of a table row: the records carry their table's columns as fields (schema.py)."""
+    return cls(**{k: bytes(v) if isinstance(v, memoryview) else v for k, v in row._mapping.items()})
 
 
 class _Reads:
@@ -154,11 +113,11 @@ class _Reads:
     def get_agency(self, code: str) -> Agency | None:
         with self._reading() as c:
             row = c.execute(sa.select(agencies).where(agencies.c.code == code)).first()
-        return _agency(row) if row else None
+        return _record(Agency, row) if row else None
 
     def list_agencies(self) -> list[Agency]:
         with self._reading() as c:
-            return [_agency(r) for r in c.execute(sa.select(agencies).order_by(agencies.c.code))]
+            return [_record(Agency, r) for r in c.execute(sa.select(agencies).order_by(agencies.c.code))]
 
     def agency_states(self, codes: Iterable[str]) -> dict[str, str]:
         """{code: state} for the codes that are registered (unknown codes are absent)."""
@@ -174,7 +133,7 @@ class _Reads:
         with self._reading() as c:
             q = sa.select(certificates_t).where(certificates_t.c.agency_code == code).order_by(
                 certificates_t.c.id)
-            return [_certificate(r) for r in c.execute(q)]
+            return [_record(Certificate, r) for r in c.execute(q)]
 
     def certificate_registered(self, code: str, fingerprint: str) -> bool:
         """True when `fingerprint` is an active certificate of agency `code`.
@@ -194,7 +153,7 @@ class _Reads:
             q = sa.select(documents).where(documents.c.sender_code == sender,
                                            documents.c.document_id == document_id, documents.c.kind == kind)
             row = c.execute(q).first()
-        return _document(row) if row else None
+        return _record(Document, row) if row else None
 
     def find_documents(self, keys: Iterable[tuple[str, str, str]]) -> dict[tuple[str, str, str], Document]:
         """`find_document` for many (sender, document_id, kind) keys in a few queries; found ones only."""
@@ -204,21 +163,21 @@ class _Reads:
                 q = sa.select(documents).where(
                     sa.tuple_(documents.c.sender_code, documents.c.document_id, documents.c.kind).in_(chunk))
                 for row in c.execute(q):
-                    doc = _document(row)
+                    doc = _record(Document, row)
                     found[(doc.sender_code, doc.document_id, doc.kind)] = doc
         return found
 
     def get_document(self, axis_id: str) -> Document | None:
         with self._reading() as c:
             row = c.execute(sa.select(documents).where(documents.c.axis_id == axis_id)).first()
-        return _document(row) if row else None
+        return _record(Document, row) if row else None
 
     def find_by_document_id(self, document_id: str) -> list[Document]:
         """Every document or status packet carrying this edXML DocumentId (any sender)."""
         with self._reading() as c:
             q = sa.select(documents).where(documents.c.document_id == document_id).order_by(
                 documents.c.received_at, documents.c.axis_id)
-            return [_document(r) for r in c.execute(q)]
+            return [_record(Document, r) for r in c.execute(q)]
 
     def document_body(self, axis_id: str) -> bytes:
         """The exact signed bytes accepted; NotFound if the axis id is unknown."""
@@ -232,7 +191,7 @@ class _Reads:
         with self._reading() as c:
             q = sa.select(deliveries_t).where(deliveries_t.c.axis_id == axis_id).order_by(
                 deliveries_t.c.recipient_code)
-            return [_delivery(r) for r in c.execute(q)]
+            return [_record(Delivery, r) for r in c.execute(q)]
 
     def list_deliveries(self, *, state: str | DeliveryState | None = None, recipient: str | None = None,
                         limit: int = 100) -> list[Delivery]:
@@ -244,13 +203,13 @@ class _Reads:
             q = q.where(deliveries_t.c.recipient_code == recipient)
         q = q.order_by(deliveries_t.c.updated_at.desc(), deliveries_t.c.axis_id).limit(limit)
         with self._reading() as c:
-            return [_delivery(r) for r in c.execute(q)]
+            return [_record(Delivery, r) for r in c.execute(q)]
 
     def receipts(self, axis_id: str) -> list[Receipt]:
         with self._reading() as c:
             q = sa.select(receipts_t).where(receipts_t.c.axis_id == axis_id).order_by(
                 receipts_t.c.created_at, receipts_t.c.id)
-            return [_receipt(r) for r in c.execute(q)]
+            return [_record(Receipt, r) for r in c.execute(q)]
 
     def get_receipt(self, axis_id: str, kind: str, recipient: str | None = None,
                     code: str | None = None) -> Receipt | None:
@@ -261,7 +220,7 @@ class _Reads:
                 sa.func.coalesce(receipts_t.c.recipient_code, "") == (recipient or ""),
                 sa.func.coalesce(receipts_t.c.code, "") == (code or ""))
             row = c.execute(q).first()
-        return _receipt(row) if row else None
+        return _record(Receipt, row) if row else None
 
     def receipted(self, axis_ids: Iterable[str], kind: str, recipient: str | None = None,
                   code: str | None = None) -> set[str]:
@@ -291,9 +250,6 @@ class _Reads:
                 audit_log.c.seq.desc()).limit(1)).first()
         return (row[0], row[1]) if row else (0, chain.GENESIS_HASH)
 
-    def checkpoints(self) -> list[AuditCheckpoint]:
-        with self._reading() as c:
-            return [_checkpoint(r) for r in c.execute(sa.select(checkpoints_t).order_by(checkpoints_t.c.seq))]
 
 
 class WriteTx(_Reads):
@@ -325,7 +281,8 @@ class WriteTx(_Reads):
         """INSERT rows ON CONFLICT DO NOTHING; the `returning` value of each row actually inserted.
 
         `conflict` names the unique columns (None: any unique index). On
-        PostgreSQL one INSERT ... SELECT FROM unnest(arrays): SQLAlchemy's
+        PostgreSQL one INSERT ... SELECT FROM unnest(<one array per column>),
+        whose text is short and the same for every batch: SQLAlchemy's
         multi-VALUES form makes statements of ~100 KB per 600 rows, which
         psycopg re-parses in Python every time (it caches only short queries),
         and that, not the server, bounded a batch of 200 documents.
@@ -336,29 +293,15 @@ class WriteTx(_Reads):
             stmt = self._insert(table).on_conflict_do_nothing(index_elements=conflict).returning(returning)
             return list(self._c.execute(stmt, rows).scalars())
         columns = list(rows[0])
-        dialect = self._conn.dialect
-        arrays: dict[str, list[Any]] = {}
-        casts, selects = [], []
-        for i, name in enumerate(columns):
-            col = table.c[name]
-            values = [r[name] for r in rows]
-            if isinstance(col.type, sa.JSON):
-                values = [None if v is None else chain.canonical_json(v) for v in values]
-                sql_type, select = "TEXT", f"c{i}::json"
-            elif isinstance(col.type, UTCDateTime):  # the same checks Core would apply
-                values = [col.type.process_bind_param(v, dialect) for v in values]
-                sql_type, select = col.type.impl.compile(dialect=dialect), f"c{i}"
-            else:
-                sql_type, select = col.type.compile(dialect=dialect), f"c{i}"
-            arrays[f"a{i}"] = values
-            casts.append(f"CAST(:a{i} AS {sql_type}[])")
-            selects.append(select)
-        target = f"({', '.join(conflict)})" if conflict else ""
-        sql = (f"INSERT INTO {table.name} ({', '.join(columns)}) "
-               f"SELECT {', '.join(selects)} FROM unnest({', '.join(casts)}) "
-               f"AS u({', '.join(f'c{i}' for i in range(len(columns)))}) "
-               f"ON CONFLICT {target} DO NOTHING RETURNING {returning.name}")
-        return list(self._c.execute(sa.text(sql), arrays).scalars())
+        # Each column's values as one typed array parameter (ARRAY applies the
+        # column type's own bind processing to every element: UTC checks,
+        # canonical JSON), unnested back into rows in FROM.
+        arrays = [sa.bindparam(f"a{i}", [r[name] for r in rows], type_=postgresql.ARRAY(table.c[name].type))
+                  for i, name in enumerate(columns)]
+        unnested = sa.func.unnest(*arrays).table_valued(*columns).render_derived()
+        stmt = postgresql.insert(table).from_select(columns, sa.select(*unnested.c)).on_conflict_do_nothing(
+            index_elements=conflict).returning(returning)
+        return list(self._c.execute(stmt).scalars())
 
     def _insert_ignore_count(self, table: sa.Table, rows: list[dict[str, Any]], conflict: list[str] | None,
                              returning: sa.Column[Any]) -> int:
@@ -403,10 +346,11 @@ class WriteTx(_Reads):
         NotFound otherwise.
         """
         now = self._clock()
-        rows = [{"code": _check_code(code), "name": name, "parent_code": parent, "state": "active",
-                 "created_at": now, "updated_at": now} for code, name, parent in items]
-        codes = {r["code"] for r in rows}
-        outside = {r["parent_code"] for r in rows if r["parent_code"] and r["parent_code"] not in codes}
+        triples = [(_check_code(code), name, parent) for code, name, parent in items]
+        rows = [{"code": code, "name": name, "parent_code": parent, "state": "active",
+                 "created_at": now, "updated_at": now} for code, name, parent in triples]
+        codes = {code for code, _, _ in triples}
+        outside = {parent for _, _, parent in triples if parent and parent not in codes}
         missing = outside - set(self.agency_states(outside))
         if missing:
             raise NotFound(f"parent agencies not registered: {', '.join(sorted(missing))}; add them first")
@@ -559,18 +503,24 @@ class WriteTx(_Reads):
         return self._insert_ignore_count(deliveries_t, rows, ["axis_id", "recipient_code"], deliveries_t.c.axis_id)
 
     def transition(self, axis_id: str, recipient: str, new_state: str | DeliveryState,
-                   error: str | None = None) -> bool:
+                   error: str | None = None, *, attempts: int | None = None) -> bool:
         """Move one delivery to `new_state` if the state machine allows it.
 
         Compare-and-set in one UPDATE (WHERE state IN allowed sources), so two
         workers racing on the same delivery cannot both win or regress it.
         False when refused (terminal, regression, repeat); NotFound when the
-        delivery does not exist. `error` is recorded as last_error.
+        delivery does not exist. `error` is recorded as last_error and
+        `attempts` (e.g. a dead letter's delivery count) as the delivery's
+        attempts, both only when the delivery moves.
         """
         new = parse_state(new_state)
         values: dict[str, Any] = {"state": new.value, "updated_at": self._clock()}
         if error is not None:
             values["last_error"] = error
+        if attempts is not None:
+            if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 0:
+                raise ValueError(f"attempts {attempts!r} must be a count (an int >= 0)")
+            values["attempts"] = attempts
         stmt = sa.update(deliveries_t).where(
             deliveries_t.c.axis_id == axis_id, deliveries_t.c.recipient_code == recipient,
             deliveries_t.c.state.in_(sorted(s.value for s in sources_for(new)))).values(**values)
@@ -597,18 +547,6 @@ class WriteTx(_Reads):
                 deliveries_t.c.state.in_(sources)).values(state=new.value, updated_at=self._clock())
             moved += self._c.execute(stmt).rowcount
         return moved
-
-    def note_attempt(self, axis_id: str, recipient: str, error: str | None = None) -> int:
-        """Count one more delivery attempt (and its error); returns the new count."""
-        stmt = sa.update(deliveries_t).where(
-            deliveries_t.c.axis_id == axis_id, deliveries_t.c.recipient_code == recipient).values(
-            attempts=deliveries_t.c.attempts + 1, updated_at=self._clock(),
-            last_error=error if error is not None else deliveries_t.c.last_error,
-        ).returning(deliveries_t.c.attempts)
-        attempts = self._c.execute(stmt).scalar()
-        if attempts is None:
-            self._require_delivery(axis_id, recipient)
-        return int(attempts)  # type: ignore[arg-type]
 
     def _require_delivery(self, axis_id: str, recipient: str) -> None:
         found = self._c.execute(sa.select(sa.literal(1)).where(
@@ -727,10 +665,20 @@ class WriteTx(_Reads):
                            body_ref=r.body_ref, headers=dict(r.headers), attempts=r.attempts,
                            created_at=r.created_at, claimed_until=r.claimed_until) for r in rows]
 
-    def purge_outbox(self, published_before: datetime) -> int:
-        """Delete rows published before the given time (housekeeping); returns how many."""
-        stmt = sa.delete(outbox).where(outbox.c.published_at.is_not(None), outbox.c.published_at < published_before)
-        return self._c.execute(stmt).rowcount
+    def purge_outbox(self, published_before: datetime, limit: int = 5_000) -> int:
+        """Delete up to `limit` rows published before the given time; returns how many.
+
+        Unpublished rows are never deleted, however old. Bounded so that one
+        call holds the SQLite write lock briefly: repeat while it returns
+        `limit`. Oldest first (by id, the primary key's order).
+        """
+        oldest = sa.select(outbox.c.id).where(
+            outbox.c.published_at.is_not(None), outbox.c.published_at < published_before,
+        ).order_by(outbox.c.id).limit(limit)
+        ids = list(self._c.execute(oldest).scalars())
+        if not ids:
+            return 0
+        return self._c.execute(sa.delete(outbox).where(outbox.c.id.in_(ids))).rowcount
 
     def mark_seen(self, consumer: str, dedup_key: str) -> bool:
         """Record that `consumer` handled `dedup_key`; False when it already had (a duplicate)."""
@@ -749,20 +697,6 @@ class WriteTx(_Reads):
             if not e.actor or not e.action:
                 raise ValueError("an audit entry needs an actor and an action")
             self._pending_audit.append((e.actor, e.action, e.subject, chain.check_data(e.data)))
-
-    def add_checkpoint(self, seq: int, hash: str, signature: bytes) -> bool:
-        """Store a signed checkpoint of the chain head at `seq`; False if one exists for `seq`.
-
-        ValueError when entry `seq` does not exist or has another hash, so a
-        signature is never stored over a head the log does not have.
-        """
-        stored = self._c.execute(sa.select(audit_log.c.hash).where(audit_log.c.seq == seq)).scalar()
-        if stored is None:
-            raise ValueError(f"audit entry {seq} does not exist (yet); checkpoint a committed head")
-        if stored != hash:
-            raise ValueError(f"audit entry {seq} has hash {stored}, not {hash}")
-        stmt = self._insert(checkpoints_t).values(seq=seq, hash=hash, signature=bytes(signature), at=self._clock())
-        return self._inserted(stmt.on_conflict_do_nothing(index_elements=["seq"]), checkpoints_t.c.seq)
 
     def _flush_audit(self) -> None:
         if not self._pending_audit:
@@ -857,23 +791,18 @@ class Store(_Reads):
             if to_seq is not None:
                 q = q.where(audit_log.c.seq <= to_seq)
             with self._reading() as c:
-                page = [_audit_entry(r) for r in c.execute(q.order_by(audit_log.c.seq).limit(_AUDIT_PAGE))]
+                page = [_record(AuditEntry, r) for r in c.execute(q.order_by(audit_log.c.seq).limit(_AUDIT_PAGE))]
             yield from page
             if len(page) < _AUDIT_PAGE:
                 return
             next_seq = page[-1].seq + 1
 
-    def verify_audit(self, anchors: Iterable[tuple[int, str]] = ()) -> AuditReport:
-        """Recompute the whole chain; also check the stored checkpoints and any `anchors` (seq, hash).
+    def verify_audit(self) -> AuditReport:
+        """Recompute the whole chain in one snapshot; the report names the first bad entry.
 
-        Anchors kept outside the database (signed checkpoints exported earlier)
-        are what catch entries removed from the end of the log.
+        A chain alone cannot show entries cut from its end: that takes a head
+        kept elsewhere, checked with `audit.verify_chain(entries, checkpoints)`.
         """
-        marks = [(cp.seq, cp.hash) for cp in self.checkpoints()] + list(anchors)
-        conflicting = {}
-        for seq, digest in marks:
-            if conflicting.setdefault(seq, digest) != digest:
-                return AuditReport(False, 0, seq, f"two checkpoints for seq {seq} disagree", chain.GENESIS_HASH)
         with self.engine.connect() as conn:
             if self._dialect == "postgresql":
                 # One snapshot for the whole scan, while writers keep appending.
@@ -886,9 +815,9 @@ class Store(_Reads):
                         _AUDIT_PAGE)
                     page = conn.execute(q).all()
                     for row in page:
-                        yield _audit_entry(row)
+                        yield _record(AuditEntry, row)
                     if len(page) < _AUDIT_PAGE:
                         return
                     last = page[-1].seq
 
-            return chain.verify_chain(entries(), conflicting.items())
+            return chain.verify_chain(entries())

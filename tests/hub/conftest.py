@@ -118,7 +118,7 @@ async def running_world(tmp_path: Path, pki_dir: Path, *, wrap: Callable[[Transp
                         **settings) -> AsyncIterator[World]:  # noqa: ANN003 - HubSettings overrides
     """A started hub on a fresh SQLite store and embedded transport (`wrap` may wrap the hub's transport)."""
     ca, keys = pki_dir / "ca", pki_dir / "keys"
-    store = open_store(f"sqlite:///{tmp_path / 'axis.db'}")
+    store = open_store(f"sqlite:///{tmp_path / 'axis.db'}", create=True)
     transport = await open_transport(f"embedded:///{tmp_path / 'transport.db'}",
                                      retry=RetryPolicy(base_delay=0.05, max_attempts=3))
     with store.write() as tx:

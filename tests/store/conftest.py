@@ -89,7 +89,7 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 def store(migrated_url: str, clock: FakeClock) -> Iterator[Store]:
-    s = open_store(migrated_url, clock=clock)
+    s = open_store(migrated_url, clock=clock, create=True)
     try:
         yield s
     finally:

@@ -53,7 +53,7 @@ def accept(store: Store, n: int | str, recipients: tuple[str, ...] = RECIPIENTS)
 
 
 def table_counts(store: Store) -> dict[str, int]:
-    from axis.store.models import TABLES
+    from axis.store.schema import TABLES
     with store.engine.connect() as conn:
         return {t.name: conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one() for t in TABLES}
 

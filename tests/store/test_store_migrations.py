@@ -1,4 +1,4 @@
-"""Schema: migrations from empty, models == migrations, connection settings, URLs."""
+"""Schema: migrations from empty, schema.py == migrations, upgrades keep rows, connection settings, URLs."""
 from __future__ import annotations
 
 import warnings
@@ -7,15 +7,18 @@ import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlmodel import SQLModel
 
-from axis.store import Store, normalise_url, open_store
+from axis.store import MissingDatabase, Store, normalise_url, open_store
 from axis.store import migrate as migrations
-from axis.store.models import EXPRESSION_INDEXES, TABLE_NAMES
+from axis.store.schema import EXPRESSION_INDEXES, TABLE_NAMES, TABLES, metadata
+from tests.store.store_helpers import R1, RECIPIENTS, SENDER, accept, make_certificate
+
+# The head before the schema moved from SQLModel to schema.py: databases in use are at this revision.
+PREVIOUS_HEAD = "0002"
 
 
 def test_migrates_an_empty_database_to_head(db_url: str) -> None:
-    with open_store(db_url, migrate=False) as store:
+    with open_store(db_url, migrate=False, create=True) as store:
         assert migrations.current_revision(store.engine) is None
         assert set(sa.inspect(store.engine).get_table_names()) == set()
         store.migrate()
@@ -30,31 +33,69 @@ def test_migrates_an_empty_database_to_head(db_url: str) -> None:
 
 
 def test_migrations_run_step_by_step(db_url: str) -> None:
-    with open_store(db_url, migrate=False) as store:
+    with open_store(db_url, migrate=False, create=True) as store:
         migrations.upgrade(store.engine, "0001")
         assert migrations.current_revision(store.engine) == "0001"
         store.migrate()
         assert migrations.current_revision(store.engine) == migrations.head_revision() == "0002"
 
 
-def test_models_and_migrations_agree(store: Store) -> None:
-    """What autogenerate would write for the current models is nothing: 0001 matches them."""
+def test_schema_and_migrations_agree(store: Store) -> None:
+    """What autogenerate would write for schema.py is nothing: the migrations build exactly it."""
     def ours(obj: object, name: str | None, type_: str, reflected: bool, compare_to: object) -> bool:
         if type_ == "index" and name in EXPRESSION_INDEXES:
             return store.dialect != "sqlite"  # SQLite cannot reflect expression indexes
-        return type_ != "table" or name in TABLE_NAMES
+        return True
 
     with store.engine.connect() as conn:
         ctx = MigrationContext.configure(conn, opts={"compare_type": True, "include_object": ours})
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the same SQLite reflection limit, reported as a warning
-            diff = compare_metadata(ctx, SQLModel.metadata)
+            diff = compare_metadata(ctx, metadata)
+        # autogenerate does not compare CHECK constraints: compare their names by reflection.
+        inspector = sa.inspect(conn)
+        for table in TABLES:
+            declared = {c.name for c in table.constraints if isinstance(c, sa.CheckConstraint)}
+            assert {c["name"] for c in inspector.get_check_constraints(table.name)} == declared, table.name
     assert diff == []
     if store.dialect == "sqlite":  # compare the two expression indexes by their DDL instead
         with store.engine.connect() as conn:
             ddl = dict(conn.exec_driver_sql("SELECT name, sql FROM sqlite_master WHERE type = 'index'").all())
         assert "coalesce(recipient_code, '')" in ddl["uq_receipts_key"]
         assert "WHERE published_at IS NULL" in ddl["ix_outbox_pending"]
+
+
+def _snapshot(store: Store) -> dict[str, list[tuple[object, ...]]]:
+    """Every row of every table, in primary-key order."""
+    with store.engine.connect() as conn:
+        return {t.name: [tuple(r) for r in conn.execute(sa.select(t).order_by(*t.primary_key.columns))]
+                for t in TABLES}
+
+
+def test_a_database_of_the_previous_head_upgrades_with_every_row_intact(db_url: str) -> None:
+    """A database in use (migrated by the previous head, full of rows) upgrades to head unchanged."""
+    with open_store(db_url, migrate=False, create=True) as store:
+        migrations.upgrade(store.engine, PREVIOUS_HEAD)
+        with store.write() as tx:
+            tx.add_agency(SENDER, "Văn phòng Chính phủ")
+            for code in RECIPIENTS:
+                tx.add_agency(code, f"Agency {code}", parent=SENDER)
+            tx.add_certificate(SENDER, make_certificate())
+        axis_id = accept(store, 1)
+        with store.write() as tx:
+            tx.transition(axis_id, R1, "failed", "retries exhausted", attempts=3)
+            tx.add_receipt(axis_id, "error", b"<error receipt/>", R1, "500")
+            tx.mark_seen("adapter.H01", f"{R1}:{axis_id}")
+        store.mark_published([item.id for item in store.claim_outbox(1, lease_seconds=30)])
+        with store.engine.begin() as conn:
+            conn.execute(sa.insert(metadata.tables["audit_checkpoints"]).values(
+                seq=1, hash=store.audit_head()[1], signature=b"sig", at=store.clock()))
+        before = _snapshot(store)
+        assert all(before.values()), {name: len(rows) for name, rows in before.items()}
+        store.migrate()
+        assert migrations.current_revision(store.engine) == migrations.head_revision()
+        assert _snapshot(store) == before
+        assert store.verify_audit().ok
 
 
 def test_downgrade_to_base_and_back(store: Store) -> None:
@@ -65,7 +106,7 @@ def test_downgrade_to_base_and_back(store: Store) -> None:
 
 
 def test_sqlite_connection_settings(tmp_path) -> None:
-    with open_store(f"sqlite:///{tmp_path / 'a.db'}") as store:
+    with open_store(f"sqlite:///{tmp_path / 'a.db'}", create=True) as store:
         with store.engine.connect() as conn:
             def pragma(name: str) -> object:
                 return conn.exec_driver_sql(f"PRAGMA {name}").scalar()
@@ -77,7 +118,7 @@ def test_sqlite_connection_settings(tmp_path) -> None:
 
 def test_sqlite_writes_begin_immediate(tmp_path) -> None:
     """A unit of work holds the write lock from its first statement, so a second writer waits up front."""
-    with open_store(f"sqlite:///{tmp_path / 'a.db'}") as store:
+    with open_store(f"sqlite:///{tmp_path / 'a.db'}", create=True) as store:
         with store.write() as tx:
             tx.get_agency("nobody")  # a read only; IMMEDIATE has taken the lock already
             other = sa.create_engine(f"sqlite:///{tmp_path / 'a.db'}",
@@ -106,6 +147,31 @@ def test_url_normalisation(tmp_path) -> None:
 
 def test_default_store_is_a_sqlite_file_under_axis_data(tmp_path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
-    with open_store() as store:
+    with pytest.raises(MissingDatabase):
+        open_store()
+    with open_store(create=True) as store:
         assert store.dialect == "sqlite"
     assert (tmp_path / "axis-data" / "axis.db").is_file()
+    with open_store() as store:  # it exists now
+        assert store.list_agencies() == []
+
+
+@pytest.mark.parametrize("url", ["sqlite:///{dir}/sub/missing.db", "{dir}/missing.db"])
+def test_a_missing_sqlite_database_is_an_error_and_nothing_is_created(tmp_path, url: str) -> None:
+    url = url.format(dir=tmp_path)
+    for migrate in (True, False):
+        with pytest.raises(MissingDatabase, match=r"^the SQLite database .*missing\.db does not exist$"):
+            open_store(url, migrate=migrate)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.postgres
+def test_a_missing_postgresql_database_is_a_one_line_error() -> None:
+    from tests.store.conftest import PG_URL
+    url = sa.make_url(PG_URL).set(database="axis_t_never_created").render_as_string(hide_password=False)
+    for migrate, create in ((True, False), (False, False), (True, True)):
+        with pytest.raises(MissingDatabase) as caught:
+            open_store(url, migrate=migrate, create=create)
+        message = str(caught.value)
+        assert "'axis_t_never_created' does not exist" in message and "\n" not in message
+        assert caught.value.__cause__ is None and caught.value.__suppress_context__

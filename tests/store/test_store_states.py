@@ -87,10 +87,22 @@ def test_repeat_and_unknown_delivery(one_recipient: Store) -> None:
         assert tx.transition(axis_id, R1, "published") is False
         with pytest.raises(NotFound):
             tx.transition(axis_id, "000.00.00.X99", "delivered")
-        assert tx.note_attempt(axis_id, R1, "timeout") == 1
-        assert tx.note_attempt(axis_id, R1) == 2
     [d] = one_recipient.deliveries(axis_id)
-    assert (d.state, d.attempts, d.last_error) == ("delivered", 2, "timeout")
+    assert (d.state, d.attempts, d.last_error) == ("delivered", 0, None)
+
+
+def test_transition_records_the_attempt_count(one_recipient: Store) -> None:
+    """A delivery that fails for good keeps the dead letter's attempt count; a refused move records nothing."""
+    failed, delivered = _delivery(one_recipient, 1), _delivery(one_recipient, 2)
+    with one_recipient.write() as tx:
+        assert tx.transition(failed, R1, "failed", "retries exhausted", attempts=5) is True
+        assert tx.transition(delivered, R1, "delivered") is True
+        assert tx.transition(delivered, R1, "failed", "late dead letter", attempts=7) is False
+        with pytest.raises(ValueError, match="count"):
+            tx.transition(delivered, R1, "done", attempts=-1)
+    [f], [d] = one_recipient.deliveries(failed), one_recipient.deliveries(delivered)
+    assert (f.state, f.attempts, f.last_error) == ("failed", 5, "retries exhausted")
+    assert (d.state, d.attempts, d.last_error) == ("delivered", 0, None)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -9,19 +9,15 @@ from __future__ import annotations
 from typing import Any
 
 from alembic import context
-from sqlmodel import SQLModel
 
 from axis.store.db import WRITE_OPTION, create_engine
-from axis.store.models import EXPRESSION_INDEXES, TABLE_NAMES  # importing registers the tables
+from axis.store.schema import EXPRESSION_INDEXES, metadata
 
 config = context.config
-target_metadata = SQLModel.metadata
+target_metadata = metadata
 
 
 def include_object(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
-    # SQLModel.metadata is process-wide; only the store's own tables are ours to migrate.
-    if type_ == "table":
-        return name in TABLE_NAMES
     if type_ == "index" and name in EXPRESSION_INDEXES:
         return context.get_context().dialect.name != "sqlite"
     return True
@@ -52,7 +48,8 @@ def run_migrations_online() -> None:
     if connection is not None:
         _run(connection)
         return
-    engine = create_engine(config.get_main_option("sqlalchemy.url"))
+    # The developer's `alembic upgrade` on a new file builds the database, as it always has.
+    engine = create_engine(config.get_main_option("sqlalchemy.url"), create=True)
     try:
         with engine.connect().execution_options(**{WRITE_OPTION: True}) as conn:
             _run(conn)

@@ -1,0 +1,202 @@
+"""The tables: the one declaration of the schema, as SQLAlchemy Core tables.
+
+Migrations create exactly this (tests/store/test_store_migrations.py compares
+a migrated database with `metadata` through alembic's autogenerate), and the
+read records in `records.py` carry one field per column of their table, in
+column order (tested too), so a row becomes a record without a mapper.
+Callers outside `axis.store` should not import this module; the layout is
+described in docs/store.md and may change with a migration.
+"""
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+from sqlalchemy.types import TypeDecorator
+
+CODE_LEN = 35  # QĐ 20/2020: at most 35 characters
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC on the way in and out, on both dialects.
+
+    SQLite has no time zone type; without this, values would come back naive
+    and compare wrongly with aware ones. Naive input is refused rather than
+    guessed.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    @property
+    def python_type(self) -> type[datetime]:
+        return datetime
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; pass an aware UTC datetime")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+AGENCY_STATES = ("active", "suspended")
+CERT_STATES = ("active", "revoked")
+DOCUMENT_KINDS = ("document", "status")
+RECEIPT_KINDS = ("intake", "delivery", "status", "error")
+DELIVERY_STATES = ("queued", "published", "delivered", "arrived", "accepted", "assigned", "processing",
+                   "done", "refused", "failed", "recalled")
+
+# BIGINT for growth; plain INTEGER on SQLite, where only INTEGER PRIMARY KEY autoincrements.
+_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+_CODE = sa.String(CODE_LEN)
+_HASH = sa.String(64)
+_AT = UTCDateTime()
+
+metadata = sa.MetaData()
+
+agencies = sa.Table(
+    "agencies", metadata,
+    sa.Column("code", _CODE, primary_key=True),
+    sa.Column("name", sa.String(500), nullable=False),
+    sa.Column("parent_code", _CODE, sa.ForeignKey("agencies.code"), nullable=True, index=True),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("created_at", _AT, nullable=False),
+    sa.Column("updated_at", _AT, nullable=False),
+    sa.CheckConstraint(_in("state", AGENCY_STATES), name="ck_agencies_state"),
+)
+
+certificates = sa.Table(
+    "agency_certificates", metadata,
+    sa.Column("id", sa.Integer(), primary_key=True),
+    sa.Column("agency_code", _CODE, sa.ForeignKey("agencies.code"), nullable=False, index=True),
+    sa.Column("fingerprint", _HASH, nullable=False),
+    sa.Column("certificate", sa.Text(), nullable=False),
+    sa.Column("not_before", _AT, nullable=False),
+    sa.Column("not_after", _AT, nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("added_at", _AT, nullable=False),
+    sa.UniqueConstraint("fingerprint", name="uq_agency_certificates_fingerprint"),
+    sa.CheckConstraint(_in("state", CERT_STATES), name="ck_agency_certificates_state"),
+)
+
+documents = sa.Table(
+    "documents", metadata,
+    sa.Column("axis_id", _HASH, primary_key=True),
+    sa.Column("sender_code", _CODE, sa.ForeignKey("agencies.code"), nullable=False),
+    sa.Column("document_id", sa.String(255), nullable=False, index=True),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("business_type", sa.SmallInteger(), nullable=True),
+    sa.Column("digest", _HASH, nullable=False),
+    sa.Column("size", sa.BigInteger(), nullable=False),
+    sa.Column("priority", sa.SmallInteger(), nullable=False),
+    sa.Column("received_at", _AT, nullable=False, index=True),
+    sa.Column("signer_fingerprint", _HASH, nullable=True),
+    sa.Column("response_for", _HASH, sa.ForeignKey("documents.axis_id"), nullable=True, index=True),
+    sa.UniqueConstraint("sender_code", "document_id", "kind", name="uq_documents_key"),
+    sa.CheckConstraint(_in("kind", DOCUMENT_KINDS), name="ck_documents_kind"),
+    sa.CheckConstraint("priority BETWEEN 0 AND 4", name="ck_documents_priority"),
+    sa.CheckConstraint("business_type IS NULL OR business_type BETWEEN 0 AND 3", name="ck_documents_business_type"),
+)
+
+bodies = sa.Table(
+    "document_bodies", metadata,
+    sa.Column("axis_id", _HASH, sa.ForeignKey("documents.axis_id"), primary_key=True),
+    sa.Column("body", sa.LargeBinary(), nullable=False),
+)
+
+deliveries = sa.Table(
+    "deliveries", metadata,
+    sa.Column("axis_id", _HASH, sa.ForeignKey("documents.axis_id"), primary_key=True),
+    sa.Column("recipient_code", _CODE, sa.ForeignKey("agencies.code"), primary_key=True, index=True),
+    sa.Column("state", sa.String(16), nullable=False, index=True),
+    sa.Column("attempts", sa.Integer(), nullable=False),
+    sa.Column("updated_at", _AT, nullable=False),
+    sa.Column("last_error", sa.Text(), nullable=True),
+    sa.CheckConstraint(_in("state", DELIVERY_STATES), name="ck_deliveries_state"),
+)
+
+receipts = sa.Table(
+    "receipts", metadata,
+    sa.Column("id", _ID, primary_key=True, autoincrement=True),
+    sa.Column("axis_id", _HASH, sa.ForeignKey("documents.axis_id"), nullable=False),
+    sa.Column("recipient_code", _CODE, nullable=True),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("code", sa.String(16), nullable=True),
+    sa.Column("detail", sa.Text(), nullable=True),
+    sa.Column("body", sa.LargeBinary(), nullable=False),
+    sa.Column("digest", _HASH, nullable=False),
+    sa.Column("created_at", _AT, nullable=False),
+    # NULL recipient (intake) or NULL code must still collide, hence coalesce:
+    # a plain UNIQUE treats NULLs as distinct on both SQLite and PostgreSQL.
+    sa.Index("uq_receipts_key", "axis_id", sa.text("coalesce(recipient_code, '')"), "kind",
+             sa.text("coalesce(code, '')"), unique=True),
+    sa.CheckConstraint(_in("kind", RECEIPT_KINDS), name="ck_receipts_kind"),
+)
+
+outbox = sa.Table(
+    "outbox", metadata,
+    sa.Column("id", _ID, primary_key=True, autoincrement=True),
+    sa.Column("queue", sa.String(255), nullable=False),
+    sa.Column("message_id", sa.String(255), nullable=False),
+    sa.Column("priority", sa.SmallInteger(), nullable=False),
+    sa.Column("body_ref", _HASH, sa.ForeignKey("document_bodies.axis_id"), nullable=True),
+    sa.Column("payload", sa.LargeBinary(), nullable=True),
+    sa.Column("headers", sa.JSON(), nullable=False),
+    sa.Column("created_at", _AT, nullable=False),
+    sa.Column("claimed_until", _AT, nullable=True),
+    sa.Column("published_at", _AT, nullable=True),
+    sa.Column("attempts", sa.Integer(), nullable=False),
+    # The relay's scan: only unpublished rows, urgent first, then oldest.
+    sa.Index("ix_outbox_pending", sa.text("priority DESC"), "id",
+             sqlite_where=sa.text("published_at IS NULL"), postgresql_where=sa.text("published_at IS NULL")),
+    sa.UniqueConstraint("message_id", name="uq_outbox_message_id"),
+    sa.CheckConstraint("(body_ref IS NULL) <> (payload IS NULL)", name="ck_outbox_one_body"),
+)
+
+inbox = sa.Table(
+    "inbox", metadata,
+    sa.Column("consumer", sa.String(255), primary_key=True),
+    sa.Column("dedup_key", sa.String(255), primary_key=True),
+    sa.Column("seen_at", _AT, nullable=False),
+)
+
+audit_log = sa.Table(
+    "audit_log", metadata,
+    sa.Column("seq", sa.BigInteger(), primary_key=True, autoincrement=False),
+    sa.Column("at", _AT, nullable=False),
+    sa.Column("actor", sa.String(255), nullable=False),
+    sa.Column("action", sa.String(255), nullable=False),
+    sa.Column("subject", sa.String(255), nullable=True, index=True),
+    sa.Column("data", sa.JSON(), nullable=False),
+    sa.Column("prev_hash", _HASH, nullable=False),
+    sa.Column("hash", _HASH, nullable=False),
+)
+
+# Created by migration 0001 (append-only, like audit_log); nothing reads or
+# writes it until signed checkpoints of the chain come back with the evidence
+# work. Declared so that the schema here stays exactly what the migrations build.
+audit_checkpoints = sa.Table(
+    "audit_checkpoints", metadata,
+    sa.Column("seq", sa.BigInteger(), primary_key=True, autoincrement=False),
+    sa.Column("hash", _HASH, nullable=False),
+    sa.Column("signature", sa.LargeBinary(), nullable=False),
+    sa.Column("at", _AT, nullable=False),
+)
+
+# Indexes on expressions, which SQLite reflection cannot read back: alembic
+# autogenerate must not compare them there (it would propose dropping them).
+EXPRESSION_INDEXES = frozenset({"uq_receipts_key", "ix_outbox_pending"})
+
+TABLES: tuple[sa.Table, ...] = tuple(metadata.tables.values())
+TABLE_NAMES = frozenset(metadata.tables)
