@@ -47,6 +47,7 @@ class HubSettings:
     prefetch: int = 800
     relay_batch: int = 500              # outbox rows the relay publishes per pass
     relay_passes: int = 2               # relay passes running at once
+    outbox_retention: float = 3600.0    # seconds a published outbox row is kept before the relay purges it
     dead_letter_sweep: float = 2.0      # seconds between dead-letter sweeps
     stall_after: float = 10.0           # seconds a consumer may hand out nothing while messages wait
 
@@ -60,7 +61,8 @@ class Hub:
         self.pool = WorkerPool(settings.trust, settings.workers,
                                store_url=store.engine.url.render_as_string(hide_password=False))
         self.delivery_receipts = DeliveryReceipts(store, self.pool)
-        self.relay = Relay(store, transport, batch=settings.relay_batch, passes=settings.relay_passes)
+        self.relay = Relay(store, transport, batch=settings.relay_batch, passes=settings.relay_passes,
+                           retention=settings.outbox_retention)
         self.sweep = DeadLetterSweep(store, transport, self.pool)
         self._tasks: list[asyncio.Task] = []
         self.started = asyncio.Event()      # set once the queues are declared and consumers run

@@ -5,28 +5,37 @@ hub processes share the work; SQLite: one writer). A row is marked published
 only after the broker confirmed the message; a crash between the two re-publishes
 it after the lease, and consumers de-duplicate on the message id. So the relay
 is at-least-once and never loses a row.
+
+Published rows are kept for `retention` seconds (what was sent, and when, while
+anyone still asks), then purged so that the table holds the backlog and recent
+history only; rows not yet published are never purged.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import timedelta
 
 from axis import wire
 from axis.store import DeliveryState, OutboxItem, Store
 from axis.transport import OutgoingMessage, Transport, UnroutableError
 
 log = logging.getLogger("axis.hub.relay")
+_PURGE_SLICE = 5_000
 
 
 class Relay:
     def __init__(self, store: Store, transport: Transport, *, batch: int = 500, lease_seconds: float = 30.0,
-                 idle_poll: float = 0.25, passes: int = 2) -> None:
+                 idle_poll: float = 0.25, passes: int = 2, retention: float = 3600.0) -> None:
         self._store = store
         self._transport = transport
         self._batch = batch
         self._lease = lease_seconds
         self._idle_poll = idle_poll
         self._passes = passes
+        self._retention = timedelta(seconds=retention)
+        # Often enough that a purge deletes a small slice, never more than once a minute.
+        self._purge_every = min(max(retention / 10, 1.0), 60.0)
         self.in_pass: dict[asyncio.Task, float] = {}  # passes under way -> when they started (loop time)
         self._wake = asyncio.Event()
         self.published = 0
@@ -41,10 +50,31 @@ class Relay:
         Passes overlap so that one claims from the store while another publishes to
         the broker; their leases keep them from ever taking the same rows.
         """
-        await asyncio.gather(*(self._loop() for _ in range(self._passes)))
+        await asyncio.gather(self._purge_loop(), *(self._loop() for _ in range(self._passes)))
+
+    async def _purge_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._purge_every)
+            try:
+                await asyncio.to_thread(self.purge)
+            except Exception:
+                log.exception("outbox purge failed; trying again in %.0f s", self._purge_every)
+
+    def purge(self) -> int:
+        """Delete the rows published more than `retention` ago; returns how many."""
+        before = self._store.clock() - self._retention
+        purged = 0
+        while True:
+            # Bounded slices, each its own short transaction: writers never wait long.
+            with self._store.write() as tx:
+                count = tx.purge_outbox(before, limit=_PURGE_SLICE)
+            purged += count
+            if count < _PURGE_SLICE:
+                return purged
 
     async def _loop(self) -> None:
         me = asyncio.current_task()
+        assert me is not None  # always inside a task here (run() gathers the loops)
         loop = asyncio.get_running_loop()
         while True:
             self.in_pass[me] = loop.time()
