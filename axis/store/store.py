@@ -20,6 +20,7 @@ Callers may rely on:
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -97,6 +98,21 @@ R = TypeVar("R")
 def _record(cls: type[R], row: sa.Row[Any]) -> R:
     """The record of a table row: the records carry their table's columns as fields (schema.py)."""
     return cls(**{k: bytes(v) if isinstance(v, memoryview) else v for k, v in row._mapping.items()})
+
+
+@functools.cache
+def _unnest_insert(table: sa.Table, columns: tuple[str, ...], conflict: tuple[str, ...],
+                   returning: sa.Column[Any]) -> Any:
+    """PostgreSQL: INSERT INTO table (columns) SELECT * FROM unnest(:col1, :col2, ...) ON CONFLICT DO NOTHING.
+
+    One array parameter per column, typed ARRAY(column type) so that the
+    column's own bind processing (UTC checks, canonical JSON) applies to every
+    element. Built once per shape: the bulk writers call it with a handful.
+    """
+    arrays = [sa.bindparam(name, type_=postgresql.ARRAY(table.c[name].type, dimensions=1)) for name in columns]
+    unnested = sa.func.unnest(*arrays).table_valued(*columns).render_derived()
+    return postgresql.insert(table).from_select(list(columns), sa.select(*unnested.c)).on_conflict_do_nothing(
+        index_elements=list(conflict) or None).returning(returning)
 
 
 class _Reads:
@@ -292,16 +308,9 @@ class WriteTx(_Reads):
         if self._dialect != "postgresql":
             stmt = self._insert(table).on_conflict_do_nothing(index_elements=conflict).returning(returning)
             return list(self._c.execute(stmt, rows).scalars())
-        columns = list(rows[0])
-        # Each column's values as one typed array parameter (ARRAY applies the
-        # column type's own bind processing to every element: UTC checks,
-        # canonical JSON), unnested back into rows in FROM.
-        arrays = [sa.bindparam(f"a{i}", [r[name] for r in rows], type_=postgresql.ARRAY(table.c[name].type))
-                  for i, name in enumerate(columns)]
-        unnested = sa.func.unnest(*arrays).table_valued(*columns).render_derived()
-        stmt = postgresql.insert(table).from_select(columns, sa.select(*unnested.c)).on_conflict_do_nothing(
-            index_elements=conflict).returning(returning)
-        return list(self._c.execute(stmt).scalars())
+        columns = tuple(rows[0])
+        stmt = _unnest_insert(table, columns, tuple(conflict or ()), returning)
+        return list(self._c.execute(stmt, {name: [r[name] for r in rows] for name in columns}).scalars())
 
     def _insert_ignore_count(self, table: sa.Table, rows: list[dict[str, Any]], conflict: list[str] | None,
                              returning: sa.Column[Any]) -> int:
