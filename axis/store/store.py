@@ -267,7 +267,6 @@ class _Reads:
         return (row[0], row[1]) if row else (0, chain.GENESIS_HASH)
 
 
-
 class WriteTx(_Reads):
     """One unit of work; obtain it from `Store.write()`. Not thread-safe."""
 
