@@ -8,9 +8,9 @@ root conftest skips it (or fails it under CI=true) when the server is down.
 from __future__ import annotations
 
 import os
-from contextlib import contextmanager
 import secrets
-from typing import Iterator
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 import sqlalchemy as sa

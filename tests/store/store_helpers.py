@@ -1,7 +1,7 @@
 """Helpers shared by the store tests (import as tests.store.store_helpers)."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 from cryptography import x509
@@ -20,7 +20,7 @@ class FakeClock:
     """A clock the test moves by hand (lease expiry without sleeping)."""
 
     def __init__(self) -> None:
-        self.now = datetime.now(timezone.utc).replace(microsecond=0)
+        self.now = datetime.now(UTC).replace(microsecond=0)
 
     def __call__(self) -> datetime:
         return self.now
@@ -36,7 +36,7 @@ def new_doc(n: int | str, sender: str = SENDER, kind: str = "document", axis_id:
 
 
 def body_of(n: int | str) -> bytes:
-    return f"<edXML n='{n}'>signed bytes, kept exactly: ắ \r\n\x00</edXML>".encode("utf-8")
+    return f"<edXML n='{n}'>signed bytes, kept exactly: ắ \r\n\x00</edXML>".encode()
 
 
 def accept(store: Store, n: int | str, recipients: tuple[str, ...] = RECIPIENTS) -> str:
@@ -72,7 +72,7 @@ def make_certificate(cn: str = SENDER) -> str:
     """A real self-signed EC certificate, PEM."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
             .serial_number(x509.random_serial_number()).not_valid_before(now - timedelta(days=1))
             .not_valid_after(now + timedelta(days=365)).sign(key, hashes.SHA256()))

@@ -5,14 +5,14 @@ import dataclasses
 import hashlib
 import json
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 import sqlalchemy as sa
 
 from axis.store import GENESIS_HASH, NewAuditEntry, Store, verify_chain
-from axis.store.schema import audit_checkpoints, audit_log
 from axis.store.audit import canonical_json, compute_hash, entry_body, entry_hash
+from axis.store.schema import audit_checkpoints, audit_log
 from tests.store.store_helpers import accept, drop_audit_guard
 
 
@@ -43,7 +43,7 @@ def test_chain_verifies_and_records_what_was_written(store: Store) -> None:
 
 
 def test_hash_is_the_documented_formula() -> None:
-    at = datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=timezone.utc)
+    at = datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=UTC)
     body = entry_body(1, at, "hub", "x", None, {"b": 1, "a": "ắ"}, GENESIS_HASH)
     text = '{"action":"x","actor":"hub","at":"2026-01-02T03:04:05.000006Z","data":{"a":"ắ","b":1},' \
            f'"prev_hash":"{GENESIS_HASH}","seq":1,"subject":null}}'
@@ -63,7 +63,7 @@ def test_rolled_back_work_writes_no_audit_entry(store: Store) -> None:
 def test_audit_data_must_be_plain_json(store: Store) -> None:
     with store.write() as tx:
         with pytest.raises(TypeError, match="plain JSON"):
-            tx.audit("hub", "x", None, {"when": datetime.now(timezone.utc)})
+            tx.audit("hub", "x", None, {"when": datetime.now(UTC)})
         with pytest.raises(ValueError, match="plain JSON"):
             tx.audit("hub", "x", None, {"n": float("nan")})
         with pytest.raises(TypeError, match="mapping"):
@@ -75,7 +75,7 @@ def test_database_refuses_update_delete_and_truncate(store: Store) -> None:
     _write(store, 3)
     with store.engine.begin() as conn:  # the table stays from migration 0001, guarded, with no writer today
         conn.execute(sa.insert(audit_checkpoints).values(seq=3, hash=store.audit_head()[1], signature=b"sig",
-                                                         at=datetime.now(timezone.utc)))
+                                                         at=datetime.now(UTC)))
     statements = ["UPDATE audit_log SET actor = 'mallory' WHERE seq = 2", "DELETE FROM audit_log WHERE seq = 3",
                   "DELETE FROM audit_checkpoints", "UPDATE audit_checkpoints SET signature = signature"]
     if store.dialect == "postgresql":
@@ -141,7 +141,7 @@ def test_removed_and_renumbered_entry_is_named(store: Store) -> None:
 def test_forged_entry_inserted_at_the_end_is_named(store: Store) -> None:
     _write(store, 4)
     drop_audit_guard(store)  # not even needed for INSERT; the guard only stops UPDATE/DELETE
-    _forge(store, seq=5, at=datetime.now(timezone.utc), subject="x", prev_hash="ab" * 32, hash="cd" * 32)
+    _forge(store, seq=5, at=datetime.now(UTC), subject="x", prev_hash="ab" * 32, hash="cd" * 32)
     report = store.verify_audit()
     assert (report.ok, report.first_bad_seq, report.entries) == (False, 5, 4)
 

@@ -8,8 +8,8 @@ from datetime import datetime
 import pytest
 import sqlalchemy as sa
 
-from axis.store import DuplicateDocument, NewDocument, NotFound, Store
 from axis.refusals import RefusalCode
+from axis.store import DuplicateDocument, NewDocument, NotFound, Store
 from tests.store.store_helpers import R1, R2, R3, RECIPIENTS, SENDER, accept, body_of, new_doc, table_counts
 
 

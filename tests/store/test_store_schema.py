@@ -8,8 +8,7 @@ import typing
 import pytest
 import sqlalchemy as sa
 
-from axis.store import AuditEntry, Agency, Certificate, Delivery, Document, Receipt
-from axis.store import schema
+from axis.store import Agency, AuditEntry, Certificate, Delivery, Document, Receipt, schema
 
 RECORDS = [(Agency, schema.agencies), (Certificate, schema.certificates), (Document, schema.documents),
            (Delivery, schema.deliveries), (Receipt, schema.receipts), (AuditEntry, schema.audit_log)]

@@ -4,7 +4,7 @@ from __future__ import annotations
 from axis.store import DeliveryState, NewDocument
 
 
-def test_transition_many_moves_only_what_the_state_machine_allows(store) -> None:  # noqa: ANN001
+def test_transition_many_moves_only_what_the_state_machine_allows(store) -> None:
     with store.write() as tx:
         tx.add_agency("000.00.00.G22", "sender")
         for code in ("000.00.00.H41", "000.00.00.H14", "000.00.00.G17"):
@@ -21,7 +21,7 @@ def test_transition_many_moves_only_what_the_state_machine_allows(store) -> None
     assert states == {"000.00.00.H41": "published", "000.00.00.H14": "done", "000.00.00.G17": "refused"}
 
 
-def test_find_documents_answers_many_keys_in_one_call(store) -> None:  # noqa: ANN001
+def test_find_documents_answers_many_keys_in_one_call(store) -> None:
     with store.write() as tx:
         tx.add_agency("000.00.00.G22", "sender")
         for i in range(5):
