@@ -45,6 +45,9 @@ class RefusalCode(enum.Enum):
                            "for this agency. Re-sign with RSA-SHA256 or ECDSA-P256-SHA256.")
     ALGORITHM_NOT_ALLOWED = (304, "The signature or digest algorithm is not one Axis accepts "
                                   "(RSA-SHA256, ECDSA-SHA256).")
+    UNSIGNED_CONTENT = (305, "The packet holds content its signature does not cover (a comment inside a text "
+                             "value, a processing instruction, or anything in the Signature besides SignedInfo, "
+                             "SignatureValue, X509Data and KeyValue). Remove it and re-sign.")
     CERT_MALFORMED = (310, "The signer's certificate in KeyInfo cannot be read. Embed the full "
                            "X.509 certificate (base64 DER).")
     CERT_UNTRUSTED = (311, "The signer's certificate does not chain to a trusted root. Use a certificate "

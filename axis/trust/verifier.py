@@ -91,6 +91,7 @@ from axis.edxml.codes import parse_agency_code
 from axis.edxml.safe import parse_xml
 from axis.refusals import PacketError, RefusalCode, TrustError
 from axis.trust import keys, xmldsig
+from axis.trust.coverage import check_covered
 from axis.trust.identity import certificate_agency_code
 from axis.trust.placement import AXIS_RECEIPT, DIGITAL_SIGNATURE, DS_NS, EDXML_PACKET, SIGNATURE, Placement, ds
 from axis.trust.xmldsig import SHA1_SIGNATURE_METHODS, STRONG_SIGNATURE_METHODS, Algorithms
@@ -312,6 +313,7 @@ class Verifier:
             raise TypeError(f"verify takes the bytes or an lxml root, not {type(data).__name__}")
         parent = placement.signature_parent(root)
         signature = _locate_signature(root, parent, placement)
+        check_covered(root, signature)
         shape = self._check_algorithms(_inspect_signed_info(signature), root, placement)
         verdict = self._verdict(_presented_certificates(signature), now)
         signed_root = self._check_signature(data, root, signature, verdict, shape, placement, now)

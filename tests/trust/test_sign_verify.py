@@ -249,16 +249,15 @@ def test_original_wrapped_in_a_forged_envelope(dev_pki, signed_status):
     assert code_of(dev_pki.verifier(), two_envelopes) is C.SIGNATURE_MISPLACED
 
 
-def test_comment_in_the_sender_does_not_fool_the_binding(dev_pki, signed_status):
-    # Comments are not signed (exclusive C14N without comments), so this still verifies.
-    # The UNVERIFIED tree reads "000.00." for the sender; the signed tree reads the truth.
+def test_comment_in_the_sender_is_refused(dev_pki, signed_status):
+    # Comments are not signed (a URI="" reference drops them), so this verified once: the
+    # signed tree read 000.00.00.H41 while a reader of the file saw "000.00." and "00.H41".
     commented = replace_once(signed_status, b"<edXML:OrganId>000.00.00.H41",
                              b"<edXML:OrganId>000.00.<!-- -->00.H41")
     raw_sender = parse_xml(commented).find(f".//{edxml('From')}/{edxml('OrganId')}").text
     assert raw_sender == "000.00."
-    result = dev_pki.verifier().verify(commented)
-    assert result.signer_code == H41
-    assert result.signed_root.find(f".//{edxml('From')}/{edxml('OrganId')}").text == H41
+    refusal = refusal_of(dev_pki.verifier(), commented)
+    assert refusal.code is C.UNSIGNED_CONTENT and "edXML:OrganId" in refusal.detail
 
 
 def test_no_signature_and_placeholders(dev_pki, status_packet, document_packet):
@@ -295,14 +294,17 @@ def test_ecdsa_sha1_allowed_only_for_its_agency(dev_pki, status_packet):
     assert dev_pki.verifier(allow_sha1_for=frozenset({H41})).verify(signed).signer_code == H41
 
 
-def test_sha1_exemption_is_checked_against_the_signed_sender(dev_pki, status_packet):
-    # The unverified tree reads "G09" (allowed SHA-1) before the comment; the signed
-    # tree, without comments, reads "G0901", which is not allowed.
+def test_sha1_exemption_cannot_be_borrowed_with_a_comment(dev_pki, status_packet):
+    # The unverified tree reads "G09" (allowed SHA-1) before the comment; the signed tree,
+    # without comments, reads "G0901". The split is refused before any policy is chosen.
     packet = replace_once(status_packet, b"<edXML:OrganId>000.00.00.H41", b"<edXML:OrganId>G09<!-- -->01")
     signer = dev_pki.signer("G0901", key_of=H41)
     signed = signer.sign(packet, digest_method=DigestAlgorithm.SHA1)
-    assert dev_pki.verifier(allow_sha1_for=frozenset({"G09", "G0901"})).verify(signed).signer_code == "G0901"
-    refusal = refusal_of(dev_pki.verifier(allow_sha1_for=frozenset({"G09"})), signed)
+    for allowed in ({"G09", "G0901"}, {"G09"}):
+        assert code_of(dev_pki.verifier(allow_sha1_for=frozenset(allowed)), signed) is C.UNSIGNED_CONTENT
+    unsplit = signer.sign(replace_once(packet, b"G09<!-- -->01", b"G0901"), digest_method=DigestAlgorithm.SHA1)
+    assert dev_pki.verifier(allow_sha1_for=frozenset({"G0901"})).verify(unsplit).signer_code == "G0901"
+    refusal = refusal_of(dev_pki.verifier(allow_sha1_for=frozenset({"G09"})), unsplit)
     assert refusal.code is C.WEAK_ALGORITHM and "G0901" in refusal.detail
 
 

@@ -9,6 +9,7 @@ import pytest
 from lxml import etree
 
 from axis.receipt import Receipt, build_receipt, now_utc
+from axis.refusals import Refusal, RefusalCode
 from axis.trust import Signer, xmldsig
 from axis.trust.placement import edxml
 from tests.trust.helpers import G22, H14, H41, replace_once
@@ -29,10 +30,11 @@ def test_each_engine_verifies_what_the_other_signs(dev_pki, status_packet, docum
 
 
 def test_both_engines_return_the_same_signed_tree(dev_pki, signed_status):
-    # A comment splitting the sender, and text after the signature: neither is signed content
-    # the same way, and both engines must hand back exactly what the signature covers.
-    changed = replace_once(signed_status, b"<edXML:OrganId>000.00.00.H41", b"<edXML:OrganId>000.00.<!-- x -->00.H41")
+    # Comments between elements (allowed, never signed) and in the Signature: both engines
+    # must hand back exactly what the signature covers.
+    changed = replace_once(signed_status, b"<edXML:From>", b"<edXML:From><!-- x -->")
     changed = replace_once(changed, b"</ds:Signature>", b"</ds:Signature><!-- after -->")
+    changed = replace_once(changed, b"<ds:X509Data>", b"<ds:X509Data><!-- in -->")
     trees = [dev_pki.verifier(engine=xmldsig.engine(name)).verify(changed).signed_root for name in ENGINES]
     canonical = [etree.tostring(tree, method="c14n") for tree in trees]
     assert canonical[0] == canonical[1]
@@ -41,8 +43,8 @@ def test_both_engines_return_the_same_signed_tree(dev_pki, signed_status):
 
 
 def test_a_retrieval_method_in_key_info_is_never_followed(dev_pki, signed_status):
-    # KeyInfo is not signed: anyone on the path may add a RetrievalMethod. The key always comes
-    # from the certificate the verifier validated, so nothing is fetched.
+    # KeyInfo is not signed: anyone on the path may add a RetrievalMethod. It is refused as
+    # unsigned content, and the key always comes from the validated certificate: nothing is fetched.
     with socket.socket() as server:
         server.bind(("127.0.0.1", 0))
         server.listen()
@@ -51,7 +53,9 @@ def test_a_retrieval_method_in_key_info_is_never_followed(dev_pki, signed_status
         changed = replace_once(signed_status, b"<ds:X509Data>",
                                b'<ds:RetrievalMethod URI="' + url + b'"/><ds:X509Data>')
         for name in ENGINES:
-            assert dev_pki.verifier(engine=xmldsig.engine(name)).verify(changed).signer_code == H41
+            with pytest.raises(Refusal) as refused:
+                dev_pki.verifier(engine=xmldsig.engine(name)).verify(changed)
+            assert refused.value.code is RefusalCode.UNSIGNED_CONTENT
         with pytest.raises(TimeoutError):
             server.accept()
 
