@@ -15,11 +15,14 @@ verdict and the signer = sender binding, and does the XML-DSig work with the
 process's engine (`axis.trust.xmldsig`: libxmlsec1 by default; run with
 AXIS_XMLDSIG=signxml to compare like with like). Ours and raw alternate op by op so
 both see the same machine state. "cold" verifies with the certificate cache
-emptied before every packet (chain + CRL validation each time).
+emptied before every packet (chain + CRL validation each time). "coverage" is the
+unsigned-content check alone (`axis.trust.coverage.check_covered`, part of every
+"ours" verify) on the parsed packet.
 """
 from __future__ import annotations
 
 import argparse
+import functools
 import re
 import statistics
 import sys
@@ -33,7 +36,9 @@ from lxml import etree  # noqa: E402
 from signxml import DigestAlgorithm, SignatureConfiguration, XMLSigner, XMLVerifier, methods  # noqa: E402
 from signxml.algorithms import CanonicalizationMethod  # noqa: E402
 
+from axis.edxml.safe import parse_xml  # noqa: E402
 from axis.trust import Signer, Verifier, pki, xmldsig  # noqa: E402
+from axis.trust.coverage import check_covered  # noqa: E402
 from axis.trust.placement import DS_NS, SIGNATURE, SIGNXML_LOCATION, header_of, signature_anchor  # noqa: E402
 
 SAMPLES = ROOT / "tests" / "vectors" / "vdxp-sdk"
@@ -86,6 +91,11 @@ def measure(pairs: dict[str, callable], seconds: float) -> dict[str, list[float]
     return times
 
 
+def _verify_cold(verifier: Verifier, crl, signed: bytes):
+    verifier.replace_crls([crl])  # drops every cached certificate verdict
+    return verifier.verify(signed)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=1.0, help="time per measured pair (default 1.0)")
@@ -95,6 +105,7 @@ def main() -> None:
     root = pki.build_root_certificate(root_key)
     crl = pki.build_crl(root, root_key)
     rows = []
+    coverage_rows = []
     for key_type in ("ec", "rsa"):
         key = pki.generate_key(key_type)
         cert = pki.build_agency_certificate(CODE, key.public_key(), root, root_key)
@@ -109,17 +120,19 @@ def main() -> None:
             assert verifier.verify(signed).signer_code == CODE
             verify_raw(signed)
 
-            def verify_cold(signed=signed):
-                cold.replace_crls([crl])
-                return cold.verify(signed)
-
-            sign = measure({"ours": lambda: ours_signer.sign(packet), "raw": lambda: sign_raw(packet)},
-                           args.seconds)
-            verify = measure({"ours": lambda: verifier.verify(signed), "raw": lambda: verify_raw(signed),
-                              "cold": verify_cold}, args.seconds)
+            verify_cold = functools.partial(_verify_cold, cold, crl, signed)
+            sign = measure({"ours": functools.partial(ours_signer.sign, packet),
+                            "raw": functools.partial(sign_raw, packet)}, args.seconds)
+            verify = measure({"ours": functools.partial(verifier.verify, signed),
+                              "raw": functools.partial(verify_raw, signed), "cold": verify_cold}, args.seconds)
             label = f"{'ECDSA P-256' if key_type == 'ec' else 'RSA-3072'} {len(signed) / 1000:,.0f} kB"
             rows.append((label, "sign", sign, None))
             rows.append((label, "verify", verify, verify["cold"]))
+            tree = parse_xml(signed)
+            signature = next(tree.iter(SIGNATURE))
+            coverage = measure({"ours": functools.partial(check_covered, tree, signature)}, args.seconds / 4)
+            coverage_ms = statistics.median(coverage["ours"]) * 1000
+            coverage_rows.append((label, coverage_ms, coverage_ms / (statistics.median(verify["ours"]) * 1000)))
 
     print(f"Axis's XML-DSig engine: {xmldsig.default().name}")
     print(f"{'packet':<28} {'op':<7} {'ours ops/s':>10} {'ours ms':>8} {'raw ops/s':>10} {'raw ms':>8} "
@@ -130,6 +143,9 @@ def main() -> None:
         cold_ms = f"{statistics.median(cold) * 1000:8.2f}" if cold else f"{'':>8}"
         print(f"{label:<28} {op:<7} {len(ours) / sum(ours):10.1f} {ours_ms:8.2f} {len(raw) / sum(raw):10.1f} "
               f"{raw_ms:8.2f} {ours_ms / raw_ms:8.2f} {cold_ms}")
+    print(f"\n{'packet':<28} {'coverage ms':>11} {'of verify':>9}")
+    for label, ms, share in coverage_rows:
+        print(f"{label:<28} {ms:11.4f} {share:9.1%}")
     print("\nms = median per operation; ops/s = operations / total time, one thread; "
           "ours/raw = ratio of medians; cold = ours with the certificate cache emptied each time.")
 

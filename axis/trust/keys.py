@@ -16,13 +16,14 @@ import os
 import re
 import tempfile
 from pathlib import Path
-from typing import Union
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-SigningKey = Union[rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey]
+SigningKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
+# What a SigningKey's certificate carries; the one kind of key that can sign a certificate or CRL here.
+IssuerPublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey
 MIN_RSA_BITS = 2048
 
 _PEM_CRL = re.compile(rb"-----BEGIN X509 CRL-----.+?-----END X509 CRL-----", re.DOTALL)
@@ -39,6 +40,20 @@ def check_signing_key(key: object) -> SigningKey:
             raise ValueError(f"EC key on {key.curve.name}; Axis signs with P-256 (secp256r1) only")
         return key
     raise ValueError(f"{type(key).__name__} is not a signing key Axis uses; use RSA (>= 2048) or EC P-256")
+
+
+def issuer_public_key(cert: x509.Certificate) -> IssuerPublicKey:
+    """The certificate's key if it is RSA or EC (the keys Axis signs with); ValueError otherwise."""
+    key = cert.public_key()
+    if not isinstance(key, (rsa.RSAPublicKey, ec.EllipticCurvePublicKey)):
+        raise ValueError(f"the key of {cert.subject.rfc4514_string()!r} is {type(key).__name__}, not RSA or EC")
+    return key
+
+
+def same_public_key(key: SigningKey, cert: x509.Certificate) -> bool:
+    """Whether `cert` carries the public half of `key` (compared as SubjectPublicKeyInfo DER)."""
+    spki = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    return key.public_key().public_bytes(*spki) == cert.public_key().public_bytes(*spki)
 
 
 def load_private_key(path: str | os.PathLike[str], password: bytes | None = None) -> SigningKey:

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Literal
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -89,7 +90,7 @@ def _aki(issuer_cert: x509.Certificate) -> x509.AuthorityKeyIdentifier:
         ski = issuer_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
         return x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski)
     except x509.ExtensionNotFound:
-        return x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_cert.public_key())
+        return x509.AuthorityKeyIdentifier.from_issuer_public_key(keys.issuer_public_key(issuer_cert))
 
 
 def _ca_key_usage() -> x509.KeyUsage:
@@ -239,7 +240,7 @@ def build_crl(
     for serial, when in revoked:
         builder = builder.add_revoked_certificate(
             x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(when).build())
-    return builder.sign(signing_key, hash_algorithm)
+    return builder.sign(signing_key, _x509_hash(hash_algorithm))
 
 
 # cryptography (>= 48) no longer signs X.509 objects with SHA-1, but tests must show
@@ -251,10 +252,23 @@ _SHA1_ALGORITHM_IDS = {
 }
 
 
+_X509_HASHES = (hashes.SHA224, hashes.SHA256, hashes.SHA384, hashes.SHA512,
+                hashes.SHA3_224, hashes.SHA3_256, hashes.SHA3_384, hashes.SHA3_512)
+
+
+def _x509_hash(algorithm: hashes.HashAlgorithm) -> (hashes.SHA224 | hashes.SHA256 | hashes.SHA384 | hashes.SHA512
+                                                   | hashes.SHA3_224 | hashes.SHA3_256 | hashes.SHA3_384
+                                                   | hashes.SHA3_512):
+    """The hashes cryptography signs certificates and CRLs with; SHA-1 goes through `_sign`'s own path."""
+    if not isinstance(algorithm, _X509_HASHES):
+        raise ValueError(f"cryptography does not sign X.509 objects with {algorithm.name}")
+    return algorithm
+
+
 def _sign(builder: x509.CertificateBuilder, key: SigningKey, hash_algorithm: hashes.HashAlgorithm
           ) -> x509.Certificate:
     if not isinstance(hash_algorithm, hashes.SHA1):
-        return builder.sign(key, hash_algorithm)
+        return builder.sign(key, _x509_hash(hash_algorithm))
     der = builder.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
     algorithm_id = next(aid for kind, aid in _SHA1_ALGORITHM_IDS.items() if isinstance(key, kind))
     tbs, _, _ = _der_children(der)
@@ -324,7 +338,7 @@ def load_ca(pki_dir: str | os.PathLike[str]) -> CertificateAuthority:
         key = keys.load_private_key(key_path)
     except ValueError as exc:
         raise PKIError(str(exc)) from None
-    if cert.public_key().public_numbers() != key.public_key().public_numbers():
+    if not keys.same_public_key(key, cert):
         raise PKIError(f"{key_path} is not the key of {cert_path}")
     return CertificateAuthority(directory, cert, key)
 
@@ -386,7 +400,7 @@ def _current_crl(ca: CertificateAuthority) -> x509.CertificateRevocationList | N
     except ValueError as exc:
         raise PKIError(f"{exc}; restore it from backup (its entries must not be lost)") from None
     crl = crls[0]
-    if crl.issuer != ca.certificate.subject or not crl.is_signature_valid(ca.certificate.public_key()):
+    if crl.issuer != ca.certificate.subject or not crl.is_signature_valid(ca.key.public_key()):
         raise PKIError(f"{ca.crl_path} is not signed by the CA in {ca.cert_path}; "
                        "refusing to extend a CRL of unknown origin")
     return crl
@@ -431,7 +445,7 @@ def revoke(
                        f"not by this CA ({ca.certificate.subject.rfc4514_string()!r})")
     try:
         cert.verify_directly_issued_by(ca.certificate)
-    except Exception:  # InvalidSignature, ValueError or TypeError: all mean "not ours"
+    except (InvalidSignature, ValueError, TypeError, UnsupportedAlgorithm):  # all mean "not ours"
         raise PKIError(f"{cert_path} names this CA as issuer but is not signed by its key") from None
     entries, number = _entries_and_number(ca)
     entries.setdefault(cert.serial_number, dt.datetime.now(dt.UTC).replace(microsecond=0))

@@ -50,7 +50,7 @@ class Signer:
                  chain: Sequence[x509.Certificate] = (), *, engine: xmldsig.Engine | None = None) -> None:
         """`engine`: the XML-DSig engine (`axis.trust.xmldsig`); default: the process's, at each call."""
         self._key = keys.check_signing_key(key)
-        if key.public_key().public_numbers() != certificate.public_key().public_numbers():
+        if not keys.same_public_key(key, certificate):
             raise ValueError("the private key does not belong to the certificate "
                              f"{certificate.subject.rfc4514_string()!r}")
         self._certificate = certificate

@@ -65,6 +65,7 @@ import base64
 import binascii
 import datetime as dt
 import hashlib
+import itertools
 import os
 import threading
 from collections import OrderedDict
@@ -72,7 +73,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from cryptography import x509
-from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.verification import (
@@ -359,7 +360,8 @@ class Verifier:
         digest = _enum(DigestAlgorithm, shape.digest_method_uri, "DigestMethod")
         if method not in STRONG_SIGNATURE_METHODS | SHA1_SIGNATURE_METHODS:
             raise TrustError(RefusalCode.ALGORITHM_NOT_ALLOWED,
-                             f"SignatureMethod {shape.signature_method_uri} is not allowed (RSA-SHA256 or ECDSA-SHA256)")
+                             f"SignatureMethod {shape.signature_method_uri} is not allowed "
+                             "(RSA-SHA256 or ECDSA-SHA256)")
         if digest not in {DigestAlgorithm.SHA256, DigestAlgorithm.SHA1}:
             raise TrustError(RefusalCode.ALGORITHM_NOT_ALLOWED,
                              f"DigestMethod {shape.digest_method_uri} is not allowed (SHA-256)")
@@ -426,7 +428,7 @@ class Verifier:
         chain = self._path(leaf, presented, now)
         _check_leaf_usage(leaf)
         valid_until = min(cert.not_valid_after_utc for cert in chain)
-        for cert, issuer in zip(chain, chain[1:], strict=False):
+        for cert, issuer in itertools.pairwise(chain):
             crl = self._crl_for(issuer, state, now)
             if crl is None:
                 continue
@@ -708,14 +710,14 @@ def _check_leaf_usage(leaf: x509.Certificate) -> None:
 def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
     try:
         cert.verify_directly_issued_by(issuer)
-    except Exception:  # InvalidSignature, ValueError (names differ), TypeError, UnsupportedAlgorithm
+    except (InvalidSignature, ValueError, TypeError, UnsupportedAlgorithm):  # ValueError: the names differ
         return False
     return True
 
 
 def _signed_by(crl: x509.CertificateRevocationList, issuer: x509.Certificate) -> bool:
     try:
-        return crl.is_signature_valid(issuer.public_key())
+        return crl.is_signature_valid(keys.issuer_public_key(issuer))
     except (ValueError, TypeError, UnsupportedAlgorithm):
         return False
 

@@ -6,12 +6,13 @@ import re
 
 import pytest
 from cryptography.hazmat.primitives import hashes
+
 from axis.refusals import RefusalCode
 from axis.trust import Signer, Verifier, keys, pki
 from tests.trust.helpers import H14, H41, code_of, raw_sign, refusal_of, replace_once
 
 C = RefusalCode
-NOW = dt.datetime.now(dt.timezone.utc)
+NOW = dt.datetime.now(dt.UTC)
 DAY = dt.timedelta(days=1)
 
 
@@ -196,7 +197,7 @@ def test_crl_past_next_update(dev_pki, signed_status):
 
 def test_the_cache_ends_at_the_crls_next_update(dev_pki, signed_status):
     # Not the module's NOW: the session PKI may be issued minutes after this module was imported.
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     clock = [now]
     crl = pki.build_crl(dev_pki.ca.certificate, dev_pki.ca.key, next_update=now + DAY)
     verifier = Verifier([dev_pki.ca.certificate], [crl], clock=lambda: clock[0])

@@ -85,7 +85,7 @@ def test_issue_validates_the_code(fresh_pki, tmp_path):
             pki.issue(bad, fresh_pki, tmp_path / "out")
         assert info.value.code is RefusalCode.INVALID_AGENCY_CODE
     assert not (tmp_path / "out").exists()
-    key_path, cert_path = pki.issue("G09.01", fresh_pki, tmp_path / "out")   # a QĐ 20/2020 code
+    _key_path, cert_path = pki.issue("G09.01", fresh_pki, tmp_path / "out")   # a QĐ 20/2020 code
     assert certificate_agency_code(keys.load_certificate(cert_path)) == "G09.01"
 
 
