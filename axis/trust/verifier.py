@@ -11,6 +11,12 @@ for any input. The checks run in this order; the first failure decides:
  3. exactly one ds:Signature, a child of edXMLHeader        SIGNATURE_MISSING, SIGNATURE_MISPLACED
     (a Signature element in another namespace, as the
     national SDK samples have: SIGNATURE_MISPLACED)
+ 3b. nothing the signature does not cover: a comment inside
+    a text value, a processing instruction, anything in the
+    Signature besides SignedInfo, SignatureValue, KeyInfo/
+    X509Data and KeyInfo/KeyValue (`coverage.check_covered`:
+    every packet and receipt, whichever engine, before any
+    value is read from the tree)                           UNSIGNED_CONTENT
  4. SignedInfo: only XML-DSig elements; one Reference,
     URI="", first transform enveloped-signature            SIGNATURE_INVALID, SIGNATURE_MISPLACED
  5. SignatureMethod RSA-SHA256 / ECDSA-SHA256 and DigestMethod

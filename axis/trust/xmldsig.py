@@ -8,7 +8,8 @@ the cryptography in between, on a tree they have already checked:
   (one Reference with URI="", transforms enveloped-signature then exclusive
   C14N 1.0, SignedInfo in exclusive C14N 1.0, KeyInfo/X509Data with the
   certificates) where `place` puts it, fills it, and returns the root;
-- `verify(data, root, signature, certificate, ...)` checks the
+- `verify(data, root, signature, certificate, ...)` (called only by
+  `Verifier`, on a tree `coverage.check_covered` has passed) checks the
   digest and the signature value with the public key of the certificate the
   caller has already validated, and returns the signed tree: the document
   without its Signature and without comments, as the URI="" reference covers

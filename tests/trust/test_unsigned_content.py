@@ -87,6 +87,8 @@ def test_details_name_what_is_unsigned(dev_pki, signed_status):
     (b"</ds:KeyInfo>", b"</ds:KeyInfo><ds:Object/>"),
     (b"<ds:X509Data>", b'<ds:RetrievalMethod URI="http://127.0.0.1:1/key"/><ds:X509Data>'),
     (b"<ds:X509Data>", b"<ds:X509Data><ds:X509SKI>AAAA</ds:X509SKI>"),
+    (b"<ds:X509Data>", b"<ds:X509Data><ds:X509CRL>AAAA</ds:X509CRL>"),
+    (b"<ds:X509Data>", b"<ds:PGPData><ds:PGPKeyID>AAAA</ds:PGPKeyID></ds:PGPData><ds:X509Data>"),
     (b"<ds:Signature ", b'<ds:Signature Target="000.00.00.H14" '),
     (b"<ds:Signature ", b'<ds:Signature e:To="000.00.00.H14" xmlns:e="' + EDXML_NS + b'" '),
     (b"<ds:KeyInfo>", b'<ds:KeyInfo xml:lang="vi">'),
