@@ -120,7 +120,7 @@ def _check_element(element: etree._Element) -> None:
     for child in element:
         if child.tag is etree.Comment:
             continue  # judged with the other comments; its tail too
-        if child.tag not in children or child.tag not in _ALLOWED:
+        if child.tag not in children:
             raise _refuse(child, f"<{_name(child)}> inside <{_name(element)}>")
         if not _blank(child.tail):
             raise _refuse(child, f"text {_show(child.tail or '')} after <{_name(child)}>")
