@@ -84,7 +84,8 @@ def _name(element: etree._Element) -> str:
 
 
 def _blank(text: str | None) -> bool:
-    return not text or text.isspace()
+    # XML's whitespace only: str.isspace() would also pass U+00A0 or U+2003, which a reader sees.
+    return not text or not text.strip(" \t\r\n")
 
 
 def _show(text: str) -> str:

@@ -100,6 +100,8 @@ def test_details_name_what_is_unsigned(dev_pki, signed_status):
     (b"<ds:X509Data>", b"<ds:X509Data>note"),
     (b"</ds:X509Certificate>", b"</ds:X509Certificate>note"),
     (b"</ds:Signature>", b"</ds:Signature>Chuyen cho H14"),
+    (b"</ds:KeyInfo>", "</ds:KeyInfo>\u00a0".encode()),   # no-break space: not XML whitespace
+    (b"<edXML:From>", "<edXML:From>\u00a0<!-- x -->".encode()),
     # comments touching text, in the body and in the Signature's own text nodes
     (b"<edXML:OrganId>000.00.00.H41", b"<edXML:OrganId><!-- x -->000.00.00.H41"),
     (b"000.00.00.H41</edXML:OrganId>", b"000.00.00.H41<!-- x --></edXML:OrganId>"),
