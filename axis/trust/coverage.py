@@ -71,7 +71,7 @@ _SIGNATURE_ATTRIBUTES = frozenset({"Id"})
 
 def _refuse(node: etree._Element, what: str) -> TrustError:
     return TrustError(RefusalCode.UNSIGNED_CONTENT,
-                      f"line {node.sourceline}: {what}; the signature does not cover it (remove it and re-sign)")
+                      f"line {node.sourceline or '?'}: {what}; the signature does not cover it (remove it and re-sign)")
 
 
 def _name(element: etree._Element) -> str:
