@@ -22,7 +22,9 @@ pretty-printed after signing, that `Verifier.verify` (`verify_receipt`)
 accepts when the certificate is trusted and names the packet's sender (the
 receipt's Issuer); `sign` raises `PacketError` for input that is not a
 signable edXML packet (`TrustError(SIGNATURE_MISPLACED)` for a stray signature
-outside edXMLHeader) and nothing else for bad input. A `Signer` is immutable
+outside edXMLHeader, `TrustError(UNSIGNED_CONTENT)` for a comment inside a text
+value or a processing instruction, which the Verifier refuses) and nothing else
+for bad input. A `Signer` is immutable
 and may be shared between threads.
 """
 from __future__ import annotations
@@ -38,6 +40,7 @@ from signxml import DigestAlgorithm, SignatureMethod
 from axis.edxml.safe import parse_xml
 from axis.refusals import Refusal, RefusalCode, TrustError
 from axis.trust import keys, xmldsig
+from axis.trust.coverage import check_covered
 from axis.trust.identity import certificate_agency_code
 from axis.trust.keys import SigningKey
 from axis.trust.placement import AXIS_RECEIPT, DIGITAL_SIGNATURE, EDXML_PACKET, SIGNATURE, Placement, edxml
@@ -120,6 +123,9 @@ class Signer:
             material = self._materials[engine.name] = engine.signing_material(
                 self._key, [self._certificate, *self._chain])
         signed = engine.sign(root, parent, placement.place_signature, material, method, digest)
+        # What the Verifier would refuse as unsigned content (a comment inside a value, a processing
+        # instruction) is refused here, so that a signed packet always verifies.
+        check_covered(signed, parent.find(SIGNATURE))
         return etree.tostring(signed, xml_declaration=True, encoding="UTF-8")
 
 

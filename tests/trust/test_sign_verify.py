@@ -297,12 +297,13 @@ def test_ecdsa_sha1_allowed_only_for_its_agency(dev_pki, status_packet):
 def test_sha1_exemption_cannot_be_borrowed_with_a_comment(dev_pki, status_packet):
     # The unverified tree reads "G09" (allowed SHA-1) before the comment; the signed tree,
     # without comments, reads "G0901". The split is refused before any policy is chosen.
-    packet = replace_once(status_packet, b"<edXML:OrganId>000.00.00.H41", b"<edXML:OrganId>G09<!-- -->01")
+    # Comments are not signed, so the split can be made after signing.
     signer = dev_pki.signer("G0901", key_of=H41)
-    signed = signer.sign(packet, digest_method=DigestAlgorithm.SHA1)
+    unsplit = signer.sign(replace_once(status_packet, b"<edXML:OrganId>000.00.00.H41", b"<edXML:OrganId>G0901"),
+                          digest_method=DigestAlgorithm.SHA1)
+    split = replace_once(unsplit, b"<edXML:OrganId>G0901<", b"<edXML:OrganId>G09<!-- -->01<")
     for allowed in ({"G09", "G0901"}, {"G09"}):
-        assert code_of(dev_pki.verifier(allow_sha1_for=frozenset(allowed)), signed) is C.UNSIGNED_CONTENT
-    unsplit = signer.sign(replace_once(packet, b"G09<!-- -->01", b"G0901"), digest_method=DigestAlgorithm.SHA1)
+        assert code_of(dev_pki.verifier(allow_sha1_for=frozenset(allowed)), split) is C.UNSIGNED_CONTENT
     assert dev_pki.verifier(allow_sha1_for=frozenset({"G0901"})).verify(unsplit).signer_code == "G0901"
     refusal = refusal_of(dev_pki.verifier(allow_sha1_for=frozenset({"G09"})), unsplit)
     assert refusal.code is C.WEAK_ALGORITHM and "G0901" in refusal.detail

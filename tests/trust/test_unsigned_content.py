@@ -17,7 +17,7 @@ from axis.receipt import Receipt, build_receipt, now_utc
 from axis.refusals import Refusal, RefusalCode
 from axis.trust import Verifier, keys
 from axis.trust.placement import SIGNATURE
-from tests.trust.helpers import G22, H41, refusal_of, replace_once
+from tests.trust.helpers import G22, H41, raw_sign, refusal_of, replace_once
 from tests.trust.unsigned_content import ATTACKS, VECTORS, remove_attack
 
 C = RefusalCode
@@ -124,9 +124,22 @@ def test_a_processing_instruction_outside_the_root(dev_pki, signed_status):
 
 
 def test_a_processing_instruction_signed_inside_a_value(dev_pki, status_packet):
-    # C14N keeps processing instructions, so this one is signed; it still splits what lxml's .text reads.
+    # C14N keeps processing instructions, so this one is signed (here by signxml directly); it
+    # still splits what lxml's .text reads.
     packet = replace_once(status_packet, b"000.00.00.H41", b"000.00.00.H<?x?>41")
-    _unsigned(dev_pki.verifier(), dev_pki.signers[H41].sign(packet))
+    _unsigned(dev_pki.verifier(), raw_sign(packet, dev_pki.keys[H41], dev_pki.signers[H41].certificate))
+
+
+@pytest.mark.parametrize("old, new", [
+    (b"000.00.00.H41", b"000.00.00.H<?x?>41"),
+    (b"000.00.00.H41", b"000.00.00.H<!-- H14 -->41"),
+    (b"<edXML:edXMLEnvelope", b"<?xml-stylesheet href=\"x.xsl\"?><edXML:edXMLEnvelope"),
+])
+def test_the_signer_refuses_what_the_verifier_would(dev_pki, status_packet, old, new):
+    # A Signer's output always verifies: it does not sign what would be refused as unsigned content.
+    with pytest.raises(Refusal) as info:
+        dev_pki.signers[H41].sign(replace_once(status_packet, old, new))
+    assert info.value.code is C.UNSIGNED_CONTENT
 
 
 def test_receipts_go_through_the_same_check(dev_pki):
