@@ -24,8 +24,7 @@ receipt's Issuer); `sign` raises `PacketError` for input that is not a
 signable edXML packet (`TrustError(SIGNATURE_MISPLACED)` for a stray signature
 outside edXMLHeader, `TrustError(UNSIGNED_CONTENT)` for a comment inside a text
 value or a processing instruction, which the Verifier refuses) and nothing else
-for bad input. A `Signer` is immutable
-and may be shared between threads.
+for bad input. A `Signer` is immutable and may be shared between threads.
 """
 from __future__ import annotations
 
