@@ -15,8 +15,9 @@ What callers may rely on
 - `submit*` returns only once the broker durably holds the packet; it raises
   (`PacketError` for bytes that are not an edXML packet, `UnroutableError` when
   the hub's intake queue does not exist, `TransportError` when the broker did
-  not confirm after retries) and never drops a packet silently. Re-submitting a
-  packet is safe: the hub answers a duplicate with its first receipt.
+  not confirm within the retry policy's patience, `axis.retry`) and never
+  drops a packet silently. Re-submitting a packet is safe: the hub answers a
+  duplicate with its first receipt.
 - Persist first, then acknowledge (QCVN 102 practice, reference §9): a receipt
   is in `state_dir/receipts/` and a delivered packet in the output folder,
   fsynced, before the broker forgets it. Killing the process at any moment
@@ -68,12 +69,12 @@ from axis.edxml import (
 from axis.edxml.compose import new_status
 from axis.receipt import Receipt, build_receipt, now_utc, read_receipt
 from axis.refusals import PacketError, Refusal, RefusalCode, TrustError
+from axis.retry import PATIENCE, publish_all, retrying
 from axis.transport import MAX_PRIORITY, Delivery, OutgoingMessage, Transport, TransportError, UnroutableError
 from axis.trust import Signer, Verifier
 
 log = logging.getLogger("adapters.client")
 
-PUBLISH_ATTEMPTS = 4          # a publish the broker did not confirm is sent again (same message id)
 PUBLISH_BATCH = 500           # submit_many hands the transport this many packets at a time
 _NSMAP = {"e": NS}
 _HEADER_PATH = f"{{{NS}}}edXMLEnvelope/{{{NS}}}edXMLHeader/{{{NS}}}MessageHeader"
@@ -276,27 +277,17 @@ class AgencyClient:
         return [m.message_id for m in messages]
 
     async def _publish(self, messages: list[OutgoingMessage]) -> None:
-        pending, last_error = messages, None
-        for attempt in range(PUBLISH_ATTEMPTS):
-            if attempt:
-                await asyncio.sleep(0.25 * 2 ** attempt)
-            outcomes = await self.transport.publish_many(pending)
-            failed = []
-            for message, outcome in zip(pending, outcomes, strict=True):
-                if isinstance(outcome, UnroutableError):
-                    raise UnroutableError(f"queue {message.queue!r} does not exist, so nothing was sent: the hub "
-                                          "declares it when it starts (axis serve); check --broker") from outcome
-                if outcome is not None:
-                    failed.append(message)
-                    last_error = outcome
-            if not failed:
-                return
-            log.warning("%d of %d publishes unconfirmed (%s); sending them again", len(failed), len(pending),
-                        last_error)
-            pending = failed
-        raise TransportError(f"{len(pending)} of {len(messages)} packets were not confirmed by the broker after "
-                             f"{PUBLISH_ATTEMPTS} attempts ({last_error}); they may or may not have been stored: "
-                             "send them again (the hub answers a repeat with its first receipt)")
+        # Through a broker outage the policy keeps trying (same message ids: the hub de-duplicates).
+        try:
+            outcomes = await publish_all(self.transport, messages, f"publishing {len(messages)} submissions")
+        except TransportError as exc:
+            raise TransportError(f"packets were not confirmed by the broker after {PATIENCE:.0f} s of retries "
+                                 f"({exc}); they may or may not have been stored: send them again (the hub "
+                                 "answers a repeat with its first receipt)") from exc
+        for message, outcome in zip(messages, outcomes, strict=True):
+            if outcome is not None:
+                raise UnroutableError(f"queue {message.queue!r} does not exist, so nothing was sent: the hub "
+                                      "declares it when it starts (axis serve); check --broker") from outcome
 
     async def send_status(self, document: ResponseFor | DocumentPacket | str, code: StatusCode | str, *,
                           description: str | None = None, staff: StaffInfo | None = None,
@@ -436,7 +427,7 @@ class AgencyClient:
             await self._reject(delivery, str(exc), "retry", on_rejected)
             return None
         try:
-            await self.transport.publish(
+            await retrying(f"publishing the delivery receipt of {received.axis_id}")(self.transport.publish)(
                 wire.RECEIPTS_QUEUE, receipt,
                 message_id=wire.receipt_message_id("delivery", received.axis_id, self.code),
                 priority=delivery.priority,

@@ -31,6 +31,7 @@ from axis.hub.intake import Submission
 from axis.hub.relay import Relay
 from axis.hub.verification import TrustSettings
 from axis.hub.workers import WorkerPool
+from axis.retry import retrying
 from axis.store import Store
 from axis.transport import Delivery, Transport, TransportError
 
@@ -220,12 +221,13 @@ class Hub:
     async def _handle_intake(self, batch: list[Delivery]) -> None:
         submissions = [Submission(submission_id=d.headers.get(wire.H_SUBMISSION) or d.message_id, body=d.body,
                                   reply_to=d.headers.get(wire.H_REPLY_TO)) for d in batch]
-        await self.pool.intake(submissions)
+        # An outage is waited out while the batch is held: no redelivery is counted, nothing turns poison.
+        await retrying(f"an intake batch of {len(batch)}")(self.pool.intake)(submissions)
         self.relay.wake()
         await _settle(batch, [None] * len(batch))
 
     async def _handle_receipts(self, batch: list[Delivery]) -> None:
-        verdicts = await self.delivery_receipts.process(batch)
+        verdicts = await retrying(f"a batch of {len(batch)} delivery receipts")(self.delivery_receipts.process)(batch)
         self.relay.wake()
         await _settle(batch, verdicts)
 
@@ -249,7 +251,7 @@ class Hub:
     async def _sweep_forever(self) -> None:
         while True:
             try:
-                if await self.sweep.sweep():
+                if await retrying("a dead-letter sweep")(self.sweep.sweep)():
                     self.relay.wake()
             except asyncio.CancelledError:
                 raise

@@ -17,11 +17,14 @@ import logging
 from datetime import timedelta
 
 from axis import wire
+from axis.retry import publish_all, retrying
 from axis.store import DeliveryState, OutboxItem, Store
-from axis.transport import OutgoingMessage, Transport, UnroutableError
+from axis.transport import OutgoingMessage, Transport
 
 log = logging.getLogger("axis.hub.relay")
 _PURGE_SLICE = 5_000
+
+UNROUTABLE_WAIT = 5.0  # seconds before a row whose queue did not exist is tried again
 
 
 class Relay:
@@ -96,30 +99,30 @@ class Relay:
                     pass
 
     async def relay_once(self) -> int:
-        """Publish one claimed batch; returns how many rows were claimed."""
-        items = await asyncio.to_thread(self._store.claim_outbox, self._batch, self._lease)
+        """Publish one claimed batch; returns how many rows were claimed.
+
+        Database and broker errors are retried by the policy (axis.retry) within the
+        pass; rows still unconfirmed when it gives up come back when their lease ends.
+        """
+        items = await retrying("claiming outbox rows")(asyncio.to_thread)(
+            self._store.claim_outbox, self._batch, self._lease)
         if not items:
             return 0
-        outcomes = await self._transport.publish_many([
+        outcomes = await publish_all(self._transport, [
             OutgoingMessage(queue=item.queue, body=item.body, message_id=item.message_id,
                             priority=item.priority, headers={k: str(v) for k, v in item.headers.items()})
-            for item in items])
-        done = [item.id for item, error in zip(items, outcomes, strict=True) if error is None]
-        failed = [(item, error) for item, error in zip(items, outcomes, strict=True) if error is not None]
-        if done:
-            published = [item for item, error in zip(items, outcomes, strict=True) if error is None]
-            await asyncio.to_thread(self._mark_published, published)
-            self.published += len(done)
-        if failed:
-            unroutable = [item.id for item, error in failed if isinstance(error, UnroutableError)]
-            for item, error in failed[:3]:
+            for item in items], f"relaying {len(items)} outbox rows")
+        published = [item for item, error in zip(items, outcomes, strict=True) if error is None]
+        if published:
+            await retrying("marking outbox rows published")(asyncio.to_thread)(self._mark_published, published)
+            self.published += len(published)
+        unroutable = [(item, error) for item, error in zip(items, outcomes, strict=True) if error is not None]
+        if unroutable:
+            for item, error in unroutable[:3]:
                 log.warning("could not publish %s to %s: %s", item.message_id, item.queue, error)
-            # An unroutable message waits for its queue to be declared; a broker error is retried soon.
-            if unroutable:
-                await asyncio.to_thread(self._store.release, unroutable, 5.0)
-            others = [item.id for item, error in failed if not isinstance(error, UnroutableError)]
-            if others:
-                await asyncio.to_thread(self._store.release, others, 0.5)
+            # Not an outage: the message waits for its queue to be declared (an agency being added).
+            await retrying("releasing unroutable outbox rows")(asyncio.to_thread)(
+                self._store.release, [item.id for item, _ in unroutable], UNROUTABLE_WAIT)
         return len(items)
 
     def _mark_published(self, items: list[OutboxItem]) -> None:

@@ -41,6 +41,8 @@ import pamqp.exceptions
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
 from yarl import URL
 
+from axis.retry import retrying
+
 from .base import (
     MAX_PRIORITY,
     Consumer,
@@ -537,18 +539,20 @@ class _RabbitConsumer(Consumer):
         """Re-publish a broker redelivery with attempt + 1 (see module docstring), then ack it.
 
         After a reconnection the consumer channel may be back before the
-        publishing channel, so keep trying while the message is still ours;
-        giving up would leave it unacked and block a prefetch slot.
+        publishing channel, so keep trying (the retry policy) while the message
+        is still ours; giving up would leave it unacked and block a prefetch slot.
         """
-        pause = 0.05
-        while self._state == "open" and _channel_alive(message):
-            try:
-                await self.transport._redeliver(self.queue, message, count=True)
-                return
-            except TransportError as exc:
-                log.info("re-publishing a redelivered message on %r failed (%s); trying again", self.queue, exc)
-                await asyncio.sleep(pause)
-                pause = min(pause * 2, 2.0)
+        def gone() -> bool:
+            return self._state != "open" or not _channel_alive(message)
+
+        if gone():
+            return
+        try:
+            await retrying(f"re-publishing a redelivered message on {self.queue!r}", until=gone)(
+                self.transport._redeliver)(self.queue, message, count=True)
+        except TransportError as exc:
+            log.warning("could not re-publish a redelivered message on %r (%s); the broker delivers it again",
+                        self.queue, exc)
 
     async def close(self) -> None:
         if self._state == "closed":
