@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from axis.retry import retrying
 from axis.transport import RetryPolicy, Transport, open_transport
 
 DEFAULT_DATA_DIR = Path("axis-data")
@@ -89,8 +90,10 @@ async def open_broker(url: str | None = None, *, name: str | None = None,
     resolved = broker_url(url)
     if resolved == EMBEDDED:
         embedded_transport_path().parent.mkdir(parents=True, exist_ok=True)
-    return await open_transport(resolved, name=name, retry=retry or retry_policy(), lease=embedded_lease(),
-                                default_embedded_path=embedded_transport_path())
+    # A broker that is down for a while (restarted, failed over) is waited for, by the one retry policy.
+    return await retrying("connecting to the broker")(open_transport)(
+        resolved, name=name, retry=retry or retry_policy(), lease=embedded_lease(),
+        default_embedded_path=embedded_transport_path())
 
 
 def _env_path(name: str) -> Path | None:
