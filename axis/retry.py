@@ -19,7 +19,8 @@ What callers may rely on:
   processes coming back from one outage do not hit the server together.
 - Patience: a call keeps trying for `PATIENCE` seconds, then the last error
   is raised as it was. An outage shorter than that is invisible to callers
-  except for the log: each retry is one WARNING line naming `what`.
+  except for the log: a WARNING line naming `what` at the first retry and
+  at every tenth, the others at DEBUG.
 - The call is made again from the start: it must be safe to repeat (a
   database unit of work that rolled back, a publish consumers de-duplicate).
 """
@@ -76,8 +77,12 @@ def _log_retry(what: str) -> Callable[[tenacity.RetryCallState], None]:
     def before_sleep(state: tenacity.RetryCallState) -> None:
         error = state.outcome.exception() if state.outcome is not None else None
         wait = state.next_action.sleep if state.next_action is not None else 0.0
-        log.warning("%s failed (%s); trying again in %.1f s (try %d, giving up after %.0f s)",
-                    what, error, wait, state.attempt_number, PATIENCE)
+        # One line: SQLAlchemy's message goes on with the statement and its parameters (document bytes).
+        reason = (str(error).splitlines() or [type(error).__name__])[0]
+        # The first try and every tenth (about one a minute at MAX_WAIT) say so; the rest only at DEBUG.
+        level = logging.WARNING if state.attempt_number % 10 == 1 else logging.DEBUG
+        log.log(level, "%s failed (%s); trying again in %.1f s (try %d, giving up after %.0f s)",
+                what, reason, wait, state.attempt_number, PATIENCE)
     return before_sleep
 
 

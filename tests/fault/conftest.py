@@ -25,6 +25,7 @@ from tests.e2e.harness import Deployment
 from tests.e2e.packets import AGENCIES, TestPKI
 from tests.fault.proxy import TcpProxy
 from tests.store.conftest import _fresh_pg_database, _pg_url, pg_template  # noqa: F401 - fixture reused
+from tests.transport.conftest import rabbitmq_url  # noqa: F401 - fixture reused
 from tests.transport.support import RabbitAdmin
 
 

@@ -4,8 +4,8 @@ Issue 8: "a database or broker outage of up to 30 s parks nothing". The hub, the
 senders and the recipients reach PostgreSQL (and RabbitMQ) through a `TcpProxy`
 that the test cuts (every connection reset, every new one refused) and restores,
 so no server other tests share is ever stopped. Submissions keep arriving
-through the cut: the documents go out in four waves of `axis send`, one before
-the cut, two during it, one after. Afterwards, with no operator action, every
+through the cut: the documents go out in waves of `axis send`, one before the
+cuts, two during each cut, one after. Afterwards, with no operator action, every
 document must be accepted and delivered exactly once and no dead-letter queue
 may hold anything: a transient error is retried with backoff while its messages
 are held (axis/retry.py), never counted as a failed delivery.
@@ -13,7 +13,7 @@ are held (axis/retry.py), never counted as a failed delivery.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,21 +28,21 @@ from tests.fault.conftest import ProxiedDeployment
 from tests.fault.proxy import TcpProxy
 
 CUT = 30.0      # seconds each outage lasts
-MIDWAY = 100    # deliveries recorded as delivered when the cut starts (of 4,000; the first wave is 1,000)
-WAVES = 4       # `axis send` runs: one before the cut, two during it, one after
+MIDWAY = 100    # deliveries recorded as delivered before each cut starts (of 4,000)
 
-pytestmark = [pytest.mark.slow, pytest.mark.postgres]
+pytestmark = pytest.mark.slow
 
 
 @dataclass
 class WaveRun(BulkRun):
     """A `BulkRun` whose documents are sent in waves, each by its own `axis send`."""
 
+    waves: int = 4
     waiting: list[Running] = field(default_factory=list)
 
     def wave(self, number: int) -> dict[str, bytes]:
         names = sorted(self.packets)
-        return {name: self.packets[name] for name in names[number::WAVES]}
+        return {name: self.packets[name] for name in names[number::self.waves]}
 
     def start(self) -> None:
         self.stored_lines = {code: [] for code in self.recipients}
@@ -76,21 +76,24 @@ def dead_letters(deployment: ProxiedDeployment) -> dict[str, int]:
     return deployment.transport_call(action)
 
 
-def run_through_a_cut(deployment: ProxiedDeployment, proxy: TcpProxy, packets: dict[str, bytes],
-                      root: Path, *, strict_pulls: bool) -> WaveRun:
-    """The run of the module docstring, with `proxy` cut for `CUT` seconds once `MIDWAY` deliveries are done."""
-    run = WaveRun(deployment, packets, BULK_SENDERS, BULK_RECIPIENTS, root)
+def run_through_cuts(deployment: ProxiedDeployment, proxies: Sequence[TcpProxy], packets: dict[str, bytes],
+                     root: Path, *, strict_pulls: bool) -> WaveRun:
+    """The run of the module docstring: each proxy in turn is cut for `CUT` seconds, once `MIDWAY` more
+    deliveries are done; two waves are sent during each cut."""
+    run = WaveRun(deployment, packets, BULK_SENDERS, BULK_RECIPIENTS, root, waves=2 + 2 * len(proxies))
     hub = deployment.serve()
     run.start()
-    run.wait_until_delivered(MIDWAY)
-    with proxy.outage():
-        cut_at = time.monotonic()
-        run.send_wave(1)
-        time.sleep(CUT / 2)
-        run.send_wave(2)
-        time.sleep(max(0.0, cut_at + CUT - time.monotonic()))
-    assert proxy.refused, "nobody tried to connect during the cut: was it really in the middle of the run?"
-    run.send_wave(3)
+    delivered = 0
+    for number, proxy in enumerate(proxies):
+        delivered = run.wait_until_delivered(delivered + MIDWAY)["delivered"]
+        with proxy.outage():
+            cut_at = time.monotonic()
+            run.send_wave(1 + 2 * number)
+            time.sleep(CUT / 2)
+            run.send_wave(2 + 2 * number)
+            time.sleep(max(0.0, cut_at + CUT - time.monotonic()))
+        assert proxy.refused, "nobody tried to connect during the cut: was it really in the middle of the run?"
+    run.send_wave(run.waves - 1)
     run.finish_waves()
     # A pull that lost the broker may exit 1 (a receipt it could not publish is delivered again); the
     # next scheduled pull takes it. What it stored counts.
@@ -105,16 +108,20 @@ def run_through_a_cut(deployment: ProxiedDeployment, proxy: TcpProxy, packets: d
     return run
 
 
-@pytest.mark.parametrize("kind", ["embedded+postgres", pytest.param("rabbitmq+postgres", marks=pytest.mark.rabbitmq)])
+@pytest.mark.postgres
 def test_a_30_second_database_cut_mid_run_parks_nothing(
-        kind: str, proxied_deployment: Callable[[str], ProxiedDeployment], pg_proxy: TcpProxy,
+        proxied_deployment: Callable[[str], ProxiedDeployment], pg_proxy: TcpProxy,
         bulk_packets: dict[str, bytes], tmp_path: Path) -> None:
-    run_through_a_cut(proxied_deployment(kind), pg_proxy, bulk_packets, tmp_path / "run", strict_pulls=True)
+    """Embedded transport, PostgreSQL through the proxy."""
+    run_through_cuts(proxied_deployment("embedded+postgres"), [pg_proxy], bulk_packets, tmp_path / "run",
+                     strict_pulls=True)
 
 
 @pytest.mark.rabbitmq
-def test_a_30_second_broker_cut_mid_run_parks_nothing(
-        proxied_deployment: Callable[[str], ProxiedDeployment], rabbit_proxy: TcpProxy,
+@pytest.mark.postgres
+def test_a_30_second_database_cut_then_broker_cut_mid_run_park_nothing(
+        proxied_deployment: Callable[[str], ProxiedDeployment], pg_proxy: TcpProxy, rabbit_proxy: TcpProxy,
         bulk_packets: dict[str, bytes], tmp_path: Path) -> None:
-    run_through_a_cut(proxied_deployment("rabbitmq+postgres"), rabbit_proxy, bulk_packets, tmp_path / "run",
-                      strict_pulls=False)
+    """RabbitMQ and PostgreSQL, both through proxies: one run, the database cut first, then the broker."""
+    run_through_cuts(proxied_deployment("rabbitmq+postgres"), [pg_proxy, rabbit_proxy], bulk_packets,
+                     tmp_path / "run", strict_pulls=False)

@@ -11,25 +11,21 @@ import logging
 import sqlite3
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
 import sqlalchemy as sa
-from yarl import URL
 
 import axis.retry
 from axis.refusals import PacketError, RefusalCode
 from axis.retry import is_transient, publish_all, retrying
 from axis.store import open_store
 from axis.transport import OutgoingMessage, TransportError, UnroutableError, open_transport
-from tests.conftest import AMQP_URL
 from tests.fault.conftest import through
 from tests.fault.proxy import TcpProxy
 from tests.store.conftest import _fresh_pg_database, _pg_url
-from tests.transport.support import RabbitAdmin
 
 CUT = 3.0  # seconds each cut here lasts
 
@@ -44,17 +40,6 @@ def restore_later(proxy: TcpProxy, after: float = CUT) -> threading.Timer:
 def pg_database(pg_template: str) -> Iterator[str]:
     with _fresh_pg_database(pg_template) as name:
         yield _pg_url(name)
-
-
-@pytest.fixture
-def vhost_url() -> Iterator[str]:
-    admin = RabbitAdmin()
-    vhost = f"axis-fault-{uuid.uuid4().hex[:12]}"
-    admin.create_vhost(vhost)
-    try:
-        yield str(URL(AMQP_URL).with_path("/" + vhost))
-    finally:
-        admin.delete_vhost(vhost)
 
 
 def test_what_is_transient(tmp_path: Path) -> None:
@@ -118,9 +103,9 @@ async def test_a_store_call_rides_out_a_database_cut(pg_proxy: TcpProxy, pg_data
 
 
 @pytest.mark.rabbitmq
-async def test_publishes_ride_out_a_broker_cut(rabbit_proxy: TcpProxy, vhost_url: str) -> None:
-    transport = await open_transport(through(vhost_url, rabbit_proxy), timeout=5, name="axis-fault-publish")
-    direct = await open_transport(vhost_url, timeout=5, name="axis-fault-direct")
+async def test_publishes_ride_out_a_broker_cut(rabbit_proxy: TcpProxy, rabbitmq_url: str) -> None:
+    transport = await open_transport(through(rabbitmq_url, rabbit_proxy), timeout=5, name="axis-fault-publish")
+    direct = await open_transport(rabbitmq_url, timeout=5, name="axis-fault-direct")
     try:
         await transport.declare_queue("outage")
         messages = [OutgoingMessage("outage", f"m{n}".encode(), f"id-{n}") for n in range(50)]
@@ -137,9 +122,9 @@ async def test_publishes_ride_out_a_broker_cut(rabbit_proxy: TcpProxy, vhost_url
 
 
 @pytest.mark.rabbitmq
-async def test_a_cut_longer_than_the_patience_raises_the_error(rabbit_proxy: TcpProxy, vhost_url: str,
+async def test_a_cut_longer_than_the_patience_raises_the_error(rabbit_proxy: TcpProxy, rabbitmq_url: str,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    transport = await open_transport(through(vhost_url, rabbit_proxy), timeout=5, name="axis-fault-patience")
+    transport = await open_transport(through(rabbitmq_url, rabbit_proxy), timeout=5, name="axis-fault-patience")
     try:
         await transport.declare_queue("outage")
         monkeypatch.setattr(axis.retry, "PATIENCE", 1.5)
