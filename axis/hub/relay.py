@@ -19,7 +19,7 @@ from datetime import timedelta
 from axis import wire
 from axis.retry import publish_all, retrying
 from axis.store import DeliveryState, OutboxItem, Store
-from axis.transport import OutgoingMessage, Transport
+from axis.transport import OutgoingMessage, Transport, TransportError
 
 log = logging.getLogger("axis.hub.relay")
 _PURGE_SLICE = 5_000
@@ -102,16 +102,24 @@ class Relay:
         """Publish one claimed batch; returns how many rows were claimed.
 
         Database and broker errors are retried by the policy (axis.retry) within the
-        pass; rows still unconfirmed when it gives up come back when their lease ends.
+        pass; publishing is retried only while the rows' lease lasts, after which any
+        pass may claim them again.
         """
+        loop = asyncio.get_running_loop()
         items = await retrying("claiming outbox rows")(asyncio.to_thread)(
             self._store.claim_outbox, self._batch, self._lease)
         if not items:
             return 0
-        outcomes = await publish_all(self._transport, [
-            OutgoingMessage(queue=item.queue, body=item.body, message_id=item.message_id,
-                            priority=item.priority, headers={k: str(v) for k, v in item.headers.items()})
-            for item in items], f"relaying {len(items)} outbox rows")
+        lease_ends = loop.time() + self._lease
+        try:
+            outcomes = await publish_all(self._transport, [
+                OutgoingMessage(queue=item.queue, body=item.body, message_id=item.message_id,
+                                priority=item.priority, headers={k: str(v) for k, v in item.headers.items()})
+                for item in items], f"relaying {len(items)} outbox rows", until=lambda: loop.time() >= lease_ends)
+        except TransportError as exc:
+            log.warning("%d outbox rows were not all confirmed within their lease (%s); they are claimed again",
+                        len(items), exc)
+            return len(items)
         published = [item for item, error in zip(items, outcomes, strict=True) if error is None]
         if published:
             await retrying("marking outbox rows published")(asyncio.to_thread)(self._mark_published, published)
