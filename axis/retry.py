@@ -28,12 +28,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import Any, TypeVar, cast
 
+import psycopg
+import sqlalchemy.exc
 import tenacity
 
-if TYPE_CHECKING:
-    from axis.transport import OutgoingMessage, Transport, UnroutableError
+from axis.refusals import Refusal
+from axis.transport.base import OutgoingMessage, Transport
+from axis.transport.errors import TransportError, UnroutableError
 
 log = logging.getLogger("axis.retry")
 
@@ -48,11 +51,6 @@ _SQLITE_TRANSIENT = ("database is locked", "database is busy", "database table i
 
 def is_transient(exc: BaseException) -> bool:
     """True when `exc` says a server or the way to it failed for a while, so the same call may succeed later."""
-    import sqlalchemy.exc
-
-    from axis.refusals import Refusal
-    from axis.transport.errors import TransportError, UnroutableError
-
     if isinstance(exc, UnroutableError | Refusal):
         return False
     if isinstance(exc, TransportError):
@@ -65,10 +63,6 @@ def is_transient(exc: BaseException) -> bool:
             if exc.orig is not None and type(exc.orig).__module__.startswith("sqlite3"):
                 return any(text in str(exc.orig).lower() for text in _SQLITE_TRANSIENT)
             return True
-        return False
-    try:
-        import psycopg
-    except ImportError:  # the SQLite-only install
         return False
     return isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError)
 
@@ -117,8 +111,6 @@ async def publish_all(transport: Transport, messages: Sequence[OutgoingMessage],
     or may not be stored, and publishing them again is safe (consumers
     de-duplicate on the message id).
     """
-    from axis.transport.errors import TransportError, UnroutableError
-
     outcomes: list[UnroutableError | None] = [None] * len(messages)
     pending = list(range(len(messages)))
 
