@@ -540,7 +540,8 @@ class _RabbitConsumer(Consumer):
 
         After a reconnection the consumer channel may be back before the
         publishing channel, so keep trying (the retry policy) while the message
-        is still ours; giving up would leave it unacked and block a prefetch slot.
+        is still ours. Past the policy's patience it is handed back (nack) rather
+        than left unacked, where it would block a prefetch slot.
         """
         def gone() -> bool:
             return self._state != "open" or not _channel_alive(message)
@@ -553,6 +554,11 @@ class _RabbitConsumer(Consumer):
         except TransportError as exc:
             log.warning("could not re-publish a redelivered message on %r (%s); the broker delivers it again",
                         self.queue, exc)
+            if not gone():  # give its prefetch slot back; it comes again, still flagged, and is counted then
+                try:
+                    await message.nack(requeue=True)
+                except _AMQP_ERRORS:
+                    pass  # its channel died after all: the broker requeues it anyway
 
     async def close(self) -> None:
         if self._state == "closed":
