@@ -59,7 +59,7 @@ class Relay:
         while True:
             await asyncio.sleep(self._purge_every)
             try:
-                await asyncio.to_thread(self.purge)
+                await retrying("purging the outbox")(asyncio.to_thread)(self.purge)
             except Exception:
                 log.exception("outbox purge failed; trying again in %.0f s", self._purge_every)
 
