@@ -142,7 +142,7 @@ async def test_a_cut_longer_than_the_patience_raises_the_error(rabbit_proxy: Tcp
 @pytest.mark.rabbitmq
 async def test_the_relay_retries_a_publish_only_while_its_rows_are_leased(
         rabbit_proxy: TcpProxy, rabbitmq_url: str, tmp_path: Path) -> None:
-    store = open_store(str(tmp_path / "axis.db"))
+    store = open_store(str(tmp_path / "axis.db"), create=True)
     transport = await open_transport(through(rabbitmq_url, rabbit_proxy), timeout=5, name="axis-fault-relay")
     direct = await open_transport(rabbitmq_url, timeout=5, name="axis-fault-direct")
     try:
