@@ -67,6 +67,7 @@ from axis.edxml import (
     read_packet,
 )
 from axis.edxml.compose import new_status
+from axis.private import private_directory
 from axis.receipt import Receipt, build_receipt, now_utc, read_receipt
 from axis.refusals import PacketError, Refusal, RefusalCode, TrustError
 from axis.retry import PATIENCE, publish_all, retrying
@@ -412,7 +413,7 @@ class AgencyClient:
         if self.signer is None:
             raise ValueError("pull needs a Signer to sign delivery receipts: build the AgencyClient with signer=")
         out_dir = Path(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
+        private_directory(out_dir)
         _ = self.ledger  # opened here, once, rather than by racing worker threads
         return await self._consume(wire.inbox_queue(self.code),
                                    lambda d: self._take_delivery(d, out_dir, on_received, on_rejected),

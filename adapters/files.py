@@ -19,6 +19,8 @@ import os
 import secrets
 from pathlib import Path
 
+from axis.private import FILE_MODE
+
 TMP_SUFFIX = ".tmp"
 
 
@@ -39,7 +41,7 @@ def fsync_directory(directory: Path) -> None:
 def write_temporary(path: Path, data: bytes) -> Path:
     """Write `data` to a fresh temporary file beside `path` and fsync it; return its name."""
     tmp = temporary_name(path)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
     try:
         view = memoryview(data)
         while view:

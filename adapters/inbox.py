@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from adapters.files import publish_temporary, write_temporary
+from axis.private import private_directory, private_file
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS received (
@@ -83,7 +84,7 @@ class InboxLedger:
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_file(self.path)  # before SQLite creates it: its -wal and -shm files take its mode
         self._lock = threading.Lock()
         self._conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
         self._conn.execute("PRAGMA journal_mode=WAL")
@@ -133,7 +134,7 @@ class InboxLedger:
         `sweep`: look for temporary files an earlier, crashed attempt left beside
         `target` (a directory scan; pass False for a first delivery attempt).
         """
-        target.parent.mkdir(parents=True, exist_ok=True)
+        private_directory(target.parent)
         tmp = write_temporary(target, data)
         already: InboxEntry | None = None
         try:

@@ -26,6 +26,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from adapters.files import write_atomic
+from axis.private import private_directory
 from axis.receipt import Receipt, read_receipt
 
 _NAME_PART = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]{0,199}")
@@ -59,7 +60,7 @@ class ReceiptStore:
     def save(self, data: bytes, receipt: Receipt, *, submission: str | None) -> Path:
         """Store the signed bytes durably; returns the file. ValueError if the ids are not file-safe."""
         path = self.directory / receipt_file_name(receipt, submission)
-        self.directory.mkdir(parents=True, exist_ok=True)
+        private_directory(self.directory)
         write_atomic(path, data)
         return path
 

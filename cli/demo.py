@@ -19,6 +19,7 @@ from axis.edxml import Attachment, Organization, SignerInfo, StatusCode, packet_
 from axis.edxml.compose import new_document
 from axis.edxml.sample_pdf import one_page_pdf
 from axis.hub import Hub, HubSettings, TrustSettings, declare_agency_queues
+from axis.private import private_directory
 from axis.store import open_store
 from axis.transport import open_transport
 from axis.trust import Signer, Verifier, pki
@@ -38,7 +39,7 @@ def demo(workdir: Path | None = typer.Option(None, "--dir", help="Keep the demo'
         with tempfile.TemporaryDirectory(prefix="axis-demo-") as tmp:
             ok = asyncio.run(_run(Path(tmp)))
     else:
-        workdir.mkdir(parents=True, exist_ok=True)
+        private_directory(workdir)
         ok = asyncio.run(_run(workdir))
     if not ok:
         raise typer.Exit(1)

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import typer
 
+from axis.private import restrict_umask
 from cli import agency_side, operator, packet, pki
 
 app = typer.Typer(
@@ -15,6 +16,12 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,  # locals would print keys
 )
 app.command("serve")(operator.serve)
+
+
+@app.callback()
+def _start() -> None:
+    # Before any command creates a file: the SQLite files hold plaintext bodies, the PKI holds keys.
+    restrict_umask()
 
 
 @app.command("demo")

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import signal
 from pathlib import Path
 
@@ -14,12 +13,7 @@ from axis.edxml import parse_agency_code
 from axis.refusals import Refusal
 from axis.transport import TransportError
 from cli.output import REFUSED, fail, print_json, refuse, stderr, stdout
-from cli.settings import broker_url, data_dir, open_broker, trust_paths
-
-
-def db_url(value: str | None) -> str:
-    return value or os.environ.get("AXIS_DB") or f"sqlite:///{data_dir() / 'axis.db'}"
-
+from cli.settings import current, db_url, open_broker, redact_url
 
 DbOption = typer.Option(None, "--db", help="Database URL (env AXIS_DB; default sqlite:///axis-data/axis.db).")
 BrokerOption = typer.Option(None, "--broker", help="Broker URL (env AXIS_BROKER): 'embedded' (default) or amqp://…")
@@ -279,13 +273,14 @@ def serve(
     """Run the hub: intake, verification, routing, relay, receipts."""
     from axis.hub import Hub
 
+    chosen = current(workers=workers, db=db, broker=broker, trust=trust, crl=crl, key=key, cert=cert)
     settings = hub_settings(workers, trust, crl, key, cert, lenient_codes, allow_sha1)
     from axis.trust import xmldsig
     try:
         engine = xmldsig.default().name  # the workers choose the same way; an impossible choice stops here
     except ValueError as exc:
         fail(f"AXIS_XMLDSIG: {exc}", 2)
-    logging.basicConfig(level=os.environ.get("AXIS_LOG", "INFO"), format="%(asctime)s %(name)s %(message)s")
+    logging.basicConfig(level=chosen.log, format="%(asctime)s %(name)s %(message)s")
 
     async def main() -> None:
         store = _open_store(db, create=True)
@@ -302,7 +297,7 @@ def serve(
             if task.done():
                 await task  # the hub failed while starting: let its error end the command
             # The queues exist: a client may send from now on.
-            stderr.print(f"axis hub serving: db {db_url(db)}, broker {broker_url(broker)}, "
+            stderr.print(f"axis hub serving: db {redact_url(chosen.store_url)}, broker {redact_url(chosen.broker)}, "
                          f"{hub.pool.workers} worker process(es), XML-DSig engine {engine}")
             await task
         except asyncio.CancelledError:
@@ -316,14 +311,12 @@ def serve(
 
 def hub_settings(workers, trust, crl, key, cert, lenient_codes=False, allow_sha1=()):
     from axis.hub import HubSettings, TrustSettings
-    pki = data_dir() / "pki"
-    trust, crl = trust_paths(trust, crl)
-    key = key or Path(os.environ.get("AXIS_KEY", data_dir() / "hub" / "AXIS.key.pem"))
-    cert = cert or Path(os.environ.get("AXIS_CERT", data_dir() / "hub" / "AXIS.cert.pem"))
+    chosen = current(workers=workers, trust=trust, crl=crl, key=key, cert=cert)
+    trust, crl, key, cert = chosen.trust_roots, chosen.revocations, chosen.hub_key, chosen.hub_cert
     for what, path in (("trusted roots", trust), ("hub key", key), ("hub certificate", cert)):
         if not path.exists():
-            fail(f"{what} not found at {path}. Create them with `axis pki init {pki}` and "
-                 f"`axis pki issue AXIS --pki {pki} --out {data_dir() / 'hub'}`, or pass --trust/--key/--cert.")
+            fail(f"{what} not found at {path}. Create them with `axis pki init {chosen.pki_dir}` and "
+                 f"`axis pki issue AXIS --pki {chosen.pki_dir} --out {chosen.hub_dir}`, or pass --trust/--key/--cert.")
     return HubSettings(trust=TrustSettings(trust_roots=trust, crl=crl, hub_key=key,
                                            hub_cert=cert, allow_sha1_for=frozenset(allow_sha1),
-                                           lenient_codes=lenient_codes), workers=workers)
+                                           lenient_codes=lenient_codes), workers=chosen.workers)

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy import event
 
+from axis.private import private_directory, private_file
 from axis.store.audit import canonical_json
 from axis.store.errors import MissingDatabase
 
@@ -69,7 +70,8 @@ def create_engine(url: str | sa.URL | None, *, create: bool = False, **kwargs: A
     if sa_url.get_backend_name() == "sqlite":
         path = Path(sa_url.database or "")
         if create:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            private_directory(path.parent)
+            private_file(path)  # before SQLite creates it: its -wal and -shm files take its mode
         elif not path.is_file():
             # Checked before the first connection: SQLite would create the file.
             raise MissingDatabase(f"the SQLite database {path} does not exist")

@@ -28,6 +28,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from axis.private import private_file
+
 from .errors import TransportError
 
 T = TypeVar("T")
@@ -110,6 +112,7 @@ class SqliteWorker:
         # isolation_level=None: we issue BEGIN ourselves, because the sqlite3
         # module's implicit deferred BEGIN would upgrade to a write lock late and
         # fail with SQLITE_BUSY despite busy_timeout.
+        private_file(self.path)  # before SQLite creates it: its -wal and -shm files take its mode
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
                                timeout=self._busy_timeout_ms / 1000)
         conn.execute(f"PRAGMA busy_timeout={int(self._busy_timeout_ms)}")

@@ -21,6 +21,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from axis.private import FILE_MODE, private_directory
+
 SigningKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 # What a SigningKey's certificate carries; the one kind of key that can sign a certificate or CRL here.
 IssuerPublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey
@@ -115,15 +117,16 @@ def crl_pem(crl: x509.CertificateRevocationList) -> bytes:
 
 
 def write_private_key(path: str | os.PathLike[str], key: SigningKey) -> Path:
-    return _write_atomic(Path(path), private_key_pem(key), mode=0o600)
+    return _write_atomic(Path(path), private_key_pem(key), mode=FILE_MODE)
 
 
 def write_public_file(path: str | os.PathLike[str], data: bytes) -> Path:
-    return _write_atomic(Path(path), data, mode=0o644)
+    # Public, yet private to Axis's user like every file it creates: share a certificate by copying it.
+    return _write_atomic(Path(path), data, mode=FILE_MODE)
 
 
 def _write_atomic(path: Path, data: bytes, *, mode: int) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_directory(path.parent)
     # mkstemp creates the file 0600, so a key is never readable by others, even briefly.
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:

@@ -40,7 +40,6 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import logging
-import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -55,6 +54,7 @@ from signxml.algorithms import CanonicalizationMethod
 from signxml.exceptions import InvalidDigest, SignXMLException
 
 from axis.refusals import RefusalCode, TrustError
+from axis.settings import load as load_settings
 from axis.trust.keys import SigningKey
 from axis.trust.placement import DS_NS, Placement, ds
 
@@ -347,7 +347,7 @@ def default() -> Engine:
     """The process's engine: `select()`ed, else AXIS_XMLDSIG, else xmlsec if it loads, else signxml."""
     global _default
     if _default is None:
-        forced = os.environ.get("AXIS_XMLDSIG", "").strip()
+        forced = load_settings().xmldsig
         if forced:
             _default = engine(forced)
         else:

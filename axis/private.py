@@ -1,0 +1,42 @@
+"""Files Axis creates are readable by its own user only: folders 0700, files 0600.
+
+The SQLite files hold plaintext bodies, the PKI folder holds private keys, and an
+agency's state folder holds the documents it received. The `axis` command sets
+`PRIVATE_UMASK` once when it starts (`restrict_umask`), which covers everything it
+and the libraries under it create, SQLite's `-wal` and `-shm` files included. The
+library also creates its own files through `private_directory` and `private_file`,
+so that a program embedding it (an agency system using the SDK) gets the same
+modes whatever its umask.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+PRIVATE_UMASK = 0o077
+DIRECTORY_MODE = 0o700
+FILE_MODE = 0o600
+
+
+def restrict_umask() -> None:
+    """Make every file and folder this process creates from now on private to its user."""
+    os.umask(PRIVATE_UMASK)
+
+
+def private_directory(path: str | os.PathLike[str]) -> Path:
+    """Create the folder `path` (and missing parents) 0700 if it does not exist; return it."""
+    folder = Path(path)
+    folder.mkdir(mode=DIRECTORY_MODE, parents=True, exist_ok=True)
+    return folder
+
+
+def private_file(path: str | os.PathLike[str]) -> Path:
+    """Create `path` empty and 0600 if it does not exist (its folder 0700); an existing file is left alone.
+
+    SQLite creates a database's `-wal`, `-shm` and journal files with the database
+    file's mode, so creating a database file here first makes all of them private.
+    """
+    file = Path(path)
+    private_directory(file.parent)
+    os.close(os.open(file, os.O_WRONLY | os.O_CREAT, FILE_MODE))
+    return file

@@ -1,0 +1,194 @@
+"""Axis's settings: one object reads every `AXIS_*` environment variable (docs/configuration.md).
+
+`load(**flags)` returns the settings: a flag the caller passes (not None) wins over
+its environment variable, which wins over the default. A bad value raises
+`SettingsError`, whose message is one line naming the variable (or the flag) and
+the value; the `axis` command prints it and exits.
+
+Both the library (the XML-DSig engine choice, the retry policy) and the `axis`
+command read settings here, so that a setting has one name, one default and one
+description. The environment is read afresh on every `load()`: nothing is cached.
+
+`redact_url` is the one way a broker or database URL is shown to people (logs,
+errors, `--json`): without its password.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from yarl import URL
+
+ENV_PREFIX = "AXIS_"
+EMBEDDED = "embedded"
+_HIDDEN = "***"
+
+
+class SettingsError(ValueError):
+    """A setting's value is not usable; the message is one line naming the variable or flag."""
+
+
+def _setting(default: Any, description: str, *, flag: str | None = None, shown: str | None = None) -> Any:
+    # `flag` and `shown` feed docs/configuration.md (tests/cli/test_configuration_doc.py keeps it in step).
+    extra: dict[str, Any] = {"flag": flag, "shown": shown if shown is not None else f"`{default}`"}
+    return Field(default, description=description, json_schema_extra=extra)
+
+
+class Settings(BaseSettings):
+    """Every setting of Axis; the field `name` is read from the variable `AXIS_NAME`."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_ignore_empty=True, frozen=True,
+                                      extra="ignore")
+
+    data: Path = _setting(
+        Path("axis-data"), "The folder holding the embedded transport, the SQLite store, the PKI, the hub's "
+        "key and the agencies' state.", shown="`./axis-data`")
+    db: str | None = _setting(
+        None, "The hub's database: `sqlite:///path.db` or `postgresql://user:password@host/db`.",
+        flag="--db", shown="`sqlite:///<data>/axis.db`")
+    broker: str = _setting(
+        EMBEDDED, "The broker: `embedded` (the SQLite transport file `<data>/transport.db`), "
+        "`embedded:///path.db`, or `amqp://user:password@host/vhost` for RabbitMQ.", flag="--broker")
+    trust: Path | None = _setting(
+        None, "Trusted root certificates (PEM) that agencies' and the hub's certificates chain to.",
+        flag="--trust", shown="`<data>/pki/ca.pem`")
+    crl: Path | None = _setting(
+        None, "The certificate revocation list (PEM).", flag="--crl",
+        shown="`<data>/pki/crl.pem` if that file exists, else none")
+    key: Path | None = _setting(
+        None, "The hub's signing key (PEM), used by `axis serve`.", flag="--key",
+        shown="`<data>/hub/AXIS.key.pem`")
+    cert: Path | None = _setting(
+        None, "The hub's certificate (PEM), used by `axis serve`.", flag="--cert",
+        shown="`<data>/hub/AXIS.cert.pem`")
+    workers: int | None = _setting(
+        None, "Worker processes of `axis serve` for intake and signature verification.", flag="--workers",
+        shown="one per core")
+    log: str = _setting("INFO", "The log level of `axis serve`: DEBUG, INFO, WARNING or ERROR.")
+    xmldsig: Literal["xmlsec", "signxml"] | None = _setting(
+        None, "The XML-DSig engine: `xmlsec` or `signxml` (a forced engine that cannot load is an error).",
+        shown="`xmlsec` when python-xmlsec loads, else `signxml`")
+    embedded_lease: float = _setting(
+        30.0, "Embedded transport: seconds before the deliveries of a consumer that stopped renewing "
+        "them (it died) are delivered again.", shown="`30`")
+    retry_base: float = _setting(
+        10.0, "Seconds before a failed delivery's first retry; each further retry waits twice as long.",
+        shown="`10`")
+    retry_attempts: int = _setting(
+        6, "Delivery attempts before a message goes to its dead-letter queue.")
+
+    @field_validator("embedded_lease")
+    @classmethod
+    def _positive(cls, value: float) -> float:
+        if not value > 0:
+            raise ValueError("must be a positive number of seconds")
+        return value
+
+    @field_validator("retry_base")
+    @classmethod
+    def _at_least_a_millisecond(cls, value: float) -> float:
+        if not value >= 0.001:
+            raise ValueError("must be a number of seconds >= 0.001")
+        return value
+
+    @field_validator("retry_attempts", "workers")
+    @classmethod
+    def _at_least_one(cls, value: int | None) -> int | None:
+        if value is not None and value < 1:
+            raise ValueError("must be at least 1")
+        return value
+
+    @field_validator("log")
+    @classmethod
+    def _log_level(cls, value: str) -> str:
+        level = value.strip().upper()
+        if not isinstance(logging.getLevelName(level), int):
+            raise ValueError("must be DEBUG, INFO, WARNING or ERROR")
+        return level
+
+    # ------------------------------------------------------------ derived paths
+
+    @property
+    def store_url(self) -> str:
+        return self.db or f"sqlite:///{self.data / 'axis.db'}"
+
+    @property
+    def embedded_transport(self) -> Path:
+        """The transport file `embedded` means."""
+        return self.data / "transport.db"
+
+    @property
+    def pki_dir(self) -> Path:
+        return self.data / "pki"
+
+    @property
+    def hub_dir(self) -> Path:
+        return self.data / "hub"
+
+    @property
+    def trust_roots(self) -> Path:
+        return self.trust or self.pki_dir / "ca.pem"
+
+    @property
+    def revocations(self) -> Path | None:
+        """The CRL: the configured one, else `<data>/pki/crl.pem` when it exists, else None."""
+        if self.crl is not None:
+            return self.crl
+        default = self.pki_dir / "crl.pem"
+        return default if default.is_file() else None
+
+    @property
+    def hub_key(self) -> Path:
+        return self.key or self.hub_dir / "AXIS.key.pem"
+
+    @property
+    def hub_cert(self) -> Path:
+        return self.cert or self.hub_dir / "AXIS.cert.pem"
+
+    def agency_state(self, code: str) -> Path:
+        """An agency adapter's durable state: its receipts folder and inbox ledger."""
+        return self.data / "agencies" / code
+
+    def __repr_args__(self) -> Any:
+        # A settings object may end up in a log line or a traceback: never with a password.
+        for name, value in super().__repr_args__():
+            yield name, redact_url(value) if name in ("db", "broker") and isinstance(value, str) else value
+
+
+def environment_variable(field: str) -> str:
+    return ENV_PREFIX + field.upper()
+
+
+def load(**flags: Any) -> Settings:
+    """The settings: `flags` that are not None, then the `AXIS_*` environment, then the defaults."""
+    given = {name: value for name, value in flags.items() if value is not None}
+    unknown = set(given) - set(Settings.model_fields)
+    if unknown:
+        raise TypeError(f"no such setting: {', '.join(sorted(unknown))}")
+    try:
+        return Settings(**given)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        field = str(error["loc"][0]) if error["loc"] else ""
+        spec = Settings.model_fields.get(field)
+        flag = (spec.json_schema_extra or {}).get("flag") if spec and isinstance(spec.json_schema_extra,
+                                                                                  dict) else None
+        name = f"{flag}" if field in given and flag else environment_variable(field)
+        value = error.get("input")
+        shown = redact_url(value) if isinstance(value, str) else value
+        message = str(error["msg"]).removeprefix("Value error, ")
+        raise SettingsError(f"{name}={shown!r}: {message}") from None
+
+
+def redact_url(url: str) -> str:
+    """`url` with its password (if any) replaced by `***`: how broker and database URLs are shown."""
+    try:
+        parsed = URL(url)
+    except (ValueError, TypeError):
+        return url
+    if parsed.password is None:
+        return url
+    return str(parsed.with_password(_HIDDEN))
