@@ -73,7 +73,7 @@ async def _open(broker: str | None, what: str) -> Transport:
     try:
         return await settings.open_broker(broker, name=f"axis-{what}")
     except (TransportError, ValueError) as exc:
-        fail(f"cannot open the broker {settings.broker_url(broker)!r}: {exc}")
+        fail(f"cannot open the broker {settings.redact_url(settings.broker_url(broker))!r}: {exc}")
 
 
 def _run(coroutine) -> None:

@@ -283,8 +283,16 @@ def serve(
     logging.basicConfig(level=chosen.log, format="%(asctime)s %(name)s %(message)s")
 
     async def main() -> None:
-        store = _open_store(db, create=True)
-        transport = await open_broker(broker, name="axis-hub")
+        from sqlalchemy.exc import OperationalError
+        try:
+            store = _open_store(db, create=True)
+        except OperationalError as exc:  # the server is down or refuses us: say so in one line
+            fail(f"cannot open the database {redact_url(chosen.store_url)}: {str(exc.orig).splitlines()[0]}")
+        try:
+            transport = await open_broker(broker, name="axis-hub")
+        except TransportError as exc:
+            store.close()
+            fail(str(exc))
         hub = Hub(settings, store, transport)
         loop = asyncio.get_running_loop()
         task = asyncio.create_task(hub.run())
