@@ -32,7 +32,7 @@ class SettingsError(ValueError):
 
 
 def _setting(default: Any, description: str, *, flag: str | None = None, shown: str | None = None) -> Any:
-    # `flag` and `shown` feed docs/configuration.md (tests/cli/test_configuration_doc.py keeps it in step).
+    # `flag` and `shown` feed docs/configuration.md (tests/cli/test_settings.py keeps it in step).
     extra: dict[str, Any] = {"flag": flag, "shown": shown if shown is not None else f"`{default}`"}
     return Field(default, description=description, json_schema_extra=extra)
 

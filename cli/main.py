@@ -6,7 +6,7 @@ from pathlib import Path
 import typer
 
 from axis.private import restrict_umask
-from cli import agency_side, operator, packet, pki
+from cli import agency_side, operator, packet, pki, settings
 
 app = typer.Typer(
     name="axis",
@@ -22,6 +22,7 @@ app.command("serve")(operator.serve)
 def _start() -> None:
     # Before any command creates a file: the SQLite files hold plaintext bodies, the PKI holds keys.
     restrict_umask()
+    settings.current()  # a bad AXIS_* value stops every command here, in one line, before it does anything
 
 
 @app.command("demo")

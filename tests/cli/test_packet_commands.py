@@ -10,7 +10,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from axis.edxml import Organization, SignerInfo, StatusCode, packet_to_bytes
 from axis.edxml.compose import new_document, new_status
@@ -21,7 +21,7 @@ G22, H41 = "000.00.00.G22", "000.00.00.H41"
 runner = CliRunner()
 
 
-def axis(*args: str):  # noqa: ANN201
+def axis(*args: object) -> Result:
     return runner.invoke(app, [str(a) for a in args], env={"COLUMNS": "200", "NO_COLOR": "1"})
 
 
@@ -52,7 +52,7 @@ def sign(pki: Path, name: str, code: str) -> Path:
     return out
 
 
-def verify(pki: Path, path: Path):  # noqa: ANN201
+def verify(pki: Path, path: Path) -> Result:
     return axis("packet", "verify", path, "--trust", pki / "ca" / "ca.pem", "--crl", pki / "ca" / "crl.pem")
 
 
