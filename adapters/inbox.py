@@ -182,6 +182,7 @@ class InboxLedger:
             conn.execute("UPDATE received SET state='stored', tmp=NULL, receipt=?, stored_at=? WHERE axis_id=?",
                          (receipt, time.time(), axis_id))
             row = self._row(conn, axis_id)
+        assert row is not None, "the row was written in this transaction"
         return self._entry(row), False
 
     def documents(self, document_id: str) -> list[InboxEntry]:
