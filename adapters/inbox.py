@@ -84,6 +84,7 @@ class InboxLedger:
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
+        private_directory(self.path.parent)
         private_file(self.path)  # before SQLite creates it: its -wal and -shm files take its mode
         self._lock = threading.Lock()
         self._conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)

@@ -10,6 +10,7 @@ modes whatever its umask.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -31,12 +32,13 @@ def private_directory(path: str | os.PathLike[str]) -> Path:
 
 
 def private_file(path: str | os.PathLike[str]) -> Path:
-    """Create `path` empty and 0600 if it does not exist (its folder 0700); an existing file is left alone.
+    """Create `path` empty and 0600 if it does not exist; an existing file, or a missing folder, is left alone.
 
     SQLite creates a database's `-wal`, `-shm` and journal files with the database
     file's mode, so creating a database file here first makes all of them private.
+    A missing folder stays missing: whoever opens the file next reports it.
     """
     file = Path(path)
-    private_directory(file.parent)
-    os.close(os.open(file, os.O_WRONLY | os.O_CREAT, FILE_MODE))
+    with contextlib.suppress(FileNotFoundError):
+        os.close(os.open(file, os.O_WRONLY | os.O_CREAT, FILE_MODE))
     return file
