@@ -15,6 +15,7 @@ errors, `--json`): without its password.
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 from typing import Any, Literal
 
@@ -83,14 +84,14 @@ class Settings(BaseSettings):
     @field_validator("embedded_lease")
     @classmethod
     def _positive(cls, value: float) -> float:
-        if not value > 0:
+        if not (math.isfinite(value) and value > 0):
             raise ValueError("must be a positive number of seconds")
         return value
 
     @field_validator("retry_base")
     @classmethod
     def _at_least_a_millisecond(cls, value: float) -> float:
-        if not value >= 0.001:
+        if not (math.isfinite(value) and value >= 0.001):
             raise ValueError("must be a number of seconds >= 0.001")
         return value
 

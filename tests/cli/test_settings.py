@@ -63,6 +63,7 @@ def test_a_flag_wins_over_the_variable_which_wins_over_the_default(monkeypatch: 
     ("AXIS_EMBEDDED_LEASE", "0", "positive"),
     ("AXIS_RETRY_ATTEMPTS", "many", "valid integer"),
     ("AXIS_RETRY_BASE", "0", ">= 0.001"),
+    ("AXIS_RETRY_BASE", "inf", ">= 0.001"),
     ("AXIS_XMLDSIG", "fast", "'xmlsec' or 'signxml'"),
     ("AXIS_LOG", "LOUD", "DEBUG, INFO"),
     ("AXIS_WORKERS", "0", "at least 1"),
