@@ -60,13 +60,20 @@ def test_no_password_appears_in_output_or_logs(rabbit_deployment, e2e_pki, tmp_p
     assert broker.host in logs and deployment.db.split("@")[1] in logs, "the hub names where it connects"
     _assert_no_secret(logs, "the hub's output and log", secrets)
 
-    unreachable_db = str(URL(deployment.db).with_port(1))
-    unreachable_broker = str(broker.with_port(1))
-    for args in (["serve", "--workers", "1", "--db", unreachable_db, "--broker", deployment.broker],
-                 ["serve", "--workers", "1", "--db", deployment.db, "--broker", unreachable_broker]):
+
+def test_a_server_out_of_reach_is_named_without_its_password(embedded_deployment) -> None:
+    # Nothing listens on port 1: `axis serve` fails to connect and says so in one line.
+    deployment = embedded_deployment
+    secrets = ("broker-Secret-41d2", DB_PASSWORD)
+    unreachable_db = f"postgresql://postgres:{DB_PASSWORD}@127.0.0.1:1/axis"
+    unreachable_broker = "amqp://guest:broker-Secret-41d2@127.0.0.1:1/"
+    for args, names in ((["serve", "--workers", "1", "--db", unreachable_db], "postgresql://postgres:***@127.0.0.1:1"),
+                        (["serve", "--workers", "1", "--broker", unreachable_broker],
+                         "amqp://guest:***@127.0.0.1:1")):
         failed = Running(args, {**os.environ, **deployment.env()}, deployment.data / "logs").finish()
         assert failed.exit_code != 0, failed
-        assert "Traceback" not in failed.stderr and "error: cannot" in failed.stderr, failed
+        errors = [line for line in failed.stderr.splitlines() if line.startswith("error: cannot")]
+        assert "Traceback" not in failed.stderr and len(errors) == 1 and names in errors[0], failed
         _assert_no_secret(failed.stdout + failed.stderr, f"axis {' '.join(args)}", secrets)
 
 
