@@ -45,12 +45,13 @@ def test_no_password_appears_in_output_or_logs(rabbit_deployment, e2e_pki, tmp_p
     hub = deployment.serve()
     packet = tmp_path / "letter.edxml"
     packet.write_bytes(e2e_pki.document(G22, [H41], 1))
-    outcomes = [deployment.cli("send", str(packet), "--json"),
+    sent = deployment.cli("send", str(packet), "--json")
+    assert sent.exit_code == 0, sent
+    outcomes = [sent,
                 deployment.cli("inbox", "pull", H41, *deployment.agency_files(H41), "--out", str(tmp_path / "in"),
                                "--wait", "1"),
                 deployment.cli("agency", "list", "--json"),
-                deployment.cli("receipts", json.loads(deployment.cli("send", str(packet), "--json").stdout)[0]
-                               ["axis_id"], "--json")]
+                deployment.cli("receipts", json.loads(sent.stdout)[0]["axis_id"], "--json")]
     for outcome in outcomes:
         assert outcome.exit_code == 0, outcome
         _assert_no_secret(outcome.stdout + outcome.stderr, f"axis {' '.join(outcome.args[:2])}", secrets)
