@@ -102,6 +102,13 @@ class Settings(BaseSettings):
             raise ValueError("must be at least 1")
         return value
 
+    @field_validator("broker")
+    @classmethod
+    def _broker_scheme(cls, value: str) -> str:
+        if value != EMBEDDED and not value.startswith(("embedded:", "amqp://", "amqps://")):
+            raise ValueError("use embedded, embedded:///path.db or amqp://user:password@host/vhost")
+        return value
+
     @field_validator("log")
     @classmethod
     def _log_level(cls, value: str) -> str:

@@ -18,6 +18,8 @@ import socket
 from pathlib import Path
 from urllib.parse import unquote
 
+from axis.settings import redact_url
+
 from .base import RetryPolicy, Transport
 from .embedded import EmbeddedTransport
 from .errors import TransportError
@@ -57,7 +59,8 @@ async def open_transport(
                                       connection_name=name or f"axis:{socket.gethostname()}:{os.getpid()}")
         await transport.start()
         return transport
-    raise ValueError(f"unknown transport URL {url!r}: use amqp://… for RabbitMQ or embedded:///path/to/file.db")
+    raise ValueError(f"unknown transport URL {redact_url(url)!r}: use amqp://… for RabbitMQ or "
+                     "embedded:///path/to/file.db")
 
 
 __all__ = ["TransportError", "open_transport"]

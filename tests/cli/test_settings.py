@@ -67,6 +67,7 @@ def test_a_flag_wins_over_the_variable_which_wins_over_the_default(monkeypatch: 
     ("AXIS_XMLDSIG", "fast", "'xmlsec' or 'signxml'"),
     ("AXIS_LOG", "LOUD", "DEBUG, INFO"),
     ("AXIS_WORKERS", "0", "at least 1"),
+    ("AXIS_BROKER", "kafka://host", "use embedded"),
 ])
 def test_a_bad_value_is_one_line_naming_the_variable(variable: str, value: str, says: str, tmp_path: Path) -> None:
     with pytest.raises(SettingsError, match=re.escape(f"{variable}={value!r}")):
@@ -96,5 +97,7 @@ def test_a_bad_url_value_is_shown_without_its_password(monkeypatch: pytest.Monke
     assert redact_url("postgresql://axis:p%40ss@db/axis") == "postgresql://axis:***@db/axis"
     assert redact_url("postgresql://axis@db/axis") == "postgresql://axis@db/axis"
     assert redact_url("embedded") == "embedded"
+    with pytest.raises(SettingsError, match=re.escape("--broker='amqpx://guest:***@host/'")):
+        load(broker="amqpx://guest:s3cret@host/")
     shown = repr(load(broker="amqp://guest:s3cret@host/", db="postgresql://a:hunter2@db/x"))
     assert "s3cret" not in shown and "hunter2" not in shown
