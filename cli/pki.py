@@ -1,8 +1,10 @@
 """`axis pki …`: a real development PKI (root CA, agency certificates, CRL).
 
-For development, tests and demos. Keys are written unencrypted with mode 0600;
-a production axis trusts the roots of a real CA instead (`axis packet verify
---trust`). The certificate profile and the agency-code binding: docs/trust.md.
+For development, tests and demos. Keys are written unencrypted; like every file
+Axis creates, keys, certificates and CRLs are 0600 and new folders 0700
+(docs/configuration.md). A production axis trusts the roots of a real CA instead
+(`axis packet verify --trust`). The certificate profile and the agency-code
+binding: docs/trust.md.
 """
 from __future__ import annotations
 
