@@ -25,10 +25,15 @@ def restrict_umask() -> None:
 
 
 def private_directory(path: str | os.PathLike[str]) -> Path:
-    """Create the folder `path` (and missing parents) 0700 if it does not exist; return it."""
+    """Create the folder `path` and its missing parents 0700; an existing folder keeps its mode. Returns it."""
     folder = Path(path)
-    folder.mkdir(mode=DIRECTORY_MODE, parents=True, exist_ok=True)
-    return folder
+    missing = []
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    for each in reversed(missing):  # Path.mkdir(parents=True) would give the parents the umask's mode
+        each.mkdir(mode=DIRECTORY_MODE, exist_ok=True)
+    return Path(path)
 
 
 def private_file(path: str | os.PathLike[str]) -> Path:

@@ -106,6 +106,31 @@ def _axis(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return done
 
 
+def test_the_library_creates_private_files_whatever_the_umask(tmp_path: Path, usual_umask: None) -> None:
+    # An agency system embedding the SDK and the transport keeps its own (here: usual) umask.
+    import asyncio
+
+    from adapters.files import write_atomic
+    from adapters.inbox import InboxLedger
+    from axis.store import open_store
+    from axis.transport import open_transport
+    from axis.trust import pki
+
+    root = tmp_path / "lib"
+    pki.init_ca(root / "ca" / "pki")
+    pki.issue(G22, root / "ca" / "pki", root / "ca" / "keys")
+    open_store(f"sqlite:///{root / 'db' / 'axis.db'}").close()
+
+    async def transport() -> None:
+        await (await open_transport(f"embedded://{root / 'transport.db'}")).close()
+
+    asyncio.run(transport())
+    InboxLedger(root / "agencies" / G22 / "inbox.db").close()
+    write_atomic(root / "transport.db-copy", (root / "transport.db").read_bytes())
+    assert (root / "db" / "axis.db").is_file() and (root / "ca" / "keys" / f"{G22}.key.pem").is_file()
+    assert _not_private(root) == []
+
+
 def test_the_demo_creates_only_private_files(tmp_path: Path, usual_umask: None) -> None:
     data = tmp_path / "demo"
     _axis("demo", "--dir", str(data), env=dict(os.environ))
