@@ -182,9 +182,9 @@ def load(**flags: Any) -> Settings:
         error = exc.errors()[0]
         field = str(error["loc"][0]) if error["loc"] else ""
         spec = Settings.model_fields.get(field)
-        flag = (spec.json_schema_extra or {}).get("flag") if spec and isinstance(spec.json_schema_extra,
-                                                                                  dict) else None
-        name = f"{flag}" if field in given and flag else environment_variable(field)
+        extra = spec.json_schema_extra if spec is not None else None
+        flag = extra.get("flag") if isinstance(extra, dict) else None
+        name = str(flag) if field in given and flag else environment_variable(field)
         value = error.get("input")
         shown = redact_url(value) if isinstance(value, str) else value
         message = str(error["msg"]).removeprefix("Value error, ")
