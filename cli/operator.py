@@ -258,7 +258,7 @@ def audit_verify(db: str | None = DbOption, as_json: bool = typer.Option(False, 
 
 def serve(
     workers: int | None = typer.Option(None, "--workers", help="Worker processes for intake and verification "
-                                                                  "(default: one per core)."),
+                                                                  "(env AXIS_WORKERS; default: one per core)."),
     db: str | None = DbOption,
     broker: str | None = BrokerOption,
     trust: Path | None = typer.Option(None, "--trust", help="Trusted roots (env AXIS_TRUST; default "
