@@ -187,7 +187,7 @@ async def _send(results: list[_Sent], broker: str | None, state: Path | None, wa
             loaded = await asyncio.to_thread(_load_chunk, chunk)
             by_sender: dict[str, list[tuple[_Sent, bytes, int]]] = {}
             for sent, data, priority in loaded:
-                assert sent.sender is not None, "_load_chunk names the sender of every packet it loads"
+                assert sent.sender is not None  # _load_chunk returns only the packets whose sender it read
                 by_sender.setdefault(sent.sender, []).append((sent, data, priority))
             for code, items in by_sender.items():
                 if code not in clients:
@@ -210,10 +210,10 @@ async def _send(results: list[_Sent], broker: str | None, state: Path | None, wa
                     sent.submission = submission
 
         async def collect(code: str, client: AgencyClient) -> None:
-            mine = {r.submission: r for r in results if r.sender == code and r.submission is not None}
-            receipts = await client.wait_for_intake(list(mine), wait)
-            for submission, r in mine.items():
-                r.receipt = receipts.get(submission)
+            mine = [r for r in results if r.sender == code and r.submission is not None]
+            receipts = await client.wait_for_intake([r.submission for r in mine if r.submission is not None], wait)
+            for r in mine:
+                r.receipt = receipts.get(r.submission) if r.submission is not None else None
 
         try:
             await asyncio.gather(*(collect(code, client) for code, client in clients.items()))
