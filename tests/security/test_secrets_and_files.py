@@ -119,7 +119,7 @@ def test_the_library_creates_private_files_whatever_the_umask(tmp_path: Path, us
     root = tmp_path / "lib"
     pki.init_ca(root / "ca" / "pki")
     pki.issue(G22, root / "ca" / "pki", root / "ca" / "keys")
-    open_store(f"sqlite:///{root / 'db' / 'axis.db'}").close()
+    open_store(f"sqlite:///{root / 'db' / 'axis.db'}", create=True).close()
 
     async def transport() -> None:
         await (await open_transport(f"embedded://{root / 'transport.db'}")).close()
