@@ -35,15 +35,22 @@ import sqlalchemy.exc
 import tenacity
 
 from axis.refusals import Refusal
+from axis.settings import Settings, SettingsError
+from axis.settings import load as load_settings
 from axis.transport.base import OutgoingMessage, Transport
 from axis.transport.errors import TransportError, UnroutableError
 
 log = logging.getLogger("axis.retry")
 
-# Module constants until the settings object grows fields for them (see docs/architecture.md, "Outages").
-FIRST_WAIT = 0.2     # seconds: the longest first wait (jitter picks between 0 and this)
-MAX_WAIT = 5.0       # seconds: no wait between two tries is longer
-PATIENCE = 120.0     # seconds: how long one call keeps trying before its error is raised
+try:
+    # Read once per process: a policy is built for every retried call, and the environment does not change.
+    _settings = load_settings()
+except SettingsError as exc:  # the `axis` command reports a bad value itself, in one line, before it starts
+    log.warning("%s; the retry policy uses its defaults", exc)
+    _settings = Settings.model_construct()
+FIRST_WAIT = _settings.outage_first_wait  # seconds: the longest first wait (jitter picks between 0 and this)
+MAX_WAIT = _settings.outage_max_wait      # seconds: no wait between two tries is longer
+PATIENCE = _settings.outage_patience      # seconds: how long one call keeps trying before its error is raised
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 _SQLITE_TRANSIENT = ("database is locked", "database is busy", "database table is locked")

@@ -80,6 +80,14 @@ class Settings(BaseSettings):
         shown="`10`")
     retry_attempts: int = _setting(
         6, "Delivery attempts before a message goes to its dead-letter queue.")
+    outage_first_wait: float = _setting(
+        0.2, "A database or broker call that failed for a passing reason (`axis/retry.py`) is tried again "
+        "after at most this many seconds (random), the wait doubling from try to try.")
+    outage_max_wait: float = _setting(
+        5.0, "No wait between two tries of such a call is longer than this many seconds.")
+    outage_patience: float = _setting(
+        120.0, "Seconds such a call keeps trying before its last error is raised (an outage this long "
+        "costs time, never a message).")
 
     @field_validator("embedded_lease")
     @classmethod
@@ -88,7 +96,7 @@ class Settings(BaseSettings):
             raise ValueError("must be a positive number of seconds")
         return value
 
-    @field_validator("retry_base")
+    @field_validator("retry_base", "outage_first_wait", "outage_max_wait", "outage_patience")
     @classmethod
     def _at_least_a_millisecond(cls, value: float) -> float:
         if not (math.isfinite(value) and value >= 0.001):

@@ -63,7 +63,8 @@ def test_no_password_appears_in_output_or_logs(rabbit_deployment, e2e_pki, tmp_p
 
 
 def test_a_server_out_of_reach_is_named_without_its_password(embedded_deployment) -> None:
-    # Nothing listens on port 1: `axis serve` fails to connect and says so in one line.
+    # Nothing listens on port 1: `axis serve` fails to connect and says so in one line (after a
+    # second of retries: the policy would wait out a 2-minute outage).
     deployment = embedded_deployment
     secrets = ("broker-Secret-41d2", DB_PASSWORD)
     unreachable_db = f"postgresql://postgres:{DB_PASSWORD}@127.0.0.1:1/axis"
@@ -71,7 +72,8 @@ def test_a_server_out_of_reach_is_named_without_its_password(embedded_deployment
     for args, names in ((["serve", "--workers", "1", "--db", unreachable_db], "postgresql://postgres:***@127.0.0.1:1"),
                         (["serve", "--workers", "1", "--broker", unreachable_broker],
                          "amqp://guest:***@127.0.0.1:1")):
-        failed = Running(args, {**os.environ, **deployment.env()}, deployment.data / "logs").finish()
+        env = {**os.environ, **deployment.env(), "AXIS_OUTAGE_PATIENCE": "1"}
+        failed = Running(args, env, deployment.data / "logs").finish()
         assert failed.exit_code != 0, failed
         errors = [line for line in failed.stderr.splitlines() if line.startswith("error: cannot")]
         assert "Traceback" not in failed.stderr and len(errors) == 1 and names in errors[0], failed
