@@ -46,38 +46,32 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+from lxml import etree
+
 from adapters.documents import response_for_document, response_for_from_document_id
 from adapters.inbox import InboxEntry, InboxLedger, PacketFacts
 from adapters.receipt_store import ReceiptStore, check_name_part
 from axis import wire
 from axis.edxml import (
-    NS,
     DocumentPacket,
     Organization,
-    Packet,
-    PacketKind,
     ResponseFor,
     StaffInfo,
     StatusCode,
-    StatusPacket,
-    detect_kind,
     packet_to_bytes,
     parse_agency_code,
-    parse_xml,
-    read_packet,
+    routing_facts,
 )
 from axis.edxml.compose import new_status
 from axis.receipt import Receipt, build_receipt, now_utc, read_receipt
-from axis.refusals import PacketError, Refusal, RefusalCode, TrustError
+from axis.refusals import Refusal, RefusalCode, TrustError
 from axis.retry import PATIENCE, publish_all, retrying
-from axis.transport import MAX_PRIORITY, Delivery, OutgoingMessage, Transport, TransportError, UnroutableError
+from axis.transport import Delivery, OutgoingMessage, Transport, TransportError, UnroutableError
 from axis.trust import Signer, Verifier
 
 log = logging.getLogger("adapters.client")
 
 PUBLISH_BATCH = 500           # submit_many hands the transport this many packets at a time
-_NSMAP = {"e": NS}
-_HEADER_PATH = f"{{{NS}}}edXMLEnvelope/{{{NS}}}edXMLHeader/{{{NS}}}MessageHeader"
 _T = TypeVar("_T")
 
 
@@ -157,36 +151,13 @@ def summarize_packet(data: bytes) -> PacketSummary:
     Only the few header fields routing needs are read (a full model costs ~7x
     more, which matters for folders of thousands); the hub checks the rest.
     """
-    root = parse_xml(data)
-    kind = detect_kind(root)
-    header = root.find(_HEADER_PATH)
-    if header is None:
-        raise PacketError(RefusalCode.SCHEMA_INVALID, "edXMLEnvelope/edXMLHeader/MessageHeader is missing")
-
-    def text(path: str) -> str | None:
-        found = header.find(path, _NSMAP)
-        return (found.text or "").strip() if found is not None else None
-
-    sender = text("e:From/e:OrganId")
-    if not sender:
-        raise PacketError(RefusalCode.SCHEMA_INVALID, "MessageHeader/From/OrganId is missing or empty")
-    if kind is PacketKind.STATUS:
-        return PacketSummary("status", sender, text("e:ResponseFor/e:DocumentId"), 0)
-    priority_text = text("e:OtherInfo/e:Priority")
-    try:
-        priority = int(priority_text) if priority_text else 0
-    except ValueError:
-        raise PacketError(RefusalCode.INVALID_FIELD,
-                          f"OtherInfo/Priority is {priority_text!r}, not a number from 0 to 4") from None
-    if not 0 <= priority <= MAX_PRIORITY:
-        raise PacketError(RefusalCode.INVALID_FIELD, f"OtherInfo/Priority is {priority}, not from 0 to 4")
-    return PacketSummary("document", sender, text("e:DocumentId"), priority)
+    facts = routing_facts(data)
+    return PacketSummary(facts.kind, facts.sender, facts.document_id or None, facts.priority)
 
 
-def _facts(packet: Packet) -> PacketFacts:
-    if isinstance(packet, StatusPacket):
-        return PacketFacts("status", packet.sender, packet.document_id, packet.status_code.value)
-    return PacketFacts("document", packet.sender, packet.document_id)
+def _facts(root: etree._Element) -> PacketFacts:
+    facts = routing_facts(root)
+    return PacketFacts(facts.kind, facts.sender, facts.document_id or None, facts.status_code)
 
 
 class AgencyClient:
@@ -460,7 +431,7 @@ class AgencyClient:
         if entry is not None:
             return self._received(entry, duplicate=True), self._receipt_for(entry)
         result = self.verifier.verify(body)
-        facts = _facts(read_packet(result.signed_root))
+        facts = _facts(result.signed_root)
         receipt = self._sign_delivery_receipt(axis_id, facts, digest)
         target = out_dir / f"{axis_id}.edxml"
         entry, duplicate = self.ledger.store(axis_id, body, target, facts, digest, receipt,

@@ -17,7 +17,6 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Union
 
 
 def el(name: str, default: object = ..., **kwargs: object):
@@ -277,7 +276,7 @@ class StatusPacket:
         return self.response_for.document_id
 
 
-Packet = Union[DocumentPacket, StatusPacket]
+Packet = DocumentPacket | StatusPacket
 
 
 def make_document_id(issuer: str, date: dt.date, code_number: str, code_notation: str) -> str:

@@ -32,19 +32,13 @@ from lxml import etree
 
 from axis.edxml import model
 from axis.edxml.model import DocumentPacket, Packet, StatusPacket
+from axis.edxml.ns import NSMAP, q
 from axis.edxml.safe import DEFAULT_LIMITS, Limits, parse_xml
 from axis.edxml.schema import PacketKind, detect_kind, validate
 from axis.refusals import PacketError, RefusalCode
 
-NS = "http://www.mic.gov.vn/TBT/QCVN_102_2016"
-NSMAP = {"edXML": NS}
 DATE_FORMAT = "%Y/%m/%d"
 TIMESTAMP_FORMAT = "%Y/%m/%d %H:%M:%S"
-
-
-def q(name: str) -> str:
-    """The qualified tag of an edXML element."""
-    return f"{{{NS}}}{name}"
 
 
 # ---------------------------------------------------------------- field types

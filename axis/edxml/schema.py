@@ -28,9 +28,9 @@ from pathlib import Path
 
 from lxml import etree
 
+from axis.edxml.ns import NS
 from axis.refusals import PacketError, RefusalCode
 
-NS = "http://www.mic.gov.vn/TBT/QCVN_102_2016"
 _DS = "http://www.w3.org/2000/09/xmldsig#"
 _ROOT = f"{{{NS}}}edXML"
 _MESSAGE_HEADER_PATH = f"{{{NS}}}edXMLEnvelope/{{{NS}}}edXMLHeader/{{{NS}}}MessageHeader"
