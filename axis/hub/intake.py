@@ -46,6 +46,10 @@ ACTOR = "hub"
 REGISTRATION_TTL = 30.0  # seconds a certificate found registered is trusted without asking the store
 RECALL = 1
 STATUS_RECALL_REQUEST = "13"
+# Who may send each status code (QCVN 102:2016 §4). A recipient's statuses move its delivery's state, so they
+# count only once its adapter proved it stored the document (its delivery receipt is recorded).
+STATUS_RULES = {STATUS_RECALL_REQUEST: "sender",
+                **dict.fromkeys(("01", "02", "03", "04", "05", "06", "15", "16"), "receipted-recipient")}
 
 
 @dataclass(frozen=True)
@@ -160,16 +164,24 @@ class Intake:
                 return _refuse(plan, RefusalCode.UNKNOWN_DOCUMENT,
                                f"no document {c.document_id!r} from {c.answers_sender} was carried by the axis")
             delivered_to = [d.recipient_code for d in self._store.deliveries(original.axis_id)]
-            if c.status_code == STATUS_RECALL_REQUEST:
+            rule = STATUS_RULES.get(c.status_code or "")
+            if rule == "sender":
                 if c.sender != original.sender_code:
                     return _refuse(plan, RefusalCode.NOT_ALLOWED,
-                                   f"only the sender {original.sender_code} may ask to recall {c.document_id!r}")
+                                   f"only the sender {original.sender_code} may send status {c.status_code} "
+                                   f"about {c.document_id!r}")
                 recipients = tuple(delivered_to)
-            else:
+            elif rule == "receipted-recipient":
                 if c.sender not in delivered_to:
                     return _refuse(plan, RefusalCode.NOT_A_RECIPIENT,
                                    f"{c.document_id!r} was not delivered to {c.sender}")
+                if not self._store.receipted([original.axis_id], "delivery", recipient=c.sender, code="delivered"):
+                    return _refuse(plan, RefusalCode.STATUS_BEFORE_RECEIPT,
+                                   f"no delivery receipt from {c.sender} for {c.document_id!r} is recorded, so it "
+                                   f"may not send status {c.status_code} about it yet")
                 recipients = (original.sender_code,)
+            else:
+                return _refuse(plan, RefusalCode.NOT_ALLOWED, f"status code {c.status_code!r} is not routed by Axis")
             plan.answers = original.axis_id
             key = self._status_key(c)
             if (first := known.get((c.sender, key, "status"))) is not None:
