@@ -169,9 +169,8 @@ class AgencyClient:
         pre-signed packets and collecting receipts need only the `verifier`.
         `concurrency`: deliveries or receipts handled at once (verification runs in threads)."""
         self.code = parse_agency_code(code).text
-        if signer is not None and signer.agency_code is not None and signer.agency_code != self.code:
-            raise ValueError(f"the signing certificate is bound to agency {signer.agency_code}, not {self.code}; "
-                             "use this agency's own key and certificate")
+        if signer is not None:
+            self._check_identity(signer, verifier)
         if concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, not {concurrency!r}")
         self.transport = transport
@@ -181,6 +180,16 @@ class AgencyClient:
         self.concurrency = concurrency
         self.receipts = ReceiptStore(self.state_dir / "receipts")
         self._ledger: InboxLedger | None = None
+
+    def _check_identity(self, signer: Signer, verifier: Verifier) -> None:
+        """Refuse, before anything is consumed or published, a certificate the hub would refuse this agency:
+        one that names no agency code or another one, does not chain to the trusted roots, is expired or
+        revoked. (Whether it is registered for the agency only the hub knows; it refuses AX404.)"""
+        certified = verifier.check_certificate(signer.certificate, signer.chain)
+        if certified != self.code:
+            raise TrustError(RefusalCode.CERT_WRONG_AGENCY,
+                             f"the signing certificate is bound to agency {certified}, not {self.code}; "
+                             "use this agency's own key and certificate")
 
     async def __aenter__(self) -> AgencyClient:
         return self
