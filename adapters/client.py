@@ -25,9 +25,15 @@ What callers may rely on
   (`state_dir/inbox.db`, see `adapters.inbox`) de-duplicates on the axis id,
   so the application sees each packet once, as `<out_dir>/<axis_id>.edxml`,
   byte for byte as its sender signed it.
-- Every delivery is verified (digest header, XML signature, chain, revocation,
-  signer = sender) before it is stored; one that fails is retried by the
-  transport and finally dead-lettered, never stored, never silently dropped.
+- Every delivery is verified (Axis's seal over axis id, recipient and digest,
+  `axis.seal`; digest header; XML signature, chain, revocation, signer =
+  sender) before it is stored; one without a valid seal is dead-lettered at
+  once (AX411), one that fails otherwise is retried by the transport and
+  finally dead-lettered; neither is stored, nor silently dropped.
+- The signing certificate is checked when the client is built: one the axis
+  would refuse for this agency (no agency code, another code, not chaining to
+  the trusted roots, expired, revoked) raises `TrustError` before anything is
+  consumed or published.
   A receipt whose signature fails is dead-lettered.
 - Several processes of one agency may share a state dir and the queues: each
   sees the receipts the others stored.
@@ -66,6 +72,7 @@ from axis.edxml.compose import new_status
 from axis.receipt import Receipt, build_receipt, now_utc, read_receipt
 from axis.refusals import Refusal, RefusalCode, TrustError
 from axis.retry import PATIENCE, publish_all, retrying
+from axis.seal import SealChecker
 from axis.transport import Delivery, OutgoingMessage, Transport, TransportError, UnroutableError
 from axis.trust import Signer, Verifier
 
@@ -179,6 +186,7 @@ class AgencyClient:
         self.state_dir = Path(state_dir)
         self.concurrency = concurrency
         self.receipts = ReceiptStore(self.state_dir / "receipts")
+        self._seals = SealChecker(verifier)
         self._ledger: InboxLedger | None = None
 
     def _check_identity(self, signer: Signer, verifier: Verifier) -> None:
@@ -404,7 +412,9 @@ class AgencyClient:
         try:
             received, receipt = await asyncio.to_thread(self._store_delivery, delivery, out_dir)
         except (Refusal, OSError, ValueError, sqlite3.Error) as exc:
-            await self._reject(delivery, str(exc), "retry", on_rejected)
+            # Only Axis can seal: retrying a delivery without its seal cannot make it one.
+            unsealed = isinstance(exc, Refusal) and exc.code is RefusalCode.UNSEALED_DELIVERY
+            await self._reject(delivery, str(exc), "dead-letter" if unsealed else "retry", on_rejected)
             return None
         try:
             await retrying(f"publishing the delivery receipt of {received.axis_id}")(self.transport.publish)(
@@ -436,6 +446,8 @@ class AgencyClient:
             raise TrustError(RefusalCode.SIGNATURE_INVALID,
                              f"the body's SHA-256 is {digest}, but the hub announced {announced!r} "
                              f"({wire.H_DIGEST}): the bytes changed on the way; not stored")
+        # Before the ledger: a forged repeat of a stored delivery must not even earn a receipt.
+        self._seals.check(delivery.headers, axis_id, self.code, digest)
         entry = self.ledger.stored(axis_id)
         if entry is not None:
             return self._received(entry, duplicate=True), self._receipt_for(entry)

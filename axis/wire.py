@@ -8,7 +8,7 @@ as its sender signed it, or an Axis receipt (`axis.receipt`).
 |---|---|---|---|
 | `axis.intake` | agency adapters | hub | a signed edXML document or status packet |
 | `axis.receipts` | agency adapters | hub | a delivery receipt signed by the recipient |
-| `<code>` | hub | that agency's adapter | documents and status packets addressed to it |
+| `<code>` | hub | that agency's adapter | documents and status packets addressed to it, sealed (`axis.seal`) |
 | `<code>.receipts` | hub | that agency's adapter | Axis receipts: intake, delivery, error |
 
 Message ids (the de-duplication keys; transport is at-least-once):
@@ -36,6 +36,8 @@ H_RECIPIENT = "ax-recipient"
 H_DOCUMENT_ID = "ax-document-id"
 H_DIGEST = "ax-digest"              # sha256 hex of the body as the sender signed it
 H_RECEIPT_KIND = "ax-receipt-kind"  # intake | delivery | error
+H_SEAL = "ax-seal"                  # a delivery's seal: the hub's signature over (axis id, recipient, digest)
+H_SEAL_CERT = "ax-seal-cert"        # the certificate that made the seal (base64 DER), code AXIS
 
 
 def inbox_queue(code: str) -> str:

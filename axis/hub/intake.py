@@ -97,11 +97,14 @@ class Intake:
     """Turns batches of submissions into committed outcomes. Safe to run in several processes at once."""
 
     def __init__(self, store: Store, check: Callable[[Sequence[bytes]], list[Checked | Refused]],
-                 sign: Callable[[Sequence[Receipt]], list[bytes]]) -> None:
-        """`check` checks packets (`verification.check_packet` each); `sign` writes and signs receipts."""
+                 sign: Callable[[Sequence[Receipt]], list[bytes]],
+                 seal: Callable[[str, str, str], dict[str, str]]) -> None:
+        """`check` checks packets (`verification.check_packet` each); `sign` writes and signs receipts;
+        `seal(axis_id, recipient, digest)` gives a delivery's seal headers (`axis.seal.Sealer.seal`)."""
         self._store = store
         self._check = check
         self._sign = sign
+        self._seal = seal
         # (code, fingerprint) → when it was last found registered; trusted for REGISTRATION_TTL seconds.
         self._registered: dict[tuple[str, str], float] = {}
 
@@ -311,7 +314,8 @@ class Intake:
             outbox.append(NewOutboxMessage(queue=wire.inbox_queue(recipient),
                                            message_id=wire.delivery_message_id(axis_id, recipient),
                                            priority=c.priority, body_ref=axis_id,
-                                           headers={**headers, wire.H_RECIPIENT: recipient}))
+                                           headers={**headers, wire.H_RECIPIENT: recipient,
+                                                    **self._seal(axis_id, recipient, c.digest)}))
         outbox.append(self._receipt_message(wire.receipts_queue(c.sender), plan))
         data = {"sender": c.sender, "document_id": c.document_id, "digest": c.digest, "size": c.size,
                 "recipients": list(plan.recipients), "kind": c.kind, "submission": plan.submission.submission_id}

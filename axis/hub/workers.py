@@ -41,6 +41,7 @@ class _Worker:
 
     def __init__(self, settings: TrustSettings, store_url: str | None) -> None:
         from axis.hub.intake import Intake
+        from axis.seal import Sealer
         from axis.store import open_store
         from axis.trust import Signer, Verifier
 
@@ -49,11 +50,12 @@ class _Worker:
                                             allow_sha1_for=settings.allow_sha1_for,
                                             lenient_codes=settings.lenient_codes)
         self.signer = Signer.from_files(settings.hub_key, settings.hub_cert)
+        self.sealer = Sealer.from_files(settings.hub_key, settings.hub_cert)
         self._crl_mtime = _mtime(settings.crl)
         self._crl_checked = time.monotonic()
         # The hub migrated the store before starting its workers.
         self.store = open_store(store_url, migrate=False) if store_url is not None else None
-        self._intake = Intake(self.store, self.check, self.sign) if self.store is not None else None
+        self._intake = Intake(self.store, self.check, self.sign, self.sealer.seal) if self.store is not None else None
 
     def refresh_crl(self) -> None:
         """Pick up a re-published CRL within seconds, without restarting the hub."""

@@ -19,6 +19,7 @@ from axis import wire
 from axis.edxml import DocumentPacket, Organization, SignerInfo, StatusCode, load_packet, packet_to_bytes, read_packet
 from axis.edxml.compose import new_document, new_status
 from axis.receipt import Receipt, build_receipt, now_utc
+from axis.seal import Sealer
 from axis.refusals import Refusal
 from axis.transport import OutgoingMessage, RetryPolicy, Transport, open_transport
 from axis.trust import Signer, Verifier
@@ -70,9 +71,14 @@ class Message:
 class HubSide:
     """What the hub does on the wire, done directly with the transport."""
 
-    def __init__(self, transport: Transport, pki: DevPKI) -> None:
+    def __init__(self, transport: Transport, pki: DevPKI | None, *, sealer: Sealer | None = None) -> None:
         self.transport = transport
         self.pki = pki
+        # Deliveries carry the hub's seal, as intake makes it (`axis.seal`).
+        if sealer is None:
+            assert pki is not None, "HubSide needs the PKI or a Sealer to seal deliveries"
+            sealer = Sealer.from_files(pki.key_paths[HUB], pki.cert_paths[HUB])
+        self.sealer = sealer
 
     async def declare(self, *codes: str) -> None:
         await self.transport.declare_queue(wire.INTAKE_QUEUE)
@@ -87,8 +93,8 @@ class HubSide:
         await self.transport.publish(
             wire.inbox_queue(to), packet, message_id=wire.delivery_message_id(axis_id, to),
             headers={wire.H_AXIS_ID: axis_id, wire.H_KIND: kind, wire.H_SENDER: sender, wire.H_RECIPIENT: to,
-                     wire.H_DOCUMENT_ID: document_id,
-                     wire.H_DIGEST: digest or hashlib.sha256(packet).hexdigest()})
+                     wire.H_DOCUMENT_ID: document_id, wire.H_DIGEST: digest or hashlib.sha256(packet).hexdigest(),
+                     **self.sealer.seal(axis_id, to, digest or hashlib.sha256(packet).hexdigest())})
         return axis_id
 
     async def deliver_many(self, packets: list[bytes], to: str, *, sender: str = G22) -> list[str]:
@@ -97,7 +103,8 @@ class HubSide:
         outcomes = await self.transport.publish_many([
             OutgoingMessage(wire.inbox_queue(to), packet, wire.delivery_message_id(axis_id, to), 0,
                             {wire.H_AXIS_ID: axis_id, wire.H_KIND: "document", wire.H_SENDER: sender,
-                             wire.H_RECIPIENT: to, wire.H_DIGEST: hashlib.sha256(packet).hexdigest()})
+                             wire.H_RECIPIENT: to, wire.H_DIGEST: hashlib.sha256(packet).hexdigest(),
+                             **self.sealer.seal(axis_id, to, hashlib.sha256(packet).hexdigest())})
             for axis_id, packet in zip(axis_ids, packets)])
         assert outcomes == [None] * len(packets), outcomes
         return axis_ids
