@@ -382,6 +382,10 @@ class AgencyClient:
             raise TrustError(RefusalCode.SIGNER_NOT_SENDER,
                              f"a {receipt.kind} receipt must be issued and signed by {expected}; this one names "
                              f"issuer {receipt.issuer!r} and is signed by {signer!r}")
+        if receipt.sender is not None and receipt.sender != self.code:
+            # Only receipts about this agency's own submissions and documents come to its queue.
+            raise TrustError(RefusalCode.RECEIPT_MISMATCH,
+                             f"a {receipt.kind} receipt about a packet of {receipt.sender}, not of {self.code}")
         return receipt, signer
 
     # ------------------------------------------------------------------ receiving

@@ -81,7 +81,7 @@ class RefusalCode(enum.Enum):
                               "Use the agency's own key and certificate.")
     UNSEALED_DELIVERY = (411, "A delivery carries no valid Axis seal (ax-seal), so Axis did not route it. It is dead-"
                               "lettered and never stored.")
-    RECEIPT_MISMATCH = (412, "A delivery receipt does not match what Axis delivered (axis id, recipient = signer, "
+    RECEIPT_MISMATCH = (412, "A receipt does not match what it answers (axis id, sender, recipient = signer, "
                              "digest). Nothing changes; the receipt is dead-lettered.")
     RECEIPT_REFUSED = (413, "A delivery receipt's signature or certificate does not verify (see the detail). Nothing "
                             "changes; the receipt is dead-lettered.")

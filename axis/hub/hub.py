@@ -222,9 +222,9 @@ class Hub:
         submissions = [Submission(submission_id=d.headers.get(wire.H_SUBMISSION) or d.message_id, body=d.body,
                                   reply_to=d.headers.get(wire.H_REPLY_TO)) for d in batch]
         # An outage is waited out while the batch is held: no redelivery is counted, nothing turns poison.
-        await retrying(f"an intake batch of {len(batch)}")(self.pool.intake)(submissions)
+        outcomes = await retrying(f"an intake batch of {len(batch)}")(self.pool.intake)(submissions)
         self.relay.wake()
-        await _settle(batch, [None] * len(batch))
+        await _settle(batch, [outcome.dead_letter for outcome in outcomes])
 
     async def _handle_receipts(self, batch: list[Delivery]) -> None:
         verdicts = await retrying(f"a batch of {len(batch)} delivery receipts")(self.delivery_receipts.process)(batch)

@@ -73,6 +73,7 @@ class _Plan:
     claimed_sender: str | None = None
     receipt: bytes | None = None             # the signed intake receipt to send back
     outcome: str = ""                        # accepted | duplicate | refused
+    dead_letter: str | None = None           # refused with nobody to tell: the reason it is dead-lettered
 
     @property
     def sender(self) -> str | None:
@@ -87,6 +88,7 @@ class Outcome:
     refusal_code: int | None = None
     detail: str | None = None
     recipients: tuple[str, ...] = field(default=())
+    dead_letter: str | None = None            # set: dead-letter the submission with this reason (no receipt went)
 
 
 def _refuse(plan: _Plan, code: RefusalCode, detail: str) -> None:
@@ -122,7 +124,8 @@ class Intake:
             plan.receipt = receipt
         self._commit(plans)
         return [Outcome(p.submission.submission_id, p.outcome, p.axis_id or p.duplicate_of,
-                        p.refusal[0] if p.refusal else None, p.refusal[1] if p.refusal else None, p.recipients)
+                        p.refusal[0] if p.refusal else None, p.refusal[1] if p.refusal else None, p.recipients,
+                        p.dead_letter)
                 for p in plans]
 
     # ------------------------------------------------------------ decisions
@@ -248,13 +251,13 @@ class Intake:
                        axis_id=plan.axis_id, submission=plan.submission.submission_id, sender=c.sender,
                        document_id=c.document_id, digest=c.digest)
 
-    def _reply_queue(self, plan: _Plan, registered: set[str]) -> str | None:
-        """Where the intake receipt goes: the authenticated sender's queue, else a registered reply-to."""
-        if plan.checked is not None and plan.checked.sender in registered:
-            return wire.receipts_queue(plan.checked.sender)
-        reply = plan.submission.reply_to
-        if reply and reply.endswith(".receipts") and reply[: -len(".receipts")] in registered:
-            return reply
+    @staticmethod
+    def _reply_queue(plan: _Plan, registered: set[str]) -> str | None:
+        """Where the intake receipt goes: the verified sender's receipts queue; for a packet whose signature
+        could not be verified, at most the claimed sender's own. Never a queue named only by the reply-to
+        header: anyone can write one, and the hub would send its signed refusals wherever it said."""
+        if plan.checked is not None:
+            return wire.receipts_queue(plan.checked.sender) if plan.checked.sender in registered else None
         if plan.claimed_sender and plan.claimed_sender in registered:
             return wire.receipts_queue(plan.claimed_sender)
         return None
@@ -274,10 +277,7 @@ class Intake:
             receipts: list[NewReceipt] = []
             outbox: list[NewOutboxMessage] = []
             audit: list[NewAuditEntry] = []
-            parties = {p.sender for p in plans if p.sender}
-            parties.update(p.submission.reply_to[: -len(".receipts")] for p in plans
-                           if p.submission.reply_to and p.submission.reply_to.endswith(".receipts"))
-            registered = set(tx.agency_states(parties))
+            registered = set(tx.agency_states({p.sender for p in plans if p.sender}))
             for plan in plans:
                 if plan.duplicate_of is None and plan.refusal is not None:
                     self._refused(plan, registered, outbox, audit)
@@ -347,11 +347,19 @@ class Intake:
         queue = self._reply_queue(plan, registered)
         if queue is not None and plan.receipt is not None:
             outbox.append(self._receipt_message(queue, plan))
+        elif queue is None:
+            # Nobody to answer: the submission is parked on axis.intake.dlq with its reason, for operators.
+            plan.dead_letter = (f"{RefusalCode.SENDER_UNKNOWN.label}: no receipt sent ({code.label}: "
+                                f"{plan.refusal[1]})")[:500]
+            log.warning("submission %s refused (%s) and dead-lettered: %s", plan.submission.submission_id,
+                        code.label, plan.dead_letter)
         c = plan.checked
         audit.append(NewAuditEntry(actor=ACTOR, action="refused", subject=plan.submission.submission_id, data={
             "code": code.number, "name": code.name, "detail": plan.refusal[1][:500],
             "sender": plan.sender, "document_id": c.document_id if c else None,
-            "digest": c.digest if c else None, "receipt_to": queue}))
+            "digest": c.digest if c else None, "receipt_to": queue,
+            "reply_to": (plan.submission.reply_to or "")[:200] or None,
+            "dead_lettered": plan.dead_letter is not None}))
         if code is RefusalCode.INTERNAL:
             log.error("internal error refusing submission %s: %s", plan.submission.submission_id, plan.refusal[1])
 
