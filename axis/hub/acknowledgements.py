@@ -33,7 +33,14 @@ DEAD_LETTER_CONSUMER = "hub.dead-letters"
 
 
 class DeliveryReceipts:
-    """Handles batches from `axis.receipts`; returns which deliveries to ack and which to dead-letter."""
+    """Handles batches from `axis.receipts`; returns which deliveries to ack and which to dead-letter.
+
+    A receipt changes state only when it matches the store: a verified signature, the signer the
+    recipient of a delivery of that axis id, the digest of the bytes the sender signed. Anything
+    else is refused, never silently: one warning line with the code, an audit entry, an `error`
+    record on the document's timeline for that recipient (once per recipient and code; only when
+    the document and a delivery to that recipient exist), and the dead-letter reason.
+    """
 
     def __init__(self, store: Store, pool: WorkerPool) -> None:
         self._store = store
@@ -48,22 +55,42 @@ class DeliveryReceipts:
         verdicts: list[str | None] = []
         with self._store.write() as tx:
             for delivery, result in zip(batch, verified, strict=True):
+                # Until the signature verifies, the headers are only what the message claims.
+                claimed = (delivery.headers.get(wire.H_AXIS_ID), delivery.headers.get(wire.H_RECIPIENT))
                 if isinstance(result, Refused):
-                    verdicts.append(f"AX{result.code}: {result.detail}")
-                    tx.audit("hub", "receipt-refused", delivery.message_id,
-                             {"code": result.code, "detail": result.detail[:300]})
+                    verdicts.append(self._refuse(tx, delivery, RefusalCode.RECEIPT_REFUSED,
+                                                 f"AX{result.code}: {result.detail}", *claimed))
                     continue
                 signer, signed_xml = result
                 try:
                     receipt = read_receipt(signed_xml)
                 except Refusal as refusal:
-                    verdicts.append(str(refusal))
+                    verdicts.append(self._refuse(tx, delivery, RefusalCode.RECEIPT_REFUSED, str(refusal), *claimed))
                     continue
-                verdicts.append(self._record(tx, delivery, signer, receipt))
+                mismatch = self._record(tx, delivery, signer, receipt)
+                verdicts.append(None if mismatch is None else self._refuse(
+                    tx, delivery, RefusalCode.RECEIPT_MISMATCH, mismatch, receipt.axis_id, signer))
         return verdicts
 
     @staticmethod
+    def _refuse(tx, delivery: Delivery, code: RefusalCode, detail: str, axis_id: str | None,
+                recipient: str | None) -> str:
+        reason = f"{code.label}: {detail}"[:500]
+        log.warning("delivery receipt %s refused: %s", delivery.message_id, reason)
+        document = tx.get_document(axis_id) if axis_id else None
+        on_timeline = document is not None and any(d.recipient_code == recipient
+                                                    for d in tx.deliveries(document.axis_id))
+        if on_timeline and document is not None:
+            tx.add_receipt(document.axis_id, "error", delivery.body, recipient=recipient, code=str(code.number),
+                           detail=f"delivery receipt refused: {reason}")
+        tx.audit("hub", "receipt-refused", axis_id if on_timeline else delivery.message_id,
+                 {"code": code.number, "name": code.name, "detail": detail[:300], "recipient": recipient,
+                  "message_id": delivery.message_id})
+        return reason
+
+    @staticmethod
     def _record(tx, delivery: Delivery, signer: str, receipt: Receipt) -> str | None:
+        """Record a verified delivery receipt; None, or why it does not match the store."""
         if receipt.kind != "delivery" or receipt.outcome != "delivered":
             return f"expected a delivery receipt, got {receipt.kind}/{receipt.outcome}"
         if receipt.recipient != signer or receipt.issuer != signer:
@@ -73,6 +100,8 @@ class DeliveryReceipts:
             return f"no document {receipt.axis_id}"
         if not any(d.recipient_code == signer for d in tx.deliveries(document.axis_id)):
             return f"{document.axis_id} was not delivered to {signer}"
+        if receipt.sender is not None and receipt.sender != document.sender_code:
+            return f"{document.axis_id} was sent by {document.sender_code}, not {receipt.sender}"
         if receipt.digest != document.digest:
             # Proof that the recipient holds other bytes than the sender signed: record it, never "delivered".
             tx.audit("hub", "delivery-digest-mismatch", document.axis_id,
