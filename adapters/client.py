@@ -43,6 +43,7 @@ What callers may rely on
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import logging
 import sqlite3
@@ -295,7 +296,22 @@ class AgencyClient:
         packet = new_status(Organization(self.code), document, StatusCode(code), description=description,
                             staff=staff)
         signed = await asyncio.to_thread(self.signer.sign, packet_to_bytes(packet))
-        return await self.submit(signed, priority=0)
+        message = self._submission(signed, 0, None)
+        proof = self._delivery_receipt(document)
+        if proof is not None:
+            # The hub accepts a recipient's status only once it holds the recipient's delivery receipt; the
+            # receipt published by `pull` may still be on its way, so the status carries a copy.
+            message.headers[wire.H_PROOF] = base64.b64encode(proof).decode("ascii")
+        await self._publish([message])
+        return message.message_id
+
+    def _delivery_receipt(self, document: ResponseFor) -> bytes | None:
+        """The signed delivery receipt this agency sent for `document`, if its ledger stored it."""
+        if not document.document_id:
+            return None
+        found = [entry.receipt for entry in self.ledger.documents(document.document_id)
+                 if entry.receipt and entry.facts.sender == (document.organ_id or entry.facts.sender)]
+        return found[-1] if found else None
 
     def response_for(self, document_id: str, *, inbox: Path | Iterable[Path] | None = None) -> ResponseFor:
         """`ResponseFor` for a DocumentId: parsed, or read from the stored original (ledger, then `inbox`)."""

@@ -38,6 +38,7 @@ H_DIGEST = "ax-digest"              # sha256 hex of the body as the sender signe
 H_RECEIPT_KIND = "ax-receipt-kind"  # intake | delivery | error
 H_SEAL = "ax-seal"                  # a delivery's seal: the hub's signature over (axis id, recipient, digest)
 H_SEAL_CERT = "ax-seal-cert"        # the certificate that made the seal (base64 DER), code AXIS
+H_PROOF = "ax-delivery-receipt"     # a status's proof of receipt: its sender's signed delivery receipt (base64)
 
 
 def inbox_queue(code: str) -> str:

@@ -16,14 +16,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from axis import wire
 from axis.hub.verification import Refused
 from axis.hub.workers import WorkerPool
 from axis.receipt import Receipt, now_utc, read_receipt
 from axis.refusals import Refusal, RefusalCode
-from axis.store import DeliveryState, NewAuditEntry, NewOutboxMessage, NewReceipt, Store
+from axis.store import DeliveryState, Document, NewAuditEntry, NewOutboxMessage, NewReceipt, Store
 from axis.transport import Delivery, Transport
 
 log = logging.getLogger("axis.hub.acknowledgements")
@@ -67,7 +67,7 @@ class DeliveryReceipts:
                 except Refusal as refusal:
                     verdicts.append(self._refuse(tx, delivery, RefusalCode.RECEIPT_REFUSED, str(refusal), *claimed))
                     continue
-                mismatch = self._record(tx, delivery, signer, receipt)
+                mismatch = record_delivery_receipt(tx, delivery.body, signer, receipt)
                 verdicts.append(None if mismatch is None else self._refuse(
                     tx, delivery, RefusalCode.RECEIPT_MISMATCH, mismatch, receipt.axis_id, signer))
         return verdicts
@@ -88,38 +88,52 @@ class DeliveryReceipts:
                   "message_id": delivery.message_id})
         return reason
 
-    @staticmethod
-    def _record(tx, delivery: Delivery, signer: str, receipt: Receipt) -> str | None:
-        """Record a verified delivery receipt; None, or why it does not match the store."""
-        if receipt.kind != "delivery" or receipt.outcome != "delivered":
-            return f"expected a delivery receipt, got {receipt.kind}/{receipt.outcome}"
-        if receipt.recipient != signer or receipt.issuer != signer:
-            return f"a delivery receipt for {receipt.recipient} signed by {signer}"
-        document = tx.get_document(receipt.axis_id or "")
-        if document is None:
-            return f"no document {receipt.axis_id}"
-        if not any(d.recipient_code == signer for d in tx.deliveries(document.axis_id)):
-            return f"{document.axis_id} was not delivered to {signer}"
-        if receipt.sender is not None and receipt.sender != document.sender_code:
-            return f"{document.axis_id} was sent by {document.sender_code}, not {receipt.sender}"
-        if receipt.digest != document.digest:
+
+def delivery_receipt_mismatch(document: Document, delivered_to: Iterable[str], signer: str,
+                              receipt: Receipt) -> str | None:
+    """Why a verified delivery receipt does not match what the store holds, or None."""
+    if receipt.kind != "delivery" or receipt.outcome != "delivered":
+        return f"expected a delivery receipt, got {receipt.kind}/{receipt.outcome}"
+    if receipt.recipient != signer or receipt.issuer != signer:
+        return f"a delivery receipt for {receipt.recipient} signed by {signer}"
+    if receipt.axis_id != document.axis_id:
+        return f"a delivery receipt for {receipt.axis_id}, not {document.axis_id}"
+    if signer not in delivered_to:
+        return f"{document.axis_id} was not delivered to {signer}"
+    if receipt.sender is not None and receipt.sender != document.sender_code:
+        return f"{document.axis_id} was sent by {document.sender_code}, not {receipt.sender}"
+    if receipt.digest != document.digest:
+        return f"digest {receipt.digest} differs from the signed packet's {document.digest}"
+    return None
+
+
+def record_delivery_receipt(tx, body: bytes, signer: str, receipt: Receipt) -> str | None:
+    """Record a verified delivery receipt (state, timeline, forward to the sender, audit) in `tx`;
+    None, or why it does not match the store (then nothing but an audit entry is written)."""
+    document = tx.get_document(receipt.axis_id or "")
+    if document is None:
+        return f"no document {receipt.axis_id}"
+    mismatch = delivery_receipt_mismatch(document, [d.recipient_code for d in tx.deliveries(document.axis_id)],
+                                         signer, receipt)
+    if mismatch is not None:
+        if mismatch.startswith("digest"):
             # Proof that the recipient holds other bytes than the sender signed: record it, never "delivered".
             tx.audit("hub", "delivery-digest-mismatch", document.axis_id,
                      {"recipient": signer, "expected": document.digest, "received": receipt.digest})
-            return f"digest {receipt.digest} differs from the signed packet's {document.digest}"
-        if not tx.mark_seen(RECEIPTS_CONSUMER, f"{document.axis_id}:{signer}"):
-            return None  # already recorded: the adapter re-sent it after a crash
-        tx.add_receipt(document.axis_id, "delivery", delivery.body, recipient=signer, code="delivered",
-                       detail=f"stored {receipt.time.isoformat()}")
-        moved = tx.transition(document.axis_id, signer, DeliveryState.DELIVERED)
-        tx.enqueue(wire.receipts_queue(document.sender_code),
-                   wire.receipt_message_id("delivery", document.axis_id, signer),
-                   payload=delivery.body,
-                   headers={wire.H_RECEIPT_KIND: "delivery", wire.H_AXIS_ID: document.axis_id,
-                            wire.H_RECIPIENT: signer})
-        tx.audit("hub", "delivered", document.axis_id,
-                 {"recipient": signer, "digest": receipt.digest, "state": "delivered" if moved else "unchanged"})
-        return None
+        return mismatch
+    if not tx.mark_seen(RECEIPTS_CONSUMER, f"{document.axis_id}:{signer}"):
+        return None  # already recorded: the adapter re-sent it after a crash
+    tx.add_receipt(document.axis_id, "delivery", body, recipient=signer, code="delivered",
+                   detail=f"stored {receipt.time.isoformat()}")
+    moved = tx.transition(document.axis_id, signer, DeliveryState.DELIVERED)
+    tx.enqueue(wire.receipts_queue(document.sender_code),
+               wire.receipt_message_id("delivery", document.axis_id, signer),
+               payload=body,
+               headers={wire.H_RECEIPT_KIND: "delivery", wire.H_AXIS_ID: document.axis_id,
+                        wire.H_RECIPIENT: signer})
+    tx.audit("hub", "delivered", document.axis_id,
+             {"recipient": signer, "digest": receipt.digest, "state": "delivered" if moved else "unchanged"})
+    return None
 
 
 class DeadLetterSweep:

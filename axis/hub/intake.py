@@ -26,9 +26,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from axis import wire
+from axis.hub.acknowledgements import delivery_receipt_mismatch, record_delivery_receipt
 from axis.hub.verification import Checked, Refused
-from axis.receipt import Receipt, now_utc
-from axis.refusals import RefusalCode
+from axis.receipt import Receipt, now_utc, read_receipt
+from axis.refusals import Refusal, RefusalCode
 from axis.store import (
     Document,
     DuplicateDocument,
@@ -59,6 +60,7 @@ class Submission:
     submission_id: str
     body: bytes
     reply_to: str | None = None
+    proof: bytes | None = None               # a status's copy of its sender's delivery receipt (wire.H_PROOF)
 
 
 @dataclass
@@ -74,6 +76,8 @@ class _Plan:
     receipt: bytes | None = None             # the signed intake receipt to send back
     outcome: str = ""                        # accepted | duplicate | refused
     dead_letter: str | None = None           # refused with nobody to tell: the reason it is dead-lettered
+    on_timeline: bool = False                # a status from a recipient of the document it answers
+    proof: tuple[str, Receipt] | None = None  # (signer, receipt): a delivery receipt the status carried
 
     @property
     def sender(self) -> str | None:
@@ -100,13 +104,16 @@ class Intake:
 
     def __init__(self, store: Store, check: Callable[[Sequence[bytes]], list[Checked | Refused]],
                  sign: Callable[[Sequence[Receipt]], list[bytes]],
-                 seal: Callable[[str, str, str], dict[str, str]]) -> None:
+                 seal: Callable[[str, str, str], dict[str, str]],
+                 verify_receipt: Callable[[bytes], tuple[str, bytes] | Refused]) -> None:
         """`check` checks packets (`verification.check_packet` each); `sign` writes and signs receipts;
-        `seal(axis_id, recipient, digest)` gives a delivery's seal headers (`axis.seal.Sealer.seal`)."""
+        `seal(axis_id, recipient, digest)` gives a delivery's seal headers (`axis.seal.Sealer.seal`);
+        `verify_receipt` checks a receipt an agency signed (`verification.check_receipt`)."""
         self._store = store
         self._check = check
         self._sign = sign
         self._seal = seal
+        self._verify_receipt = verify_receipt
         # (code, fingerprint) → when it was last found registered; trusted for REGISTRATION_TTL seconds.
         self._registered: dict[tuple[str, str], float] = {}
 
@@ -170,6 +177,8 @@ class Intake:
                 return _refuse(plan, RefusalCode.UNKNOWN_DOCUMENT,
                                f"no document {c.document_id!r} from {c.answers_sender} was carried by the axis")
             delivered_to = [d.recipient_code for d in self._store.deliveries(original.axis_id)]
+            plan.answers = original.axis_id
+            plan.on_timeline = c.sender in delivered_to
             rule = STATUS_RULES.get(c.status_code or "")
             if rule == "sender":
                 if c.sender != original.sender_code:
@@ -181,14 +190,14 @@ class Intake:
                 if c.sender not in delivered_to:
                     return _refuse(plan, RefusalCode.NOT_A_RECIPIENT,
                                    f"{c.document_id!r} was not delivered to {c.sender}")
-                if not self._store.receipted([original.axis_id], "delivery", recipient=c.sender, code="delivered"):
+                if (not self._store.receipted([original.axis_id], "delivery", recipient=c.sender, code="delivered")
+                        and not self._proof_of_receipt(plan, original, delivered_to)):
                     return _refuse(plan, RefusalCode.STATUS_BEFORE_RECEIPT,
                                    f"no delivery receipt from {c.sender} for {c.document_id!r} is recorded, so it "
                                    f"may not send status {c.status_code} about it yet")
                 recipients = (original.sender_code,)
             else:
                 return _refuse(plan, RefusalCode.NOT_ALLOWED, f"status code {c.status_code!r} is not routed by Axis")
-            plan.answers = original.axis_id
             key = self._status_key(c)
             if (first := known.get((c.sender, key, "status"))) is not None:
                 plan.duplicate_of = first.axis_id
@@ -215,6 +224,25 @@ class Intake:
             return _refuse(plan, RefusalCode.RECIPIENT_SUSPENDED, f"suspended: {', '.join(suspended)}")
         plan.recipients = recipients
         return None
+
+    def _proof_of_receipt(self, plan: _Plan, original: Document, delivered_to: list[str]) -> bool:
+        """Does the status carry its sender's delivery receipt for `original` (verified, matching the store)?
+        The receipt `pull` published may not have been processed yet; the copy is recorded with the status."""
+        c = plan.checked
+        if c is None or not plan.submission.proof:
+            return False
+        verified = self._verify_receipt(plan.submission.proof)
+        if isinstance(verified, Refused):
+            return False
+        signer, signed_xml = verified
+        try:
+            receipt = read_receipt(signed_xml)
+        except Refusal:
+            return False
+        if signer != c.sender or delivery_receipt_mismatch(original, delivered_to, signer, receipt) is not None:
+            return False
+        plan.proof = (signer, receipt)
+        return True
 
     @staticmethod
     def _status_key(c: Checked) -> str:
@@ -272,7 +300,7 @@ class Intake:
                 if isinstance(result, DuplicateDocument):  # another hub worker won the race
                     plan.duplicate_of, plan.axis_id, plan.receipt = result.existing_axis_id, None, None
             accepted = [p for p in accepted if p.duplicate_of is None]
-            tx.insert_deliveries_many({p.axis_id: p.recipients for p in accepted})
+            tx.insert_deliveries_many({p.axis_id: p.recipients for p in accepted if p.axis_id is not None})
 
             receipts: list[NewReceipt] = []
             outbox: list[NewOutboxMessage] = []
@@ -280,7 +308,7 @@ class Intake:
             registered = set(tx.agency_states({p.sender for p in plans if p.sender}))
             for plan in plans:
                 if plan.duplicate_of is None and plan.refusal is not None:
-                    self._refused(plan, registered, outbox, audit)
+                    self._refused(plan, registered, receipts, outbox, audit)
                 elif plan.duplicate_of is None:
                     self._accepted(tx, plan, receipts, outbox, audit)
             # Written before duplicates are answered: a duplicate may answer an original of this very batch.
@@ -329,6 +357,8 @@ class Intake:
                                         detail=f"recall requested by {c.sender} ({axis_id})")
                              for recipient in plan.recipients]
             else:
+                if plan.proof is not None and plan.submission.proof is not None:
+                    record_delivery_receipt(tx, plan.submission.proof, *plan.proof)
                 receipts.append(NewReceipt(axis_id=plan.answers, kind="status", body=plan.submission.body,
                                            recipient_code=c.sender, code=c.status_code,
                                            detail=f"status packet {axis_id}"))
@@ -340,10 +370,19 @@ class Intake:
             data.update(business_type=c.business_type, priority=c.priority)
         audit.append(NewAuditEntry(actor=ACTOR, action="accepted", subject=axis_id, data=data))
 
-    def _refused(self, plan: _Plan, registered: set[str], outbox: list, audit: list) -> None:
+    def _refused(self, plan: _Plan, registered: set[str], receipts: list, outbox: list, audit: list) -> None:
         assert plan.refusal is not None
         plan.outcome = "refused"
         code = RefusalCode.from_number(plan.refusal[0])
+        c = plan.checked
+        if c is not None and c.kind == "status":
+            # A refused status is never silent: the log, and the timeline of the document it answers.
+            log.warning("status %s about %s from %s refused: %s: %s", c.status_code, c.document_id, c.sender,
+                        code.label, plan.refusal[1])
+            if plan.answers is not None and plan.on_timeline and plan.receipt is not None:
+                receipts.append(NewReceipt(axis_id=plan.answers, kind="error", body=plan.receipt,
+                                           recipient_code=c.sender, code=str(code.number),
+                                           detail=f"status {c.status_code} refused: {plan.refusal[1]}"[:500]))
         queue = self._reply_queue(plan, registered)
         if queue is not None and plan.receipt is not None:
             outbox.append(self._receipt_message(queue, plan))
@@ -353,7 +392,6 @@ class Intake:
                                 f"{plan.refusal[1]})")[:500]
             log.warning("submission %s refused (%s) and dead-lettered: %s", plan.submission.submission_id,
                         code.label, plan.dead_letter)
-        c = plan.checked
         audit.append(NewAuditEntry(actor=ACTOR, action="refused", subject=plan.submission.submission_id, data={
             "code": code.number, "name": code.name, "detail": plan.refusal[1][:500],
             "sender": plan.sender, "document_id": c.document_id if c else None,
@@ -365,6 +403,7 @@ class Intake:
 
     def _duplicate(self, tx, plan: _Plan, registered: set[str], outbox: list, audit: list) -> None:
         plan.outcome = "duplicate"
+        assert plan.duplicate_of is not None
         first = tx.get_receipt(plan.duplicate_of, "intake", code="accepted")
         queue = self._reply_queue(plan, registered)
         if first is not None and queue is not None:

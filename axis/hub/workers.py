@@ -55,7 +55,8 @@ class _Worker:
         self._crl_checked = time.monotonic()
         # The hub migrated the store before starting its workers.
         self.store = open_store(store_url, migrate=False) if store_url is not None else None
-        self._intake = Intake(self.store, self.check, self.sign, self.sealer.seal) if self.store is not None else None
+        self._intake = Intake(self.store, self.check, self.sign, self.sealer.seal,
+                              self.verify_receipt) if self.store is not None else None
 
     def refresh_crl(self) -> None:
         """Pick up a re-published CRL within seconds, without restarting the hub."""
@@ -74,6 +75,9 @@ class _Worker:
 
     def sign(self, receipts: Sequence[Receipt]) -> list[bytes]:
         return [self.signer.sign_receipt(build_receipt(receipt)) for receipt in receipts]
+
+    def verify_receipt(self, data: bytes) -> tuple[str, bytes] | Refused:
+        return check_receipt(self.verifier, data)
 
     def verify_receipts(self, datas: Sequence[bytes]) -> list[tuple[str, bytes] | Refused]:
         self.refresh_crl()

@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 
 from axis.refusals import RefusalCode
-from tests.e2e.harness import Deployment
+from tests.e2e.harness import Deployment, wait_until
 from tests.e2e.packets import G22, H14, H41, TestPKI, document_id
 from tests.e2e.test_delivery import pull, send, stored_paths
 
@@ -43,6 +43,12 @@ def test_a_business_status_from_a_recipient_that_never_stored_the_document_is_re
         assert answer["refusal"]["code"] == RefusalCode.STATUS_BEFORE_RECEIPT.number, answer
 
     assert states(deployment, about)[H41] == "published"
+    # Not silent: the refusal is on H41's line of the document's timeline (once per code) and in the hub's log.
+    outcome = deployment.cli("receipts", about, "--json")
+    [document] = json.loads(outcome.stdout)
+    [h41] = [rec for rec in document["recipients"] if rec["recipient"] == H41]
+    assert [(r["kind"], r["code"]) for r in h41["receipts"]] == [("error", "409")], h41
+    assert deployment.hubs[0].stderr().count("refused: AX409 STATUS_BEFORE_RECEIPT") == 3
     with deployment.store() as store:
         refused = [entry.data for entry in store.audit_entries() if entry.action == "refused"]
     assert [entry["code"] for entry in refused] == [RefusalCode.STATUS_BEFORE_RECEIPT.number] * 3
@@ -61,8 +67,39 @@ def test_a_recall_comes_only_from_the_original_sender(
     answer = status(deployment, about, H41, "13")
     assert answer["outcome"] == "refused" and answer["refusal"]["code"] == RefusalCode.NOT_ALLOWED.number, answer
     # The recipient that stored it may say where it stands: accepted once its delivery receipt is recorded.
-    from tests.e2e.harness import wait_until
     wait_until(lambda: states(deployment, about)[H41] == "delivered", "H41's delivery receipt to be recorded")
     answer = status(deployment, about, H41, "06")
     assert answer["outcome"] == "accepted", answer
     assert states(deployment, about)[H41] == "done"
+
+
+def test_a_status_carrying_a_delivery_receipt_that_does_not_match_is_refused(
+        deployment: Deployment, e2e_pki: TestPKI, tmp_path: Path) -> None:
+    """The copy of the delivery receipt a status carries (wire.H_PROOF) counts only when it verifies and
+    matches the store: here H41 signs a receipt for other bytes than the sender signed."""
+    import base64
+
+    from axis import wire
+    from axis.edxml import Organization, StatusCode, load_packet, packet_to_bytes
+    from axis.edxml.compose import new_status
+    from axis.receipt import Receipt, build_receipt, now_utc
+    from tests.security.test_forged_messages import publish
+
+    packet = e2e_pki.document(G22, [H41], 1)
+    about = document_id(G22, 1)
+    deployment.serve()
+    (tmp_path / "letter.edxml").write_bytes(packet)
+    [sent] = send(deployment, tmp_path / "letter.edxml")
+    proof = e2e_pki.signer(H41).sign_receipt(build_receipt(Receipt(
+        kind="delivery", outcome="delivered", issuer=H41, time=now_utc(), axis_id=sent["axis_id"], sender=G22,
+        recipient=H41, document_id=about, digest="0" * 64)))
+    status = e2e_pki.signer(H41).sign(packet_to_bytes(new_status(Organization(H41), load_packet(packet),
+                                                                 StatusCode("06"))))
+    publish(deployment, wire.INTAKE_QUEUE, status, "with-a-bad-proof",
+            {wire.H_SUBMISSION: "with-a-bad-proof", wire.H_PROOF: base64.b64encode(proof).decode()})
+
+    with deployment.store() as store:
+        [refused] = wait_until(lambda: [e.data for e in store.audit_entries() if e.action == "refused"],
+                               "the status to be refused")
+    assert refused["code"] == RefusalCode.STATUS_BEFORE_RECEIPT.number and refused["sender"] == H41
+    assert states(deployment, about)[H41] == "published"
