@@ -173,13 +173,13 @@ class IntakeResponder:
         if self.error is not None:
             raise self.error
 
-    def _answer(self, hub: HubSide, submission: str, packet: bytes) -> bytes:
+    def _answer(self, hub: HubSide, submission: str, packet: bytes, sender: str) -> bytes:
         if self.refuse_all is not None:
-            return hub.receipt(submission=submission, outcome="refused", refusal=self.refuse_all)
+            return hub.receipt(submission=submission, outcome="refused", refusal=self.refuse_all, sender=sender)
         try:
             result = self.pki.verifier.verify(packet)
         except Refusal as refusal:
-            return hub.receipt(submission=submission, outcome="refused",
+            return hub.receipt(submission=submission, outcome="refused", sender=sender,
                                refusal=(refusal.code.number, refusal.code.name, refusal.detail))
         parsed = read_packet(result.signed_root)
         key = f"{parsed.sender}:{parsed.document_id}" if isinstance(parsed, DocumentPacket) else None
@@ -202,7 +202,7 @@ class IntakeResponder:
                         continue
                     submission = delivery.headers[wire.H_SUBMISSION]
                     reply_to = delivery.headers[wire.H_REPLY_TO].removesuffix(".receipts")
-                    body = self._answer(hub, submission, delivery.body)
+                    body = self._answer(hub, submission, delivery.body, reply_to)
                     await hub.send_receipt(reply_to, body, submission=submission)
                     await delivery.ack()
                     self.answered += 1
