@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import hashlib
 import logging
 import sqlite3
@@ -301,7 +302,8 @@ class AgencyClient:
         if proof is not None:
             # The hub accepts a recipient's status only once it holds the recipient's delivery receipt; the
             # receipt published by `pull` may still be on its way, so the status carries a copy.
-            message.headers[wire.H_PROOF] = base64.b64encode(proof).decode("ascii")
+            message = dataclasses.replace(message, headers={**message.headers,
+                                                            wire.H_PROOF: base64.b64encode(proof).decode("ascii")})
         await self._publish([message])
         return message.message_id
 

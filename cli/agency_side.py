@@ -187,6 +187,7 @@ async def _send(results: list[_Sent], broker: str | None, state: Path | None, wa
             loaded = await asyncio.to_thread(_load_chunk, chunk)
             by_sender: dict[str, list[tuple[_Sent, bytes, int]]] = {}
             for sent, data, priority in loaded:
+                assert sent.sender is not None  # _load_chunk returns only the packets whose sender it read
                 by_sender.setdefault(sent.sender, []).append((sent, data, priority))
             for code, items in by_sender.items():
                 if code not in clients:
@@ -210,9 +211,9 @@ async def _send(results: list[_Sent], broker: str | None, state: Path | None, wa
 
         async def collect(code: str, client: AgencyClient) -> None:
             mine = [r for r in results if r.sender == code and r.submission is not None]
-            receipts = await client.wait_for_intake([r.submission for r in mine], wait)
+            receipts = await client.wait_for_intake([r.submission for r in mine if r.submission is not None], wait)
             for r in mine:
-                r.receipt = receipts.get(r.submission)
+                r.receipt = receipts.get(r.submission) if r.submission is not None else None
 
         try:
             await asyncio.gather(*(collect(code, client) for code, client in clients.items()))

@@ -17,9 +17,10 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import Any
 
 
-def el(name: str, default: object = ..., **kwargs: object):
+def el(name: str, default: Any = ..., **kwargs: Any) -> Any:
     """A field mapped to the child element `name`."""
     if default is ...:
         return field(metadata={"xml": name}, **kwargs)

@@ -123,7 +123,7 @@ def _is_empty_optional(element: etree._Element, f: _Field) -> bool:
 # ------------------------------------------------------------------- writing
 
 def _write_fields(parent: etree._Element, obj: Any) -> None:
-    for f in _fields(type(obj)):
+    for f in _fields(typing.cast(type, type(obj))):
         value = getattr(obj, f.attr)
         if value is None:
             continue
@@ -225,6 +225,7 @@ def read_packet(root: etree._Element) -> Packet:
         raise PacketError(RefusalCode.SCHEMA_INVALID, "edXMLEnvelope/edXMLHeader/MessageHeader is missing")
     if kind is PacketKind.STATUS:
         return _read_fields(StatusPacket, message_header)
+    assert header is not None  # message_header was found inside it
     trace_list = header.find(q("TraceHeaderList"))
     traces: tuple[model.TraceHeader, ...] = ()
     business = None

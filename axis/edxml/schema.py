@@ -238,7 +238,7 @@ def _translate(message: str, line: int, root: etree._Element, kind: PacketKind) 
         names = _names(missing["names"])
         required = _POSITIONALLY_REQUIRED.get(element) if kind is PacketKind.DOCUMENT else None
         node = _find(root, tag, line) if required else None
-        if node is not None and node.find(f"{{{NS}}}{required}") is None:
+        if required and node is not None and node.find(f"{{{NS}}}{required}") is None:
             names = [required]
         if len(names) == 1:
             return f"element {element}: missing child {names[0]}"
