@@ -10,17 +10,17 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import threading
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from axis import wire
 from axis.edxml import DocumentPacket, Organization, SignerInfo, StatusCode, load_packet, packet_to_bytes, read_packet
 from axis.edxml.compose import new_document, new_status
 from axis.receipt import Receipt, build_receipt, now_utc
-from axis.seal import Sealer
 from axis.refusals import Refusal
+from axis.seal import Sealer
 from axis.transport import OutgoingMessage, RetryPolicy, Transport, open_transport
 from axis.trust import Signer, Verifier
 

@@ -70,7 +70,8 @@ def test_refused_delivery_receipts_are_logged_on_the_timeline_and_dead_lettered(
                          "the refused receipts to be dead-lettered")
     assert {letter.message_id: letter.reason.split()[0] for letter in letters} == {
         name: expected.split()[0] for name, (_, _, expected) in cases.items()}
-    assert [letter for letter in letters if letter.message_id == "revoked"][0].reason.startswith(cases["revoked"][2])
+    [revoked_letter] = [letter for letter in letters if letter.message_id == "revoked"]
+    assert revoked_letter.reason.startswith(cases["revoked"][2]), revoked_letter.reason
 
     log = hub.stderr()
     for name, (_, _, expected) in cases.items():
