@@ -28,7 +28,7 @@ HUB_IDENTITY = "AXIS"  # the agency code in the hub's own certificate (a QĐ 20-
 
 # Header names. The transport reserves `x-` and `axis-`, so Axis's own headers start with `ax-`.
 H_SUBMISSION = "ax-submission"      # the submission id an intake receipt answers
-H_REPLY_TO = "ax-reply-to"          # where the intake receipt goes (default: <sender>.receipts)
+H_REPLY_TO = "ax-reply-to"          # informative (audited): receipts go to the sender's own queue, never here
 H_AXIS_ID = "ax-axis-id"            # the hub's id of an accepted packet
 H_KIND = "ax-kind"                  # document | status | receipt
 H_SENDER = "ax-sender"
