@@ -80,6 +80,7 @@ from axis.trust import Signer, Verifier
 
 log = logging.getLogger("adapters.client")
 
+MAX_REMEMBERED = 100_000       # submissions whose DocumentId is kept to check their intake receipt against
 PUBLISH_BATCH = 500           # submit_many hands the transport this many packets at a time
 _T = TypeVar("_T")
 
@@ -189,6 +190,7 @@ class AgencyClient:
         self.concurrency = concurrency
         self.receipts = ReceiptStore(self.state_dir / "receipts")
         self._seals = SealChecker(verifier)
+        self._submitted: dict[str, str] = {}  # submission id -> DocumentId, for this process's submissions
         self._ledger: InboxLedger | None = None
 
     def _check_identity(self, signer: Signer, verifier: Verifier) -> None:
@@ -230,6 +232,10 @@ class AgencyClient:
         if priority is None:
             priority = summary.priority if summary is not None else 0
         submission = wire.new_submission_id()
+        if summary is not None and summary.document_id:
+            self._submitted[submission] = summary.document_id
+            if len(self._submitted) > MAX_REMEMBERED:
+                del self._submitted[next(iter(self._submitted))]  # the oldest: its receipt came long ago
         headers = {wire.H_SUBMISSION: submission, wire.H_REPLY_TO: wire.receipts_queue(self.code),
                    wire.H_DIGEST: hashlib.sha256(packet).hexdigest()}
         if summary is not None:
@@ -379,6 +385,11 @@ class AgencyClient:
             await self._reject(delivery, f"receipt refused: {refusal}", "dead-letter", on_rejected)
             return None
         submission = delivery.headers.get(wire.H_SUBMISSION) or receipt.submission
+        mismatch = self._intake_mismatch(receipt, submission)
+        if mismatch is not None:
+            await self._reject(delivery, f"receipt refused: {RefusalCode.RECEIPT_MISMATCH.label}: {mismatch}",
+                               "dead-letter", on_rejected)
+            return None
         try:
             path = await asyncio.to_thread(self.receipts.save, delivery.body, receipt, submission=submission)
         except ValueError as exc:  # ids that cannot name a file: not a receipt Axis issues
@@ -389,7 +400,25 @@ class AgencyClient:
                                on_rejected)
             return None
         await self._settle(delivery.ack())
+        if receipt.kind == "intake" and submission is not None:
+            self._submitted.pop(submission, None)
         return ReceivedReceipt(receipt, signer_code, submission, path)
+
+    def _intake_mismatch(self, receipt: Receipt, submission: str | None) -> str | None:
+        """Why an intake receipt (verified, the hub's) does not answer `submission`, or None.
+
+        Only a duplicate's receipt names another submission (the first one, as first signed); a
+        refusal always names the one it answers. A receipt for a submission this client made must
+        be about the DocumentId it submitted. Otherwise a replayed genuine receipt could answer
+        someone else's submission."""
+        if receipt.kind != "intake" or submission is None:
+            return None
+        if receipt.outcome != "accepted" and receipt.submission != submission:
+            return f"a {receipt.outcome} receipt for submission {receipt.submission}, not {submission}"
+        expected = self._submitted.get(submission)
+        if expected is not None and receipt.document_id is not None and receipt.document_id != expected:
+            return f"a receipt about {receipt.document_id!r}; submission {submission} was {expected!r}"
+        return None
 
     def _verify_receipt(self, data: bytes) -> tuple[Receipt, str]:
         result = self.verifier.verify_receipt(data)

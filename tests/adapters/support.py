@@ -111,11 +111,12 @@ class HubSide:
 
     def receipt(self, *, submission: str | None, outcome: str = "accepted", axis_id: str | None = None,
                 sender: str = G22, issuer: str = HUB, kind: str = "intake", recipient: str | None = None,
-                refusal: tuple[int, str, str] | None = None, signer: str = HUB) -> bytes:
+                refusal: tuple[int, str, str] | None = None, signer: str = HUB,
+                document_id: str | None = None) -> bytes:
         code, name, detail = refusal or (None, None, None)
         receipt = Receipt(kind=kind, outcome=outcome, issuer=issuer, time=now_utc(), axis_id=axis_id,
                           submission=submission, sender=sender, recipient=recipient, refusal_code=code,
-                          refusal_name=name, refusal_detail=detail)
+                          refusal_name=name, refusal_detail=detail, document_id=document_id)
         return self.pki.signers[signer].sign_receipt(build_receipt(receipt))
 
     async def send_receipt(self, to: str, body: bytes, *, submission: str | None, kind: str = "intake",
