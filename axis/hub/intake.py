@@ -6,10 +6,13 @@ process (`workers.py`), all of it synchronous:
 1. each packet is checked (safe parse, schema, signature, chain, revocation,
    signer = sender) — `verification.py`;
 2. the registry decides (`_decide`): sender known, active, certificate
-   registered; every recipient known and active; a status answers a document
-   really delivered to its sender; a repeated (sender, DocumentId) is a
-   duplicate answered with the first receipt;
-3. the receipts the hub asserts are built and signed;
+   registered; every recipient known and active; a status follows the rule of
+   its code (`STATUS_RULES`: 13 from the original sender only; 01-06, 15, 16
+   from a recipient whose delivery receipt is recorded or carried along); a
+   repeated (sender, DocumentId) is a duplicate answered with the first receipt;
+3. the receipts the hub asserts are built and signed, and each delivery is
+   sealed (`axis.seal`); an intake receipt goes only to the sender's own
+   receipts queue, and a refusal nobody can be told about is dead-lettered;
 4. ONE transaction writes, for the whole batch: documents and their exact
    bytes, deliveries, intake receipts, status receipts and delivery-state
    changes, outbox rows (one per recipient, one per receipt) and audit entries.
