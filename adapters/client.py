@@ -32,8 +32,9 @@ What callers may rely on
   finally dead-lettered; neither is stored, nor silently dropped.
 - The signing certificate is checked when the client is built: one the axis
   would refuse for this agency (no agency code, another code, not chaining to
-  the trusted roots, expired, revoked) raises `TrustError` before anything is
-  consumed or published.
+  the trusted roots, expired, revoked) raises a `Refusal` (TrustError 3xx, or
+  RegistryError AX410 for another agency's) before anything is consumed or
+  published.
   A receipt whose signature fails is dead-lettered.
 - Several processes of one agency may share a state dir and the queues: each
   sees the receipts the others stored.
@@ -72,7 +73,7 @@ from axis.edxml import (
 )
 from axis.edxml.compose import new_status
 from axis.receipt import Receipt, build_receipt, now_utc, read_receipt
-from axis.refusals import Refusal, RefusalCode, TrustError
+from axis.refusals import Refusal, RefusalCode, RegistryError, TrustError
 from axis.retry import PATIENCE, publish_all, retrying
 from axis.seal import SealChecker
 from axis.transport import Delivery, OutgoingMessage, Transport, TransportError, UnroutableError
@@ -199,7 +200,7 @@ class AgencyClient:
         revoked. (Whether it is registered for the agency only the hub knows; it refuses AX404.)"""
         certified = verifier.check_certificate(signer.certificate, signer.chain)
         if certified != self.code:
-            raise TrustError(RefusalCode.CERT_WRONG_AGENCY,
+            raise RegistryError(RefusalCode.CERT_WRONG_AGENCY,
                              f"the signing certificate is bound to agency {certified}, not {self.code}; "
                              "use this agency's own key and certificate")
 
@@ -431,7 +432,7 @@ class AgencyClient:
                              f"issuer {receipt.issuer!r} and is signed by {signer!r}")
         if receipt.sender is not None and receipt.sender != self.code:
             # Only receipts about this agency's own submissions and documents come to its queue.
-            raise TrustError(RefusalCode.RECEIPT_MISMATCH,
+            raise RegistryError(RefusalCode.RECEIPT_MISMATCH,
                              f"a {receipt.kind} receipt about a packet of {receipt.sender}, not of {self.code}")
         return receipt, signer
 

@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
 from axis import wire
-from axis.refusals import Refusal, RefusalCode, TrustError
+from axis.refusals import Refusal, RefusalCode, RegistryError
 from axis.trust import SigningKey, Verifier, load_certificate, load_private_key
 
 _CONTEXT = b"axis-delivery-seal:1"
@@ -69,10 +69,10 @@ class SealChecker:
         self._keys: dict[str, tuple[ec.EllipticCurvePublicKey | rsa.RSAPublicKey, float]] = {}
 
     def check(self, headers: Mapping[str, str], axis_id: str, recipient: str, digest: str) -> None:
-        """Return if Axis sealed this delivery of these bytes to `recipient`; else raise TrustError(AX411)."""
+        """Return if Axis sealed this delivery of these bytes to `recipient`; else raise RegistryError(AX411)."""
         seal, certificate = headers.get(wire.H_SEAL), headers.get(wire.H_SEAL_CERT)
         if not seal or not certificate:
-            raise TrustError(RefusalCode.UNSEALED_DELIVERY,
+            raise RegistryError(RefusalCode.UNSEALED_DELIVERY,
                              f"delivery {axis_id} carries no seal ({wire.H_SEAL}): Axis did not route it; not stored")
         key = self._hub_key(certificate)
         data = _sealed_bytes(axis_id, recipient, digest)
@@ -83,7 +83,7 @@ class SealChecker:
             else:
                 key.verify(signature, data, padding.PKCS1v15(), hashes.SHA256())
         except (InvalidSignature, binascii.Error, ValueError):
-            raise TrustError(RefusalCode.UNSEALED_DELIVERY,
+            raise RegistryError(RefusalCode.UNSEALED_DELIVERY,
                              f"the seal of delivery {axis_id} is not Axis's seal over this axis id, recipient "
                              f"{recipient} and body; not stored") from None
 
@@ -96,16 +96,18 @@ class SealChecker:
             cert = x509.load_der_x509_certificate(base64.b64decode(certificate, validate=True))
             code = self._verifier.check_certificate(cert)
         except Refusal as refusal:
-            raise TrustError(RefusalCode.UNSEALED_DELIVERY,
+            raise RegistryError(RefusalCode.UNSEALED_DELIVERY,
                              f"the seal's certificate is not acceptable: {refusal}") from None
         except (binascii.Error, ValueError) as exc:
-            raise TrustError(RefusalCode.UNSEALED_DELIVERY, f"the seal's certificate cannot be read: {exc}") from None
+            raise RegistryError(RefusalCode.UNSEALED_DELIVERY,
+                                f"the seal's certificate cannot be read: {exc}") from None
         if code != wire.HUB_IDENTITY:
-            raise TrustError(RefusalCode.UNSEALED_DELIVERY,
+            raise RegistryError(RefusalCode.UNSEALED_DELIVERY,
                              f"the seal is made with the certificate of {code}, not of the hub ({wire.HUB_IDENTITY})")
         key = cert.public_key()
         if not isinstance(key, ec.EllipticCurvePublicKey | rsa.RSAPublicKey):
-            raise TrustError(RefusalCode.UNSEALED_DELIVERY, "the seal's certificate has neither an EC nor an RSA key")
+            raise RegistryError(RefusalCode.UNSEALED_DELIVERY,
+                                "the seal's certificate has neither an EC nor an RSA key")
         if len(self._keys) >= _MAX_CACHED:
             self._keys.clear()
         self._keys[certificate] = (key, now)
