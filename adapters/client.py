@@ -25,9 +25,16 @@ What callers may rely on
   (`state_dir/inbox.db`, see `adapters.inbox`) de-duplicates on the axis id,
   so the application sees each packet once, as `<out_dir>/<axis_id>.edxml`,
   byte for byte as its sender signed it.
-- Every delivery is verified (digest header, XML signature, chain, revocation,
-  signer = sender) before it is stored; one that fails is retried by the
-  transport and finally dead-lettered, never stored, never silently dropped.
+- Every delivery is verified (Axis's seal over axis id, recipient and digest,
+  `axis.seal`; digest header; XML signature, chain, revocation, signer =
+  sender) before it is stored; one without a valid seal is dead-lettered at
+  once (AX411), one that fails otherwise is retried by the transport and
+  finally dead-lettered; neither is stored, nor silently dropped.
+- The signing certificate is checked when the client is built: one the axis
+  would refuse for this agency (no agency code, another code, not chaining to
+  the trusted roots, expired, revoked) raises a `Refusal` (TrustError 3xx, or
+  RegistryError AX410 for another agency's) before anything is consumed or
+  published.
   A receipt whose signature fails is dead-lettered.
 - Several processes of one agency may share a state dir and the queues: each
   sees the receipts the others stored.
@@ -37,6 +44,8 @@ What callers may rely on
 from __future__ import annotations
 
 import asyncio
+import base64
+import dataclasses
 import hashlib
 import logging
 import sqlite3
@@ -46,39 +55,35 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+from lxml import etree
+
 from adapters.documents import response_for_document, response_for_from_document_id
 from adapters.inbox import InboxEntry, InboxLedger, PacketFacts
 from adapters.receipt_store import ReceiptStore, check_name_part
 from axis import wire
 from axis.edxml import (
-    NS,
     DocumentPacket,
     Organization,
-    Packet,
-    PacketKind,
     ResponseFor,
     StaffInfo,
     StatusCode,
-    StatusPacket,
-    detect_kind,
     packet_to_bytes,
     parse_agency_code,
-    parse_xml,
-    read_packet,
+    routing_facts,
 )
 from axis.edxml.compose import new_status
 from axis.private import private_directory
 from axis.receipt import Receipt, build_receipt, now_utc, read_receipt
-from axis.refusals import PacketError, Refusal, RefusalCode, TrustError
+from axis.refusals import Refusal, RefusalCode, RegistryError, TrustError
 from axis.retry import PATIENCE, publish_all, retrying
-from axis.transport import MAX_PRIORITY, Delivery, OutgoingMessage, Transport, TransportError, UnroutableError
+from axis.seal import SealChecker
+from axis.transport import Delivery, OutgoingMessage, Transport, TransportError, UnroutableError
 from axis.trust import Signer, Verifier
 
 log = logging.getLogger("adapters.client")
 
+MAX_REMEMBERED = 100_000       # submissions whose DocumentId is kept to check their intake receipt against
 PUBLISH_BATCH = 500           # submit_many hands the transport this many packets at a time
-_NSMAP = {"e": NS}
-_HEADER_PATH = f"{{{NS}}}edXMLEnvelope/{{{NS}}}edXMLHeader/{{{NS}}}MessageHeader"
 _T = TypeVar("_T")
 
 
@@ -158,36 +163,13 @@ def summarize_packet(data: bytes) -> PacketSummary:
     Only the few header fields routing needs are read (a full model costs ~7x
     more, which matters for folders of thousands); the hub checks the rest.
     """
-    root = parse_xml(data)
-    kind = detect_kind(root)
-    header = root.find(_HEADER_PATH)
-    if header is None:
-        raise PacketError(RefusalCode.SCHEMA_INVALID, "edXMLEnvelope/edXMLHeader/MessageHeader is missing")
-
-    def text(path: str) -> str | None:
-        found = header.find(path, _NSMAP)
-        return (found.text or "").strip() if found is not None else None
-
-    sender = text("e:From/e:OrganId")
-    if not sender:
-        raise PacketError(RefusalCode.SCHEMA_INVALID, "MessageHeader/From/OrganId is missing or empty")
-    if kind is PacketKind.STATUS:
-        return PacketSummary("status", sender, text("e:ResponseFor/e:DocumentId"), 0)
-    priority_text = text("e:OtherInfo/e:Priority")
-    try:
-        priority = int(priority_text) if priority_text else 0
-    except ValueError:
-        raise PacketError(RefusalCode.INVALID_FIELD,
-                          f"OtherInfo/Priority is {priority_text!r}, not a number from 0 to 4") from None
-    if not 0 <= priority <= MAX_PRIORITY:
-        raise PacketError(RefusalCode.INVALID_FIELD, f"OtherInfo/Priority is {priority}, not from 0 to 4")
-    return PacketSummary("document", sender, text("e:DocumentId"), priority)
+    facts = routing_facts(data)
+    return PacketSummary(facts.kind, facts.sender, facts.document_id or None, facts.priority)
 
 
-def _facts(packet: Packet) -> PacketFacts:
-    if isinstance(packet, StatusPacket):
-        return PacketFacts("status", packet.sender, packet.document_id, packet.status_code.value)
-    return PacketFacts("document", packet.sender, packet.document_id)
+def _facts(root: etree._Element) -> PacketFacts:
+    facts = routing_facts(root)
+    return PacketFacts(facts.kind, facts.sender, facts.document_id or None, facts.status_code)
 
 
 class AgencyClient:
@@ -199,9 +181,8 @@ class AgencyClient:
         pre-signed packets and collecting receipts need only the `verifier`.
         `concurrency`: deliveries or receipts handled at once (verification runs in threads)."""
         self.code = parse_agency_code(code).text
-        if signer is not None and signer.agency_code is not None and signer.agency_code != self.code:
-            raise ValueError(f"the signing certificate is bound to agency {signer.agency_code}, not {self.code}; "
-                             "use this agency's own key and certificate")
+        if signer is not None:
+            self._check_identity(signer, verifier)
         if concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, not {concurrency!r}")
         self.transport = transport
@@ -210,7 +191,19 @@ class AgencyClient:
         self.state_dir = Path(state_dir)
         self.concurrency = concurrency
         self.receipts = ReceiptStore(self.state_dir / "receipts")
+        self._seals = SealChecker(verifier)
+        self._submitted: dict[str, str] = {}  # submission id -> DocumentId, for this process's submissions
         self._ledger: InboxLedger | None = None
+
+    def _check_identity(self, signer: Signer, verifier: Verifier) -> None:
+        """Refuse, before anything is consumed or published, a certificate the hub would refuse this agency:
+        one that names no agency code or another one, does not chain to the trusted roots, is expired or
+        revoked. (Whether it is registered for the agency only the hub knows; it refuses AX404.)"""
+        certified = verifier.check_certificate(signer.certificate, signer.chain)
+        if certified != self.code:
+            raise RegistryError(RefusalCode.CERT_WRONG_AGENCY,
+                             f"the signing certificate is bound to agency {certified}, not {self.code}; "
+                             "use this agency's own key and certificate")
 
     async def __aenter__(self) -> AgencyClient:
         return self
@@ -241,6 +234,10 @@ class AgencyClient:
         if priority is None:
             priority = summary.priority if summary is not None else 0
         submission = wire.new_submission_id()
+        if summary is not None and summary.document_id:
+            self._submitted[submission] = summary.document_id
+            if len(self._submitted) > MAX_REMEMBERED:
+                del self._submitted[next(iter(self._submitted))]  # the oldest: its receipt came long ago
         headers = {wire.H_SUBMISSION: submission, wire.H_REPLY_TO: wire.receipts_queue(self.code),
                    wire.H_DIGEST: hashlib.sha256(packet).hexdigest()}
         if summary is not None:
@@ -308,7 +305,23 @@ class AgencyClient:
         packet = new_status(Organization(self.code), document, StatusCode(code), description=description,
                             staff=staff)
         signed = await asyncio.to_thread(self.signer.sign, packet_to_bytes(packet))
-        return await self.submit(signed, priority=0)
+        message = self._submission(signed, 0, None)
+        proof = self._delivery_receipt(document)
+        if proof is not None:
+            # The hub accepts a recipient's status only once it holds the recipient's delivery receipt; the
+            # receipt published by `pull` may still be on its way, so the status carries a copy.
+            message = dataclasses.replace(message, headers={**message.headers,
+                                                            wire.H_PROOF: base64.b64encode(proof).decode("ascii")})
+        await self._publish([message])
+        return message.message_id
+
+    def _delivery_receipt(self, document: ResponseFor) -> bytes | None:
+        """The signed delivery receipt this agency sent for `document`, if its ledger stored it."""
+        if not document.document_id:
+            return None
+        found = [entry.receipt for entry in self.ledger.documents(document.document_id)
+                 if entry.receipt and entry.facts.sender == (document.organ_id or entry.facts.sender)]
+        return found[-1] if found else None
 
     def response_for(self, document_id: str, *, inbox: Path | Iterable[Path] | None = None) -> ResponseFor:
         """`ResponseFor` for a DocumentId: parsed, or read from the stored original (ledger, then `inbox`)."""
@@ -374,6 +387,11 @@ class AgencyClient:
             await self._reject(delivery, f"receipt refused: {refusal}", "dead-letter", on_rejected)
             return None
         submission = delivery.headers.get(wire.H_SUBMISSION) or receipt.submission
+        mismatch = self._intake_mismatch(receipt, submission)
+        if mismatch is not None:
+            await self._reject(delivery, f"receipt refused: {RefusalCode.RECEIPT_MISMATCH.label}: {mismatch}",
+                               "dead-letter", on_rejected)
+            return None
         try:
             path = await asyncio.to_thread(self.receipts.save, delivery.body, receipt, submission=submission)
         except ValueError as exc:  # ids that cannot name a file: not a receipt Axis issues
@@ -384,7 +402,25 @@ class AgencyClient:
                                on_rejected)
             return None
         await self._settle(delivery.ack())
+        if receipt.kind == "intake" and submission is not None:
+            self._submitted.pop(submission, None)
         return ReceivedReceipt(receipt, signer_code, submission, path)
+
+    def _intake_mismatch(self, receipt: Receipt, submission: str | None) -> str | None:
+        """Why an intake receipt (verified, the hub's) does not answer `submission`, or None.
+
+        Only a duplicate's receipt names another submission (the first one, as first signed); a
+        refusal always names the one it answers. A receipt for a submission this client made must
+        be about the DocumentId it submitted. Otherwise a replayed genuine receipt could answer
+        someone else's submission."""
+        if receipt.kind != "intake" or submission is None:
+            return None
+        if receipt.outcome != "accepted" and receipt.submission != submission:
+            return f"a {receipt.outcome} receipt for submission {receipt.submission}, not {submission}"
+        expected = self._submitted.get(submission)
+        if expected is not None and receipt.document_id is not None and receipt.document_id != expected:
+            return f"a receipt about {receipt.document_id!r}; submission {submission} was {expected!r}"
+        return None
 
     def _verify_receipt(self, data: bytes) -> tuple[Receipt, str]:
         result = self.verifier.verify_receipt(data)
@@ -395,6 +431,10 @@ class AgencyClient:
             raise TrustError(RefusalCode.SIGNER_NOT_SENDER,
                              f"a {receipt.kind} receipt must be issued and signed by {expected}; this one names "
                              f"issuer {receipt.issuer!r} and is signed by {signer!r}")
+        if receipt.sender is not None and receipt.sender != self.code:
+            # Only receipts about this agency's own submissions and documents come to its queue.
+            raise RegistryError(RefusalCode.RECEIPT_MISMATCH,
+                             f"a {receipt.kind} receipt about a packet of {receipt.sender}, not of {self.code}")
         return receipt, signer
 
     # ------------------------------------------------------------------ receiving
@@ -425,7 +465,9 @@ class AgencyClient:
         try:
             received, receipt = await asyncio.to_thread(self._store_delivery, delivery, out_dir)
         except (Refusal, OSError, ValueError, sqlite3.Error) as exc:
-            await self._reject(delivery, str(exc), "retry", on_rejected)
+            # Only Axis can seal: retrying a delivery without its seal cannot make it one.
+            unsealed = isinstance(exc, Refusal) and exc.code is RefusalCode.UNSEALED_DELIVERY
+            await self._reject(delivery, str(exc), "dead-letter" if unsealed else "retry", on_rejected)
             return None
         try:
             await retrying(f"publishing the delivery receipt of {received.axis_id}")(self.transport.publish)(
@@ -457,11 +499,13 @@ class AgencyClient:
             raise TrustError(RefusalCode.SIGNATURE_INVALID,
                              f"the body's SHA-256 is {digest}, but the hub announced {announced!r} "
                              f"({wire.H_DIGEST}): the bytes changed on the way; not stored")
+        # Before the ledger: a forged repeat of a stored delivery must not even earn a receipt.
+        self._seals.check(delivery.headers, axis_id, self.code, digest)
         entry = self.ledger.stored(axis_id)
         if entry is not None:
             return self._received(entry, duplicate=True), self._receipt_for(entry)
         result = self.verifier.verify(body)
-        facts = _facts(read_packet(result.signed_root))
+        facts = _facts(result.signed_root)
         receipt = self._sign_delivery_receipt(axis_id, facts, digest)
         target = out_dir / f"{axis_id}.edxml"
         entry, duplicate = self.ledger.store(axis_id, body, target, facts, digest, receipt,

@@ -60,6 +60,10 @@ class ReceiptStore:
     def save(self, data: bytes, receipt: Receipt, *, submission: str | None) -> Path:
         """Store the signed bytes durably; returns the file. ValueError if the ids are not file-safe."""
         path = self.directory / receipt_file_name(receipt, submission)
+        if path.exists():
+            # The hub answers each submission, and each delivery, once (a repeat is the same bytes):
+            # the first receipt stored stands, and a later one, replayed or forged, cannot replace it.
+            return path
         private_directory(self.directory)
         write_atomic(path, data)
         return path

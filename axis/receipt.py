@@ -94,7 +94,7 @@ def build_receipt(receipt: Receipt) -> bytes:
 
 def read_receipt(data: bytes | etree._Element) -> Receipt:
     """The receipt in `data` (bytes, or the signed tree a verifier returned)."""
-    root = parse_xml(data, _LIMITS) if isinstance(data, (bytes, bytearray)) else data
+    root = parse_xml(bytes(data), _LIMITS) if isinstance(data, (bytes, bytearray)) else data
     if root.tag != _q("Receipt"):
         raise PacketError(RefusalCode.NOT_EDXML, f"not an Axis receipt: root is {root.tag!r}")
 
@@ -106,11 +106,11 @@ def read_receipt(data: bytes | etree._Element) -> Receipt:
         values = {attr: text(name) for attr, name in _FIELDS}
         digest = text("Digest")
         refusal = root.find(_q("Refusal"))
-        time_text = text("Time")
-        if time_text is None or text("Kind") is None or text("Outcome") is None or text("Issuer") is None:
+        time_text, kind, outcome, issuer = text("Time"), text("Kind"), text("Outcome"), text("Issuer")
+        if time_text is None or kind is None or outcome is None or issuer is None:
             raise ValueError("Kind, Outcome, Time and Issuer are required")
         return Receipt(
-            kind=text("Kind"), outcome=text("Outcome"), issuer=text("Issuer"),
+            kind=kind, outcome=outcome, issuer=issuer,
             time=dt.datetime.strptime(time_text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC),
             digest=digest,
             refusal_code=int(refusal.get("code")) if refusal is not None else None,

@@ -74,6 +74,19 @@ class RefusalCode(enum.Enum):
     NOT_A_RECIPIENT = (406, "The status packet answers a document that was not delivered to its sender.")
     DUPLICATE = (407, "This document was already accepted; the first receipt is returned.")
     NOT_ALLOWED = (408, "This agency may not send this kind of packet.")
+    STATUS_BEFORE_RECEIPT = (409, "A business status (01-06, 15, 16) is accepted only from a recipient whose delivery "
+                                  "receipt for the document is recorded. Store the document (axis inbox pull) before "
+                                  "sending its status.")
+    CERT_WRONG_AGENCY = (410, "The signing certificate is issued for another agency than the one the adapter acts for. "
+                              "Use the agency's own key and certificate.")
+    UNSEALED_DELIVERY = (411, "A delivery carries no valid Axis seal (ax-seal), so Axis did not route it. It is dead-"
+                              "lettered and never stored.")
+    RECEIPT_MISMATCH = (412, "A receipt does not match what it answers (axis id, sender, recipient = signer, "
+                             "digest). Nothing changes; the receipt is dead-lettered.")
+    RECEIPT_REFUSED = (413, "A delivery receipt's signature or certificate does not verify (see the detail). Nothing "
+                            "changes; the receipt is dead-lettered.")
+    SENDER_UNKNOWN = (414, "A submission whose sender cannot be told (no verified signer, no registered claimed "
+                           "sender). No receipt is sent; it is dead-lettered on axis.intake.")
 
     # 5xx: delivery and internal
     DELIVERY_FAILED = (500, "Delivery failed after every retry; the packet is in the dead-letter queue.")

@@ -8,7 +8,7 @@ as its sender signed it, or an Axis receipt (`axis.receipt`).
 |---|---|---|---|
 | `axis.intake` | agency adapters | hub | a signed edXML document or status packet |
 | `axis.receipts` | agency adapters | hub | a delivery receipt signed by the recipient |
-| `<code>` | hub | that agency's adapter | documents and status packets addressed to it |
+| `<code>` | hub | that agency's adapter | documents and status packets addressed to it, sealed (`axis.seal`) |
 | `<code>.receipts` | hub | that agency's adapter | Axis receipts: intake, delivery, error |
 
 Message ids (the de-duplication keys; transport is at-least-once):
@@ -28,7 +28,7 @@ HUB_IDENTITY = "AXIS"  # the agency code in the hub's own certificate (a QĐ 20-
 
 # Header names. The transport reserves `x-` and `axis-`, so Axis's own headers start with `ax-`.
 H_SUBMISSION = "ax-submission"      # the submission id an intake receipt answers
-H_REPLY_TO = "ax-reply-to"          # where the intake receipt goes (default: <sender>.receipts)
+H_REPLY_TO = "ax-reply-to"          # informative (audited): receipts go to the sender's own queue, never here
 H_AXIS_ID = "ax-axis-id"            # the hub's id of an accepted packet
 H_KIND = "ax-kind"                  # document | status | receipt
 H_SENDER = "ax-sender"
@@ -36,6 +36,9 @@ H_RECIPIENT = "ax-recipient"
 H_DOCUMENT_ID = "ax-document-id"
 H_DIGEST = "ax-digest"              # sha256 hex of the body as the sender signed it
 H_RECEIPT_KIND = "ax-receipt-kind"  # intake | delivery | error
+H_SEAL = "ax-seal"                  # a delivery's seal: the hub's signature over (axis id, recipient, digest)
+H_SEAL_CERT = "ax-seal-cert"        # the certificate that made the seal (base64 DER), code AXIS
+H_PROOF = "ax-delivery-receipt"     # a status's proof of receipt: its sender's signed delivery receipt (base64)
 
 
 def inbox_queue(code: str) -> str:

@@ -28,7 +28,9 @@ from axis.edxml.model import (
     TraceHeader,
     make_document_id,
 )
-from axis.edxml.packet import NS, build_tree, load_packet, packet_to_bytes, read_packet
+from axis.edxml.ns import NS
+from axis.edxml.packet import build_tree, load_packet, packet_to_bytes, read_packet
+from axis.edxml.routing import RoutingFacts, routing_facts
 from axis.edxml.safe import DEFAULT_LIMITS, Limits, parse_xml
 from axis.edxml.schema import PacketKind, detect_kind, validate
 
@@ -56,6 +58,7 @@ __all__ = [
     "Receiver",
     "ReplacementInfo",
     "ResponseFor",
+    "RoutingFacts",
     "SignerInfo",
     "StaffInfo",
     "StatusCode",
@@ -70,5 +73,6 @@ __all__ = [
     "parse_agency_code",
     "parse_xml",
     "read_packet",
+    "routing_facts",
     "validate",
 ]

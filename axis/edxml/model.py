@@ -17,10 +17,10 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Union
+from typing import Any
 
 
-def el(name: str, default: object = ..., **kwargs: object):
+def el(name: str, default: Any = ..., **kwargs: Any) -> Any:
     """A field mapped to the child element `name`."""
     if default is ...:
         return field(metadata={"xml": name}, **kwargs)
@@ -277,7 +277,7 @@ class StatusPacket:
         return self.response_for.document_id
 
 
-Packet = Union[DocumentPacket, StatusPacket]
+Packet = DocumentPacket | StatusPacket
 
 
 def make_document_id(issuer: str, date: dt.date, code_number: str, code_notation: str) -> str:

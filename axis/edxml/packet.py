@@ -32,19 +32,13 @@ from lxml import etree
 
 from axis.edxml import model
 from axis.edxml.model import DocumentPacket, Packet, StatusPacket
+from axis.edxml.ns import NSMAP, q
 from axis.edxml.safe import DEFAULT_LIMITS, Limits, parse_xml
 from axis.edxml.schema import PacketKind, detect_kind, validate
 from axis.refusals import PacketError, RefusalCode
 
-NS = "http://www.mic.gov.vn/TBT/QCVN_102_2016"
-NSMAP = {"edXML": NS}
 DATE_FORMAT = "%Y/%m/%d"
 TIMESTAMP_FORMAT = "%Y/%m/%d %H:%M:%S"
-
-
-def q(name: str) -> str:
-    """The qualified tag of an edXML element."""
-    return f"{{{NS}}}{name}"
 
 
 # ---------------------------------------------------------------- field types
@@ -129,7 +123,7 @@ def _is_empty_optional(element: etree._Element, f: _Field) -> bool:
 # ------------------------------------------------------------------- writing
 
 def _write_fields(parent: etree._Element, obj: Any) -> None:
-    for f in _fields(type(obj)):
+    for f in _fields(typing.cast(type, type(obj))):
         value = getattr(obj, f.attr)
         if value is None:
             continue
@@ -231,6 +225,7 @@ def read_packet(root: etree._Element) -> Packet:
         raise PacketError(RefusalCode.SCHEMA_INVALID, "edXMLEnvelope/edXMLHeader/MessageHeader is missing")
     if kind is PacketKind.STATUS:
         return _read_fields(StatusPacket, message_header)
+    assert header is not None  # message_header was found inside it
     trace_list = header.find(q("TraceHeaderList"))
     traces: tuple[model.TraceHeader, ...] = ()
     business = None

@@ -28,9 +28,9 @@ from pathlib import Path
 
 from lxml import etree
 
+from axis.edxml.ns import NS
 from axis.refusals import PacketError, RefusalCode
 
-NS = "http://www.mic.gov.vn/TBT/QCVN_102_2016"
 _DS = "http://www.w3.org/2000/09/xmldsig#"
 _ROOT = f"{{{NS}}}edXML"
 _MESSAGE_HEADER_PATH = f"{{{NS}}}edXMLEnvelope/{{{NS}}}edXMLHeader/{{{NS}}}MessageHeader"
@@ -238,7 +238,7 @@ def _translate(message: str, line: int, root: etree._Element, kind: PacketKind) 
         names = _names(missing["names"])
         required = _POSITIONALLY_REQUIRED.get(element) if kind is PacketKind.DOCUMENT else None
         node = _find(root, tag, line) if required else None
-        if node is not None and node.find(f"{{{NS}}}{required}") is None:
+        if required and node is not None and node.find(f"{{{NS}}}{required}") is None:
             names = [required]
         if len(names) == 1:
             return f"element {element}: missing child {names[0]}"

@@ -16,14 +16,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from axis import wire
 from axis.hub.verification import Refused
 from axis.hub.workers import WorkerPool
 from axis.receipt import Receipt, now_utc, read_receipt
 from axis.refusals import Refusal, RefusalCode
-from axis.store import DeliveryState, NewAuditEntry, NewOutboxMessage, NewReceipt, Store
+from axis.store import DeliveryState, Document, NewAuditEntry, NewOutboxMessage, NewReceipt, Store
 from axis.transport import Delivery, Transport
 
 log = logging.getLogger("axis.hub.acknowledgements")
@@ -33,7 +33,14 @@ DEAD_LETTER_CONSUMER = "hub.dead-letters"
 
 
 class DeliveryReceipts:
-    """Handles batches from `axis.receipts`; returns which deliveries to ack and which to dead-letter."""
+    """Handles batches from `axis.receipts`; returns which deliveries to ack and which to dead-letter.
+
+    A receipt changes state only when it matches the store: a verified signature, the signer the
+    recipient of a delivery of that axis id, the digest of the bytes the sender signed. Anything
+    else is refused, never silently: one warning line with the code, an audit entry, an `error`
+    record on the document's timeline for that recipient (once per recipient and code; only when
+    the document and a delivery to that recipient exist), and the dead-letter reason.
+    """
 
     def __init__(self, store: Store, pool: WorkerPool) -> None:
         self._store = store
@@ -48,49 +55,85 @@ class DeliveryReceipts:
         verdicts: list[str | None] = []
         with self._store.write() as tx:
             for delivery, result in zip(batch, verified, strict=True):
+                # Until the signature verifies, the headers are only what the message claims.
+                claimed = (delivery.headers.get(wire.H_AXIS_ID), delivery.headers.get(wire.H_RECIPIENT))
                 if isinstance(result, Refused):
-                    verdicts.append(f"AX{result.code}: {result.detail}")
-                    tx.audit("hub", "receipt-refused", delivery.message_id,
-                             {"code": result.code, "detail": result.detail[:300]})
+                    verdicts.append(self._refuse(tx, delivery, RefusalCode.RECEIPT_REFUSED,
+                                                 f"AX{result.code}: {result.detail}", *claimed))
                     continue
                 signer, signed_xml = result
                 try:
                     receipt = read_receipt(signed_xml)
                 except Refusal as refusal:
-                    verdicts.append(str(refusal))
+                    verdicts.append(self._refuse(tx, delivery, RefusalCode.RECEIPT_REFUSED, str(refusal), *claimed))
                     continue
-                verdicts.append(self._record(tx, delivery, signer, receipt))
+                mismatch = record_delivery_receipt(tx, delivery.body, signer, receipt)
+                verdicts.append(None if mismatch is None else self._refuse(
+                    tx, delivery, RefusalCode.RECEIPT_MISMATCH, mismatch, receipt.axis_id, signer))
         return verdicts
 
     @staticmethod
-    def _record(tx, delivery: Delivery, signer: str, receipt: Receipt) -> str | None:
-        if receipt.kind != "delivery" or receipt.outcome != "delivered":
-            return f"expected a delivery receipt, got {receipt.kind}/{receipt.outcome}"
-        if receipt.recipient != signer or receipt.issuer != signer:
-            return f"a delivery receipt for {receipt.recipient} signed by {signer}"
-        document = tx.get_document(receipt.axis_id or "")
-        if document is None:
-            return f"no document {receipt.axis_id}"
-        if not any(d.recipient_code == signer for d in tx.deliveries(document.axis_id)):
-            return f"{document.axis_id} was not delivered to {signer}"
-        if receipt.digest != document.digest:
+    def _refuse(tx, delivery: Delivery, code: RefusalCode, detail: str, axis_id: str | None,
+                recipient: str | None) -> str:
+        reason = f"{code.label}: {detail}"[:500]
+        log.warning("delivery receipt %s refused: %s", delivery.message_id, reason)
+        document = tx.get_document(axis_id) if axis_id else None
+        on_timeline = document is not None and any(d.recipient_code == recipient
+                                                    for d in tx.deliveries(document.axis_id))
+        if on_timeline and document is not None:
+            tx.add_receipt(document.axis_id, "error", delivery.body, recipient=recipient, code=str(code.number),
+                           detail=f"delivery receipt refused: {reason}")
+        tx.audit("hub", "receipt-refused", axis_id if on_timeline else delivery.message_id,
+                 {"code": code.number, "name": code.name, "detail": detail[:300], "recipient": recipient,
+                  "message_id": delivery.message_id})
+        return reason
+
+
+def delivery_receipt_mismatch(document: Document, delivered_to: Iterable[str], signer: str,
+                              receipt: Receipt) -> str | None:
+    """Why a verified delivery receipt does not match what the store holds, or None."""
+    if receipt.kind != "delivery" or receipt.outcome != "delivered":
+        return f"expected a delivery receipt, got {receipt.kind}/{receipt.outcome}"
+    if receipt.recipient != signer or receipt.issuer != signer:
+        return f"a delivery receipt for {receipt.recipient} signed by {signer}"
+    if receipt.axis_id != document.axis_id:
+        return f"a delivery receipt for {receipt.axis_id}, not {document.axis_id}"
+    if signer not in delivered_to:
+        return f"{document.axis_id} was not delivered to {signer}"
+    if receipt.sender is not None and receipt.sender != document.sender_code:
+        return f"{document.axis_id} was sent by {document.sender_code}, not {receipt.sender}"
+    if receipt.digest != document.digest:
+        return f"digest {receipt.digest} differs from the signed packet's {document.digest}"
+    return None
+
+
+def record_delivery_receipt(tx, body: bytes, signer: str, receipt: Receipt) -> str | None:
+    """Record a verified delivery receipt (state, timeline, forward to the sender, audit) in `tx`;
+    None, or why it does not match the store (then nothing but an audit entry is written)."""
+    document = tx.get_document(receipt.axis_id or "")
+    if document is None:
+        return f"no document {receipt.axis_id}"
+    mismatch = delivery_receipt_mismatch(document, [d.recipient_code for d in tx.deliveries(document.axis_id)],
+                                         signer, receipt)
+    if mismatch is not None:
+        if mismatch.startswith("digest"):
             # Proof that the recipient holds other bytes than the sender signed: record it, never "delivered".
             tx.audit("hub", "delivery-digest-mismatch", document.axis_id,
                      {"recipient": signer, "expected": document.digest, "received": receipt.digest})
-            return f"digest {receipt.digest} differs from the signed packet's {document.digest}"
-        if not tx.mark_seen(RECEIPTS_CONSUMER, f"{document.axis_id}:{signer}"):
-            return None  # already recorded: the adapter re-sent it after a crash
-        tx.add_receipt(document.axis_id, "delivery", delivery.body, recipient=signer, code="delivered",
-                       detail=f"stored {receipt.time.isoformat()}")
-        moved = tx.transition(document.axis_id, signer, DeliveryState.DELIVERED)
-        tx.enqueue(wire.receipts_queue(document.sender_code),
-                   wire.receipt_message_id("delivery", document.axis_id, signer),
-                   payload=delivery.body,
-                   headers={wire.H_RECEIPT_KIND: "delivery", wire.H_AXIS_ID: document.axis_id,
-                            wire.H_RECIPIENT: signer})
-        tx.audit("hub", "delivered", document.axis_id,
-                 {"recipient": signer, "digest": receipt.digest, "state": "delivered" if moved else "unchanged"})
-        return None
+        return mismatch
+    if not tx.mark_seen(RECEIPTS_CONSUMER, f"{document.axis_id}:{signer}"):
+        return None  # already recorded: the adapter re-sent it after a crash
+    tx.add_receipt(document.axis_id, "delivery", body, recipient=signer, code="delivered",
+                   detail=f"stored {receipt.time.isoformat()}")
+    moved = tx.transition(document.axis_id, signer, DeliveryState.DELIVERED)
+    tx.enqueue(wire.receipts_queue(document.sender_code),
+               wire.receipt_message_id("delivery", document.axis_id, signer),
+               payload=body,
+               headers={wire.H_RECEIPT_KIND: "delivery", wire.H_AXIS_ID: document.axis_id,
+                        wire.H_RECIPIENT: signer})
+    tx.audit("hub", "delivered", document.axis_id,
+             {"recipient": signer, "digest": receipt.digest, "state": "delivered" if moved else "unchanged"})
+    return None
 
 
 class DeadLetterSweep:

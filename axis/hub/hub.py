@@ -16,6 +16,7 @@ it again and the duplicate checks make the second pass harmless.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import io
 import logging
@@ -220,11 +221,11 @@ class Hub:
 
     async def _handle_intake(self, batch: list[Delivery]) -> None:
         submissions = [Submission(submission_id=d.headers.get(wire.H_SUBMISSION) or d.message_id, body=d.body,
-                                  reply_to=d.headers.get(wire.H_REPLY_TO)) for d in batch]
+                                  reply_to=d.headers.get(wire.H_REPLY_TO), proof=_proof(d)) for d in batch]
         # An outage is waited out while the batch is held: no redelivery is counted, nothing turns poison.
-        await retrying(f"an intake batch of {len(batch)}")(self.pool.intake)(submissions)
+        outcomes = await retrying(f"an intake batch of {len(batch)}")(self.pool.intake)(submissions)
         self.relay.wake()
-        await _settle(batch, [None] * len(batch))
+        await _settle(batch, [outcome.dead_letter for outcome in outcomes])
 
     async def _handle_receipts(self, batch: list[Delivery]) -> None:
         verdicts = await retrying(f"a batch of {len(batch)} delivery receipts")(self.delivery_receipts.process)(batch)
@@ -290,6 +291,15 @@ async def _settle(batch: Sequence[Delivery], verdicts: Sequence[str | None]) -> 
         except TransportError as exc:
             log.warning("could not settle %s (%s); it will be delivered again", delivery.message_id, exc)
     await asyncio.gather(*(one(d, v) for d, v in zip(batch, verdicts, strict=True)))
+
+
+def _proof(delivery: Delivery) -> bytes | None:
+    """A status's copy of its sender's delivery receipt (`wire.H_PROOF`); unreadable means none."""
+    text = delivery.headers.get(wire.H_PROOF)
+    try:
+        return base64.b64decode(text, validate=True) if text else None
+    except ValueError:
+        return None
 
 
 async def declare_agency_queues(transport: Transport, code: str) -> None:

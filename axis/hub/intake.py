@@ -6,10 +6,13 @@ process (`workers.py`), all of it synchronous:
 1. each packet is checked (safe parse, schema, signature, chain, revocation,
    signer = sender) — `verification.py`;
 2. the registry decides (`_decide`): sender known, active, certificate
-   registered; every recipient known and active; a status answers a document
-   really delivered to its sender; a repeated (sender, DocumentId) is a
-   duplicate answered with the first receipt;
-3. the receipts the hub asserts are built and signed;
+   registered; every recipient known and active; a status follows the rule of
+   its code (`STATUS_RULES`: 13 from the original sender only; 01-06, 15, 16
+   from a recipient whose delivery receipt is recorded or carried along); a
+   repeated (sender, DocumentId) is a duplicate answered with the first receipt;
+3. the receipts the hub asserts are built and signed, and each delivery is
+   sealed (`axis.seal`); an intake receipt goes only to the sender's own
+   receipts queue, and a refusal nobody can be told about is dead-lettered;
 4. ONE transaction writes, for the whole batch: documents and their exact
    bytes, deliveries, intake receipts, status receipts and delivery-state
    changes, outbox rows (one per recipient, one per receipt) and audit entries.
@@ -26,9 +29,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from axis import wire
+from axis.hub.acknowledgements import delivery_receipt_mismatch, record_delivery_receipt
 from axis.hub.verification import Checked, Refused
-from axis.receipt import Receipt, now_utc
-from axis.refusals import RefusalCode
+from axis.receipt import Receipt, now_utc, read_receipt
+from axis.refusals import Refusal, RefusalCode
 from axis.store import (
     Document,
     DuplicateDocument,
@@ -46,6 +50,10 @@ ACTOR = "hub"
 REGISTRATION_TTL = 30.0  # seconds a certificate found registered is trusted without asking the store
 RECALL = 1
 STATUS_RECALL_REQUEST = "13"
+# Who may send each status code (QCVN 102:2016 §4). A recipient's statuses move its delivery's state, so they
+# count only once its adapter proved it stored the document (its delivery receipt is recorded).
+STATUS_RULES = {STATUS_RECALL_REQUEST: "sender",
+                **dict.fromkeys(("01", "02", "03", "04", "05", "06", "15", "16"), "receipted-recipient")}
 
 
 @dataclass(frozen=True)
@@ -55,6 +63,7 @@ class Submission:
     submission_id: str
     body: bytes
     reply_to: str | None = None
+    proof: bytes | None = None               # a status's copy of its sender's delivery receipt (wire.H_PROOF)
 
 
 @dataclass
@@ -69,6 +78,9 @@ class _Plan:
     claimed_sender: str | None = None
     receipt: bytes | None = None             # the signed intake receipt to send back
     outcome: str = ""                        # accepted | duplicate | refused
+    dead_letter: str | None = None           # refused with nobody to tell: the reason it is dead-lettered
+    on_timeline: bool = False                # a status from a recipient of the document it answers
+    proof: tuple[str, Receipt] | None = None  # (signer, receipt): a delivery receipt the status carried
 
     @property
     def sender(self) -> str | None:
@@ -83,6 +95,7 @@ class Outcome:
     refusal_code: int | None = None
     detail: str | None = None
     recipients: tuple[str, ...] = field(default=())
+    dead_letter: str | None = None            # set: dead-letter the submission with this reason (no receipt went)
 
 
 def _refuse(plan: _Plan, code: RefusalCode, detail: str) -> None:
@@ -93,11 +106,17 @@ class Intake:
     """Turns batches of submissions into committed outcomes. Safe to run in several processes at once."""
 
     def __init__(self, store: Store, check: Callable[[Sequence[bytes]], list[Checked | Refused]],
-                 sign: Callable[[Sequence[Receipt]], list[bytes]]) -> None:
-        """`check` checks packets (`verification.check_packet` each); `sign` writes and signs receipts."""
+                 sign: Callable[[Sequence[Receipt]], list[bytes]],
+                 seal: Callable[[str, str, str], dict[str, str]],
+                 verify_receipt: Callable[[bytes], tuple[str, bytes] | Refused]) -> None:
+        """`check` checks packets (`verification.check_packet` each); `sign` writes and signs receipts;
+        `seal(axis_id, recipient, digest)` gives a delivery's seal headers (`axis.seal.Sealer.seal`);
+        `verify_receipt` checks a receipt an agency signed (`verification.check_receipt`)."""
         self._store = store
         self._check = check
         self._sign = sign
+        self._seal = seal
+        self._verify_receipt = verify_receipt
         # (code, fingerprint) → when it was last found registered; trusted for REGISTRATION_TTL seconds.
         self._registered: dict[tuple[str, str], float] = {}
 
@@ -115,7 +134,8 @@ class Intake:
             plan.receipt = receipt
         self._commit(plans)
         return [Outcome(p.submission.submission_id, p.outcome, p.axis_id or p.duplicate_of,
-                        p.refusal[0] if p.refusal else None, p.refusal[1] if p.refusal else None, p.recipients)
+                        p.refusal[0] if p.refusal else None, p.refusal[1] if p.refusal else None, p.recipients,
+                        p.dead_letter)
                 for p in plans]
 
     # ------------------------------------------------------------ decisions
@@ -160,17 +180,27 @@ class Intake:
                 return _refuse(plan, RefusalCode.UNKNOWN_DOCUMENT,
                                f"no document {c.document_id!r} from {c.answers_sender} was carried by the axis")
             delivered_to = [d.recipient_code for d in self._store.deliveries(original.axis_id)]
-            if c.status_code == STATUS_RECALL_REQUEST:
+            plan.answers = original.axis_id
+            plan.on_timeline = c.sender in delivered_to
+            rule = STATUS_RULES.get(c.status_code or "")
+            if rule == "sender":
                 if c.sender != original.sender_code:
                     return _refuse(plan, RefusalCode.NOT_ALLOWED,
-                                   f"only the sender {original.sender_code} may ask to recall {c.document_id!r}")
+                                   f"only the sender {original.sender_code} may send status {c.status_code} "
+                                   f"about {c.document_id!r}")
                 recipients = tuple(delivered_to)
-            else:
+            elif rule == "receipted-recipient":
                 if c.sender not in delivered_to:
                     return _refuse(plan, RefusalCode.NOT_A_RECIPIENT,
                                    f"{c.document_id!r} was not delivered to {c.sender}")
+                if (not self._store.receipted([original.axis_id], "delivery", recipient=c.sender, code="delivered")
+                        and not self._proof_of_receipt(plan, original, delivered_to)):
+                    return _refuse(plan, RefusalCode.STATUS_BEFORE_RECEIPT,
+                                   f"no delivery receipt from {c.sender} for {c.document_id!r} is recorded, so it "
+                                   f"may not send status {c.status_code} about it yet")
                 recipients = (original.sender_code,)
-            plan.answers = original.axis_id
+            else:
+                return _refuse(plan, RefusalCode.NOT_ALLOWED, f"status code {c.status_code!r} is not routed by Axis")
             key = self._status_key(c)
             if (first := known.get((c.sender, key, "status"))) is not None:
                 plan.duplicate_of = first.axis_id
@@ -197,6 +227,25 @@ class Intake:
             return _refuse(plan, RefusalCode.RECIPIENT_SUSPENDED, f"suspended: {', '.join(suspended)}")
         plan.recipients = recipients
         return None
+
+    def _proof_of_receipt(self, plan: _Plan, original: Document, delivered_to: list[str]) -> bool:
+        """Does the status carry its sender's delivery receipt for `original` (verified, matching the store)?
+        The receipt `pull` published may not have been processed yet; the copy is recorded with the status."""
+        c = plan.checked
+        if c is None or not plan.submission.proof:
+            return False
+        verified = self._verify_receipt(plan.submission.proof)
+        if isinstance(verified, Refused):
+            return False
+        signer, signed_xml = verified
+        try:
+            receipt = read_receipt(signed_xml)
+        except Refusal:
+            return False
+        if signer != c.sender or delivery_receipt_mismatch(original, delivered_to, signer, receipt) is not None:
+            return False
+        plan.proof = (signer, receipt)
+        return True
 
     @staticmethod
     def _status_key(c: Checked) -> str:
@@ -233,13 +282,13 @@ class Intake:
                        axis_id=plan.axis_id, submission=plan.submission.submission_id, sender=c.sender,
                        document_id=c.document_id, digest=c.digest)
 
-    def _reply_queue(self, plan: _Plan, registered: set[str]) -> str | None:
-        """Where the intake receipt goes: the authenticated sender's queue, else a registered reply-to."""
-        if plan.checked is not None and plan.checked.sender in registered:
-            return wire.receipts_queue(plan.checked.sender)
-        reply = plan.submission.reply_to
-        if reply and reply.endswith(".receipts") and reply[: -len(".receipts")] in registered:
-            return reply
+    @staticmethod
+    def _reply_queue(plan: _Plan, registered: set[str]) -> str | None:
+        """Where the intake receipt goes: the verified sender's receipts queue; for a packet whose signature
+        could not be verified, at most the claimed sender's own. Never a queue named only by the reply-to
+        header: anyone can write one, and the hub would send its signed refusals wherever it said."""
+        if plan.checked is not None:
+            return wire.receipts_queue(plan.checked.sender) if plan.checked.sender in registered else None
         if plan.claimed_sender and plan.claimed_sender in registered:
             return wire.receipts_queue(plan.claimed_sender)
         return None
@@ -254,18 +303,15 @@ class Intake:
                 if isinstance(result, DuplicateDocument):  # another hub worker won the race
                     plan.duplicate_of, plan.axis_id, plan.receipt = result.existing_axis_id, None, None
             accepted = [p for p in accepted if p.duplicate_of is None]
-            tx.insert_deliveries_many({p.axis_id: p.recipients for p in accepted})
+            tx.insert_deliveries_many({p.axis_id: p.recipients for p in accepted if p.axis_id is not None})
 
             receipts: list[NewReceipt] = []
             outbox: list[NewOutboxMessage] = []
             audit: list[NewAuditEntry] = []
-            parties = {p.sender for p in plans if p.sender}
-            parties.update(p.submission.reply_to[: -len(".receipts")] for p in plans
-                           if p.submission.reply_to and p.submission.reply_to.endswith(".receipts"))
-            registered = set(tx.agency_states(parties))
+            registered = set(tx.agency_states({p.sender for p in plans if p.sender}))
             for plan in plans:
                 if plan.duplicate_of is None and plan.refusal is not None:
-                    self._refused(plan, registered, outbox, audit)
+                    self._refused(plan, registered, receipts, outbox, audit)
                 elif plan.duplicate_of is None:
                     self._accepted(tx, plan, receipts, outbox, audit)
             # Written before duplicates are answered: a duplicate may answer an original of this very batch.
@@ -299,7 +345,8 @@ class Intake:
             outbox.append(NewOutboxMessage(queue=wire.inbox_queue(recipient),
                                            message_id=wire.delivery_message_id(axis_id, recipient),
                                            priority=c.priority, body_ref=axis_id,
-                                           headers={**headers, wire.H_RECIPIENT: recipient}))
+                                           headers={**headers, wire.H_RECIPIENT: recipient,
+                                                    **self._seal(axis_id, recipient, c.digest)}))
         outbox.append(self._receipt_message(wire.receipts_queue(c.sender), plan))
         data = {"sender": c.sender, "document_id": c.document_id, "digest": c.digest, "size": c.size,
                 "recipients": list(plan.recipients), "kind": c.kind, "submission": plan.submission.submission_id}
@@ -313,6 +360,8 @@ class Intake:
                                         detail=f"recall requested by {c.sender} ({axis_id})")
                              for recipient in plan.recipients]
             else:
+                if plan.proof is not None and plan.submission.proof is not None:
+                    record_delivery_receipt(tx, plan.submission.proof, *plan.proof)
                 receipts.append(NewReceipt(axis_id=plan.answers, kind="status", body=plan.submission.body,
                                            recipient_code=c.sender, code=c.status_code,
                                            detail=f"status packet {axis_id}"))
@@ -324,23 +373,40 @@ class Intake:
             data.update(business_type=c.business_type, priority=c.priority)
         audit.append(NewAuditEntry(actor=ACTOR, action="accepted", subject=axis_id, data=data))
 
-    def _refused(self, plan: _Plan, registered: set[str], outbox: list, audit: list) -> None:
+    def _refused(self, plan: _Plan, registered: set[str], receipts: list, outbox: list, audit: list) -> None:
         assert plan.refusal is not None
         plan.outcome = "refused"
         code = RefusalCode.from_number(plan.refusal[0])
+        c = plan.checked
+        if c is not None and c.kind == "status":
+            # A refused status is never silent: the log, and the timeline of the document it answers.
+            log.warning("status %s about %s from %s refused: %s: %s", c.status_code, c.document_id, c.sender,
+                        code.label, plan.refusal[1])
+            if plan.answers is not None and plan.on_timeline and plan.receipt is not None:
+                receipts.append(NewReceipt(axis_id=plan.answers, kind="error", body=plan.receipt,
+                                           recipient_code=c.sender, code=str(code.number),
+                                           detail=f"status {c.status_code} refused: {plan.refusal[1]}"[:500]))
         queue = self._reply_queue(plan, registered)
         if queue is not None and plan.receipt is not None:
             outbox.append(self._receipt_message(queue, plan))
-        c = plan.checked
+        elif queue is None:
+            # Nobody to answer: the submission is parked on axis.intake.dlq with its reason, for operators.
+            plan.dead_letter = (f"{RefusalCode.SENDER_UNKNOWN.label}: no receipt sent ({code.label}: "
+                                f"{plan.refusal[1]})")[:500]
+            log.warning("submission %s refused (%s) and dead-lettered: %s", plan.submission.submission_id,
+                        code.label, plan.dead_letter)
         audit.append(NewAuditEntry(actor=ACTOR, action="refused", subject=plan.submission.submission_id, data={
             "code": code.number, "name": code.name, "detail": plan.refusal[1][:500],
             "sender": plan.sender, "document_id": c.document_id if c else None,
-            "digest": c.digest if c else None, "receipt_to": queue}))
+            "digest": c.digest if c else None, "receipt_to": queue,
+            "reply_to": (plan.submission.reply_to or "")[:200] or None,
+            "dead_lettered": plan.dead_letter is not None}))
         if code is RefusalCode.INTERNAL:
             log.error("internal error refusing submission %s: %s", plan.submission.submission_id, plan.refusal[1])
 
     def _duplicate(self, tx, plan: _Plan, registered: set[str], outbox: list, audit: list) -> None:
         plan.outcome = "duplicate"
+        assert plan.duplicate_of is not None
         first = tx.get_receipt(plan.duplicate_of, "intake", code="accepted")
         queue = self._reply_queue(plan, registered)
         if first is not None and queue is not None:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from lxml import etree
 
-from axis.edxml import Limits, parse_agency_code, parse_xml, validate
+from axis.edxml import Limits, parse_agency_code, parse_xml, routing_facts, validate
 from axis.refusals import Refusal, RefusalCode
 from axis.trust import Verifier
 
@@ -69,59 +69,23 @@ def _code(text: str, lenient: bool) -> str:
 
 def _claimed_sender(data: bytes) -> str | None:
     try:
-        root = parse_xml(data, Limits(max_bytes=len(data) + 1))
-        found = root.find(".//{*}MessageHeader/{*}From/{*}OrganId")
-        return None if found is None else (found.text or "").strip()[:64] or None
+        return routing_facts(parse_xml(data, Limits(max_bytes=len(data) + 1))).sender[:64] or None
     except Refusal:
         return None
 
 
-_NS = "{http://www.mic.gov.vn/TBT/QCVN_102_2016}"
-_HEADER = f"{_NS}edXMLEnvelope/{_NS}edXMLHeader"
-
-
-def _text(node, path: str) -> str:
-    found = node.find(path)
-    return "" if found is None or found.text is None else found.text.strip()
-
-
-def _business(header):
-    """`Bussiness` as the standard spells it, or `Business` as some systems do."""
-    trace = header.find(f"{_NS}TraceHeaderList")
-    if trace is None:
-        return None
-    found = trace.find(f"{_NS}Bussiness")
-    return found if found is not None else trace.find(f"{_NS}Business")
-
-
-def _facts(root, digest: str, size: int, fingerprint: str, lenient: bool) -> Checked:
-    """The routing facts, read from the signed tree (already schema-valid) with a few lookups.
-
-    The full model (`read_packet`) costs about as much as the signature check itself;
-    routing needs a dozen fields.
-    """
-    header = root.find(_HEADER)
-    message = header.find(f"{_NS}MessageHeader")
-    sender = _code(_text(message, f"{_NS}From/{_NS}OrganId"), lenient)
-    status_code = _text(message, f"{_NS}StatusCode")
-    if status_code:
+def _facts(root: etree._Element, digest: str, size: int, fingerprint: str, lenient: bool) -> Checked:
+    """The routing facts of the signed tree (already schema-valid), codes in canonical form."""
+    facts = routing_facts(root)
+    sender = _code(facts.sender, lenient)
+    if facts.kind == "status":
         return Checked(kind="status", sender=sender, fingerprint=fingerprint, digest=digest, size=size,
-                       document_id=_text(message, f"{_NS}ResponseFor/{_NS}DocumentId"),
-                       answers_sender=_code(_text(message, f"{_NS}ResponseFor/{_NS}OrganId"), lenient),
-                       status_code=status_code, status_timestamp=_text(message, f"{_NS}Timestamp"))
-    recipients = tuple(dict.fromkeys(_code(_text(to, f"{_NS}OrganId"), lenient)
-                                     for to in message.iterfind(f"{_NS}To")))
-    priority = _text(message, f"{_NS}OtherInfo/{_NS}Priority")
-    business = _business(header)
-    business_type, business_document_id = 0, None
-    if business is not None:
-        doc_type = _text(business, f"{_NS}BussinessDocType") or _text(business, f"{_NS}BusinessDocType")
-        business_type = int(doc_type) if doc_type else 0
-        business_document_id = _text(business, f"{_NS}DocumentId") or None
+                       document_id=facts.document_id, answers_sender=_code(facts.answers_sender or "", lenient),
+                       status_code=facts.status_code, status_timestamp=facts.status_timestamp)
     return Checked(kind="document", sender=sender, fingerprint=fingerprint, digest=digest, size=size,
-                   document_id=_text(message, f"{_NS}DocumentId"), priority=int(priority) if priority else 0,
-                   recipients=recipients, business_type=business_type,
-                   business_document_id=business_document_id)
+                   document_id=facts.document_id, priority=facts.priority,
+                   recipients=tuple(dict.fromkeys(_code(to, lenient) for to in facts.recipients)),
+                   business_type=facts.business_type, business_document_id=facts.business_document_id)
 
 
 def check_packet(verifier: Verifier, data: bytes, settings: TrustSettings) -> Checked | Refused:

@@ -41,6 +41,7 @@ class _Worker:
 
     def __init__(self, settings: TrustSettings, store_url: str | None) -> None:
         from axis.hub.intake import Intake
+        from axis.seal import Sealer
         from axis.store import open_store
         from axis.trust import Signer, Verifier
 
@@ -49,11 +50,13 @@ class _Worker:
                                             allow_sha1_for=settings.allow_sha1_for,
                                             lenient_codes=settings.lenient_codes)
         self.signer = Signer.from_files(settings.hub_key, settings.hub_cert)
+        self.sealer = Sealer.from_files(settings.hub_key, settings.hub_cert)
         self._crl_mtime = _mtime(settings.crl)
         self._crl_checked = time.monotonic()
         # The hub migrated the store before starting its workers.
         self.store = open_store(store_url, migrate=False) if store_url is not None else None
-        self._intake = Intake(self.store, self.check, self.sign) if self.store is not None else None
+        self._intake = Intake(self.store, self.check, self.sign, self.sealer.seal,
+                              self.verify_receipt) if self.store is not None else None
 
     def refresh_crl(self) -> None:
         """Pick up a re-published CRL within seconds, without restarting the hub."""
@@ -72,6 +75,9 @@ class _Worker:
 
     def sign(self, receipts: Sequence[Receipt]) -> list[bytes]:
         return [self.signer.sign_receipt(build_receipt(receipt)) for receipt in receipts]
+
+    def verify_receipt(self, data: bytes) -> tuple[str, bytes] | Refused:
+        return check_receipt(self.verifier, data)
 
     def verify_receipts(self, datas: Sequence[bytes]) -> list[tuple[str, bytes] | Refused]:
         self.refresh_crl()

@@ -29,10 +29,10 @@ from dataclasses import dataclass
 
 from lxml import etree
 
+from axis.edxml.ns import NS as EDXML_NS
 from axis.edxml.safe import DEFAULT_LIMITS, Limits
 from axis.refusals import PacketError, RefusalCode, TrustError
 
-EDXML_NS = "http://www.mic.gov.vn/TBT/QCVN_102_2016"
 RECEIPT_NS = "urn:axis:receipt:1"  # axis.receipt.NS; trust does not import the receipt module
 DS_NS = "http://www.w3.org/2000/09/xmldsig#"
 

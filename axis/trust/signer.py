@@ -79,6 +79,10 @@ class Signer:
         return self._certificate
 
     @property
+    def chain(self) -> tuple[x509.Certificate, ...]:
+        return self._chain
+
+    @property
     def agency_code(self) -> str | None:
         """The agency code the certificate names, or None if it names none."""
         return self._agency_code

@@ -80,7 +80,7 @@ from dataclasses import dataclass
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.verification import (
     Criticality,
@@ -294,6 +294,14 @@ class Verifier:
             by_issuer.setdefault(crl.issuer, []).append(crl)
         return _RevocationState({name: tuple(found) for name, found in by_issuer.items()},
                                 _VerdictCache(self._cache_size))
+
+    def check_certificate(self, certificate: x509.Certificate, chain: Iterable[x509.Certificate] = ()) -> str:
+        """The agency code `certificate` is issued for, if a signature made with it would verify now:
+        it chains to a trusted root, is valid and not revoked (else the TrustError a packet would get).
+        Verdicts are cached as for signatures, so checking the same certificate again costs a hash."""
+        now = self._clock().astimezone(dt.UTC)
+        ders = [cert.public_bytes(serialization.Encoding.DER) for cert in (certificate, *chain)]
+        return self._verdict(ders, now).agency_code
 
     # ------------------------------------------------------------------ verify
 

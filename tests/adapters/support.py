@@ -10,9 +10,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import threading
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from axis import wire
@@ -20,6 +20,7 @@ from axis.edxml import DocumentPacket, Organization, SignerInfo, StatusCode, loa
 from axis.edxml.compose import new_document, new_status
 from axis.receipt import Receipt, build_receipt, now_utc
 from axis.refusals import Refusal
+from axis.seal import Sealer
 from axis.transport import OutgoingMessage, RetryPolicy, Transport, open_transport
 from axis.trust import Signer, Verifier
 
@@ -70,9 +71,14 @@ class Message:
 class HubSide:
     """What the hub does on the wire, done directly with the transport."""
 
-    def __init__(self, transport: Transport, pki: DevPKI) -> None:
+    def __init__(self, transport: Transport, pki: DevPKI | None, *, sealer: Sealer | None = None) -> None:
         self.transport = transport
         self.pki = pki
+        # Deliveries carry the hub's seal, as intake makes it (`axis.seal`).
+        if sealer is None:
+            assert pki is not None, "HubSide needs the PKI or a Sealer to seal deliveries"
+            sealer = Sealer.from_files(pki.key_paths[HUB], pki.cert_paths[HUB])
+        self.sealer = sealer
 
     async def declare(self, *codes: str) -> None:
         await self.transport.declare_queue(wire.INTAKE_QUEUE)
@@ -87,8 +93,8 @@ class HubSide:
         await self.transport.publish(
             wire.inbox_queue(to), packet, message_id=wire.delivery_message_id(axis_id, to),
             headers={wire.H_AXIS_ID: axis_id, wire.H_KIND: kind, wire.H_SENDER: sender, wire.H_RECIPIENT: to,
-                     wire.H_DOCUMENT_ID: document_id,
-                     wire.H_DIGEST: digest or hashlib.sha256(packet).hexdigest()})
+                     wire.H_DOCUMENT_ID: document_id, wire.H_DIGEST: digest or hashlib.sha256(packet).hexdigest(),
+                     **self.sealer.seal(axis_id, to, digest or hashlib.sha256(packet).hexdigest())})
         return axis_id
 
     async def deliver_many(self, packets: list[bytes], to: str, *, sender: str = G22) -> list[str]:
@@ -97,18 +103,20 @@ class HubSide:
         outcomes = await self.transport.publish_many([
             OutgoingMessage(wire.inbox_queue(to), packet, wire.delivery_message_id(axis_id, to), 0,
                             {wire.H_AXIS_ID: axis_id, wire.H_KIND: "document", wire.H_SENDER: sender,
-                             wire.H_RECIPIENT: to, wire.H_DIGEST: hashlib.sha256(packet).hexdigest()})
+                             wire.H_RECIPIENT: to, wire.H_DIGEST: hashlib.sha256(packet).hexdigest(),
+                             **self.sealer.seal(axis_id, to, hashlib.sha256(packet).hexdigest())})
             for axis_id, packet in zip(axis_ids, packets)])
         assert outcomes == [None] * len(packets), outcomes
         return axis_ids
 
     def receipt(self, *, submission: str | None, outcome: str = "accepted", axis_id: str | None = None,
                 sender: str = G22, issuer: str = HUB, kind: str = "intake", recipient: str | None = None,
-                refusal: tuple[int, str, str] | None = None, signer: str = HUB) -> bytes:
+                refusal: tuple[int, str, str] | None = None, signer: str = HUB,
+                document_id: str | None = None) -> bytes:
         code, name, detail = refusal or (None, None, None)
         receipt = Receipt(kind=kind, outcome=outcome, issuer=issuer, time=now_utc(), axis_id=axis_id,
                           submission=submission, sender=sender, recipient=recipient, refusal_code=code,
-                          refusal_name=name, refusal_detail=detail)
+                          refusal_name=name, refusal_detail=detail, document_id=document_id)
         return self.pki.signers[signer].sign_receipt(build_receipt(receipt))
 
     async def send_receipt(self, to: str, body: bytes, *, submission: str | None, kind: str = "intake",
@@ -166,13 +174,13 @@ class IntakeResponder:
         if self.error is not None:
             raise self.error
 
-    def _answer(self, hub: HubSide, submission: str, packet: bytes) -> bytes:
+    def _answer(self, hub: HubSide, submission: str, packet: bytes, sender: str) -> bytes:
         if self.refuse_all is not None:
-            return hub.receipt(submission=submission, outcome="refused", refusal=self.refuse_all)
+            return hub.receipt(submission=submission, outcome="refused", refusal=self.refuse_all, sender=sender)
         try:
             result = self.pki.verifier.verify(packet)
         except Refusal as refusal:
-            return hub.receipt(submission=submission, outcome="refused",
+            return hub.receipt(submission=submission, outcome="refused", sender=sender,
                                refusal=(refusal.code.number, refusal.code.name, refusal.detail))
         parsed = read_packet(result.signed_root)
         key = f"{parsed.sender}:{parsed.document_id}" if isinstance(parsed, DocumentPacket) else None
@@ -195,7 +203,7 @@ class IntakeResponder:
                         continue
                     submission = delivery.headers[wire.H_SUBMISSION]
                     reply_to = delivery.headers[wire.H_REPLY_TO].removesuffix(".receipts")
-                    body = self._answer(hub, submission, delivery.body)
+                    body = self._answer(hub, submission, delivery.body, reply_to)
                     await hub.send_receipt(reply_to, body, submission=submission)
                     await delivery.ack()
                     self.answered += 1

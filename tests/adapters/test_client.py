@@ -275,3 +275,34 @@ async def test_send_status_looks_up_a_received_document_whose_id_is_not_in_the_s
 
     with pytest.raises(PacketError, match="no stored document has it"):
         await receiver.send_status("no-such-document", "01")
+
+
+async def test_a_replayed_hub_receipt_cannot_answer_another_submission(
+        hub: HubSide, transport: Transport, dev_pki: DevPKI, tmp_path: Path) -> None:
+    """Genuine hub-signed receipts, replayed under another submission's header, change nothing: a
+    refusal names the submission it answers, a receipt must be about the DocumentId submitted, and the
+    first receipt stored for a submission stands."""
+    sender = client(G22, transport, dev_pki, tmp_path / "g22")
+    packet = signed_document(dev_pki, G22, [H41], 5)
+    submission = await sender.submit(packet)
+    first = hub.receipt(submission=submission, axis_id=wire.new_axis_id(),
+                        document_id=summarize_packet(packet).document_id)
+    replays = {
+        "refusal-of-another": hub.receipt(submission="someone-else", outcome="refused",
+                                          refusal=(301, "SIGNATURE_INVALID", "x")),
+        "other-document": hub.receipt(submission="someone-else", axis_id=wire.new_axis_id(), document_id="other"),
+    }
+    for body in replays.values():
+        await hub.send_receipt(G22, body, submission=submission)
+    await hub.send_receipt(G22, first, submission=submission)
+    rejected: list[Rejection] = []
+    taken = await sender.collect_receipts(0.5, on_rejected=rejected.append)
+    assert [t.outcome for t in taken] == ["accepted"]
+    assert [r.action for r in rejected] == ["dead-letter", "dead-letter"]
+    assert all("AX412 RECEIPT_MISMATCH" in r.reason for r in rejected), rejected
+
+    # A later, different receipt for the same submission does not replace the first one stored.
+    late = hub.receipt(submission=submission, outcome="refused", refusal=(301, "SIGNATURE_INVALID", "x"))
+    await hub.send_receipt(G22, late, submission=submission)
+    await sender.collect_receipts(0.5)
+    assert sender.receipts.intake(submission).outcome == "accepted"

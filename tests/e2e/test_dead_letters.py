@@ -36,8 +36,10 @@ def test_a_delivery_that_keeps_failing_is_dead_lettered_with_an_error_receipt_to
     async def recipient_that_cannot_verify(transport: Transport) -> tuple[list[Received], list[Rejection]]:
         wrong_roots = Verifier.from_files(e2e_pki.other_ca / "ca.pem", e2e_pki.other_ca / "crl.pem")
         rejected: list[Rejection] = []
-        async with AgencyClient(H41, transport, signer=e2e_pki.signer(H41), verifier=wrong_roots,
+        async with AgencyClient(H41, transport, signer=e2e_pki.signer(H41), verifier=e2e_pki.verifier(),
                                 state_dir=deployment.data / "agencies" / H41) as client:
+            # Its identity and the hub's seal check out; then every packet signature fails to verify.
+            client.verifier = wrong_roots
             received = await client.pull(tmp_path / H41, wait=20.0, max_messages=POLICY.max_attempts,
                                          on_rejected=rejected.append)
         return received, rejected

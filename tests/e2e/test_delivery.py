@@ -119,8 +119,10 @@ def test_a_packet_stored_before_its_receipt_could_be_sent_is_announced_at_once(
     out = tmp_path / H41
 
     async def deliver(transport) -> str:  # noqa: ANN001 - what the hub's relay does, before any hub ran
+        from axis.seal import Sealer
         from tests.adapters.support import HubSide
-        return await HubSide(transport, None).deliver(packet, H41, sender=G22)  # type: ignore[arg-type]
+        sealer = Sealer.from_files(e2e_pki.key(wire.HUB_IDENTITY), e2e_pki.cert(wire.HUB_IDENTITY))
+        return await HubSide(transport, None, sealer=sealer).deliver(packet, H41, sender=G22)
 
     axis_id = deployment.transport_call(deliver)
     # No hub has run yet, so `axis.receipts` does not exist: the receipt cannot be published.

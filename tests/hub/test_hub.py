@@ -70,7 +70,16 @@ async def test_refusals_each_with_their_code(world: World) -> None:
         tx.set_agency_state(H14, "suspended")
     await _refused(world, world.document(G22, [H41, H14]), G22, RefusalCode.RECIPIENT_SUSPENDED)
     await _refused(world, world.document(H14, [H41]), H14, RefusalCode.SENDER_SUSPENDED)
-    await _refused(world, b"<edXML", G22, RefusalCode.MALFORMED)
+    # Bytes nobody can be told about (no sender to read) get no receipt, whatever their reply-to says:
+    # the refusal is in the audit log and the submission in axis.intake's dead letters (with H99's).
+    await world.submit(b"<edXML", G22)
+    for _ in range(100):
+        letters = await world.transport.dead_letters(wire.INTAKE_QUEUE)
+        if len(letters) == 2:
+            break
+        await asyncio.sleep(0.1)
+    assert [letter.reason.split()[0] for letter in letters] == ["AX414", "AX414"]
+    assert await world.transport.depth(wire.receipts_queue(G22)) == 0
     actions = [e.action for e in world.store.audit_entries()]
     assert actions.count("refused") == 7 and world.store.verify_audit().ok
 
@@ -79,10 +88,18 @@ async def test_statuses_flow_back_and_move_the_state(world: World) -> None:
     body = world.document(G22, [H41, H14])
     await world.submit(body, G22)
     [(_, accepted, _)] = await world.receipts(G22, 1)
-    await world.inbox(H41, 1)
+    [delivery] = await world.inbox(H41, 1)
     await world.inbox(H14, 1)
     document_id = world.store.get_document(accepted.axis_id).document_id
     answered = ResponseFor(organ_id=G22, document_id=document_id)
+    # H14 took the document but never said it stored it (no delivery receipt): its statuses do not count.
+    early = world.signers[H14].sign(packet_to_bytes(new_status(Organization(H14), answered, "06")))
+    await _refused(world, early, H14, RefusalCode.STATUS_BEFORE_RECEIPT)
+    receipt = world.signers[H41].sign_receipt(build_receipt(Receipt(
+        kind="delivery", outcome="delivered", issuer=H41, time=now_utc(), axis_id=accepted.axis_id,
+        sender=G22, recipient=H41, digest=sha256(delivery.body))))
+    await world.transport.publish(wire.RECEIPTS_QUEUE, receipt, message_id=wire.new_submission_id())
+    await world.receipts(G22, 1)  # H41's delivery receipt, forwarded: it is recorded
     for code in ("01", "03", "06"):
         status = world.signers[H41].sign(packet_to_bytes(new_status(Organization(H41), answered, code)))
         await world.submit(status, H41)

@@ -1,0 +1,105 @@
+"""Who may move a delivery's state: a rule per status code (issue 8, item 2).
+
+Attack: a business status 06 from an agency that never received the document (the delivery to it
+was never stored by its adapter) was accepted and moved the delivery to `done`.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from axis.refusals import RefusalCode
+from tests.e2e.harness import Deployment, wait_until
+from tests.e2e.packets import G22, H14, H41, TestPKI, document_id
+from tests.e2e.test_delivery import pull, send, stored_paths
+
+
+def status(deployment: Deployment, about: str, sender: str, code: str) -> dict:
+    outcome = deployment.cli("status", "send", about, "--from", sender, "--code", code,
+                             *deployment.agency_files(sender), "--json")
+    return {"exit": outcome.exit_code, **json.loads(outcome.stdout)}
+
+
+def states(deployment: Deployment, about: str) -> dict[str, str]:
+    outcome = deployment.cli("receipts", about, "--json")
+    assert outcome.exit_code == 0, outcome
+    [document] = json.loads(outcome.stdout)
+    return {rec["recipient"]: rec["state"] for rec in document["recipients"]}
+
+
+def test_a_business_status_from_a_recipient_that_never_stored_the_document_is_refused(
+        deployment: Deployment, e2e_pki: TestPKI, tmp_path: Path) -> None:
+    packet = tmp_path / "letter.edxml"
+    packet.write_bytes(e2e_pki.document(G22, [H41, H14], 1))
+    about = document_id(G22, 1)
+    deployment.serve()
+    send(deployment, packet)
+    # H14 really stores it; H41's copy stays on its queue, never stored, never receipted.
+    assert len(stored_paths(pull(deployment, H14, tmp_path / H14, "--max", "1"))) == 1
+
+    for code in ("06", "01", "15"):
+        answer = status(deployment, about, H41, code)
+        assert answer["exit"] == 1 and answer["outcome"] == "refused", answer
+        assert answer["refusal"]["code"] == RefusalCode.STATUS_BEFORE_RECEIPT.number, answer
+
+    assert states(deployment, about)[H41] == "published"
+    # Not silent: the refusal is on H41's line of the document's timeline (once per code) and in the hub's log.
+    outcome = deployment.cli("receipts", about, "--json")
+    [document] = json.loads(outcome.stdout)
+    [h41] = [rec for rec in document["recipients"] if rec["recipient"] == H41]
+    assert [(r["kind"], r["code"]) for r in h41["receipts"]] == [("error", "409")], h41
+    assert deployment.hubs[0].stderr().count("refused: AX409 STATUS_BEFORE_RECEIPT") == 3
+    with deployment.store() as store:
+        refused = [entry.data for entry in store.audit_entries() if entry.action == "refused"]
+    assert [entry["code"] for entry in refused] == [RefusalCode.STATUS_BEFORE_RECEIPT.number] * 3
+    assert {entry["sender"] for entry in refused} == {H41}
+
+
+def test_a_recall_comes_only_from_the_original_sender(
+        deployment: Deployment, e2e_pki: TestPKI, tmp_path: Path) -> None:
+    packet = tmp_path / "letter.edxml"
+    packet.write_bytes(e2e_pki.document(G22, [H41], 1))
+    about = document_id(G22, 1)
+    deployment.serve()
+    send(deployment, packet)
+    assert len(stored_paths(pull(deployment, H41, tmp_path / H41, "--max", "1"))) == 1
+
+    answer = status(deployment, about, H41, "13")
+    assert answer["outcome"] == "refused" and answer["refusal"]["code"] == RefusalCode.NOT_ALLOWED.number, answer
+    # The recipient that stored it may say where it stands: accepted once its delivery receipt is recorded.
+    wait_until(lambda: states(deployment, about)[H41] == "delivered", "H41's delivery receipt to be recorded")
+    answer = status(deployment, about, H41, "06")
+    assert answer["outcome"] == "accepted", answer
+    assert states(deployment, about)[H41] == "done"
+
+
+def test_a_status_carrying_a_delivery_receipt_that_does_not_match_is_refused(
+        deployment: Deployment, e2e_pki: TestPKI, tmp_path: Path) -> None:
+    """The copy of the delivery receipt a status carries (wire.H_PROOF) counts only when it verifies and
+    matches the store: here H41 signs a receipt for other bytes than the sender signed."""
+    import base64
+
+    from axis import wire
+    from axis.edxml import Organization, StatusCode, load_packet, packet_to_bytes
+    from axis.edxml.compose import new_status
+    from axis.receipt import Receipt, build_receipt, now_utc
+    from tests.security.test_forged_messages import publish
+
+    packet = e2e_pki.document(G22, [H41], 1)
+    about = document_id(G22, 1)
+    deployment.serve()
+    (tmp_path / "letter.edxml").write_bytes(packet)
+    [sent] = send(deployment, tmp_path / "letter.edxml")
+    proof = e2e_pki.signer(H41).sign_receipt(build_receipt(Receipt(
+        kind="delivery", outcome="delivered", issuer=H41, time=now_utc(), axis_id=sent["axis_id"], sender=G22,
+        recipient=H41, document_id=about, digest="0" * 64)))
+    status = e2e_pki.signer(H41).sign(packet_to_bytes(new_status(Organization(H41), load_packet(packet),
+                                                                 StatusCode("06"))))
+    publish(deployment, wire.INTAKE_QUEUE, status, "with-a-bad-proof",
+            {wire.H_SUBMISSION: "with-a-bad-proof", wire.H_PROOF: base64.b64encode(proof).decode()})
+
+    with deployment.store() as store:
+        [refused] = wait_until(lambda: [e.data for e in store.audit_entries() if e.action == "refused"],
+                               "the status to be refused")
+    assert refused["code"] == RefusalCode.STATUS_BEFORE_RECEIPT.number and refused["sender"] == H41
+    assert states(deployment, about)[H41] == "published"
