@@ -74,6 +74,8 @@ class RefusalCode(enum.Enum):
     NOT_A_RECIPIENT = (406, "The status packet answers a document that was not delivered to its sender.")
     DUPLICATE = (407, "This document was already accepted; the first receipt is returned.")
     NOT_ALLOWED = (408, "This agency may not send this kind of packet.")
+    DEAD_LETTER_UNMATCHED = (415, "A dead letter matches no delivery the axis made (axis id, recipient queue "
+                                  "and SHA-256 of the body); it changed nothing and stays parked.")
 
     # 5xx: delivery and internal
     DELIVERY_FAILED = (500, "Delivery failed after every retry; the packet is in the dead-letter queue.")

@@ -348,7 +348,9 @@ class EmbeddedTransport(Transport):
         return count
 
     async def depth(self, queue: str) -> int:
-        check_queue_name(queue)
+        return await self._depth(check_queue_name(queue))
+
+    async def _depth(self, queue: str) -> int:
         await self._require_queue(queue)
         return await self._db.read(lambda conn: conn.execute(
             "SELECT count(*) FROM axis_message WHERE queue=? AND visible_at<=?", (queue, time.time())).fetchone()[0])
@@ -538,7 +540,7 @@ class _EmbeddedConsumer(Consumer):
 
     async def _report_if_stalled(self) -> None:
         try:
-            ready = await self.transport.depth(self.queue)
+            ready = await self.transport._depth(self.queue)
         except TransportError:
             return
         since = self._starved_since
