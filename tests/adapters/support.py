@@ -10,9 +10,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import threading
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from axis import wire
@@ -20,8 +20,9 @@ from axis.edxml import DocumentPacket, Organization, SignerInfo, StatusCode, loa
 from axis.edxml.compose import new_document, new_status
 from axis.receipt import Receipt, build_receipt, now_utc
 from axis.refusals import Refusal
-from axis.transport import OutgoingMessage, RetryPolicy, Transport, open_transport
+from axis.transport import Delivery, OutgoingMessage, RetryPolicy, Transport, open_transport
 from axis.trust import Signer, Verifier
+from tests.transport.support import take
 
 G22, H41, H14 = "000.00.00.G22", "000.00.00.H41", "000.00.00.H14"
 HUB = wire.HUB_IDENTITY
@@ -125,16 +126,10 @@ class HubSide:
         taken: list[Message] = []
         if count == 0:
             return taken
-        async with self.transport.consume(queue, prefetch=500) as consumer:
-            async def loop() -> None:
-                async for delivery in consumer:
-                    taken.append(Message(delivery.body, delivery.message_id, dict(delivery.headers),
-                                         delivery.priority))
-                    await delivery.ack()
-                    if len(taken) == count:
-                        return
-
-            await asyncio.wait_for(loop(), timeout)
+        async with self.transport.consume(queue, prefetch=max(count, 1)) as consumer:
+            for delivery in await take(consumer, count, timeout):
+                taken.append(Message(delivery.body, delivery.message_id, dict(delivery.headers), delivery.priority))
+                await delivery.ack()
         return taken
 
 
@@ -189,20 +184,20 @@ class IntakeResponder:
         try:
             async with transport.consume(wire.INTAKE_QUEUE) as consumer:
                 while not self._stop.is_set():
-                    try:
-                        delivery = await asyncio.wait_for(anext(consumer), 0.1)
-                    except TimeoutError:
-                        continue
-                    submission = delivery.headers[wire.H_SUBMISSION]
-                    reply_to = delivery.headers[wire.H_REPLY_TO].removesuffix(".receipts")
-                    body = self._answer(hub, submission, delivery.body)
-                    await hub.send_receipt(reply_to, body, submission=submission)
-                    await delivery.ack()
-                    self.answered += 1
+                    for delivery in await consumer.receive(1, 0.1):
+                        await self._handle(hub, delivery)
         except Exception as exc:  # surfaced in __exit__, so a broken responder fails the test
             self.error = exc
         finally:
             await transport.close()
+
+    async def _handle(self, hub: HubSide, delivery: Delivery) -> None:
+        submission = delivery.headers[wire.H_SUBMISSION]
+        reply_to = delivery.headers[wire.H_REPLY_TO].removesuffix(".receipts")
+        body = self._answer(hub, submission, delivery.body)
+        await hub.send_receipt(reply_to, body, submission=submission)
+        await delivery.ack()
+        self.answered += 1
 
 
 
