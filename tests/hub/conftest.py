@@ -4,7 +4,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import hashlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,7 +16,7 @@ from axis.edxml.compose import new_document
 from axis.hub import Hub, HubSettings, TrustSettings, declare_agency_queues
 from axis.receipt import read_receipt
 from axis.store import open_store
-from axis.transport import RetryPolicy, Transport, open_transport
+from axis.transport import RetryPolicy, open_transport
 from axis.trust import Signer, Verifier, pki
 from tests.transport.support import take
 
@@ -104,12 +104,13 @@ def pki_dir(tmp_path_factory) -> Path:
 
 
 @contextlib.asynccontextmanager
-async def running_world(tmp_path: Path, pki_dir: Path, *, wrap: Callable[[Transport], Transport] | None = None,
-                        **settings) -> AsyncIterator[World]:
-    """A started hub on a fresh SQLite store and embedded transport (`wrap` may wrap the hub's transport)."""
+async def running_world(tmp_path: Path, pki_dir: Path, *, store_url: str | None = None,
+                        transport_url: str | None = None, **settings) -> AsyncIterator[World]:
+    """A started hub on a fresh SQLite store and embedded transport, or on the empty store and transport
+    the URLs name."""
     ca, keys = pki_dir / "ca", pki_dir / "keys"
-    store = open_store(f"sqlite:///{tmp_path / 'axis.db'}", create=True)
-    transport = await open_transport(f"embedded:///{tmp_path / 'transport.db'}",
+    store = open_store(store_url or f"sqlite:///{tmp_path / 'axis.db'}", create=True)
+    transport = await open_transport(transport_url or f"embedded:///{tmp_path / 'transport.db'}",
                                      retry=RetryPolicy(base_delay=0.05, max_attempts=3))
     with store.write() as tx:
         for code, name in AGENCIES.items():
@@ -118,7 +119,7 @@ async def running_world(tmp_path: Path, pki_dir: Path, *, wrap: Callable[[Transp
     settings = HubSettings(trust=TrustSettings(trust_roots=ca / "ca.pem", crl=ca / "crl.pem",
                                                hub_key=keys / "AXIS.key.pem", hub_cert=keys / "AXIS.cert.pem"),
                            **{"workers": 0, **settings})
-    hub = Hub(settings, store, wrap(transport) if wrap else transport)
+    hub = Hub(settings, store, transport)
     for code in [*AGENCIES, UNREGISTERED]:
         await declare_agency_queues(transport, code)
     await hub.start()
