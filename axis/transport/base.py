@@ -286,14 +286,16 @@ class Consumer(abc.ABC, AsyncIterator[Delivery]):
                 return self._take_ready(max_messages) if ready else []
             await self._until_ready(remaining)
 
-    @property
-    @abc.abstractmethod
-    def closed(self) -> bool:
-        """True once the consumer was closed (or its transport was)."""
+    _state = "new"  # "open" once open() succeeded, "closed" for good after close(): set by the implementations
 
-    @abc.abstractmethod
+    @property
+    def closed(self) -> bool:
+        """True once the consumer was closed (closing the transport closes its consumers)."""
+        return self._state == "closed"
+
     def _check_open(self) -> None:
-        """RuntimeError if the consumer was never opened."""
+        if self._state == "new":
+            raise RuntimeError("open the consumer first: async with transport.consume(queue) as deliveries")
 
     @abc.abstractmethod
     def _ready_count(self) -> int:

@@ -485,14 +485,6 @@ class _EmbeddedConsumer(Consumer):
             self._buffer.append(delivery)
         return bool(deliveries)
 
-    @property
-    def closed(self) -> bool:
-        return self._state == "closed" or self.transport._closed
-
-    def _check_open(self) -> None:
-        if self._state == "new":
-            raise RuntimeError("open the consumer first: async with transport.consume(queue) as deliveries")
-
     def _ready_count(self) -> int:
         return len(self._buffer)
 

@@ -567,14 +567,6 @@ class _RabbitConsumer(Consumer):
         transport._consumers.add(self)
         self._pump = asyncio.create_task(self._run_pump(), name=f"axis-consumer:{self.queue}")
 
-    @property
-    def closed(self) -> bool:
-        return self._state == "closed" or self.transport._closed
-
-    def _check_open(self) -> None:
-        if self._state == "new":
-            raise RuntimeError("open the consumer first: async with transport.consume(queue) as deliveries")
-
     def _ready_count(self) -> int:
         return len(self._ready)
 

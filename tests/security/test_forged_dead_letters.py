@@ -43,6 +43,16 @@ def recipient_state(deployment: Deployment, code: str) -> dict:
     return recipient
 
 
+def published(deployment: Deployment, e2e_pki: TestPKI, tmp_path: Path) -> tuple[bytes, str]:
+    """A document from G22 to H41, sent through `axis serve` and published to H41: (bytes, axis id)."""
+    packet = e2e_pki.document(G22, [H41], 1)
+    (tmp_path / "letter.edxml").write_bytes(packet)
+    deployment.serve()
+    [sent] = send(deployment, tmp_path / "letter.edxml")
+    wait_until(lambda: recipient_state(deployment, H41)["state"] == "published", "the delivery to be published")
+    return packet, sent["axis_id"]
+
+
 def refusals(deployment: Deployment) -> list[dict]:
     with deployment.store() as store:
         return [e.data for e in store.audit_entries() if e.action == "dead-letter-refused"]
@@ -50,12 +60,7 @@ def refusals(deployment: Deployment) -> list[dict]:
 
 def test_forged_dead_letters_move_no_state_and_the_genuine_delivery_still_completes(
         deployment: Deployment, e2e_pki: TestPKI, tmp_path: Path) -> None:
-    packet = e2e_pki.document(G22, [H41], 1)
-    (tmp_path / "letter.edxml").write_bytes(packet)
-    deployment.serve()
-    [sent] = send(deployment, tmp_path / "letter.edxml")
-    axis_id = sent["axis_id"]
-    wait_until(lambda: recipient_state(deployment, H41)["state"] == "published", "the delivery to be published")
+    packet, axis_id = published(deployment, e2e_pki, tmp_path)
 
     claims = {wire.H_AXIS_ID: axis_id, wire.H_SENDER: G22, wire.H_DIGEST: sha256(packet)}
     other_bytes = packet.replace(b"</edXML:Subject>", b" (forged)</edXML:Subject>", 1)
@@ -94,12 +99,7 @@ def test_a_copy_of_the_genuine_delivery_dead_lettered_cannot_outlast_the_recipie
     # An attacker holding the broker can copy the genuine bytes: such a letter matches the store, so the
     # hub records a failure. But the recipient really stores the document, and its verified delivery
     # receipt moves `failed` on to `delivered`.
-    packet = e2e_pki.document(G22, [H41], 1)
-    (tmp_path / "letter.edxml").write_bytes(packet)
-    deployment.serve()
-    [sent] = send(deployment, tmp_path / "letter.edxml")
-    axis_id = sent["axis_id"]
-    wait_until(lambda: recipient_state(deployment, H41)["state"] == "published", "the delivery to be published")
+    packet, axis_id = published(deployment, e2e_pki, tmp_path)
 
     forge(deployment, [(wire.inbox_queue(H41), packet,
                         {wire.H_AXIS_ID: axis_id, wire.H_SENDER: G22, wire.H_DIGEST: sha256(packet)})])
