@@ -174,7 +174,7 @@ class Hub:
         reported: set[tuple[asyncio.Task, float]] = set()
         while True:
             await asyncio.sleep(self.settings.stall_after / 2)
-            for queue, running in self._running.items():
+            for queue, running in list(self._running.items()):
                 self._report_overdue(running, f"a batch from {queue}", reported)
             self._report_overdue(self.relay.in_pass, "a relay pass", reported)
 

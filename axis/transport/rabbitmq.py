@@ -597,17 +597,27 @@ class _RabbitConsumer(Consumer):
                 return
             if not _channel_alive(message):
                 continue  # its channel died with the connection; the broker redelivers it
-            if message.redelivered:
-                await self._count_redelivery(message)
+            try:
+                if message.redelivered:
+                    await self._count_redelivery(message)
+                    continue
+                self._ready.append(self._delivery(message))
+            except Exception:
+                # A pump that died would leave the consumer silent for good; this message stays
+                # unacked and goes back to the queue when the consumer closes.
+                log.exception("cannot hand out a message from %r; it is delivered again after this consumer "
+                              "closes", self.queue)
                 continue
-            headers = message.headers or {}
-            self._ready.append(_RabbitDelivery(
-                self, message, queue=self.queue, body=message.body,
-                message_id=_header(headers, H_ID) or message.message_id or "",
-                headers=_plain_headers(headers), priority=message.priority or 0, attempt=_attempt(headers),
-                redelivered=_header(headers, H_REDELIVERED) == "1",
-                letter=_dead_letter(_origin(message), message) if self.queue == DEAD_LETTER_FEED else None))
             self._news.set()
+
+    def _delivery(self, message: AbstractIncomingMessage) -> _RabbitDelivery:
+        headers = message.headers or {}
+        return _RabbitDelivery(
+            self, message, queue=self.queue, body=message.body,
+            message_id=_header(headers, H_ID) or message.message_id or "",
+            headers=_plain_headers(headers), priority=message.priority or 0, attempt=_attempt(headers),
+            redelivered=_header(headers, H_REDELIVERED) == "1",
+            letter=_dead_letter(_origin(message), message) if self.queue == DEAD_LETTER_FEED else None)
 
     async def _count_redelivery(self, message: AbstractIncomingMessage) -> None:
         """Re-publish a broker redelivery with attempt + 1 (see module docstring), then ack it.
