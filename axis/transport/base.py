@@ -34,7 +34,9 @@ Receiving
     `linger` more seconds for further ones, returning as soon as it holds
     `max_messages`;
   - a closed consumer (closed before or during the call) returns `[]` at once,
-    and `consumer.closed` says so; what it had taken goes back to the queue.
+    and `consumer.closed` says so; what it had taken goes back to the queue;
+  - a failure of the broker or database while fetching raises `TransportError`
+    (the consumer may then be closed and opened again; nothing is lost).
   Cancelling a receive at any point loses nothing and strands nothing: a
   receive takes deliveries out of the consumer in one step without awaiting
   anything, just before it returns, so a cancelled one has taken none, and what
