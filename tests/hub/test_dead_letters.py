@@ -74,3 +74,21 @@ async def test_1001_dead_letters_are_all_recorded_each_with_its_senders_error_re
         assert len(await world.transport.dead_letters(wire.inbox_queue(H41), limit=10 * LETTERS)) == LETTERS
         assert world.store.verify_audit().ok
 
+
+
+async def test_an_agency_whose_queues_are_missing_stops_no_other_agencys_dead_letters(
+        tmp_path: Path, pki_dir: Path) -> None:
+    # The sweep this replaced addressed every registered agency's dead-letter queue in turn, and the first
+    # one missing (registered in the store, never declared on the broker) ended the pass for all the rest.
+    async with running_world(tmp_path, pki_dir) as world:
+        with world.store.write() as tx:
+            tx.add_agency("000.00.00.A01", "Registered, but its queues were never declared")
+        body = world.document(G22, [H41])
+        await world.submit(body, G22)
+        [(_, accepted, _)] = await world.receipts(G22, 1)
+        async with world.transport.consume(wire.inbox_queue(H41), prefetch=1) as deliveries:
+            [delivery] = await take(deliveries, 1)
+            await delivery.dead_letter("cannot store: disk full")
+        [(_, error, _)] = await world.receipts(G22, 1)
+        assert (error.kind, error.axis_id, error.recipient) == ("error", accepted.axis_id, H41)
+        assert [d.state for d in world.store.deliveries(accepted.axis_id)] == ["failed"]
