@@ -119,13 +119,15 @@ class Hub:
         closed, so its unsettled messages are delivered again.
         """
         running = self._running.setdefault(queue, {})  # batch -> when it started, for _watch_overdue
+        if open_consumer is None:
+            def open_consumer() -> Consumer:
+                return self.transport.consume(queue, prefetch=self.settings.prefetch)
         while True:
             failed = asyncio.Event()
             # Two batches per worker: one being worked on, the next already queued behind it.
             slots = asyncio.Semaphore(self.settings.in_flight or max(2, 2 * self.pool.workers))
             try:
-                consumer = (open_consumer or (lambda: self.transport.consume(queue, prefetch=self.settings.prefetch)))()
-                async with consumer:
+                async with open_consumer() as consumer:
                     while not failed.is_set() and not consumer.closed:
                         # A bounded wait, only so that a failed batch is noticed while the queue is idle.
                         batch = await consumer.receive(self.settings.batch_size, self.settings.batch_idle,
