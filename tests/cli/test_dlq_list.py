@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from axis import wire
 from axis.transport import open_transport
@@ -16,7 +16,7 @@ from tests.transport.support import next_delivery
 G22 = "000.00.00.G22"
 
 
-def axis(tmp_path: Path, *args: str):  # noqa: ANN201 - typer's Result
+def axis(tmp_path: Path, *args: str) -> Result:
     return CliRunner().invoke(app, [*args, "--broker", f"embedded://{tmp_path}/transport.db"],
                               env={"COLUMNS": "200", "NO_COLOR": "1", "AXIS_DATA": str(tmp_path)})
 
