@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import inspect
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -228,12 +227,5 @@ def _is_inbox(queue: str) -> bool:
     return queue not in (wire.INTAKE_QUEUE, wire.RECEIPTS_QUEUE) and not queue.endswith(".receipts")
 
 
-# TODO(rebase onto "store"): WriteTx.transition takes `attempts`; call it directly then.
-_TAKES_ATTEMPTS = "attempts" in inspect.signature(WriteTx.transition).parameters
-
-
 def _transition_failed(tx: WriteTx, axis_id: str, code: str, letter: DeadLetter) -> bool:
-    if _TAKES_ATTEMPTS:
-        return tx.transition(axis_id, code, DeliveryState.FAILED, error=letter.reason[:500],  # type: ignore[call-arg]
-                             attempts=letter.attempts)  # store's new argument (see the TODO above)
-    return tx.transition(axis_id, code, DeliveryState.FAILED, error=letter.reason[:500])
+    return tx.transition(axis_id, code, DeliveryState.FAILED, error=letter.reason[:500], attempts=letter.attempts)
