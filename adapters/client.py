@@ -581,23 +581,20 @@ class AgencyClient:
                         room.release()
                         break
                     now = time.monotonic()
-                    idle_since = idle_since if idle_since is not None else now
+                    idle_since = idle_since if idle_since is not None else now  # idle counts while there is room
                     limits = [poll] if poll is not None else []
                     if idle is not None:
                         limits.append(idle_since + idle - now)
                     if deadline is not None:
                         limits.append(deadline - now)
                     timeout = min(limits) if limits else None
-                    if timeout is not None and timeout <= 0:
+                    if (timeout is not None and timeout <= 0) or consumer.closed:
                         room.release()
                         break
-                    try:
-                        delivery = await asyncio.wait_for(anext(consumer), timeout)
-                    except (TimeoutError, StopAsyncIteration) as exc:
+                    got = await consumer.receive(1, timeout)
+                    if not got:
                         room.release()
-                        if isinstance(exc, StopAsyncIteration):
-                            break
                         continue
                     taken, idle_since = taken + 1, None
-                    tasks.create_task(run(delivery))
+                    tasks.create_task(run(got[0]))
         return results

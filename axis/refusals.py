@@ -87,6 +87,8 @@ class RefusalCode(enum.Enum):
                             "changes; the receipt is dead-lettered.")
     SENDER_UNKNOWN = (414, "A submission whose sender cannot be told (no verified signer, no registered claimed "
                            "sender). No receipt is sent; it is dead-lettered on axis.intake.")
+    DEAD_LETTER_UNMATCHED = (415, "A dead letter matches no delivery the axis made (axis id, recipient queue "
+                                  "and SHA-256 of the body); it changed nothing and stays parked.")
 
     # 5xx: delivery and internal
     DELIVERY_FAILED = (500, "Delivery failed after every retry; the packet is in the dead-letter queue.")

@@ -216,12 +216,9 @@ def _worker_pids(hub: Hub) -> list[int]:
 async def _drain(transport, queue: str) -> None:  # noqa: ANN001
     while await transport.depth(queue):
         async with transport.consume(queue, prefetch=500) as deliveries:
-            try:
-                while True:
-                    delivery = await asyncio.wait_for(deliveries.__anext__(), 0.5)
+            while batch := await deliveries.receive(500, 0.5):
+                for delivery in batch:
                     await delivery.ack()
-            except (TimeoutError, StopAsyncIteration):
-                pass
 
 
 def _pg_database() -> tuple[str, callable]:

@@ -75,7 +75,7 @@ async def _run(root: Path) -> bool:
     hub = Hub(HubSettings(trust=TrustSettings(trust_roots=ca / "ca.pem", crl=ca / "crl.pem",
                                               hub_key=keys / f"{wire.HUB_IDENTITY}.key.pem",
                                               hub_cert=keys / f"{wire.HUB_IDENTITY}.cert.pem"),
-                          workers=1, dead_letter_sweep=1.0), store, transport)
+                          workers=1), store, transport)
     await hub.start()
     stdout.print(f"  store {root / 'axis.db'}, transport {root / 'transport.db'}, 4 agencies registered")
     clients = {org.organ_id: AgencyClient(org.organ_id, transport, signer=signer(org.organ_id),

@@ -189,46 +189,61 @@ dlq_app = typer.Typer(help="Inspect the deliveries that failed for good (dead le
 
 @dlq_app.command("list")
 def dlq_list(
-    code: str = typer.Argument(..., help="The recipient agency whose dead-letter queue to list."),
+    queue: str = typer.Argument(..., help="Whose dead letters: an agency code (its deliveries), CODE.receipts "
+                                          "(its receipts), axis.intake or axis.receipts; a trailing .dlq is "
+                                          "accepted."),
     limit: int = typer.Option(1000, "--limit", min=1, help="At most this many, oldest first."),
     as_json: bool = typer.Option(False, "--json"),
     broker: str | None = BrokerOption,
 ) -> None:
-    """List an agency's dead letters: what could not be delivered, after how many attempts, and why.
+    """List the dead letters of one of Axis's queues: what could not be handled, after how many attempts, and why.
 
-    They stay parked: listing takes nothing away, and the hub has already sent each sender an
-    error receipt (AX500 DELIVERY_FAILED).
+    They stay parked: listing takes nothing away. For an agency's deliveries the hub has already
+    sent each sender an error receipt (AX500 DELIVERY_FAILED), if the letter matched the delivery.
     """
     from axis import wire
 
-    try:
-        code = parse_agency_code(code).text
-    except Refusal as refusal:
-        refuse(refusal)
+    queue = _dead_letter_queue(queue)
 
     async def main() -> list:
         transport = await open_broker(broker, name="axis-dlq")
         try:
-            return await transport.dead_letters(wire.inbox_queue(code), limit=limit)
+            return await transport.dead_letters(queue, limit=limit)
         finally:
             await transport.close()
 
     try:
         letters = asyncio.run(main())
     except TransportError as exc:
-        fail(f"cannot list the dead letters of {code}: {exc}")
-    rows = [{"message_id": letter.message_id, "axis_id": letter.headers.get(wire.H_AXIS_ID),
+        fail(f"cannot list the dead letters of {queue}: {exc}")
+    rows = [{"queue": queue, "message_id": letter.message_id, "axis_id": letter.headers.get(wire.H_AXIS_ID),
              "sender": letter.headers.get(wire.H_SENDER), "document_id": letter.headers.get(wire.H_DOCUMENT_ID),
-             "attempts": letter.attempts, "dead_at": letter.dead_at.isoformat(), "reason": letter.reason,
+             "submission": letter.headers.get(wire.H_SUBMISSION), "attempts": letter.attempts,
+             "dead_at": letter.dead_at.isoformat() if letter.dead_at else None, "reason": letter.reason,
              "bytes": len(letter.body)} for letter in letters]
     if as_json:
         print_json(rows)
         return
-    table = Table("dead at (UTC)", "axis id", "sender", "document", "attempts", "reason")
+    table = Table("dead at (UTC)", "axis id / message", "sender", "document", "attempts", "reason")
     for row in rows:
-        table.add_row(row["dead_at"][:19], row["axis_id"] or row["message_id"], row["sender"] or "",
-                      row["document_id"] or "", str(row["attempts"]), row["reason"])
-    stdout.print(table if rows else f"no dead letters for {code}")
+        table.add_row((row["dead_at"] or "")[:19], row["axis_id"] or row["submission"] or row["message_id"],
+                      row["sender"] or "", row["document_id"] or "", str(row["attempts"]), row["reason"])
+    stdout.print(table if rows else f"no dead letters for {queue}")
+
+
+def _dead_letter_queue(name: str) -> str:
+    """The queue named by `axis dlq list NAME`: only queues Axis declares, agency codes checked."""
+    from axis import wire
+
+    name = name.removesuffix(".dlq")
+    if name in (wire.INTAKE_QUEUE, wire.RECEIPTS_QUEUE):
+        return name
+    try:
+        if name.endswith(".receipts"):
+            return wire.receipts_queue(parse_agency_code(name.removesuffix(".receipts")).text)
+        return wire.inbox_queue(parse_agency_code(name).text)
+    except Refusal as refusal:
+        refuse(refusal)
 
 
 audit_app = typer.Typer(help="Check the tamper-evident audit log.", no_args_is_help=True)

@@ -1,4 +1,4 @@
-"""The hub: consumes intake and delivery receipts, relays the outbox, sweeps dead letters.
+"""The hub: consumes intake, delivery receipts and the dead-letter feed, and relays the outbox.
 
 A hub process holds no state of its own: everything it knows is in the store
 and the broker, so any number of hub processes can run against RabbitMQ and
@@ -11,7 +11,9 @@ transaction per batch has committed: an intake batch goes whole to a worker
 process (`workers.py`), which checks, decides, signs and commits it; a batch
 of delivery receipts is verified in the workers and committed here. A
 failure before the commit leaves the batch unacknowledged: the broker delivers
-it again and the duplicate checks make the second pass harmless.
+it again and the duplicate checks make the second pass harmless. Dead letters
+come the same way, from the transport's one dead-letter feed (`acknowledgements.
+DeadLetters`), however many agencies there are.
 """
 from __future__ import annotations
 
@@ -27,14 +29,14 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from axis import wire
-from axis.hub.acknowledgements import DeadLetterSweep, DeliveryReceipts
+from axis.hub.acknowledgements import DeadLetters, DeliveryReceipts
 from axis.hub.intake import Submission
 from axis.hub.relay import Relay
 from axis.hub.verification import TrustSettings
 from axis.hub.workers import WorkerPool
 from axis.retry import retrying
 from axis.store import Store
-from axis.transport import Delivery, Transport, TransportError
+from axis.transport import DEAD_LETTER_FEED, Consumer, Delivery, Transport, TransportError
 
 log = logging.getLogger("axis.hub")
 
@@ -50,8 +52,8 @@ class HubSettings:
     relay_batch: int = 500              # outbox rows the relay publishes per pass
     relay_passes: int = 2               # relay passes running at once
     outbox_retention: float = 3600.0    # seconds a published outbox row is kept before the relay purges it
-    dead_letter_sweep: float = 2.0      # seconds between dead-letter sweeps
-    stall_after: float = 10.0           # seconds a consumer may hand out nothing while messages wait
+    batch_idle: float = 1.0             # seconds a consumer waits for a delivery before it checks on itself
+    stall_after: float = 10.0           # seconds after which a batch or relay pass is reported as overdue
 
 
 class Hub:
@@ -65,8 +67,9 @@ class Hub:
         self.delivery_receipts = DeliveryReceipts(store, self.pool)
         self.relay = Relay(store, transport, batch=settings.relay_batch, passes=settings.relay_passes,
                            retention=settings.outbox_retention)
-        self.sweep = DeadLetterSweep(store, transport, self.pool)
+        self.dead_letters = DeadLetters(store, self.pool)
         self._tasks: list[asyncio.Task] = []
+        self._running: dict[str, dict[asyncio.Task, float]] = {}  # per queue: batch -> loop time it started
         self.started = asyncio.Event()      # set once the queues are declared and consumers run
 
     async def declare_queues(self) -> None:
@@ -82,9 +85,10 @@ class Hub:
         self._tasks = [
             asyncio.create_task(self._consume(wire.INTAKE_QUEUE, self._handle_intake), name="intake"),
             asyncio.create_task(self._consume(wire.RECEIPTS_QUEUE, self._handle_receipts), name="receipts"),
+            asyncio.create_task(self._consume(DEAD_LETTER_FEED, self._handle_dead_letters, lambda: (
+                self.transport.consume_dead_letters(prefetch=self.settings.batch_size))), name="dead-letters"),
             asyncio.create_task(self.relay.run(), name="relay"),
-            asyncio.create_task(self._sweep_forever(), name="dead-letters"),
-            asyncio.create_task(self._watch_relay(), name="relay-watch"),
+            asyncio.create_task(self._watch_overdue(), name="watch"),
         ]
         self.started.set()
 
@@ -107,117 +111,53 @@ class Hub:
 
     # ----------------------------------------------------------- consumers
 
-    async def _consume(self, queue: str, handle: Callable[[list[Delivery]], Awaitable[None]]) -> None:
+    async def _consume(self, queue: str, handle: Callable[[list[Delivery]], Awaitable[None]],
+                       open_consumer: Callable[[], Consumer] | None = None) -> None:
         """Batch deliveries from `queue` into `handle`, up to `in_flight` batches at once.
 
         Overlapping batches keeps every core busy: each worker works on its own batch
         while the hub settles the ones before. If a batch fails, the consumer is
         closed, so its unsettled messages are delivered again.
         """
+        running = self._running.setdefault(queue, {})  # batch -> when it started, for _watch_overdue
+        if open_consumer is None:
+            def open_consumer() -> Consumer:
+                return self.transport.consume(queue, prefetch=self.settings.prefetch)
         while True:
             failed = asyncio.Event()
-            running: dict[asyncio.Task, float] = {}  # batch -> when it started
             # Two batches per worker: one being worked on, the next already queued behind it.
             slots = asyncio.Semaphore(self.settings.in_flight or max(2, 2 * self.pool.workers))
-
-            async def run(batch: list[Delivery]) -> None:
-                try:
-                    await handle(batch)
-                except Exception:
-                    log.exception("a batch from %s failed; its messages will be delivered again", queue)
-                    failed.set()
-                finally:
-                    slots.release()
-
-            activity = [asyncio.get_running_loop().time()]
-            pending: list[asyncio.Future] = []  # a request for the next delivery, still waiting
-            watchdog = asyncio.create_task(self._watch(queue, activity, running, failed))
             try:
-                async with self.transport.consume(queue, prefetch=self.settings.prefetch) as deliveries:
-                    iterator = deliveries.__aiter__()
-                    while not failed.is_set():
-                        batch = await self._next_batch(iterator, failed, pending)
+                async with open_consumer() as consumer:
+                    while not failed.is_set() and not consumer.closed:
+                        # A bounded wait, only so that a failed batch is noticed while the queue is idle.
+                        batch = await consumer.receive(self.settings.batch_size, self.settings.batch_idle,
+                                                       linger=self.settings.batch_wait)
                         if batch:
-                            activity[0] = asyncio.get_running_loop().time()
                             await slots.acquire()
-                            task = asyncio.create_task(run(batch))
+                            task = asyncio.create_task(self._run_batch(queue, handle, batch, failed, slots))
                             running[task] = asyncio.get_running_loop().time()
-                            task.add_done_callback(lambda t: running.pop(t, None))
+                            task.add_done_callback(running.pop)
                     await asyncio.gather(*running, return_exceptions=True)
                 await asyncio.sleep(1.0)
             except asyncio.CancelledError:
                 for task in running:
                     task.cancel()
                 raise
-            except StopAsyncIteration:
-                await asyncio.sleep(0.2)
             except Exception:
                 log.exception("consumer of %s failed; its unsettled messages will be delivered again", queue)
                 await asyncio.sleep(1.0)
-            finally:
-                watchdog.cancel()
-                for request in pending:  # its consumer is closed by now: nothing it holds can be lost
-                    request.cancel()
 
-    async def _watch(self, queue: str, activity: list[float], running: dict[asyncio.Task, float],
-                     failed: asyncio.Event) -> None:
-        """Liveness: a consumer that hands out nothing while its queue has ready messages is restarted.
-
-        It should never fire; when it does, it says so, with the stacks of every task and thread,
-        because something below lost track of messages. A batch that runs longer than
-        `stall_after` is reported the same way (once), and left running: it may be slow, not lost.
-        """
-        loop = asyncio.get_running_loop()
-        reported: set[tuple[asyncio.Task, float]] = set()
-        while not failed.is_set():
-            await asyncio.sleep(self.settings.stall_after / 2)
-            self._report_overdue(running, f"a batch from {queue}", reported)
-            now = loop.time()
-            idle = now - activity[0]
-            if idle < self.settings.stall_after or running:
-                continue
-            try:
-                ready = await self.transport.depth(queue)
-            except TransportError:
-                continue
-            if ready:
-                log.warning("the consumer of %s handed out nothing for %.0f s while %d messages were ready; "
-                            "restarting it%s", queue, idle, ready, _stacks())
-                failed.set()
-
-    async def _next_batch(self, iterator, failed: asyncio.Event,
-                          pending: list[asyncio.Future]) -> list[Delivery]:
-        """The next delivery, then whatever else arrives within `batch_wait`, up to `batch_size`.
-
-        A request for the next delivery is never cancelled: when the batch closes (or the
-        consumer is stopped) while one is still waiting, it is kept in `pending` and is the
-        first of the next batch. Cancelling it could lose a delivery it had already taken,
-        and on Python 3.11 it once left the batcher waiting forever on a request that had
-        swallowed its cancellation, with a half-collected batch never settled.
-        """
-        first = pending.pop() if pending else _next_delivery(iterator)
-        stop = asyncio.ensure_future(failed.wait())
+    @staticmethod
+    async def _run_batch(queue: str, handle: Callable[[list[Delivery]], Awaitable[None]], batch: list[Delivery],
+                         failed: asyncio.Event, slots: asyncio.Semaphore) -> None:
         try:
-            done, _ = await asyncio.wait({first, stop}, return_when=asyncio.FIRST_COMPLETED)
+            await handle(batch)
+        except Exception:
+            log.exception("a batch from %s failed; its messages will be delivered again", queue)
+            failed.set()
         finally:
-            stop.cancel()
-        if first not in done:
-            pending.append(first)
-            return []
-        batch = [first.result()]
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.settings.batch_wait
-        while len(batch) < self.settings.batch_size:
-            timeout = deadline - loop.time()
-            if timeout <= 0:
-                break
-            following = _next_delivery(iterator)
-            done, _ = await asyncio.wait({following}, timeout=timeout)
-            if not done:
-                pending.append(following)
-                break
-            batch.append(following.result())
-        return batch
+            slots.release()
 
     async def _handle_intake(self, batch: list[Delivery]) -> None:
         submissions = [Submission(submission_id=d.headers.get(wire.H_SUBMISSION) or d.message_id, body=d.body,
@@ -232,11 +172,13 @@ class Hub:
         self.relay.wake()
         await _settle(batch, verdicts)
 
-    async def _watch_relay(self) -> None:
-        """A relay pass that takes longer than `stall_after` is reported once, with every stack."""
+    async def _watch_overdue(self) -> None:
+        """A batch or relay pass that takes longer than `stall_after` is reported once, with every stack."""
         reported: set[tuple[asyncio.Task, float]] = set()
         while True:
             await asyncio.sleep(self.settings.stall_after / 2)
+            for queue, running in list(self._running.items()):
+                self._report_overdue(running, f"a batch from {queue}", reported)
             self._report_overdue(self.relay.in_pass, "a relay pass", reported)
 
     def _report_overdue(self, under_way: dict[asyncio.Task, float], what: str,
@@ -249,23 +191,10 @@ class Hub:
                 reported.add((task, since))
                 log.warning("%s has been running for %.0f s%s", what, now - since, _stacks())
 
-    async def _sweep_forever(self) -> None:
-        while True:
-            try:
-                if await retrying("a dead-letter sweep")(self.sweep.sweep)():
-                    self.relay.wake()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("dead-letter sweep failed; trying again")
-            await asyncio.sleep(self.settings.dead_letter_sweep)
-
-
-def _next_delivery(iterator) -> asyncio.Future:
-    """A request for the consumer's next delivery; its end (the consumer closed) is never reported as lost."""
-    request = asyncio.ensure_future(iterator.__anext__())
-    request.add_done_callback(lambda f: f.cancelled() or f.exception())
-    return request
+    async def _handle_dead_letters(self, batch: list[Delivery]) -> None:
+        if await retrying(f"a batch of {len(batch)} dead letters")(self.dead_letters.process)(batch):
+            self.relay.wake()
+        await _settle(batch, [None] * len(batch))
 
 
 def _stacks() -> str:

@@ -7,11 +7,15 @@ store applies inside the UPDATE itself (compare-and-set), are:
   accepted (03) < assigned (04) < processing (05) < done (06). A transition
   must strictly raise the rank; skipping ranks is allowed (receipts may arrive
   out of order: a status 03 can overtake the delivery receipt).
-- refused (02), failed (dead letter after every retry) and recalled (15) are
-  terminal: once there, the state never changes again.
-- A terminal state is reachable from every non-terminal state, except
-  `failed`, which is refused once the recipient has the document (delivered or
-  any business status): a late dead-letter report never contradicts a receipt.
+- refused (02) and recalled (15) are terminal: once there, the state never
+  changes again. They are reachable from every non-terminal state.
+- failed (dead letter after every retry) is reachable only before the recipient
+  has the document (queued, published): a late dead-letter report never
+  contradicts a receipt. It is final except for one way out: proof that the
+  recipient has the document after all (its verified delivery receipt, or a
+  business status) moves it on to `delivered` or beyond, because the recipient
+  holds the bytes, whatever a dead letter said (a dead letter is only a claim:
+  anyone who can write to the broker can make one).
 - Repeating the current state is not a transition (no second receipt).
 
 Callers may rely on: `can_transition` being a pure function of its two
@@ -34,7 +38,7 @@ class DeliveryState(str, enum.Enum):
     PROCESSING = "processing"  # 05
     DONE = "done"              # 06
     REFUSED = "refused"        # 02, terminal
-    FAILED = "failed"          # dead letter, terminal
+    FAILED = "failed"          # dead letter; left only for delivered and beyond
     RECALLED = "recalled"      # 15, terminal
 
     def __str__(self) -> str:
@@ -46,8 +50,7 @@ _PROGRESS = (
     DeliveryState.ACCEPTED, DeliveryState.ASSIGNED, DeliveryState.PROCESSING, DeliveryState.DONE,
 )
 RANK: dict[DeliveryState, int] = {state: i for i, state in enumerate(_PROGRESS)}
-TERMINAL: frozenset[DeliveryState] = frozenset(
-    {DeliveryState.REFUSED, DeliveryState.FAILED, DeliveryState.RECALLED})
+TERMINAL: frozenset[DeliveryState] = frozenset({DeliveryState.REFUSED, DeliveryState.RECALLED})
 ALL_STATES: tuple[DeliveryState, ...] = tuple(DeliveryState)
 
 _STATUS_TO_STATE: dict[str, DeliveryState] = {
@@ -76,8 +79,12 @@ def can_transition(old: str | DeliveryState, new: str | DeliveryState) -> bool:
     old, new = parse_state(old), parse_state(new)
     if old == new or old in TERMINAL:
         return False
+    if old is DeliveryState.FAILED:
+        return new in RANK and RANK[new] >= RANK[DeliveryState.DELIVERED]
     if new in TERMINAL:
-        return not (new is DeliveryState.FAILED and RANK[old] >= RANK[DeliveryState.DELIVERED])
+        return True
+    if new is DeliveryState.FAILED:
+        return RANK[old] < RANK[DeliveryState.DELIVERED]
     return RANK[new] > RANK[old]
 
 

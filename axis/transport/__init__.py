@@ -1,5 +1,6 @@
 """Transports: durable named queues carrying opaque signed packets (see `base` for the contract)."""
 from .base import (
+    DEAD_LETTER_FEED,
     MAX_PRIORITY,
     Consumer,
     DeadLetter,
@@ -12,6 +13,7 @@ from .errors import TransportError, UnroutableError
 from .factory import open_transport
 
 __all__ = [
+    "DEAD_LETTER_FEED",
     "MAX_PRIORITY",
     "Consumer",
     "DeadLetter",

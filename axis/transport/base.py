@@ -13,7 +13,7 @@ Queues
   `declare_queue(name)` is idempotent and creates a durable queue together with
   its own dead-letter queue. Names are 1-200 characters of `A-Z a-z 0-9 . _ : -`,
   start with a letter or digit, and must not end in `.dlq` or start with
-  `axis.retry` or `amq.` (those belong to the transport or the broker).
+  `axis.retry`, `axis.dead` or `amq.` (those belong to the transport or the broker).
 
 Publishing
   `publish()` returns only once the message is durably stored: it survives a
@@ -24,6 +24,25 @@ Publishing
   be stored, so the caller retries and consumers de-duplicate on `message_id`
   (and on business keys in `headers`). `publish_many()` does the same for a batch,
   pipelining the confirmations, and reports one outcome per message.
+
+Receiving
+  `consumer.receive(max_messages, wait, linger=0.0)` returns a list of at most
+  `max_messages` deliveries:
+  - it waits up to `wait` seconds (None: as long as it takes) for the first
+    one, and returns `[]` if none came;
+  - once it has one, it adds whatever else is ready at once, and waits at most
+    `linger` more seconds for further ones, returning as soon as it holds
+    `max_messages`;
+  - a closed consumer (closed before or during the call) returns `[]` at once,
+    and `consumer.closed` says so; what it had taken goes back to the queue;
+  - a failure of the broker or database while fetching raises `TransportError`
+    (the consumer may then be closed and opened again; nothing is lost).
+  Cancelling a receive at any point loses nothing and strands nothing: a
+  receive takes deliveries out of the consumer in one step without awaiting
+  anything, just before it returns, so a cancelled one has taken none, and what
+  the consumer fetched meanwhile is there for the next receive (or goes back to
+  the queue when the consumer closes). `async for delivery in consumer` is
+  `receive(1, None)` until the consumer is closed.
 
 Delivery
   At-least-once. A consumer receives `Delivery` objects and settles each exactly
@@ -53,10 +72,17 @@ Order
   small prefetch where priority matters more than throughput.
 
 Dead letters
+  A dead letter stays parked in its queue's dead-letter queue, for operators:
   `dead_letters(queue)` lists them (body, headers, message id, reason, attempts)
   without removing them; `replay_dead_letters(queue, message_ids)` moves them back
   to the queue with `attempt` reset to 1. Operators never touch the broker or the
-  database by hand.
+  database by hand. In the same durable step, a copy of every dead letter, from
+  any queue, is put on one feed, `consume_dead_letters()`: an ordinary consumer
+  whose deliveries carry the parked letter in `Delivery.letter` (origin queue,
+  reason, attempts). Whoever must react to dead letters consumes that one feed,
+  however many queues there are; acking a feed delivery leaves the parked letter
+  where it is. A feed delivery is a claim, not a proof: anyone who can write to
+  the broker can put a message there.
 
 Concurrency
   A transport object belongs to the event loop that opened it; every method may
@@ -67,6 +93,7 @@ Concurrency
 from __future__ import annotations
 
 import abc
+import asyncio
 import math
 import re
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
@@ -81,6 +108,10 @@ MAX_PRIORITY = 4
 
 _QUEUE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,199}")
 _RESERVED_HEADER_PREFIXES = ("x-", "axis-")
+_RESERVED_QUEUE_PREFIXES = ("axis.retry", "axis.dead", "amq.")
+
+DEAD_LETTER_FEED = "axis.dead-letters"
+"""The queue that carries a copy of every dead letter (`Transport.consume_dead_letters`)."""
 
 
 @dataclass(frozen=True)
@@ -143,6 +174,7 @@ class Delivery(abc.ABC):
         priority: int,
         attempt: int,
         redelivered: bool,
+        letter: DeadLetter | None = None,
     ) -> None:
         self.queue = queue
         self.body = body
@@ -151,6 +183,8 @@ class Delivery(abc.ABC):
         self.priority = priority
         self.attempt = attempt
         self.redelivered = redelivered
+        self.letter = letter
+        """On the dead-letter feed: the parked letter this delivery announces; otherwise None."""
         self._spent = False
 
     def __repr__(self) -> str:
@@ -195,10 +229,11 @@ class Delivery(abc.ABC):
 
 
 class Consumer(abc.ABC, AsyncIterator[Delivery]):
-    """Deliveries from one queue: `async with transport.consume(q) as deliveries: async for d in deliveries`.
+    """Deliveries from one queue: `async with transport.consume(q) as c: batch = await c.receive(100, 5.0)`.
 
-    Leaving the `async with` block (or `close()`) stops the consumer: iteration
-    ends and every delivery not yet settled is delivered again to someone else.
+    Leaving the `async with` block (or `close()`) stops the consumer: `receive`
+    returns `[]`, iteration ends, and every delivery not yet settled is delivered
+    again to someone else. See the module docstring for `receive`'s rules.
     """
 
     async def __aenter__(self) -> Consumer:
@@ -212,13 +247,77 @@ class Consumer(abc.ABC, AsyncIterator[Delivery]):
     def __aiter__(self) -> Consumer:
         return self
 
+    async def __anext__(self) -> Delivery:
+        """The next delivery; waits for one. Raises `StopAsyncIteration` once closed."""
+        got = await self.receive(1, None)
+        if not got:
+            raise StopAsyncIteration
+        return got[0]
+
+    async def receive(self, max_messages: int = 1, wait: float | None = None, *,
+                      linger: float = 0.0) -> list[Delivery]:
+        """Up to `max_messages` deliveries: the first within `wait` seconds (None: no limit), then
+        whatever is ready at once or arrives within `linger` more seconds. `[]` if none came in time
+        or the consumer is closed. Safe to cancel at any point (see the module docstring)."""
+        if isinstance(max_messages, bool) or not isinstance(max_messages, int) or max_messages < 1:
+            raise ValueError(f"max_messages must be an int >= 1, not {max_messages!r}")
+        for name, value in (("wait", wait), ("linger", linger)):
+            if value is not None and not (isinstance(value, (int, float)) and value >= 0):
+                raise ValueError(f"{name} must be a number of seconds >= 0, not {value!r}")
+        self._check_open()
+        loop = asyncio.get_running_loop()
+        first_by = None if wait is None else loop.time() + wait
+        last_by: float | None = None
+        while True:
+            # Nothing is taken out of the consumer before the one synchronous step below, so a
+            # cancellation at any await here leaves every delivery where the next receive finds it.
+            ready = self._ready_count()
+            if self.closed:
+                return []
+            if ready and (ready >= max_messages or (last_by is not None and loop.time() >= last_by)
+                          or not linger):
+                got = self._take_ready(max_messages)
+                if got:
+                    return got
+                continue  # another receive on this consumer took them first
+            if ready and last_by is None:
+                last_by = loop.time() + linger
+            until = last_by if ready else first_by
+            remaining = None if until is None else until - loop.time()
+            if remaining is not None and remaining <= 0:
+                return self._take_ready(max_messages) if ready else []
+            await self._until_ready(remaining)
+
+    _state = "new"  # "open" once open() succeeded, "closed" for good after close(): set by the implementations
+
+    @property
+    def closed(self) -> bool:
+        """True once the consumer was closed (closing the transport closes its consumers)."""
+        return self._state == "closed"
+
+    def _check_open(self) -> None:
+        if self._state == "new":
+            raise RuntimeError("open the consumer first: async with transport.consume(queue) as deliveries")
+
+    @abc.abstractmethod
+    def _ready_count(self) -> int:
+        """How many deliveries the consumer holds ready to hand out now."""
+
+    @abc.abstractmethod
+    def _take_ready(self, limit: int) -> list[Delivery]:
+        """Hand out up to `limit` ready deliveries, best first. Synchronous: it must not await."""
+
+    @abc.abstractmethod
+    async def _until_ready(self, timeout: float | None) -> None:
+        """Return when more may be ready, when closed, or after `timeout` seconds, whichever is first.
+
+        It may fetch from the queue, but whatever it fetches it keeps in the consumer even if
+        cancelled, and it raises nothing when the time runs out.
+        """
+
     @abc.abstractmethod
     async def open(self) -> None:
         """Start consuming; raises `UnroutableError` if the queue does not exist."""
-
-    @abc.abstractmethod
-    async def __anext__(self) -> Delivery:
-        """The next delivery; waits for one. Raises `StopAsyncIteration` once closed."""
 
     @abc.abstractmethod
     async def close(self) -> None:
@@ -236,6 +335,10 @@ class Transport(abc.ABC):
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                         tb: TracebackType | None) -> None:
         await self.close()
+
+    @abc.abstractmethod
+    async def start(self) -> None:
+        """Connect (or open the database) and declare the base topology; `open_transport` calls it."""
 
     @abc.abstractmethod
     async def declare_queue(self, name: str) -> None:
@@ -258,6 +361,11 @@ class Transport(abc.ABC):
     @abc.abstractmethod
     def consume(self, queue: str, *, prefetch: int = 100) -> Consumer:
         """A consumer holding at most `prefetch` unsettled deliveries; use it with `async with`."""
+
+    @abc.abstractmethod
+    def consume_dead_letters(self, *, prefetch: int = 100) -> Consumer:
+        """A consumer of the dead-letter feed: a copy of every dead letter of every queue, each with
+        `Delivery.letter` set. Acking one leaves the parked letter in its dead-letter queue."""
 
     @abc.abstractmethod
     async def dead_letters(self, queue: str, *, limit: int = 1000) -> list[DeadLetter]:
@@ -283,9 +391,9 @@ def check_queue_name(name: str) -> str:
     if not isinstance(name, str) or not _QUEUE_NAME.fullmatch(name):
         raise ValueError(f"invalid queue name {name!r}: use 1-200 characters of A-Z a-z 0-9 . _ : - "
                          "starting with a letter or digit (an agency code such as 000.00.00.G22 fits)")
-    if name.endswith(".dlq") or name.startswith(("axis.retry", "amq.")):
+    if name.endswith(".dlq") or name.startswith(_RESERVED_QUEUE_PREFIXES):
         raise ValueError(f"invalid queue name {name!r}: names ending in .dlq or starting with "
-                         "axis.retry or amq. are reserved for the transport and the broker")
+                         "axis.retry, axis.dead or amq. are reserved for the transport and the broker")
     return name
 
 

@@ -31,6 +31,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from .base import (
+    DEAD_LETTER_FEED,
     Consumer,
     DeadLetter,
     Delivery,
@@ -41,6 +42,7 @@ from .base import (
     check_message,
     check_prefetch,
     check_queue_name,
+    is_reserved_header,
 )
 from .errors import TransportError, UnroutableError
 from .sqlite_worker import SqliteWorker
@@ -103,6 +105,7 @@ def _init_schema(conn: sqlite3.Connection) -> None:
     elif row[0] != str(SCHEMA_VERSION):
         raise sqlite3.DatabaseError(f"transport schema version {row[0]} is not the supported "
                                     f"{SCHEMA_VERSION}; use the matching Axis version")
+    conn.execute("INSERT OR IGNORE INTO axis_queue (name, created_at) VALUES (?, ?)", (DEAD_LETTER_FEED, time.time()))
 
 
 def _unknown_queue(queue: str) -> UnroutableError:
@@ -197,6 +200,9 @@ class EmbeddedTransport(Transport):
     def consume(self, queue: str, *, prefetch: int = 100) -> Consumer:
         return _EmbeddedConsumer(self, check_queue_name(queue), check_prefetch(prefetch))
 
+    def consume_dead_letters(self, *, prefetch: int = 100) -> Consumer:
+        return _EmbeddedConsumer(self, DEAD_LETTER_FEED, check_prefetch(prefetch))
+
     async def _require_queue(self, queue: str) -> None:
         if queue in self._known_queues:
             return
@@ -234,10 +240,15 @@ class EmbeddedTransport(Transport):
             return taken
 
         rows = await self._db.write(take)
-        return [_EmbeddedDelivery(consumer, seq, token, queue=queue, body=body, message_id=message_id,
-                                  headers=json.loads(headers), priority=priority, attempt=attempt,
-                                  redelivered=bool(redelivered))
-                for seq, message_id, body, headers, priority, attempt, redelivered in rows]
+        deliveries = []
+        for seq, message_id, body, headers, priority, attempt, redelivered in rows:
+            plain = json.loads(headers)
+            deliveries.append(_EmbeddedDelivery(
+                consumer, seq, token, queue=queue, body=body, message_id=message_id,
+                headers={k: v for k, v in plain.items() if not is_reserved_header(k)}, priority=priority,
+                attempt=attempt, redelivered=bool(redelivered),
+                letter=_letter(message_id, body, plain, priority) if queue == DEAD_LETTER_FEED else None))
+        return deliveries
 
     async def _renew(self, pairs: list[tuple[int, str]]) -> None:
         lease = self.lease
@@ -337,7 +348,9 @@ class EmbeddedTransport(Transport):
         return count
 
     async def depth(self, queue: str) -> int:
-        check_queue_name(queue)
+        return await self._depth(check_queue_name(queue))
+
+    async def _depth(self, queue: str) -> int:
         await self._require_queue(queue)
         return await self._db.read(lambda conn: conn.execute(
             "SELECT count(*) FROM axis_message WHERE queue=? AND visible_at<=?", (queue, time.time())).fetchone()[0])
@@ -358,14 +371,41 @@ def _report_lost_ack(future: asyncio.Future[None]) -> None:
 
 def _move_to_dead(conn: sqlite3.Connection, seq: int, token: str | None, now: float, reason: str,
                   attempts: int) -> int:
+    """Park the message in its dead-letter queue and, in the same transaction, put a copy on the feed."""
     match = "seq=? AND lease_token=?" if token is not None else "seq=?"
     params = (seq, token) if token is not None else (seq,)
-    moved = conn.execute(
+    row = conn.execute(f"SELECT queue, message_id, body, headers, priority FROM axis_message WHERE {match}",
+                       params).fetchone()
+    if row is None:
+        return 0
+    queue, message_id, body, headers, priority = row
+    conn.execute(
         "INSERT INTO axis_dead_letter (queue, message_id, body, headers, priority, attempts, reason, dead_at)"
-        f" SELECT queue, message_id, body, headers, priority, ?, ?, ? FROM axis_message WHERE {match}",
-        (attempts, reason, now, *params)).rowcount
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (queue, message_id, body, headers, priority, attempts, reason, now))
     conn.execute(f"DELETE FROM axis_message WHERE {match}", params)
-    return moved
+    if queue != DEAD_LETTER_FEED:  # a feed message that dies is parked, not fed to itself
+        feed_headers = {**json.loads(headers), _H_ORIGIN: queue, _H_REASON: reason, _H_ATTEMPTS: str(attempts),
+                        _H_DEAD_AT: repr(now)}
+        conn.execute(
+            "INSERT INTO axis_message (queue, message_id, body, headers, priority, attempt, redelivered,"
+            " visible_at, lease_token) VALUES (?, ?, ?, ?, ?, 1, 0, ?, NULL)",
+            (DEAD_LETTER_FEED, message_id, body, json.dumps(feed_headers), priority, now))
+    return 1
+
+
+# A feed message carries its letter's facts in headers the transport reserves (and strips).
+_H_ORIGIN, _H_REASON, _H_ATTEMPTS, _H_DEAD_AT = "axis-origin", "axis-dead-reason", "axis-dead-attempts", "axis-dead-at"
+
+
+def _letter(message_id: str, body: bytes, headers: dict[str, str], priority: int) -> DeadLetter:
+    try:
+        attempts, dead_at = int(headers.get(_H_ATTEMPTS, "1")), float(headers.get(_H_DEAD_AT, "nan"))
+    except ValueError:
+        attempts, dead_at = 1, float("nan")
+    return DeadLetter(queue=headers.get(_H_ORIGIN, ""), message_id=message_id, body=body,
+                      headers={k: v for k, v in headers.items() if not is_reserved_header(k)}, priority=priority,
+                      reason=headers.get(_H_REASON, ""), attempts=attempts,
+                      dead_at=None if dead_at != dead_at else datetime.fromtimestamp(dead_at, UTC))
 
 
 class _EmbeddedDelivery(Delivery):
@@ -396,8 +436,9 @@ class _EmbeddedConsumer(Consumer):
         self._fill: asyncio.Task[bool] | None = None
         self._heartbeat: asyncio.Task[None] | None = None
         self._state = "new"
-        self._asked = time.monotonic()      # when the current __anext__ began
-        self._waiting = False               # an __anext__ is under way
+        self._starved_since: float | None = None  # asked for deliveries and had none since then
+        self._waiting = 0                   # receives waiting for news right now
+        self._delay = _POLL_MIN             # the next idle poll's pause
         self._stall_check: asyncio.Task[None] | None = None
         self._reported = False
 
@@ -424,7 +465,9 @@ class _EmbeddedConsumer(Consumer):
     async def _renew_leases(self) -> None:
         while True:
             await asyncio.sleep(min(self.transport.lease / 3, _STALL_REPORT / 2))
-            if (self._waiting and not self._reported and time.monotonic() - self._asked > _STALL_REPORT
+            since = self._starved_since
+            if (self._waiting and not self._reported and since is not None
+                    and time.monotonic() - since > _STALL_REPORT
                     and (self._stall_check is None or self._stall_check.done())):
                 self._stall_check = asyncio.create_task(self._report_if_stalled())
             if self._held:
@@ -435,61 +478,72 @@ class _EmbeddedConsumer(Consumer):
 
     async def _take(self, room: int) -> bool:
         deliveries = await self.transport._take(self, room)
+        if deliveries:
+            self._starved_since = None
         for delivery in deliveries:
             self._held[delivery.seq] = delivery
             self._buffer.append(delivery)
         return bool(deliveries)
 
-    async def __anext__(self) -> _EmbeddedDelivery:
-        if self._state == "new":
-            raise RuntimeError("open the consumer first: async with transport.consume(queue) as deliveries")
-        self._asked = time.monotonic()
-        self._waiting = True
-        try:
-            return await self._next()
-        finally:
-            self._waiting = False
+    def _ready_count(self) -> int:
+        return len(self._buffer)
 
-    async def _next(self) -> _EmbeddedDelivery:
-        delay = _POLL_MIN
-        while True:
-            if self._state != "open":
-                raise StopAsyncIteration
-            if self._buffer:
-                return self._buffer.popleft()
-            room = self.prefetch - len(self._held)
-            self._wake.clear()
-            if room > 0:
-                if self._fill is None or self._fill.done():
-                    self._fill = asyncio.create_task(self._take(room))
-                # Shielded: if our caller is cancelled mid-take, the taken rows still
-                # land in the buffer instead of sitting leased by nobody.
-                if await asyncio.shield(self._fill):
-                    delay = _POLL_MIN
-                    continue
-            # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancellation that
-            # arrives as the event is set, and this loop then ran on as a zombie, holding its caller
-            # (the hub's batcher waited for it forever while deliveries it had handed out sat unsettled).
-            try:
-                async with asyncio.timeout(delay):
-                    await self._wake.wait()
-                delay = _POLL_MIN
-            except TimeoutError:
-                delay = min(delay * 2, _POLL_MAX)
+    def _take_ready(self, limit: int) -> list[Delivery]:
+        taken: list[Delivery] = []
+        while self._buffer and len(taken) < limit:
+            taken.append(self._buffer.popleft())
+        return taken
+
+    async def _until_ready(self, timeout: float | None) -> None:
+        if self._state != "open":
+            return
+        if self._starved_since is None:
+            self._starved_since = time.monotonic()
+        self._waiting += 1
+        try:
+            await self._fetch_or_wait(timeout)
+        finally:
+            self._waiting -= 1
+
+    async def _fetch_or_wait(self, timeout: float | None) -> None:
+        # asyncio.timeout, never wait_for: on Python 3.11 wait_for swallows a cancellation that
+        # arrives as the awaited thing completes, and the "cancelled" wait then ran on as a zombie
+        # that its canceller waited for forever (the hub's lost-batch stall, commit 171b23e).
+        room = self.prefetch - len(self._held)
+        self._wake.clear()
+        try:
+            async with asyncio.timeout(timeout):
+                if room > 0:
+                    if self._fill is None or self._fill.done():
+                        self._fill = asyncio.create_task(self._take(room))
+                    # Shielded: if our caller is cancelled (or times out) mid-take, the taken rows
+                    # still land in the buffer instead of sitting leased by nobody.
+                    if await asyncio.shield(self._fill):
+                        self._delay = _POLL_MIN
+                        return
+                try:
+                    async with asyncio.timeout(self._delay):
+                        await self._wake.wait()
+                    self._delay = _POLL_MIN
+                except TimeoutError:
+                    self._delay = min(self._delay * 2, _POLL_MAX)
+        except TimeoutError:
+            pass  # the caller's time is up; receive() decides what that means
 
     async def _report_if_stalled(self) -> None:
         try:
-            ready = await self.transport.depth(self.queue)
+            ready = await self.transport._depth(self.queue)
         except TransportError:
             return
-        if ready and self._waiting and time.monotonic() - self._asked > _STALL_REPORT:
+        since = self._starved_since
+        if ready and self._waiting and since is not None and time.monotonic() - since > _STALL_REPORT:
             self._reported = True
             fill = ("none" if self._fill is None else "running" if not self._fill.done() else
                     "cancelled" if self._fill.cancelled() else f"failed ({self._fill.exception()!r})"
                     if self._fill.exception() else "done")
             log.warning("consumer of %r was asked for a delivery %.0f s ago and has none, with %d ready in "
                         "its queue: %d held unsettled of prefetch %d, %d buffered, last take %s",
-                        self.queue, time.monotonic() - self._asked, ready, len(self._held), self.prefetch,
+                        self.queue, time.monotonic() - since, ready, len(self._held), self.prefetch,
                         len(self._buffer), fill)
 
     async def close(self) -> None:

@@ -27,8 +27,10 @@ Same contract as every transport (see `base`). What is specific here:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
+from collections import deque
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -44,6 +46,7 @@ from yarl import URL
 from axis.retry import retrying
 
 from .base import (
+    DEAD_LETTER_FEED,
     MAX_PRIORITY,
     Consumer,
     DeadLetter,
@@ -67,6 +70,9 @@ H_REDELIVERED = "axis-redelivered"  # "1": the previous delivery was never settl
 H_RETRY_MS = "axis-retry-ms"      # selects the retry delay queue in the headers exchange
 H_REASON = "axis-dead-reason"
 H_DEAD_AT = "axis-dead-at"
+H_DEAD_ATTEMPTS = "axis-dead-attempts"  # attempts of a dead letter (its axis-attempt restarts at 1 on the feed)
+H_ORIGIN = "axis-origin"          # the queue a dead letter died on
+_LETTER_HEADERS = (H_REASON, H_DEAD_AT, H_DEAD_ATTEMPTS, H_ORIGIN)  # kept when a feed message is re-published
 
 _PUBLISH_WINDOW = 200  # publish_many keeps this many confirms in flight (stack-notes §1.1: ~100-500 is best)
 # What aio-pika/aiormq raise when the broker or the connection fails (RuntimeError
@@ -88,6 +94,10 @@ class Topology:
     - `axis.dead` (durable direct exchange) → `Q.dlq` (durable classic queue),
       bound with routing key `Q`. The transport publishes dead letters there
       itself, with confirms, recording the reason in headers.
+    - `axis.dead-letters` (durable classic queue, declared like any `Q`): the
+      dead-letter feed. It is bound to `axis.dead` with the routing key of
+      every declared queue, so one publish (or one broker dead-lettering)
+      parks a letter in `Q.dlq` and puts its copy on the feed, atomically.
     - `axis.retry` (durable headers exchange) → one holding queue per delay,
       `axis.retry.<ms>ms`, bound on header `axis-retry-ms=<ms>`. Each holds
       messages for one fixed TTL (so no message waits behind a longer delay)
@@ -130,6 +140,7 @@ class Topology:
     async def declare_base(self, channel: AbstractChannel) -> None:
         await channel.declare_exchange(self.DELIVER, aio_pika.ExchangeType.DIRECT, durable=True)
         await channel.declare_exchange(self.DEAD, aio_pika.ExchangeType.DIRECT, durable=True)
+        await self.declare_queue(channel, DEAD_LETTER_FEED)
         retry = await channel.declare_exchange(self.RETRY, aio_pika.ExchangeType.HEADERS, durable=True)
         for delay_ms in self.retry_delays_ms:
             holding = await channel.declare_queue(self.retry_queue(delay_ms), durable=True,
@@ -141,6 +152,10 @@ class Topology:
         await main.bind(self.DELIVER, routing_key=queue)
         dead = await channel.declare_queue(self.dlq(queue), durable=True)
         await dead.bind(self.DEAD, routing_key=queue)
+        if queue != DEAD_LETTER_FEED:  # a feed message that dies is parked, not fed to itself
+            feed = await channel.declare_queue(DEAD_LETTER_FEED, durable=True,
+                                               arguments=self.queue_arguments(DEAD_LETTER_FEED))
+            await feed.bind(self.DEAD, routing_key=queue)
 
 
 def _plain_headers(headers: Mapping[str, Any] | None) -> dict[str, str]:
@@ -159,11 +174,23 @@ def _header(headers: Mapping[str, Any] | None, key: str) -> str | None:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
-def _attempt(headers: Mapping[str, Any] | None) -> int:
+def _attempt(headers: Mapping[str, Any] | None, key: str = H_ATTEMPT) -> int:
     try:
-        return max(1, int(_header(headers, H_ATTEMPT) or 1))
+        return max(1, int(_header(headers, key) or 1))
     except ValueError:
         return 1
+
+
+def _carried(message: AbstractIncomingMessage, attempt: int) -> dict[str, str]:
+    """Headers for re-publishing `message` as attempt `attempt`: the caller's, its id, and, on the
+    dead-letter feed, the facts of the letter it announces."""
+    headers = {**_plain_headers(message.headers), H_ID: _header(message.headers, H_ID) or message.message_id or "",
+               H_ATTEMPT: str(attempt)}
+    for key in _LETTER_HEADERS:
+        value = _header(message.headers, key)
+        if value is not None:
+            headers[key] = value
+    return headers
 
 
 class _Outgoing(NamedTuple):
@@ -173,9 +200,10 @@ class _Outgoing(NamedTuple):
     properties: pamqp.commands.Basic.Properties
 
 
-def _amqp_message(body: bytes, priority: int | None, headers: dict[str, str]) -> _Outgoing:
+def _amqp_message(body: bytes, priority: int | None, headers: Mapping[str, str]) -> _Outgoing:
+    table: dict[str, Any] = dict(headers)  # pamqp's FieldTable: str values are one kind of field value
     return _Outgoing(bytes(body), pamqp.commands.Basic.Properties(
-        headers=headers, priority=priority or 0, delivery_mode=2, message_id=uuid.uuid4().hex))
+        headers=table, priority=priority or 0, delivery_mode=2, message_id=uuid.uuid4().hex))
 
 
 class RabbitMQTransport(Transport):
@@ -293,12 +321,14 @@ class RabbitMQTransport(Transport):
     async def _send(self, exchange: str, routing_key: str, message: _Outgoing) -> None:
         """Publish and wait for the broker's confirm; every failure becomes a TransportError."""
         self._check_open()
+        publishing = self._channel
+        assert publishing is not None  # _check_open() said so
         try:
             # aiormq's own timeout, not asyncio.wait_for: no task per publish, and a cancelled publish
             # that was never written gives its delivery tag back (aiormq's basic_publish).
-            if self._channel.is_closed:  # during an outage: fail now, not after the timeout
+            if publishing.is_closed:  # during an outage: fail now, not after the timeout
                 raise aiormq.exceptions.ChannelInvalidStateError("the publishing channel is closed")
-            channel = await self._channel.get_underlay_channel()
+            channel = await publishing.get_underlay_channel()
             await channel.basic_publish(message.body, exchange=exchange, routing_key=routing_key,
                                         properties=message.properties, mandatory=True, timeout=self.timeout)
         except aiormq.exceptions.PublishError as exc:
@@ -323,6 +353,9 @@ class RabbitMQTransport(Transport):
     def consume(self, queue: str, *, prefetch: int = 100) -> Consumer:
         return _RabbitConsumer(self, check_queue_name(queue), check_prefetch(prefetch))
 
+    def consume_dead_letters(self, *, prefetch: int = 100) -> Consumer:
+        return _RabbitConsumer(self, DEAD_LETTER_FEED, check_prefetch(prefetch))
+
     async def _redeliver(self, queue: str, message: AbstractIncomingMessage, *, count: bool) -> None:
         """Put `message` back on `queue` as a new publish, counting an attempt if `count`; then ack it.
 
@@ -334,24 +367,23 @@ class RabbitMQTransport(Transport):
                                 f"delivered {attempt - 1} times without being settled (its consumer closed or "
                                 "died each time); a poison message?")
             return
-        headers = {**_plain_headers(message.headers), H_ID: _header(message.headers, H_ID) or
-                   message.message_id or "", H_ATTEMPT: str(attempt)}
+        headers = _carried(message, attempt)
         if count or _header(message.headers, H_REDELIVERED) == "1":
             headers[H_REDELIVERED] = "1"
         await self._send(Topology.DELIVER, queue, _amqp_message(message.body, message.priority, headers))
         await _ack(message)
 
     async def _to_dead(self, queue: str, message: AbstractIncomingMessage, attempts: int, reason: str) -> None:
+        # attempt 1: the copy on the feed is a fresh message there; the letter's own count travels apart.
         headers = {**_plain_headers(message.headers), H_ID: _header(message.headers, H_ID) or
-                   message.message_id or "", H_ATTEMPT: str(attempts), H_REASON: reason,
-                   H_DEAD_AT: datetime.now(UTC).isoformat()}
+                   message.message_id or "", H_ATTEMPT: "1", H_DEAD_ATTEMPTS: str(attempts), H_REASON: reason,
+                   H_DEAD_AT: datetime.now(UTC).isoformat(), H_ORIGIN: queue}
         await self._send(Topology.DEAD, queue, _amqp_message(message.body, message.priority, headers))
         await _ack(message)
 
     async def _retry_later(self, queue: str, message: AbstractIncomingMessage, attempt: int) -> None:
         delay_ms = self.topology.retry_delays_ms[attempt - 1]
-        headers = {**_plain_headers(message.headers), H_ID: _header(message.headers, H_ID) or
-                   message.message_id or "", H_ATTEMPT: str(attempt + 1), H_RETRY_MS: str(delay_ms)}
+        headers = {**_carried(message, attempt + 1), H_RETRY_MS: str(delay_ms)}
         await self._send(Topology.RETRY, queue, _amqp_message(message.body, message.priority, headers))
         await _ack(message)
 
@@ -359,7 +391,7 @@ class RabbitMQTransport(Transport):
 
     async def dead_letters(self, queue: str, *, limit: int = 1000) -> list[DeadLetter]:
         check_queue_name(queue)
-        letters = []
+        letters: list[DeadLetter] = []
         # basic.get without ack, then closing the channel, puts every message
         # back where it was: listing leaves the dead-letter queue unchanged.
         async with self._temp_channel() as channel:
@@ -426,19 +458,33 @@ async def _ack(message: AbstractIncomingMessage) -> None:
 def _dead_letter(queue: str, message: AbstractIncomingMessage) -> DeadLetter:
     headers = message.headers or {}
     reason = _header(headers, H_REASON)
-    dead_at = None
-    if reason is None:  # dead-lettered by the broker itself (x-dead-letter-exchange of the queue)
-        deaths = headers.get("x-death") or [{}]
-        reason = f"dead-lettered by the broker: {deaths[0].get('reason', 'unknown')}"
-        dead_at = deaths[0].get("time")
+    dead_at: datetime | None = None
+    if reason is None:  # dead-lettered by the broker itself (x-death, set by the queue's x-dead-letter-exchange)
+        death = _first_death(headers)
+        reason = f"dead-lettered by the broker: {death.get('reason', 'unknown')!s}"
+        when = death.get("time")
+        dead_at = when if isinstance(when, datetime) else None
     else:
-        try:
+        with contextlib.suppress(ValueError):
             dead_at = datetime.fromisoformat(_header(headers, H_DEAD_AT) or "")
-        except ValueError:
-            dead_at = None
+    attempts = _attempt(headers, H_DEAD_ATTEMPTS) if H_DEAD_ATTEMPTS in headers else _attempt(headers)
     return DeadLetter(queue=queue, message_id=_header(headers, H_ID) or message.message_id or "",
                       body=message.body, headers=_plain_headers(headers), priority=message.priority or 0,
-                      reason=reason, attempts=_attempt(headers), dead_at=dead_at)
+                      reason=reason, attempts=attempts, dead_at=dead_at)
+
+
+def _first_death(headers: Mapping[str, Any]) -> Mapping[str, Any]:
+    deaths = headers.get("x-death")
+    if isinstance(deaths, list) and deaths and isinstance(deaths[0], Mapping):
+        return deaths[0]
+    return {}
+
+
+def _origin(message: AbstractIncomingMessage) -> str:
+    """The queue a message on the dead-letter feed died on."""
+    headers = message.headers or {}
+    return (_header(headers, H_ORIGIN) or str(_first_death(headers).get("queue") or "")
+            or message.routing_key or "")
 
 
 class _RabbitDelivery(Delivery):
@@ -479,11 +525,19 @@ _CLOSED = object()
 
 
 class _RabbitConsumer(Consumer):
+    """aio-pika hands raw messages to `_inbox`; a pump task turns them into deliveries in `_ready`
+    (re-publishing broker redeliveries first, see the module docstring), and `receive` takes from
+    `_ready` only. So a cancelled receive never holds a message: the pump, not the caller, does
+    the awaiting between the broker and the application."""
+
     def __init__(self, transport: RabbitMQTransport, queue: str, prefetch: int) -> None:
         self.transport = transport
         self.queue = queue
         self.prefetch = prefetch
         self._inbox: asyncio.Queue[Any] = asyncio.Queue()
+        self._ready: deque[_RabbitDelivery] = deque()
+        self._news = asyncio.Event()
+        self._pump: asyncio.Task[None] | None = None
         self._given: set[_RabbitDelivery] = set()
         self._channel: Any = None
         self._amqp_queue: Any = None  # held strongly: robust queues are restored only while referenced
@@ -511,29 +565,59 @@ class _RabbitConsumer(Consumer):
             raise TransportError(f"cannot consume from {self.queue!r}: {exc!r}; retry") from exc
         self._state = "open"
         transport._consumers.add(self)
+        self._pump = asyncio.create_task(self._run_pump(), name=f"axis-consumer:{self.queue}")
 
-    async def __anext__(self) -> _RabbitDelivery:
-        if self._state == "new":
-            raise RuntimeError("open the consumer first: async with transport.consume(queue) as deliveries")
-        while True:
-            if self._state != "open":
-                raise StopAsyncIteration
+    def _ready_count(self) -> int:
+        return len(self._ready)
+
+    def _take_ready(self, limit: int) -> list[Delivery]:
+        taken: list[Delivery] = []
+        while self._ready and len(taken) < limit:
+            delivery = self._ready.popleft()
+            if not _channel_alive(delivery.message):
+                continue  # its channel died with the connection; the broker redelivers it
+            self._given.add(delivery)
+            taken.append(delivery)
+        return taken
+
+    async def _until_ready(self, timeout: float | None) -> None:
+        if self._state != "open":
+            return
+        self._news.clear()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):  # not wait_for: see embedded.py
+                await self._news.wait()
+
+    async def _run_pump(self) -> None:
+        while self._state == "open":
             message = await self._inbox.get()
             if message is _CLOSED or self._state != "open":
-                raise StopAsyncIteration  # a message taken here stays unacked; the channel close requeues it
+                if message is not _CLOSED:
+                    self._inbox.put_nowait(message)  # close() hands it back to the broker
+                return
             if not _channel_alive(message):
                 continue  # its channel died with the connection; the broker redelivers it
-            if message.redelivered:
-                await self._count_redelivery(message)
+            try:
+                if message.redelivered:
+                    await self._count_redelivery(message)
+                    continue
+                self._ready.append(self._delivery(message))
+            except Exception:
+                # A pump that died would leave the consumer silent for good; this message stays
+                # unacked and goes back to the queue when the consumer closes.
+                log.exception("cannot hand out a message from %r; it is delivered again after this consumer "
+                              "closes", self.queue)
                 continue
-            headers = message.headers or {}
-            delivery = _RabbitDelivery(
-                self, message, queue=self.queue, body=message.body,
-                message_id=_header(headers, H_ID) or message.message_id or "",
-                headers=_plain_headers(headers), priority=message.priority or 0, attempt=_attempt(headers),
-                redelivered=_header(headers, H_REDELIVERED) == "1")
-            self._given.add(delivery)
-            return delivery
+            self._news.set()
+
+    def _delivery(self, message: AbstractIncomingMessage) -> _RabbitDelivery:
+        headers = message.headers or {}
+        return _RabbitDelivery(
+            self, message, queue=self.queue, body=message.body,
+            message_id=_header(headers, H_ID) or message.message_id or "",
+            headers=_plain_headers(headers), priority=message.priority or 0, attempt=_attempt(headers),
+            redelivered=_header(headers, H_REDELIVERED) == "1",
+            letter=_dead_letter(_origin(message), message) if self.queue == DEAD_LETTER_FEED else None)
 
     async def _count_redelivery(self, message: AbstractIncomingMessage) -> None:
         """Re-publish a broker redelivery with attempt + 1 (see module docstring), then ack it.
@@ -565,6 +649,7 @@ class _RabbitConsumer(Consumer):
             return
         was_open = self._state == "open"
         self._state = "closed"
+        self._news.set()
         self.transport._consumers.discard(self)
         if was_open:
             try:
@@ -576,15 +661,24 @@ class _RabbitConsumer(Consumer):
                     await asyncio.sleep(0)
             except _AMQP_ERRORS:
                 pass
+            if self._pump is not None:
+                self._pump.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._pump
             # Prefetched messages the application never saw go back without
             # counting an attempt; if that fails, the channel close below
             # returns them to the broker, which then counts one.
+            unseen = [(d.message, False) for d in self._ready]
+            self._ready.clear()
             while not self._inbox.empty():
                 message = self._inbox.get_nowait()
-                if message is _CLOSED or not _channel_alive(message):
+                if message is not _CLOSED:
+                    unseen.append((message, message.redelivered))
+            for message, count in unseen:
+                if not _channel_alive(message):
                     continue
                 try:
-                    await self.transport._redeliver(self.queue, message, count=message.redelivered)
+                    await self.transport._redeliver(self.queue, message, count=count)
                 except TransportError:
                     pass
             await self._close_channel()
@@ -604,7 +698,7 @@ class _RabbitConsumer(Consumer):
 
 def _channel_alive(message: AbstractIncomingMessage) -> bool:
     try:
-        message.channel  # raises once the channel the message came on is closed
+        _ = message.channel  # raises once the channel the message came on is closed
     except aiormq.exceptions.ChannelInvalidStateError:
         return False
     return True

@@ -134,7 +134,7 @@ class SqliteWorker:
                 except BaseException:
                     conn.execute("ROLLBACK")
                     raise
-        except BaseException as exc:  # reported to start(); the thread has nothing else to do
+        except BaseException as exc:  # noqa: BLE001 - reported to start(); the thread has nothing else to do
             self._startup_error = exc
             self._ready.set()
             return
@@ -182,7 +182,7 @@ class SqliteWorker:
                 conn.execute("COMMIT")
         except sqlite3.Error as exc:
             self._done(job, None, TransportError(f"embedded transport database {self.path}: {exc}"))
-        except BaseException as exc:
+        except BaseException as exc:  # noqa: BLE001 - the job's own error, handed to its caller
             self._done(job, None, exc)
         else:
             self._done(job, result, None)
@@ -202,12 +202,13 @@ class SqliteWorker:
                 conn.execute("SAVEPOINT job")
                 try:
                     result = job.fn(conn)
-                except BaseException as exc:
+                except BaseException as exc:  # noqa: BLE001 - the job's own error, handed to its caller
                     conn.execute("ROLLBACK TO job")
                     conn.execute("RELEASE job")
+                    failure: BaseException = exc
                     if isinstance(exc, sqlite3.Error):
-                        exc = TransportError(f"embedded transport database {self.path}: {exc}")
-                    outcomes.append((None, exc))
+                        failure = TransportError(f"embedded transport database {self.path}: {exc}")
+                    outcomes.append((None, failure))
                 else:
                     conn.execute("RELEASE job")
                     outcomes.append((result, None))
@@ -221,8 +222,8 @@ class SqliteWorker:
             for job in jobs:
                 self._done(job, None, error)
             return
-        for job, (result, exc) in zip(jobs, outcomes, strict=True):
-            self._done(job, result, exc)
+        for job, (result, outcome) in zip(jobs, outcomes, strict=True):
+            self._done(job, result, outcome)
 
     @staticmethod
     def _done(job: _Job, result: Any, error: BaseException | None) -> None:

@@ -21,8 +21,9 @@ from axis.edxml.compose import new_document, new_status
 from axis.receipt import Receipt, build_receipt, now_utc
 from axis.refusals import Refusal
 from axis.seal import Sealer
-from axis.transport import OutgoingMessage, RetryPolicy, Transport, open_transport
+from axis.transport import Delivery, OutgoingMessage, RetryPolicy, Transport, open_transport
 from axis.trust import Signer, Verifier
+from tests.transport.support import take
 
 G22, H41, H14 = "000.00.00.G22", "000.00.00.H41", "000.00.00.H14"
 HUB = wire.HUB_IDENTITY
@@ -133,16 +134,10 @@ class HubSide:
         taken: list[Message] = []
         if count == 0:
             return taken
-        async with self.transport.consume(queue, prefetch=500) as consumer:
-            async def loop() -> None:
-                async for delivery in consumer:
-                    taken.append(Message(delivery.body, delivery.message_id, dict(delivery.headers),
-                                         delivery.priority))
-                    await delivery.ack()
-                    if len(taken) == count:
-                        return
-
-            await asyncio.wait_for(loop(), timeout)
+        async with self.transport.consume(queue, prefetch=max(count, 1)) as consumer:
+            for delivery in await take(consumer, count, timeout):
+                taken.append(Message(delivery.body, delivery.message_id, dict(delivery.headers), delivery.priority))
+                await delivery.ack()
         return taken
 
 
@@ -197,20 +192,20 @@ class IntakeResponder:
         try:
             async with transport.consume(wire.INTAKE_QUEUE) as consumer:
                 while not self._stop.is_set():
-                    try:
-                        delivery = await asyncio.wait_for(anext(consumer), 0.1)
-                    except TimeoutError:
-                        continue
-                    submission = delivery.headers[wire.H_SUBMISSION]
-                    reply_to = delivery.headers[wire.H_REPLY_TO].removesuffix(".receipts")
-                    body = self._answer(hub, submission, delivery.body, reply_to)
-                    await hub.send_receipt(reply_to, body, submission=submission)
-                    await delivery.ack()
-                    self.answered += 1
+                    for delivery in await consumer.receive(1, 0.1):
+                        await self._handle(hub, delivery)
         except Exception as exc:  # surfaced in __exit__, so a broken responder fails the test
             self.error = exc
         finally:
             await transport.close()
+
+    async def _handle(self, hub: HubSide, delivery: Delivery) -> None:
+        submission = delivery.headers[wire.H_SUBMISSION]
+        reply_to = delivery.headers[wire.H_REPLY_TO].removesuffix(".receipts")
+        body = self._answer(hub, submission, delivery.body, reply_to)
+        await hub.send_receipt(reply_to, body, submission=submission)
+        await delivery.ack()
+        self.answered += 1
 
 
 

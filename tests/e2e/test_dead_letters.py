@@ -57,7 +57,7 @@ def test_a_delivery_that_keeps_failing_is_dead_lettered_with_an_error_receipt_to
     assert letter.body == packet and letter.headers[wire.H_AXIS_ID] == axis_id
     assert letter.attempts == POLICY.max_attempts
 
-    # The hub's dead-letter sweep marks the delivery failed and records a signed error receipt...
+    # The hub takes the letter from the dead-letter feed, marks the delivery failed, signs an error receipt...
     [recipient] = wait_until(
         lambda: [rec for rec in timeline(deployment, document_id(G22, 1))["recipients"] if rec["state"] == "failed"],
         "the hub to record the delivery as failed")

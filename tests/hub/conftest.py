@@ -1,11 +1,10 @@
 """An in-process hub on real parts: a real PKI, SQLite or PostgreSQL, the embedded transport or RabbitMQ."""
 from __future__ import annotations
 
-import asyncio
 import collections
 import contextlib
 import hashlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,8 +16,9 @@ from axis.edxml.compose import new_document
 from axis.hub import Hub, HubSettings, TrustSettings, declare_agency_queues
 from axis.receipt import read_receipt
 from axis.store import open_store
-from axis.transport import RetryPolicy, Transport, open_transport
+from axis.transport import RetryPolicy, open_transport
 from axis.trust import Signer, Verifier, pki
+from tests.transport.support import take
 
 AGENCIES = {"000.00.00.G22": "Văn phòng Chính phủ", "000.00.00.H41": "UBND Tỉnh Nghệ An",
             "000.00.00.H14": "UBND Tỉnh Cao Bằng", "000.00.00.G17": "Bộ Thông tin và Truyền thông"}
@@ -34,11 +34,11 @@ class World:
     counter: list[int] = field(default_factory=lambda: [0])
 
     @property
-    def transport(self):  # noqa: ANN201
+    def transport(self):
         return self.hub.transport
 
     @property
-    def store(self):  # noqa: ANN201
+    def store(self):
         return self.hub.store
 
     def document(self, sender: str, recipients: list[str], *, priority: int = 0, number: str | None = None,
@@ -64,19 +64,15 @@ class World:
     async def receipts(self, code: str, count: int, timeout: float = 20.0) -> list:
         """`count` receipts from the agency's receipts queue, verified and read."""
         got = []
-        async with self.transport.consume(wire.receipts_queue(code), prefetch=50) as deliveries:
-            async def take() -> None:
-                async for delivery in deliveries:
-                    result = self.verifier.verify_receipt(delivery.body)
-                    got.append((dict(delivery.headers), read_receipt(result.signed_root), result.signer_code))
-                    await delivery.ack()
-                    if len(got) >= count:
-                        return
+        async with self.transport.consume(wire.receipts_queue(code), prefetch=max(50, count)) as c:
             try:
-                await asyncio.wait_for(take(), timeout)
-            except TimeoutError:
-                raise AssertionError(f"{len(got)} of {count} receipts for {code} within {timeout} s; "
-                                     f"{await self.situation(code)}") from None
+                deliveries = await take(c, count, timeout)
+            except AssertionError as exc:
+                raise AssertionError(f"{exc}: receipts for {code}; {await self.situation(code)}") from None
+            for delivery in deliveries:
+                result = self.verifier.verify_receipt(delivery.body)
+                got.append((dict(delivery.headers), read_receipt(result.signed_root), result.signer_code))
+                await delivery.ack()
         return got
 
     async def situation(self, code: str) -> str:
@@ -91,16 +87,10 @@ class World:
                 f"{self.hub.relay.published}; hub tasks {tasks}")
 
     async def inbox(self, code: str, count: int, timeout: float = 20.0, *, ack: bool = True) -> list:
-        got = []
-        async with self.transport.consume(wire.inbox_queue(code), prefetch=1) as deliveries:
-            async def take() -> None:
-                async for delivery in deliveries:
-                    got.append(delivery)
-                    if ack:
-                        await delivery.ack()
-                    if len(got) >= count:
-                        return
-            await asyncio.wait_for(take(), timeout)
+        async with self.transport.consume(wire.inbox_queue(code), prefetch=1) as consumer:
+            got = await take(consumer, count, timeout)
+            for delivery in got if ack else ():
+                await delivery.ack()
         return got
 
 
@@ -114,12 +104,13 @@ def pki_dir(tmp_path_factory) -> Path:
 
 
 @contextlib.asynccontextmanager
-async def running_world(tmp_path: Path, pki_dir: Path, *, wrap: Callable[[Transport], Transport] | None = None,
-                        **settings) -> AsyncIterator[World]:  # noqa: ANN003 - HubSettings overrides
-    """A started hub on a fresh SQLite store and embedded transport (`wrap` may wrap the hub's transport)."""
+async def running_world(tmp_path: Path, pki_dir: Path, *, store_url: str | None = None,
+                        transport_url: str | None = None, **settings) -> AsyncIterator[World]:
+    """A started hub on a fresh SQLite store and embedded transport, or on the empty store and transport
+    the URLs name."""
     ca, keys = pki_dir / "ca", pki_dir / "keys"
-    store = open_store(f"sqlite:///{tmp_path / 'axis.db'}", create=True)
-    transport = await open_transport(f"embedded:///{tmp_path / 'transport.db'}",
+    store = open_store(store_url or f"sqlite:///{tmp_path / 'axis.db'}", create=True)
+    transport = await open_transport(transport_url or f"embedded:///{tmp_path / 'transport.db'}",
                                      retry=RetryPolicy(base_delay=0.05, max_attempts=3))
     with store.write() as tx:
         for code, name in AGENCIES.items():
@@ -127,8 +118,8 @@ async def running_world(tmp_path: Path, pki_dir: Path, *, wrap: Callable[[Transp
             tx.add_certificate(code, (keys / f"{code}.cert.pem").read_text())
     settings = HubSettings(trust=TrustSettings(trust_roots=ca / "ca.pem", crl=ca / "crl.pem",
                                                hub_key=keys / "AXIS.key.pem", hub_cert=keys / "AXIS.cert.pem"),
-                           **{"workers": 0, "dead_letter_sweep": 0.2, **settings})
-    hub = Hub(settings, store, wrap(transport) if wrap else transport)
+                           **{"workers": 0, **settings})
+    hub = Hub(settings, store, transport)
     for code in [*AGENCIES, UNREGISTERED]:
         await declare_agency_queues(transport, code)
     await hub.start()

@@ -10,6 +10,7 @@ from axis.edxml.model import ResponseFor
 from axis.receipt import Receipt, build_receipt, now_utc
 from axis.refusals import RefusalCode
 from tests.hub.conftest import World, sha256
+from tests.transport.support import take
 
 G22, H41, H14, G17, H99 = "000.00.00.G22", "000.00.00.H41", "000.00.00.H14", "000.00.00.G17", "000.00.00.H99"
 
@@ -181,12 +182,10 @@ async def test_delivery_that_keeps_failing_ends_in_dead_letters_with_an_error_re
     await world.submit(body, G22)
     [(_, accepted, _)] = await world.receipts(G22, 1)
     async with world.transport.consume(wire.inbox_queue(H41), prefetch=1) as deliveries:
-        async def fail_all() -> None:
-            async for delivery in deliveries:
-                await delivery.retry("disk full")
-                if delivery.attempt >= 3:
-                    return
-        await asyncio.wait_for(fail_all(), 20)
+        for attempt in (1, 2, 3):
+            [delivery] = await take(deliveries, 1, 20)
+            assert delivery.attempt == attempt
+            await delivery.retry("disk full")
     [(headers, error, signer)] = await world.receipts(G22, 1)
     assert signer == wire.HUB_IDENTITY and error.kind == "error" and error.outcome == "failed"
     assert error.refusal_code == RefusalCode.DELIVERY_FAILED.number and error.recipient == H41

@@ -39,6 +39,12 @@ def test_failed_only_before_the_recipient_has_it() -> None:
     assert all(can_transition(old, S.REFUSED) and can_transition(old, S.RECALLED) for old in RANK)
 
 
+def test_failed_yields_only_to_proof_that_the_recipient_has_it() -> None:
+    # A dead letter is a claim; the recipient's verified receipt (or a status) shows it has the bytes.
+    assert [new for new in ALL if can_transition(S.FAILED, new)] == [
+        new for new in RANK if RANK[new] >= RANK[S.DELIVERED]]
+
+
 def test_status_codes_map_to_states() -> None:
     assert [state_for_status(c) for c in ("01", "02", "03", "04", "05", "06", "15")] == [
         S.ARRIVED, S.REFUSED, S.ACCEPTED, S.ASSIGNED, S.PROCESSING, S.DONE, S.RECALLED]
@@ -65,18 +71,19 @@ def one_recipient(store: Store) -> Store:
     return store
 
 
-def test_late_delivered_never_overwrites_refused_or_failed(one_recipient: Store) -> None:
+def test_late_delivered_never_overwrites_refused_but_overwrites_failed(one_recipient: Store) -> None:
     refused, failed = _delivery(one_recipient, "r"), _delivery(one_recipient, "f")
     with one_recipient.write() as tx:
         assert tx.transition(refused, R1, "refused", error="02: wrong recipient")
         assert tx.transition(failed, R1, S.FAILED, error="retries exhausted")
     with one_recipient.write() as tx:
-        for axis_id in (refused, failed):
-            assert not tx.transition(axis_id, R1, "delivered")
-            assert not tx.transition(axis_id, R1, "done")
+        assert not tx.transition(refused, R1, "delivered")
+        assert not tx.transition(refused, R1, "done")
+        assert tx.transition(failed, R1, "delivered")  # the recipient's receipt: it has the bytes
+        assert not tx.transition(failed, R1, S.FAILED)
     [r], [f] = one_recipient.deliveries(refused), one_recipient.deliveries(failed)
     assert (r.state, r.last_error) == ("refused", "02: wrong recipient")
-    assert (f.state, f.last_error) == ("failed", "retries exhausted")
+    assert f.state == "delivered"
 
 
 def test_repeat_and_unknown_delivery(one_recipient: Store) -> None:

@@ -1,7 +1,6 @@
 """Helpers shared by the transport tests: the management-API client, the test policy, bounded waits."""
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import os
@@ -89,4 +88,23 @@ class RabbitAdmin:
 
 
 async def next_delivery(consumer: Consumer, timeout: float = STEP) -> Delivery:
-    return await asyncio.wait_for(anext(consumer), timeout)
+    """The consumer's next delivery; fails the test if none comes within `timeout`."""
+    [delivery] = await take(consumer, 1, timeout)
+    return delivery
+
+
+async def take(consumer: Consumer, count: int, timeout: float = STEP) -> list[Delivery]:
+    """Exactly `count` deliveries (unsettled), or fail the test after `timeout` seconds.
+
+    The one "receive until there are enough" loop the test helpers share.
+    """
+    got: list[Delivery] = []
+    deadline = time.monotonic() + timeout
+    while len(got) < count:
+        remaining = deadline - time.monotonic()
+        batch = [] if remaining <= 0 else await consumer.receive(count - len(got), remaining)
+        if not batch:
+            raise AssertionError(f"{len(got)} of {count} deliveries within {timeout:g} s"
+                                 + (" (the consumer was closed)" if consumer.closed else ""))
+        got.extend(batch)
+    return got

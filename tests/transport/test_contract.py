@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 import pytest
 
 from axis.transport import (
+    DEAD_LETTER_FEED,
     Consumer,
     Delivery,
     OutgoingMessage,
@@ -24,7 +25,7 @@ from axis.transport import (
     UnroutableError,
 )
 
-from .support import POLICY, STEP, next_delivery
+from .support import POLICY, STEP, next_delivery, take
 
 Q = "000.00.00.G22"
 BODY = bytes(range(256)) + "Hỏa tốc — văn bản số 12/VPCP ✓".encode() + b"\x00\xff\xfe"
@@ -87,7 +88,7 @@ async def test_declare_queue_is_idempotent_and_keeps_messages(transport: Transpo
     {"queue": "bad name"}, {"queue": "000.00.00.G22.dlq"}, {"queue": "axis.retry.x"}, {"queue": ""},
     {"priority": 5}, {"priority": -1}, {"priority": True}, {"message_id": ""}, {"body": "text, not bytes"},
     {"headers": {"x-death": "forged"}}, {"headers": {"axis-attempt": "1"}}, {"headers": {"n": 1}},
-    {"headers": {"s": "\ud800"}},
+    {"headers": {"s": "\ud800"}}, {"queue": "axis.dead-letters"},
 ])
 async def test_invalid_arguments_are_refused_before_anything_is_sent(transport: Transport, bad: dict) -> None:
     await transport.declare_queue(Q)
@@ -355,6 +356,8 @@ async def test_consumer_must_be_opened_and_ends_when_closed(transport: Transport
     consumer = transport.consume(Q)
     with pytest.raises(RuntimeError, match="open the consumer"):
         await anext(consumer)
+    with pytest.raises(RuntimeError, match="open the consumer"):
+        await consumer.receive(1, 0.1)
     async with consumer:
         waiter = asyncio.create_task(anext(consumer))
         await asyncio.sleep(0.05)
@@ -374,3 +377,164 @@ async def test_a_message_published_by_one_transport_is_consumed_through_another(
         assert delivery.body == b"from other"
         await delivery.ack()
     assert await other.depth(Q) == 0
+
+
+# --- receive(max_messages, wait, linger) ---------------------------------------------------------
+
+async def test_receive_waits_at_most_wait_and_returns_nothing_when_nothing_came(transport: Transport) -> None:
+    await transport.declare_queue(Q)
+    async with transport.consume(Q) as consumer:
+        started = time.monotonic()
+        assert await consumer.receive(10, 0.3) == []
+        waited = time.monotonic() - started
+        assert 0.25 <= waited < 3.0, waited
+        for bad in ({"max_messages": 0}, {"wait": -1}, {"linger": -0.1}, {"max_messages": True}):
+            with pytest.raises(ValueError):
+                await consumer.receive(**{"max_messages": 1, "wait": 0.1, **bad})
+
+
+async def test_receive_returns_at_most_max_and_what_is_ready_without_waiting_longer(transport: Transport) -> None:
+    await transport.declare_queue(Q)
+    await transport.publish_many([OutgoingMessage(Q, b"%d" % i, f"r{i}") for i in range(5)])
+    async with transport.consume(Q, prefetch=10) as consumer:
+        got = await take(consumer, 3)
+        started = time.monotonic()
+        got += await take(consumer, 2)  # the rest, without sitting out a wait of STEP
+        assert time.monotonic() - started < STEP / 2
+        assert sorted(d.message_id for d in got) == [f"r{i}" for i in range(5)]
+        batch = await consumer.receive(3, STEP)  # once it has one, it returns what is ready
+        assert batch == [] or len(batch) <= 3
+        for delivery in got:
+            await delivery.ack()
+        await expect_only_marker(transport, consumer)
+
+
+async def test_receive_with_linger_gathers_what_arrives_soon_after_the_first(transport: Transport) -> None:
+    await transport.declare_queue(Q)
+    async with transport.consume(Q, prefetch=10) as consumer:
+        async def publish_later() -> None:
+            await transport.publish(Q, b"1", message_id="first")
+            await asyncio.sleep(0.2)
+            await transport.publish(Q, b"2", message_id="second")
+
+        publisher = asyncio.create_task(publish_later())
+        batch = await consumer.receive(2, STEP, linger=STEP)  # returns as soon as it holds two
+        await publisher
+        assert [d.message_id for d in batch] == ["first", "second"]
+        started = time.monotonic()
+        await transport.publish(Q, b"3", message_id="third")
+        [third] = await consumer.receive(5, STEP, linger=0.3)  # then gives up lingering after 0.3 s
+        assert third.message_id == "third" and time.monotonic() - started < STEP / 2
+        for delivery in (*batch, third):
+            await delivery.ack()
+        await expect_only_marker(transport, consumer)
+
+
+async def test_a_cancelled_receive_loses_and_strands_nothing(transport: Transport) -> None:
+    # Cancel receives at every moment around arrivals: each message must still be received exactly
+    # once, on its first attempt (a stranded one would come back only after close, counted again).
+    await transport.declare_queue(Q)
+    count = 40
+    async with transport.consume(Q, prefetch=5) as consumer:
+        got: list[Delivery] = []
+
+        async def keep(batch: list[Delivery]) -> None:
+            got.extend(batch)
+            for delivery in batch:  # settled at once, so the prefetch limit never hides a stranded one
+                await delivery.ack()
+
+        for i in range(count):
+            request = asyncio.create_task(consumer.receive(3, STEP, linger=0.05))
+            await asyncio.sleep(0)
+            await transport.publish(Q, b"%d" % i, message_id=f"c{i}")
+            for _ in range(i % 7):  # cancel at a different step of the receive each time
+                await asyncio.sleep(0)
+            request.cancel()
+            try:
+                await keep(await request)  # it may have finished first: then what it returned counts
+            except asyncio.CancelledError:
+                pass
+        while len(got) < count:
+            batch = await consumer.receive(count, 2.0)
+            assert batch, f"only {len(got)} of {count} received: {sorted(d.message_id for d in got)}"
+            await keep(batch)
+        assert sorted(d.message_id for d in got) == sorted(f"c{i}" for i in range(count))
+        assert {(d.attempt, d.redelivered) for d in got} == {(1, False)}
+        await expect_only_marker(transport, consumer)
+
+
+async def test_closing_the_consumer_ends_a_waiting_receive_with_nothing(transport: Transport) -> None:
+    await transport.declare_queue(Q)
+    consumer = transport.consume(Q)
+    await consumer.open()
+    waiting = asyncio.create_task(consumer.receive(10, None))
+    await asyncio.sleep(0.1)
+    assert not consumer.closed
+    await consumer.close()
+    assert await asyncio.wait_for(waiting, STEP) == []
+    assert consumer.closed and await consumer.receive(1, STEP) == []  # at once, not after STEP
+    await transport.publish(Q, b"after", message_id="after")
+    async with transport.consume(Q) as again:
+        assert (await next_delivery(again)).attempt == 1  # nothing was taken for the closed one
+
+
+# --- the dead-letter feed ---------------------------------------------------------------------
+
+async def test_every_dead_letter_is_parked_and_copied_once_onto_the_feed(transport: Transport) -> None:
+    other = "000.00.00.H41.receipts"
+    for queue in (Q, other):
+        await transport.declare_queue(queue)
+    await transport.publish(Q, BODY, message_id=MESSAGE_ID, headers=HEADERS, priority=2)
+    await transport.publish(other, b"retried out", message_id="retried")
+    await transport.publish(Q, b"poison", message_id="poison")
+    async with transport.consume(Q, prefetch=1) as consumer:
+        delivery = await next_delivery(consumer)
+        assert delivery.letter is None
+        await delivery.dead_letter("unknown recipient")
+    async with transport.consume(other) as consumer:
+        for _ in range(POLICY.max_attempts):
+            await (await next_delivery(consumer)).retry("cannot verify")
+    for _ in range(POLICY.max_attempts):  # killed its consumer every time
+        async with transport.consume(Q, prefetch=1) as consumer:
+            assert (await next_delivery(consumer)).message_id == "poison"
+    async with transport.consume(Q, prefetch=1) as consumer:  # the next delivery would be one too many
+        await expect_only_marker(transport, consumer)
+
+    async with transport.consume_dead_letters(prefetch=10) as feed:
+        deliveries = await take(feed, 3)
+        letters = {d.message_id: d.letter for d in deliveries}
+        assert all(letter is not None for letter in letters.values())
+        first = letters[MESSAGE_ID]
+        assert first is not None
+        assert (first.queue, first.body, dict(first.headers), first.priority, first.reason, first.attempts) == (
+            Q, BODY, HEADERS, 2, "unknown recipient", 1)
+        retried, poison = letters["retried"], letters["poison"]
+        assert retried is not None and poison is not None
+        assert (retried.queue, retried.reason, retried.attempts) == (other, "cannot verify", POLICY.max_attempts)
+        assert (poison.queue, poison.attempts) == (Q, POLICY.max_attempts) and "without being settled" in poison.reason
+        assert all(d.queue == DEAD_LETTER_FEED and d.attempt == 1 for d in deliveries)
+        for delivery in deliveries:
+            await delivery.ack()
+        assert await feed.receive(1, 0.5) == []  # one copy each
+    # Acking the copies leaves the parked letters where operators see them.
+    assert sorted(x.message_id for x in await transport.dead_letters(Q)) == sorted([MESSAGE_ID, "poison"])
+    assert [x.message_id for x in await transport.dead_letters(other)] == ["retried"]
+
+
+async def test_a_feed_delivery_not_settled_comes_again_with_its_letter(transport: Transport) -> None:
+    await transport.declare_queue(Q)
+    await transport.publish(Q, b"parked", message_id="parked", headers={"k": "v"})
+    async with transport.consume(Q) as consumer:
+        await (await next_delivery(consumer)).dead_letter("no such recipient")
+    async with transport.consume_dead_letters() as feed:
+        first = await next_delivery(feed)  # closed unsettled: the hub died holding it
+    async with transport.consume_dead_letters() as feed:
+        again = await next_delivery(feed)
+        assert (again.message_id, again.attempt, again.redelivered) == ("parked", 2, True)
+        assert again.letter is not None and first.letter is not None
+        assert (again.letter.queue, again.letter.reason, again.letter.attempts, dict(again.letter.headers)) == (
+            Q, "no such recipient", 1, {"k": "v"})
+        await again.retry("store down")
+        later = await next_delivery(feed)  # a retried feed message keeps its letter too
+        assert later.letter is not None and (later.letter.queue, later.letter.reason) == (Q, "no such recipient")
+        await later.ack()

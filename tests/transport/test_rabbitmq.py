@@ -54,6 +54,13 @@ async def test_topology_is_what_the_docs_say(transport: Transport, vhost: str) -
                 for b in admin.bindings(vhost) if b["source"]}
     assert ("axis.deliver", Q, Q, ()) in bindings
     assert ("axis.dead", f"{Q}.dlq", Q, ()) in bindings
+    # The dead-letter feed: one more binding per queue, so one dead-lettering reaches Q.dlq and the feed.
+    feed = admin.queue(vhost, "axis.dead-letters")
+    assert (feed["type"], feed["durable"]) == ("classic", True)
+    assert ("axis.dead", "axis.dead-letters", Q, ()) in bindings
+    assert ("axis.deliver", "axis.dead-letters", "axis.dead-letters", ()) in bindings  # its retries come back
+    assert ("axis.dead", "axis.dead-letters.dlq", "axis.dead-letters", ()) in bindings
+    assert not any(b[:3] == ("axis.dead", "axis.dead-letters", "axis.dead-letters") for b in bindings)
     for delay_ms in delays:
         assert ("axis.retry", f"axis.retry.{delay_ms}ms", "",
                 (("axis-retry-ms", str(delay_ms)), ("x-match", "all"))) in bindings
