@@ -13,7 +13,8 @@ What callers may rely on:
   `InterfaceError`), SQLite "database is locked / busy", and a
   `TransportError` (the broker or the connection failed). Never transient:
   an `UnroutableError` (the queue does not exist, which waiting does not
-  change), a `Refusal` (the input is wrong), any other exception (a bug).
+  change), a `BrokerRefused` (wrong user, password or vhost), a `Refusal`
+  (the input is wrong), any other exception (a bug).
 - Backoff: exponential with full jitter, the first wait at most
   `FIRST_WAIT` seconds, doubling, never more than `MAX_WAIT`; so several hub
   processes coming back from one outage do not hit the server together.
@@ -38,7 +39,7 @@ from axis.refusals import Refusal
 from axis.settings import Settings, SettingsError
 from axis.settings import load as load_settings
 from axis.transport.base import OutgoingMessage, Transport
-from axis.transport.errors import TransportError, UnroutableError
+from axis.transport.errors import BrokerRefused, TransportError, UnroutableError
 
 log = logging.getLogger("axis.retry")
 
@@ -58,7 +59,7 @@ _SQLITE_TRANSIENT = ("database is locked", "database is busy", "database table i
 
 def is_transient(exc: BaseException) -> bool:
     """True when `exc` says a server or the way to it failed for a while, so the same call may succeed later."""
-    if isinstance(exc, UnroutableError | Refusal):
+    if isinstance(exc, UnroutableError | BrokerRefused | Refusal):
         return False
     if isinstance(exc, TransportError):
         return True

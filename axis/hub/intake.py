@@ -107,10 +107,11 @@ class Intake:
 
     def __init__(self, store: Store, check: Callable[[Sequence[bytes]], list[Checked | Refused]],
                  sign: Callable[[Sequence[Receipt]], list[bytes]],
-                 seal: Callable[[str, str, str], dict[str, str]],
+                 seal: Callable[[str, Sequence[str], str], dict[str, str]],
                  verify_receipt: Callable[[bytes], tuple[str, bytes] | Refused]) -> None:
         """`check` checks packets (`verification.check_packet` each); `sign` writes and signs receipts;
-        `seal(axis_id, recipient, digest)` gives a delivery's seal headers (`axis.seal.Sealer.seal`);
+        `seal(axis_id, recipients, digest)` gives the seal headers every delivery of a packet carries
+        (`axis.seal.Sealer.seal`);
         `verify_receipt` checks a receipt an agency signed (`verification.check_receipt`)."""
         self._store = store
         self._check = check
@@ -341,12 +342,13 @@ class Intake:
         receipts.append(NewReceipt(axis_id=axis_id, kind="intake", body=plan.receipt, code="accepted"))
         headers = {wire.H_AXIS_ID: axis_id, wire.H_KIND: c.kind, wire.H_SENDER: c.sender,
                    wire.H_DOCUMENT_ID: c.document_id, wire.H_DIGEST: c.digest}
+        if plan.recipients:
+            headers.update(self._seal(axis_id, plan.recipients, c.digest))
         for recipient in plan.recipients:
             outbox.append(NewOutboxMessage(queue=wire.inbox_queue(recipient),
                                            message_id=wire.delivery_message_id(axis_id, recipient),
                                            priority=c.priority, body_ref=axis_id,
-                                           headers={**headers, wire.H_RECIPIENT: recipient,
-                                                    **self._seal(axis_id, recipient, c.digest)}))
+                                           headers={**headers, wire.H_RECIPIENT: recipient}))
         outbox.append(self._receipt_message(wire.receipts_queue(c.sender), plan))
         data = {"sender": c.sender, "document_id": c.document_id, "digest": c.digest, "size": c.size,
                 "recipients": list(plan.recipients), "kind": c.kind, "submission": plan.submission.submission_id}

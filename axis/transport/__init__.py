@@ -9,12 +9,13 @@ from .base import (
     RetryPolicy,
     Transport,
 )
-from .errors import TransportError, UnroutableError
+from .errors import BrokerRefused, TransportError, UnroutableError
 from .factory import open_transport
 
 __all__ = [
     "DEAD_LETTER_FEED",
     "MAX_PRIORITY",
+    "BrokerRefused",
     "Consumer",
     "DeadLetter",
     "Delivery",

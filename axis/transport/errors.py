@@ -18,5 +18,12 @@ class TransportError(Exception):
     """The broker or the embedded queue database failed; the operation may be retried."""
 
 
+class BrokerRefused(TransportError):
+    """The broker refused the connection itself (wrong user or password, no such vhost, no access).
+
+    Waiting does not change that, so the retry policy gives up at once: fix the URL or the account.
+    """
+
+
 class UnroutableError(TransportError):
     """The named queue does not exist, so nothing was stored. Declare the queue first."""

@@ -60,7 +60,7 @@ from .base import (
     check_queue_name,
     is_reserved_header,
 )
-from .errors import TransportError, UnroutableError
+from .errors import BrokerRefused, TransportError, UnroutableError
 
 log = logging.getLogger("axis.transport.rabbitmq")
 
@@ -79,6 +79,10 @@ _PUBLISH_WINDOW = 200  # publish_many keeps this many confirms in flight (stack-
 # covers ChannelInvalidStateError, raised on a closed channel).
 _AMQP_ERRORS = (aiormq.exceptions.AMQPError, pamqp.exceptions.PAMQPException, ConnectionError, OSError,
                 RuntimeError, asyncio.TimeoutError)
+# The broker said no to the account or the vhost: retrying cannot help. (A missing vhost surfaces
+# as aiormq's InvalidFrameError, a Connection.Close instead of OpenOk, which _refused() recognises.)
+_REFUSED = (aiormq.exceptions.AuthenticationError, aiormq.exceptions.ProbableAuthenticationError,
+            aiormq.exceptions.ConnectionNotAllowed)
 
 
 class Topology:
@@ -247,8 +251,11 @@ class RabbitMQTransport(Transport):
             raise
         except _AMQP_ERRORS as exc:
             await self.close()
-            raise TransportError(f"cannot connect to RabbitMQ at {self._safe_url()}: {exc!r}. Check that the "
-                                 "broker is running and that the user, password and vhost are right.") from exc
+            if not _refused(exc):
+                raise TransportError(f"cannot connect to RabbitMQ at {self._safe_url()}: {exc!r}. Check that the "
+                                     "broker is running and that the user, password and vhost are right.") from exc
+            raise BrokerRefused(f"RabbitMQ at {self._safe_url()} refused the connection ({exc!r}): check the user, "
+                                "password and vhost in the broker URL.") from exc
 
     def _check_open(self) -> AbstractRobustConnection:
         if self._closed or self._connection is None or self._channel is None:
@@ -702,3 +709,10 @@ def _channel_alive(message: AbstractIncomingMessage) -> bool:
     except aiormq.exceptions.ChannelInvalidStateError:
         return False
     return True
+
+
+def _refused(exc: BaseException) -> bool:
+    """True when connecting failed because the broker refused the account or the vhost."""
+    if isinstance(exc, _REFUSED):
+        return True
+    return isinstance(exc, aiormq.exceptions.InvalidFrameError) and "got <Connection.Close" in str(exc)

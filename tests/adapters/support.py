@@ -95,7 +95,7 @@ class HubSide:
             wire.inbox_queue(to), packet, message_id=wire.delivery_message_id(axis_id, to),
             headers={wire.H_AXIS_ID: axis_id, wire.H_KIND: kind, wire.H_SENDER: sender, wire.H_RECIPIENT: to,
                      wire.H_DOCUMENT_ID: document_id, wire.H_DIGEST: digest or hashlib.sha256(packet).hexdigest(),
-                     **self.sealer.seal(axis_id, to, digest or hashlib.sha256(packet).hexdigest())})
+                     **self.sealer.seal(axis_id, [to], digest or hashlib.sha256(packet).hexdigest())})
         return axis_id
 
     async def deliver_many(self, packets: list[bytes], to: str, *, sender: str = G22) -> list[str]:
@@ -105,7 +105,7 @@ class HubSide:
             OutgoingMessage(wire.inbox_queue(to), packet, wire.delivery_message_id(axis_id, to), 0,
                             {wire.H_AXIS_ID: axis_id, wire.H_KIND: "document", wire.H_SENDER: sender,
                              wire.H_RECIPIENT: to, wire.H_DIGEST: hashlib.sha256(packet).hexdigest(),
-                             **self.sealer.seal(axis_id, to, hashlib.sha256(packet).hexdigest())})
+                             **self.sealer.seal(axis_id, [to], hashlib.sha256(packet).hexdigest())})
             for axis_id, packet in zip(axis_ids, packets)])
         assert outcomes == [None] * len(packets), outcomes
         return axis_ids

@@ -45,10 +45,10 @@ def test_a_packet_published_onto_an_agencys_queue_without_axiss_seal_is_never_st
     agency = Sealer.from_files(e2e_pki.key(G22), e2e_pki.cert(G22))
     seals = {
         "unsealed": lambda axis_id: {},
-        "sealed-by-an-agency": lambda axis_id: agency.seal(axis_id, H41, digest),
-        "sealed-for-another-recipient": lambda axis_id: hub.seal(axis_id, H14, digest),
-        "sealed-for-other-bytes": lambda axis_id: hub.seal(axis_id, H41, "0" * 64),
-        "seal-of-another-delivery": lambda axis_id: hub.seal(wire.new_axis_id(), H41, digest),
+        "sealed-by-an-agency": lambda axis_id: agency.seal(axis_id, [H41], digest),
+        "sealed-for-another-recipient": lambda axis_id: hub.seal(axis_id, [H14], digest),
+        "sealed-for-other-bytes": lambda axis_id: hub.seal(axis_id, [H41], "0" * 64),
+        "seal-of-another-delivery": lambda axis_id: hub.seal(wire.new_axis_id(), [H41], digest),
     }
     for name, seal in seals.items():
         axis_id = wire.new_axis_id()

@@ -14,7 +14,8 @@ from urllib.parse import quote
 import pytest
 from yarl import URL
 
-from axis.transport import Transport, TransportError, UnroutableError, open_transport
+from axis.retry import is_transient, retrying
+from axis.transport import BrokerRefused, Transport, TransportError, UnroutableError, open_transport
 
 from .support import AMQP_URL, POLICY, STEP, RabbitAdmin, next_delivery
 
@@ -78,7 +79,7 @@ async def test_a_foreign_queue_with_other_arguments_is_reported_not_clobbered(
 async def test_unreachable_broker_or_vhost_is_a_transport_error(vhost: str) -> None:
     with pytest.raises(TransportError, match="cannot connect"):
         await open_transport(str(URL(AMQP_URL).with_port(1)), timeout=5)
-    with pytest.raises(TransportError, match="cannot connect"):
+    with pytest.raises(BrokerRefused, match="refused the connection"):
         await open_transport(str(URL(AMQP_URL).with_path("/no-such-vhost-" + uuid.uuid4().hex[:6])), timeout=5)
 
 
@@ -196,3 +197,16 @@ async def test_during_a_lasting_outage_operations_fail_fast_and_all_works_after_
             got[delivery.message_id] = delivery.redelivered
             await delivery.ack()
     assert got == {"before": True, "after": False}
+
+
+@pytest.mark.parametrize("wrong", ["password", "vhost"])
+async def test_a_refused_account_or_vhost_fails_at_once_and_is_not_retried(transport_url: str, wrong: str) -> None:
+    """The retry policy waits out a broker that is down, never a wrong URL: that would only cost minutes."""
+    url = URL(transport_url)
+    url = url.with_password("not-the-password") if wrong == "password" else url.with_path("/no-such-vhost-here")
+    started = time.monotonic()
+    with pytest.raises(BrokerRefused) as refused:
+        await retrying("opening a transport with a wrong URL")(open_transport)(str(url), retry=POLICY)
+    assert time.monotonic() - started < 10
+    assert "not-the-password" not in str(refused.value)
+    assert not is_transient(refused.value)
