@@ -35,6 +35,7 @@ from axis.hub.relay import Relay
 from axis.hub.verification import TrustSettings
 from axis.hub.workers import WorkerPool
 from axis.retry import retrying
+from axis.seal import SealCertificate
 from axis.store import Store
 from axis.transport import DEAD_LETTER_FEED, Consumer, Delivery, Transport, TransportError
 
@@ -66,7 +67,8 @@ class Hub:
                                store_url=store.engine.url.render_as_string(hide_password=False))
         self.delivery_receipts = DeliveryReceipts(store, self.pool)
         self.relay = Relay(store, transport, batch=settings.relay_batch, passes=settings.relay_passes,
-                           retention=settings.outbox_retention)
+                           retention=settings.outbox_retention,
+                           seal_certificate=SealCertificate.from_file(settings.trust.hub_cert))
         self.dead_letters = DeadLetters(store, self.pool)
         self._tasks: list[asyncio.Task] = []
         self._running: dict[str, dict[asyncio.Task, float]] = {}  # per queue: batch -> loop time it started

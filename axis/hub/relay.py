@@ -18,6 +18,7 @@ from datetime import timedelta
 
 from axis import wire
 from axis.retry import publish_all, retrying
+from axis.seal import SealCertificate
 from axis.store import DeliveryState, OutboxItem, Store
 from axis.transport import OutgoingMessage, Transport, TransportError
 
@@ -29,8 +30,10 @@ UNROUTABLE_WAIT = 5.0  # seconds before a row whose queue did not exist is tried
 
 class Relay:
     def __init__(self, store: Store, transport: Transport, *, batch: int = 500, lease_seconds: float = 30.0,
-                 idle_poll: float = 0.25, passes: int = 2, retention: float = 3600.0) -> None:
+                 idle_poll: float = 0.25, passes: int = 2, retention: float = 3600.0,
+                 seal_certificate: SealCertificate | None = None) -> None:
         self._store = store
+        self._attach = seal_certificate.attach if seal_certificate is not None else dict
         self._transport = transport
         self._batch = batch
         self._lease = lease_seconds
@@ -113,8 +116,8 @@ class Relay:
         lease_ends = loop.time() + self._lease
         try:
             outcomes = await publish_all(self._transport, [
-                OutgoingMessage(queue=item.queue, body=item.body, message_id=item.message_id,
-                                priority=item.priority, headers={k: str(v) for k, v in item.headers.items()})
+                OutgoingMessage(queue=item.queue, body=item.body, message_id=item.message_id, priority=item.priority,
+                                headers=self._attach({k: str(v) for k, v in item.headers.items()}))
                 for item in items], f"relaying {len(items)} outbox rows", until=lambda: loop.time() >= lease_ends)
         except TransportError as exc:
             log.warning("%d outbox rows were not all confirmed within their lease (%s); they are claimed again",

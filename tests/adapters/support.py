@@ -81,6 +81,10 @@ class HubSide:
             sealer = Sealer.from_files(pki.key_paths[HUB], pki.cert_paths[HUB])
         self.sealer = sealer
 
+    def _seal(self, axis_id: str, to: str, digest: str) -> dict[str, str]:
+        """The seal headers as the relay publishes them (certificate attached)."""
+        return self.sealer.certificate.attach(self.sealer.seal(axis_id, [to], digest))
+
     async def declare(self, *codes: str) -> None:
         await self.transport.declare_queue(wire.INTAKE_QUEUE)
         await self.transport.declare_queue(wire.RECEIPTS_QUEUE)
@@ -95,7 +99,7 @@ class HubSide:
             wire.inbox_queue(to), packet, message_id=wire.delivery_message_id(axis_id, to),
             headers={wire.H_AXIS_ID: axis_id, wire.H_KIND: kind, wire.H_SENDER: sender, wire.H_RECIPIENT: to,
                      wire.H_DOCUMENT_ID: document_id, wire.H_DIGEST: digest or hashlib.sha256(packet).hexdigest(),
-                     **self.sealer.seal(axis_id, [to], digest or hashlib.sha256(packet).hexdigest())})
+                     **self._seal(axis_id, to, digest or hashlib.sha256(packet).hexdigest())})
         return axis_id
 
     async def deliver_many(self, packets: list[bytes], to: str, *, sender: str = G22) -> list[str]:
@@ -105,8 +109,8 @@ class HubSide:
             OutgoingMessage(wire.inbox_queue(to), packet, wire.delivery_message_id(axis_id, to), 0,
                             {wire.H_AXIS_ID: axis_id, wire.H_KIND: "document", wire.H_SENDER: sender,
                              wire.H_RECIPIENT: to, wire.H_DIGEST: hashlib.sha256(packet).hexdigest(),
-                             **self.sealer.seal(axis_id, [to], hashlib.sha256(packet).hexdigest())})
-            for axis_id, packet in zip(axis_ids, packets)])
+                             **self._seal(axis_id, to, hashlib.sha256(packet).hexdigest())})
+            for axis_id, packet in zip(axis_ids, packets, strict=True)])
         assert outcomes == [None] * len(packets), outcomes
         return axis_ids
 
@@ -194,7 +198,7 @@ class IntakeResponder:
                 while not self._stop.is_set():
                     for delivery in await consumer.receive(1, 0.1):
                         await self._handle(hub, delivery)
-        except Exception as exc:  # surfaced in __exit__, so a broken responder fails the test
+        except Exception as exc:  # noqa: BLE001 - surfaced in __exit__, so a broken responder fails the test
             self.error = exc
         finally:
             await transport.close()

@@ -43,12 +43,19 @@ def test_a_packet_published_onto_an_agencys_queue_without_axiss_seal_is_never_st
     digest = hashlib.sha256(packet).hexdigest()
     hub = Sealer.from_files(e2e_pki.key(HUB), e2e_pki.cert(HUB))
     agency = Sealer.from_files(e2e_pki.key(G22), e2e_pki.cert(G22))
+
+    def sealed(sealer: Sealer, axis_id: str, to: list[str], digest: str) -> dict[str, str]:
+        return sealer.certificate.attach(sealer.seal(axis_id, to, digest))  # as the relay publishes it
+
     seals = {
         "unsealed": lambda axis_id: {},
-        "sealed-by-an-agency": lambda axis_id: agency.seal(axis_id, [H41], digest),
-        "sealed-for-another-recipient": lambda axis_id: hub.seal(axis_id, [H14], digest),
-        "sealed-for-other-bytes": lambda axis_id: hub.seal(axis_id, [H41], "0" * 64),
-        "seal-of-another-delivery": lambda axis_id: hub.seal(wire.new_axis_id(), [H41], digest),
+        "sealed-by-an-agency": lambda axis_id: sealed(agency, axis_id, [H41], digest),
+        "sealed-for-another-recipient": lambda axis_id: sealed(hub, axis_id, [H14], digest),
+        "recipient-added-to-the-seal": lambda axis_id: {**sealed(hub, axis_id, [H14], digest),
+                                                        wire.H_SEAL_TO: f"{H14},{H41}"},
+        "sealed-for-other-bytes": lambda axis_id: sealed(hub, axis_id, [H41], "0" * 64),
+        "seal-of-another-delivery": lambda axis_id: sealed(hub, wire.new_axis_id(), [H41], digest),
+        "certificate-named-not-attached": lambda axis_id: hub.seal(axis_id, [H41], digest),
     }
     for name, seal in seals.items():
         axis_id = wire.new_axis_id()
