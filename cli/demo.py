@@ -38,9 +38,11 @@ def demo(workdir: Path | None = typer.Option(None, "--dir", help="Keep the demo'
     if workdir is None:
         with tempfile.TemporaryDirectory(prefix="axis-demo-") as tmp:
             ok = asyncio.run(_run(Path(tmp)))
+        stdout.print("The demo's files were in a temporary folder, now removed; keep them with --dir DIR.")
     else:
         private_directory(workdir)
         ok = asyncio.run(_run(workdir))
+        stdout.print(f"The demo's files are in {workdir}.")
     if not ok:
         raise typer.Exit(1)
 
@@ -155,6 +157,5 @@ async def _exchange(root: Path, hub: Hub, store, clients: dict[str, AgencyClient
     report = store.verify_audit()
     stdout.print(f"  {'intact' if report.ok else 'BROKEN'}: {report.entries} entries, head {report.head_hash[:16]}…")
     done = all(d.state == "done" for d in store.deliveries(receipt.axis_id))
-    stdout.print(f"\n[bold]{'Done' if done and report.ok else 'Something went wrong'}.[/] "
-                 f"Files are in {root}.")
+    stdout.print(f"\n[bold]{'Done' if done and report.ok else 'Something went wrong'}.[/]")
     return done and report.ok and receipt.outcome == "accepted" and refusal.outcome == "refused"
