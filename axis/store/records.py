@@ -57,6 +57,7 @@ class NewDocument:
     signer_fingerprint: str | None = None
     response_for: str | None = None  # axis_id answered by a status packet
     received_at: datetime | None = None  # None: now
+    seal: str | None = None         # the hub's seal (axis/seal.py), served with every delivery
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +73,7 @@ class Document:
     received_at: datetime
     signer_fingerprint: str | None
     response_for: str | None
+    seal: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +107,68 @@ class Receipt:
     body: bytes
     digest: str                     # sha256 hex of body
     created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class InboxItem:
+    """A delivery waiting for its recipient, with the facts of its document (gateway GET /v1/inbox)."""
+    axis_id: str
+    kind: str                       # 'document' | 'status'
+    sender_code: str
+    document_id: str                # for a status packet: "<DocumentId>#<code>#<time>" (its key)
+    priority: int
+    size: int
+    digest: str
+    received_at: datetime
+    response_for: str | None
+
+
+# ---- gateway --------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Credential:
+    id: str
+    role: str                       # 'agency' | 'operator' | 'auditor'
+    agency_code: str | None         # set exactly for role 'agency'
+    token_sha256: str
+    label: str | None
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class NewSubmission:
+    id: str
+    agency_code: str | None
+    credential_id: str | None
+    digest: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Submission:
+    id: str
+    agency_code: str | None
+    credential_id: str | None
+    digest: str | None
+    created_at: datetime
+    outcome: str | None             # None while queued; accepted | duplicate | refused
+    axis_id: str | None
+    code: int | None                # the refusal number (AXnnn) of a refused one
+    detail: str | None
+    receipt: bytes | None           # the signed intake receipt
+    decided_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The hub's outcome of one submission (`WriteTx.decide_submissions`)."""
+    id: str
+    agency_code: str | None         # who may read it, if the row does not exist yet
+    outcome: str
+    axis_id: str | None
+    code: int | None
+    detail: str | None
+    receipt: bytes | None
 
 
 # ---- outbox ---------------------------------------------------------------

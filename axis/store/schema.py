@@ -54,6 +54,8 @@ AGENCY_STATES = ("active", "suspended")
 CERT_STATES = ("active", "revoked")
 DOCUMENT_KINDS = ("document", "status")
 RECEIPT_KINDS = ("intake", "delivery", "status", "error")
+CREDENTIAL_ROLES = ("agency", "operator", "auditor")
+SUBMISSION_OUTCOMES = ("accepted", "duplicate", "refused")
 DELIVERY_STATES = ("queued", "published", "delivered", "arrived", "accepted", "assigned", "processing",
                    "done", "refused", "failed", "recalled")
 
@@ -103,6 +105,8 @@ documents = sa.Table(
     sa.Column("received_at", _AT, nullable=False, index=True),
     sa.Column("signer_fingerprint", _HASH, nullable=True),
     sa.Column("response_for", _HASH, sa.ForeignKey("documents.axis_id"), nullable=True, index=True),
+    # The hub's seal over (axis id, digest, recipients), base64 (axis/seal.py): served with every delivery.
+    sa.Column("seal", sa.Text(), nullable=True),
     sa.UniqueConstraint("sender_code", "document_id", "kind", name="uq_documents_key"),
     sa.CheckConstraint(_in("kind", DOCUMENT_KINDS), name="ck_documents_kind"),
     sa.CheckConstraint("priority BETWEEN 0 AND 4", name="ck_documents_priority"),
@@ -124,6 +128,8 @@ deliveries = sa.Table(
     sa.Column("updated_at", _AT, nullable=False),
     sa.Column("last_error", sa.Text(), nullable=True),
     sa.CheckConstraint(_in("state", DELIVERY_STATES), name="ck_deliveries_state"),
+    # An agency's inbox: its deliveries still waiting (gateway GET /v1/inbox).
+    sa.Index("ix_deliveries_inbox", "recipient_code", "state"),
 )
 
 receipts = sa.Table(
@@ -162,6 +168,39 @@ outbox = sa.Table(
              sqlite_where=sa.text("published_at IS NULL"), postgresql_where=sa.text("published_at IS NULL")),
     sa.UniqueConstraint("message_id", name="uq_outbox_message_id"),
     sa.CheckConstraint("(body_ref IS NULL) <> (payload IS NULL)", name="ck_outbox_one_body"),
+)
+
+# Who may call the gateway: a SHA-256 of each bearer token (256 random bits; never the token itself).
+credentials = sa.Table(
+    "credentials", metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("agency_code", _CODE, sa.ForeignKey("agencies.code"), nullable=True, index=True),
+    sa.Column("token_sha256", _HASH, nullable=False),
+    sa.Column("label", sa.String(200), nullable=True),
+    sa.Column("created_at", _AT, nullable=False),
+    sa.Column("revoked_at", _AT, nullable=True),
+    sa.UniqueConstraint("token_sha256", name="uq_credentials_token"),
+    sa.CheckConstraint(_in("role", CREDENTIAL_ROLES), name="ck_credentials_role"),
+    sa.CheckConstraint("(role = 'agency') = (agency_code IS NOT NULL)", name="ck_credentials_agency"),
+)
+
+# Every submission and, once the hub decided it, its outcome and signed intake receipt. The gateway (or the
+# local client) writes the row before it publishes; the hub fills in the outcome in its intake transaction.
+submissions = sa.Table(
+    "submissions", metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("agency_code", _CODE, nullable=True, index=True),
+    sa.Column("credential_id", sa.String(32), nullable=True),
+    sa.Column("digest", _HASH, nullable=True),
+    sa.Column("created_at", _AT, nullable=False),
+    sa.Column("outcome", sa.String(16), nullable=True),
+    sa.Column("axis_id", _HASH, nullable=True),
+    sa.Column("code", sa.Integer(), nullable=True),
+    sa.Column("detail", sa.Text(), nullable=True),
+    sa.Column("receipt", sa.LargeBinary(), nullable=True),
+    sa.Column("decided_at", _AT, nullable=True),
+    sa.CheckConstraint("outcome IS NULL OR " + _in("outcome", SUBMISSION_OUTCOMES), name="ck_submissions_outcome"),
 )
 
 inbox = sa.Table(

@@ -41,26 +41,34 @@ from axis.store.records import (
     AuditEntry,
     AuditReport,
     Certificate,
+    Credential,
+    Decision,
     Delivery,
     Document,
+    InboxItem,
     NewAuditEntry,
     NewDocument,
     NewOutboxMessage,
     NewReceipt,
+    NewSubmission,
     OutboxItem,
     Receipt,
+    Submission,
 )
 from axis.store.schema import (
     AGENCY_STATES,
     CODE_LEN,
+    CREDENTIAL_ROLES,
     DOCUMENT_KINDS,
     RECEIPT_KINDS,
     agencies,
     audit_log,
     bodies,
+    credentials,
     documents,
     inbox,
     outbox,
+    submissions,
 )
 from axis.store.schema import certificates as certificates_t
 from axis.store.schema import deliveries as deliveries_t
@@ -257,6 +265,89 @@ class _Reads:
         for r in self.receipts(axis_id):
             result.setdefault(r.recipient_code, []).append(r)
         return result
+
+    # ---- the gateway: an agency's inbox and sent list
+    def inbox(self, recipient: str, *, kind: str | None = None,
+              after: tuple[int, datetime, str] | None = None, limit: int = 100) -> list[InboxItem]:
+        """Deliveries to `recipient` not yet acknowledged, urgent first, then oldest first.
+
+        `after` is the (priority, received_at, axis_id) of the last item of the previous page.
+        """
+        waiting = (DeliveryState.QUEUED.value, DeliveryState.PUBLISHED.value)
+        d = documents
+        q = sa.select(d.c.axis_id, d.c.kind, d.c.sender_code, d.c.document_id, d.c.priority, d.c.size, d.c.digest,
+                      d.c.received_at, d.c.response_for).join(
+            deliveries_t, deliveries_t.c.axis_id == d.c.axis_id).where(
+            deliveries_t.c.recipient_code == recipient, deliveries_t.c.state.in_(waiting))
+        if kind is not None:
+            q = q.where(d.c.kind == kind)
+        if after is not None:
+            priority, received_at, axis_id = after
+            q = q.where(sa.or_(d.c.priority < priority, sa.and_(d.c.priority == priority, sa.or_(
+                d.c.received_at > received_at, sa.and_(d.c.received_at == received_at, d.c.axis_id > axis_id)))))
+        q = q.order_by(d.c.priority.desc(), d.c.received_at, d.c.axis_id).limit(limit)
+        with self._reading() as c:
+            return [_record(InboxItem, r) for r in c.execute(q)]
+
+    def sent(self, sender: str, *, since: datetime | None = None, after: tuple[datetime, str] | None = None,
+             limit: int = 100) -> list[tuple[Document, list[Delivery]]]:
+        """The documents and status packets `sender` sent, oldest first, each with its deliveries.
+
+        `after` is the (received_at, axis_id) of the last item of the previous page.
+        """
+        d = documents
+        q = sa.select(d).where(d.c.sender_code == sender)
+        if since is not None:
+            q = q.where(d.c.received_at >= since)
+        if after is not None:
+            q = q.where(sa.or_(d.c.received_at > after[0],
+                               sa.and_(d.c.received_at == after[0], d.c.axis_id > after[1])))
+        q = q.order_by(d.c.received_at, d.c.axis_id).limit(limit)
+        with self._reading() as c:
+            docs = [_record(Document, r) for r in c.execute(q)]
+            by_doc: dict[str, list[Delivery]] = {doc.axis_id: [] for doc in docs}
+            for chunk in _chunks(list(by_doc), 500):
+                rows = c.execute(sa.select(deliveries_t).where(deliveries_t.c.axis_id.in_(chunk)).order_by(
+                    deliveries_t.c.recipient_code))
+                for r in rows:
+                    by_doc[r.axis_id].append(_record(Delivery, r))
+        return [(doc, by_doc[doc.axis_id]) for doc in docs]
+
+    # ---- credentials and submissions
+    def credential_for_token(self, token_sha256: str) -> Credential | None:
+        """The credential (active or revoked) whose token has this SHA-256."""
+        with self._reading() as c:
+            row = c.execute(sa.select(credentials).where(credentials.c.token_sha256 == token_sha256)).first()
+        return _record(Credential, row) if row else None
+
+    def get_credential(self, credential_id: str) -> Credential | None:
+        with self._reading() as c:
+            row = c.execute(sa.select(credentials).where(credentials.c.id == credential_id)).first()
+        return _record(Credential, row) if row else None
+
+    def list_credentials(self, agency: str | None = None) -> list[Credential]:
+        q = sa.select(credentials)
+        if agency is not None:
+            q = q.where(credentials.c.agency_code == agency)
+        with self._reading() as c:
+            return [_record(Credential, r) for r in c.execute(q.order_by(credentials.c.created_at, credentials.c.id))]
+
+    def submissions(self, ids: Iterable[str]) -> dict[str, Submission]:
+        found: dict[str, Submission] = {}
+        with self._reading() as c:
+            for chunk in _chunks(list(dict.fromkeys(ids)), 500):
+                for r in c.execute(sa.select(submissions).where(submissions.c.id.in_(chunk))):
+                    found[r.id] = _record(Submission, r)
+        return found
+
+    def submission_agencies(self, ids: Iterable[str]) -> dict[str, str | None]:
+        """Who submitted each of `ids` (the caller the gateway authenticated), for those with a row."""
+        found: dict[str, str | None] = {}
+        with self._reading() as c:
+            for chunk in _chunks(list(dict.fromkeys(ids)), 500):
+                q = sa.select(submissions.c.id, submissions.c.agency_code).where(submissions.c.id.in_(chunk))
+                found.update((i, a) for i, a in c.execute(q))
+        return found
 
     # ---- audit
     def audit_head(self) -> tuple[int, str]:
@@ -491,7 +582,7 @@ class WriteTx(_Reads):
                 "kind": doc.kind, "business_type": doc.business_type,
                 "digest": hashlib.sha256(body).hexdigest(), "size": len(body), "priority": doc.priority,
                 "received_at": doc.received_at or now, "signer_fingerprint": doc.signer_fingerprint,
-                "response_for": doc.response_for}
+                "response_for": doc.response_for, "seal": doc.seal}
 
     # ---- deliveries
     def insert_deliveries(self, axis_id: str, recipients: Iterable[str],
@@ -584,6 +675,64 @@ class WriteTx(_Reads):
         # No conflict target: the key is an expression index (coalesce), which
         # both dialects honour with a bare ON CONFLICT DO NOTHING.
         return self._insert_ignore_count(receipts_t, rows, None, receipts_t.c.id)
+
+    # ---- credentials and submissions
+    def add_credential(self, credential_id: str, role: str, agency: str | None, token_sha256: str,
+                       label: str | None = None) -> Credential:
+        if role not in CREDENTIAL_ROLES:
+            raise ValueError(f"role {role!r} must be one of {CREDENTIAL_ROLES}")
+        if (role == "agency") != (agency is not None):
+            raise ValueError("an agency credential names exactly one agency; operator and auditor ones none")
+        if agency is not None and self.get_agency(agency) is None:
+            raise NotFound(f"agency {agency} is not registered")
+        row = {"id": credential_id, "role": role, "agency_code": agency, "token_sha256": token_sha256,
+               "label": label, "created_at": self._clock(), "revoked_at": None}
+        self._c.execute(sa.insert(credentials), row)
+        return Credential(**row)
+
+    def revoke_credential(self, credential_id: str) -> bool:
+        """Revoke a credential; False when it was already revoked, NotFound when there is none."""
+        stmt = sa.update(credentials).where(credentials.c.id == credential_id,
+                                            credentials.c.revoked_at.is_(None)).values(revoked_at=self._clock())
+        if self._c.execute(stmt).rowcount:
+            return True
+        if self.get_credential(credential_id) is None:
+            raise NotFound(f"no credential {credential_id!r}")
+        return False
+
+    def add_submissions(self, items: Iterable[NewSubmission]) -> int:
+        """Record submissions as queued (before they are published); existing ids are left alone."""
+        now = self._clock()
+        rows = [{"id": s.id, "agency_code": s.agency_code, "credential_id": s.credential_id, "digest": s.digest,
+                 "created_at": now} for s in items]
+        return self._insert_ignore_count(submissions, rows, ["id"], submissions.c.id)
+
+    def forget_submission(self, submission_id: str) -> None:
+        """Delete a queued submission that was never published (its publish failed)."""
+        self._c.execute(sa.delete(submissions).where(submissions.c.id == submission_id,
+                                                     submissions.c.outcome.is_(None)))
+
+    def decide_submissions(self, decisions: Iterable[Decision]) -> None:
+        """Record the hub's outcomes: fill in queued rows, insert the rows nobody wrote first.
+
+        A row already decided keeps its first outcome (a redelivered submission is decided again).
+        """
+        decisions = list(decisions)
+        if not decisions:
+            return
+        now = self._clock()
+        known = set()
+        for chunk in _chunks([d.id for d in decisions], 500):
+            known.update(self._c.execute(sa.select(submissions.c.id).where(submissions.c.id.in_(chunk))).scalars())
+        fresh = [{"id": d.id, "agency_code": d.agency_code, "credential_id": None, "digest": None, "created_at": now}
+                 for d in decisions if d.id not in known]
+        self._insert_ignore_count(submissions, fresh, ["id"], submissions.c.id)
+        stmt = sa.update(submissions).where(submissions.c.id == sa.bindparam("b_id"),
+                                            submissions.c.outcome.is_(None)).values(
+            outcome=sa.bindparam("b_outcome"), axis_id=sa.bindparam("b_axis_id"), code=sa.bindparam("b_code"),
+            detail=sa.bindparam("b_detail"), receipt=sa.bindparam("b_receipt"), decided_at=now)
+        self._c.execute(stmt, [{"b_id": d.id, "b_outcome": d.outcome, "b_axis_id": d.axis_id, "b_code": d.code,
+                                "b_detail": d.detail, "b_receipt": d.receipt} for d in decisions])
 
     # ---- outbox and inbox
     def enqueue(self, queue: str, message_id: str, priority: int = 0, body_ref: str | None = None,
