@@ -238,7 +238,7 @@ class AgencyClient:
             self._submitted[submission] = summary.document_id
             if len(self._submitted) > MAX_REMEMBERED:
                 del self._submitted[next(iter(self._submitted))]  # the oldest: its receipt came long ago
-        headers = {wire.H_SUBMISSION: submission, wire.H_REPLY_TO: wire.receipts_queue(self.code),
+        headers = {wire.H_SUBMISSION: submission, wire.H_AGENCY: self.code,
                    wire.H_DIGEST: hashlib.sha256(packet).hexdigest()}
         if summary is not None:
             headers[wire.H_KIND] = summary.kind

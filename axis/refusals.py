@@ -89,9 +89,12 @@ class RefusalCode(enum.Enum):
                            "sender). No receipt is sent; it is dead-lettered on axis.intake.")
     DEAD_LETTER_UNMATCHED = (415, "A dead letter matches no delivery the axis made (axis id, recipient queue "
                                   "and SHA-256 of the body); it changed nothing and stays parked.")
+    CALLER_NOT_SENDER = (416, "The packet's sender (From/OrganId, and its signer) is not the agency whose credential "
+                              "submitted it. Submit each agency's packets with that agency's own credential.")
 
     # 5xx: delivery and internal
-    DELIVERY_FAILED = (500, "Delivery failed after every retry; the packet is in the dead-letter queue.")
+    DELIVERY_FAILED = (500, "The recipient could not take the document (its reason is in the detail); the delivery "
+                            "stays visible to operators.")
     INTERNAL = (501, "An internal error stopped processing. Nothing was accepted; send the packet again.")
 
     def __init__(self, number: int, message: str) -> None:

@@ -28,7 +28,8 @@ HUB_IDENTITY = "AXIS"  # the agency code in the hub's own certificate (a QĐ 20-
 
 # Header names. The transport reserves `x-` and `axis-`, so Axis's own headers start with `ax-`.
 H_SUBMISSION = "ax-submission"      # the submission id an intake receipt answers
-H_REPLY_TO = "ax-reply-to"          # informative (audited): receipts go to the sender's own queue, never here
+H_AGENCY = "ax-agency"              # the agency whose credential submitted it (informative: the hub reads the
+                                    # submissions row the gateway wrote, never this header, to decide)
 H_AXIS_ID = "ax-axis-id"            # the hub's id of an accepted packet
 H_KIND = "ax-kind"                  # document | status | receipt
 H_SENDER = "ax-sender"

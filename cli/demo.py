@@ -18,7 +18,7 @@ from axis import wire
 from axis.edxml import Attachment, Organization, SignerInfo, StatusCode, packet_to_bytes
 from axis.edxml.compose import new_document
 from axis.edxml.sample_pdf import one_page_pdf
-from axis.hub import Hub, HubSettings, TrustSettings, declare_agency_queues
+from axis.hub import Hub, HubSettings, TrustSettings
 from axis.private import private_directory
 from axis.store import open_store
 from axis.transport import open_transport
@@ -72,8 +72,6 @@ async def _run(root: Path) -> bool:
             tx.add_agency(org.organ_id, org.organ_name or org.organ_id)
             tx.add_certificate(org.organ_id, (keys / f"{org.organ_id}.cert.pem").read_text())
             tx.audit("operator", "agency-added", org.organ_id, {"name": org.organ_name})
-    for org in AGENCIES:
-        await declare_agency_queues(transport, org.organ_id)
     hub = Hub(HubSettings(trust=TrustSettings(trust_roots=ca / "ca.pem", crl=ca / "crl.pem",
                                               hub_key=keys / f"{wire.HUB_IDENTITY}.key.pem",
                                               hub_cert=keys / f"{wire.HUB_IDENTITY}.cert.pem"),

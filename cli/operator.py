@@ -48,10 +48,8 @@ def agency_add(
     cert: list[Path] = typer.Option([], "--cert", help="A signing certificate of the agency (PEM); repeatable."),
     parent: str | None = typer.Option(None, "--parent", help="The parent agency's code."),
     db: str | None = DbOption,
-    broker: str | None = BrokerOption,
 ) -> None:
-    """Register an agency with its certificates, and create its queues."""
-    from axis.hub import declare_agency_queues
+    """Register an agency with its certificates."""
     from axis.store import AlreadyExists, NotFound
     from axis.trust.identity import certificate_agency_code
     from axis.trust.keys import load_certificate
@@ -83,8 +81,8 @@ def agency_add(
         fail(str(exc))
     finally:
         store.close()
-    asyncio.run(_with_transport(broker, lambda t: declare_agency_queues(t, code)))
-    stdout.print(f"registered {code} ({name}) with {len(pems)} certificate(s); queues {code} and {code}.receipts")
+    stdout.print(f"registered {code} ({name}) with {len(pems)} certificate(s); give its document system a "
+                 f"credential: axis credentials issue --agency {code}")
 
 
 @agency_app.command("list")

@@ -1,19 +1,19 @@
-"""The hub: consumes intake, delivery receipts and the dead-letter feed, and relays the outbox.
+"""The hub: consumes the intake queue and the dead-letter feed.
 
 A hub process holds no state of its own: everything it knows is in the store
 and the broker, so any number of hub processes can run against RabbitMQ and
 PostgreSQL. (With SQLite the store allows one writer at a time; several hub
 processes are safe but do not add throughput.)
 
-Each consumer takes messages in batches (up to `batch_size`, or whatever
-arrived within `batch_wait` seconds) and acknowledges them only after one
-transaction per batch has committed: an intake batch goes whole to a worker
-process (`workers.py`), which checks, decides, signs and commits it; a batch
-of delivery receipts is verified in the workers and committed here. A
-failure before the commit leaves the batch unacknowledged: the broker delivers
-it again and the duplicate checks make the second pass harmless. Dead letters
-come the same way, from the transport's one dead-letter feed (`acknowledgements.
-DeadLetters`), however many agencies there are.
+The intake consumer takes submissions in batches (up to `batch_size`, or
+whatever arrived within `batch_wait` seconds) and acknowledges them only after
+one transaction per batch has committed: an intake batch goes whole to a worker
+process (`workers.py`), which checks, decides, signs and commits it. A failure
+before the commit leaves the batch unacknowledged: the broker delivers it again
+and the duplicate checks make the second pass harmless. Deliveries are not
+published anywhere: they wait in the store, where the gateway serves them
+(`axis.gateway`), and so do the outcomes of submissions. Dead letters come from
+the transport's one dead-letter feed (`acknowledgements.DeadLetters`).
 """
 from __future__ import annotations
 
@@ -29,13 +29,11 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from axis import wire
-from axis.hub.acknowledgements import DeadLetters, DeliveryReceipts
+from axis.hub.acknowledgements import DeadLetters
 from axis.hub.intake import Submission
-from axis.hub.relay import Relay
 from axis.hub.verification import TrustSettings
 from axis.hub.workers import WorkerPool
 from axis.retry import retrying
-from axis.seal import SealCertificate
 from axis.store import Store
 from axis.transport import DEAD_LETTER_FEED, Consumer, Delivery, Transport, TransportError
 
@@ -50,11 +48,8 @@ class HubSettings:
     batch_wait: float = 0.05            # seconds to wait for a batch to fill
     in_flight: int | None = None        # batches being processed at once; None = two per worker
     prefetch: int = 800
-    relay_batch: int = 500              # outbox rows the relay publishes per pass
-    relay_passes: int = 2               # relay passes running at once
-    outbox_retention: float = 3600.0    # seconds a published outbox row is kept before the relay purges it
     batch_idle: float = 1.0             # seconds a consumer waits for a delivery before it checks on itself
-    stall_after: float = 10.0           # seconds after which a batch or relay pass is reported as overdue
+    stall_after: float = 10.0           # seconds after which a batch is reported as overdue
 
 
 class Hub:
@@ -65,31 +60,22 @@ class Hub:
         # Intake runs in the workers, each with its own connection to the same store.
         self.pool = WorkerPool(settings.trust, settings.workers,
                                store_url=store.engine.url.render_as_string(hide_password=False))
-        self.delivery_receipts = DeliveryReceipts(store, self.pool)
-        self.relay = Relay(store, transport, batch=settings.relay_batch, passes=settings.relay_passes,
-                           retention=settings.outbox_retention,
-                           seal_certificate=SealCertificate.from_file(settings.trust.hub_cert))
-        self.dead_letters = DeadLetters(store, self.pool)
+        self.dead_letters = DeadLetters(store)
         self._tasks: list[asyncio.Task] = []
         self._running: dict[str, dict[asyncio.Task, float]] = {}  # per queue: batch -> loop time it started
         self.started = asyncio.Event()      # set once the queues are declared and consumers run
 
     async def declare_queues(self) -> None:
-        """The hub's own queues and every registered agency's pair of queues."""
+        """The one queue the hub consumes (its dead-letter queue and the feed come with the transport)."""
         await self.transport.declare_queue(wire.INTAKE_QUEUE)
-        await self.transport.declare_queue(wire.RECEIPTS_QUEUE)
-        for agency in await asyncio.to_thread(self.store.list_agencies):
-            await declare_agency_queues(self.transport, agency.code)
 
     async def start(self) -> None:
         await self.declare_queues()
         await self.pool.start()
         self._tasks = [
             asyncio.create_task(self._consume(wire.INTAKE_QUEUE, self._handle_intake), name="intake"),
-            asyncio.create_task(self._consume(wire.RECEIPTS_QUEUE, self._handle_receipts), name="receipts"),
             asyncio.create_task(self._consume(DEAD_LETTER_FEED, self._handle_dead_letters, lambda: (
                 self.transport.consume_dead_letters(prefetch=self.settings.batch_size))), name="dead-letters"),
-            asyncio.create_task(self.relay.run(), name="relay"),
             asyncio.create_task(self._watch_overdue(), name="watch"),
         ]
         self.started.set()
@@ -163,25 +149,18 @@ class Hub:
 
     async def _handle_intake(self, batch: list[Delivery]) -> None:
         submissions = [Submission(submission_id=d.headers.get(wire.H_SUBMISSION) or d.message_id, body=d.body,
-                                  reply_to=d.headers.get(wire.H_REPLY_TO), proof=_proof(d)) for d in batch]
+                                  proof=_proof(d)) for d in batch]
         # An outage is waited out while the batch is held: no redelivery is counted, nothing turns poison.
         outcomes = await retrying(f"an intake batch of {len(batch)}")(self.pool.intake)(submissions)
-        self.relay.wake()
         await _settle(batch, [outcome.dead_letter for outcome in outcomes])
 
-    async def _handle_receipts(self, batch: list[Delivery]) -> None:
-        verdicts = await retrying(f"a batch of {len(batch)} delivery receipts")(self.delivery_receipts.process)(batch)
-        self.relay.wake()
-        await _settle(batch, verdicts)
-
     async def _watch_overdue(self) -> None:
-        """A batch or relay pass that takes longer than `stall_after` is reported once, with every stack."""
+        """A batch that takes longer than `stall_after` is reported once, with every stack."""
         reported: set[tuple[asyncio.Task, float]] = set()
         while True:
             await asyncio.sleep(self.settings.stall_after / 2)
             for queue, running in list(self._running.items()):
                 self._report_overdue(running, f"a batch from {queue}", reported)
-            self._report_overdue(self.relay.in_pass, "a relay pass", reported)
 
     def _report_overdue(self, under_way: dict[asyncio.Task, float], what: str,
                         reported: set[tuple[asyncio.Task, float]]) -> None:
@@ -194,8 +173,7 @@ class Hub:
                 log.warning("%s has been running for %.0f s%s", what, now - since, _stacks())
 
     async def _handle_dead_letters(self, batch: list[Delivery]) -> None:
-        if await retrying(f"a batch of {len(batch)} dead letters")(self.dead_letters.process)(batch):
-            self.relay.wake()
+        await retrying(f"a batch of {len(batch)} dead letters")(self.dead_letters.process)(batch)
         await _settle(batch, [None] * len(batch))
 
 
@@ -232,7 +210,3 @@ def _proof(delivery: Delivery) -> bytes | None:
     except ValueError:
         return None
 
-
-async def declare_agency_queues(transport: Transport, code: str) -> None:
-    await transport.declare_queue(wire.inbox_queue(code))
-    await transport.declare_queue(wire.receipts_queue(code))

@@ -10,12 +10,14 @@ process (`workers.py`), all of it synchronous:
    its code (`STATUS_RULES`: 13 from the original sender only; 01-06, 15, 16
    from a recipient whose delivery receipt is recorded or carried along); a
    repeated (sender, DocumentId) is a duplicate answered with the first receipt;
-3. the receipts the hub asserts are built and signed, and each delivery is
-   sealed (`axis.seal`); an intake receipt goes only to the sender's own
-   receipts queue, and a refusal nobody can be told about is dead-lettered;
-4. ONE transaction writes, for the whole batch: documents and their exact
-   bytes, deliveries, intake receipts, status receipts and delivery-state
-   changes, outbox rows (one per recipient, one per receipt) and audit entries.
+3. the receipts the hub asserts are built and signed, and each packet is
+   sealed (`axis.seal`); an outcome is readable only by the agency whose
+   credential submitted it (its `submissions` row), and a refusal nobody can
+   be told about is dead-lettered;
+4. ONE transaction writes, for the whole batch: documents, their exact bytes
+   and seals, deliveries (which wait in the store for their recipients),
+   intake receipts, status receipts and delivery-state changes, the outcome of
+   every submission and audit entries.
 
 Only after that commit are the submissions acknowledged, so a crash anywhere
 re-delivers them, and the duplicate check turns the re-delivery into the
@@ -34,11 +36,11 @@ from axis.hub.verification import Checked, Refused
 from axis.receipt import Receipt, now_utc, read_receipt
 from axis.refusals import Refusal, RefusalCode
 from axis.store import (
+    Decision,
     Document,
     DuplicateDocument,
     NewAuditEntry,
     NewDocument,
-    NewOutboxMessage,
     NewReceipt,
     Store,
     state_for_status,
@@ -62,7 +64,6 @@ class Submission:
 
     submission_id: str
     body: bytes
-    reply_to: str | None = None
     proof: bytes | None = None               # a status's copy of its sender's delivery receipt (wire.H_PROOF)
 
 
@@ -79,6 +80,8 @@ class _Plan:
     receipt: bytes | None = None             # the signed intake receipt to send back
     outcome: str = ""                        # accepted | duplicate | refused
     dead_letter: str | None = None           # refused with nobody to tell: the reason it is dead-lettered
+    caller: str | None = None                # the agency whose credential submitted it (its submissions row)
+    recorded: bool = False                   # a submissions row exists (the gateway or local client wrote it)
     on_timeline: bool = False                # a status from a recipient of the document it answers
     proof: tuple[str, Receipt] | None = None  # (signer, receipt): a delivery receipt the status carried
 
@@ -148,6 +151,10 @@ class Intake:
                 codes.add(plan.checked.sender)
                 codes.update(plan.checked.recipients)
         states = self._store.agency_states(codes)
+        callers = self._store.submission_agencies([p.submission.submission_id for p in plans])
+        for plan in plans:
+            plan.recorded = plan.submission.submission_id in callers
+            plan.caller = callers.get(plan.submission.submission_id)
         # One query for every duplicate check of the batch (documents, and what statuses answer).
         keys = []
         for plan in plans:
@@ -167,6 +174,9 @@ class Intake:
 
     def _decide_one(self, plan: _Plan, c: Checked, states: dict[str, str],
                     known: dict[tuple[str, str, str], Document]) -> None:
+        if plan.caller is not None and plan.caller != c.sender:
+            return _refuse(plan, RefusalCode.CALLER_NOT_SENDER,
+                           f"signed by {c.sender}, submitted with a credential of {plan.caller}")
         state = states.get(c.sender) or self._store.agency_states([c.sender]).get(c.sender)
         if state is None:
             return _refuse(plan, RefusalCode.UNKNOWN_SENDER, f"{c.sender} is not registered on the axis")
@@ -284,14 +294,17 @@ class Intake:
                        document_id=c.document_id, digest=c.digest)
 
     @staticmethod
-    def _reply_queue(plan: _Plan, registered: set[str]) -> str | None:
-        """Where the intake receipt goes: the verified sender's receipts queue; for a packet whose signature
-        could not be verified, at most the claimed sender's own. Never a queue named only by the reply-to
-        header: anyone can write one, and the hub would send its signed refusals wherever it said."""
+    def _reader(plan: _Plan, registered: set[str]) -> str | None:
+        """Who may read the outcome: the agency whose credential submitted it (its submissions row); for a
+        message nobody recorded (written straight to the queue), the verified sender, or for a packet whose
+        signature could not be verified, the claimed sender, if registered. Never a party named only by a
+        header: anyone who writes to the queue can write one."""
+        if plan.caller is not None:
+            return plan.caller
         if plan.checked is not None:
-            return wire.receipts_queue(plan.checked.sender) if plan.checked.sender in registered else None
+            return plan.checked.sender if plan.checked.sender in registered else None
         if plan.claimed_sender and plan.claimed_sender in registered:
-            return wire.receipts_queue(plan.claimed_sender)
+            return plan.claimed_sender
         return None
 
     # --------------------------------------------------------------- commit
@@ -307,49 +320,43 @@ class Intake:
             tx.insert_deliveries_many({p.axis_id: p.recipients for p in accepted if p.axis_id is not None})
 
             receipts: list[NewReceipt] = []
-            outbox: list[NewOutboxMessage] = []
+            decisions: list[Decision] = []
             audit: list[NewAuditEntry] = []
             registered = set(tx.agency_states({p.sender for p in plans if p.sender}))
             for plan in plans:
                 if plan.duplicate_of is None and plan.refusal is not None:
-                    self._refused(plan, registered, receipts, outbox, audit)
+                    self._refused(plan, registered, receipts, decisions, audit)
                 elif plan.duplicate_of is None:
-                    self._accepted(tx, plan, receipts, outbox, audit)
+                    self._accepted(tx, plan, receipts, decisions, audit)
             # Written before duplicates are answered: a duplicate may answer an original of this very batch.
             tx.add_receipts(receipts)
             for plan in plans:
                 if plan.duplicate_of is not None:
-                    self._duplicate(tx, plan, registered, outbox, audit)
-            tx.enqueue_many(outbox)
+                    self._duplicate(tx, plan, registered, decisions, audit)
+            tx.decide_submissions(decisions)
             tx.audit_many(audit)
 
-    @staticmethod
-    def _new_document(plan: _Plan) -> NewDocument:
+    def _new_document(self, plan: _Plan) -> NewDocument:
         c = plan.checked
         assert c is not None and plan.axis_id is not None
+        # The seal every delivery of the packet is served with (axis/seal.py): the recipient checks that Axis
+        # routed these bytes to it under this axis id, whoever served them.
+        seal = self._seal(plan.axis_id, plan.recipients, c.digest)[wire.H_SEAL] if plan.recipients else None
         if c.kind == "status":
             return NewDocument(axis_id=plan.axis_id, sender_code=c.sender, document_id=Intake._status_key(c),
                                kind="status", priority=c.priority, signer_fingerprint=c.fingerprint,
-                               response_for=plan.answers)
+                               response_for=plan.answers, seal=seal)
         return NewDocument(axis_id=plan.axis_id, sender_code=c.sender, document_id=c.document_id,
                            kind="document", business_type=c.business_type, priority=c.priority,
-                           signer_fingerprint=c.fingerprint)
+                           signer_fingerprint=c.fingerprint, seal=seal)
 
-    def _accepted(self, tx, plan: _Plan, receipts: list, outbox: list, audit: list) -> None:
+    def _accepted(self, tx, plan: _Plan, receipts: list, decisions: list, audit: list) -> None:
         c, axis_id = plan.checked, plan.axis_id
         assert c is not None and axis_id is not None and plan.receipt is not None
         plan.outcome = "accepted"
         receipts.append(NewReceipt(axis_id=axis_id, kind="intake", body=plan.receipt, code="accepted"))
-        headers = {wire.H_AXIS_ID: axis_id, wire.H_KIND: c.kind, wire.H_SENDER: c.sender,
-                   wire.H_DOCUMENT_ID: c.document_id, wire.H_DIGEST: c.digest}
-        if plan.recipients:
-            headers.update(self._seal(axis_id, plan.recipients, c.digest))
-        for recipient in plan.recipients:
-            outbox.append(NewOutboxMessage(queue=wire.inbox_queue(recipient),
-                                           message_id=wire.delivery_message_id(axis_id, recipient),
-                                           priority=c.priority, body_ref=axis_id,
-                                           headers={**headers, wire.H_RECIPIENT: recipient}))
-        outbox.append(self._receipt_message(wire.receipts_queue(c.sender), plan))
+        decisions.append(Decision(plan.submission.submission_id, plan.caller or c.sender, "accepted", axis_id,
+                                  None, None, plan.receipt))
         data = {"sender": c.sender, "document_id": c.document_id, "digest": c.digest, "size": c.size,
                 "recipients": list(plan.recipients), "kind": c.kind, "submission": plan.submission.submission_id}
         if c.kind == "status":
@@ -375,7 +382,7 @@ class Intake:
             data.update(business_type=c.business_type, priority=c.priority)
         audit.append(NewAuditEntry(actor=ACTOR, action="accepted", subject=axis_id, data=data))
 
-    def _refused(self, plan: _Plan, registered: set[str], receipts: list, outbox: list, audit: list) -> None:
+    def _refused(self, plan: _Plan, registered: set[str], receipts: list, decisions: list, audit: list) -> None:
         assert plan.refusal is not None
         plan.outcome = "refused"
         code = RefusalCode.from_number(plan.refusal[0])
@@ -388,10 +395,11 @@ class Intake:
                 receipts.append(NewReceipt(axis_id=plan.answers, kind="error", body=plan.receipt,
                                            recipient_code=c.sender, code=str(code.number),
                                            detail=f"status {c.status_code} refused: {plan.refusal[1]}"[:500]))
-        queue = self._reply_queue(plan, registered)
-        if queue is not None and plan.receipt is not None:
-            outbox.append(self._receipt_message(queue, plan))
-        elif queue is None:
+        reader = self._reader(plan, registered)
+        if reader is not None or plan.recorded:
+            decisions.append(Decision(plan.submission.submission_id, reader, "refused", None, code.number,
+                                      plan.refusal[1][:2000], plan.receipt))
+        else:
             # Nobody to answer: the submission is parked on axis.intake.dlq with its reason, for operators.
             plan.dead_letter = (f"{RefusalCode.SENDER_UNKNOWN.label}: no receipt sent ({code.label}: "
                                 f"{plan.refusal[1]})")[:500]
@@ -400,35 +408,19 @@ class Intake:
         audit.append(NewAuditEntry(actor=ACTOR, action="refused", subject=plan.submission.submission_id, data={
             "code": code.number, "name": code.name, "detail": plan.refusal[1][:500],
             "sender": plan.sender, "document_id": c.document_id if c else None,
-            "digest": c.digest if c else None, "receipt_to": queue,
-            "reply_to": (plan.submission.reply_to or "")[:200] or None,
+            "digest": c.digest if c else None, "reader": reader, "submitted_by": plan.caller,
             "dead_lettered": plan.dead_letter is not None}))
         if code is RefusalCode.INTERNAL:
             log.error("internal error refusing submission %s: %s", plan.submission.submission_id, plan.refusal[1])
 
-    def _duplicate(self, tx, plan: _Plan, registered: set[str], outbox: list, audit: list) -> None:
+    def _duplicate(self, tx, plan: _Plan, registered: set[str], decisions: list, audit: list) -> None:
         plan.outcome = "duplicate"
         assert plan.duplicate_of is not None
         first = tx.get_receipt(plan.duplicate_of, "intake", code="accepted")
-        queue = self._reply_queue(plan, registered)
-        if first is not None and queue is not None:
-            # The first receipt, as first signed: the sender learns the one true outcome again.
-            outbox.append(NewOutboxMessage(
-                queue=queue,
-                message_id=wire.receipt_message_id("intake", plan.duplicate_of, plan.submission.submission_id),
-                payload=first.body,
-                headers={wire.H_RECEIPT_KIND: "intake", wire.H_SUBMISSION: plan.submission.submission_id,
-                         wire.H_AXIS_ID: plan.duplicate_of}))
+        reader = self._reader(plan, registered)
+        # The first receipt, as first signed: the sender learns the one true outcome again.
+        decisions.append(Decision(plan.submission.submission_id, reader, "duplicate", plan.duplicate_of, None, None,
+                                  first.body if first is not None else None))
         audit.append(NewAuditEntry(actor=ACTOR, action="duplicate", subject=plan.duplicate_of, data={
             "submission": plan.submission.submission_id, "sender": plan.sender,
             "digest": plan.checked.digest if plan.checked else None}))
-
-    @staticmethod
-    def _receipt_message(queue: str, plan: _Plan) -> NewOutboxMessage:
-        assert plan.receipt is not None
-        party = plan.submission.submission_id
-        return NewOutboxMessage(
-            queue=queue, message_id=wire.receipt_message_id("intake", plan.axis_id or "-", party),
-            payload=plan.receipt,
-            headers={wire.H_RECEIPT_KIND: "intake", wire.H_SUBMISSION: party,
-                     **({wire.H_AXIS_ID: plan.axis_id} if plan.axis_id else {})})

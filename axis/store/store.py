@@ -287,7 +287,7 @@ class _Reads:
                 d.c.received_at > received_at, sa.and_(d.c.received_at == received_at, d.c.axis_id > axis_id)))))
         q = q.order_by(d.c.priority.desc(), d.c.received_at, d.c.axis_id).limit(limit)
         with self._reading() as c:
-            return [_record(InboxItem, r) for r in c.execute(q)]
+            return [InboxItem(*r) for r in c.execute(q)]
 
     def sent(self, sender: str, *, since: datetime | None = None, after: tuple[datetime, str] | None = None,
              limit: int = 100) -> list[tuple[Document, list[Delivery]]]:
@@ -685,10 +685,10 @@ class WriteTx(_Reads):
             raise ValueError("an agency credential names exactly one agency; operator and auditor ones none")
         if agency is not None and self.get_agency(agency) is None:
             raise NotFound(f"agency {agency} is not registered")
-        row = {"id": credential_id, "role": role, "agency_code": agency, "token_sha256": token_sha256,
-               "label": label, "created_at": self._clock(), "revoked_at": None}
-        self._c.execute(sa.insert(credentials), row)
-        return Credential(**row)
+        credential = Credential(id=credential_id, role=role, agency_code=agency, token_sha256=token_sha256,
+                                label=label, created_at=self._clock(), revoked_at=None)
+        self._c.execute(sa.insert(credentials), {c.name: getattr(credential, c.name) for c in credentials.columns})
+        return credential
 
     def revoke_credential(self, credential_id: str) -> bool:
         """Revoke a credential; False when it was already revoked, NotFound when there is none."""
@@ -721,7 +721,7 @@ class WriteTx(_Reads):
         if not decisions:
             return
         now = self._clock()
-        known = set()
+        known: set[str] = set()
         for chunk in _chunks([d.id for d in decisions], 500):
             known.update(self._c.execute(sa.select(submissions.c.id).where(submissions.c.id.in_(chunk))).scalars())
         fresh = [{"id": d.id, "agency_code": d.agency_code, "credential_id": None, "digest": None, "created_at": now}

@@ -1,6 +1,7 @@
 """An in-process hub on real parts: a real PKI, SQLite or PostgreSQL, the embedded transport or RabbitMQ."""
 from __future__ import annotations
 
+import asyncio
 import collections
 import contextlib
 import hashlib
@@ -13,12 +14,13 @@ import pytest
 from axis import wire
 from axis.edxml import Attachment, Organization, SignerInfo, packet_to_bytes
 from axis.edxml.compose import new_document
-from axis.hub import Hub, HubSettings, TrustSettings, declare_agency_queues
-from axis.receipt import read_receipt
+from axis.gateway import AgencyService, Caller, Outcome, Served
+from axis.hub import Hub, HubSettings, TrustSettings
+from axis.receipt import Receipt, read_receipt
+from axis.seal import SealCertificate
 from axis.store import open_store
 from axis.transport import RetryPolicy, open_transport
 from axis.trust import Signer, Verifier, pki
-from tests.transport.support import take
 
 AGENCIES = {"000.00.00.G22": "Văn phòng Chính phủ", "000.00.00.H41": "UBND Tỉnh Nghệ An",
             "000.00.00.H14": "UBND Tỉnh Cao Bằng", "000.00.00.G17": "Bộ Thông tin và Truyền thông"}
@@ -31,6 +33,7 @@ class World:
     hub: Hub
     signers: dict[str, Signer]
     verifier: Verifier
+    service: AgencyService              # the gateway's operations, in process
     counter: list[int] = field(default_factory=lambda: [0])
 
     @property
@@ -54,44 +57,52 @@ class World:
                                     data=b"%PDF-1.4 " + bytes(range(256)))])
         return self.signers[signer or sender].sign(packet_to_bytes(packet))
 
+    @staticmethod
+    def caller(code: str) -> Caller:
+        return Caller(credential_id=f"test-{code}", role="agency", agency=code)
+
     async def submit(self, body: bytes, sender: str, submission: str | None = None) -> str:
+        """Publish straight to the intake queue, as anyone who can write to the broker could (no row)."""
         submission = submission or wire.new_submission_id()
         await self.transport.publish(wire.INTAKE_QUEUE, body, message_id=submission,
-                                     headers={wire.H_SUBMISSION: submission,
-                                              wire.H_REPLY_TO: wire.receipts_queue(sender)})
+                                     headers={wire.H_SUBMISSION: submission})
         return submission
 
-    async def receipts(self, code: str, count: int, timeout: float = 20.0) -> list:
-        """`count` receipts from the agency's receipts queue, verified and read."""
-        got = []
-        async with self.transport.consume(wire.receipts_queue(code), prefetch=max(50, count)) as c:
-            try:
-                deliveries = await take(c, count, timeout)
-            except AssertionError as exc:
-                raise AssertionError(f"{exc}: receipts for {code}; {await self.situation(code)}") from None
-            for delivery in deliveries:
-                result = self.verifier.verify_receipt(delivery.body)
-                got.append((dict(delivery.headers), read_receipt(result.signed_root), result.signer_code))
-                await delivery.ack()
-        return got
+    async def outcome(self, submission: str, timeout: float = 20.0) -> tuple[Outcome, Receipt | None, str | None]:
+        """The hub's decision on `submission` and its intake receipt (verified, read) with its signer."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            row = self.store.submissions([submission]).get(submission)
+            if row is not None and row.outcome is not None:
+                break
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"submission {submission} not decided in {timeout} s; {await self.situation()}")
+            await asyncio.sleep(0.02)
+        outcome = Outcome.of(row)
+        if outcome.receipt is None:
+            return outcome, None, None
+        result = self.verifier.verify_receipt(outcome.receipt)
+        return outcome, read_receipt(result.signed_root), result.signer_code
 
-    async def situation(self, code: str) -> str:
+    async def situation(self) -> str:
         """Where things stand, for a test that waited in vain."""
-        queues = (wire.INTAKE_QUEUE, wire.RECEIPTS_QUEUE, wire.receipts_queue(code),
-                  *(wire.inbox_queue(c) for c in AGENCIES))
-        depths = {q: await self.transport.depth(q) for q in queues}
+        depth = await self.transport.depth(wire.INTAKE_QUEUE)
         states = collections.Counter(d.state for d in self.store.list_deliveries(limit=100_000))
         tasks = {t.get_name(): ("running" if not t.done() else repr(t.exception()) if not t.cancelled()
                                 else "cancelled") for t in self.hub._tasks}
-        return (f"ready messages {depths}; delivery states {dict(states)}; relay published "
-                f"{self.hub.relay.published}; hub tasks {tasks}")
+        return f"intake depth {depth}; delivery states {dict(states)}; hub tasks {tasks}"
 
-    async def inbox(self, code: str, count: int, timeout: float = 20.0, *, ack: bool = True) -> list:
-        async with self.transport.consume(wire.inbox_queue(code), prefetch=1) as consumer:
-            got = await take(consumer, count, timeout)
-            for delivery in got if ack else ():
-                await delivery.ack()
-        return got
+    async def inbox(self, code: str, count: int, timeout: float = 20.0) -> list[Served]:
+        """The first `count` deliveries waiting for `code` (urgent first), as the gateway serves them."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            items, _ = await self.service.inbox(self.caller(code), limit=max(count, 1))
+            if len(items) >= count:
+                break
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"{len(items)} of {count} deliveries for {code}; {await self.situation()}")
+            await asyncio.sleep(0.02)
+        return [await self.service.fetch(self.caller(code), item.axis_id) for item in items[:count]]
 
 
 @pytest.fixture(scope="session")
@@ -120,13 +131,15 @@ async def running_world(tmp_path: Path, pki_dir: Path, *, store_url: str | None 
                                                hub_key=keys / "AXIS.key.pem", hub_cert=keys / "AXIS.cert.pem"),
                            **{"workers": 0, **settings})
     hub = Hub(settings, store, transport)
-    for code in [*AGENCIES, UNREGISTERED]:
-        await declare_agency_queues(transport, code)
     await hub.start()
     signers = {code: Signer.from_files(keys / f"{code}.key.pem", keys / f"{code}.cert.pem")
                for code in [*AGENCIES, UNREGISTERED]}
+    verifier = Verifier.from_files(ca / "ca.pem", ca / "crl.pem")
+    service = AgencyService(store, transport, hub_signer=Signer.from_files(keys / "AXIS.key.pem",
+                                                                           keys / "AXIS.cert.pem"),
+                            verifier=verifier, seal_certificate=SealCertificate.from_file(keys / "AXIS.cert.pem"))
     try:
-        yield World(tmp_path, hub, signers, Verifier.from_files(ca / "ca.pem", ca / "crl.pem"))
+        yield World(tmp_path, hub, signers, verifier, service)
     finally:
         await hub.stop()
         await transport.close()

@@ -1,0 +1,445 @@
+"""What an agency (or an operator, or an auditor) may do at the axis's edge, whatever carries the request.
+
+`AgencyService` holds every operation of the gateway (`app.py` maps them to HTTP)
+and of the operator's local client; authorisation lives here, so both behave
+the same. Every operation takes the `Caller` the credential proved:
+
+- an agency caller acts for exactly its agency: it submits packets whose sender
+  is its agency, reads its own inbox, sent list, submissions and the timelines
+  of documents it sent or received;
+- an auditor reads everything (bodies included) and changes nothing;
+- an operator reads the directory and the timelines and changes nothing here
+  (operators act through the `axis` command on the axis's own machine).
+
+What callers may rely on:
+- Another agency's axis id or submission raises `NotFound`, exactly as an
+  unknown one does: a caller learns nothing about traffic that is not its own.
+- `submit` returns only once the submission is recorded (queued) and the
+  broker holds it; the hub then decides it as it would any packet, and
+  `outcome` reports that decision, the signed intake receipt included.
+- `fetch` serves the exact bytes the sender signed, with the hub's seal; `ack`
+  records a delivery receipt (the agency's own, verified, or one Axis signs
+  naming the credential) and moves the delivery to `delivered`, in one
+  transaction with its audit entry. Repeating an ack is harmless.
+- Every failure is a `GatewayError` subclass with an HTTP status and a stable
+  code (`GWnnn`, or the `AXnnn` of a refusal).
+"""
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hashlib
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from axis import wire
+from axis.edxml import routing_facts
+from axis.hub.acknowledgements import record_delivery_receipt
+from axis.receipt import Receipt, build_receipt, now_utc, read_receipt
+from axis.refusals import Refusal, RefusalCode
+from axis.retry import publish_all, retrying
+from axis.seal import SealCertificate
+from axis.store import DeliveryState, Document, InboxItem, NewReceipt, NewSubmission, Store, Submission
+from axis.transport import OutgoingMessage, Transport, TransportError
+from axis.trust import Signer, Verifier
+
+log = logging.getLogger("axis.gateway")
+
+ROLES = ("agency", "operator", "auditor")
+MAX_LIMIT = 1000
+POLL_FIRST = 0.02          # seconds between the first looks at the store while a caller waits
+POLL_MAX = 0.5             # ... growing to this
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who a request acts for: proved by a credential (`credentials.py`), or the operator's own machine."""
+
+    credential_id: str
+    role: str                      # agency | operator | auditor
+    agency: str | None = None      # set exactly for role "agency"
+
+    @property
+    def reads_everything(self) -> bool:
+        return self.role in ("auditor", "operator")
+
+
+class GatewayError(Exception):
+    """A request the edge refuses: `status` (HTTP), a stable `code` and a one-line `message`."""
+
+    status = 400
+    default_code = "GW400"
+
+    def __init__(self, message: str, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code or self.default_code
+
+
+class Unauthorized(GatewayError):
+    status, default_code = 401, "GW401"
+
+
+class Forbidden(GatewayError):
+    status, default_code = 403, "GW403"
+
+
+class NotFound(GatewayError):
+    status, default_code = 404, "GW404"
+
+
+class Conflict(GatewayError):
+    status, default_code = 409, "GW409"
+
+
+class TooLarge(GatewayError):
+    status, default_code = 413, "AX202"
+
+
+class Invalid(GatewayError):
+    status, default_code = 422, "GW422"
+
+
+class RateLimited(GatewayError):
+    status, default_code = 429, "GW429"
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class Unavailable(GatewayError):
+    status, default_code = 503, "GW503"
+
+
+def refusal_error(refusal: Refusal) -> Invalid:
+    return Invalid(str(refusal), refusal.code.label.split()[0])
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A submission as the caller sees it: `queued` until the hub decided it."""
+
+    submission: str
+    outcome: str                   # queued | accepted | duplicate | refused
+    axis_id: str | None = None
+    code: str | None = None        # AXnnn of a refusal
+    message: str | None = None
+    receipt: bytes | None = None   # the hub's signed intake receipt
+
+    @classmethod
+    def of(cls, row: Submission) -> Outcome:
+        if row.outcome is None:
+            return cls(row.id, "queued")
+        code = f"AX{row.code}" if row.code is not None else None
+        return cls(row.id, row.outcome, row.axis_id, code, row.detail, row.receipt)
+
+    @property
+    def decided(self) -> bool:
+        return self.outcome != "queued"
+
+
+@dataclass(frozen=True)
+class Served:
+    """A delivery's exact bytes, with the headers that let the recipient check them (the hub's seal)."""
+
+    axis_id: str
+    body: bytes
+    digest: str
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def encode_cursor(*parts: Any) -> str:
+    text = "\x1f".join(p.isoformat() if isinstance(p, datetime) else str(p) for p in parts)
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str, count: int) -> list[str]:
+    try:
+        parts = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode().split("\x1f")
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise Invalid(f"the cursor {cursor[:40]!r} is not one this gateway gave out", "GW422") from None
+    if len(parts) != count:
+        raise Invalid(f"the cursor {cursor[:40]!r} is not one this gateway gave out", "GW422")
+    return parts
+
+
+def _time(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise Invalid(f"{text[:40]!r} is not an ISO 8601 time", "GW422") from None
+    if value.tzinfo is None:
+        raise Invalid(f"{text[:40]!r} has no time zone; add Z or +07:00", "GW422")
+    return value
+
+
+def _limit(limit: int) -> int:
+    if not 1 <= limit <= MAX_LIMIT:
+        raise Invalid(f"limit must be 1..{MAX_LIMIT}, not {limit}", "GW422")
+    return limit
+
+
+class AgencyService:
+    """The edge's operations over the store (reads, receipts) and the broker (submissions)."""
+
+    def __init__(self, store: Store, transport: Transport, *, hub_signer: Signer, verifier: Verifier,
+                 seal_certificate: SealCertificate, max_packet_bytes: int = 200 * 1024 * 1024) -> None:
+        self.store = store
+        self.transport = transport
+        self._signer = hub_signer
+        self._verifier = verifier
+        self._seal_certificate = seal_certificate
+        self.max_packet_bytes = max_packet_bytes
+
+    # ------------------------------------------------------------------ helpers
+
+    @staticmethod
+    def _agency(caller: Caller, what: str) -> str:
+        if caller.role != "agency" or caller.agency is None:
+            raise Forbidden(f"only an agency's credential may {what}; this one is an {caller.role}'s")
+        return caller.agency
+
+    async def _read(self, what: str, call: Any, *args: Any, **kwargs: Any) -> Any:
+        return await retrying(what)(asyncio.to_thread)(call, *args, **kwargs)
+
+    async def _waiting(self, wait: float, look: Any) -> Any:
+        """`look()` until it returns something truthy or `wait` seconds pass; the last answer."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max(0.0, min(wait, 60.0))
+        pause = POLL_FIRST
+        while True:
+            found = await look()
+            if found or loop.time() >= deadline:
+                return found
+            await asyncio.sleep(min(pause, max(0.0, deadline - loop.time())))
+            pause = min(pause * 2, POLL_MAX)
+
+    async def _document_for(self, caller: Caller, axis_id: str, *, as_recipient: bool) -> Document:
+        """The document if the caller may see it (its sender, a recipient, or one who reads everything)."""
+        document = await self._read("reading a document", self.store.get_document, axis_id)
+        if document is None:
+            raise NotFound(f"no document {axis_id[:80]!r}")
+        if caller.reads_everything and not as_recipient:
+            return document
+        if caller.role == "agency":
+            if not as_recipient and document.sender_code == caller.agency:
+                return document
+            deliveries = await self._read("reading deliveries", self.store.deliveries, axis_id)
+            if any(d.recipient_code == caller.agency for d in deliveries):
+                return document
+        raise NotFound(f"no document {axis_id[:80]!r}")
+
+    # ------------------------------------------------------------------ submissions
+
+    async def submit(self, caller: Caller, body: bytes) -> str:
+        """Record and publish one signed packet from the caller's agency; its submission id."""
+        agency = self._agency(caller, "submit packets")
+        if len(body) > self.max_packet_bytes:
+            raise TooLarge(f"the packet is {len(body)} bytes; the limit is {self.max_packet_bytes}")
+        try:
+            facts = await asyncio.to_thread(routing_facts, body)
+        except Refusal as refusal:
+            raise refusal_error(refusal) from None
+        if facts.sender != agency:
+            code = RefusalCode.CALLER_NOT_SENDER
+            raise Invalid(f"{code.label}: the packet's sender is {facts.sender}, and this credential acts for "
+                          f"{agency}", code.label.split()[0])
+        submission = wire.new_submission_id()
+        digest = hashlib.sha256(body).hexdigest()
+        await retrying("recording a submission")(asyncio.to_thread)(
+            self._record_submission, NewSubmission(submission, agency, caller.credential_id, digest))
+        headers = {wire.H_SUBMISSION: submission, wire.H_AGENCY: agency, wire.H_DIGEST: digest,
+                   wire.H_KIND: facts.kind}
+        message = OutgoingMessage(wire.INTAKE_QUEUE, bytes(body), submission, facts.priority, headers)
+        try:
+            outcomes = await publish_all(self.transport, [message], f"publishing submission {submission}")
+        except TransportError as exc:
+            await asyncio.to_thread(self._forget_submission, submission)
+            raise Unavailable(f"the broker did not take the packet ({exc}); send it again") from None
+        if outcomes[0] is not None:
+            await asyncio.to_thread(self._forget_submission, submission)
+            raise Unavailable("the hub's intake queue does not exist yet: is `axis serve` running?")
+        return submission
+
+    def _record_submission(self, item: NewSubmission) -> None:
+        with self.store.write() as tx:
+            tx.add_submissions([item])
+
+    def _forget_submission(self, submission: str) -> None:
+        try:
+            with self.store.write() as tx:
+                tx.forget_submission(submission)
+        except Exception:  # the row stays queued; nothing was published under it, and nobody got its id
+            log.warning("could not remove the row of unpublished submission %s", submission, exc_info=True)
+
+    async def outcome(self, caller: Caller, submission: str, wait: float = 0.0) -> Outcome:
+        """The hub's decision on a submission of the caller's agency (`queued` until there is one)."""
+        async def look() -> Outcome | None:
+            rows = await self._read("reading a submission", self.store.submissions, [submission])
+            row = rows.get(submission)
+            if row is None or not (caller.reads_everything or row.agency_code == caller.agency):
+                raise NotFound(f"no submission {submission[:80]!r}")
+            found = Outcome.of(row)
+            return found if found.decided else None
+        found = await self._waiting(wait, look)
+        return found or Outcome(submission, "queued")
+
+    # ------------------------------------------------------------------ the inbox
+
+    async def inbox(self, caller: Caller, *, kind: str | None = None, after: str | None = None, limit: int = 100,
+                    wait: float = 0.0) -> tuple[list[InboxItem], str | None]:
+        """What waits for the caller's agency, urgent first; the cursor of the next page (None: no more)."""
+        agency = self._agency(caller, "read an inbox")
+        if kind not in (None, "document", "status"):
+            raise Invalid(f"kind must be document or status, not {kind!r}", "GW422")
+        limit = _limit(limit)
+        position = None
+        if after:
+            priority, received_at, axis_id = _decode_cursor(after, 3)
+            position = (int(priority) if priority.isdigit() else 0, _time(received_at), axis_id)
+
+        async def look() -> list[InboxItem]:
+            return await self._read("reading an inbox", self.store.inbox, agency, kind=kind, after=position,
+                                    limit=limit + 1)
+        items = await self._waiting(wait, look)
+        more = len(items) > limit
+        items = items[:limit]
+        cursor = encode_cursor(items[-1].priority, items[-1].received_at, items[-1].axis_id) if more else None
+        return items, cursor
+
+    async def fetch(self, caller: Caller, axis_id: str) -> Served:
+        """The exact signed bytes of a document delivered (or to be delivered) to the caller, with the seal."""
+        document = await self._document_for(caller, axis_id, as_recipient=caller.role == "agency")
+        body = await self._read("reading a document body", self.store.document_body, axis_id)
+        deliveries = await self._read("reading deliveries", self.store.deliveries, axis_id)
+        headers = {wire.H_AXIS_ID: axis_id, wire.H_DIGEST: document.digest, wire.H_SENDER: document.sender_code,
+                   wire.H_KIND: document.kind}
+        if document.seal:
+            headers.update({wire.H_SEAL: document.seal,
+                            wire.H_SEAL_TO: ",".join(sorted(d.recipient_code for d in deliveries)),
+                            wire.H_SEAL_CERT: self._seal_certificate.encoded})
+        return Served(axis_id, body, document.digest, headers)
+
+    async def ack(self, caller: Caller, axis_id: str, receipt: bytes | None) -> dict[str, Any]:
+        """Record that the caller's agency stored `axis_id`: its own signed delivery receipt, or one Axis signs."""
+        agency = self._agency(caller, "acknowledge deliveries")
+        document = await self._document_for(caller, axis_id, as_recipient=True)
+        if receipt:
+            try:
+                verified = await asyncio.to_thread(self._verifier.verify_receipt, receipt)
+                parsed = read_receipt(verified.signed_root)
+            except Refusal as refusal:
+                code = RefusalCode.RECEIPT_REFUSED
+                raise Invalid(f"{code.label}: {refusal}", code.label.split()[0]) from None
+            if verified.signer_code != agency:
+                code = RefusalCode.RECEIPT_MISMATCH
+                raise Invalid(f"{code.label}: the receipt is signed by {verified.signer_code}, and this "
+                              f"credential acts for {agency}", code.label.split()[0])
+            body = receipt
+        else:
+            parsed = Receipt(kind="delivery", outcome="delivered", issuer=wire.HUB_IDENTITY, time=now_utc(),
+                             axis_id=axis_id, sender=document.sender_code, recipient=agency,
+                             document_id=document.document_id if document.kind == "document" else None,
+                             digest=document.digest,
+                             refusal_detail=f"acknowledged through the gateway by credential {caller.credential_id} "
+                                            f"after it was served {document.digest}")
+            body = await asyncio.to_thread(self._signer.sign_receipt, build_receipt(parsed))
+        mismatch = await retrying("recording a delivery receipt")(asyncio.to_thread)(
+            self._record_ack, body, agency, parsed, caller)
+        if mismatch is not None:
+            code = RefusalCode.RECEIPT_MISMATCH
+            raise Invalid(f"{code.label}: {mismatch}", code.label.split()[0])
+        state = await self._state(axis_id, agency)
+        return {"axis_id": axis_id, "state": state, "receipt": body}
+
+    def _record_ack(self, body: bytes, agency: str, receipt: Receipt, caller: Caller) -> str | None:
+        with self.store.write() as tx:
+            return record_delivery_receipt(tx, body, agency, receipt, credential=caller.credential_id)
+
+    async def _state(self, axis_id: str, agency: str) -> str:
+        deliveries = await self._read("reading deliveries", self.store.deliveries, axis_id)
+        return next((d.state for d in deliveries if d.recipient_code == agency), "unknown")
+
+    async def fail(self, caller: Caller, axis_id: str, reason: str) -> dict[str, Any]:
+        """The caller's agency could not take `axis_id`: `failed`, and an error receipt for its sender."""
+        agency = self._agency(caller, "report failed deliveries")
+        document = await self._document_for(caller, axis_id, as_recipient=True)
+        reason = " ".join(str(reason or "no reason given").split())[:500]
+        code = RefusalCode.DELIVERY_FAILED
+        error = Receipt(kind="error", outcome="failed", issuer=wire.HUB_IDENTITY, time=now_utc(), axis_id=axis_id,
+                        sender=document.sender_code, recipient=agency,
+                        document_id=document.document_id if document.kind == "document" else None,
+                        digest=document.digest, refusal_code=code.number, refusal_name=code.name,
+                        refusal_detail=f"{agency} could not take it: {reason}"[:500])
+        body = await asyncio.to_thread(self._signer.sign_receipt, build_receipt(error))
+
+        def record() -> bool:
+            with self.store.write() as tx:
+                moved = tx.transition(axis_id, agency, DeliveryState.FAILED, error=reason)
+                if moved:
+                    tx.add_receipts([NewReceipt(axis_id=axis_id, kind="error", body=body, recipient_code=agency,
+                                                code=str(code.number), detail=reason)])
+                    tx.audit("gateway", "delivery-failed", axis_id, {"recipient": agency, "reason": reason[:300],
+                                                                     "credential": caller.credential_id})
+                return moved
+        moved = await retrying("recording a failed delivery")(asyncio.to_thread)(record)
+        state = await self._state(axis_id, agency)
+        if not moved and state != DeliveryState.FAILED.value:
+            raise Conflict(f"{axis_id} is {state} for {agency}; only a delivery not yet acknowledged can fail",
+                           "GW409")
+        return {"axis_id": axis_id, "state": state}
+
+    # ------------------------------------------------------------------ what was sent, timelines, directory
+
+    async def sent(self, caller: Caller, *, since: str | None = None, after: str | None = None,
+                   limit: int = 100) -> tuple[list[dict[str, Any]], str | None]:
+        agency = self._agency(caller, "list sent documents")
+        limit = _limit(limit)
+        since_time = _time(since) if since else None
+        position = None
+        if after:
+            received_at, axis_id = _decode_cursor(after, 2)
+            position = (_time(received_at), axis_id)
+        rows = await self._read("listing sent documents", self.store.sent, agency, since=since_time, after=position,
+                                limit=limit + 1)
+        more = len(rows) > limit
+        rows = rows[:limit]
+        items = [{"axis_id": doc.axis_id, "kind": doc.kind, "document_id": doc.document_id,
+                  "received_at": doc.received_at, "priority": doc.priority, "digest": doc.digest,
+                  "recipients": {d.recipient_code: d.state for d in deliveries}} for doc, deliveries in rows]
+        cursor = encode_cursor(rows[-1][0].received_at, rows[-1][0].axis_id) if more else None
+        return items, cursor
+
+    async def receipts(self, caller: Caller, axis_id: str) -> list[dict[str, Any]]:
+        """The timeline of a document: for its sender, its recipients, and those who read everything."""
+        await self._document_for(caller, axis_id, as_recipient=False)
+        receipts = await self._read("reading receipts", self.store.receipts, axis_id)
+        return [{"kind": r.kind, "recipient": r.recipient_code, "code": r.code, "detail": r.detail,
+                 "created_at": r.created_at, "digest": r.digest, "body": r.body} for r in receipts]
+
+    async def agencies(self, caller: Caller) -> list[dict[str, Any]]:
+        agencies = await self._read("reading the directory", self.store.list_agencies)
+        return [{"code": a.code, "name": a.name, "parent": a.parent_code, "state": a.state} for a in agencies]
+
+    async def ready(self) -> dict[str, bool]:
+        """Whether the store and the broker answer (for /readyz)."""
+        async def store_ok() -> bool:
+            try:
+                await asyncio.wait_for(asyncio.to_thread(self.store.agency_states, []), 5)
+                return True
+            except Exception:  # noqa: BLE001 - any failure means "not ready"; /readyz says which part
+                return False
+
+        async def broker_ok() -> bool:
+            try:
+                await asyncio.wait_for(self.transport.depth(wire.INTAKE_QUEUE), 5)
+                return True
+            except Exception:  # noqa: BLE001 - as above
+                return False
+        store, broker = await asyncio.gather(store_ok(), broker_ok())
+        return {"store": store, "broker": broker}
+
