@@ -1,4 +1,4 @@
-"""Axis store: registry, documents, deliveries, receipts, outbox/inbox, audit log.
+"""Axis store: registry, documents, deliveries, receipts, credentials, submissions, de-duplication, audit.
 
 Open with `open_store(url)` (SQLite file by default, PostgreSQL by URL;
 `create=True` to create a SQLite file that does not exist yet); write
@@ -21,10 +21,8 @@ from axis.store.records import (
     InboxItem,
     NewAuditEntry,
     NewDocument,
-    NewOutboxMessage,
     NewReceipt,
     NewSubmission,
-    OutboxItem,
     Receipt,
     Submission,
 )
@@ -48,11 +46,9 @@ __all__ = [
     "MissingDatabase",
     "NewAuditEntry",
     "NewDocument",
-    "NewOutboxMessage",
     "NewReceipt",
     "NewSubmission",
     "NotFound",
-    "OutboxItem",
     "Receipt",
     "Store",
     "StoreError",

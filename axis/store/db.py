@@ -111,8 +111,7 @@ def open_store(url: str | None = None, *, migrate: bool = True, create: bool = F
 
     MissingDatabase when the database does not exist; `create=True` creates a
     SQLite file (only the commands that set a hub up pass it). `clock` (aware
-    UTC datetimes) replaces the wall clock for timestamps and outbox leases;
-    tests use it to expire a lease without sleeping.
+    UTC datetimes) replaces the wall clock for timestamps (tests set the time).
     """
     from axis.store.store import Store, utcnow
 

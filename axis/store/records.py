@@ -171,33 +171,6 @@ class Decision:
     receipt: bytes | None
 
 
-# ---- outbox ---------------------------------------------------------------
-
-@dataclass(frozen=True, slots=True)
-class NewOutboxMessage:
-    """Exactly one of body_ref (send that document's signed bytes) or payload."""
-    queue: str
-    message_id: str                 # stable business key, e.g. f"{axis_id}:{recipient}"
-    priority: int = 0
-    body_ref: str | None = None
-    payload: bytes | None = None
-    headers: Mapping[str, Any] | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class OutboxItem:
-    id: int
-    queue: str
-    message_id: str
-    priority: int
-    body: bytes                     # document body (body_ref) or payload
-    body_ref: str | None
-    headers: dict[str, Any]
-    attempts: int                   # claims so far, this one included
-    created_at: datetime
-    claimed_until: datetime
-
-
 # ---- audit ----------------------------------------------------------------
 
 @dataclass(frozen=True, slots=True)

@@ -150,26 +150,6 @@ receipts = sa.Table(
     sa.CheckConstraint(_in("kind", RECEIPT_KINDS), name="ck_receipts_kind"),
 )
 
-outbox = sa.Table(
-    "outbox", metadata,
-    sa.Column("id", _ID, primary_key=True, autoincrement=True),
-    sa.Column("queue", sa.String(255), nullable=False),
-    sa.Column("message_id", sa.String(255), nullable=False),
-    sa.Column("priority", sa.SmallInteger(), nullable=False),
-    sa.Column("body_ref", _HASH, sa.ForeignKey("document_bodies.axis_id"), nullable=True),
-    sa.Column("payload", sa.LargeBinary(), nullable=True),
-    sa.Column("headers", sa.JSON(), nullable=False),
-    sa.Column("created_at", _AT, nullable=False),
-    sa.Column("claimed_until", _AT, nullable=True),
-    sa.Column("published_at", _AT, nullable=True),
-    sa.Column("attempts", sa.Integer(), nullable=False),
-    # The relay's scan: only unpublished rows, urgent first, then oldest.
-    sa.Index("ix_outbox_pending", sa.text("priority DESC"), "id",
-             sqlite_where=sa.text("published_at IS NULL"), postgresql_where=sa.text("published_at IS NULL")),
-    sa.UniqueConstraint("message_id", name="uq_outbox_message_id"),
-    sa.CheckConstraint("(body_ref IS NULL) <> (payload IS NULL)", name="ck_outbox_one_body"),
-)
-
 # Who may call the gateway: a SHA-256 of each bearer token (256 random bits; never the token itself).
 credentials = sa.Table(
     "credentials", metadata,
@@ -235,7 +215,7 @@ audit_checkpoints = sa.Table(
 
 # Indexes on expressions, which SQLite reflection cannot read back: alembic
 # autogenerate must not compare them there (it would propose dropping them).
-EXPRESSION_INDEXES = frozenset({"uq_receipts_key", "ix_outbox_pending"})
+EXPRESSION_INDEXES = frozenset({"uq_receipts_key"})
 
 TABLES: tuple[sa.Table, ...] = tuple(metadata.tables.values())
 TABLE_NAMES = frozenset(metadata.tables)

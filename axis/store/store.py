@@ -1,4 +1,4 @@
-"""The store: one object per database, units of work, reads, outbox relay.
+"""The store: one object per database, units of work, reads.
 
 Callers may rely on:
 - `Store` being safe to share between threads: every call takes its own
@@ -12,7 +12,7 @@ Callers may rely on:
   in the same transaction, under the audit lock (taken as late as possible);
   after the block, `tx.audit_seqs` holds their (first, last) seq.
 - Every write method being idempotent where the brief says so (documents by
-  key, receipts, outbox message ids, inbox keys, deliveries) and reporting
+  key, receipts, submissions, inbox keys, deliveries) and reporting
   "already there" by its return value, never by an exception that would
   poison the transaction. The exception is `insert_document`, which raises
   `DuplicateDocument`; the transaction stays usable after it.
@@ -24,7 +24,7 @@ import functools
 import hashlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
@@ -48,10 +48,8 @@ from axis.store.records import (
     InboxItem,
     NewAuditEntry,
     NewDocument,
-    NewOutboxMessage,
     NewReceipt,
     NewSubmission,
-    OutboxItem,
     Receipt,
     Submission,
 )
@@ -67,7 +65,6 @@ from axis.store.schema import (
     credentials,
     documents,
     inbox,
-    outbox,
     submissions,
 )
 from axis.store.schema import certificates as certificates_t
@@ -734,109 +731,7 @@ class WriteTx(_Reads):
         self._c.execute(stmt, [{"b_id": d.id, "b_outcome": d.outcome, "b_axis_id": d.axis_id, "b_code": d.code,
                                 "b_detail": d.detail, "b_receipt": d.receipt} for d in decisions])
 
-    # ---- outbox and inbox
-    def enqueue(self, queue: str, message_id: str, priority: int = 0, body_ref: str | None = None,
-                payload: bytes | None = None, headers: Mapping[str, Any] | None = None) -> bool:
-        """Add an outbox row; False when `message_id` is already there (idempotent)."""
-        return self.enqueue_many([NewOutboxMessage(queue, message_id, priority, body_ref, payload, headers)]) == 1
-
-    def enqueue_many(self, messages: Iterable[NewOutboxMessage]) -> int:
-        """Bulk `enqueue`; returns how many rows were new."""
-        now = self._clock()
-        rows = []
-        for m in messages:
-            if (m.body_ref is None) == (m.payload is None):
-                raise ValueError(f"outbox message {m.message_id!r}: give exactly one of body_ref or payload")
-            rows.append({"queue": m.queue, "message_id": m.message_id, "priority": m.priority,
-                         "body_ref": m.body_ref, "payload": None if m.payload is None else bytes(m.payload),
-                         "headers": chain.check_data(m.headers or {}), "created_at": now,
-                         "claimed_until": None, "published_at": None, "attempts": 0})
-        if not rows:
-            return 0
-        return self._insert_ignore_count(outbox, rows, ["message_id"], outbox.c.id)
-
-    def mark_published(self, ids: Iterable[int]) -> int:
-        """The broker confirmed these rows; returns how many were still unpublished."""
-        ids = sorted(set(ids))
-        count = 0
-        now = self._clock()
-        for part in _chunks(ids):
-            stmt = sa.update(outbox).where(outbox.c.id.in_(part), outbox.c.published_at.is_(None)).values(
-                published_at=now, claimed_until=None)
-            count += self._c.execute(stmt).rowcount
-        return count
-
-    def release(self, ids: Iterable[int], retry_after: float = 0.0) -> int:
-        """Give claimed rows back (publish failed): claimable again after `retry_after` seconds."""
-        ids = sorted(set(ids))
-        until = self._clock() + timedelta(seconds=retry_after) if retry_after > 0 else None
-        count = 0
-        for part in _chunks(ids):
-            stmt = sa.update(outbox).where(outbox.c.id.in_(part), outbox.c.published_at.is_(None)).values(
-                claimed_until=until)
-            count += self._c.execute(stmt).rowcount
-        return count
-
-    def claim_outbox(self, limit: int, lease_seconds: float) -> list[OutboxItem]:
-        """Lease up to `limit` unpublished rows (urgent first, then oldest) with their bytes.
-
-        PostgreSQL: FOR UPDATE SKIP LOCKED, so concurrent relays never get the
-        same row. SQLite: the write lock (BEGIN IMMEDIATE) serialises claims.
-        Rows whose lease expired (a relay died) are claimable again.
-        """
-        if limit <= 0:
-            return []
-        now = self._clock()
-        until = now + timedelta(seconds=lease_seconds)
-        candidates = sa.select(outbox.c.id).where(
-            outbox.c.published_at.is_(None),
-            sa.or_(outbox.c.claimed_until.is_(None), outbox.c.claimed_until <= now),
-        ).order_by(outbox.c.priority.desc(), outbox.c.id).limit(limit).with_for_update(skip_locked=True)
-        # Two statements, not UPDATE ... WHERE id IN (subquery): PostgreSQL
-        # planned that as a semi-join over the whole table. Here the locked ids
-        # come from the ordered partial index and the UPDATE is by primary key.
-        if self._dialect == "postgresql":
-            # The only good plan walks ix_outbox_pending in order and stops at
-            # `limit`. After a burst (the broker was down: exactly when the
-            # relay must drain fast) statistics still say "few pending rows",
-            # and the planner would sort the whole backlog on every claim.
-            self._c.exec_driver_sql("SET LOCAL enable_sort = off")
-            ids = list(self._c.execute(candidates).scalars())
-            self._c.exec_driver_sql("SET LOCAL enable_sort TO DEFAULT")
-        else:
-            ids = list(self._c.execute(candidates).scalars())
-        if not ids:
-            return []
-        stmt = sa.update(outbox).where(outbox.c.id.in_(ids)).values(
-            claimed_until=until, attempts=outbox.c.attempts + 1).returning(
-            outbox.c.id, outbox.c.queue, outbox.c.message_id, outbox.c.priority, outbox.c.body_ref,
-            outbox.c.payload, outbox.c.headers, outbox.c.attempts, outbox.c.created_at, outbox.c.claimed_until)
-        rows = sorted(self._c.execute(stmt).all(), key=lambda r: (-r.priority, r.id))
-        refs = sorted({r.body_ref for r in rows if r.body_ref is not None})
-        docs: dict[str, bytes] = {}
-        for part in _chunks(refs):
-            docs.update((a, bytes(b)) for a, b in self._c.execute(
-                sa.select(bodies.c.axis_id, bodies.c.body).where(bodies.c.axis_id.in_(part))))
-        return [OutboxItem(id=r.id, queue=r.queue, message_id=r.message_id, priority=r.priority,
-                           body=docs[r.body_ref] if r.body_ref is not None else bytes(r.payload),
-                           body_ref=r.body_ref, headers=dict(r.headers), attempts=r.attempts,
-                           created_at=r.created_at, claimed_until=r.claimed_until) for r in rows]
-
-    def purge_outbox(self, published_before: datetime, limit: int = 5_000) -> int:
-        """Delete up to `limit` rows published before the given time; returns how many.
-
-        Unpublished rows are never deleted, however old. Bounded so that one
-        call holds the SQLite write lock briefly: repeat while it returns
-        `limit`. Oldest first (by id, the primary key's order).
-        """
-        oldest = sa.select(outbox.c.id).where(
-            outbox.c.published_at.is_not(None), outbox.c.published_at < published_before,
-        ).order_by(outbox.c.id).limit(limit)
-        ids = list(self._c.execute(oldest).scalars())
-        if not ids:
-            return 0
-        return self._c.execute(sa.delete(outbox).where(outbox.c.id.in_(ids))).rowcount
-
+    # ---- consumer de-duplication
     def mark_seen(self, consumer: str, dedup_key: str) -> bool:
         """Record that `consumer` handled `dedup_key`; False when it already had (a duplicate)."""
         stmt = self._insert(inbox).values(consumer=consumer, dedup_key=dedup_key, seen_at=self._clock())
@@ -926,20 +821,7 @@ class Store(_Reads):
             finally:
                 tx._close()
 
-    # ---- outbox relay: each call is its own short transaction
-    def claim_outbox(self, limit: int, lease_seconds: float) -> list[OutboxItem]:
-        with self.write() as tx:
-            return tx.claim_outbox(limit, lease_seconds)
-
-    def mark_published(self, ids: Iterable[int]) -> int:
-        with self.write() as tx:
-            return tx.mark_published(ids)
-
-    def release(self, ids: Iterable[int], retry_after: float = 0.0) -> int:
-        with self.write() as tx:
-            return tx.release(ids, retry_after)
-
-    # ---- audit
+    # ---- the audit log
     def audit_entries(self, from_seq: int = 1, to_seq: int | None = None) -> Iterator[AuditEntry]:
         """Entries from `from_seq` on, in seq order, read page by page (constant memory)."""
         next_seq = from_seq

@@ -46,8 +46,6 @@ def accept(store: Store, n: int | str, recipients: tuple[str, ...] = RECIPIENTS)
         tx.insert_document(doc, body_of(n))
         tx.insert_deliveries(doc.axis_id, recipients)
         tx.add_receipt(doc.axis_id, "intake", b"<receipt/>")
-        for r in recipients:
-            tx.enqueue(f"agency.{r}", f"{doc.axis_id}:{r}", body_ref=doc.axis_id)
         tx.audit("hub", "document.accepted", doc.axis_id, {"recipients": list(recipients)})
     return doc.axis_id
 

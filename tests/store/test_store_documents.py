@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from axis.refusals import RefusalCode
-from axis.store import DuplicateDocument, NewDocument, NotFound, Store
+from axis.store import DuplicateDocument, NewDocument, NewSubmission, NotFound, Store
 from tests.store.store_helpers import R1, R2, R3, RECIPIENTS, SENDER, accept, body_of, new_doc, table_counts
 
 
@@ -81,7 +81,7 @@ def test_failed_unit_of_work_leaves_nothing(seeded: Store) -> None:
             tx.insert_document(new_doc(1), body_of(1))
             tx.insert_deliveries("ax-1-document", RECIPIENTS)
             tx.add_receipt("ax-1-document", "intake", b"<r/>")
-            tx.enqueue("agency.x", "m1", body_ref="ax-1-document")
+            tx.add_submissions([NewSubmission("s1", "000.00.00.G22", "cred_1", None)])
             tx.mark_seen("hub", "k1")
             tx.audit("hub", "document.accepted", "ax-1-document", {})
             raise RuntimeError("the broker went away")

@@ -1,4 +1,5 @@
-"""the agency gateway: credentials, submissions with their outcomes, the seal on documents, an inbox index
+"""the agency gateway: credentials, submissions with their outcomes, the seal on documents, an inbox index;
+the outbox goes
 
 Revision ID: 0003
 Revises: 0002
@@ -6,7 +7,10 @@ Create Date: 2026-12-01
 
 Agencies no longer read broker queues: the gateway serves their deliveries from
 the store (hence the seal on each document and the inbox index) and answers
-submissions from the `submissions` table, which the hub fills in.
+submissions from the `submissions` table, which the hub fills in. Nothing is
+relayed to the broker after a commit any more, so the outbox table is dropped
+(a database upgraded while rows were unpublished loses only broker copies of
+deliveries and receipts that the store serves anyway).
 """
 from collections.abc import Sequence
 
@@ -24,6 +28,8 @@ HASH = sa.String(64)
 
 
 def upgrade() -> None:
+    op.drop_index("ix_outbox_pending", "outbox")
+    op.drop_table("outbox")
     with op.batch_alter_table("documents") as batch:
         batch.add_column(sa.Column("seal", sa.Text(), nullable=True))
     op.create_index("ix_deliveries_inbox", "deliveries", ["recipient_code", "state"])
@@ -68,3 +74,21 @@ def downgrade() -> None:
     op.drop_index("ix_deliveries_inbox", "deliveries")
     with op.batch_alter_table("documents") as batch:
         batch.drop_column("seal")
+    op.create_table(
+        "outbox",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=True),
+        sa.Column("queue", sa.String(255), nullable=False),
+        sa.Column("message_id", sa.String(255), nullable=False),
+        sa.Column("priority", sa.SmallInteger(), nullable=False),
+        sa.Column("body_ref", HASH, sa.ForeignKey("document_bodies.axis_id"), nullable=True),
+        sa.Column("payload", sa.LargeBinary(), nullable=True),
+        sa.Column("headers", sa.JSON(), nullable=False),
+        sa.Column("created_at", TS, nullable=False),
+        sa.Column("claimed_until", TS, nullable=True),
+        sa.Column("published_at", TS, nullable=True),
+        sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.UniqueConstraint("message_id", name="uq_outbox_message_id"),
+        sa.CheckConstraint("(body_ref IS NULL) <> (payload IS NULL)", name="ck_outbox_one_body"),
+    )
+    op.create_index("ix_outbox_pending", "outbox", [sa.text("priority DESC"), "id"],
+                    sqlite_where=sa.text("published_at IS NULL"), postgresql_where=sa.text("published_at IS NULL"))
