@@ -1,10 +1,9 @@
 """Store throughput: documents accepted per second, as the hub writes them.
 
 One accepted document = document row + exact body + 3 deliveries + intake
-receipt + audit entry + 3 outbox rows, all in the unit of work that accepts
-it. Documents are grouped 1, 50 or 200 per transaction (the hub batches what
-its intake queue hands it). Also measured: the outbox relay's claim +
-mark_published rate (rows/s), which must keep up with 3 rows per document.
+receipt + the submission's outcome + audit entry, all in the unit of work that
+accepts it. Documents are grouped 1, 50 or 200 per transaction (the hub batches
+what its intake queue hands it).
 
     .venv/bin/python bench/bench_store.py                 # SQLite + PostgreSQL
     .venv/bin/python bench/bench_store.py --only sqlite --docs 2000 --body-size 16384
@@ -32,7 +31,7 @@ from typing import Iterator
 
 import sqlalchemy as sa
 
-from axis.store import NewAuditEntry, NewDocument, NewOutboxMessage, NewReceipt, Store, open_store
+from axis.store import Decision, NewAuditEntry, NewDocument, NewReceipt, Store, open_store
 
 SENDER = "000.00.00.G22"
 RECIPIENTS = ("000.00.00.H01", "000.00.00.H02", "000.00.00.H03")
@@ -65,9 +64,7 @@ def accept_batch(store: Store, prefix: str, start: int, batch: int, body: bytes,
         accepted = [r.axis_id for r in results if not isinstance(r, Exception)]
         tx.insert_deliveries_many({a: RECIPIENTS for a in accepted})
         tx.add_receipts([NewReceipt(a, "intake", receipt, code="accepted") for a in accepted])
-        tx.enqueue_many([NewOutboxMessage(f"agency.{r}", f"{a}:{r}", priority=1, body_ref=a,
-                                          headers={"axis_id": a, "to": r})
-                         for a in accepted for r in RECIPIENTS])
+        tx.decide_submissions([Decision(f"s-{a}", SENDER, "accepted", a, None, None, receipt) for a in accepted])
         tx.audit_many([NewAuditEntry("hub", "document.accepted", a, {"recipients": list(RECIPIENTS)})
                        for a in accepted])
 
@@ -91,15 +88,6 @@ def run_accept(store: Store, backend: str, batch: int, docs: int, threads: int, 
     for th in pool:
         th.join()
     return Result(backend, batch, threads, per_thread * threads, time.perf_counter() - began)
-
-
-def run_relay(store: Store, limit: int = 200) -> tuple[int, float]:
-    rows = 0
-    began = time.perf_counter()
-    while items := store.claim_outbox(limit, lease_seconds=60):
-        store.mark_published([i.id for i in items])
-        rows += len(items)
-    return rows, time.perf_counter() - began
 
 
 @contextmanager
@@ -137,8 +125,6 @@ def main() -> int:
                     help="documents for the batch-of-1 run (one commit each; default 300)")
     ap.add_argument("--body-size", type=int, default=8192, help="signed packet size in bytes (default 8 KiB)")
     ap.add_argument("--pg-threads", type=int, default=4, help="extra PostgreSQL run with N writer threads")
-    ap.add_argument("--no-analyze", action="store_true",
-                    help="measure the PostgreSQL relay before the outbox has statistics")
     ap.add_argument("--json", type=Path, help="also write the results as JSON here")
     args = ap.parse_args()
 
@@ -146,7 +132,6 @@ def main() -> int:
     receipt = b"<axisReceipt>" + b"r" * 1500 + b"</axisReceipt>"
     backends = [args.only] if args.only else ["sqlite", "postgresql"]
     results: list[Result] = []
-    relay: dict[str, tuple[int, float]] = {}
     for backend in backends:
         try:
             with backend_store(backend) as store:
@@ -161,32 +146,21 @@ def main() -> int:
                     for batch in (1, 50):
                         n = args.docs_single * args.pg_threads if batch == 1 else args.docs
                         results.append(run_accept(store, backend, batch, n, args.pg_threads, body, receipt))
-                if backend == "postgresql" and not args.no_analyze:
-                    # What autovacuum does within a minute of a burst; without
-                    # statistics the planner sorts the whole backlog per claim.
-                    with store.engine.begin() as conn:
-                        conn.exec_driver_sql("ANALYZE outbox")
-                relay[backend] = run_relay(store)
                 report = store.verify_audit()
                 assert report.ok, report
         except sa.exc.OperationalError as exc:
             print(f"{backend}: skipped, database unreachable ({exc.orig})", file=sys.stderr)
 
     print(f"\nStore accept throughput: document + {args.body_size} B body + {len(RECIPIENTS)} deliveries + "
-          f"intake receipt + audit entry + {len(RECIPIENTS)} outbox rows per document")
+          "intake receipt + the submission's outcome + audit entry per document")
     print(f"{'backend':<11}{'docs/tx':>8}{'threads':>8}{'docs':>7}{'seconds':>9}{'docs/s':>9}{'ms/tx':>8}")
     for r in results:
         print(f"{r.backend:<11}{r.batch:>8}{r.threads:>8}{r.docs:>7}{r.seconds:>9.2f}{r.docs_per_s:>9.0f}"
               f"{r.ms_per_tx:>8.2f}")
-    analyzed = "without" if args.no_analyze else "after"
-    print(f"\nOutbox relay (claim 200 + mark_published, one relay; PostgreSQL {analyzed} ANALYZE outbox):")
-    for backend, (rows, secs) in relay.items():
-        print(f"{backend:<11}{rows:>8} rows {secs:>7.2f} s {rows / secs:>9.0f} rows/s")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({
             "accept": [{**asdict(r), "docs_per_s": r.docs_per_s} for r in results],
-            "relay": {b: {"rows": n, "seconds": s, "rows_per_s": n / s} for b, (n, s) in relay.items()},
             "body_size": args.body_size}, indent=2))
     return 0
 
