@@ -79,16 +79,16 @@ class RefusalCode(enum.Enum):
                                   "sending its status.")
     CERT_WRONG_AGENCY = (410, "The signing certificate is issued for another agency than the one the adapter acts for. "
                               "Use the agency's own key and certificate.")
-    UNSEALED_DELIVERY = (411, "A delivery carries no valid Axis seal (ax-seal), so Axis did not route it. It is dead-"
-                              "lettered and never stored.")
+    UNSEALED_DELIVERY = (411, "A delivery carries no valid Axis seal (ax-seal), so Axis did not route it to this "
+                              "agency. The SDK never stores it.")
     RECEIPT_MISMATCH = (412, "A receipt does not match what it answers (axis id, sender, recipient = signer, "
-                             "digest). Nothing changes; the receipt is dead-lettered.")
+                             "digest). Nothing changes; the receipt is refused.")
     RECEIPT_REFUSED = (413, "A delivery receipt's signature or certificate does not verify (see the detail). Nothing "
-                            "changes; the receipt is dead-lettered.")
+                            "changes; the receipt is refused.")
     SENDER_UNKNOWN = (414, "A submission whose sender cannot be told (no verified signer, no registered claimed "
                            "sender). No receipt is sent; it is dead-lettered on axis.intake.")
-    DEAD_LETTER_UNMATCHED = (415, "A dead letter matches no delivery the axis made (axis id, recipient queue "
-                                  "and SHA-256 of the body); it changed nothing and stays parked.")
+    DEAD_LETTER_UNMATCHED = (415, "Retired: a dead letter that matched no delivery. Deliveries are no longer "
+                                  "broker messages, so no dead letter is matched against them; not issued.")
     CALLER_NOT_SENDER = (416, "The packet's sender (From/OrganId, and its signer) is not the agency whose credential "
                               "submitted it. Submit each agency's packets with that agency's own credential.")
 
