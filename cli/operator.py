@@ -182,22 +182,23 @@ def _receipt_row(receipt) -> dict:
             "digest": receipt.digest}
 
 
-dlq_app = typer.Typer(help="Inspect the deliveries that failed for good (dead letters).", no_args_is_help=True)
+dlq_app = typer.Typer(help="Inspect the submissions the hub could not handle at all (dead letters).",
+                      no_args_is_help=True)
 
 
 @dlq_app.command("list")
 def dlq_list(
-    queue: str = typer.Argument(..., help="Whose dead letters: an agency code (its deliveries), CODE.receipts "
-                                          "(its receipts), axis.intake or axis.receipts; a trailing .dlq is "
-                                          "accepted."),
+    queue: str = typer.Argument("axis.intake",
+                                help="The queue: axis.intake, the one queue Axis consumes (a trailing .dlq is "
+                                     "accepted)."),
     limit: int = typer.Option(1000, "--limit", min=1, help="At most this many, oldest first."),
     as_json: bool = typer.Option(False, "--json"),
     broker: str | None = BrokerOption,
 ) -> None:
-    """List the dead letters of one of Axis's queues: what could not be handled, after how many attempts, and why.
+    """List the dead letters of the intake queue: what could not be handled, after how many attempts, and why.
 
-    They stay parked: listing takes nothing away. For an agency's deliveries the hub has already
-    sent each sender an error receipt (AX500 DELIVERY_FAILED), if the letter matched the delivery.
+    They stay parked: listing takes nothing away. Deliveries are not broker messages (they wait in
+    the store), so a delivery an agency could not take shows as `failed` in `axis receipts`, not here.
     """
     from axis import wire
 
@@ -230,18 +231,14 @@ def dlq_list(
 
 
 def _dead_letter_queue(name: str) -> str:
-    """The queue named by `axis dlq list NAME`: only queues Axis declares, agency codes checked."""
+    """The queue named by `axis dlq list NAME`: only the queue Axis consumes."""
     from axis import wire
 
     name = name.removesuffix(".dlq")
-    if name in (wire.INTAKE_QUEUE, wire.RECEIPTS_QUEUE):
-        return name
-    try:
-        if name.endswith(".receipts"):
-            return wire.receipts_queue(parse_agency_code(name.removesuffix(".receipts")).text)
-        return wire.inbox_queue(parse_agency_code(name).text)
-    except Refusal as refusal:
-        refuse(refusal)
+    if name != wire.INTAKE_QUEUE:
+        fail(f"{name!r} has no dead letters Axis keeps: the one queue Axis consumes is {wire.INTAKE_QUEUE} "
+             "(agencies' deliveries wait in the store; see `axis receipts AXIS_ID`)")
+    return name
 
 
 audit_app = typer.Typer(help="Check the tamper-evident audit log.", no_args_is_help=True)
