@@ -1,6 +1,6 @@
 """The hub's worker processes: where intake, verification and receipt signing run.
 
-The hub's own process moves messages (transport, relay, acknowledgements); the
+The hub's own process moves messages (the intake queue, the dead-letter feed); the
 CPU work runs here, in spawned processes that die with the hub. Each worker
 builds once what it needs (the `Verifier`, the hub's receipt `Signer`, its own
 connection to the store) and then takes whole batches, so inter-process
@@ -14,8 +14,6 @@ What a caller may rely on:
   returns, the batch's transaction has committed (its outcomes say what each
   submission became); when it raises, nothing of it was committed or the
   commit is complete and a second pass finds every submission a duplicate;
-- `check`, `sign`, `verify_receipts` map their inputs in order, splitting
-  large lists across workers;
 - `workers=0` runs the same code in one thread of the hub's process (tests,
   debugging); a new CRL file is picked up within 5 seconds either way.
 """
@@ -78,10 +76,6 @@ class _Worker:
 
     def verify_receipt(self, data: bytes) -> tuple[str, bytes] | Refused:
         return check_receipt(self.verifier, data)
-
-    def verify_receipts(self, datas: Sequence[bytes]) -> list[tuple[str, bytes] | Refused]:
-        self.refresh_crl()
-        return [check_receipt(self.verifier, data) for data in datas]
 
     def ready(self, _: Sequence) -> list:
         return [os.getpid()]
@@ -148,17 +142,6 @@ class WorkerPool:
     def _call_local(self, method: str, argument: Sequence) -> list:
         return getattr(self._local, method)(argument)
 
-    async def _map(self, method: str, items: Sequence) -> list:
-        if not items:
-            return []
-        loop = asyncio.get_running_loop()
-        parts = max(1, min(self.workers, len(items) // 8 or 1))
-        size = -(-len(items) // parts)
-        chunks = [items[i:i + size] for i in range(0, len(items), size)]
-        results = await asyncio.gather(*(loop.run_in_executor(self._executor, self._target, method, chunk)
-                                         for chunk in chunks))
-        return [item for chunk in results for item in chunk]
-
     async def start(self) -> list[int]:
         """Start every worker now (the pool would otherwise spawn them one by one as work arrives, and
         the first burst would wait for their start-up); returns their process ids."""
@@ -175,16 +158,6 @@ class WorkerPool:
     async def intake(self, batch: Sequence) -> list:
         """One batch through `Intake.process` in one worker (see the module docstring)."""
         return await asyncio.get_running_loop().run_in_executor(self._executor, self._target, "intake", list(batch))
-
-    async def check(self, datas: Sequence[bytes]) -> list[Checked | Refused]:
-        return await self._map("check", list(datas))
-
-    async def sign(self, receipts: Sequence[Receipt]) -> list[bytes]:
-        """The signed XML of each receipt, in order (written and signed in the workers)."""
-        return await self._map("sign", list(receipts))
-
-    async def verify_receipts(self, datas: Sequence[bytes]) -> list[tuple[str, bytes] | Refused]:
-        return await self._map("verify_receipts", list(datas))
 
     def close(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)
