@@ -17,6 +17,7 @@ from axis.gateway.service import (
     TooLarge,
     Unauthorized,
     Unavailable,
+    open_service,
 )
 
 __all__ = [
@@ -33,4 +34,5 @@ __all__ = [
     "TooLarge",
     "Unauthorized",
     "Unavailable",
+    "open_service",
 ]

@@ -31,6 +31,9 @@ import base64
 import binascii
 import hashlib
 import logging
+import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -42,6 +45,7 @@ from axis.receipt import Receipt, build_receipt, now_utc, read_receipt
 from axis.refusals import Refusal, RefusalCode
 from axis.retry import publish_all, retrying
 from axis.seal import SealCertificate
+from axis.settings import Settings
 from axis.store import DeliveryState, Document, InboxItem, NewReceipt, NewSubmission, Store, Submission
 from axis.transport import OutgoingMessage, Transport, TransportError
 from axis.trust import Signer, Verifier
@@ -50,6 +54,7 @@ log = logging.getLogger("axis.gateway")
 
 ROLES = ("agency", "operator", "auditor")
 MAX_LIMIT = 1000
+SUBMISSION_ID = re.compile(r"[0-9a-f]{32}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 POLL_FIRST = 0.02          # seconds between the first looks at the store while a caller waits
 POLL_MAX = 0.5             # ... growing to this
 
@@ -235,9 +240,17 @@ class AgencyService:
 
     # ------------------------------------------------------------------ submissions
 
-    async def submit(self, caller: Caller, body: bytes) -> str:
-        """Record and publish one signed packet from the caller's agency; its submission id."""
+    async def submit(self, caller: Caller, body: bytes, submission: str | None = None) -> str:
+        """Record and publish one signed packet from the caller's agency; its submission id.
+
+        `submission` lets the caller choose the id (`SUBMISSION_ID`: 32 hex digits or a UUID), so
+        that a request repeated after a lost answer is the same submission, not a duplicate of
+        it: the repeat publishes again (harmless: the hub keeps a submission's first outcome) and
+        returns the same id. The same id with other bytes, or another agency's id, is a Conflict.
+        """
         agency = self._agency(caller, "submit packets")
+        if submission is not None and not SUBMISSION_ID.fullmatch(submission):
+            raise Invalid(f"a submission id is 32 hex digits or a UUID, not {submission[:80]!r}", "GW422")
         if len(body) > self.max_packet_bytes:
             raise TooLarge(f"the packet is {len(body)} bytes; the limit is {self.max_packet_bytes}")
         try:
@@ -248,8 +261,12 @@ class AgencyService:
             code = RefusalCode.CALLER_NOT_SENDER
             raise Invalid(f"{code.label}: the packet's sender is {facts.sender}, and this credential acts for "
                           f"{agency}", code.label.split()[0])
-        submission = wire.new_submission_id()
         digest = hashlib.sha256(body).hexdigest()
+        if submission is not None:
+            known = (await self._read("reading a submission", self.store.submissions, [submission])).get(submission)
+            if known is not None and (known.agency_code != agency or known.digest != digest):
+                raise Conflict(f"submission {submission} was used for another packet; choose a new id", "GW409")
+        submission = submission or wire.new_submission_id()
         await retrying("recording a submission")(asyncio.to_thread)(
             self._record_submission, NewSubmission(submission, agency, caller.credential_id, digest))
         headers = {wire.H_SUBMISSION: submission, wire.H_AGENCY: agency, wire.H_DIGEST: digest,
@@ -263,6 +280,8 @@ class AgencyService:
         if outcomes[0] is not None:
             await asyncio.to_thread(self._forget_submission, submission)
             raise Unavailable("the hub's intake queue does not exist yet: is `axis serve` running?")
+        log.info("submission %s from %s (credential %s, %d bytes, %s) queued", submission, agency,
+                 caller.credential_id, len(body), facts.kind)
         return submission
 
     def _record_submission(self, item: NewSubmission) -> None:
@@ -443,3 +462,30 @@ class AgencyService:
         store, broker = await asyncio.gather(store_ok(), broker_ok())
         return {"store": store, "broker": broker}
 
+
+
+@asynccontextmanager
+async def open_service(settings: Settings, *, transport_name: str = "axis-gateway") -> AsyncIterator[AgencyService]:
+    """An `AgencyService` on the store, broker and hub key `settings` name; closed when the block ends.
+
+    The store must exist (MissingDatabase otherwise); the broker is waited for through an outage (the
+    one retry policy). Key or certificate files that cannot be read raise OSError or ValueError.
+    """
+    from axis.store import open_store
+    from axis.transport import RetryPolicy, open_transport
+
+    signer = Signer.from_files(settings.hub_key, settings.hub_cert)
+    verifier = Verifier.from_files(settings.trust_roots, settings.revocations)
+    seal = SealCertificate.from_file(settings.hub_cert)
+    store = open_store(settings.store_url)
+    try:
+        transport = await retrying("connecting to the broker")(open_transport)(
+            settings.broker, name=transport_name,
+            retry=RetryPolicy(base_delay=settings.retry_base, max_attempts=settings.retry_attempts),
+            lease=settings.embedded_lease, default_embedded_path=settings.embedded_transport)
+        try:
+            yield AgencyService(store, transport, hub_signer=signer, verifier=verifier, seal_certificate=seal)
+        finally:
+            await transport.close()
+    finally:
+        store.close()

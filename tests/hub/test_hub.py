@@ -11,6 +11,7 @@ from axis import wire
 from axis.edxml import Organization, StatusCode, packet_to_bytes
 from axis.edxml.compose import new_status
 from axis.edxml.model import ResponseFor
+from axis.gateway import Conflict, Invalid
 from axis.receipt import Receipt, build_receipt, now_utc
 from axis.refusals import RefusalCode
 from axis.store import NewSubmission
@@ -233,3 +234,30 @@ async def test_a_packet_signed_by_another_agency_than_the_submitting_credential_
     assert (outcome.outcome, outcome.code) == ("refused", f"AX{RefusalCode.CALLER_NOT_SENDER.number}")
     assert world.store.submissions([submission])[submission].agency_code == H41
     assert await world.service.inbox(world.caller(H41)) == ([], None)
+
+
+async def test_a_submission_repeated_with_its_id_is_the_same_submission(world: World) -> None:
+    """A caller that lost the answer sends again with the id it chose: one submission, one outcome."""
+    body = world.document(G22, [H41])
+    chosen = "0123456789abcdef0123456789abcdef"
+    assert await world.service.submit(world.caller(G22), body, chosen) == chosen
+    first = await world.service.outcome(world.caller(G22), chosen, wait=20)
+    assert await world.service.submit(world.caller(G22), body, chosen) == chosen
+    await asyncio.sleep(0.5)  # the repeat was published and decided again: the first outcome stays
+    again = await world.service.outcome(world.caller(G22), chosen)
+    assert (again.outcome, again.axis_id, again.receipt) == ("accepted", first.axis_id, first.receipt)
+    assert len(await world.inbox(H41, 1)) == 1
+    other = world.document(G22, [H41])
+    for caller, packet in ((G22, other), (H41, world.document(H41, [G22]))):
+        try:
+            await world.service.submit(world.caller(caller), packet, chosen)
+        except Conflict as exc:
+            assert exc.status == 409
+        else:
+            raise AssertionError(f"{caller} reused submission id {chosen} for other bytes")
+    try:
+        await world.service.submit(world.caller(G22), body, "not-an-id")
+    except Invalid as exc:
+        assert exc.status == 422
+    else:
+        raise AssertionError("a malformed submission id was accepted")
