@@ -88,6 +88,24 @@ class Settings(BaseSettings):
     outage_patience: float = _setting(
         120.0, "Seconds such a call keeps trying before its last error is raised (an outage this long "
         "costs time, never a message).")
+    gateway_host: str = _setting(
+        "127.0.0.1", "The address the agency gateway (`axis gateway`, and the one `axis serve` starts) listens "
+        "on. Plain HTTP only on a loopback address; any other needs `--tls-cert` and `--tls-key`.",
+        flag="--host")
+    gateway_port: int = _setting(8080, "The gateway's TCP port.", flag="--port")
+    gateway_tls_cert: Path | None = _setting(
+        None, "The gateway's TLS server certificate (PEM; `axis pki tls HOSTNAME` issues one).",
+        flag="--tls-cert", shown="none: plain HTTP, loopback only")
+    gateway_tls_key: Path | None = _setting(
+        None, "The key of the gateway's TLS certificate (PEM).", flag="--tls-key", shown="none")
+    gateway_rate: float = _setting(
+        50.0, "Requests per second each gateway credential may make on average (a token bucket); beyond it "
+        "the gateway answers 429 with Retry-After.")
+    gateway_burst: int = _setting(
+        100, "Requests a gateway credential may make at once before `AXIS_GATEWAY_RATE` applies.")
+    max_packet_bytes: int = _setting(
+        200 * 1024 * 1024, "The largest packet the gateway takes, in bytes (enforced while the upload is "
+        "read: 413 beyond it).", shown="`209715200` (200 MiB)")
 
     @field_validator("embedded_lease")
     @classmethod
@@ -103,7 +121,21 @@ class Settings(BaseSettings):
             raise ValueError("must be a number of seconds >= 0.001")
         return value
 
-    @field_validator("retry_attempts", "workers")
+    @field_validator("gateway_rate")
+    @classmethod
+    def _positive_rate(cls, value: float) -> float:
+        if not (math.isfinite(value) and value > 0):
+            raise ValueError("must be a positive number of requests per second")
+        return value
+
+    @field_validator("gateway_port")
+    @classmethod
+    def _port(cls, value: int) -> int:
+        if not 0 <= value <= 65535:
+            raise ValueError("must be a TCP port, 0 to 65535")
+        return value
+
+    @field_validator("retry_attempts", "workers", "gateway_burst", "max_packet_bytes")
     @classmethod
     def _at_least_one(cls, value: int | None) -> int | None:
         if value is not None and value < 1:

@@ -6,7 +6,7 @@ from pathlib import Path
 import typer
 
 from axis.private import restrict_umask
-from cli import agency_side, operator, packet, pki, settings
+from cli import agency_side, credentials, operator, packet, pki, settings
 
 app = typer.Typer(
     name="axis",
@@ -41,6 +41,7 @@ agency_side.mount(app)  # send, inbox pull, status send
 app.command("receipts")(operator.receipts)
 app.add_typer(operator.audit_app, name="audit")
 app.add_typer(operator.dlq_app, name="dlq")
+app.add_typer(credentials.app, name="credentials")
 
 
 def main() -> None:

@@ -1,0 +1,612 @@
+"""The agency gateway over HTTP: `create_app(service, authenticator)` makes the FastAPI application.
+
+Every route of docs/adapter-guide.md ("The gateway") maps onto one `AgencyService` call; who may see
+what is decided there, so the HTTP layer only authenticates, limits, streams and translates:
+
+- **Authentication**: `Authorization: Bearer <credential>` (`axis.gateway.credentials`). None, unknown
+  or revoked: 401 with `WWW-Authenticate: Bearer`. The credential never appears in a log line; its id
+  does, in the access log line of every request and in the refusal's own line.
+- **Rate limit**: a token bucket per credential (`rate` requests per second, `burst` at once); beyond
+  it 429 with `Retry-After` (whole seconds). Health checks and the OpenAPI document are not limited.
+- **Uploads** (`POST /v1/packets`, the body of an ack) are read chunk by chunk into a spooled temporary
+  file (memory up to 1 MiB, then disk) and refused with 413 the moment they pass the limit (or at
+  once, when Content-Length already says so); an agency cannot make the gateway hold 2 GB in memory.
+- **Errors** are JSON, `{"error": {"code", "message", "request_id"}}`, with a stable code: `GW401`,
+  `GW403`, `GW404`, `GW413`, `GW422`, `GW429`, `GW500`, `GW503`, or a refusal code (`AX416`). Every
+  response carries `X-Request-Id` (the caller's own, when it sends a sane one; else a fresh one).
+- **One access-log line per request** (logger `axis.gateway.access`): request id, credential id,
+  agency, method, route template, status, milliseconds.
+- **/metrics** (Prometheus text) answers loopback clients and operator credentials only: requests by
+  route and status, latency histograms by route, intake outcomes by code, and, read from the store at
+  each scrape, deliveries by state and the size of each agency's inbox. Behind a reverse proxy on the
+  same machine every client is loopback: expose /metrics there only to whom may read it.
+- **/healthz** answers while the process runs; **/readyz** 200 only when the store and the broker
+  answer within 3 s (503 naming what is down).
+"""
+from __future__ import annotations
+
+import asyncio
+import base64
+import ipaddress
+import logging
+import math
+import re
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Awaitable, Callable, MutableMapping
+from datetime import datetime
+from typing import Any, Literal
+
+import sqlalchemy as sa
+from fastapi import Depends, FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from axis import wire
+from axis.gateway.credentials import Authenticator
+from axis.gateway.service import (
+    AgencyService,
+    Caller,
+    Forbidden,
+    GatewayError,
+    RateLimited,
+    TooLarge,
+    Unauthorized,
+)
+
+log = logging.getLogger("axis.gateway")
+access_log = logging.getLogger("axis.gateway.access")
+
+DEFAULT_MAX_PACKET = 200 * 1024 * 1024
+MAX_RECEIPT_BYTES = 1024 * 1024      # a delivery receipt is a few KB
+SPOOL_IN_MEMORY = 1024 * 1024        # an upload stays in memory up to this size, then goes to disk
+MAX_WAIT = 60.0                      # the longest ?wait= (seconds) a request may hold a connection
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+_SERVED_HEADERS = {wire.H_AXIS_ID: "Axis-Id", wire.H_DIGEST: "Axis-Digest", wire.H_SENDER: "Axis-Sender",
+                   wire.H_KIND: "Axis-Kind", wire.H_SEAL: "Axis-Seal", wire.H_SEAL_TO: "Axis-Seal-To",
+                   wire.H_SEAL_CERT: "Axis-Seal-Cert"}
+
+
+# ------------------------------------------------------------------ response models
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="A stable code: GW401, GW404, …, or a refusal code such as AX416.")
+    message: str
+    request_id: str
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
+
+
+class SubmissionOutcome(BaseModel):
+    submission: str
+    outcome: Literal["queued", "accepted", "duplicate", "refused"]
+    axis_id: str | None = None
+    code: str | None = Field(None, description="The refusal code (AXnnn) of a refused packet.")
+    message: str | None = None
+    receipt: str | None = Field(None, description="The signed intake receipt (base64).")
+
+
+class Queued(BaseModel):
+    submission: str
+    outcome: Literal["queued"] = "queued"
+
+
+class InboxEntry(BaseModel):
+    axis_id: str
+    kind: str
+    sender: str
+    document_id: str
+    priority: int
+    size: int
+    digest: str
+    received_at: datetime
+
+
+class InboxPage(BaseModel):
+    items: list[InboxEntry]
+    next: str | None = Field(None, description="Pass as ?after= for the next page; null when none.")
+
+
+class AckAnswer(BaseModel):
+    axis_id: str
+    state: str
+    receipt: str = Field(description="The recorded delivery receipt (base64).")
+
+
+class FailRequest(BaseModel):
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+class FailAnswer(BaseModel):
+    axis_id: str
+    state: str
+
+
+class SentEntry(BaseModel):
+    axis_id: str
+    kind: str
+    document_id: str
+    received_at: datetime
+    recipients: dict[str, str] = Field(description="Each recipient's delivery state.")
+
+
+class SentPage(BaseModel):
+    items: list[SentEntry]
+    next: str | None = None
+
+
+class ReceiptEntry(BaseModel):
+    kind: str
+    recipient: str | None = None
+    code: str | None = None
+    detail: str | None = None
+    created_at: datetime
+    digest: str
+    body: str = Field(description="The signed receipt (base64).")
+
+
+class Timeline(BaseModel):
+    axis_id: str
+    receipts: list[ReceiptEntry]
+
+
+class AgencyEntry(BaseModel):
+    code: str
+    name: str
+    parent: str | None = None
+    state: str
+
+
+class Directory(BaseModel):
+    agencies: list[AgencyEntry]
+
+
+class Health(BaseModel):
+    status: str
+    checks: dict[str, str] = Field(default_factory=dict)
+
+
+def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    described = {400: "Bad request", 401: "No, unknown or revoked credential", 403: "Not allowed for this role",
+                 404: "Unknown, or not the caller's", 413: "Too large", 422: "Invalid request, or refused locally",
+                 429: "Rate limit: retry after Retry-After seconds", 503: "The store or the broker is unavailable"}
+    return {s: {"model": ErrorBody, "description": described[s]} for s in statuses}
+
+
+_COMMON = (401, 422, 429, 503)
+
+
+# ------------------------------------------------------------------ rate limit
+
+class RateLimiter:
+    """A token bucket per key: `rate` per second, at most `burst` saved up. Thread-safe, O(1)."""
+
+    def __init__(self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.rate, self.burst, self._clock = rate, max(1, burst), clock
+        self._buckets: dict[str, tuple[float, float]] = {}
+        self._lock = threading.Lock()
+
+    def take(self, key: str) -> float:
+        """0 when the request may go on, else the seconds until it may."""
+        now = self._clock()
+        with self._lock:
+            tokens, last = self._buckets.get(key, (float(self.burst), now))
+            tokens = min(float(self.burst), tokens + (now - last) * self.rate)
+            if tokens >= 1.0:
+                self._buckets[key] = (tokens - 1.0, now)
+                return 0.0
+            self._buckets[key] = (tokens, now)
+            if len(self._buckets) > 100_000:  # forget full buckets: they are the default anyway
+                self._buckets = {k: v for k, v in self._buckets.items() if v[0] + (now - v[1]) * self.rate < self.burst}
+            return (1.0 - tokens) / self.rate
+
+
+# ------------------------------------------------------------------ metrics
+
+class _StoreCollector:
+    """Deliveries by state and inbox sizes, counted in the store at each scrape."""
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+
+    def collect(self) -> Any:  # prometheus_client's collector protocol
+        from axis.store.schema import deliveries
+
+        by_state = GaugeMetricFamily("axis_deliveries", "Deliveries by state (the store, at scrape time).",
+                                     labels=["state"])
+        inbox = GaugeMetricFamily("axis_inbox_size", "Deliveries waiting for each agency (queued or published).",
+                                  labels=["agency"])
+        try:
+            with self.store.engine.connect() as c:
+                for state, n in c.execute(sa.select(deliveries.c.state, sa.func.count()).group_by(
+                        deliveries.c.state)):
+                    by_state.add_metric([state], n)
+                waiting = deliveries.c.state.in_(("queued", "published"))
+                for agency, n in c.execute(sa.select(deliveries.c.recipient_code, sa.func.count()).where(
+                        waiting).group_by(deliveries.c.recipient_code)):
+                    inbox.add_metric([agency], n)
+        except sa.exc.SQLAlchemyError as exc:
+            log.warning("metrics: cannot count deliveries: %s", str(exc).splitlines()[0])
+            return
+        yield by_state
+        yield inbox
+
+
+class Metrics:
+    def __init__(self, store: Any | None) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter("axis_gateway_requests", "Gateway requests by route, method and status.",
+                                ["route", "method", "status"], registry=self.registry)
+        self.latency = Histogram("axis_gateway_request_seconds", "Gateway request latency by route.",
+                                 ["route", "method"], registry=self.registry,
+                                 buckets=(.002, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60))
+        self.intake = Counter("axis_gateway_intake_outcomes", "Submission outcomes the gateway answered, by code.",
+                              ["outcome", "code"], registry=self.registry)
+        if store is not None:
+            self.registry.register(_StoreCollector(store))
+
+
+# ------------------------------------------------------------------ helpers
+
+def _b64(data: bytes | None) -> str | None:
+    return base64.b64encode(data).decode("ascii") if data is not None else None
+
+
+def _field(item: Any, *names: str) -> Any:
+    for name in names:
+        if isinstance(item, dict):
+            if name in item:
+                return item[name]
+        elif hasattr(item, name):
+            return getattr(item, name)
+    return None
+
+
+def _code(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, int):
+        return f"AX{value:03d}"
+    return str(value)
+
+
+def _loopback(host: str | None) -> bool:
+    if not host:
+        return False
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def _error_response(status: int, code: str, message: str, request_id: str,
+                    headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message, "request_id": request_id}},
+                        status_code=status, headers=headers)
+
+
+def _request_id(request: Request) -> str:
+    return str(request.scope.get("state", {}).get("request_id") or "-")
+
+
+def _outcome_json(outcome: Any) -> dict[str, Any]:
+    return {"submission": outcome.submission, "outcome": outcome.outcome, "axis_id": outcome.axis_id,
+            "code": _code(outcome.code), "message": outcome.message, "receipt": _b64(outcome.receipt)}
+
+
+# ------------------------------------------------------------------ the application
+
+def create_app(service: AgencyService, authenticator: Authenticator, *,
+               max_packet_bytes: int = DEFAULT_MAX_PACKET, rate: float = 50.0, burst: int = 100,
+               store: Any | None = None, transport: Any | None = None, title: str = "Axis gateway") -> FastAPI:
+    """The gateway application over `service`; `store` and `transport` (default: the service's) feed /readyz
+    and /metrics."""
+    store = store if store is not None else getattr(service, "store", None)
+    transport = transport if transport is not None else getattr(service, "transport", None)
+    limiter = RateLimiter(rate, burst)
+    metrics = Metrics(store)
+    bearer = HTTPBearer(auto_error=False, description="A credential from `axis credentials issue`.")
+
+    app = FastAPI(title=title, version="1", openapi_url="/openapi.json", docs_url="/docs", redoc_url=None,
+                  description="The agency edge of Axis: submit signed edXML packets, take what waits for "
+                              "you, acknowledge it, follow what you sent. Every route needs "
+                              "`Authorization: Bearer <credential>`.")
+    app.state.metrics = metrics
+    app.state.limiter = limiter
+    app.state.service = service
+    app.state.authenticator = authenticator
+
+    # ---- errors: one JSON shape, a request id on each
+    @app.exception_handler(GatewayError)
+    async def _gateway_error(request: Request, exc: GatewayError) -> JSONResponse:
+        headers: dict[str, str] = {}
+        if exc.status == 401:
+            headers["WWW-Authenticate"] = 'Bearer realm="axis"'
+        if isinstance(exc, RateLimited):
+            headers["Retry-After"] = str(max(1, math.ceil(getattr(exc, "retry_after", 1.0))))
+        return _error_response(exc.status, exc.code, exc.message, _request_id(request), headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        return _error_response(422, "GW422", f"{where}: {first.get('msg', 'invalid request')}", _request_id(request))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        message = exc.detail if isinstance(exc.detail, str) else "request refused"
+        return _error_response(exc.status_code, f"GW{exc.status_code}", message, _request_id(request),
+                               dict(exc.headers or {}))
+
+    @app.exception_handler(sa.exc.OperationalError)
+    @app.exception_handler(sa.exc.InterfaceError)
+    async def _store_down(request: Request, exc: Exception) -> JSONResponse:
+        log.warning("request %s: the store is unavailable: %s", _request_id(request), str(exc).splitlines()[0])
+        return _error_response(503, "GW503", "the store is unavailable; try again later", _request_id(request),
+                               {"Retry-After": "5"})
+
+    from axis.transport import TransportError
+
+    @app.exception_handler(TransportError)
+    async def _broker_down(request: Request, exc: Exception) -> JSONResponse:
+        log.warning("request %s: the broker is unavailable: %s", _request_id(request), exc)
+        return _error_response(503, "GW503", "the broker is unavailable; try again later", _request_id(request),
+                               {"Retry-After": "5"})
+
+    # ---- authentication and the rate limit
+    async def caller_of(request: Request,
+                        credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> Caller:
+        token = credentials.credentials if credentials is not None else None
+        if token is None:
+            if request.headers.get("authorization"):
+                log.warning("credential refused: the Authorization header is not 'Bearer <credential>'")
+                raise Unauthorized("send Authorization: Bearer <credential>")
+            raise Unauthorized("no credential: send Authorization: Bearer <credential>")
+        caller = authenticator.cached(token)
+        if caller is None:
+            caller = await run_in_threadpool(authenticator.authenticate, token)
+        request.state.caller = caller
+        wait = limiter.take(caller.credential_id)
+        if wait > 0:
+            log.info("rate limit: credential %s must wait %.2f s", caller.credential_id, wait)
+            raise RateLimited(f"more than {rate:g} requests per second; retry after {math.ceil(wait)} s",
+                              retry_after=wait)
+        return caller
+
+    CallerDep = Depends(caller_of)
+
+    async def _read_body(request: Request, limit: int, what: str) -> bytes:
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise TooLarge(f"{what} is {int(declared)} bytes; the limit is {limit}")
+        size = 0
+        with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY) as spool:
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise TooLarge(f"{what} is larger than the limit of {limit} bytes")
+                if size > SPOOL_IN_MEMORY:
+                    await run_in_threadpool(spool.write, chunk)
+                else:
+                    spool.write(chunk)
+            spool.seek(0)
+            return spool.read() if size <= SPOOL_IN_MEMORY else await run_in_threadpool(spool.read)
+
+    xml_body = {"requestBody": {"required": True, "content": {
+        "application/xml": {"schema": {"type": "string", "format": "binary"}}}}}
+    optional_xml_body = {"requestBody": {"required": False, "content": {
+        "application/xml": {"schema": {"type": "string", "format": "binary"}}}}}
+
+    # ---- /v1
+    @app.post("/v1/packets", response_model=SubmissionOutcome, tags=["send"],
+              summary="Submit a signed document or status packet (sendEdoc)",
+              responses={202: {"model": Queued, "description": "Not decided within ?wait=: poll the submission"},
+                         **_errors(*_COMMON, 403, 413)}, openapi_extra=xml_body)
+    async def submit(request: Request, caller: Caller = CallerDep,
+                     wait: float = Query(10.0, ge=0, le=MAX_WAIT, description="Seconds to wait for the outcome.")
+                     ) -> Response:
+        if caller.role != "agency":  # before reading a byte of the upload; the service says the same
+            raise Forbidden(f"a {caller.role} credential cannot submit packets")
+        body = await _read_body(request, max_packet_bytes, "the packet")
+        submission = await service.submit(caller, body)
+        outcome = await service.outcome(caller, submission, wait=wait)
+        if outcome.outcome == "queued":
+            return JSONResponse({"submission": outcome.submission, "outcome": "queued"}, status_code=202)
+        metrics.intake.labels(outcome.outcome, _code(outcome.code) or "").inc()
+        return JSONResponse(_outcome_json(outcome))
+
+    @app.get("/v1/submissions/{submission}", response_model=SubmissionOutcome, tags=["send"],
+             summary="The outcome of a submission", responses=_errors(*_COMMON, 404))
+    async def submission_outcome(submission: str, caller: Caller = CallerDep,
+                                 wait: float = Query(0.0, ge=0, le=MAX_WAIT)) -> dict[str, Any]:
+        outcome = await service.outcome(caller, submission, wait=wait)
+        return _outcome_json(outcome)
+
+    @app.get("/v1/inbox", response_model=InboxPage, tags=["receive"],
+             summary="What waits for the caller, urgent first, then oldest (getReceivedEdocList)",
+             responses=_errors(*_COMMON, 403))
+    async def inbox(caller: Caller = CallerDep, kind: Literal["document", "status"] | None = None,
+                    after: str | None = Query(None, max_length=200, description="The `next` of the previous page."),
+                    limit: int = Query(100, ge=1, le=1000),
+                    wait: float = Query(0.0, ge=0, le=MAX_WAIT, description="Long-poll: seconds to wait for "
+                                                                            "something when nothing waits.")
+                    ) -> dict[str, Any]:
+        items, cursor = await service.inbox(caller, kind=kind, after=after, limit=limit, wait=wait)
+        return {"items": [{"axis_id": _field(i, "axis_id"), "kind": _field(i, "kind"),
+                           "sender": _field(i, "sender", "sender_code"), "document_id": _field(i, "document_id"),
+                           "priority": _field(i, "priority"), "size": _field(i, "size"),
+                           "digest": _field(i, "digest"), "received_at": _field(i, "received_at")} for i in items],
+                "next": cursor}
+
+    served_headers = {name: {"schema": {"type": "string"}} for name in _SERVED_HEADERS.values()}
+
+    @app.get("/v1/inbox/{axis_id}", tags=["receive"], summary="The exact signed bytes (getEdoc)",
+             response_class=Response,
+             responses={200: {"content": {"application/xml": {"schema": {"type": "string", "format": "binary"}}},
+                              "description": "The packet exactly as its sender signed it, with the hub's seal "
+                                             "in the Axis-Seal headers", "headers": served_headers},
+                        **_errors(*_COMMON, 403, 404)})
+    async def fetch(axis_id: str, caller: Caller = CallerDep) -> Response:
+        served = await service.fetch(caller, axis_id)
+        headers = {_SERVED_HEADERS[k]: v for k, v in served.headers.items() if k in _SERVED_HEADERS}
+        headers.setdefault("Axis-Id", served.axis_id)
+        headers.setdefault("Axis-Digest", served.digest)
+        return Response(served.body, media_type="application/xml", headers=headers)
+
+    @app.post("/v1/inbox/{axis_id}/ack", response_model=AckAnswer, tags=["receive"],
+              summary="The caller has stored it (updateStatus done)", openapi_extra=optional_xml_body,
+              responses=_errors(*_COMMON, 403, 404, 413))
+    async def ack(axis_id: str, request: Request, caller: Caller = CallerDep) -> dict[str, Any]:
+        body = await _read_body(request, MAX_RECEIPT_BYTES, "the delivery receipt")
+        done = await service.ack(caller, axis_id, body or None)
+        return {"axis_id": done["axis_id"], "state": done["state"], "receipt": _b64(done["receipt"])}
+
+    @app.post("/v1/inbox/{axis_id}/fail", response_model=FailAnswer, tags=["receive"],
+              summary="The caller could not take it (updateStatus fail)", responses=_errors(*_COMMON, 403, 404))
+    async def fail(axis_id: str, reason: FailRequest, caller: Caller = CallerDep) -> dict[str, Any]:
+        done = await service.fail(caller, axis_id, reason.reason)
+        return {"axis_id": done["axis_id"], "state": done["state"]}
+
+    @app.get("/v1/sent", response_model=SentPage, tags=["send"],
+             summary="The caller's packets with each recipient's state (getSentEdocList)",
+             responses=_errors(*_COMMON, 403))
+    async def sent(caller: Caller = CallerDep, since: datetime | None = None,
+                   after: str | None = Query(None, max_length=200), limit: int = Query(100, ge=1, le=1000)
+                   ) -> dict[str, Any]:
+        items, cursor = await service.sent(caller, since=since, after=after, limit=limit)
+        return {"items": items, "next": cursor}
+
+    @app.get("/v1/documents/{axis_id}/receipts", response_model=Timeline, tags=["send"],
+             summary="A document's timeline: intake, delivery, error and status receipts",
+             responses=_errors(*_COMMON, 404))
+    async def receipts(axis_id: str, caller: Caller = CallerDep) -> dict[str, Any]:
+        found = await service.receipts(caller, axis_id)
+        return {"axis_id": axis_id, "receipts": [
+            {"kind": _field(r, "kind"), "recipient": _field(r, "recipient", "recipient_code"),
+             "code": _code(_field(r, "code")), "detail": _field(r, "detail"),
+             "created_at": _field(r, "created_at"), "digest": _field(r, "digest"),
+             "body": _b64(_field(r, "body"))} for r in found]}
+
+    @app.get("/v1/agencies", response_model=Directory, tags=["directory"], summary="The directory (getAgenciesList)",
+             responses=_errors(*_COMMON))
+    async def agencies(caller: Caller = CallerDep) -> dict[str, Any]:
+        found = await service.agencies(caller)
+        return {"agencies": [{"code": _field(a, "code"), "name": _field(a, "name"),
+                              "parent": _field(a, "parent", "parent_code"), "state": _field(a, "state")}
+                             for a in found]}
+
+    # ---- operations
+    @app.get("/healthz", response_model=Health, tags=["operations"], summary="The process answers")
+    async def healthz() -> dict[str, Any]:
+        return {"status": "ok", "checks": {}}
+
+    @app.get("/readyz", response_model=Health, tags=["operations"], summary="The store and the broker answer",
+             responses={503: {"model": Health, "description": "Something is down"}})
+    async def readyz() -> Response:
+        checks: dict[str, str] = {}
+        if store is not None:
+            try:
+                await asyncio.wait_for(run_in_threadpool(_ping_store, store), 3.0)
+                checks["store"] = "ok"
+            except Exception as exc:  # noqa: BLE001 - any failure means "not ready"; said in the answer
+                checks["store"] = f"down: {type(exc).__name__}"
+        if transport is not None:
+            try:
+                await asyncio.wait_for(transport.depth(wire.INTAKE_QUEUE), 3.0)
+                checks["broker"] = "ok"
+            except Exception as exc:  # noqa: BLE001 - as above
+                checks["broker"] = f"down: {type(exc).__name__}"
+        ok = all(v == "ok" for v in checks.values())
+        return JSONResponse({"status": "ok" if ok else "unavailable", "checks": checks},
+                            status_code=200 if ok else 503)
+
+    @app.get("/metrics", tags=["operations"], response_class=Response,
+             summary="Prometheus metrics (loopback clients and operator credentials only)",
+             responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}},
+                        **_errors(401, 403, 429)})
+    async def prometheus(request: Request,
+                         credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> Response:
+        client = request.client.host if request.client else None
+        if not _loopback(client):
+            caller = await caller_of(request, credentials)
+            if caller.role != "operator":
+                log.warning("metrics refused: credential %s is not an operator's", caller.credential_id)
+                raise Forbidden("metrics are for operator credentials (or loopback clients)")
+        data = await run_in_threadpool(generate_latest, metrics.registry)
+        return Response(data, media_type=CONTENT_TYPE_LATEST)
+
+    app.add_middleware(_Edge, metrics=metrics)
+    return app
+
+
+def _ping_store(store: Any) -> None:
+    with store.engine.connect() as c:
+        c.execute(sa.text("SELECT 1"))
+
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+
+class _Edge:
+    """Pure ASGI middleware: the request id, the access-log line, request metrics, and a JSON 500."""
+
+    def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]], metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        incoming = next((v.decode("latin-1") for k, v in scope.get("headers", ()) if k == b"x-request-id"), "")
+        request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+        status = [500]
+        started_response = [False]
+
+        async def sending(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                started_response[0] = True
+                status[0] = message["status"]
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode("latin-1"))]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        except Exception:
+            log.exception("request %s: unexpected error", request_id)
+            if started_response[0]:
+                raise
+            status[0] = 500
+            response = _error_response(500, "GW500", "internal error; the request id names it in the log",
+                                       request_id)
+            await response(scope, receive, sending)
+        finally:
+            elapsed = time.perf_counter() - started
+            route = scope.get("route")
+            # The route's template, never the raw path (an axis id per label would grow without bound);
+            # FastAPI's own /openapi.json and /docs carry no route in the scope, and have fixed paths.
+            template = getattr(route, "path", None) or (scope.get("path", "") if status[0] < 400 else "(unmatched)")
+            method = scope.get("method", "-")
+            self.metrics.requests.labels(template, method, str(status[0])).inc()
+            self.metrics.latency.labels(template, method).observe(elapsed)
+            caller = scope.get("state", {}).get("caller")
+            access_log.info("%s %s %s %s %s %d %.1fms", request_id,
+                            caller.credential_id if caller else "-", (caller.agency or "-") if caller else "-",
+                            method, template, status[0], elapsed * 1000)
