@@ -6,7 +6,7 @@ from pathlib import Path
 import typer
 
 from axis.private import restrict_umask
-from cli import agency_side, credentials, operator, packet, pki, settings
+from cli import agency_side, credentials, gateway, operator, packet, pki, settings
 
 app = typer.Typer(
     name="axis",
@@ -16,6 +16,7 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,  # locals would print keys
 )
 app.command("serve")(operator.serve)
+app.command("gateway")(gateway.gateway)
 
 
 @app.callback()

@@ -279,12 +279,38 @@ def serve(
     cert: Path | None = typer.Option(None, "--cert", help="The hub's certificate (env AXIS_CERT)."),
     lenient_codes: bool = typer.Option(False, "--lenient-codes", help="Accept shortened QCVN 102 codes."),
     allow_sha1: list[str] = typer.Option([], "--allow-sha1", help="Agency allowed to sign with SHA-1."),
+    with_gateway: bool = typer.Option(True, "--gateway/--no-gateway", help="Start the agency gateway too "
+                                                                           "(default), or leave it out."),
+    gateway_host: str | None = typer.Option(None, "--gateway-host", help="The gateway's address (env "
+                                                                         "AXIS_GATEWAY_HOST; default 127.0.0.1)."),
+    gateway_port: int | None = typer.Option(None, "--gateway-port", help="The gateway's port (env "
+                                                                         "AXIS_GATEWAY_PORT; default 8080; 0: any "
+                                                                         "free one)."),
+    tls_cert: Path | None = typer.Option(None, "--tls-cert", help="The gateway's TLS certificate (env "
+                                                                  "AXIS_GATEWAY_TLS_CERT); required off loopback."),
+    tls_key: Path | None = typer.Option(None, "--tls-key", help="Its key (env AXIS_GATEWAY_TLS_KEY)."),
 ) -> None:
-    """Run the hub: intake, verification, routing, relay, receipts."""
+    """Run the hub (intake, verification, routing, receipts) and, unless --no-gateway, the agency gateway.
+
+    The gateway runs in a child process of its own (its event loop is not the hub's) that ends with
+    this command; if it dies, this command stops too, so a supervisor restarts the pair.
+    """
     from axis.hub import Hub
 
     chosen = current(workers=workers, db=db, broker=broker, trust=trust, crl=crl, key=key, cert=cert)
     settings = hub_settings(workers, trust, crl, key, cert, lenient_codes, allow_sha1)
+    gateway_sock = gateway_config = None
+    if with_gateway:
+        from axis.gateway.server import GatewayConfigError, bind
+        from cli.gateway import gateway_config as make_gateway_config
+
+        gateway_config, _ = make_gateway_config(host=gateway_host, port=gateway_port, tls_cert=tls_cert,
+                                                tls_key=tls_key, db=db, broker=broker, trust=trust, crl=crl,
+                                                key=key, cert=cert)
+        try:
+            gateway_sock = bind(gateway_config.host, gateway_config.port)  # a busy port stops us before the hub
+        except GatewayConfigError as exc:
+            fail(str(exc))
     from axis.trust import xmldsig
     try:
         engine = xmldsig.default().name  # the workers choose the same way; an impossible choice stops here
@@ -292,7 +318,8 @@ def serve(
         fail(f"AXIS_XMLDSIG: {exc}", 2)
     logging.basicConfig(level=chosen.log, format="%(asctime)s %(name)s %(message)s")
 
-    async def main() -> None:
+    async def main() -> bool:
+        """Run until signalled; True when the gateway died on its own (and so the hub was stopped)."""
         from sqlalchemy.exc import OperationalError
         try:
             store = _open_store(db, create=True)
@@ -308,23 +335,58 @@ def serve(
         task = asyncio.create_task(hub.run())
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, task.cancel)
+        child = None
+        watcher: asyncio.Task[bool] | None = None
         try:
             started = asyncio.create_task(hub.started.wait())
             await asyncio.wait({task, started}, return_when=asyncio.FIRST_COMPLETED)
             started.cancel()
             if task.done():
                 await task  # the hub failed while starting: let its error end the command
+            gateway_line = "no gateway"
+            if gateway_config is not None and gateway_sock is not None:
+                from axis.gateway.server import listening_url, start_child
+
+                child = start_child(gateway_config, gateway_sock)
+                gateway_line = f"gateway {listening_url(gateway_sock, gateway_config.tls)}"
+                watcher = asyncio.create_task(_watch_gateway(child, task))
             # The queues exist: a client may send from now on.
             stderr.print(f"axis hub serving: db {redact_url(chosen.store_url)}, broker {redact_url(chosen.broker)}, "
-                         f"{hub.pool.workers} worker process(es), XML-DSig engine {engine}")
+                         f"{hub.pool.workers} worker process(es), XML-DSig engine {engine}, {gateway_line}")
             await task
         except asyncio.CancelledError:
             pass
         finally:
+            died = False
+            if watcher is not None:
+                if watcher.done() and not watcher.cancelled():
+                    died = watcher.result()
+                watcher.cancel()
+            if child is not None:
+                from axis.gateway.server import stop_child
+                await asyncio.to_thread(stop_child, child)
             await transport.close()
             store.close()
+        return died
 
-    asyncio.run(main())
+    try:
+        gateway_died = asyncio.run(main())
+    finally:
+        if gateway_sock is not None:
+            gateway_sock.close()
+    if gateway_died:
+        raise typer.Exit(REFUSED)
+
+
+async def _watch_gateway(process, hub_task: asyncio.Task) -> bool:
+    """Stop the hub when its gateway dies (a supervisor then restarts the pair); True when it did."""
+    while process.is_alive():
+        await asyncio.sleep(0.5)
+    if hub_task.done():
+        return False
+    stderr.print(f"[bold red]error[/]: the gateway process ended (exit code {process.exitcode}); stopping the hub")
+    hub_task.cancel()
+    return True
 
 
 def hub_settings(workers, trust, crl, key, cert, lenient_codes=False, allow_sha1=()):

@@ -82,3 +82,31 @@ def crl(
     except (pki.PKIError, OSError) as exc:
         fail(str(exc))
     stdout.print(f"CRL refreshed → {path}")
+
+
+@app.command()
+def tls(
+    hostname: str = typer.Argument(..., help="The gateway's host name (or IP address) as agencies will reach it."),
+    also: list[str] = typer.Option([], "--also", help="Another name or IP address for the same certificate; "
+                                                      "repeatable (e.g. --also localhost --also 127.0.0.1)."),
+    pki_dir: Path | None = typer.Option(None, "--pki", help="The PKI directory (default <data>/pki)."),
+    out: Path | None = typer.Option(None, "--out", help="Where to write HOSTNAME.tls.key.pem and "
+                                                        "HOSTNAME.tls.cert.pem (default <data>/gateway)."),
+    key_type: KeyTypeChoice = typer.Option(KeyTypeChoice.ec, "--key-type", help="EC P-256 or RSA-3072."),
+) -> None:
+    """Issue a TLS server certificate and key for the gateway, from the development CA.
+
+    Then: `axis gateway --host 0.0.0.0 --tls-cert OUT/HOSTNAME.tls.cert.pem --tls-key OUT/HOSTNAME.tls.key.pem`.
+    Agencies trust the CA's ca.pem (curl --cacert). A production gateway uses a certificate from a real CA.
+    """
+    from cli.settings import current
+
+    chosen = current()
+    pki_dir = pki_dir or chosen.pki_dir
+    out = out or chosen.data / "gateway"
+    try:
+        key_path, cert_path = pki.issue_tls([hostname, *also], pki_dir, out, key_type.value)
+    except (pki.PKIError, ValueError, OSError) as exc:
+        fail(str(exc))
+    stdout.print(f"TLS certificate for {', '.join([hostname, *also])} → {cert_path}")
+    stdout.print(f"key → {key_path} (mode 0600)")

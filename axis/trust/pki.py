@@ -24,8 +24,10 @@ CRL number and re-signs; an existing CA or agency key is never overwritten.
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import os
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -52,6 +54,8 @@ ROOT_VALID_DAYS = 3650
 AGENCY_VALID_DAYS = 730
 CRL_VALID_DAYS = 7
 RSA_BITS = 3072
+_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HOSTNAME = re.compile(rf"^(?=.{{1,253}}$)(\*\.)?{_LABEL}(\.{_LABEL})*$")
 # Back-date notBefore/thisUpdate a little so a peer whose clock runs slightly behind
 # does not see a brand-new certificate as "not yet valid".
 _BACKDATE = dt.timedelta(minutes=5)
@@ -389,6 +393,78 @@ def issue(
     cert = build_agency_certificate(code, key.public_key(), ca.certificate, ca.key, valid_days=valid_days)
     keys.write_private_key(key_path, key)
     keys.write_public_file(cert_path, keys.certificate_pem(cert))
+    return key_path, cert_path
+
+
+TLS_VALID_DAYS = 397  # what browsers accept for a server certificate
+
+
+def build_tls_certificate(
+    names: Sequence[str],
+    public_key,
+    issuer_cert: x509.Certificate,
+    issuer_key: SigningKey,
+    *,
+    valid_days: int = TLS_VALID_DAYS,
+) -> x509.Certificate:
+    """A TLS server certificate (the gateway's) for DNS names and IP addresses, the first one its CN."""
+    if not names:
+        raise ValueError("a TLS certificate needs at least one host name")
+    alternatives: list[x509.GeneralName] = []
+    for name in names:
+        try:
+            alternatives.append(x509.IPAddress(ipaddress.ip_address(name)))
+        except ValueError:
+            if not _HOSTNAME.match(name):
+                raise PKIError(f"{name!r} is neither a host name nor an IP address") from None
+            alternatives.append(x509.DNSName(name.lower()))
+    start, end = _window(None, None, valid_days)
+    rsa_key = isinstance(public_key, rsa.RSAPublicKey)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COUNTRY_NAME, "VN"),
+                                 x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Axis development PKI"),
+                                 x509.NameAttribute(NameOID.COMMON_NAME, names[0])]))
+        .issuer_name(issuer_cert.subject)
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start).not_valid_after(end)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=rsa_key,
+                                     data_encipherment=False, key_agreement=False, key_cert_sign=False,
+                                     crl_sign=False, encipher_only=False, decipher_only=False), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.SubjectAlternativeName(alternatives), critical=False)
+        .add_extension(_ski(public_key), critical=False)
+        .add_extension(_aki(issuer_cert), critical=False)
+    )
+    return _sign(builder, issuer_key, hashes.SHA256())
+
+
+def issue_tls(
+    names: Sequence[str],
+    pki_dir: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    key_type: KeyType = "ec",
+    *,
+    valid_days: int = TLS_VALID_DAYS,
+) -> tuple[Path, Path]:
+    """Issue the gateway's TLS key and certificate into OUT/NAME.tls.key.pem (0600) and OUT/NAME.tls.cert.pem.
+
+    NAME is the first of `names` (host names and IP addresses, all in the certificate's SAN). The
+    certificate file holds the leaf and then the CA, the chain a TLS server sends.
+    """
+    ca = load_ca(pki_dir)
+    out = Path(out_dir)
+    first = names[0] if names else ""
+    key_path, cert_path = out / f"{first}.tls.key.pem", out / f"{first}.tls.cert.pem"
+    for path in (key_path, cert_path):
+        if path.exists():
+            raise PKIError(f"{path} already exists; remove it first, or issue into another directory")
+    key = generate_key(key_type)
+    cert = build_tls_certificate(list(names), key.public_key(), ca.certificate, ca.key, valid_days=valid_days)
+    keys.write_private_key(key_path, key)
+    keys.write_public_file(cert_path, keys.certificate_pem(cert, ca.certificate))
     return key_path, cert_path
 
 

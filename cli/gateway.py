@@ -1,0 +1,80 @@
+"""`axis gateway`: the agencies' HTTP edge (FastAPI + uvicorn), on its own; `axis serve` starts one too.
+
+Plain HTTP only on a loopback address (127.0.0.1, ::1, localhost); any other address needs
+`--tls-cert` and `--tls-key`, or the command refuses to start. The gateway holds the store's and the
+broker's credentials and the hub's key (it signs the delivery receipt of an ack that carries none);
+agencies hold only their bearer credential (`axis credentials issue`).
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+import typer
+
+from cli.operator import BrokerOption, DbOption
+from cli.output import fail, stderr
+from cli.settings import current, redact_url
+
+HostOption = typer.Option(None, "--host", help="Listen on this address (env AXIS_GATEWAY_HOST; default 127.0.0.1). "
+                                               "Not loopback: --tls-cert and --tls-key are required.")
+PortOption = typer.Option(None, "--port", help="TCP port (env AXIS_GATEWAY_PORT; default 8080; 0: any free one).")
+TlsCertOption = typer.Option(None, "--tls-cert", help="TLS server certificate, PEM, leaf first (env "
+                                                      "AXIS_GATEWAY_TLS_CERT; `axis pki tls HOSTNAME` issues one).")
+TlsKeyOption = typer.Option(None, "--tls-key", help="Its key, PEM (env AXIS_GATEWAY_TLS_KEY).")
+
+
+def gateway_config(*, host: str | None, port: int | None, tls_cert: Path | None, tls_key: Path | None,
+                   db: str | None, broker: str | None, trust: Path | None, crl: Path | None, key: Path | None,
+                   cert: Path | None):
+    """The gateway's configuration from flags and settings; a bad one ends the command in one line."""
+    from axis.gateway.server import GatewayConfig, check_listen
+
+    chosen = current(gateway_host=host, gateway_port=port, gateway_tls_cert=tls_cert, gateway_tls_key=tls_key,
+                     db=db, broker=broker, trust=trust, crl=crl, key=key, cert=cert)
+    refusal = check_listen(chosen.gateway_host, chosen.gateway_tls_cert, chosen.gateway_tls_key)
+    if refusal:
+        fail(refusal, 2)
+    for what, path in (("trusted roots", chosen.trust_roots), ("hub key", chosen.hub_key),
+                       ("hub certificate", chosen.hub_cert)):
+        if not path.exists():
+            fail(f"{what} not found at {path}: the gateway verifies receipts and signs the receipt of an ack "
+                 f"without one. Create them with `axis pki init {chosen.pki_dir}` and `axis pki issue AXIS --pki "
+                 f"{chosen.pki_dir} --out {chosen.hub_dir}`, or pass --trust/--key/--cert.")
+    return GatewayConfig.from_settings(chosen), chosen
+
+
+def gateway(
+    host: str | None = HostOption,
+    port: int | None = PortOption,
+    tls_cert: Path | None = TlsCertOption,
+    tls_key: Path | None = TlsKeyOption,
+    db: str | None = DbOption,
+    broker: str | None = BrokerOption,
+    trust: Path | None = typer.Option(None, "--trust", help="Trusted roots (env AXIS_TRUST)."),
+    crl: Path | None = typer.Option(None, "--crl", help="CRL (env AXIS_CRL)."),
+    key: Path | None = typer.Option(None, "--key", help="The hub's key (env AXIS_KEY)."),
+    cert: Path | None = typer.Option(None, "--cert", help="The hub's certificate (env AXIS_CERT)."),
+) -> None:
+    """Run the agency gateway (HTTP API, /docs, /metrics) in front of the store and the broker."""
+    from axis.gateway.server import GatewayConfigError, bind, listening_url, serve_gateway
+    from axis.store import MissingDatabase
+
+    config, chosen = gateway_config(host=host, port=port, tls_cert=tls_cert, tls_key=tls_key, db=db, broker=broker,
+                                    trust=trust, crl=crl, key=key, cert=cert)
+    logging.basicConfig(level=chosen.log, format="%(asctime)s %(name)s %(message)s")
+    try:
+        sock = bind(config.host, config.port)
+    except GatewayConfigError as exc:
+        fail(str(exc))
+    stderr.print(f"axis gateway: db {redact_url(config.store_url)}, broker {redact_url(config.broker)}, "
+                 f"{'TLS' if config.tls else 'plain HTTP (loopback)'}, {listening_url(sock, config.tls)}/docs")
+    try:
+        asyncio.run(serve_gateway(config, sock))
+    except MissingDatabase as exc:
+        fail(f"{exc} (start `axis serve` once, or `axis agency add`, to create it)")
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sock.close()
