@@ -42,7 +42,7 @@ def gateway_config(*, host: str | None, port: int | None, tls_cert: Path | None,
             fail(f"{what} not found at {path}: the gateway verifies receipts and signs the receipt of an ack "
                  f"without one. Create them with `axis pki init {chosen.pki_dir}` and `axis pki issue AXIS --pki "
                  f"{chosen.pki_dir} --out {chosen.hub_dir}`, or pass --trust/--key/--cert.")
-    return GatewayConfig.from_settings(chosen), chosen
+    return GatewayConfig(chosen), chosen
 
 
 def gateway(
@@ -58,8 +58,11 @@ def gateway(
     cert: Path | None = typer.Option(None, "--cert", help="The hub's certificate (env AXIS_CERT)."),
 ) -> None:
     """Run the agency gateway (HTTP API, /docs, /metrics) in front of the store and the broker."""
+    from sqlalchemy.exc import OperationalError
+
     from axis.gateway.server import GatewayConfigError, bind, listening_url, serve_gateway
     from axis.store import MissingDatabase
+    from axis.transport import TransportError
 
     config, chosen = gateway_config(host=host, port=port, tls_cert=tls_cert, tls_key=tls_key, db=db, broker=broker,
                                     trust=trust, crl=crl, key=key, cert=cert)
@@ -68,12 +71,18 @@ def gateway(
         sock = bind(config.host, config.port)
     except GatewayConfigError as exc:
         fail(str(exc))
-    stderr.print(f"axis gateway: db {redact_url(config.store_url)}, broker {redact_url(config.broker)}, "
+    stderr.print(f"axis gateway: db {redact_url(chosen.store_url)}, broker {redact_url(chosen.broker)}, "
                  f"{'TLS' if config.tls else 'plain HTTP (loopback)'}, {listening_url(sock, config.tls)}/docs")
     try:
         asyncio.run(serve_gateway(config, sock))
     except MissingDatabase as exc:
         fail(f"{exc} (start `axis serve` once, or `axis agency add`, to create it)")
+    except OperationalError as exc:  # the database server is down or refuses us: one line
+        fail(f"cannot open the database {redact_url(chosen.store_url)}: {str(exc.orig).splitlines()[0]}")
+    except TransportError as exc:
+        fail(f"cannot reach the broker {redact_url(chosen.broker)}: {exc}")
+    except (OSError, ValueError) as exc:  # the hub's key or certificate, the trusted roots
+        fail(f"cannot start the gateway: {exc}")
     except KeyboardInterrupt:
         pass
     finally:

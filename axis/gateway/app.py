@@ -40,7 +40,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 import sqlalchemy as sa
-from fastapi import Depends, FastAPI, Query, Request
+from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -138,6 +138,8 @@ class SentEntry(BaseModel):
     kind: str
     document_id: str
     received_at: datetime
+    priority: int | None = None
+    digest: str | None = None
     recipients: dict[str, str] = Field(description="Each recipient's delivery state.")
 
 
@@ -179,7 +181,8 @@ class Health(BaseModel):
 
 def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     described = {400: "Bad request", 401: "No, unknown or revoked credential", 403: "Not allowed for this role",
-                 404: "Unknown, or not the caller's", 413: "Too large", 422: "Invalid request, or refused locally",
+                 404: "Unknown, or not the caller's",
+                 409: "Conflicts with what was done before", 413: "Too large", 422: "Invalid request, or refused locally",
                  429: "Rate limit: retry after Retry-After seconds", 503: "The store or the broker is unavailable"}
     return {s: {"model": ErrorBody, "description": described[s]} for s in statuses}
 
@@ -276,8 +279,8 @@ def _field(item: Any, *names: str) -> Any:
 def _code(value: Any) -> str | None:
     if value is None:
         return None
-    if isinstance(value, int):
-        return f"AX{value:03d}"
+    if isinstance(value, int) or (isinstance(value, str) and value.isdigit()):
+        return f"AX{int(value):03d}"
     return str(value)
 
 
@@ -412,14 +415,19 @@ def create_app(service: AgencyService, authenticator: Authenticator, *,
     @app.post("/v1/packets", response_model=SubmissionOutcome, tags=["send"],
               summary="Submit a signed document or status packet (sendEdoc)",
               responses={202: {"model": Queued, "description": "Not decided within ?wait=: poll the submission"},
-                         **_errors(*_COMMON, 403, 413)}, openapi_extra=xml_body)
+                         **_errors(*_COMMON, 403, 409, 413)}, openapi_extra=xml_body)
     async def submit(request: Request, caller: Caller = CallerDep,
-                     wait: float = Query(10.0, ge=0, le=MAX_WAIT, description="Seconds to wait for the outcome.")
+                     wait: float = Query(10.0, ge=0, le=MAX_WAIT, description="Seconds to wait for the outcome."),
+                     axis_submission: str | None = Header(
+                         None, alias="Axis-Submission", pattern=r"^[0-9a-fA-F-]{32,36}$",
+                         description="Optional: the submission id the caller chose (32 hex digits or a UUID). "
+                                     "Repeating a request with the same id and bytes is the same submission.")
                      ) -> Response:
         if caller.role != "agency":  # before reading a byte of the upload; the service says the same
             raise Forbidden(f"a {caller.role} credential cannot submit packets")
         body = await _read_body(request, max_packet_bytes, "the packet")
-        submission = await service.submit(caller, body)
+        submission = await service.submit(caller, body, submission=axis_submission.lower() if axis_submission
+                                          else None)
         outcome = await service.outcome(caller, submission, wait=wait)
         if outcome.outcome == "queued":
             return JSONResponse({"submission": outcome.submission, "outcome": "queued"}, status_code=202)
@@ -473,7 +481,8 @@ def create_app(service: AgencyService, authenticator: Authenticator, *,
         return {"axis_id": done["axis_id"], "state": done["state"], "receipt": _b64(done["receipt"])}
 
     @app.post("/v1/inbox/{axis_id}/fail", response_model=FailAnswer, tags=["receive"],
-              summary="The caller could not take it (updateStatus fail)", responses=_errors(*_COMMON, 403, 404))
+              summary="The caller could not take it (updateStatus fail)",
+              responses=_errors(*_COMMON, 403, 404, 409))
     async def fail(axis_id: str, reason: FailRequest, caller: Caller = CallerDep) -> dict[str, Any]:
         done = await service.fail(caller, axis_id, reason.reason)
         return {"axis_id": done["axis_id"], "state": done["state"]}
@@ -481,7 +490,9 @@ def create_app(service: AgencyService, authenticator: Authenticator, *,
     @app.get("/v1/sent", response_model=SentPage, tags=["send"],
              summary="The caller's packets with each recipient's state (getSentEdocList)",
              responses=_errors(*_COMMON, 403))
-    async def sent(caller: Caller = CallerDep, since: datetime | None = None,
+    async def sent(caller: Caller = CallerDep,
+                   since: str | None = Query(None, max_length=64, description="Only packets received at or "
+                                             "after this time (ISO 8601 with a time zone)."),
                    after: str | None = Query(None, max_length=200), limit: int = Query(100, ge=1, le=1000)
                    ) -> dict[str, Any]:
         items, cursor = await service.sent(caller, since=since, after=after, limit=limit)
@@ -514,20 +525,13 @@ def create_app(service: AgencyService, authenticator: Authenticator, *,
     @app.get("/readyz", response_model=Health, tags=["operations"], summary="The store and the broker answer",
              responses={503: {"model": Health, "description": "Something is down"}})
     async def readyz() -> Response:
-        checks: dict[str, str] = {}
-        if store is not None:
-            try:
-                await asyncio.wait_for(run_in_threadpool(_ping_store, store), 3.0)
-                checks["store"] = "ok"
-            except Exception as exc:  # noqa: BLE001 - any failure means "not ready"; said in the answer
-                checks["store"] = f"down: {type(exc).__name__}"
-        if transport is not None:
-            try:
-                await asyncio.wait_for(transport.depth(wire.INTAKE_QUEUE), 3.0)
-                checks["broker"] = "ok"
-            except Exception as exc:  # noqa: BLE001 - as above
-                checks["broker"] = f"down: {type(exc).__name__}"
-        ok = all(v == "ok" for v in checks.values())
+        ready = getattr(service, "ready", None)
+        if ready is not None:
+            found = await ready()
+        else:
+            found = {"store": await _store_answers(store), "broker": await _broker_answers(transport)}
+        checks = {part: "ok" if ok else "down" for part, ok in found.items()}
+        ok = all(found.values())
         return JSONResponse({"status": "ok" if ok else "unavailable", "checks": checks},
                             status_code=200 if ok else 503)
 
@@ -548,6 +552,26 @@ def create_app(service: AgencyService, authenticator: Authenticator, *,
 
     app.add_middleware(_Edge, metrics=metrics)
     return app
+
+
+async def _store_answers(store: Any) -> bool:
+    if store is None:
+        return True
+    try:
+        await asyncio.wait_for(run_in_threadpool(_ping_store, store), 3.0)
+        return True
+    except Exception:  # noqa: BLE001 - any failure means "not ready"; /readyz says which part
+        return False
+
+
+async def _broker_answers(transport: Any) -> bool:
+    if transport is None:
+        return True
+    try:
+        await asyncio.wait_for(transport.depth(wire.INTAKE_QUEUE), 3.0)
+        return True
+    except Exception:  # noqa: BLE001 - as above
+        return False
 
 
 def _ping_store(store: Any) -> None:

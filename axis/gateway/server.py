@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from axis.settings import Settings
+
 log = logging.getLogger("axis.gateway")
 
 
@@ -36,36 +38,25 @@ class GatewayConfigError(ValueError):
 
 @dataclass(frozen=True)
 class GatewayConfig:
-    """Everything the gateway process needs; picklable (it crosses to the spawned child)."""
+    """Everything the gateway process needs: the settings (picklable: they cross to the spawned child)."""
 
-    host: str
-    port: int
-    store_url: str
-    broker: str
-    trust: Path
-    crl: Path | None
-    hub_key: Path
-    hub_cert: Path
-    embedded_transport: Path
-    embedded_lease: float
-    retry_base: float
-    retry_attempts: int
-    tls_cert: Path | None = None
-    tls_key: Path | None = None
-    max_packet_bytes: int = 200 * 1024 * 1024
-    rate: float = 50.0
-    burst: int = 100
-    log_level: str = "INFO"
+    settings: Settings
 
-    @classmethod
-    def from_settings(cls, chosen: Any) -> GatewayConfig:
-        return cls(host=chosen.gateway_host, port=chosen.gateway_port, store_url=chosen.store_url,
-                   broker=chosen.broker, trust=chosen.trust_roots, crl=chosen.revocations, hub_key=chosen.hub_key,
-                   hub_cert=chosen.hub_cert, embedded_transport=chosen.embedded_transport,
-                   embedded_lease=chosen.embedded_lease, retry_base=chosen.retry_base,
-                   retry_attempts=chosen.retry_attempts, tls_cert=chosen.gateway_tls_cert,
-                   tls_key=chosen.gateway_tls_key, max_packet_bytes=chosen.max_packet_bytes,
-                   rate=chosen.gateway_rate, burst=chosen.gateway_burst, log_level=chosen.log)
+    @property
+    def host(self) -> str:
+        return self.settings.gateway_host
+
+    @property
+    def port(self) -> int:
+        return self.settings.gateway_port
+
+    @property
+    def tls_cert(self) -> Path | None:
+        return self.settings.gateway_tls_cert
+
+    @property
+    def tls_key(self) -> Path | None:
+        return self.settings.gateway_tls_key
 
     @property
     def tls(self) -> bool:
@@ -134,50 +125,33 @@ def listening_url(sock: socket.socket, tls: bool) -> str:
     return f"{'https' if tls else 'http'}://{shown}:{port}"
 
 
-def build_app(config: GatewayConfig, store: Any, transport: Any) -> Any:
-    """The FastAPI app over a fresh AgencyService on `store` and `transport`."""
+def build_app(config: GatewayConfig, service: Any) -> Any:
+    """The FastAPI app over `service`, with the limits the settings name."""
     from axis.gateway.app import create_app
     from axis.gateway.credentials import Authenticator
-    from axis.gateway.service import AgencyService
-    from axis.seal import SealCertificate
-    from axis.trust import Signer, Verifier
 
-    service = AgencyService(store, transport, hub_signer=Signer.from_files(config.hub_key, config.hub_cert),
-                            verifier=Verifier.from_files(config.trust, config.crl),
-                            seal_certificate=SealCertificate.from_file(config.hub_cert),
-                            max_packet_bytes=config.max_packet_bytes)
-    return create_app(service, Authenticator(store), max_packet_bytes=config.max_packet_bytes, rate=config.rate,
-                      burst=config.burst, store=store, transport=transport)
+    chosen = config.settings
+    service.max_packet_bytes = chosen.max_packet_bytes
+    return create_app(service, Authenticator(service.store), max_packet_bytes=chosen.max_packet_bytes,
+                      rate=chosen.gateway_rate, burst=chosen.gateway_burst)
 
 
 async def serve_gateway(config: GatewayConfig, sock: socket.socket, *, announce: bool = True) -> None:
     """Run the gateway on `sock` until SIGINT or SIGTERM (uvicorn's own handlers)."""
     import uvicorn
 
-    from axis.retry import retrying
-    from axis.store import open_store
-    from axis.transport import RetryPolicy, open_transport
+    from axis.gateway.service import open_service
 
-    store = open_store(config.store_url)
-    transport = None
-    try:
-        transport = await retrying("connecting to the broker")(open_transport)(
-            config.broker, name="axis-gateway", retry=RetryPolicy(base_delay=config.retry_base,
-                                                                  max_attempts=config.retry_attempts),
-            lease=config.embedded_lease, default_embedded_path=config.embedded_transport)
-        app = build_app(config, store, transport)
+    async with open_service(config.settings) as service:
+        app = build_app(config, service)
         uv = uvicorn.Config(app, log_config=None, access_log=False, lifespan="off", server_header=False,
                             ssl_certfile=str(config.tls_cert) if config.tls_cert else None,
                             ssl_keyfile=str(config.tls_key) if config.tls_key else None,
-                            timeout_keep_alive=30, limit_concurrency=None)
+                            timeout_keep_alive=30)
         server = uvicorn.Server(uv)
         if announce:
             print(f"axis gateway listening on {listening_url(sock, config.tls)}", file=sys.stderr, flush=True)
         await server.serve(sockets=[sock])
-    finally:
-        if transport is not None:
-            await transport.close()
-        store.close()
 
 
 # ------------------------------------------------------------------ the child process of `axis serve`
@@ -208,7 +182,7 @@ def _child_main(config: GatewayConfig, sock: socket.socket, parent: int) -> None
 
     restrict_umask()
     _die_with_parent(parent)
-    logging.basicConfig(level=config.log_level, format="%(asctime)s %(name)s %(message)s")
+    logging.basicConfig(level=config.settings.log, format="%(asctime)s %(name)s %(message)s")
     asyncio.run(serve_gateway(config, sock, announce=False))
 
 
