@@ -181,8 +181,8 @@ class Health(BaseModel):
 
 def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     described = {400: "Bad request", 401: "No, unknown or revoked credential", 403: "Not allowed for this role",
-                 404: "Unknown, or not the caller's",
-                 409: "Conflicts with what was done before", 413: "Too large", 422: "Invalid request, or refused locally",
+                 404: "Unknown, or not the caller's", 409: "Conflicts with what was done before", 413: "Too large",
+                 422: "Invalid request, or refused locally",
                  429: "Rate limit: retry after Retry-After seconds", 503: "The store or the broker is unavailable"}
     return {s: {"model": ErrorBody, "description": described[s]} for s in statuses}
 

@@ -67,7 +67,7 @@ class ServedGateway:
     def _run(self) -> None:
         try:
             asyncio.run(self._main())
-        except BaseException as exc:  # reported to the test by __enter__
+        except BaseException as exc:  # noqa: BLE001 - reported to the test by __enter__
             self._error = exc
             self._ready.set()
 
