@@ -35,7 +35,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 from datetime import datetime
 from typing import Any, Literal
 
@@ -58,6 +58,7 @@ from axis.gateway.service import (
     Caller,
     Forbidden,
     GatewayError,
+    Invalid,
     RateLimited,
     TooLarge,
     Unauthorized,
@@ -370,6 +371,7 @@ def create_app(service: AgencyService, authenticator: Authenticator, *,
     # ---- authentication and the rate limit
     async def caller_of(request: Request,
                         credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> Caller:
+        _only_known_query(request)
         token = credentials.credentials if credentials is not None else None
         if token is None:
             if request.headers.get("authorization"):
@@ -482,7 +484,7 @@ def create_app(service: AgencyService, authenticator: Authenticator, *,
 
     @app.post("/v1/inbox/{axis_id}/fail", response_model=FailAnswer, tags=["receive"],
               summary="The caller could not take it (updateStatus fail)",
-              responses=_errors(*_COMMON, 403, 404, 409))
+              responses=_errors(*_COMMON, 400, 403, 404, 409))
     async def fail(axis_id: str, reason: FailRequest, caller: Caller = CallerDep) -> dict[str, Any]:
         done = await service.fail(caller, axis_id, reason.reason)
         return {"axis_id": done["axis_id"], "state": done["state"]}
@@ -539,11 +541,14 @@ def create_app(service: AgencyService, authenticator: Authenticator, *,
              summary="Prometheus metrics (loopback clients and operator credentials only)",
              responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}},
                         **_errors(401, 403, 429)})
-    async def prometheus(request: Request,
-                         credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> Response:
+    async def prometheus(request: Request) -> Response:
+        # No security scheme in the OpenAPI document: a loopback client needs no credential.
         client = request.client.host if request.client else None
         if not _loopback(client):
-            caller = await caller_of(request, credentials)
+            scheme, _, token = request.headers.get("authorization", "").partition(" ")
+            given = HTTPAuthorizationCredentials(scheme=scheme, credentials=token.strip()) \
+                if scheme.lower() == "bearer" and token.strip() else None
+            caller = await caller_of(request, given)
             if caller.role != "operator":
                 log.warning("metrics refused: credential %s is not an operator's", caller.credential_id)
                 raise Forbidden("metrics are for operator credentials (or loopback clients)")
@@ -572,6 +577,29 @@ async def _broker_answers(transport: Any) -> bool:
         return True
     except Exception:  # noqa: BLE001 - as above
         return False
+
+
+def _query_names(dependant: Any) -> Iterator[str]:
+    for param in dependant.query_params:
+        yield param.alias
+    for sub in dependant.dependencies:
+        yield from _query_names(sub)
+
+
+def _only_known_query(request: Request) -> None:
+    """Refuse a query parameter the route does not take (a typo such as ?limt=10 is not silently ignored)."""
+    route = request.scope.get("route")
+    dependant = getattr(route, "dependant", None)
+    if dependant is None:
+        return
+    known = getattr(route, "_axis_query", None)
+    if known is None:
+        known = frozenset(_query_names(dependant))
+        route._axis_query = known  # type: ignore[union-attr]
+    unknown = sorted(set(request.query_params) - known)
+    if unknown:
+        raise Invalid(f"unknown query parameter {unknown[0][:40]!r}; this operation takes "
+                      f"{', '.join(sorted(known)) or 'none'}", "GW422")
 
 
 def _ping_store(store: Any) -> None:
