@@ -1,0 +1,200 @@
+"""The commands: `axis credentials`, `axis gateway` (the TLS rule, HTTPS with `axis pki tls`), and
+`axis serve` starting its gateway in a child process that ends with it."""
+from __future__ import annotations
+
+import json
+import os
+import queue
+import re
+import signal
+import ssl
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+from axis.gateway.credentials import Authenticator
+from axis.store import open_store
+from cli.main import app
+
+_SCRIPT = Path(sys.executable).with_name("axis")
+AXIS = [str(_SCRIPT)] if _SCRIPT.is_file() else [sys.executable, "-c", "from cli.main import main; main()"]
+G22 = "000.00.00.G22"
+
+
+def _env(data: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AXIS_")}
+    return {**env, "AXIS_DATA": str(data)}
+
+
+def _axis(data: Path, *args: str):  # typer's Result
+    return CliRunner().invoke(app, list(args), env=_env(data))
+
+
+@pytest.fixture
+def data(tmp_path: Path) -> Path:
+    """An axis data folder with a PKI, the hub's key, and G22 registered."""
+    root = tmp_path / "axis-data"
+    for args in (("pki", "init", str(root / "pki")),
+                 ("pki", "issue", "AXIS", "--pki", str(root / "pki"), "--out", str(root / "hub")),
+                 ("agency", "add", G22, "--name", "Văn phòng Chính phủ")):
+        result = _axis(root, *args)
+        assert result.exit_code == 0, result.output
+    return root
+
+
+def test_credentials_are_issued_once_listed_and_revoked_with_audit_entries(data: Path) -> None:
+    issued = _axis(data, "credentials", "issue", "--agency", G22, "--label", "DMS", "--json")
+    assert issued.exit_code == 0, issued.output
+    shown = json.loads(issued.stdout)
+    assert set(shown) == {"id", "credential"} and re.fullmatch(r"cred_[0-9a-f]{12}", shown["id"])
+    assert re.fullmatch(r"axis_[A-Za-z0-9_-]{43}", shown["credential"])
+    plain = _axis(data, "credentials", "issue", "--role", "auditor")
+    assert plain.exit_code == 0 and re.fullmatch(r"axis_[A-Za-z0-9_-]{43}\n", plain.stdout), plain.output
+
+    listed = _axis(data, "credentials", "list", "--json")
+    rows = json.loads(listed.stdout)
+    assert [(r["role"], r["agency"], r["state"]) for r in rows] == [("agency", G22, "active"),
+                                                                     ("auditor", None, "active")]
+    assert shown["credential"] not in listed.stdout
+    assert [r["id"] for r in json.loads(_axis(data, "credentials", "list", "--agency", G22, "--json").stdout)] == \
+        [shown["id"]]
+
+    revoked = _axis(data, "credentials", "revoke", shown["id"])
+    assert revoked.exit_code == 0 and f"revoked {shown['id']}" in revoked.stdout
+    assert "already revoked" in _axis(data, "credentials", "revoke", shown["id"]).stdout
+    assert json.loads(_axis(data, "credentials", "list", "--json").stdout)[0]["state"] == "revoked"
+
+    with open_store(f"sqlite:///{data / 'axis.db'}") as store:
+        audit = [(e.action, e.subject) for e in store.audit_entries() if e.action.startswith("credential-")]
+        assert audit == [("credential-issued", shown["id"]), ("credential-issued", rows[1]["id"]),
+                         ("credential-revoked", shown["id"])]
+        try:
+            Authenticator(store).authenticate(shown["credential"])
+            raise AssertionError("a revoked credential authenticated")
+        except Exception as exc:  # noqa: BLE001 - checked below
+            assert type(exc).__name__ == "Unauthorized"
+
+
+@pytest.mark.parametrize(("args", "says", "code"), [
+    (("credentials", "issue"), "--role agency needs --agency CODE", 2),
+    (("credentials", "issue", "--role", "operator", "--agency", G22), "acts for no agency", 2),
+    (("credentials", "issue", "--agency", "000.00.00.H41"), "000.00.00.H41 is not registered", 1),
+    (("credentials", "issue", "--agency", "nonsense"), "", 1),
+    (("credentials", "revoke", "cred_000000000000"), "no credential 'cred_000000000000'", 1),
+    (("gateway", "--host", "0.0.0.0"), "refusing plain HTTP on 0.0.0.0", 2),
+    (("gateway", "--host", "::"), "refusing plain HTTP on ::", 2),
+    (("gateway", "--tls-cert", "/nonexistent.pem"), "give both --tls-cert and --tls-key", 2),
+    (("serve", "--gateway-host", "0.0.0.0"), "refusing plain HTTP on 0.0.0.0", 2),
+])
+def test_a_refusal_is_one_line(data: Path, args: tuple[str, ...], says: str, code: int) -> None:
+    result = _axis(data, *args)
+    assert result.exit_code == code, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) <= 2 and says in result.stderr and "Traceback" not in result.output, result.stderr
+
+
+class Process:
+    """An `axis` command as a real process, its stderr read line by line."""
+
+    def __init__(self, data: Path, *args: str) -> None:
+        self.proc = subprocess.Popen([*AXIS, *args], env=_env(data), stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                     start_new_session=True)
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.seen: list[str] = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.lines.put(line)
+
+    def wait_for(self, pattern: str, timeout: float = 60) -> re.Match[str]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                line = self.lines.get(timeout=0.2)
+            except queue.Empty:
+                if self.proc.poll() is not None:
+                    break
+                continue
+            self.seen.append(line)
+            if found := re.search(pattern, line):
+                return found
+        raise AssertionError(f"no line matching {pattern!r}; saw:\n{''.join(self.seen)}")
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            return self.proc.wait(10)
+
+
+@pytest.fixture
+def processes() -> Iterator[list[Process]]:
+    started: list[Process] = []
+    yield started
+    for process in started:
+        if process.proc.poll() is None:
+            os.killpg(process.proc.pid, signal.SIGKILL)
+            process.proc.wait(10)
+
+
+def test_the_gateway_speaks_https_with_a_certificate_from_axis_pki_tls(data: Path, processes: list[Process]) -> None:
+    made = _axis(data, "pki", "tls", "localhost", "--also", "127.0.0.1")
+    assert made.exit_code == 0, made.output
+    cert, key = data / "gateway" / "localhost.tls.cert.pem", data / "gateway" / "localhost.tls.key.pem"
+    assert (key.stat().st_mode & 0o777) == 0o600
+    gateway = Process(data, "gateway", "--port", "0", "--tls-cert", str(cert), "--tls-key", str(key))
+    processes.append(gateway)
+    url = gateway.wait_for(r"listening on (https://127\.0\.0\.1:\d+)").group(1)
+    with httpx.Client(verify=ssl.create_default_context(cafile=str(data / "pki" / "ca.pem"))) as client:
+        assert client.get(f"{url}/healthz").json()["status"] == "ok"
+        # by its name too; not ready (503) until `axis serve` has made the intake queue, but the store answers
+        ready = client.get(url.replace("127.0.0.1", "localhost") + "/readyz")
+        assert ready.json()["checks"]["store"] == "ok", ready.text
+        answer = client.get(f"{url}/v1/inbox")
+        assert answer.status_code == 401 and answer.headers["www-authenticate"].startswith("Bearer")
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(url.replace("https://", "http://") + "/healthz", timeout=5)
+    assert gateway.stop() in (0, -signal.SIGTERM)
+
+
+def test_axis_serve_runs_a_gateway_that_ends_with_it(data: Path, processes: list[Process]) -> None:
+    serve = Process(data, "serve", "--workers", "1", "--gateway-port", "0")
+    processes.append(serve)
+    url = serve.wait_for(r"gateway (http://127\.0\.0\.1:\d+)").group(1)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if httpx.get(f"{url}/readyz", timeout=5).status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, "the gateway of axis serve never became ready"
+        time.sleep(0.2)
+    serve.stop(signal.SIGKILL)  # not even a chance to stop its child: the child notices on its own
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            httpx.get(f"{url}/healthz", timeout=2)
+        except httpx.TransportError:
+            break
+        assert time.monotonic() < deadline, "the gateway outlived axis serve"
+        time.sleep(0.2)
+
+    quiet = Process(data, "serve", "--workers", "1", "--no-gateway")
+    processes.append(quiet)
+    quiet.wait_for(r"axis hub serving: .*no gateway")
+    assert quiet.stop() == 0
