@@ -44,7 +44,7 @@ from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
@@ -64,6 +64,7 @@ from axis.gateway.service import (
     Unauthorized,
 )
 
+disable_created_metrics()  # no *_created series: they double a scrape and say nothing operators use
 log = logging.getLogger("axis.gateway")
 access_log = logging.getLogger("axis.gateway.access")
 
