@@ -99,10 +99,10 @@ class Settings(BaseSettings):
     gateway_tls_key: Path | None = _setting(
         None, "The key of the gateway's TLS certificate (PEM).", flag="--tls-key", shown="none")
     gateway_rate: float = _setting(
-        50.0, "Requests per second each gateway credential may make on average (a token bucket); beyond it "
+        200.0, "Requests per second each gateway credential may make on average (a token bucket); beyond it "
         "the gateway answers 429 with Retry-After.")
     gateway_burst: int = _setting(
-        100, "Requests a gateway credential may make at once before `AXIS_GATEWAY_RATE` applies.")
+        400, "Requests a gateway credential may make at once before `AXIS_GATEWAY_RATE` applies.")
     max_packet_bytes: int = _setting(
         200 * 1024 * 1024, "The largest packet the gateway takes, in bytes (enforced while the upload is "
         "read: 413 beyond it).", shown="`209715200` (200 MiB)")

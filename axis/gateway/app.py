@@ -313,7 +313,7 @@ def _outcome_json(outcome: Any) -> dict[str, Any]:
 # ------------------------------------------------------------------ the application
 
 def create_app(service: AgencyService, authenticator: Authenticator, *,
-               max_packet_bytes: int = DEFAULT_MAX_PACKET, rate: float = 50.0, burst: int = 100,
+               max_packet_bytes: int = DEFAULT_MAX_PACKET, rate: float = 200.0, burst: int = 400,
                store: Any | None = None, transport: Any | None = None, title: str = "Axis gateway") -> FastAPI:
     """The gateway application over `service`; `store` and `transport` (default: the service's) feed /readyz
     and /metrics."""
