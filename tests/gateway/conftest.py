@@ -7,12 +7,14 @@
 """
 from __future__ import annotations
 
+import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.gateway.support import ServedGateway, served_gateway
+from tests.gateway.support import Process, ServedGateway, served_gateway
 from tests.hub.conftest import pki_dir  # noqa: F401 - fixture reused
 from tests.store.conftest import pg_template  # noqa: F401 - fixture reused
 
@@ -42,3 +44,14 @@ def module_gateway(request: pytest.FixtureRequest, tmp_path_factory: pytest.Temp
     root = tmp_path_factory.mktemp("gateway")
     with served_gateway(request.param, root, pki_dir, _template(request, request.param)) as served:
         yield served
+
+
+@pytest.fixture
+def processes() -> Iterator[list[Process]]:
+    """`axis` processes a test starts; any still running at the end is killed with its whole session."""
+    started: list[Process] = []
+    yield started
+    for process in started:
+        if process.proc.poll() is None:
+            os.killpg(process.proc.pid, signal.SIGKILL)
+            process.proc.wait(10)

@@ -11,6 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -154,3 +160,53 @@ def served_gateway(kind: str, root: Path, pki_dir: Path, pg_template: str | None
                 yield served
     finally:
         admin.delete_vhost(vhost)
+
+
+_SCRIPT = Path(sys.executable).with_name("axis")
+AXIS = [str(_SCRIPT)] if _SCRIPT.is_file() else [sys.executable, "-c", "from cli.main import main; main()"]
+
+
+def axis_env(data: Path) -> dict[str, str]:
+    """The environment of an `axis` command on the data folder `data`, and no other AXIS_* setting."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AXIS_")}
+    return {**env, "AXIS_DATA": str(data)}
+
+
+class Process:
+    """An `axis` command as a real process, its stderr read line by line."""
+
+    def __init__(self, data: Path, *args: str, env: dict[str, str] | None = None) -> None:
+        self.proc = subprocess.Popen([*AXIS, *args], env={**axis_env(data), **(env or {})}, stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                     start_new_session=True)
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.seen: list[str] = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.lines.put(line)
+
+    def wait_for(self, pattern: str, timeout: float = 60) -> re.Match[str]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                line = self.lines.get(timeout=0.2)
+            except queue.Empty:
+                if self.proc.poll() is not None:
+                    break
+                continue
+            self.seen.append(line)
+            if found := re.search(pattern, line):
+                return found
+        raise AssertionError(f"no line matching {pattern!r}; saw:\n{''.join(self.seen)}")
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            return self.proc.wait(10)

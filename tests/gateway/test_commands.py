@@ -3,16 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
-import queue
 import re
 import signal
 import ssl
-import subprocess
-import sys
-import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -22,19 +16,13 @@ from typer.testing import CliRunner
 from axis.gateway.credentials import Authenticator
 from axis.store import open_store
 from cli.main import app
+from tests.gateway.support import Process, axis_env
 
-_SCRIPT = Path(sys.executable).with_name("axis")
-AXIS = [str(_SCRIPT)] if _SCRIPT.is_file() else [sys.executable, "-c", "from cli.main import main; main()"]
 G22 = "000.00.00.G22"
 
 
-def _env(data: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AXIS_")}
-    return {**env, "AXIS_DATA": str(data)}
-
-
 def _axis(data: Path, *args: str):  # typer's Result
-    return CliRunner().invoke(app, list(args), env=_env(data))
+    return CliRunner().invoke(app, list(args), env=axis_env(data))
 
 
 @pytest.fixture
@@ -99,56 +87,6 @@ def test_a_refusal_is_one_line(data: Path, args: tuple[str, ...], says: str, cod
     assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
     lines = result.stderr.strip().splitlines()
     assert len(lines) <= 2 and says in result.stderr and "Traceback" not in result.output, result.stderr
-
-
-class Process:
-    """An `axis` command as a real process, its stderr read line by line."""
-
-    def __init__(self, data: Path, *args: str) -> None:
-        self.proc = subprocess.Popen([*AXIS, *args], env=_env(data), stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                                     start_new_session=True)
-        self.lines: queue.Queue[str] = queue.Queue()
-        self.seen: list[str] = []
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            self.lines.put(line)
-
-    def wait_for(self, pattern: str, timeout: float = 60) -> re.Match[str]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                line = self.lines.get(timeout=0.2)
-            except queue.Empty:
-                if self.proc.poll() is not None:
-                    break
-                continue
-            self.seen.append(line)
-            if found := re.search(pattern, line):
-                return found
-        raise AssertionError(f"no line matching {pattern!r}; saw:\n{''.join(self.seen)}")
-
-    def stop(self, sig: int = signal.SIGTERM) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-        try:
-            return self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            return self.proc.wait(10)
-
-
-@pytest.fixture
-def processes() -> Iterator[list[Process]]:
-    started: list[Process] = []
-    yield started
-    for process in started:
-        if process.proc.poll() is None:
-            os.killpg(process.proc.pid, signal.SIGKILL)
-            process.proc.wait(10)
 
 
 def test_the_gateway_speaks_https_with_a_certificate_from_axis_pki_tls(data: Path, processes: list[Process]) -> None:

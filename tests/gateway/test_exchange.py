@@ -133,8 +133,8 @@ def test_a_chosen_submission_id_makes_a_repeated_post_the_same_submission(embedd
         assert bad.status_code == 422
 
 
-def test_without_a_hub_a_submission_is_queued_then_decided(embedded_gateway: ServedGateway) -> None:
-    gw = embedded_gateway
+def test_without_a_hub_a_submission_is_queued_then_decided(gateway: ServedGateway) -> None:
+    gw = gateway
     gw.run(gw.world.hub.stop())
     body = gw.document(G22, [H41])
     with gw.client(G22) as g22:
