@@ -147,7 +147,7 @@ async def serve_gateway(config: GatewayConfig, sock: socket.socket, *, announce:
         uv = uvicorn.Config(app, log_config=None, access_log=False, lifespan="off", server_header=False,
                             ssl_certfile=str(config.tls_cert) if config.tls_cert else None,
                             ssl_keyfile=str(config.tls_key) if config.tls_key else None,
-                            timeout_keep_alive=30)
+                            timeout_keep_alive=30, timeout_graceful_shutdown=5)
         server = uvicorn.Server(uv)
         if announce:
             print(f"axis gateway listening on {listening_url(sock, config.tls)}", file=sys.stderr, flush=True)
