@@ -381,7 +381,11 @@ def create_app(service: AgencyService, authenticator: Authenticator, *,
             raise Unauthorized("no credential: send Authorization: Bearer <credential>")
         caller = authenticator.cached(token)
         if caller is None:
-            caller = await run_in_threadpool(authenticator.authenticate, token)
+            try:
+                caller = await run_in_threadpool(authenticator.authenticate, token)
+            except Unauthorized as refused:  # a revoked credential: its id goes in the access log line
+                request.state.refused_credential = getattr(refused, "credential_id", None)
+                raise
         request.state.caller = caller
         wait = limiter.take(caller.credential_id)
         if wait > 0:
@@ -659,7 +663,8 @@ class _Edge:
             method = scope.get("method", "-")
             self.metrics.requests.labels(template, method, str(status[0])).inc()
             self.metrics.latency.labels(template, method).observe(elapsed)
-            caller = scope.get("state", {}).get("caller")
-            access_log.info("%s %s %s %s %s %d %.1fms", request_id,
-                            caller.credential_id if caller else "-", (caller.agency or "-") if caller else "-",
-                            method, template, status[0], elapsed * 1000)
+            state = scope.get("state", {})
+            caller = state.get("caller")
+            credential = caller.credential_id if caller else state.get("refused_credential") or "-"
+            access_log.info("%s %s %s %s %s %d %.1fms", request_id, credential,
+                            (caller.agency or "-") if caller else "-", method, template, status[0], elapsed * 1000)

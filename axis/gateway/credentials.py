@@ -151,7 +151,9 @@ class Authenticator:
         if credential.revoked_at is not None:
             log.warning("credential refused: %s is revoked (since %s)", credential.id,
                         credential.revoked_at.isoformat())
-            raise Unauthorized("unknown or revoked credential")
+            refused = Unauthorized("unknown or revoked credential")
+            refused.credential_id = credential.id  # type: ignore[attr-defined]  # for the access log, not the caller
+            raise refused
         caller = caller_of(credential)
         if self.cache_seconds > 0:
             with self._lock:

@@ -96,6 +96,7 @@ def test_request_ids_errors_and_the_access_log(embedded_gateway: ServedGateway,
                                                caplog: pytest.LogCaptureFixture) -> None:
     gw = embedded_gateway
     caplog.set_level(logging.INFO, logger="axis.gateway.access")
+    caplog.set_level(logging.INFO, logger="axis.gateway.credentials")
     with gw.client(H41) as h41:
         echoed = h41.get("/v1/inbox", headers={"X-Request-Id": "trace-42.a"})
         assert echoed.status_code == 200 and echoed.headers["x-request-id"] == "trace-42.a"
@@ -115,6 +116,15 @@ def test_request_ids_errors_and_the_access_log(embedded_gateway: ServedGateway,
         time.sleep(0.05)
     line = next(r.getMessage() for r in caplog.records if "trace-42.a" in r.getMessage())
     assert re.fullmatch(rf"trace-42\.a {gw.ids[H41]} {re.escape(H41)} GET /v1/inbox 200 [0-9.]+ms", line), line
+    with gw.client("revoked") as revoked:
+        assert revoked.get("/v1/sent", headers={"X-Request-Id": "trace-43"}).status_code == 401
+    deadline = time.monotonic() + 5
+    while not any("trace-43" in r.getMessage() for r in caplog.records) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    line = next(r.getMessage() for r in caplog.records if "trace-43" in r.getMessage())
+    assert re.fullmatch(rf"trace-43 {gw.ids['revoked']} - GET /v1/sent 401 [0-9.]+ms", line), line
+    assert any(gw.ids["revoked"] in r.getMessage() and "revoked" in r.getMessage() for r in caplog.records
+               if r.name == "axis.gateway.credentials")
     assert gw.tokens[H41] not in caplog.text, "a credential appeared in a log line"
 
 
