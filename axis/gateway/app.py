@@ -452,7 +452,8 @@ def create_app(service: AgencyService, authenticator: Authenticator, *,
              summary="What waits for the caller, urgent first, then oldest (getReceivedEdocList)",
              responses=_errors(*_COMMON, 403))
     async def inbox(caller: Caller = CallerDep, kind: Literal["document", "status"] | None = None,
-                    after: str | None = Query(None, max_length=200, description="The `next` of the previous page."),
+                    after: str | None = Query(None, min_length=1, max_length=200,
+                                              description="The `next` of the previous page."),
                     limit: int = Query(100, ge=1, le=1000),
                     wait: float = Query(0.0, ge=0, le=MAX_WAIT, description="Long-poll: seconds to wait for "
                                                                             "something when nothing waits.")
@@ -498,9 +499,10 @@ def create_app(service: AgencyService, authenticator: Authenticator, *,
              summary="The caller's packets with each recipient's state (getSentEdocList)",
              responses=_errors(*_COMMON, 403))
     async def sent(caller: Caller = CallerDep,
-                   since: str | None = Query(None, max_length=64, description="Only packets received at or "
-                                             "after this time (ISO 8601 with a time zone)."),
-                   after: str | None = Query(None, max_length=200), limit: int = Query(100, ge=1, le=1000)
+                   since: str | None = Query(None, min_length=1, max_length=64,
+                                             description="Only packets received at or after this time (ISO 8601 "
+                                                         "with a time zone)."),
+                   after: str | None = Query(None, min_length=1, max_length=200), limit: int = Query(100, ge=1, le=1000)
                    ) -> dict[str, Any]:
         items, cursor = await service.sent(caller, since=since, after=after, limit=limit)
         return {"items": items, "next": cursor}

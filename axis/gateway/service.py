@@ -317,7 +317,7 @@ class AgencyService:
             raise Invalid(f"kind must be document or status, not {kind!r}", "GW422")
         limit = _limit(limit)
         position = None
-        if after:
+        if after is not None:
             priority, received_at, axis_id = _decode_cursor(after, 3)
             position = (int(priority) if priority.isdigit() else 0, _time(received_at), axis_id)
 
@@ -418,9 +418,9 @@ class AgencyService:
                    limit: int = 100) -> tuple[list[dict[str, Any]], str | None]:
         agency = self._agency(caller, "list sent documents")
         limit = _limit(limit)
-        since_time = _time(since) if since else None
+        since_time = _time(since) if since is not None else None
         position = None
-        if after:
+        if after is not None:
             received_at, axis_id = _decode_cursor(after, 2)
             position = (_time(received_at), axis_id)
         rows = await self._read("listing sent documents", self.store.sent, agency, since=since_time, after=position,
