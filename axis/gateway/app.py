@@ -226,21 +226,15 @@ class _StoreCollector:
         self.store = store
 
     def collect(self) -> Any:  # prometheus_client's collector protocol
-        from axis.store.schema import deliveries
-
         by_state = GaugeMetricFamily("axis_deliveries", "Deliveries by state (the store, at scrape time).",
                                      labels=["state"])
         inbox = GaugeMetricFamily("axis_inbox_size", "Deliveries waiting for each agency (queued or published).",
                                   labels=["agency"])
         try:
-            with self.store.engine.connect() as c:
-                for state, n in c.execute(sa.select(deliveries.c.state, sa.func.count()).group_by(
-                        deliveries.c.state)):
-                    by_state.add_metric([state], n)
-                waiting = deliveries.c.state.in_(("queued", "published"))
-                for agency, n in c.execute(sa.select(deliveries.c.recipient_code, sa.func.count()).where(
-                        waiting).group_by(deliveries.c.recipient_code)):
-                    inbox.add_metric([agency], n)
+            for state, n in self.store.delivery_counts().items():
+                by_state.add_metric([state], n)
+            for agency, n in self.store.waiting_counts().items():
+                inbox.add_metric([agency], n)
         except sa.exc.SQLAlchemyError as exc:
             log.warning("metrics: cannot count deliveries: %s", str(exc).splitlines()[0])
             return

@@ -286,6 +286,20 @@ class _Reads:
         with self._reading() as c:
             return [InboxItem(*r) for r in c.execute(q)]
 
+    def delivery_counts(self) -> dict[str, int]:
+        """How many deliveries are in each state (metrics)."""
+        with self._reading() as c:
+            q = sa.select(deliveries_t.c.state, sa.func.count()).group_by(deliveries_t.c.state)
+            return {state: n for state, n in c.execute(q)}
+
+    def waiting_counts(self) -> dict[str, int]:
+        """How many deliveries wait for each agency that has any (metrics: inbox sizes)."""
+        waiting = (DeliveryState.QUEUED.value, DeliveryState.PUBLISHED.value)
+        with self._reading() as c:
+            q = sa.select(deliveries_t.c.recipient_code, sa.func.count()).where(
+                deliveries_t.c.state.in_(waiting)).group_by(deliveries_t.c.recipient_code)
+            return {code: n for code, n in c.execute(q)}
+
     def sent(self, sender: str, *, since: datetime | None = None, after: tuple[datetime, str] | None = None,
              limit: int = 100) -> list[tuple[Document, list[Delivery]]]:
         """The documents and status packets `sender` sent, oldest first, each with its deliveries.
