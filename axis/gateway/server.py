@@ -131,7 +131,6 @@ def build_app(config: GatewayConfig, service: Any) -> Any:
     from axis.gateway.credentials import Authenticator
 
     chosen = config.settings
-    service.max_packet_bytes = chosen.max_packet_bytes
     return create_app(service, Authenticator(service.store), max_packet_bytes=chosen.max_packet_bytes,
                       rate=chosen.gateway_rate, burst=chosen.gateway_burst)
 

@@ -484,7 +484,8 @@ async def open_service(settings: Settings, *, transport_name: str = "axis-gatewa
             retry=RetryPolicy(base_delay=settings.retry_base, max_attempts=settings.retry_attempts),
             lease=settings.embedded_lease, default_embedded_path=settings.embedded_transport)
         try:
-            yield AgencyService(store, transport, hub_signer=signer, verifier=verifier, seal_certificate=seal)
+            yield AgencyService(store, transport, hub_signer=signer, verifier=verifier, seal_certificate=seal,
+                                max_packet_bytes=settings.max_packet_bytes)
         finally:
             await transport.close()
     finally:
