@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
+import socket
 import ssl
+import subprocess
 import time
 from pathlib import Path
 
@@ -137,3 +140,39 @@ def test_axis_serve_runs_a_gateway_that_ends_with_it(data: Path, processes: list
     processes.append(quiet)
     quiet.wait_for(r"axis hub serving: .*no gateway")
     assert quiet.stop() == 0
+
+
+def test_axis_serve_stops_when_its_gateway_dies_and_refuses_a_busy_port(data: Path, processes: list[Process]) -> None:
+    serve = Process(data, "serve", "--workers", "1", "--gateway-port", "0")
+    processes.append(serve)
+    port = int(serve.wait_for(r"gateway http://127\.0\.0\.1:(\d+)").group(1))
+    children = subprocess.run(["pgrep", "-P", str(serve.proc.pid), "-f", "spawn_main"], capture_output=True,
+                              text=True).stdout.split()
+    gateway = next(int(pid) for pid in children if _listens(int(pid), port))
+    os.kill(gateway, signal.SIGKILL)
+    serve.wait_for(r"the gateway process ended \(exit code -9\); stopping the hub")
+    assert serve.proc.wait(30) == 1
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        taken = busy.getsockname()[1]
+        result = CliRunner().invoke(app, ["serve", "--workers", "1", "--gateway-port", str(taken)],
+                                    env=axis_env(data))
+    assert result.exit_code == 1 and f"cannot listen on 127.0.0.1:{taken}" in result.stderr, result.output
+    assert "axis hub serving" not in result.output
+
+
+def _listens(pid: int, port: int) -> bool:
+    """Whether process `pid` holds a listening socket on `port` (Linux /proc)."""
+    inodes = set()
+    lines = [line for table in ("/proc/net/tcp", "/proc/net/tcp6") for line in Path(table).read_text().splitlines()[1:]]
+    for line in lines:
+        fields = line.split()
+        if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "0A":
+            inodes.add(fields[9])
+    try:
+        links = [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")]
+    except OSError:
+        return False
+    return any(link == f"socket:[{inode}]" for link in links for inode in inodes)
