@@ -4,12 +4,14 @@
     python bench/bench_hub.py --config embedded --docs 1000 --recipients 1
 
 What is measured (5 KB signed packets, EC P-256 keys, the hub with one worker process per core):
-- throughput: N submissions are queued on `axis.intake` first, then the hub starts; the clock stops when
-  every document sits in every recipient's queue AND its intake receipt is recorded and published
-  (documents/s, end to end through verification, the registry, one transaction per batch, the relay);
+- throughput: N submissions are queued on `axis.intake` first, as the gateway sends them (its
+  `submissions` row written first, then the message with the headers ax-submission, ax-agency, ax-digest,
+  ax-kind), then the hub starts; the clock stops when every submission's outcome is decided in its row
+  (with the signed intake receipt) AND every delivery waits in the store for its recipient (documents/s,
+  end to end through verification, the registry, one transaction per batch);
 - latency: with the hub running, submissions are paced at half the measured throughput; latency is
-  the time from publishing a submission to the sender receiving its signed intake receipt, which the
-  relay publishes in the same pass as the deliveries (p50, p99);
+  the time from publishing a submission to its outcome row being decided, as a reader of the store sees
+  it (a separate connection polls the pending rows every 5 ms, so figures carry up to 5 ms of that) (p50, p99);
 - raw: signxml verification alone (`XMLVerifier().verify(data, x509_cert=leaf)`) on one core, and
   a raw transport publish+consume of the same packets, so the hub's figures read as ratios;
 - where the CPU went during the throughput run: ms per document in the hub process and in its
@@ -24,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import hashlib
 import os
 import pstats
 import statistics
@@ -31,21 +34,24 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from signxml import XMLVerifier  # noqa: E402
+import sqlalchemy as sa
+from cpu_usage import cpu_seconds, machine_busy  # bench/, the script's folder
+from signxml import XMLVerifier
 
-from cpu_usage import cpu_seconds, machine_busy  # noqa: E402 (bench/, the script's folder)
-
-from axis import wire  # noqa: E402
-from axis.edxml import Attachment, Organization, SignerInfo, packet_to_bytes  # noqa: E402
-from axis.edxml.compose import new_document  # noqa: E402
-from axis.hub import Hub, HubSettings, TrustSettings, declare_agency_queues  # noqa: E402
-from axis.store import open_store  # noqa: E402
-from axis.transport import OutgoingMessage, open_transport  # noqa: E402
-from axis.trust import Signer, keys, pki  # noqa: E402
+from axis import wire
+from axis.edxml import Attachment, Organization, SignerInfo, packet_to_bytes
+from axis.edxml.compose import new_document
+from axis.hub import Hub, HubSettings, TrustSettings
+from axis.store import NewSubmission, Store, open_store
+from axis.store.schema import deliveries as deliveries_t
+from axis.store.schema import submissions as submissions_t
+from axis.transport import OutgoingMessage, open_transport
+from axis.trust import Signer, keys, pki
 
 SENDER = "000.00.00.G22"
 RECIPIENTS = [f"000.00.{i:02d}.H41" for i in range(1, 11)]
@@ -101,7 +107,7 @@ async def raw_transport_rate(url: str, packets: list[bytes]) -> float:
     return rate
 
 
-async def _wait(predicate, timeout: float) -> None:  # noqa: ANN001
+async def _wait(predicate, timeout: float) -> None:
     deadline = time.perf_counter() + timeout
     while not await predicate():
         if time.perf_counter() > deadline:
@@ -109,31 +115,66 @@ async def _wait(predicate, timeout: float) -> None:  # noqa: ANN001
         await asyncio.sleep(0.05)
 
 
-async def run_config(name: str, db_url: str, broker_url: str, root: Path, packets: list[bytes],
-                     recipients: list[str], latency_docs: int) -> dict:
+def prepare_store(db_url: str, root: Path, codes: list[str]) -> Store:
+    """A fresh store with the sender and the recipients registered, each with its certificate."""
     store = open_store(db_url, create=True)
-    transport = await open_transport(broker_url)
     with store.write() as tx:
-        for code in [SENDER, *recipients]:
+        for code in codes:
             tx.add_agency(code, code)
             tx.add_certificate(code, (root / "keys" / f"{code}.cert.pem").read_text())
-    for code in [SENDER, *recipients]:
-        await declare_agency_queues(transport, code)
-    await transport.declare_queue(wire.INTAKE_QUEUE)
-    await transport.declare_queue(wire.RECEIPTS_QUEUE)
-    settings = HubSettings(**HUB_OPTIONS, trust=TrustSettings(
+    return store
+
+
+def hub_settings(root: Path) -> HubSettings:
+    return HubSettings(**HUB_OPTIONS, trust=TrustSettings(
         trust_roots=root / "ca" / "ca.pem", crl=root / "ca" / "crl.pem",
         hub_key=root / "keys" / "AXIS.key.pem", hub_cert=root / "keys" / "AXIS.cert.pem"))
 
-    def submission(body: bytes) -> OutgoingMessage:
-        sid = uuid.uuid4().hex
-        return OutgoingMessage(queue=wire.INTAKE_QUEUE, body=body, message_id=sid,
-                               headers={wire.H_SUBMISSION: sid, wire.H_REPLY_TO: wire.receipts_queue(SENDER)})
+
+def record_and_build(store: Store, bodies: list[bytes]) -> list[OutgoingMessage]:
+    """What the gateway does before it publishes: one `submissions` row per packet (queued), then the
+    message with its headers. The rows are written here in one transaction per call."""
+    items, messages = [], []
+    for body in bodies:
+        sid = wire.new_submission_id()
+        digest = hashlib.sha256(body).hexdigest()
+        items.append(NewSubmission(sid, SENDER, "bench", digest))
+        messages.append(OutgoingMessage(queue=wire.INTAKE_QUEUE, body=body, message_id=sid, headers={
+            wire.H_SUBMISSION: sid, wire.H_AGENCY: SENDER, wire.H_DIGEST: digest, wire.H_KIND: "document"}))
+    with store.write() as tx:
+        tx.add_submissions(items)
+    return messages
+
+
+def count_decided(store: Store) -> int:
+    with store.engine.connect() as c:
+        return c.execute(sa.select(sa.func.count()).select_from(submissions_t).where(
+            submissions_t.c.outcome.is_not(None))).scalar_one()
+
+
+def count_deliveries(store: Store) -> int:
+    with store.engine.connect() as c:
+        return c.execute(sa.select(sa.func.count()).select_from(deliveries_t)).scalar_one()
+
+
+def outcome_counts(store: Store) -> dict[str, int]:
+    with store.engine.connect() as c:
+        rows = c.execute(sa.select(submissions_t.c.outcome, sa.func.count()).group_by(submissions_t.c.outcome))
+        return {str(outcome): count for outcome, count in rows}
+
+
+async def run_config(name: str, db_url: str, broker_url: str, root: Path, packets: list[bytes],
+                     recipients: list[str], latency_docs: int) -> dict:
+    load = os.getloadavg()[0]  # the machine before this run (1-minute load average)
+    store = prepare_store(db_url, root, [SENDER, *recipients])
+    transport = await open_transport(broker_url)
+    await transport.declare_queue(wire.INTAKE_QUEUE)
+    settings = hub_settings(root)
 
     throughput_docs = packets[:len(packets) - latency_docs]
     latency_packets = packets[len(packets) - latency_docs:]
     for i in range(0, len(throughput_docs), 500):
-        await transport.publish_many([submission(p) for p in throughput_docs[i:i + 500]])
+        await transport.publish_many(record_and_build(store, throughput_docs[i:i + 500]))
     hub = Hub(settings, store, transport)
     # Workers start before the clock: process start-up is not throughput.
     await hub.pool.start()
@@ -146,18 +187,16 @@ async def run_config(name: str, db_url: str, broker_url: str, root: Path, packet
     start = time.perf_counter()
     await hub.start()
 
-    # The clock watches through its own connection, as another process would, so its polling does
-    # not queue behind the hub's own work on the hub's transport.
-    observer = await open_transport(broker_url)
+    # The clock watches the store through its own engine (its own connections), as the gateway
+    # would from another process: outcomes first, the deliveries once every outcome is there (the
+    # hub writes both in the batch's one transaction).
+    observer = open_store(db_url, migrate=False)
 
     async def drained() -> bool:
-        # Counting is not free (the embedded transport counts rows): the receipts queue first, the
-        # recipients' queues only once every receipt is there (the relay publishes both in one pass).
-        if await observer.depth(wire.receipts_queue(SENDER)) < n:
+        if await asyncio.to_thread(count_decided, observer) < n:
             return False
-        return all([await observer.depth(wire.inbox_queue(c)) >= n for c in recipients])
+        return await asyncio.to_thread(count_deliveries, observer) >= n * len(recipients)
     await _wait(drained, timeout=600)
-    await observer.close()
     elapsed = time.perf_counter() - start
     throughput = n / elapsed
     if profiler:
@@ -169,59 +208,66 @@ async def run_config(name: str, db_url: str, broker_url: str, root: Path, packet
     # thread; the bench's own polling is negligible) and the verification workers.
     main_ms = 1000 * (time.process_time() - cpu_before[0]) / n
     workers_ms = 1000 * (cpu_seconds(workers) - cpu_before[1]) / n
-    busy, total = (after - before for after, before in zip(machine_busy(), cpu_before[2]))
+    busy, total = (after - before for after, before in zip(machine_busy(), cpu_before[2], strict=True))
     busy_share = busy / total if total else 0.0  # every process: hub, workers, broker, database
+    outcomes = outcome_counts(observer)
 
-    # Latency: paced submissions, receipts consumed as they come.
-    await _drain(transport, wire.receipts_queue(SENDER))
-    sent: dict[str, float] = {}
-    latencies: list[float] = []
-    done = asyncio.Event()
-
-    async def consume_receipts() -> None:
-        async with transport.consume(wire.receipts_queue(SENDER), prefetch=300) as deliveries:
-            async for delivery in deliveries:
-                sid = delivery.headers.get(wire.H_SUBMISSION)
-                if sid in sent:
-                    latencies.append(time.perf_counter() - sent.pop(sid))
-                await delivery.ack()
-                if len(latencies) >= len(latency_packets):
-                    done.set()
-                    return
-    consumer = asyncio.create_task(consume_receipts())
-    interval = 2.0 / throughput  # half the measured throughput
-    for body in latency_packets:
-        message = submission(body)
-        sent[message.message_id] = time.perf_counter()
-        await transport.publish_many([message])
-        await asyncio.sleep(interval)
-    await asyncio.wait_for(done.wait(), 120)
-    consumer.cancel()
+    # Latency: paced submissions; a reader polls the rows still pending every 5 ms.
+    latency_messages = record_and_build(store, latency_packets)
+    latencies = await paced_latencies(transport, observer, latency_messages, interval=2.0 / throughput)
+    observer.close()
     audit_ok = store.verify_audit().ok
     await hub.stop()
     await transport.close()
     store.close()
-    latencies.sort()
     return {"config": name, "recipients": len(recipients), "docs": n, "seconds": elapsed,
             "throughput": throughput, "p50_ms": 1000 * statistics.median(latencies),
             "p99_ms": 1000 * latencies[int(0.99 * (len(latencies) - 1))], "workers": hub.pool.workers,
             "audit_ok": audit_ok, "main_ms": main_ms, "workers_ms": workers_ms,
-            "machine_busy": busy_share}
+            "machine_busy": busy_share, "outcomes": outcomes, "load": load}
+
+
+async def paced_latencies(transport, observer: Store, messages: list[OutgoingMessage],
+                          interval: float, poll: float = 0.005) -> list[float]:
+    """Publish `messages` one by one, `interval` s apart; seconds from each publish to its decided row."""
+    sent: dict[str, float] = {}
+    latencies: list[float] = []
+    publishing_done = False
+
+    def decided(ids: list[str]) -> list[str]:
+        with observer.engine.connect() as c:
+            return list(c.execute(sa.select(submissions_t.c.id).where(
+                submissions_t.c.id.in_(ids), submissions_t.c.outcome.is_not(None))).scalars())
+
+    async def watch() -> None:
+        deadline = None
+        while not publishing_done or sent:
+            if sent:
+                found = await asyncio.to_thread(decided, list(sent))
+                now = time.perf_counter()  # after the read: a latency is never shorter than what a reader saw
+                for sid in found:
+                    latencies.append(now - sent.pop(sid))
+            if publishing_done:
+                deadline = deadline or time.perf_counter() + 120
+                if time.perf_counter() > deadline:
+                    raise TimeoutError(f"{len(sent)} submissions not decided in 120 s")
+            await asyncio.sleep(poll)
+    watcher = asyncio.create_task(watch())
+    for message in messages:
+        sent[message.message_id] = time.perf_counter()
+        await transport.publish_many([message])
+        await asyncio.sleep(interval)
+    publishing_done = True
+    await watcher
+    latencies.sort()
+    return latencies
 
 
 def _worker_pids(hub: Hub) -> list[int]:
     return list(getattr(hub.pool._executor, "_processes", {}) or {})
 
 
-async def _drain(transport, queue: str) -> None:  # noqa: ANN001
-    while await transport.depth(queue):
-        async with transport.consume(queue, prefetch=500) as deliveries:
-            while batch := await deliveries.receive(500, 0.5):
-                for delivery in batch:
-                    await delivery.ack()
-
-
-def _pg_database() -> tuple[str, callable]:
+def _pg_database() -> tuple[str, Callable[[], None]]:
     import psycopg
     name = f"axis_bench_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(PG, autocommit=True) as conn:
@@ -233,7 +279,7 @@ def _pg_database() -> tuple[str, callable]:
     return PG.rsplit("/", 1)[0] + f"/{name}", drop
 
 
-def _vhost() -> tuple[str, callable]:
+def _vhost() -> tuple[str, Callable[[], None]]:
     import base64
     import urllib.request
     name = f"axis-bench-{uuid.uuid4().hex[:8]}"
@@ -246,6 +292,33 @@ def _vhost() -> tuple[str, callable]:
     call("PUT", f"vhosts/{name}")
     call("PUT", f"permissions/{name}/guest", b'{"configure":".*","write":".*","read":".*"}')
     return AMQP.rstrip("/") + f"/{name}", lambda: call("DELETE", f"vhosts/{name}")
+
+
+def configurations(which: str, root: Path) -> list[tuple[str, Callable[[], tuple[str, str, Callable[[], None]]]]]:
+    """(name, make) per configuration; make() gives a fresh (store URL, broker URL, cleanup)."""
+    def embedded() -> tuple[str, str, Callable[[], None]]:
+        return f"sqlite:///{root / uuid.uuid4().hex}.db", f"embedded:///{root / uuid.uuid4().hex}.tdb", lambda: None
+
+    def rabbit() -> tuple[str, str, Callable[[], None]]:
+        db, drop_db = _pg_database()
+        amqp, drop_vhost = _vhost()
+
+        def cleanup() -> None:
+            drop_db()
+            drop_vhost()
+        return db, amqp, cleanup
+    configs = []
+    if which in ("embedded", "all"):
+        configs.append(("embedded+sqlite", embedded))
+    if which in ("rabbitmq", "all"):
+        configs.append(("rabbitmq+postgresql", rabbit))
+    return configs
+
+
+def make_pki(root: Path) -> None:
+    pki.init_ca(root / "ca")
+    for code in [SENDER, *RECIPIENTS, wire.HUB_IDENTITY]:
+        pki.issue(code, root / "ca", root / "keys")
 
 
 async def main() -> None:
@@ -264,9 +337,7 @@ async def main() -> None:
     PROFILE = args.profile
     with tempfile.TemporaryDirectory(prefix="axis-bench-") as tmp:
         root = Path(tmp)
-        pki.init_ca(root / "ca")
-        for code in [SENDER, *RECIPIENTS, wire.HUB_IDENTITY]:
-            pki.issue(code, root / "ca", root / "keys")
+        make_pki(root)
         print(f"machine: {os.cpu_count()} cores; {args.docs} documents per throughput run, "
               f"{args.latency_docs} for latency", flush=True)
         rows = []
@@ -276,17 +347,7 @@ async def main() -> None:
             raw = raw_verify_rate(root, packets)
             print(f"\n{count} recipient(s), packets {size / 1024:.1f} KB; raw signxml verify on one core: "
                   f"{raw:.0f}/s", flush=True)
-            configs = []
-            if args.config in ("embedded", "all"):
-                configs.append(("embedded+sqlite", lambda r=root: (f"sqlite:///{r / uuid.uuid4().hex}.db",
-                                                                    f"embedded:///{r / uuid.uuid4().hex}.tdb",
-                                                                    lambda: None)))
-            if args.config in ("rabbitmq", "all"):
-                def rabbit():  # noqa: ANN202
-                    db, drop_db = _pg_database()
-                    amqp, drop_vhost = _vhost()
-                    return db, amqp, lambda: (drop_db(), drop_vhost())
-                configs.append(("rabbitmq+postgresql", rabbit))
+            configs = configurations(args.config, root)
             for name, make in configs:
                 db, broker, cleanup = make()
                 try:
@@ -300,14 +361,19 @@ async def main() -> None:
                       f" | latency p50 {row['p50_ms']:6.1f} ms, p99 {row['p99_ms']:7.1f} ms"
                       f" | raw transport {raw_transport:6.0f} msg/s | audit ok: {row['audit_ok']}"
                       f" | CPU per doc: hub {row['main_ms']:.2f} ms, workers {row['workers_ms']:.2f} ms"
-                      f" | machine busy {100 * row['machine_busy']:.0f}%", flush=True)
-        print("\n| config | recipients | docs/s | × raw verify (1 core) | p50 ms | p99 ms | raw verify/s |"
-              " raw transport msg/s | CPU ms/doc: hub, workers | machine busy |")
-        print("|---|---|---|---|---|---|---|---|---|---|")
-        for r in rows:
-            print(f"| {r['config']} | {r['recipients']} | {r['throughput']:.0f} | {r['throughput'] / r['raw_verify']:.2f}"
-                  f" | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['raw_verify']:.0f} | {r['raw_transport']:.0f}"
-                  f" | {r['main_ms']:.2f}, {r['workers_ms']:.2f} | {100 * r['machine_busy']:.0f} % |")
+                      f" | machine busy {100 * row['machine_busy']:.0f}% | outcomes {row['outcomes']}"
+                      f" | load before {row['load']:.2f}", flush=True)
+        print_table(rows)
+
+
+def print_table(rows: list[dict]) -> None:
+    print("\n| config | recipients | docs/s | × raw verify (1 core) | p50 ms | p99 ms | raw verify/s |"
+          " raw transport msg/s | CPU ms/doc: hub, workers | machine busy | load before |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['config']} | {r['recipients']} | {r['throughput']:.0f} | {r['throughput'] / r['raw_verify']:.2f}"
+              f" | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['raw_verify']:.0f} | {r['raw_transport']:.0f}"
+              f" | {r['main_ms']:.2f}, {r['workers_ms']:.2f} | {100 * r['machine_busy']:.0f} % | {r['load']:.2f} |")
 
 
 if __name__ == "__main__":

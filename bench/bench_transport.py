@@ -39,12 +39,11 @@ from urllib.parse import quote
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import aio_pika  # noqa: E402
-from yarl import URL  # noqa: E402
+import aio_pika
+from cpu_usage import cpu_seconds, rabbitmq_pids
+from yarl import URL
 
-from cpu_usage import cpu_seconds, rabbitmq_pids  # noqa: E402 (bench/, the script's folder)
-
-from axis.transport import OutgoingMessage, Transport, open_transport  # noqa: E402
+from axis.transport import OutgoingMessage, Transport, open_transport
 
 AMQP_URL = os.environ.get("AXIS_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 MANAGEMENT_URL = os.environ.get("AXIS_TEST_AMQP_MANAGEMENT_URL", "http://127.0.0.1:15672")
