@@ -1,0 +1,412 @@
+"""The gateway end to end, driven over HTTP from another process, beside bench_hub.py in the same run.
+
+    python bench/bench_gateway.py                       # embedded and RabbitMQ+PostgreSQL, 1 and 10 recipients
+    python bench/bench_gateway.py --config embedded --recipients 1 --docs 2000 --concurrency 64
+
+For each configuration and recipient count, on a fresh store and broker each time (a new SQLite file and
+embedded transport, or a new PostgreSQL database and RabbitMQ vhost):
+
+1. bench_hub.py's measurement (`bench_hub.run_config`): submissions queued on `axis.intake` first, the
+   hub's documents/s until every outcome row is decided and every delivery waits in the store, and its
+   latency at half that rate;
+2. the same packets through a real gateway: the hub runs in this process (with its worker processes,
+   as `axis serve` runs it), the gateway in a process of its own (`axis gateway`), and a load generator
+   in a third process (httpx.AsyncClient) POSTs `/v1/packets?wait=30` with a Bearer credential of the
+   sender's agency, `--concurrency` requests in flight at all times. Each answer is the outcome
+   (200, accepted); documents/s = packets / seconds from the first request to the last answer
+   (after `--warmup` packets that are not counted), and every outcome row and delivery is checked in
+   the store afterwards. p50 and p99 are those requests' times (under full load, so they include
+   queueing behind the other requests in flight);
+3. the gateway's latency at the hub's pace: `--latency-docs` packets sent at half the hub's measured
+   documents/s, one request each as its time comes (as bench_hub's latency phase does): p50, p99;
+4. the ratio gateway documents/s ÷ hub documents/s (issue 9 asks for ≥ 0.75), and CPU ms per
+   document in each process (hub, its workers, the gateway, the load generator) and how busy the
+   machine was.
+
+Everything shares the machine: the load generator's CPU is CPU the hub and the gateway do not get.
+The gateway's rate limit is raised for the bench (`AXIS_GATEWAY_RATE`, `AXIS_GATEWAY_BURST`): one
+agency's credential sends every packet.
+
+`--gateway-command` runs another gateway command (`{port}` is replaced), e.g. to compare builds.
+`python bench/bench_gateway.py loadgen --help` is the load generator alone, for use against any gateway.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import hashlib
+import json
+import os
+import secrets
+import shlex
+import signal
+import socket
+import statistics
+import struct
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import bench_hub  # bench/, the script's folder
+from bench_hub import SENDER
+from cpu_usage import cpu_seconds, machine_busy
+
+from axis import wire
+from axis.hub import Hub
+from axis.transport import open_transport
+
+PYTHON = sys.executable
+AXIS = str(Path(PYTHON).with_name("axis"))
+
+
+# ------------------------------------------------------------------ the packets file the load generator reads
+
+def write_packets(path: Path, packets: list[bytes]) -> None:
+    with path.open("wb") as f:
+        for body in packets:
+            f.write(struct.pack(">I", len(body)))
+            f.write(body)
+
+
+def read_packets(path: Path) -> list[bytes]:
+    data, packets, at = path.read_bytes(), [], 0
+    while at < len(data):
+        (size,) = struct.unpack_from(">I", data, at)
+        packets.append(data[at + 4:at + 4 + size])
+        at += 4 + size
+    return packets
+
+
+# ------------------------------------------------------------------ the load generator (its own process)
+
+async def loadgen(args: argparse.Namespace) -> dict:
+    """POST each packet to /v1/packets?wait=…; at fixed concurrency, or paced at --rate per second."""
+    import httpx
+
+    packets = read_packets(Path(args.packets))
+    token = Path(args.credential_file).read_text().strip()
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/xml"}
+    url = f"{args.url.rstrip('/')}/v1/packets"
+    params = {"wait": str(args.wait)}
+    per_client = max(1, args.connections_per_client)
+    clients = [httpx.AsyncClient(timeout=args.wait + 30, headers=headers,
+                                 limits=httpx.Limits(max_connections=per_client,
+                                                     max_keepalive_connections=per_client))
+               for _ in range(max(1, -(-args.concurrency // per_client)))]
+    statuses: dict[str, int] = {}
+    outcomes: dict[str, int] = {}
+    errors: list[str] = []
+
+    async def post(i: int, body: bytes) -> float:
+        started = time.perf_counter()
+        try:
+            response = await clients[i % len(clients)].post(url, params=params, content=body)
+        except httpx.HTTPError as exc:
+            errors.append(f"{type(exc).__name__}: {exc}"[:200])
+            statuses["error"] = statuses.get("error", 0) + 1
+            return time.perf_counter() - started
+        elapsed = time.perf_counter() - started
+        statuses[str(response.status_code)] = statuses.get(str(response.status_code), 0) + 1
+        if response.status_code == 200:
+            outcome = response.json()["outcome"]
+            outcomes[outcome] = outcomes.get(outcome, 0) + 1
+        elif len(errors) < 20:
+            errors.append(f"{response.status_code}: {response.text[:200]}")
+        return elapsed
+
+    async def closed_loop(bodies: list[bytes]) -> list[float]:
+        latencies: list[float] = []
+        feed = iter(enumerate(bodies))
+
+        async def worker() -> None:
+            for i, body in feed:
+                latencies.append(await post(i, body))
+        await asyncio.gather(*(worker() for _ in range(args.concurrency)))
+        return latencies
+
+    async def paced(bodies: list[bytes], rate: float) -> list[float]:
+        tasks = []
+        start = time.perf_counter()
+        for i, body in enumerate(bodies):
+            delay = start + i / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(post(i, body)))
+        return list(await asyncio.gather(*tasks))
+
+    warmup, timed = packets[:args.warmup], packets[args.warmup:]
+    if warmup:
+        await closed_loop(warmup)
+    statuses.clear()
+    outcomes.clear()
+    cpu_before = time.process_time()
+    start = time.perf_counter()
+    latencies = await (paced(timed, args.rate) if args.rate else closed_loop(timed))
+    elapsed = time.perf_counter() - start
+    cpu = time.process_time() - cpu_before
+    for client in clients:
+        await client.aclose()
+    return {"requests": len(timed), "seconds": elapsed, "latencies": sorted(latencies), "statuses": statuses,
+            "outcomes": outcomes, "errors": errors[:20], "cpu_seconds": cpu}
+
+
+def loadgen_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bench_gateway.py loadgen",
+                                     description="POST signed packets to a gateway; prints a JSON summary.")
+    parser.add_argument("--url", required=True, help="the gateway, e.g. http://127.0.0.1:8080")
+    parser.add_argument("--credential-file", required=True)
+    parser.add_argument("--packets", required=True, help="a file of packets, each a 4-byte big-endian length "
+                                                         "and the signed bytes")
+    parser.add_argument("--concurrency", type=int, default=64, help="requests in flight (closed loop)")
+    parser.add_argument("--rate", type=float, default=0.0, help="instead: one request every 1/RATE s (open loop)")
+    parser.add_argument("--warmup", type=int, default=0, help="packets sent first and not counted")
+    parser.add_argument("--wait", type=float, default=30.0, help="the ?wait= of each request")
+    parser.add_argument("--connections-per-client", type=int, default=16,
+                        help="connections per httpx.AsyncClient (the load is spread over several)")
+    return parser
+
+
+# ------------------------------------------------------------------ the gateway (its own process)
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def gateway_environment(root: Path, db: str, broker: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AXIS_")}
+    env.update({
+        "AXIS_DATA": str(root / "data"), "AXIS_DB": db, "AXIS_BROKER": broker,
+        "AXIS_TRUST": str(root / "ca" / "ca.pem"), "AXIS_CRL": str(root / "ca" / "crl.pem"),
+        "AXIS_KEY": str(root / "keys" / "AXIS.key.pem"), "AXIS_CERT": str(root / "keys" / "AXIS.cert.pem"),
+        # One agency's credential sends everything: the per-credential limit would measure itself.
+        "AXIS_GATEWAY_RATE": "1000000", "AXIS_GATEWAY_BURST": "1000000",
+        "AXIS_LOG": os.environ.get("AXIS_BENCH_GATEWAY_LOG", "WARNING"),
+    })
+    return env
+
+
+async def start_gateway(command: str, env: dict[str, str], port: int, log: Path) -> asyncio.subprocess.Process:
+    import httpx
+
+    argv = shlex.split(command.format(port=port, python=PYTHON, axis=AXIS))
+    out = log.open("ab")
+    process = await asyncio.create_subprocess_exec(*argv, env=env, stdout=out, stderr=out,
+                                                   start_new_session=True)
+    deadline = time.perf_counter() + 60
+    async with httpx.AsyncClient() as client:
+        while True:
+            if process.returncode is not None:
+                raise RuntimeError(f"the gateway exited ({process.returncode}): {log.read_text()[-2000:]}")
+            try:
+                if (await client.get(f"http://127.0.0.1:{port}/readyz", timeout=2)).status_code == 200:
+                    return process
+            except httpx.HTTPError:
+                pass
+            if time.perf_counter() > deadline:
+                raise RuntimeError(f"the gateway did not become ready in 60 s: {log.read_text()[-2000:]}")
+            await asyncio.sleep(0.2)
+
+
+async def stop_process(process: asyncio.subprocess.Process) -> None:
+    if process.returncode is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(process.wait(), 15)
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+
+
+# ------------------------------------------------------------------ one configuration through the gateway
+
+async def run_gateway(name: str, db_url: str, broker_url: str, root: Path, packets: list[bytes],
+                      recipients: list[str], *, warmup: int, paced_docs: int, paced_rate: float,
+                      concurrency: int, command: str, workdir: Path) -> dict:
+    load = os.getloadavg()[0]
+    store = bench_hub.prepare_store(db_url, root, [SENDER, *recipients])
+    token = "axis_" + base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("=")
+    credential_id = "cred_" + secrets.token_hex(6)
+    with store.write() as tx:
+        tx.add_credential(credential_id, "agency", SENDER, hashlib.sha256(token.encode()).hexdigest(),
+                          label="bench")
+    credential_file = workdir / f"{credential_id}.credential"
+    credential_file.write_text(token)
+    credential_file.chmod(0o600)
+    transport = await open_transport(broker_url)
+    await transport.declare_queue(wire.INTAKE_QUEUE)
+    hub = Hub(bench_hub.hub_settings(root), store, transport)
+    await hub.start()
+    workers = bench_hub._worker_pids(hub)
+    port = free_port()
+    log = workdir / f"gateway-{port}.log"
+    gateway = await start_gateway(command, gateway_environment(root, db_url, broker_url), port, log)
+    try:
+        throughput_packets = packets[:len(packets) - paced_docs]
+        timed = len(throughput_packets) - warmup
+        packets_file = workdir / "throughput.packets"
+        write_packets(packets_file, throughput_packets)
+        common = ["--url", f"http://127.0.0.1:{port}", "--credential-file", str(credential_file)]
+        # The clock of the throughput run is the load generator's; CPU is read around it here.
+        process = await asyncio.create_subprocess_exec(
+            PYTHON, __file__, "loadgen", *common, "--packets", str(packets_file), "--warmup", str(warmup),
+            "--concurrency", str(concurrency), stdout=asyncio.subprocess.PIPE)
+        # CPU from the start of the load generator (its warm-up included in the CPU, not in the clock):
+        # a slight overstatement per document, the same for every process.
+        pids = {"gateway": [gateway.pid], "loadgen": [process.pid], "workers": workers}
+        cpu_before = time.process_time(), {k: cpu_seconds(v) for k, v in pids.items()}, machine_busy()
+        out, _ = await process.communicate()
+        cpu_after = time.process_time(), {k: cpu_seconds(v) for k, v in pids.items()}, machine_busy()
+        if process.returncode:
+            raise RuntimeError(f"the load generator failed ({process.returncode})")
+        result = json.loads(out)
+        counted = timed + warmup
+        cpu_ms = {"hub": 1000 * (cpu_after[0] - cpu_before[0]) / counted}
+        cpu_ms.update({k: 1000 * (cpu_after[1][k] - cpu_before[1][k]) / counted for k in pids})
+        cpu_ms["loadgen"] = 1000 * result["cpu_seconds"] / timed  # its own count, the timed part only
+        busy, total = (a - b for a, b in zip(cpu_after[2], cpu_before[2], strict=True))
+        # Every answer was a decided outcome; the store must hold each row and each delivery.
+        decided = bench_hub.count_decided(store)
+        deliveries = bench_hub.count_deliveries(store)
+
+        paced = None
+        if paced_docs:
+            packets_file = workdir / "paced.packets"
+            write_packets(packets_file, packets[len(packets) - paced_docs:])
+            process = await asyncio.create_subprocess_exec(
+                PYTHON, __file__, "loadgen", *common, "--packets", str(packets_file),
+                "--rate", f"{paced_rate:.3f}", stdout=asyncio.subprocess.PIPE)
+            out, _ = await process.communicate()
+            if process.returncode:
+                raise RuntimeError(f"the load generator failed ({process.returncode})")
+            paced = json.loads(out)
+        audit_ok = store.verify_audit().ok
+        outcomes = bench_hub.outcome_counts(store)
+    finally:
+        await stop_process(gateway)
+        await hub.stop()
+        await transport.close()
+        store.close()
+    latencies = result["latencies"]
+    row = {"config": name, "recipients": len(recipients), "docs": timed, "concurrency": concurrency,
+           "seconds": result["seconds"], "throughput": timed / result["seconds"],
+           "p50_ms": 1000 * statistics.median(latencies), "p99_ms": 1000 * _p99(latencies),
+           "statuses": result["statuses"], "answered": result["outcomes"], "errors": result["errors"],
+           "store_ok": decided == counted and deliveries == counted * len(recipients),
+           "decided": decided, "deliveries": deliveries, "outcomes": outcomes, "audit_ok": audit_ok,
+           "cpu_ms": cpu_ms, "machine_busy": busy / total if total else 0.0, "load": load}
+    if paced:
+        row.update(paced_rate=paced_rate, paced_p50_ms=1000 * statistics.median(paced["latencies"]),
+                   paced_p99_ms=1000 * _p99(paced["latencies"]), paced_statuses=paced["statuses"])
+    return row
+
+
+def _p99(values: list[float]) -> float:
+    return values[int(0.99 * (len(values) - 1))]
+
+
+# ------------------------------------------------------------------ main
+
+async def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--docs", type=int, default=2000, help="documents per throughput run (hub and gateway)")
+    parser.add_argument("--latency-docs", type=int, default=300, help="paced documents for latency (both)")
+    parser.add_argument("--warmup", type=int, default=200, help="gateway packets sent first, not counted")
+    parser.add_argument("--concurrency", type=int, default=64, help="gateway requests in flight")
+    parser.add_argument("--config", choices=["embedded", "rabbitmq", "all"], default="all")
+    parser.add_argument("--recipients", default="1,10", help="comma-separated recipient counts")
+    parser.add_argument("--gateway-command", default="{axis} gateway --host 127.0.0.1 --port {port}",
+                        help="how to start a gateway; {port}, {python} and {axis} are replaced")
+    parser.add_argument("--no-hub", action="store_true", help="skip bench_hub's measurement (no ratio)")
+    parser.add_argument("--hub", action="append", default=[], metavar="KEY=VALUE",
+                        help="a HubSettings override for both runs, e.g. --hub batch_wait=0.02")
+    args = parser.parse_args(argv)
+    bench_hub.HUB_OPTIONS.update({key: (float if "." in value else int)(value)
+                                  for key, value in (option.split("=", 1) for option in args.hub)})
+    with tempfile.TemporaryDirectory(prefix="axis-bench-gw-") as tmp:
+        root = Path(tmp)
+        bench_hub.make_pki(root)
+        (root / "data").mkdir()
+        print(f"machine: {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}; {args.docs} documents per "
+              f"throughput run (+{args.warmup} warm-up through the gateway), {args.latency_docs} paced for latency; "
+              f"gateway concurrency {args.concurrency}", flush=True)
+        rows = []
+        for count in [int(c) for c in args.recipients.split(",")]:
+            recipients = bench_hub.RECIPIENTS[:count]
+            packets = bench_hub.make_packets(root, args.warmup + args.docs + args.latency_docs, recipients)
+            size = sum(map(len, packets)) / len(packets)
+            raw = bench_hub.raw_verify_rate(root, packets)
+            print(f"\n{count} recipient(s), packets {size / 1024:.1f} KB; raw signxml verify on one core: "
+                  f"{raw:.0f}/s", flush=True)
+            for name, make in bench_hub.configurations(args.config, root):
+                hub_row = None
+                if not args.no_hub:
+                    db, broker, cleanup = make()
+                    try:
+                        raw_transport = await bench_hub.raw_transport_rate(broker, packets[:1000])
+                        hub_row = await bench_hub.run_config(name, db, broker, root, packets[args.warmup:],
+                                                             recipients, args.latency_docs)
+                    finally:
+                        cleanup()
+                    hub_row.update(raw_verify=raw, raw_transport=raw_transport, size_kb=size / 1024)
+                    print(f"  hub     {name:20s} {hub_row['throughput']:7.0f} docs/s"
+                          f" | p50 {hub_row['p50_ms']:6.1f} ms, p99 {hub_row['p99_ms']:7.1f} ms"
+                          f" (paced at {hub_row['throughput'] / 2:.0f}/s) | load before {hub_row['load']:.2f}",
+                          flush=True)
+                paced_rate = hub_row["throughput"] / 2 if hub_row else 100.0
+                db, broker, cleanup = make()
+                try:
+                    with tempfile.TemporaryDirectory(prefix="run-", dir=root) as work:
+                        row = await run_gateway(name, db, broker, root, packets, recipients, warmup=args.warmup,
+                                                paced_docs=args.latency_docs, paced_rate=paced_rate,
+                                                concurrency=args.concurrency, command=args.gateway_command,
+                                                workdir=Path(work))
+                finally:
+                    cleanup()
+                row["hub"] = hub_row
+                row["raw_verify"] = raw
+                rows.append(row)
+                ratio = f" = {row['throughput'] / hub_row['throughput']:.2f}× hub" if hub_row else ""
+                cpu = ", ".join(f"{k} {v:.2f}" for k, v in row["cpu_ms"].items())
+                print(f"  gateway {name:20s} {row['throughput']:7.0f} docs/s{ratio}"
+                      f" | p50 {row['p50_ms']:6.1f} ms, p99 {row['p99_ms']:7.1f} ms at {args.concurrency} in flight"
+                      + (f" | paced at {row['paced_rate']:.0f}/s: p50 {row['paced_p50_ms']:.1f} ms,"
+                         f" p99 {row['paced_p99_ms']:.1f} ms" if "paced_rate" in row else "")
+                      + f" | answers {row['statuses']} {row['answered']} | store ok {row['store_ok']}"
+                      f" | audit ok {row['audit_ok']} | CPU ms/doc: {cpu}"
+                      f" | machine busy {100 * row['machine_busy']:.0f}% | load before {row['load']:.2f}",
+                      flush=True)
+                for error in row["errors"][:5]:
+                    print(f"    error: {error}", flush=True)
+        print_table(rows, args.concurrency)
+
+
+def print_table(rows: list[dict], concurrency: int) -> None:
+    print(f"\n| config | recipients | hub docs/s | gateway docs/s ({concurrency} in flight) | gateway ÷ hub |"
+          " hub p50 / p99 ms (paced) | gateway p50 / p99 ms (paced) | gateway p50 / p99 ms (full load) |"
+          " CPU ms/doc: hub, workers, gateway, load generator | machine busy | load before |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        h = r["hub"]
+        c = r["cpu_ms"]
+        print(f"| {r['config']} | {r['recipients']} | {h['throughput']:.0f} | {r['throughput']:.0f}"
+              f" | {r['throughput'] / h['throughput']:.2f} | {h['p50_ms']:.1f} / {h['p99_ms']:.1f}"
+              f" | {r.get('paced_p50_ms', float('nan')):.1f} / {r.get('paced_p99_ms', float('nan')):.1f}"
+              f" | {r['p50_ms']:.1f} / {r['p99_ms']:.1f}"
+              f" | {c['hub']:.2f}, {c['workers']:.2f}, {c['gateway']:.2f}, {c['loadgen']:.2f}"
+              f" | {100 * r['machine_busy']:.0f} % | {h['load']:.2f}, {r['load']:.2f} |" if h else
+              f"| {r['config']} | {r['recipients']} | – | {r['throughput']:.0f} | – | – | – |"
+              f" {r['p50_ms']:.1f} / {r['p99_ms']:.1f} | | | {r['load']:.2f} |")
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["loadgen"]:
+        summary = asyncio.run(loadgen(loadgen_parser().parse_args(sys.argv[2:])))
+        sys.stdout.write(json.dumps(summary))
+    else:
+        asyncio.run(main(sys.argv[1:]))
