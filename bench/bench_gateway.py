@@ -247,8 +247,9 @@ def gateway_environment(root: Path, db: str, broker: str) -> dict[str, str]:
         "AXIS_KEY": str(root / "keys" / "AXIS.key.pem"), "AXIS_CERT": str(root / "keys" / "AXIS.cert.pem"),
         # One agency's credential sends everything: the per-credential limit would measure itself.
         "AXIS_GATEWAY_RATE": "1000000", "AXIS_GATEWAY_BURST": "1000000",
-        "AXIS_LOG": os.environ.get("AXIS_BENCH_GATEWAY_LOG", "WARNING"),
     })
+    if os.environ.get("AXIS_BENCH_GATEWAY_LOG"):  # else the gateway's default level, access log included
+        env["AXIS_LOG"] = os.environ["AXIS_BENCH_GATEWAY_LOG"]
     return env
 
 
@@ -386,6 +387,8 @@ async def main(argv: list[str]) -> None:
     parser.add_argument("--client", choices=["raw", "httpx"], default="raw",
                         help="the load generator's HTTP client: raw (a minimal one, default) or httpx")
     parser.add_argument("--no-hub", action="store_true", help="skip bench_hub's measurement (no ratio)")
+    parser.add_argument("--paced-rate", type=float, default=100.0,
+                        help="with --no-hub: the pace of the latency run (else half the hub's documents/s)")
     parser.add_argument("--hub", action="append", default=[], metavar="KEY=VALUE",
                         help="a HubSettings override for both runs, e.g. --hub batch_wait=0.02")
     args = parser.parse_args(argv)
@@ -421,7 +424,7 @@ async def main(argv: list[str]) -> None:
                           f" | p50 {hub_row['p50_ms']:6.1f} ms, p99 {hub_row['p99_ms']:7.1f} ms"
                           f" (paced at {hub_row['throughput'] / 2:.0f}/s) | load before {hub_row['load']:.2f}",
                           flush=True)
-                paced_rate = hub_row["throughput"] / 2 if hub_row else 100.0
+                paced_rate = hub_row["throughput"] / 2 if hub_row else args.paced_rate
                 db, broker, cleanup = make()
                 try:
                     with tempfile.TemporaryDirectory(prefix="run-", dir=root) as work:
