@@ -386,6 +386,7 @@ async def main(argv: list[str]) -> None:
                         help="how to start a gateway; {port}, {python} and {axis} are replaced")
     parser.add_argument("--client", choices=["raw", "httpx"], default="raw",
                         help="the load generator's HTTP client: raw (a minimal one, default) or httpx")
+    parser.add_argument("--json", type=Path, help="also write every row, with the raw figures, to this file")
     parser.add_argument("--no-hub", action="store_true", help="skip bench_hub's measurement (no ratio)")
     parser.add_argument("--paced-rate", type=float, default=100.0,
                         help="with --no-hub: the pace of the latency run (else half the hub's documents/s)")
@@ -450,6 +451,8 @@ async def main(argv: list[str]) -> None:
                 for error in row["errors"][:5]:
                     print(f"    error: {error}", flush=True)
         print_table(rows, args.concurrency)
+        if args.json:
+            args.json.write_text(json.dumps(rows, indent=1, default=str))
 
 
 def print_table(rows: list[dict], concurrency: int) -> None:
