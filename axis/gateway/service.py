@@ -43,7 +43,7 @@ from axis.edxml import routing_facts
 from axis.hub.acknowledgements import record_delivery_receipt
 from axis.receipt import Receipt, build_receipt, now_utc, read_receipt
 from axis.refusals import Refusal, RefusalCode
-from axis.retry import publish_all, retrying
+from axis.retry import is_transient, publish_all, retrying
 from axis.seal import SealCertificate
 from axis.settings import Settings
 from axis.store import DeliveryState, Document, InboxItem, NewReceipt, NewSubmission, Store, Submission
@@ -220,21 +220,26 @@ class _GroupWriter:
                 batch, self._pending = self._pending[:self._limit], self._pending[self._limit:]
                 try:
                     await self._commit(batch)
-                except Exception:  # noqa: BLE001 - one bad row must not fail the others: each alone
+                except Exception:  # noqa: BLE001 - a row the store refuses must not fail the others: each alone
                     for one in batch:
                         await self._commit([one])
         finally:
             self._task = None
 
     async def _commit(self, batch: list[tuple[Any, asyncio.Future[None]]]) -> None:
-        """Write `batch` in one transaction; its callers learn the outcome (an error only when alone)."""
+        """Write `batch` in one transaction; its callers learn the outcome.
+
+        Raises only when the store refused a batch of several rows for a reason that is not an outage
+        (then each row is tried alone); an outage that outlasted the retry policy fails them all at once.
+        """
         try:
             await retrying(self._what)(asyncio.to_thread)(self._write, [item for item, _ in batch])
         except Exception as exc:
-            if len(batch) > 1:
+            if len(batch) > 1 and not is_transient(exc):
                 raise
-            if not batch[0][1].done():
-                batch[0][1].set_exception(exc)
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
             return
         for _, future in batch:
             if not future.done():
