@@ -141,15 +141,16 @@ async def loadgen(args: argparse.Namespace) -> dict:
     packets = read_packets(Path(args.packets))
     token = Path(args.credential_file).read_text().strip()
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/xml"}
-    url = f"{args.url.rstrip('/')}/v1/packets?wait={args.wait:g}"
-    if args.client == "raw":
-        clients: list = [RawClient(url, headers, max_connections=args.concurrency if not args.rate else 100_000)]
+    urls = [f"{url.rstrip('/')}/v1/packets?wait={args.wait:g}" for url in args.url]
+    if args.client == "raw":  # one client per gateway, the connections shared out
+        share = 100_000 if args.rate else max(1, -(-args.concurrency // len(urls)))
+        clients: list = [RawClient(url, headers, max_connections=share) for url in urls]
     else:
         per_client = max(1, args.connections_per_client)
-        clients = [httpx.AsyncClient(timeout=args.wait + 30, headers=headers,
+        clients = [httpx.AsyncClient(base_url=urls[k % len(urls)], timeout=args.wait + 30, headers=headers,
                                      limits=httpx.Limits(max_connections=per_client,
                                                          max_keepalive_connections=per_client))
-                   for _ in range(max(1, -(-args.concurrency // per_client)))]
+                   for k in range(max(len(urls), -(-args.concurrency // per_client)))]
     statuses: dict[str, int] = {}
     outcomes: dict[str, int] = {}
     errors: list[str] = []
@@ -158,7 +159,7 @@ async def loadgen(args: argparse.Namespace) -> dict:
         client = clients[i % len(clients)]
         if isinstance(client, RawClient):
             return await asyncio.wait_for(client.post(body), args.wait + 30)
-        response = await client.post(url, content=body)
+        response = await client.post("", content=body)
         return response.status_code, response.content
 
     async def post(i: int, body: bytes) -> float:
@@ -217,7 +218,8 @@ async def loadgen(args: argparse.Namespace) -> dict:
 def loadgen_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bench_gateway.py loadgen",
                                      description="POST signed packets to a gateway; prints a JSON summary.")
-    parser.add_argument("--url", required=True, help="the gateway, e.g. http://127.0.0.1:8080")
+    parser.add_argument("--url", required=True, action="append",
+                        help="a gateway, e.g. http://127.0.0.1:8080 (repeat it: requests go round the gateways)")
     parser.add_argument("--credential-file", required=True)
     parser.add_argument("--packets", required=True, help="a file of packets, each a 4-byte big-endian length "
                                                          "and the signed bytes")
@@ -290,7 +292,8 @@ async def stop_process(process: asyncio.subprocess.Process) -> None:
 
 async def run_gateway(name: str, db_url: str, broker_url: str, root: Path, packets: list[bytes],
                       recipients: list[str], *, warmup: int, paced_docs: int, paced_rate: float,
-                      concurrency: int, command: str, workdir: Path, client: str = "raw") -> dict:
+                      concurrency: int, command: str, workdir: Path, client: str = "raw",
+                      gateways: int = 1) -> dict:
     load = os.getloadavg()[0]
     store = bench_hub.prepare_store(db_url, root, [SENDER, *recipients])
     token = "axis_" + base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("=")
@@ -306,22 +309,25 @@ async def run_gateway(name: str, db_url: str, broker_url: str, root: Path, packe
     hub = Hub(bench_hub.hub_settings(root), store, transport)
     await hub.start()
     workers = bench_hub._worker_pids(hub)
-    port = free_port()
-    log = workdir / f"gateway-{port}.log"
-    gateway = await start_gateway(command, gateway_environment(root, db_url, broker_url), port, log)
+    ports = [free_port() for _ in range(gateways)]
+    started = []
     try:
+        for port in ports:  # the store exists (prepare_store), as `axis gateway` requires
+            started.append(await start_gateway(command, gateway_environment(root, db_url, broker_url), port,
+                                               workdir / f"gateway-{port}.log"))
         throughput_packets = packets[:len(packets) - paced_docs]
         timed = len(throughput_packets) - warmup
         packets_file = workdir / "throughput.packets"
         write_packets(packets_file, throughput_packets)
-        common = ["--url", f"http://127.0.0.1:{port}", "--credential-file", str(credential_file), "--client", client]
+        common = [*(a for port in ports for a in ("--url", f"http://127.0.0.1:{port}")),
+                  "--credential-file", str(credential_file), "--client", client]
         # The clock of the throughput run is the load generator's; CPU is read around it here.
         process = await asyncio.create_subprocess_exec(
             PYTHON, __file__, "loadgen", *common, "--packets", str(packets_file), "--warmup", str(warmup),
             "--concurrency", str(concurrency), stdout=asyncio.subprocess.PIPE)
         # CPU from the start of the load generator (its warm-up included in the CPU, not in the clock):
         # a slight overstatement per document, the same for every process.
-        pids = {"gateway": [gateway.pid], "loadgen": [process.pid], "workers": workers}
+        pids = {"gateway": [g.pid for g in started], "loadgen": [process.pid], "workers": workers}
         cpu_before = time.process_time(), {k: cpu_seconds(v) for k, v in pids.items()}, machine_busy()
         out, _ = await process.communicate()
         cpu_after = time.process_time(), {k: cpu_seconds(v) for k, v in pids.items()}, machine_busy()
@@ -352,12 +358,14 @@ async def run_gateway(name: str, db_url: str, broker_url: str, root: Path, packe
         audit_ok = store.verify_audit().ok
         outcomes = bench_hub.outcome_counts(store)
     finally:
-        await stop_process(gateway)
+        for gateway in started:
+            await stop_process(gateway)
         await hub.stop()
         await transport.close()
         store.close()
     latencies = result["latencies"]
     row = {"config": name, "recipients": len(recipients), "docs": timed, "concurrency": concurrency,
+           "gateways": gateways,
            "seconds": result["seconds"], "throughput": timed / result["seconds"],
            "p50_ms": 1000 * statistics.median(latencies), "p99_ms": 1000 * _p99(latencies),
            "statuses": result["statuses"], "answered": result["outcomes"], "errors": result["errors"],
@@ -388,6 +396,8 @@ async def main(argv: list[str]) -> None:
                         help="how to start a gateway; {port}, {python} and {axis} are replaced")
     parser.add_argument("--client", choices=["raw", "httpx"], default="raw",
                         help="the load generator's HTTP client: raw (a minimal one, default) or httpx")
+    parser.add_argument("--gateways", type=int, default=1,
+                        help="gateway processes (each on its own port; the load goes round them)")
     parser.add_argument("--json", type=Path, help="also write every row, with the raw figures, to this file")
     parser.add_argument("--no-hub", action="store_true", help="skip bench_hub's measurement (no ratio)")
     parser.add_argument("--paced-rate", type=float, default=0.0,
@@ -403,7 +413,7 @@ async def main(argv: list[str]) -> None:
         (root / "data").mkdir()
         print(f"machine: {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}; {args.docs} documents per "
               f"throughput run (+{args.warmup} warm-up through the gateway), {args.latency_docs} paced for latency; "
-              f"gateway concurrency {args.concurrency}", flush=True)
+              f"gateway concurrency {args.concurrency}, {args.gateways} gateway process(es)", flush=True)
         rows = []
         for count in [int(c) for c in args.recipients.split(",")]:
             recipients = bench_hub.RECIPIENTS[:count]
@@ -433,7 +443,7 @@ async def main(argv: list[str]) -> None:
                         row = await run_gateway(name, db, broker, root, packets, recipients, warmup=args.warmup,
                                                 paced_docs=args.latency_docs, paced_rate=args.paced_rate,
                                                 concurrency=args.concurrency, command=args.gateway_command,
-                                                workdir=Path(work), client=args.client)
+                                                workdir=Path(work), client=args.client, gateways=args.gateways)
                 finally:
                     cleanup()
                 row["hub"] = hub_row
