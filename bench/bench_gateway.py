@@ -11,12 +11,12 @@ embedded transport, or a new PostgreSQL database and RabbitMQ vhost):
    latency at half that rate;
 2. the same packets through a real gateway: the hub runs in this process (with its worker processes,
    as `axis serve` runs it), the gateway in a process of its own (`axis gateway`), and a load generator
-   in a third process (httpx.AsyncClient) POSTs `/v1/packets?wait=30` with a Bearer credential of the
-   sender's agency, `--concurrency` requests in flight at all times. Each answer is the outcome
-   (200, accepted); documents/s = packets / seconds from the first request to the last answer
-   (after `--warmup` packets that are not counted), and every outcome row and delivery is checked in
-   the store afterwards. p50 and p99 are those requests' times (under full load, so they include
-   queueing behind the other requests in flight);
+   in a third process (a minimal HTTP/1.1 client; `--client httpx` for httpx.AsyncClient) POSTs
+   `/v1/packets?wait=30` with a Bearer credential of the sender's agency, `--concurrency` requests in
+   flight at all times. Each answer is the outcome (200, accepted); documents/s = packets / seconds from
+   the first request to the last answer (after `--warmup` packets that are not counted), and every
+   outcome row and delivery is checked in the store afterwards. p50 and p99 are those requests' times
+   (under full load, so they include queueing behind the other requests in flight);
 3. the gateway's latency at half load: `--latency-docs` packets sent at half the gateway's measured
    documents/s, one request each as its time comes (as bench_hub's latency phase does at half the
    hub's): p50, p99;
@@ -24,7 +24,9 @@ embedded transport, or a new PostgreSQL database and RabbitMQ vhost):
    document in each process (hub, its workers, the gateway, the load generator) and how busy the
    machine was.
 
-Everything shares the machine: the load generator's CPU is CPU the hub and the gateway do not get.
+Everything shares the machine: the load generator's CPU is CPU the hub and the gateway do not get
+(httpx cost ~1.5-2 ms per request here, the minimal client ~0.07 ms). `--gateways N` starts N gateway
+processes and shares the connections between them.
 The gateway's rate limit is raised for the bench (`AXIS_GATEWAY_RATE`, `AXIS_GATEWAY_BURST`): one
 agency's credential sends every packet.
 
