@@ -67,7 +67,7 @@ from pathlib import Path
 from lxml import etree
 
 from adapters.documents import response_for_document, response_for_from_document_id
-from adapters.edge import Answer, Edge, EdgeError, EdgeNotFound, Waiting
+from adapters.edge import Answer, Edge, EdgeError, EdgeNotFound, EdgeRefused, Waiting
 from adapters.inbox import InboxEntry, InboxLedger, PacketFacts
 from adapters.journal import Journal
 from adapters.receipt_store import ReceiptStore, check_name_part, receipt_file_name
@@ -685,8 +685,8 @@ class AgencyClient:
         if not local and (final or count >= self.max_attempts):
             try:
                 await self.edge.fail(axis_id, reason)
-            except EdgeNotFound:
-                pass
+            except (EdgeNotFound, EdgeRefused) as problem:  # gone, or acknowledged meanwhile (409)
+                log.info("%s could not be reported failed: %s", axis_id, problem)
             await asyncio.to_thread(self.journal.settled, axis_id)
             action = "fail"
             not_before[axis_id] = float("inf")

@@ -441,12 +441,12 @@ class LocalEdge(Edge):
 
     async def sent(self, *, since: str | None = None, after: str | None = None,
                    limit: int = 100) -> tuple[list[dict[str, Any]], str | None]:
-        since_time = dt.datetime.fromisoformat(since) if since else None
-        items, cursor = await self._do(self.service.sent(self.caller, since=since_time, after=after, limit=limit))
-        return list(items), cursor
+        items, cursor = await self._do(self.service.sent(self.caller, since=since, after=after, limit=limit))
+        return [{**item, "received_at": _iso(item.get("received_at"))} for item in items], cursor
 
     async def receipts(self, axis_id: str) -> list[dict[str, Any]]:
-        return _receipt_items(list(await self._do(self.service.receipts(self.caller, axis_id))))
+        items = await self._do(self.service.receipts(self.caller, axis_id))
+        return _receipt_items([{**item, "created_at": _iso(item.get("created_at"))} for item in items])
 
     async def agencies(self) -> list[dict[str, Any]]:
         return list(await self._do(self.service.agencies(self.caller)))
