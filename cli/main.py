@@ -29,7 +29,7 @@ def _start() -> None:
 @app.command("demo")
 def demo(workdir: Path | None = typer.Option(None, "--dir", help="Keep the demo's files here "
                                                                    "(default: a temporary folder).")) -> None:
-    """Three agencies, one hub: a signed document with a PDF to two of them, delivered, answered, audited."""
+    """Four agencies, one hub and its gateway: a signed document with a PDF to two of them, delivered, answered."""
     from cli import demo as run  # the demo pulls in the hub and the store: only pay for it when asked
 
     run.demo(workdir)
