@@ -259,8 +259,8 @@ async def _exchange(root: Path, store: Store, clients: dict[str, AgencyClient], 
     for recipient in sorted(states):
         rows = [r for r in timeline if r.get("recipient") == recipient]
         for i, r in enumerate(rows):
-            table.add_row(recipient if i == 0 else "", states[recipient] if i == 0 else "", r["kind"], r.get("code") or "",
-                          str(r["created_at"])[11:23])
+            table.add_row(recipient if i == 0 else "", states[recipient] if i == 0 else "", r["kind"],
+                          r.get("code") or "", str(r["created_at"])[11:23])
     stdout.print(table)
     kinds = sorted({r.kind for r in sender.list_receipts()})
     stdout.print(f"  {SENDER.organ_id} holds signed receipts of kinds: {', '.join(kinds)}")
