@@ -61,7 +61,7 @@ _AGENCY_COMMANDS = {("send",), ("inbox", "pull"), ("status", "send"), ("adapter"
 _TAKES_DB = {("serve",), ("agency", "add"), ("agency", "list"), ("agency", "suspend"), ("agency", "resume"),
              ("receipts",), ("audit", "verify"), ("credentials", "issue"), ("credentials", "list"),
              ("credentials", "revoke"), *_AGENCY_COMMANDS}
-_TAKES_BROKER = {("serve",), ("agency", "add"), ("dlq", "list"), *_AGENCY_COMMANDS}
+_TAKES_BROKER = {("serve",), ("dlq", "list"), *_AGENCY_COMMANDS}
 _GROUPS = ("agency", "inbox", "status", "audit", "dlq", "credentials", "adapter")
 
 
