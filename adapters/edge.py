@@ -183,6 +183,16 @@ def _receipt_items(items: list[Any]) -> list[dict[str, Any]]:
     return [{**item, "body": _b64(item.get("body"))} for item in items]
 
 
+def _untrusted_certificate(exc: BaseException) -> str | None:
+    """The verification error if `exc` was caused by a TLS certificate that does not verify, else None."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return seen.verify_message or str(seen)
+        seen = seen.__cause__ or seen.__context__
+    return "certificate verify failed" if "CERTIFICATE_VERIFY_FAILED" in str(exc) else None
+
+
 def read_credential(path: Path) -> str:
     """The credential in `path` (its first line, stripped); ValueError if the file holds none."""
     text = Path(path).read_text(encoding="utf-8").strip()
@@ -309,7 +319,11 @@ class GatewayEdge(Edge):
             try:
                 response = await self._client.request(method, f"/v1{path}", params=query, content=content,
                                                       headers=headers, timeout=timeout)
-            except httpx.TransportError as exc:  # refused, reset, timed out, TLS: the way to the gateway failed
+            except httpx.TransportError as exc:  # refused, reset, timed out: the way to the gateway failed
+                if _untrusted_certificate(exc):  # waiting does not make a certificate trusted
+                    raise EdgeError(0, "GW000", f"{self.base_url}: the gateway's TLS certificate does not verify "
+                                                f"({_untrusted_certificate(exc)}); give the root it chains to "
+                                                "(--gateway-ca / AXIS_GATEWAY_CA, ca_file=)") from exc
                 raise EdgeUnavailable(0, "GW000", f"{method} {self.base_url}/v1{path}: {type(exc).__name__}: "
                                                   f"{exc or 'no answer'}") from exc
             if response.status_code in accept:
