@@ -67,7 +67,7 @@ from pathlib import Path
 from lxml import etree
 
 from adapters.documents import response_for_document, response_for_from_document_id
-from adapters.edge import Answer, Edge, EdgeError, EdgeNotFound, EdgeRefused, Waiting
+from adapters.edge import Answer, Edge, EdgeError, EdgeNotFound, EdgeRefused, EdgeUnavailable, Waiting
 from adapters.inbox import InboxEntry, InboxLedger, PacketFacts
 from adapters.journal import Journal
 from adapters.receipt_store import ReceiptStore, check_name_part, receipt_file_name
@@ -366,6 +366,12 @@ class AgencyClient:
 
         summaries = await asyncio.to_thread(read_all)
         results: list[Submitted | None] = [None] * len(packets)
+        # The client chooses each submission id and notes it in the journal before sending: a request
+        # repeated after a lost answer is the same submission, and a crash anywhere leaves the id for
+        # `collect_receipts` to ask about (Axis answers 404 for one it never got).
+        ids = {i: wire.new_submission_id() for i, s in enumerate(summaries) if not isinstance(s, Exception)}
+        await asyncio.to_thread(self.journal.add_pending, [
+            (ids[i], s.document_id, s.recipients) for i, s in enumerate(summaries) if isinstance(s, PacketSummary)])
 
         async def one(index: int) -> None:
             summary = summaries[index]
@@ -373,8 +379,12 @@ class AgencyClient:
                 results[index] = Submitted(None, summary)
                 return
             try:
-                answer = await self.edge.submit(packets[index], wait=wait)
-            except (EdgeError, TransportError) as exc:
+                answer = await self.edge.submit(packets[index], wait=wait, submission=ids[index])
+            except EdgeUnavailable as exc:  # may or may not be queued: the journal keeps asking
+                results[index] = Submitted(None, exc)
+                return
+            except (EdgeError, TransportError) as exc:  # refused before it was queued
+                await asyncio.to_thread(self.journal.drop_pending, [ids[index]])
                 results[index] = Submitted(None, exc)
                 return
             intake = await self._settle_answer(answer, summary.document_id, summary.recipients,
@@ -386,13 +396,14 @@ class AgencyClient:
 
     async def _settle_answer(self, answer: Answer, document_id: str | None, recipients: Iterable[str] = (),
                              *, kind: str | None = None) -> Intake:
-        """Verify and store a decided answer's intake receipt; remember a queued one. Its `Intake`."""
+        """Verify and store a decided answer's intake receipt (a queued one stays in the journal). Its `Intake`."""
         if not answer.decided:
             await asyncio.to_thread(self.journal.add_pending, [(answer.submission, document_id, tuple(recipients))])
             return Intake(answer.submission, "queued")
         intake = await asyncio.to_thread(self._store_intake, answer, document_id)
         if intake.outcome == "accepted" and intake.axis_id and kind != "status" and recipients:
             await asyncio.to_thread(self.journal.track, [(intake.axis_id, recipients)])
+        await asyncio.to_thread(self.journal.drop_pending, [answer.submission])
         return intake
 
     def _store_intake(self, answer: Answer, document_id: str | None) -> Intake:

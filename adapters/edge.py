@@ -74,7 +74,7 @@ __all__ = ["Answer", "Edge", "EdgeError", "EdgeNotFound", "EdgeRefused", "EdgeUn
 HTTP_TO_WIRE = {"axis-id": wire.H_AXIS_ID, "axis-digest": wire.H_DIGEST, "axis-sender": wire.H_SENDER,
                 "axis-kind": wire.H_KIND, "axis-seal": wire.H_SEAL, "axis-seal-to": wire.H_SEAL_TO,
                 "axis-seal-cert": wire.H_SEAL_CERT}
-WAIT_MARGIN = 30.0  # seconds a long-poll's HTTP read may take beyond the wait it asked for
+MAX_WAIT = 30.0  # seconds one request asks the gateway to wait (it holds a request at most 60 s)
 
 
 # ---------------------------------------------------------------- values
@@ -219,8 +219,11 @@ class Edge(abc.ABC):
         """Release network resources."""
 
     @abc.abstractmethod
-    async def submit(self, packet: bytes, *, wait: float = 0.0) -> Answer:
-        """Queue one signed packet of the caller's agency for the hub; wait up to `wait` s for its outcome."""
+    async def submit(self, packet: bytes, *, wait: float = 0.0, submission: str | None = None) -> Answer:
+        """Queue one signed packet of the caller's agency for the hub; wait up to `wait` s for its outcome.
+
+        `submission`: the id the caller chose (`axis.wire.new_submission_id()`); repeating the call with
+        the same id and bytes is the same submission (no `duplicate`)."""
 
     @abc.abstractmethod
     async def outcome(self, submission: str, *, wait: float = 0.0) -> Answer:
@@ -304,9 +307,16 @@ class GatewayEdge(Edge):
 
     async def _call(self, method: str, path: str, *, params: Mapping[str, Any] | None = None,
                     content: bytes | None = None, body: Any = None, content_type: str | None = None,
-                    wait: float = 0.0, accept: tuple[int, ...] = (200,)) -> httpx.Response:
-        """One request under the retry policy; any status outside `accept` raises its `EdgeError`."""
-        headers = dict(self._auth)
+                    wait: float = 0.0, accept: tuple[int, ...] = (200,),
+                    headers: Mapping[str, str] | None = None) -> httpx.Response:
+        """One request under the retry policy; any status outside `accept` raises its `EdgeError`.
+
+        A `wait` parameter is capped at `MAX_WAIT` (the gateway holds a request no longer): callers
+        that want to wait longer ask again."""
+        headers = {**self._auth, **(headers or {})}
+        if params is not None and params.get("wait") is not None:
+            wait = min(float(params["wait"]), MAX_WAIT)
+            params = {**params, "wait": wait}
         if content_type is not None:
             headers["Content-Type"] = content_type
         if body is not None:
@@ -351,9 +361,10 @@ class GatewayEdge(Edge):
             pass
         return error_for(response.status_code, code, message, request_id, retry_after)
 
-    async def submit(self, packet: bytes, *, wait: float = 0.0) -> Answer:
+    async def submit(self, packet: bytes, *, wait: float = 0.0, submission: str | None = None) -> Answer:
         response = await self._call("POST", "/packets", params={"wait": wait}, content=bytes(packet),
-                                    content_type="application/xml", wait=wait, accept=(200, 202))
+                                    content_type="application/xml", wait=wait, accept=(200, 202),
+                                    headers={"Axis-Submission": submission} if submission else None)
         return _answer(response.json())
 
     async def outcome(self, submission: str, *, wait: float = 0.0) -> Answer:
@@ -428,9 +439,9 @@ class LocalEdge(Edge):
         return Answer(outcome.submission, outcome.outcome, outcome.axis_id, outcome.code, outcome.message,
                       outcome.receipt)
 
-    async def submit(self, packet: bytes, *, wait: float = 0.0) -> Answer:
-        submission = await self._do(self.service.submit(self.caller, bytes(packet)))
-        return await self.outcome(submission, wait=wait)
+    async def submit(self, packet: bytes, *, wait: float = 0.0, submission: str | None = None) -> Answer:
+        chosen = await self._do(self.service.submit(self.caller, bytes(packet), submission=submission))
+        return await self.outcome(chosen, wait=wait)
 
     async def outcome(self, submission: str, *, wait: float = 0.0) -> Answer:
         return self._answer(await self._do(self.service.outcome(self.caller, submission, wait=wait)))

@@ -271,8 +271,8 @@ class Relay(Edge):
     def __init__(self, inner: Edge) -> None:
         self.inner = inner
 
-    async def submit(self, packet: bytes, *, wait: float = 0.0) -> Any:
-        return await self.inner.submit(packet, wait=wait)
+    async def submit(self, packet: bytes, *, wait: float = 0.0, submission: str | None = None) -> Any:
+        return await self.inner.submit(packet, wait=wait, submission=submission)
 
     async def outcome(self, submission: str, *, wait: float = 0.0) -> Any:
         return await self.inner.outcome(submission, wait=wait)

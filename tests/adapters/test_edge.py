@@ -11,12 +11,14 @@ import ipaddress
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from adapters.client import AgencyClient
 from adapters.edge import EdgeError, EdgeNotFound, EdgeRefused, EdgeUnauthorized, EdgeUnavailable, GatewayEdge
 from tests.adapters.support import G22, H41, Axis, free_socket, gateway_available, signed_document
 
@@ -110,3 +112,37 @@ async def test_a_gateway_that_does_not_answer_is_unavailable(tmp_path: Path, mon
         with pytest.raises(EdgeUnavailable) as raised:
             await edge.inbox()
     assert raised.value.code == "GW000" and "ConnectError" in raised.value.message
+
+
+class _LosesFirstAnswer(httpx.AsyncBaseTransport):
+    """The first POST reaches the gateway and is handled, but its answer is lost (connection reset)."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self.inner, self.lost = inner, 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await self.inner.handle_async_request(request)
+        if request.method == "POST" and not self.lost:
+            await response.aread()
+            self.lost += 1
+            raise httpx.ReadError("connection reset after the gateway answered", request=request)
+        return response
+
+
+async def test_a_submission_repeated_after_a_lost_answer_is_the_same_submission(dev_pki, tmp_path: Path) -> None:
+    axis = await Axis(dev_pki, f"sqlite:///{tmp_path / 'axis.db'}", f"embedded://{tmp_path / 'transport.db'}",
+                      "gateway").start()
+    try:
+        losing = _LosesFirstAnswer(httpx.ASGITransport(app=axis.app, client=("127.0.0.1", 5000)))
+        async with httpx.AsyncClient(transport=losing, base_url="http://gateway.test") as http:
+            edge = GatewayEdge("http://gateway.test", axis.credential(G22), client=http)
+            sender = AgencyClient(G22, edge, verifier=dev_pki.verifier, state_dir=tmp_path / "g22")
+            submission = await sender.submit(signed_document(dev_pki, G22, [H41], 3), wait=10)
+            intake = (await sender.intake([submission], 10))[submission]
+        assert losing.lost == 1
+        assert intake.outcome == "accepted"  # not "duplicate": the retry carried the same Axis-Submission
+        assert len(axis.store.sent(G22)) == 1 and list(axis.store.submissions([submission])) == [submission]
+        assert sender.journal.pending() == {}
+        sender.close()
+    finally:
+        await axis.close()
