@@ -55,6 +55,7 @@ What callers may rely on
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import hashlib
 import logging
 import sqlite3
@@ -96,6 +97,9 @@ SUBMIT_PARALLEL = 16          # submissions in flight at once (each is one HTTP 
 OUTCOME_PARALLEL = 8          # outcome long-polls in flight at once
 PAGE = 100                    # inbox items listed per request
 MAX_OUTCOME_WAIT = 25.0       # one long-poll never asks for more (proxies cut idle requests at 30-60 s)
+SENT_PAGE = 1000              # documents per `sent` page when collect_receipts looks for news
+SENT_MARGIN = 3600.0          # seconds `sent(since=)` reaches back before the oldest tracked document (clock skew)
+WAITING = ("queued", "published")  # delivery states in which a recipient has not answered yet
 
 
 @dataclass(frozen=True)
@@ -550,6 +554,9 @@ class AgencyClient:
                 if intake.receipt is not None and intake.path is not None:
                     stored.append(ReceivedReceipt(intake.receipt, wire.HUB_IDENTITY, submission, intake.path))
         tracked = await asyncio.to_thread(self.journal.tracked)
+        if tracked:
+            moved = await self._moved(tracked)
+            tracked = {a: r for a, r in tracked.items() if a in moved}
 
         async def timeline(axis_id: str, recipients: list[str]) -> None:
             try:
@@ -564,6 +571,24 @@ class AgencyClient:
 
         await _bounded(OUTCOME_PARALLEL, [partial(timeline, a, r) for a, r in tracked.items()])
         return stored
+
+    async def _moved(self, tracked: dict[str, list[str]]) -> set[str]:
+        """The tracked documents a recipient has moved on (delivered, failed, answered), from a few pages of
+        `Edge.sent` rather than one timeline request per document; those not listed count as moved."""
+        oldest = await asyncio.to_thread(self.journal.oldest_tracked)
+        since = dt.datetime.fromtimestamp((oldest or time.time()) - SENT_MARGIN, dt.UTC).isoformat()
+        states: dict[str, dict[str, str]] = {}
+        after: str | None = None
+        while True:
+            items, after = await self.edge.sent(since=since, after=after, limit=SENT_PAGE)
+            for item in items:
+                if item["axis_id"] in tracked:
+                    states[item["axis_id"]] = dict(item.get("recipients") or {})
+            if after is None or len(states) == len(tracked):
+                break
+        return {axis_id for axis_id, recipients in tracked.items()
+                if axis_id not in states or any(states[axis_id].get(code, "queued") not in WAITING
+                                                for code in recipients)}
 
     def _store_timeline(self, axis_id: str, items: list[dict]) -> tuple[list[ReceivedReceipt], set[str]]:
         """Verify and store the delivery and error receipts of a timeline; (new ones, recipients answered)."""

@@ -99,6 +99,11 @@ class Journal:
         rows = self._read("SELECT axis_id, recipients FROM tracked ORDER BY created_at, axis_id")
         return {axis_id: [r for r in recipients.split(",") if r] for axis_id, recipients in rows}
 
+    def oldest_tracked(self) -> float | None:
+        """When the oldest tracked document was accepted (this machine's clock), or None."""
+        rows = self._read("SELECT min(created_at) FROM tracked")
+        return float(rows[0][0]) if rows and rows[0][0] is not None else None
+
     def untrack(self, axis_ids: Iterable[str]) -> None:
         self._write("DELETE FROM tracked WHERE axis_id=?", ((a,) for a in axis_ids))
 

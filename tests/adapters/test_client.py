@@ -263,10 +263,22 @@ async def test_a_delivery_that_keeps_failing_verification_is_failed_and_its_send
     assert sender.journal.tracked() == {}  # every recipient answered
 
 
+class _CountsTimelines(Relay):
+    def __init__(self, inner: Edge) -> None:
+        super().__init__(inner)
+        self.timelines = 0
+
+    async def receipts(self, axis_id: str) -> list[dict]:
+        self.timelines += 1
+        return await self.inner.receipts(axis_id)
+
+
 async def test_collect_receipts_stores_each_recipients_delivery_receipt_once(axis: Axis, tmp_path: Path) -> None:
     _, axis_id = await send(axis, axis.pki, G22, [H41, H14], 70, tmp_path / "g22")
-    sender = client(axis, G22, tmp_path / "g22")
+    counting = _CountsTimelines(axis.edge(G22))
+    sender = AgencyClient(G22, counting, verifier=axis.pki.verifier, state_dir=tmp_path / "g22")
     assert await sender.collect_receipts() == []
+    assert counting.timelines == 0  # nobody answered yet: `sent` said so, no timeline was asked for
     await client(axis, H41, tmp_path / "h41").pull(tmp_path / "h41-inbox", wait=0.3)
     got = await sender.collect_receipts()
     assert [(r.receipt.kind, r.receipt.recipient, r.signer_code) for r in got] == [("delivery", H41, H41)]
