@@ -26,7 +26,7 @@ from pathlib import Path
 
 import typer
 
-from adapters.edge import EdgeError
+from adapters.edge import EdgeError, EdgeUnauthorized
 from adapters.folder import FolderAdapter, Round
 from axis.refusals import Refusal
 from axis.transport import TransportError
@@ -99,6 +99,8 @@ def folder(
                 while not stop.is_set():
                     try:
                         failures += _report(await adapter.run_once(wait=wait))
+                    except EdgeUnauthorized as exc:  # waiting does not make a revoked credential valid
+                        fail(agency_side._edge_failure(exc))
                     except (EdgeError, TransportError) as exc:
                         if once:
                             fail(agency_side._edge_failure(exc))
