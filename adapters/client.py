@@ -500,6 +500,8 @@ class AgencyClient:
             if receipt is not None:
                 found[submission] = Intake(submission, receipt_outcome(receipt, submission), receipt.axis_id,
                                            None, None, receipt, None)
+        if found:  # decided, and its receipt is on disk: nothing left to ask about them
+            await asyncio.to_thread(self.journal.drop_pending, list(found))
         deadline = time.monotonic() + timeout
         queue = [s for s in wanted if s not in found]
 
