@@ -1,4 +1,5 @@
-"""Agency adapters: the Python SDK (`adapters.client.AgencyClient`) and the watched-folder adapter."""
+"""Agency adapters: the edge to Axis (`adapters.edge`), the Python SDK (`adapters.client.AgencyClient`) and the
+watched-folder adapter (`adapters.folder`)."""
 import logging
 
 # A library never configures logging; this only stops Python's last-resort

@@ -65,6 +65,16 @@ class Settings(BaseSettings):
     cert: Path | None = _setting(
         None, "The hub's certificate (PEM), used by `axis serve`.", flag="--cert",
         shown="`<data>/hub/AXIS.cert.pem`")
+    gateway: str | None = _setting(
+        None, "The agency gateway the agency commands (`axis send`, `axis inbox pull`, `axis status send`, "
+        "`axis adapter folder`) use, e.g. `https://axis.example.gov.vn:8443`; unset: the operator's own "
+        "store and broker on this machine.", flag="--gateway", shown="none")
+    credential: Path | None = _setting(
+        None, "A file holding the agency's gateway credential (never put the credential itself on the "
+        "command line: it shows in `ps`).", flag="--credential-file", shown="none")
+    gateway_ca: Path | None = _setting(
+        None, "Root certificates (PEM) the gateway's TLS certificate must chain to.", flag="--gateway-ca",
+        shown="the system's roots")
     workers: int | None = _setting(
         None, "Worker processes of `axis serve` for intake and signature verification.", flag="--workers",
         shown="one per core")
@@ -106,6 +116,13 @@ class Settings(BaseSettings):
     max_packet_bytes: int = _setting(
         200 * 1024 * 1024, "The largest packet the gateway takes, in bytes (enforced while the upload is "
         "read: 413 beyond it).", shown="`209715200` (200 MiB)")
+
+    @field_validator("gateway")
+    @classmethod
+    def _gateway_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("use http://host:port (loopback only) or https://host:port")
+        return value
 
     @field_validator("embedded_lease")
     @classmethod

@@ -7,34 +7,54 @@ agency system using the SDK would. Mount them with `mount(app)`:
     app.add_typer(agency_side.inbox_app, name="inbox")
     app.add_typer(agency_side.status_app, name="status")
 
-Defaults (broker, trust roots, CRL, state folders) come from `cli.settings`.
-Exit codes: 0 when everything was accepted or stored, 1 when anything was
-refused, rejected or left without a receipt (`cli.output.REFUSED`).
+Two roads (`open_edges`):
+- `--gateway URL` (or AXIS_GATEWAY) with `--credential-file FILE` (or
+  AXIS_CREDENTIAL): HTTP to `axis gateway` with the agency's credential, the
+  only road the adapter guide documents for agencies. `--gateway-ca` (or
+  AXIS_GATEWAY_CA) names the roots the gateway's TLS certificate chains to.
+- no gateway: the axis operator's own machine, through the same service the
+  gateway runs (`axis.gateway.AgencyService`) on this machine's store and
+  broker (`--db`, `--broker`), with the hub's key to sign what Axis signs.
+
+Defaults (gateway, trust roots, CRL, state folders) come from `cli.settings`.
+Exit codes: 0 when everything was accepted or stored; 1 when anything was
+refused, rejected or not sent (`cli.output.REFUSED`); 3 when nothing was
+refused but some submission is still queued, with no outcome yet
+(`cli.output.QUEUED`: is the hub running?).
 """
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sys
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import typer
 
-from adapters.client import AgencyClient, Received, Rejection, describe_refusal, receipt_outcome, summarize_packet
+from adapters.client import AgencyClient, Intake, Received, Rejection, summarize_packet
+from adapters.edge import Edge, EdgeError, EdgeRefused, EdgeUnauthorized, GatewayEdge, LocalEdge, read_credential
 from axis.edxml import StatusCode
-from axis.receipt import Receipt
 from axis.refusals import PacketError, Refusal, RefusalCode
-from axis.transport import Transport, TransportError, UnroutableError
+from axis.transport import TransportError
 from axis.trust import Signer, Verifier
 from cli import settings
-from cli.output import REFUSED, fail, refuse, stderr, stdout
+from cli.output import QUEUED, REFUSED, fail, refuse, stderr, stdout
 
-BROKER_HELP = "amqp://… for RabbitMQ, or embedded (the SQLite transport in ./axis-data). Env: AXIS_BROKER."
+BROKER_HELP = ("Without --gateway: amqp://… for RabbitMQ, or embedded (the SQLite transport in ./axis-data). "
+               "Env: AXIS_BROKER.")
+DB_HELP = "Without --gateway: the hub's database (sqlite:///… or postgresql://…). Env: AXIS_DB."
+GATEWAY_HELP = ("The Axis gateway, e.g. https://axis.example.gov.vn:8443. Env: AXIS_GATEWAY. Without it, this "
+                "machine's own store and broker are used (the axis operator's machine only).")
+CREDENTIAL_HELP = "File holding the agency's gateway credential (never the credential itself). Env: AXIS_CREDENTIAL."
+GATEWAY_CA_HELP = "Roots (PEM) for the gateway's TLS certificate. Env: AXIS_GATEWAY_CA; default the system's."
 TRUST_HELP = "Trusted root certificates (PEM) for verifying. Env: AXIS_TRUST; default ./axis-data/pki/ca.pem."
 CRL_HELP = "Revocation list (PEM). Env: AXIS_CRL; default ./axis-data/pki/crl.pem if it exists."
-STATE_HELP = "The agency's state folder (receipts, inbox ledger). Default ./axis-data/agencies/CODE/."
-SEND_CHUNK = 500  # files read and published per batch, so a folder of any size fits in memory
+STATE_HELP = "The agency's state folder (receipts, inbox ledger, journal). Default ./axis-data/agencies/CODE/."
+SEND_CHUNK = 500  # files read and submitted per batch, so a folder of any size fits in memory
 
 inbox_app = typer.Typer(help="Receive the documents and status packets addressed to an agency.",
                         no_args_is_help=True)
@@ -50,6 +70,23 @@ def mount(app: typer.Typer) -> None:
 
 
 # ---------------------------------------------------------------- shared pieces
+
+@dataclass(frozen=True)
+class Road:
+    """How the agency commands reach Axis: the options every one of them takes."""
+
+    gateway: str | None = None
+    credential: Path | None = None
+    gateway_ca: Path | None = None
+    broker: str | None = None
+    db: str | None = None
+
+
+def road_options(gateway: str | None, credential: Path | None, gateway_ca: Path | None, broker: str | None,
+                 db: str | None) -> Road:
+    chosen = settings.current(gateway=gateway, credential=credential, gateway_ca=gateway_ca)
+    return Road(chosen.gateway, chosen.credential, chosen.gateway_ca, broker, db)
+
 
 def _verifier(trust: Path | None, crl: Path | None) -> Verifier:
     roots, revocations = settings.trust_paths(trust, crl)
@@ -69,20 +106,77 @@ def _signer(key: Path, cert: Path) -> Signer:
         fail(f"cannot load the signing key {key} and certificate {cert}: {exc}")
 
 
-async def _open(broker: str | None, what: str) -> Transport:
+@contextlib.asynccontextmanager
+async def open_edges(road: Road, verifier: Verifier, what: str) -> AsyncIterator[Callable[[str], Edge]]:
+    """`edge_for(code)`: the edge to use for an agency, on the gateway or on this machine (see the docstring)."""
+    if road.gateway is not None:
+        if road.credential is None:
+            fail("--gateway needs the agency's credential: --credential-file FILE or AXIS_CREDENTIAL "
+                 "(`axis credentials issue --agency CODE` makes one)")
+        try:
+            token = read_credential(road.credential)
+        except (OSError, ValueError) as exc:
+            fail(f"cannot read the credential file {road.credential}: {exc}")
+        try:
+            gateway = GatewayEdge(road.gateway, token, ca_file=road.gateway_ca)
+        except (ValueError, OSError) as exc:
+            fail(f"--gateway {road.gateway}: {exc}")
+        try:
+            yield lambda code: gateway
+        finally:
+            await gateway.aclose()
+        return
+    async with local_service(road, verifier, what) as service:
+        edges: dict[str, Edge] = {}
+        yield lambda code: edges.setdefault(code, LocalEdge(service, code))
+
+
+@contextlib.asynccontextmanager
+async def local_service(road: Road, verifier: Verifier, what: str) -> AsyncIterator[Any]:
+    """`AgencyService` on this machine's store and broker, signing with the hub's key (operator's machine)."""
+    from sqlalchemy.exc import OperationalError
+
+    from axis.gateway import AgencyService
+    from axis.seal import SealCertificate
+    from axis.store import MissingDatabase, open_store
+
+    chosen = settings.current(db=road.db)
+    hint = "agencies reach Axis through its gateway: give --gateway URL and --credential-file FILE"
     try:
-        return await settings.open_broker(broker, name=f"axis-{what}")
-    except (TransportError, ValueError) as exc:
-        fail(f"cannot open the broker {settings.redact_url(settings.broker_url(broker))!r}: {exc}")
+        hub_signer = Signer.from_files(chosen.hub_key, chosen.hub_cert)
+        seal = SealCertificate.from_file(chosen.hub_cert)
+    except (ValueError, OSError) as exc:
+        fail(f"without --gateway this command works on the axis's own machine and needs the hub's key "
+             f"({chosen.hub_key}: {exc}); {hint}")
+    try:
+        store = open_store(chosen.store_url, migrate=False)
+    except MissingDatabase as exc:
+        fail(f"{exc}; {hint}")
+    except OperationalError as exc:
+        fail(f"cannot open the database {settings.redact_url(chosen.store_url)}: "
+             f"{str(exc.orig).splitlines()[0]}; {hint}")
+    try:
+        try:
+            transport = await settings.open_broker(road.broker, name=f"axis-{what}")
+        except (TransportError, ValueError) as exc:
+            fail(f"cannot open the broker {settings.redact_url(settings.broker_url(road.broker))!r}: {exc}")
+        try:
+            yield AgencyService(store, transport, hub_signer=hub_signer, verifier=verifier, seal_certificate=seal)
+        finally:
+            await transport.close()
+    finally:
+        store.close()
 
 
-def _run(coroutine) -> None:
+def _run(coroutine: Coroutine[Any, Any, None]) -> None:
     # typer commands are synchronous; the SDK is async.
     asyncio.run(coroutine)
 
 
-def _refusal_text(receipt: Receipt) -> str:
-    return describe_refusal(receipt) or ""
+def _edge_failure(exc: Exception) -> str:
+    if isinstance(exc, EdgeUnauthorized):
+        return f"the gateway refused the credential ({exc}): check --credential-file"
+    return str(exc)
 
 
 # ---------------------------------------------------------------- axis send
@@ -92,44 +186,72 @@ class _Sent:
     file: Path
     sender: str | None = None
     submission: str | None = None
-    receipt: Receipt | None = None
+    intake: Intake | None = None
     local_refusal: Refusal | None = None
+    refused: EdgeRefused | None = None
     error: str | None = None
 
     @property
     def outcome(self) -> str:
-        if self.local_refusal is not None:
+        if self.local_refusal is not None or self.refused is not None:
             return "refused"
         if self.error is not None:
             return "not sent"
-        if self.receipt is None:
-            return "no receipt"
-        return receipt_outcome(self.receipt, self.submission)
+        if self.intake is None:
+            return "queued"
+        return self.intake.outcome
 
     @property
     def ok(self) -> bool:
         return self.outcome in ("accepted", "duplicate")
 
     @property
+    def axis_id(self) -> str | None:
+        return self.intake.axis_id if self.intake is not None else None
+
+    @property
     def detail(self) -> str:
         if self.local_refusal is not None:
             return f"{self.local_refusal.code.label}: {self.local_refusal.detail} (not sent)"
+        if self.refused is not None:
+            return f"{self.refused.code}: {self.refused.message} (refused by the gateway, not queued)"
         if self.error is not None:
             return self.error
-        if self.receipt is None:
-            return f"no intake receipt in time (submission {self.submission})"
-        return _refusal_text(self.receipt)
+        if self.intake is None or self.intake.outcome == "queued":
+            return (f"no answer yet (submission {self.submission}): Axis holds it, but no hub decided it; "
+                    "is the hub running? The outcome is collected later (it is in the agency's journal)")
+        if self.intake.outcome == "unknown":
+            return self.intake.problem or ""
+        return self.intake.refusal or self.intake.problem or ""
+
+    def refusal(self) -> dict[str, object] | None:
+        if self.local_refusal is not None:
+            return self.local_refusal.as_dict()
+        if self.refused is not None:
+            return _code_dict(self.refused.code, self.refused.message)
+        intake = self.intake
+        if intake is None or intake.outcome != "refused":
+            return None
+        if intake.receipt is not None and intake.receipt.refusal_code is not None:
+            return {"code": intake.receipt.refusal_code, "name": intake.receipt.refusal_name,
+                    "detail": intake.receipt.refusal_detail}
+        return _code_dict(intake.code or "", intake.message or "")
 
     def as_dict(self) -> dict[str, object]:
-        refusal = None
-        if self.local_refusal is not None:
-            refusal = self.local_refusal.as_dict()
-        elif self.receipt is not None and self.receipt.refusal_code is not None:
-            refusal = {"code": self.receipt.refusal_code, "name": self.receipt.refusal_name,
-                       "detail": self.receipt.refusal_detail}
         return {"file": str(self.file), "sender": self.sender, "submission": self.submission,
-                "axis_id": self.receipt.axis_id if self.receipt else None, "outcome": self.outcome,
-                "refusal": refusal, "error": self.error}
+                "axis_id": self.axis_id, "outcome": self.outcome, "refusal": self.refusal(), "error": self.error}
+
+
+def _code_dict(code: str, detail: str) -> dict[str, object]:
+    number: object = code
+    name = None
+    if code.startswith("AX") and code[2:].isdigit():
+        number = int(code[2:])
+        try:
+            name = RefusalCode.from_number(int(code[2:])).name
+        except KeyError:
+            name = None
+    return {"code": number, "name": name, "detail": detail}
 
 
 def _expand(paths: list[Path]) -> list[Path]:
@@ -146,86 +268,96 @@ def _expand(paths: list[Path]) -> list[Path]:
 
 def send(
     packets: list[Path] = typer.Argument(..., help="Signed packets: .edxml files, or folders of them."),
+    gateway: str | None = typer.Option(None, "--gateway", help=GATEWAY_HELP),
+    credential: Path | None = typer.Option(None, "--credential-file", help=CREDENTIAL_HELP),
+    gateway_ca: Path | None = typer.Option(None, "--gateway-ca", help=GATEWAY_CA_HELP),
     broker: str | None = typer.Option(None, "--broker", help=BROKER_HELP),
+    db: str | None = typer.Option(None, "--db", help=DB_HELP),
     state: Path | None = typer.Option(None, "--state", help=STATE_HELP),
-    wait: float = typer.Option(30.0, "--wait", help="Seconds to wait for the intake receipts."),
+    wait: float = typer.Option(30.0, "--wait", help="Seconds to wait for the hub's decisions."),
     trust: Path | None = typer.Option(None, "--trust", help=TRUST_HELP),
     crl: Path | None = typer.Option(None, "--crl", help=CRL_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print the results as JSON on stdout."),
 ) -> None:
-    """Send signed packets to Axis and print each one's intake receipt.
+    """Send signed packets to Axis and print each one's outcome: accepted, duplicate, refused, or queued.
 
-    The sender is each packet's From/OrganId. Exit 1 when any packet is refused
-    or gets no intake receipt within --wait seconds.
+    The sender is each packet's From/OrganId. Exit 1 when any packet is refused or
+    was not sent; exit 3 when none was refused but some got no decision within
+    --wait seconds (queued: Axis holds them; is the hub running?).
     """
     files = _expand(packets)
     if not files:
         fail("no packets to send (folders are searched for *.edxml)")
+    road = road_options(gateway, credential, gateway_ca, broker, db)
     verifier = _verifier(trust, crl)
     results = [_Sent(f) for f in files]
-    _run(_send(results, broker, state, wait, verifier))
+    _run(_send(results, road, state, wait, verifier))
     if as_json:
         print(json.dumps([r.as_dict() for r in results], ensure_ascii=False, indent=2))
     else:
         for r in results:
-            axis_id = r.receipt.axis_id if r.receipt is not None and r.receipt.axis_id else "-"
-            line = f"{r.file}  {axis_id}  {r.outcome}"
+            line = f"{r.file}  {r.axis_id or '-'}  {r.outcome}"
             stdout.print(f"{line}  {r.detail}" if r.detail else line, markup=False)
-    failed = sum(not r.ok for r in results)
+    failed = sum(not r.ok and r.outcome != "queued" for r in results)
+    queued = sum(r.outcome == "queued" for r in results)
     if failed:
-        stderr.print(f"{failed} of {len(results)} packets were not accepted", markup=False)
+        stderr.print(f"{failed + queued} of {len(results)} packets were not accepted", markup=False)
         raise typer.Exit(REFUSED)
+    if queued:
+        stderr.print(f"{queued} of {len(results)} packets are queued without an answer after {wait:g} s: "
+                     "is the hub (axis serve) running?", markup=False)
+        raise typer.Exit(QUEUED)
 
 
-async def _send(results: list[_Sent], broker: str | None, state: Path | None, wait: float,
-                verifier: Verifier) -> None:
-    transport = await _open(broker, "send")
+async def _send(results: list[_Sent], road: Road, state: Path | None, wait: float, verifier: Verifier) -> None:
     clients: dict[str, AgencyClient] = {}
-    try:
-        for start in range(0, len(results), SEND_CHUNK):
-            chunk = results[start:start + SEND_CHUNK]
-            loaded = await asyncio.to_thread(_load_chunk, chunk)
-            by_sender: dict[str, list[tuple[_Sent, bytes, int]]] = {}
-            for sent, data, priority in loaded:
-                assert sent.sender is not None  # _load_chunk returns only the packets whose sender it read
-                by_sender.setdefault(sent.sender, []).append((sent, data, priority))
-            for code, items in by_sender.items():
-                if code not in clients:
-                    if state is not None and clients:
-                        for sent, _, _ in items:
-                            sent.error = (f"not sent: --state is the folder of {next(iter(clients))}, but this "
-                                          f"packet comes from {code}; send it separately or drop --state")
-                        continue
-                    clients[code] = AgencyClient(code, transport, verifier=verifier,
-                                                 state_dir=settings.agency_state_dir(code, state))
-                try:
-                    ids = await clients[code].submit_many([d for _, d, _ in items], priorities=[p for *_, p in items])
-                except UnroutableError as exc:
-                    fail(str(exc))
-                except TransportError as exc:
-                    for sent, _, _ in items:
-                        sent.error = f"not confirmed by the broker: {exc}"
-                    continue
-                for (sent, _, _), submission in zip(items, ids, strict=True):
-                    sent.submission = submission
-
-        async def collect(code: str, client: AgencyClient) -> None:
-            mine = [r for r in results if r.sender == code and r.submission is not None]
-            receipts = await client.wait_for_intake([r.submission for r in mine if r.submission is not None], wait)
-            for r in mine:
-                r.receipt = receipts.get(r.submission) if r.submission is not None else None
-
+    async with open_edges(road, verifier, "send") as edge_for:
         try:
+            for start in range(0, len(results), SEND_CHUNK):
+                chunk = results[start:start + SEND_CHUNK]
+                loaded = await asyncio.to_thread(_load_chunk, chunk)
+                by_sender: dict[str, list[tuple[_Sent, bytes]]] = {}
+                for sent, data in loaded:
+                    assert sent.sender is not None  # _load_chunk returns only the packets whose sender it read
+                    by_sender.setdefault(sent.sender, []).append((sent, data))
+                for code, items in by_sender.items():
+                    if code not in clients:
+                        if state is not None and clients:
+                            for sent, _ in items:
+                                sent.error = (f"not sent: --state is the folder of {next(iter(clients))}, but "
+                                              f"this packet comes from {code}; send it separately or drop --state")
+                            continue
+                        clients[code] = AgencyClient(code, edge_for(code), verifier=verifier,
+                                                     state_dir=settings.agency_state_dir(code, state))
+                    done = await clients[code].submit_each([d for _, d in items])
+                    for (sent, _), submitted in zip(items, done, strict=True):
+                        sent.submission = submitted.submission
+                        error = submitted.error
+                        if isinstance(error, Refusal):
+                            sent.local_refusal = error
+                        elif isinstance(error, EdgeRefused):
+                            sent.refused = error
+                        elif isinstance(error, EdgeUnauthorized):
+                            fail(_edge_failure(error))
+                        elif error is not None:
+                            sent.error = f"not sent: {_edge_failure(error)}"
+
+            async def collect(code: str, client: AgencyClient) -> None:
+                mine = [r for r in results if r.sender == code and r.submission is not None]
+                intakes = await client.intake([r.submission for r in mine if r.submission is not None], wait)
+                for r in mine:
+                    found = intakes.get(r.submission) if r.submission is not None else None
+                    r.intake = found if found is not None and found.outcome != "queued" else None
+
             await asyncio.gather(*(collect(code, client) for code, client in clients.items()))
-        except UnroutableError as exc:
-            fail(f"{exc}: the hub creates an agency's receipts queue when the agency is registered")
-    finally:
-        for client in clients.values():
-            client.close()
-        await transport.close()
+        except (EdgeError, TransportError) as exc:
+            fail(_edge_failure(exc))
+        finally:
+            for client in clients.values():
+                client.close()
 
 
-def _load_chunk(chunk: list[_Sent]) -> list[tuple[_Sent, bytes, int]]:
+def _load_chunk(chunk: list[_Sent]) -> list[tuple[_Sent, bytes]]:
     loaded = []
     for sent in chunk:
         try:
@@ -239,7 +371,7 @@ def _load_chunk(chunk: list[_Sent]) -> list[tuple[_Sent, bytes, int]]:
             sent.local_refusal = refusal
             continue
         sent.sender = summary.sender
-        loaded.append((sent, data, summary.priority))
+        loaded.append((sent, data))
     return loaded
 
 
@@ -253,25 +385,29 @@ def pull(
     out: Path = typer.Option(..., "--out", help="Folder that receives <axis-id>.edxml files."),
     wait: float = typer.Option(2.0, "--wait", help="Stop when nothing arrived for this many seconds."),
     max_messages: int | None = typer.Option(None, "--max", help="Stop after this many deliveries."),
+    gateway: str | None = typer.Option(None, "--gateway", help=GATEWAY_HELP),
+    credential: Path | None = typer.Option(None, "--credential-file", help=CREDENTIAL_HELP),
+    gateway_ca: Path | None = typer.Option(None, "--gateway-ca", help=GATEWAY_CA_HELP),
     trust: Path | None = typer.Option(None, "--trust", help=TRUST_HELP),
     crl: Path | None = typer.Option(None, "--crl", help=CRL_HELP),
     broker: str | None = typer.Option(None, "--broker", help=BROKER_HELP),
+    db: str | None = typer.Option(None, "--db", help=DB_HELP),
     state: Path | None = typer.Option(None, "--state", help=STATE_HELP),
 ) -> None:
     """Receive, verify, store and acknowledge an agency's deliveries; one line per stored packet.
 
     Each packet is stored byte for byte as OUT/<axis-id>.edxml before it is
-    acknowledged, and only once however often it is delivered. Packets that fail
-    verification are left to the broker's retries (and dead-letter queue); the
-    command then exits 1.
+    acknowledged, and only once however often it is listed. A packet that fails
+    verification is tried again, then reported failed to Axis (its sender gets an
+    error receipt); the command then exits 1.
     """
+    road = road_options(gateway, credential, gateway_ca, broker, db)
     signer, verifier = _signer(key, cert), _verifier(trust, crl)
     rejected: list[Rejection] = []
 
     def stored(item: Received) -> None:
         if item.duplicate:
-            stderr.print(f"{item.axis_id}: already stored as {item.path}; delivery receipt sent again",
-                         markup=False)
+            stderr.print(f"{item.axis_id}: already stored as {item.path}; acknowledged again", markup=False)
             return
         what = f"status {item.status_code} about" if item.kind == "status" else "document"
         stdout.print(f"{item.path}  {what} {item.document_id} from {item.sender}", markup=False)
@@ -279,30 +415,26 @@ def pull(
 
     def refused(rejection: Rejection) -> None:
         rejected.append(rejection)
-        stderr.print(f"{rejection.message_id}: {rejection.reason} ({rejection.action})", markup=False)
+        stderr.print(f"{rejection.axis_id}: {rejection.reason} ({rejection.action})", markup=False)
 
     async def run() -> None:
-        transport = await _open(broker, f"inbox-{code}")
-        try:
+        async with open_edges(road, verifier, f"inbox-{code}") as edge_for:
             try:
-                client = AgencyClient(code, transport, signer=signer, verifier=verifier,
+                client = AgencyClient(code, edge_for(code), signer=signer, verifier=verifier,
                                       state_dir=settings.agency_state_dir(code, state))
             except ValueError as exc:
                 fail(str(exc))
             try:
                 await client.pull(out, wait=wait, max_messages=max_messages, on_received=stored,
-                                       on_rejected=refused)
-            except UnroutableError:
-                fail(f"the broker has no inbox queue {code!r}: the hub creates it when the agency is "
-                     "registered on the axis (axis agency add)")
+                                  on_rejected=refused)
+            except (EdgeError, TransportError) as exc:
+                fail(_edge_failure(exc))
             finally:
                 client.close()
-        finally:
-            await transport.close()
 
     try:
         _run(run())
-    except Refusal as refusal:  # an invalid agency code
+    except Refusal as refusal:  # an invalid agency code, or a certificate of another agency
         refuse(refusal)
     if rejected:
         raise typer.Exit(REFUSED)
@@ -321,14 +453,18 @@ def status_send(
     key: Path = typer.Option(..., "--key", help="The sending agency's private key (PEM)."),
     cert: Path = typer.Option(..., "--cert", help="The sending agency's certificate (PEM)."),
     inbox: Path | None = typer.Option(None, "--inbox", help="Folder of received documents, to look the id up in."),
-    wait: float = typer.Option(30.0, "--wait", help="Seconds to wait for the intake receipt."),
+    wait: float = typer.Option(30.0, "--wait", help="Seconds to wait for the hub's decision."),
+    gateway: str | None = typer.Option(None, "--gateway", help=GATEWAY_HELP),
+    credential: Path | None = typer.Option(None, "--credential-file", help=CREDENTIAL_HELP),
+    gateway_ca: Path | None = typer.Option(None, "--gateway-ca", help=GATEWAY_CA_HELP),
     trust: Path | None = typer.Option(None, "--trust", help=TRUST_HELP),
     crl: Path | None = typer.Option(None, "--crl", help=CRL_HELP),
     broker: str | None = typer.Option(None, "--broker", help=BROKER_HELP),
+    db: str | None = typer.Option(None, "--db", help=DB_HELP),
     state: Path | None = typer.Option(None, "--state", help=STATE_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout."),
 ) -> None:
-    """Build, sign and submit a status packet; wait for and print its intake receipt."""
+    """Build, sign and submit a status packet; wait for and print the hub's decision."""
     try:
         status = StatusCode(code.strip().zfill(2))
     except ValueError:
@@ -338,23 +474,25 @@ def status_send(
     if status is StatusCode.REFUSED and not (description or "").strip():
         refuse(PacketError(RefusalCode.INVALID_FIELD, "status 02 (refused) needs the reason in --description"),
                as_json=as_json)
+    road = road_options(gateway, credential, gateway_ca, broker, db)
     signer, verifier = _signer(key, cert), _verifier(trust, crl)
-    outcome: dict[str, object] = {}
+    result = _Sent(Path("-"), sender=sender)
 
     async def run() -> None:
-        transport = await _open(broker, f"status-{sender}")
-        try:
-            client = AgencyClient(sender, transport, signer=signer, verifier=verifier,
+        async with open_edges(road, verifier, f"status-{sender}") as edge_for:
+            client = AgencyClient(sender, edge_for(sender), signer=signer, verifier=verifier,
                                   state_dir=settings.agency_state_dir(sender, state))
             try:
-                submission = await client.send_status(document_id, status, description=description,
-                                                      inbox=inbox)
-                outcome["submission"] = submission
-                outcome["receipt"] = (await client.wait_for_intake([submission], wait)).get(submission)
+                result.submission = await client.send_status(document_id, status, description=description,
+                                                             inbox=inbox)
+                found = (await client.intake([result.submission], wait)).get(result.submission)
+                result.intake = found if found is not None and found.outcome != "queued" else None
+            except EdgeRefused as exc:
+                result.refused = exc
+            except (EdgeError, TransportError) as exc:
+                fail(f"the status packet may not have been sent: {_edge_failure(exc)}")
             finally:
                 client.close()
-        finally:
-            await transport.close()
 
     try:
         _run(run())
@@ -362,27 +500,19 @@ def status_send(
         refuse(refusal, as_json=as_json)
     except ValueError as exc:
         fail(str(exc))
-    except UnroutableError as exc:
-        fail(str(exc))
-    except TransportError as exc:
-        fail(f"the status packet may not have been sent: {exc}")
-    submission, receipt = outcome["submission"], outcome["receipt"]
-    if receipt is None:
-        fail(f"no intake receipt for submission {submission} within {wait:g} s; it may still come "
-             f"(see {settings.agency_state_dir(sender, state) / 'receipts'})")
-    assert isinstance(receipt, Receipt)
-    result = receipt_outcome(receipt, str(submission))
     if as_json:
-        print(json.dumps({"submission": submission, "axis_id": receipt.axis_id, "outcome": result,
-                          "refusal": None if receipt.refusal_code is None else {
-                              "code": receipt.refusal_code, "name": receipt.refusal_name,
-                              "detail": receipt.refusal_detail}}, ensure_ascii=False))
+        print(json.dumps({"submission": result.submission, "axis_id": result.axis_id, "outcome": result.outcome,
+                          "refusal": result.refusal()}, ensure_ascii=False))
     else:
-        stdout.print(f"{submission}  {receipt.axis_id or '-'}  {result}", markup=False)
-    if receipt.refusal_code is not None or result not in ("accepted", "duplicate"):
+        stdout.print(f"{result.submission or '-'}  {result.axis_id or '-'}  {result.outcome}", markup=False)
+    if result.outcome == "queued":
+        stderr.print(f"no decision within {wait:g} s: {result.detail}", markup=False)
+        raise typer.Exit(QUEUED)
+    if not result.ok:
         if not as_json:
-            stderr.print(_refusal_text(receipt) or f"intake outcome: {result}", markup=False)
+            stderr.print(result.detail or f"intake outcome: {result.outcome}", markup=False)
         raise typer.Exit(REFUSED)
 
 
-__all__ = ["inbox_app", "mount", "pull", "send", "status_app", "status_send"]
+__all__ = ["Road", "inbox_app", "local_service", "mount", "open_edges", "pull", "road_options", "send",
+           "status_app", "status_send"]

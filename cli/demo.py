@@ -1,27 +1,40 @@
 """`axis demo`: the main job end to end on one machine, with no broker and no database server.
 
-A PKI and three agencies are created; the hub runs in this process on the
-embedded defaults (SQLite store, embedded transport); the sender's system and
-the two recipients' systems use the agency SDK exactly as a real adapter would.
+A PKI and four agencies are created; `axis serve` runs as a process of its own
+on the embedded defaults (SQLite store, embedded transport) and starts the
+agency gateway on a free loopback port; the demo, as the operator, issues each
+agency a gateway credential; then the sender's system and the recipients'
+systems use the agency SDK over HTTP exactly as a real adapter would
+(`adapters.edge.GatewayEdge`): no agency touches the broker or the database.
+
+Where the gateway is not installed (`axis.gateway.server` missing), the hub
+runs in this process and the agencies use the in-process edge instead
+(`adapters.edge.LocalEdge`), and the demo says so.
 """
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import re
+import subprocess
+import sys
 import tempfile
+import time
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.table import Table
 
 from adapters.client import AgencyClient
+from adapters.edge import Edge, EdgeNotFound, GatewayEdge, LocalEdge
 from axis import wire
 from axis.edxml import Attachment, Organization, SignerInfo, StatusCode, packet_to_bytes
 from axis.edxml.compose import new_document
 from axis.edxml.sample_pdf import one_page_pdf
-from axis.hub import Hub, HubSettings, TrustSettings
-from axis.private import private_directory
-from axis.store import open_store
-from axis.transport import open_transport
+from axis.private import private_directory, private_file
+from axis.store import Store, open_store
 from axis.trust import Signer, Verifier, pki
 from cli.output import stdout
 
@@ -30,11 +43,14 @@ RECIPIENTS = (Organization("000.00.00.H41", organ_name="UBND Tỉnh Nghệ An"),
               Organization("000.00.00.H14", organ_name="UBND Tỉnh Cao Bằng"))
 BYSTANDER = Organization("000.00.00.G17", organ_name="Bộ Thông tin và Truyền thông")
 AGENCIES = (SENDER, *RECIPIENTS, BYSTANDER)
+AXIS = [sys.executable, "-c", "from cli.main import main; main()"]
+_SERVING = re.compile(r"axis hub serving.*gateway (https?://\S+)")
+START_TIMEOUT = 60.0
 
 
 def demo(workdir: Path | None = typer.Option(None, "--dir", help="Keep the demo's files here "
                                                                    "(default: a temporary folder).")) -> None:
-    """Three agencies, one hub: a signed document with a PDF to two of them, delivered, answered, audited."""
+    """Four agencies, one hub, its gateway: a signed document with a PDF to two of them, delivered, answered."""
     if workdir is None:
         with tempfile.TemporaryDirectory(prefix="axis-demo-") as tmp:
             ok = asyncio.run(_run(Path(tmp)))
@@ -51,6 +67,15 @@ def _step(text: str) -> None:
     stdout.print(f"\n[bold cyan]▸ {text}[/]")
 
 
+def gateway_installed() -> bool:
+    from importlib.util import find_spec
+
+    try:
+        return all(find_spec(f"axis.gateway.{name}") is not None for name in ("app", "credentials", "server"))
+    except ImportError:
+        return False
+
+
 async def _run(root: Path) -> bool:
     _step("A development PKI: a root CA, a CRL, the hub's certificate and one per agency carrying its code")
     ca, keys = root / "pki", root / "keys"
@@ -64,34 +89,116 @@ async def _run(root: Path) -> bool:
     def signer(code: str) -> Signer:
         return Signer.from_files(keys / f"{code}.key.pem", keys / f"{code}.cert.pem")
 
-    _step("The hub on the embedded defaults: a SQLite store and the embedded transport, no server installed")
     store = open_store(f"sqlite:///{root / 'axis.db'}", create=True)
-    transport = await open_transport(f"embedded:///{root / 'transport.db'}")
-    with store.write() as tx:
-        for org in AGENCIES:
-            tx.add_agency(org.organ_id, org.organ_name or org.organ_id)
-            tx.add_certificate(org.organ_id, (keys / f"{org.organ_id}.cert.pem").read_text())
-            tx.audit("operator", "agency-added", org.organ_id, {"name": org.organ_name})
-    hub = Hub(HubSettings(trust=TrustSettings(trust_roots=ca / "ca.pem", crl=ca / "crl.pem",
-                                              hub_key=keys / f"{wire.HUB_IDENTITY}.key.pem",
-                                              hub_cert=keys / f"{wire.HUB_IDENTITY}.cert.pem"),
-                          workers=1), store, transport)
-    await hub.start()
-    stdout.print(f"  store {root / 'axis.db'}, transport {root / 'transport.db'}, 4 agencies registered")
-    clients = {org.organ_id: AgencyClient(org.organ_id, transport, signer=signer(org.organ_id),
-                                          verifier=verifier, state_dir=root / "agencies" / org.organ_id)
-               for org in AGENCIES}
     try:
-        return await _exchange(root, hub, store, clients, signer)
+        with store.write() as tx:
+            for org in AGENCIES:
+                tx.add_agency(org.organ_id, org.organ_name or org.organ_id)
+                tx.add_certificate(org.organ_id, (keys / f"{org.organ_id}.cert.pem").read_text())
+                tx.audit("operator", "agency-added", org.organ_id, {"name": org.organ_name})
+        road = _serve if gateway_installed() else _in_process
+        async with road(root, store, verifier) as edge_for:
+            clients = {org.organ_id: AgencyClient(org.organ_id, edge_for(org.organ_id), signer=signer(org.organ_id),
+                                                  verifier=verifier, state_dir=root / "agencies" / org.organ_id)
+                       for org in AGENCIES}
+            try:
+                return await _exchange(root, store, clients, signer)
+            finally:
+                for client in clients.values():
+                    client.close()
     finally:
-        for client in clients.values():
-            client.close()
-        await hub.stop()
-        await transport.close()
         store.close()
 
 
-async def _exchange(root: Path, hub: Hub, store, clients: dict[str, AgencyClient], signer) -> bool:
+def _serve_command(root: Path) -> list[str]:
+    keys = root / "keys"
+    return [*AXIS, "serve", "--workers", "1", "--db", f"sqlite:///{root / 'axis.db'}",
+            "--broker", f"embedded:///{root / 'transport.db'}", "--trust", str(root / "pki" / "ca.pem"),
+            "--crl", str(root / "pki" / "crl.pem"), "--key", str(keys / f"{wire.HUB_IDENTITY}.key.pem"),
+            "--cert", str(keys / f"{wire.HUB_IDENTITY}.cert.pem"), "--gateway-port", "0"]
+
+
+@contextlib.asynccontextmanager
+async def _serve(root: Path, store: Store, verifier: Verifier) -> AsyncIterator[Callable[[str], Edge]]:
+    """`axis serve` as a process (hub + gateway); credentials issued by the operator; GatewayEdge per agency."""
+    from axis.gateway.credentials import issue
+
+    _step("`axis serve` on the embedded defaults (a SQLite store, the embedded transport), with its gateway")
+    log = root / "serve.log"
+    with open(log, "wb") as err:
+        process = subprocess.Popen(_serve_command(root), stdout=subprocess.DEVNULL, stderr=err,
+                                   start_new_session=True)
+    edges: list[GatewayEdge] = []
+    try:
+        url = await _wait_serving(process, log)
+        stdout.print(f"  hub and gateway running (pid {process.pid}); gateway {url}, log {log}")
+        _step("The operator issues each agency a gateway credential (stored as a SHA-256; shown once)")
+        tokens: dict[str, str] = {}
+        for org in AGENCIES:
+            issued = issue(store, "agency", org.organ_id, label="axis demo")
+            path = root / "agencies" / org.organ_id / "credential"
+            private_directory(path.parent)
+            private_file(path)
+            path.write_text(issued.token + "\n")
+            tokens[org.organ_id] = issued.token
+            stdout.print(f"  {org.organ_id}  {issued.id}  -> {path}")
+
+        def edge_for(code: str) -> Edge:
+            edge = GatewayEdge(url, tokens[code])
+            edges.append(edge)
+            return edge
+
+        yield edge_for
+    finally:
+        for edge in edges:
+            await edge.aclose()
+        process.terminate()
+        try:
+            await asyncio.to_thread(process.wait, 20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            await asyncio.to_thread(process.wait, 10)
+
+
+async def _wait_serving(process: subprocess.Popen[bytes], log: Path) -> str:
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        text = log.read_text(errors="replace") if log.exists() else ""
+        found = _SERVING.search(text)
+        if found:
+            return found.group(1).rstrip(",")
+        if process.poll() is not None:
+            raise RuntimeError(f"axis serve exited with {process.returncode}:\n{text[-2000:]}")
+        await asyncio.sleep(0.1)
+    raise RuntimeError(f"axis serve did not start within {START_TIMEOUT:g} s; see {log}")
+
+
+@contextlib.asynccontextmanager
+async def _in_process(root: Path, store: Store, verifier: Verifier) -> AsyncIterator[Callable[[str], Edge]]:
+    """The hub in this process and the in-process edge (the gateway is not installed)."""
+    from axis.gateway import AgencyService
+    from axis.hub import Hub, HubSettings, TrustSettings
+    from axis.seal import SealCertificate
+    from axis.transport import open_transport
+
+    _step("The hub in this process on the embedded defaults (the gateway is not installed: agencies use the "
+          "in-process edge)")
+    keys, ca = root / "keys", root / "pki"
+    transport = await open_transport(f"embedded:///{root / 'transport.db'}")
+    hub_key, hub_cert = keys / f"{wire.HUB_IDENTITY}.key.pem", keys / f"{wire.HUB_IDENTITY}.cert.pem"
+    hub = Hub(HubSettings(trust=TrustSettings(trust_roots=ca / "ca.pem", crl=ca / "crl.pem", hub_key=hub_key,
+                                              hub_cert=hub_cert), workers=1), store, transport)
+    await hub.start()
+    service = AgencyService(store, transport, hub_signer=Signer.from_files(hub_key, hub_cert), verifier=verifier,
+                            seal_certificate=SealCertificate.from_file(hub_cert))
+    try:
+        yield lambda code: LocalEdge(service, code)
+    finally:
+        await hub.stop()
+        await transport.close()
+
+
+async def _exchange(root: Path, store: Store, clients: dict[str, AgencyClient], signer: Any) -> bool:
     sender = clients[SENDER.organ_id]
     _step(f"{SENDER.organ_id} signs a document with a PDF attachment for two agencies and submits it")
     pdf = one_page_pdf()
@@ -102,19 +209,28 @@ async def _exchange(root: Path, hub: Hub, store, clients: dict[str, AgencyClient
         attachments=[Attachment(content_id="cid:1", attachment_name="cong-van-7816.pdf",
                                 description="Công văn 7816", content_type="application/pdf", data=pdf)])
     signed = signer(SENDER.organ_id).sign(packet_to_bytes(document))
-    submission = await sender.submit(signed)
-    receipt = (await sender.wait_for_intake([submission], timeout=30))[submission]
-    stdout.print(f"  intake receipt: {receipt.outcome}, axis id {receipt.axis_id} (signed by the hub)")
+    submission = await sender.submit(signed, wait=30)
+    intake = (await sender.intake([submission], timeout=30))[submission]
+    axis_id = intake.axis_id or ""
+    stdout.print(f"  intake: {intake.outcome}, axis id {axis_id or '-'} (the receipt is signed by the hub)")
     stdout.print(f"  DocumentId {document.document_id}; {len(signed):,} signed bytes, PDF {len(pdf):,} bytes")
 
     _step("A forged copy (signed with another agency's key) is refused with a stable code")
     forged = signer(RECIPIENTS[0].organ_id).sign(packet_to_bytes(document))
-    forged_submission = await sender.submit(forged)
-    refusal = (await sender.wait_for_intake([forged_submission], timeout=30))[forged_submission]
-    stdout.print(f"  intake receipt: {refusal.outcome} AX{refusal.refusal_code} {refusal.refusal_name}")
+    forged_submission = await sender.submit(forged, wait=30)
+    refusal = (await sender.intake([forged_submission], timeout=30))[forged_submission]
+    stdout.print(f"  intake: {refusal.outcome} {refusal.refusal or ''}")
 
-    _step("Each recipient's adapter pulls, verifies, stores the exact bytes, acknowledges and signs a "
-          "delivery receipt")
+    _step(f"{BYSTANDER.organ_id} is not a recipient: for it, the document does not exist")
+    try:
+        await clients[BYSTANDER.organ_id].edge.fetch(axis_id)
+        isolated = False
+    except EdgeNotFound as exc:
+        isolated = True
+        stdout.print(f"  {BYSTANDER.organ_id} asks for {axis_id}: {exc.code} ({exc.message})")
+
+    _step("Each recipient's adapter lists its inbox, verifies, stores the exact bytes, and acknowledges with "
+          "its own signed delivery receipt")
     for org in RECIPIENTS:
         inbox = root / "agencies" / org.organ_id / "inbox"
         received = await clients[org.organ_id].pull(inbox, wait=1.0, max_messages=1)
@@ -126,27 +242,25 @@ async def _exchange(root: Path, hub: Hub, store, clients: dict[str, AgencyClient
     for org in RECIPIENTS:
         client = clients[org.organ_id]
         for code in (StatusCode.ARRIVED, StatusCode.ACCEPTED, StatusCode.DONE):
-            status_submission = await client.send_status(document.document_id, code)
-            status_receipt = (await client.wait_for_intake([status_submission], timeout=30))[status_submission]
-            stdout.print(f"  {org.organ_id} → {SENDER.organ_id}: status {code.value} {status_receipt.outcome}")
+            status_submission = await client.send_status(document.document_id, code, wait=30)
+            status = (await client.intake([status_submission], timeout=30))[status_submission]
+            stdout.print(f"  {org.organ_id} → {SENDER.organ_id}: status {code.value} {status.outcome}")
     statuses = await sender.pull(root / "agencies" / SENDER.organ_id / "inbox", wait=1.0, max_messages=6)
     stdout.print(f"  {SENDER.organ_id} received {len(statuses)} status packets")
+    collected = await sender.collect_receipts()
+    stdout.print(f"  {SENDER.organ_id} collected {len(collected)} recipients' signed delivery receipts")
 
-    # Delivery receipts travel back through the hub asynchronously; give them a moment.
-    for _ in range(100):
-        if all(d.state == "done" for d in store.deliveries(receipt.axis_id)) and \
-                all(any(r.kind == "delivery" for r in rs) for code, rs in store.timeline(receipt.axis_id).items()
-                    if code):
-            break
-        await asyncio.sleep(0.1)
-    await sender.collect_receipts(wait=0.5)
-
-    _step(f"The timeline of {document.document_id} (as `axis receipts` shows it)")
+    _step(f"What {SENDER.organ_id} sees of {document.document_id} through the gateway (GET /v1/sent, "
+          "/v1/documents/…/receipts)")
+    items, _ = await sender.edge.sent()
+    states: dict[str, str] = next((item["recipients"] for item in items if item["axis_id"] == axis_id), {})
     table = Table("recipient", "state", "receipt", "code", "at (UTC)")
-    for code, delivery in sorted({d.recipient_code: d for d in store.deliveries(receipt.axis_id)}.items()):
-        for i, r in enumerate(store.timeline(receipt.axis_id).get(code, [])):
-            table.add_row(code if i == 0 else "", delivery.state if i == 0 else "", r.kind, r.code or "",
-                          f"{r.created_at:%H:%M:%S.%f}"[:-3])
+    timeline = await sender.edge.receipts(axis_id)
+    for recipient in sorted(states):
+        rows = [r for r in timeline if r.get("recipient") == recipient]
+        for i, r in enumerate(rows):
+            table.add_row(recipient if i == 0 else "", states[recipient] if i == 0 else "", r["kind"],
+                          r.get("code") or "", str(r["created_at"])[11:23])
     stdout.print(table)
     kinds = sorted({r.kind for r in sender.list_receipts()})
     stdout.print(f"  {SENDER.organ_id} holds signed receipts of kinds: {', '.join(kinds)}")
@@ -154,6 +268,7 @@ async def _exchange(root: Path, hub: Hub, store, clients: dict[str, AgencyClient
     _step("The audit log: every step is a hash-chained entry; the database refuses UPDATE and DELETE")
     report = store.verify_audit()
     stdout.print(f"  {'intact' if report.ok else 'BROKEN'}: {report.entries} entries, head {report.head_hash[:16]}…")
-    done = all(d.state == "done" for d in store.deliveries(receipt.axis_id))
-    stdout.print(f"\n[bold]{'Done' if done and report.ok else 'Something went wrong'}.[/]")
-    return done and report.ok and receipt.outcome == "accepted" and refusal.outcome == "refused"
+    done = bool(states) and all(state == "done" for state in states.values())
+    ok = done and report.ok and intake.outcome == "accepted" and refusal.outcome == "refused" and isolated
+    stdout.print(f"\n[bold]{'Done' if ok else 'Something went wrong'}.[/]")
+    return ok

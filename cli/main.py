@@ -6,7 +6,7 @@ from pathlib import Path
 import typer
 
 from axis.private import restrict_umask
-from cli import agency_side, credentials, gateway, operator, packet, pki, settings
+from cli import adapter, agency_side, credentials, gateway, operator, packet, pki, settings
 
 app = typer.Typer(
     name="axis",
@@ -29,7 +29,7 @@ def _start() -> None:
 @app.command("demo")
 def demo(workdir: Path | None = typer.Option(None, "--dir", help="Keep the demo's files here "
                                                                    "(default: a temporary folder).")) -> None:
-    """Three agencies, one hub: a signed document with a PDF to two of them, delivered, answered, audited."""
+    """Four agencies, one hub and its gateway: a signed document with a PDF to two of them, delivered, answered."""
     from cli import demo as run  # the demo pulls in the hub and the store: only pay for it when asked
 
     run.demo(workdir)
@@ -39,6 +39,7 @@ app.add_typer(pki.app, name="pki")
 app.add_typer(packet.app, name="packet")
 app.add_typer(operator.agency_app, name="agency")
 agency_side.mount(app)  # send, inbox pull, status send
+app.add_typer(adapter.app, name="adapter")
 app.command("receipts")(operator.receipts)
 app.add_typer(operator.audit_app, name="audit")
 app.add_typer(operator.dlq_app, name="dlq")

@@ -1,20 +1,28 @@
-"""Fixtures for the adapter tests: a real PKI, and a fresh transport per test on every implementation.
+"""Fixtures for the adapter tests: a real PKI, and a whole axis per test that agencies reach through an edge.
 
-- embedded: a new SQLite transport file in the test's tmp_path;
-- rabbitmq: a new vhost through the management API (the transport tests'
-  `RabbitAdmin`), deleted at teardown.
+`axis` is parametrized over the roads and configurations agencies meet:
+- `embedded-local`: SQLite store + embedded transport, agencies on `LocalEdge` (the operator's machine);
+- `embedded-gateway`: the same, agencies on `GatewayEdge` through the real gateway app and real credentials;
+- `rabbitmq+postgres-gateway`: a fresh RabbitMQ vhost and a fresh PostgreSQL database (both dropped after
+  the test), agencies on `GatewayEdge`.
+The gateway roads are skipped while `axis.gateway.app` is not there.
 """
 from __future__ import annotations
 
+import uuid
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from yarl import URL
 
-from axis.transport import RetryPolicy, Transport
 from axis.trust import Signer, Verifier, pki
-from tests.adapters.support import G22, H14, H41, HUB, LEASE, POLICY, DevPKI, HubSide, run_hub
-# A fresh transport per test on every implementation: the transport tests' fixtures, with our retry policy.
-from tests.transport.conftest import open_tr, rabbitmq_url, transport, transport_url  # noqa: F401
+from tests.adapters.support import G22, H14, H41, HUB, LEASE, Axis, DevPKI, gateway_available
+from tests.store.conftest import _fresh_pg_database, _pg_url, pg_template  # noqa: F401 - fixture reused
+from tests.transport.support import AMQP_URL, RabbitAdmin
+
+RABBIT = [pytest.mark.rabbitmq, pytest.mark.postgres]
+ROADS = ["embedded-local", "embedded-gateway", pytest.param("rabbitmq+postgres-gateway", marks=RABBIT)]
 
 
 @pytest.fixture(scope="session")
@@ -29,25 +37,49 @@ def dev_pki(tmp_path_factory: pytest.TempPathFactory) -> DevPKI:
     pki.init_ca(base / "other-ca")
     other_key, other_cert = pki.issue(G22, base / "other-ca", base / "other")
     return DevPKI(ca_dir, Verifier.from_files(ca_dir / "ca.pem", ca_dir / "crl.pem"), signers, key_paths,
-                  cert_paths, Signer.from_files(other_key, other_cert))
+                  cert_paths, Signer.from_files(other_key, other_cert),
+                  Verifier.from_files(base / "other-ca" / "ca.pem", base / "other-ca" / "crl.pem"))
 
 
 @pytest.fixture
-def retry_policy() -> RetryPolicy:
-    return POLICY
+def deployment_urls(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, str, str]]:
+    """(configuration, store URL, transport URL) of a fresh, empty deployment for the road in `axis_road`."""
+    road = request.getfixturevalue("axis_road")
+    if road.startswith("embedded"):
+        yield "embedded", f"sqlite:///{tmp_path / 'axis.db'}", f"embedded://{tmp_path / 'transport.db'}"
+        return
+    admin = RabbitAdmin()
+    vhost = f"axis-sdk-{uuid.uuid4().hex[:12]}"
+    admin.create_vhost(vhost)
+    try:
+        with _fresh_pg_database(request.getfixturevalue("pg_template")) as database:
+            yield "rabbitmq+postgres", _pg_url(database), str(URL(AMQP_URL).with_path("/" + vhost))
+    finally:
+        admin.delete_vhost(vhost)
+
+
+@pytest.fixture(params=ROADS)
+def axis_road(request: pytest.FixtureRequest) -> str:
+    if request.param.endswith("gateway") and not gateway_available():
+        pytest.skip("axis.gateway.app is not there yet (the gateway lane)")
+    return request.param
 
 
 @pytest.fixture
-async def hub(transport: Transport, dev_pki: DevPKI) -> HubSide:
-    side = HubSide(transport, dev_pki)
-    await side.declare(G22, H41, H14)
-    return side
+async def axis(axis_road: str, deployment_urls: tuple[str, str, str], dev_pki: DevPKI) -> AsyncIterator[Axis]:
+    _, store_url, transport_url = deployment_urls
+    running = await Axis(dev_pki, store_url, transport_url, axis_road.rsplit("-", 1)[1]).start()
+    try:
+        yield running
+    finally:
+        await running.close()
 
 
 @pytest.fixture
-def cli_env(transport_url: str, dev_pki: DevPKI, tmp_path: Path) -> dict[str, str]:
-    """The shared defaults as an operator would set them, for commands; queues declared as the hub would."""
-    run_hub(transport_url, dev_pki, lambda hub: hub.declare(G22, H41, H14))
-    return {"AXIS_DATA": str(tmp_path / "data"), "AXIS_BROKER": transport_url,
+def cli_env(deployment_urls: tuple[str, str, str], dev_pki: DevPKI, tmp_path: Path) -> dict[str, str]:
+    """The operator's settings on this machine, as the agency commands read them (no gateway)."""
+    _, store_url, transport_url = deployment_urls
+    return {"AXIS_DATA": str(tmp_path / "data"), "AXIS_BROKER": transport_url, "AXIS_DB": store_url,
             "AXIS_TRUST": str(dev_pki.directory / "ca.pem"), "AXIS_CRL": str(dev_pki.directory / "crl.pem"),
+            "AXIS_KEY": str(dev_pki.key_paths[HUB]), "AXIS_CERT": str(dev_pki.cert_paths[HUB]),
             "AXIS_EMBEDDED_LEASE": str(LEASE), "COLUMNS": "250"}

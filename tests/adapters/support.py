@@ -1,36 +1,57 @@
-"""Helpers for the adapter tests: packets from a real PKI, and the hub's half of the wire contract.
+"""Helpers for the adapter tests: a real PKI, and a whole axis in process that agencies reach through an edge.
 
-The hub is written elsewhere; these tests play its part with the real
-transport and real signatures: they deliver signed packets to an agency's
-inbox queue with the headers of `axis.wire`, publish signed receipts to its
-receipts queue, and read what the client published.
+`Axis` is the real thing on a fresh store and broker: the hub (`axis.hub.Hub`,
+verification in process), the service the gateway serves
+(`axis.gateway.AgencyService`), and, for the `gateway` road, the real FastAPI
+app (`axis.gateway.app`) reached over httpx (in process through
+`httpx.ASGITransport`, or over TCP when `serve_http()` started uvicorn). An
+agency's edge is `LocalEdge` on the `local` road and `GatewayEdge` with a real
+credential on the `gateway` road: the SDK under test cannot tell the hub is in
+the same process.
+
+`AxisThread` runs the same in a thread of its own, for the commands
+(`CliRunner` and subprocesses run their own event loops).
 """
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import socket
 import threading
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+import httpx
+
+from adapters.edge import Edge, GatewayEdge, LocalEdge
 from axis import wire
-from axis.edxml import DocumentPacket, Organization, SignerInfo, StatusCode, load_packet, packet_to_bytes, read_packet
+from axis.edxml import Organization, SignerInfo, StatusCode, load_packet, packet_to_bytes
 from axis.edxml.compose import new_document, new_status
-from axis.receipt import Receipt, build_receipt, now_utc
-from axis.refusals import Refusal
-from axis.seal import Sealer
-from axis.transport import Delivery, OutgoingMessage, RetryPolicy, Transport, open_transport
+from axis.gateway import AgencyService
+from axis.hub import Hub, HubSettings, TrustSettings
+from axis.seal import SealCertificate
+from axis.store import Store, open_store
+from axis.transport import RetryPolicy, Transport, open_transport
 from axis.trust import Signer, Verifier
-from tests.transport.support import take
 
 G22, H41, H14 = "000.00.00.G22", "000.00.00.H41", "000.00.00.H14"
+AGENCIES = {G22: "Văn phòng Chính phủ", H41: "UBND Tỉnh Nghệ An", H14: "UBND Tỉnh Cao Bằng"}
 HUB = wire.HUB_IDENTITY
-POLICY = RetryPolicy(base_delay=0.05, max_attempts=3)   # retries and dead-lettering within ~0.2 s
+POLICY = RetryPolicy(base_delay=0.05, max_attempts=3)
 LEASE = 1.0
 STEP = 20.0  # upper bound of any single wait; never reached when things work
 _T = TypeVar("_T")
+
+
+def gateway_available() -> bool:
+    try:
+        import axis.gateway.app
+        import axis.gateway.credentials  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 @dataclass
@@ -41,6 +62,7 @@ class DevPKI:
     key_paths: dict[str, Path]
     cert_paths: dict[str, Path]
     outsider: Signer  # G22's code in a certificate from a CA the verifier does not trust
+    other_roots: Verifier  # a verifier that trusts only that other CA
 
 
 def document(sender: str, recipients: list[str], number: int, *, priority: int = 0,
@@ -61,166 +83,218 @@ def signed_status(pki: DevPKI, sender: str, document_packet: bytes, code: str = 
     return pki.signers[sender].sign(packet_to_bytes(packet))
 
 
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def free_socket() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
 @dataclass
-class Message:
-    body: bytes
-    message_id: str
-    headers: dict[str, str]
-    priority: int
+class Axis:
+    """A running axis (see the module docstring). `road`: how agencies reach it, `local` or `gateway`."""
+
+    pki: DevPKI
+    store_url: str
+    transport_url: str
+    road: str = "local"
+    store: Store = field(init=False)
+    transport: Transport = field(init=False)
+    hub: Hub | None = field(init=False, default=None)
+    service: AgencyService = field(init=False)
+    app: Any = field(init=False, default=None)
+    url: str | None = field(init=False, default=None)       # http://127.0.0.1:PORT once serve_http() ran
+    tokens: dict[str, str] = field(init=False, default_factory=dict)
+    _edges: list[Edge] = field(init=False, default_factory=list)
+    _clients: list[httpx.AsyncClient] = field(init=False, default_factory=list)
+    _server: Any = field(init=False, default=None)
+    _server_task: asyncio.Task | None = field(init=False, default=None)
+
+    async def start(self, *, register: tuple[str, ...] = (G22, H41, H14), hub: bool = True) -> Axis:
+        self.store = open_store(self.store_url, create=True)
+        self.transport = await open_transport(self.transport_url, retry=POLICY, lease=LEASE, timeout=10.0,
+                                              name="axis-test-hub")
+        with self.store.write() as tx:
+            for code in register:
+                if self.store.get_agency(code) is None:
+                    tx.add_agency(code, AGENCIES.get(code, code))
+                    tx.add_certificate(code, self.pki.cert_paths[code].read_text())
+        keys = self.pki
+        self.service = AgencyService(self.store, self.transport,
+                                     hub_signer=Signer.from_files(keys.key_paths[HUB], keys.cert_paths[HUB]),
+                                     verifier=keys.verifier,
+                                     seal_certificate=SealCertificate.from_file(keys.cert_paths[HUB]))
+        if self.road == "gateway":
+            from axis.gateway.app import create_app
+            from axis.gateway.credentials import Authenticator
+
+            self.app = create_app(self.service, Authenticator(self.store, cache_seconds=0))
+        if hub:
+            await self.start_hub()
+        return self
+
+    def hub_settings(self) -> HubSettings:
+        trust = TrustSettings(trust_roots=self.pki.directory / "ca.pem", crl=self.pki.directory / "crl.pem",
+                              hub_key=self.pki.key_paths[HUB], hub_cert=self.pki.cert_paths[HUB])
+        return HubSettings(trust=trust, workers=0)
+
+    async def start_hub(self) -> None:
+        self.hub = Hub(self.hub_settings(), self.store, self.transport)
+        await self.hub.start()
+
+    async def stop_hub(self) -> None:
+        if self.hub is not None:
+            await self.hub.stop()
+            self.hub = None
+
+    async def serve_http(self) -> str:
+        """Serve the gateway app over TCP (uvicorn, a free loopback port); its base URL."""
+        import uvicorn
+
+        assert self.app is not None, "serve_http needs the gateway road"
+        sock = free_socket()
+        self._server = uvicorn.Server(uvicorn.Config(self.app, log_level="warning", lifespan="off"))
+        self._server_task = asyncio.create_task(self._server.serve(sockets=[sock]))
+        while not self._server.started:
+            if self._server_task.done():
+                await self._server_task
+            await asyncio.sleep(0.01)
+        host, port = sock.getsockname()[:2]
+        self.url = f"http://{host}:{port}"
+        return self.url
+
+    def credential(self, code: str, *, role: str = "agency") -> str:
+        """A real credential for `code` (issued once per agency)."""
+        if code not in self.tokens:
+            from axis.gateway.credentials import issue
+
+            self.tokens[code] = issue(self.store, role, code if role == "agency" else None).token
+        return self.tokens[code]
+
+    def edge(self, code: str, *, road: str | None = None) -> Edge:
+        """How agency `code` reaches this axis on `road` (default: the axis's road)."""
+        road = road or self.road
+        edge: Edge
+        if road == "local":
+            edge = LocalEdge(self.service, code, credential_id=f"test-{code}")
+        else:
+            token = self.credential(code)
+            if self.url is not None:
+                edge = GatewayEdge(self.url, token)
+            else:
+                client = httpx.AsyncClient(transport=httpx.ASGITransport(app=self.app, client=("127.0.0.1", 5000)),
+                                           base_url="http://gateway.test")
+                edge = GatewayEdge("http://gateway.test", token, client=client)
+                self._clients.append(client)
+        self._edges.append(edge)
+        return edge
+
+    async def decided(self, submission: str, timeout: float = STEP) -> Any:
+        """The hub's decision on a submission (failing the test after `timeout`)."""
+        from axis.gateway import Caller
+
+        outcome = await self.service.outcome(Caller("test", "auditor"), submission, wait=timeout)
+        assert outcome.decided, f"submission {submission} was not decided within {timeout} s"
+        return outcome
+
+    async def close(self) -> None:
+        for edge in self._edges:
+            await edge.aclose()
+        for client in self._clients:
+            await client.aclose()
+        if self._server is not None:
+            self._server.should_exit = True
+            assert self._server_task is not None
+            await self._server_task
+        await self.stop_hub()
+        await self.transport.close()
+        self.store.close()
 
 
-class HubSide:
-    """What the hub does on the wire, done directly with the transport."""
+class AxisThread:
+    """An `Axis` (hub and, on the gateway road, the gateway over TCP) running in a thread with its own loop."""
 
-    def __init__(self, transport: Transport, pki: DevPKI | None, *, sealer: Sealer | None = None) -> None:
-        self.transport = transport
-        self.pki = pki
-        # Deliveries carry the hub's seal, as intake makes it (`axis.seal`).
-        if sealer is None:
-            assert pki is not None, "HubSide needs the PKI or a Sealer to seal deliveries"
-            sealer = Sealer.from_files(pki.key_paths[HUB], pki.cert_paths[HUB])
-        self.sealer = sealer
-
-    def _seal(self, axis_id: str, to: str, digest: str) -> dict[str, str]:
-        """The seal headers as the relay publishes them (certificate attached)."""
-        return self.sealer.certificate.attach(self.sealer.seal(axis_id, [to], digest))
-
-    async def declare(self, *codes: str) -> None:
-        await self.transport.declare_queue(wire.INTAKE_QUEUE)
-        await self.transport.declare_queue(wire.RECEIPTS_QUEUE)
-        for code in codes:
-            await self.transport.declare_queue(wire.inbox_queue(code))
-            await self.transport.declare_queue(wire.receipts_queue(code))
-
-    async def deliver(self, packet: bytes, to: str, *, sender: str = G22, axis_id: str | None = None,
-                      digest: str | None = None, kind: str = "document", document_id: str = "-") -> str:
-        axis_id = axis_id or wire.new_axis_id()
-        await self.transport.publish(
-            wire.inbox_queue(to), packet, message_id=wire.delivery_message_id(axis_id, to),
-            headers={wire.H_AXIS_ID: axis_id, wire.H_KIND: kind, wire.H_SENDER: sender, wire.H_RECIPIENT: to,
-                     wire.H_DOCUMENT_ID: document_id, wire.H_DIGEST: digest or hashlib.sha256(packet).hexdigest(),
-                     **self._seal(axis_id, to, digest or hashlib.sha256(packet).hexdigest())})
-        return axis_id
-
-    async def deliver_many(self, packets: list[bytes], to: str, *, sender: str = G22) -> list[str]:
-        """Deliver many packets in one batch; their axis ids in order."""
-        axis_ids = [wire.new_axis_id() for _ in packets]
-        outcomes = await self.transport.publish_many([
-            OutgoingMessage(wire.inbox_queue(to), packet, wire.delivery_message_id(axis_id, to), 0,
-                            {wire.H_AXIS_ID: axis_id, wire.H_KIND: "document", wire.H_SENDER: sender,
-                             wire.H_RECIPIENT: to, wire.H_DIGEST: hashlib.sha256(packet).hexdigest(),
-                             **self._seal(axis_id, to, hashlib.sha256(packet).hexdigest())})
-            for axis_id, packet in zip(axis_ids, packets, strict=True)])
-        assert outcomes == [None] * len(packets), outcomes
-        return axis_ids
-
-    def receipt(self, *, submission: str | None, outcome: str = "accepted", axis_id: str | None = None,
-                sender: str = G22, issuer: str = HUB, kind: str = "intake", recipient: str | None = None,
-                refusal: tuple[int, str, str] | None = None, signer: str = HUB,
-                document_id: str | None = None) -> bytes:
-        code, name, detail = refusal or (None, None, None)
-        receipt = Receipt(kind=kind, outcome=outcome, issuer=issuer, time=now_utc(), axis_id=axis_id,
-                          submission=submission, sender=sender, recipient=recipient, refusal_code=code,
-                          refusal_name=name, refusal_detail=detail, document_id=document_id)
-        return self.pki.signers[signer].sign_receipt(build_receipt(receipt))
-
-    async def send_receipt(self, to: str, body: bytes, *, submission: str | None, kind: str = "intake",
-                           axis_id: str = "-") -> None:
-        headers = {wire.H_RECEIPT_KIND: kind}
-        if submission is not None:
-            headers[wire.H_SUBMISSION] = submission
-        await self.transport.publish(wire.receipts_queue(to), body,
-                                     message_id=wire.receipt_message_id(kind, axis_id, submission or to),
-                                     headers=headers)
-
-    async def take(self, queue: str, count: int, *, timeout: float = STEP) -> list[Message]:
-        """Consume and ack `count` messages from `queue` (fails the test if they do not come)."""
-        taken: list[Message] = []
-        if count == 0:
-            return taken
-        async with self.transport.consume(queue, prefetch=max(count, 1)) as consumer:
-            for delivery in await take(consumer, count, timeout):
-                taken.append(Message(delivery.body, delivery.message_id, dict(delivery.headers), delivery.priority))
-                await delivery.ack()
-        return taken
-
-
-class IntakeResponder:
-    """The hub's intake, reduced to what the agency side can observe, in a thread of its own.
-
-    It consumes `axis.intake` from its own transport, verifies each packet with
-    the real verifier, and answers on the submission's reply-to queue: accepted
-    (a new axis id), refused (the refusal's code), or, for a DocumentId it has
-    accepted before, the FIRST receipt's bytes under the new submission id.
-    `refuse_all` makes it refuse everything (to test refusal paths).
-    """
-
-    def __init__(self, url: str, pki: DevPKI, *, refuse_all: tuple[int, str, str] | None = None) -> None:
-        self.url, self.pki, self.refuse_all = url, pki, refuse_all
-        self.answered = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=lambda: asyncio.run(self._main()), daemon=True)
-        self._first: dict[str, bytes] = {}
+    def __init__(self, pki: DevPKI, store_url: str, transport_url: str, *, road: str = "local",
+                 hub: bool = True) -> None:
+        self.axis = Axis(pki, store_url, transport_url, road)
+        self.with_hub = hub
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._stop: asyncio.Event | None = None
+        self._thread = threading.Thread(target=self._main, daemon=True, name="axis-test-server")
         self.error: BaseException | None = None
 
-    def __enter__(self) -> IntakeResponder:
+    def _main(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        self._loop.run_until_complete(self._serve())
+
+    async def _serve(self) -> None:
+        self._stop = asyncio.Event()
+        try:
+            await self.axis.start(hub=self.with_hub)
+            if self.axis.road == "gateway":
+                await self.axis.serve_http()
+        except BaseException as exc:  # noqa: BLE001 - reported by __enter__
+            self.error = exc
+            self._ready.set()
+            return
+        self._ready.set()
+        try:
+            await self._stop.wait()
+        finally:
+            await self.axis.close()
+
+    def call(self, action: Callable[[Axis], Awaitable[_T]], timeout: float = 60.0) -> _T:
+        """Run `await action(axis)` on the server's loop, from the test's thread."""
+        return asyncio.run_coroutine_threadsafe(action(self.axis), self._loop).result(timeout)
+
+    def __enter__(self) -> AxisThread:
         self._thread.start()
+        self._ready.wait(STEP)
+        if self.error is not None:
+            raise self.error
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        self._stop.set()
+        assert self._stop is not None
+        self._loop.call_soon_threadsafe(self._stop.set)
         self._thread.join(STEP)
-        if self.error is not None:
-            raise self.error
-
-    def _answer(self, hub: HubSide, submission: str, packet: bytes, sender: str) -> bytes:
-        if self.refuse_all is not None:
-            return hub.receipt(submission=submission, outcome="refused", refusal=self.refuse_all, sender=sender)
-        try:
-            result = self.pki.verifier.verify(packet)
-        except Refusal as refusal:
-            return hub.receipt(submission=submission, outcome="refused", sender=sender,
-                               refusal=(refusal.code.number, refusal.code.name, refusal.detail))
-        parsed = read_packet(result.signed_root)
-        key = f"{parsed.sender}:{parsed.document_id}" if isinstance(parsed, DocumentPacket) else None
-        if key in self._first:
-            return self._first[key]
-        body = hub.receipt(submission=submission, axis_id=wire.new_axis_id(), sender=result.signer_code)
-        if key is not None:
-            self._first[key] = body
-        return body
-
-    async def _main(self) -> None:
-        transport = await open_transport(self.url, retry=POLICY, lease=LEASE, name="axis-test-intake")
-        hub = HubSide(transport, self.pki)
-        try:
-            async with transport.consume(wire.INTAKE_QUEUE) as consumer:
-                while not self._stop.is_set():
-                    for delivery in await consumer.receive(1, 0.1):
-                        await self._handle(hub, delivery)
-        except Exception as exc:  # noqa: BLE001 - surfaced in __exit__, so a broken responder fails the test
-            self.error = exc
-        finally:
-            await transport.close()
-
-    async def _handle(self, hub: HubSide, delivery: Delivery) -> None:
-        submission = delivery.headers[wire.H_SUBMISSION]
-        reply_to = delivery.headers[wire.H_REPLY_TO].removesuffix(".receipts")
-        body = self._answer(hub, submission, delivery.body, reply_to)
-        await hub.send_receipt(reply_to, body, submission=submission)
-        await delivery.ack()
-        self.answered += 1
 
 
+class Relay(Edge):
+    """An edge that passes every call to `inner`; subclasses change one (fault injection at the edge)."""
 
+    def __init__(self, inner: Edge) -> None:
+        self.inner = inner
 
-def run_hub(url: str, pki: DevPKI, action: Callable[[HubSide], Awaitable[_T]]) -> _T:
-    """Run `action(hub)` on a transport of its own, from synchronous code (CLI and subprocess tests)."""
-    async def main() -> _T:
-        transport = await open_transport(url, retry=POLICY, lease=LEASE)
-        try:
-            return await action(HubSide(transport, pki))
-        finally:
-            await transport.close()
+    async def submit(self, packet: bytes, *, wait: float = 0.0, submission: str | None = None) -> Any:
+        return await self.inner.submit(packet, wait=wait, submission=submission)
 
-    return asyncio.run(main())
+    async def outcome(self, submission: str, *, wait: float = 0.0) -> Any:
+        return await self.inner.outcome(submission, wait=wait)
+
+    async def inbox(self, *, kind: str | None = None, after: str | None = None, limit: int = 100,
+                    wait: float = 0.0) -> Any:
+        return await self.inner.inbox(kind=kind, after=after, limit=limit, wait=wait)
+
+    async def fetch(self, axis_id: str) -> tuple[bytes, dict[str, str]]:
+        return await self.inner.fetch(axis_id)
+
+    async def ack(self, axis_id: str, receipt: bytes | None) -> dict[str, Any]:
+        return await self.inner.ack(axis_id, receipt)
+
+    async def fail(self, axis_id: str, reason: str) -> dict[str, Any]:
+        return await self.inner.fail(axis_id, reason)
+
+    async def sent(self, *, since: str | None = None, after: str | None = None, limit: int = 100) -> Any:
+        return await self.inner.sent(since=since, after=after, limit=limit)
+
+    async def receipts(self, axis_id: str) -> list[dict[str, Any]]:
+        return await self.inner.receipts(axis_id)
+
+    async def agencies(self) -> list[dict[str, Any]]:
+        return await self.inner.agencies()

@@ -14,7 +14,7 @@ FACTS = PacketFacts("document", "000.00.00.G22", "000.00.00.G22,2026/03/02,1/VPC
 DATA = b"<edXML>the exact signed bytes</edXML>"
 
 
-def store(ledger: InboxLedger, out: Path, axis_id: str = "a1", receipt: bytes = b"r1"):  # noqa: ANN201
+def store(ledger: InboxLedger, out: Path, axis_id: str = "a1", receipt: bytes = b"r1"):
     return ledger.store(axis_id, DATA, out / f"{axis_id}.edxml", FACTS, "d1", receipt)
 
 

@@ -6,8 +6,15 @@ RabbitMQ vhost) and a database (SQLite in the data directory, or a PostgreSQL
 database). It runs:
 
 - the hub as a real process: `axis serve --workers 1` (`serve()`), in a session
-  of its own so that the hub and its verification worker can always be ended
-  together (`HubProcess.stop()` / `crash()`);
+  of its own so that the hub, its verification worker and its gateway child can
+  always be ended together (`HubProcess.stop()` / `crash()`). The gateway
+  listens on a port chosen once per deployment, so a restarted `axis serve`
+  answers where the agencies' commands already look;
+- agencies on the gateway road (`road == "gateway"`, whenever the gateway is
+  installed): every agency command gets `--gateway URL --credential-file FILE`
+  with a credential the operator issued to that agency (`axis credentials
+  issue`, once per agency), and no broker or database option. Without the
+  gateway the agency commands take the operator's own road (`--db`, `--broker`);
 - agency and operator commands either in-process through typer's `CliRunner`
   on the real `cli.main.app` (`cli()`, ~0.3 s instead of ~2 s of interpreter
   start-up per command), or as real processes of the `axis` console script
@@ -19,12 +26,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +42,8 @@ from typing import Any, TypeVar
 
 from typer.testing import CliRunner
 
+from adapters.client import summarize_packet
+from adapters.edge import Edge, GatewayEdge, LocalEdge, read_credential
 from axis import wire
 from axis.store import Store, open_store
 from axis.transport import RetryPolicy, Transport, TransportError, UnroutableError, open_transport
@@ -45,9 +57,25 @@ STEP = 60.0      # upper bound of any single wait that is not a long run; never 
 _T = TypeVar("_T")
 
 # Which commands take which deployment options (the rest take neither).
+_AGENCY_COMMANDS = {("send",), ("inbox", "pull"), ("status", "send"), ("adapter", "folder")}
 _TAKES_DB = {("serve",), ("agency", "add"), ("agency", "list"), ("agency", "suspend"), ("agency", "resume"),
-             ("receipts",), ("audit", "verify")}
-_TAKES_BROKER = {("serve",), ("agency", "add"), ("send",), ("inbox", "pull"), ("status", "send"), ("dlq", "list")}
+             ("receipts",), ("audit", "verify"), ("credentials", "issue"), ("credentials", "list"),
+             ("credentials", "revoke"), *_AGENCY_COMMANDS}
+_TAKES_BROKER = {("serve",), ("dlq", "list"), *_AGENCY_COMMANDS}
+_GROUPS = ("agency", "inbox", "status", "audit", "dlq", "credentials", "adapter")
+
+
+def gateway_installed() -> bool:
+    """Whether `axis serve` starts a gateway (the gateway lane is in this tree)."""
+    from cli.demo import gateway_installed as installed
+
+    return installed()
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 @dataclass(frozen=True)
@@ -122,7 +150,8 @@ class HubProcess(Running):
     """`axis serve`: its log is its stderr file."""
 
     def wait_serving(self, deployment: Deployment, timeout: float = STEP) -> None:
-        """Until the hub announced itself and its intake queue exists; fail with its log if it died."""
+        """Until the hub announced itself, its intake queue exists and its gateway answers; fail with its log
+        if it died."""
         def serving() -> bool:
             if not self.alive():
                 raise AssertionError(f"axis serve exited with {self.process.returncode}:\n{self.stderr()[-3000:]}")
@@ -130,6 +159,14 @@ class HubProcess(Running):
 
         wait_until(serving, "axis serve to start", timeout)
         deployment.wait_for_queue(wire.INTAKE_QUEUE, timeout)
+        if deployment.road == "gateway":
+            def healthy() -> bool:
+                try:
+                    with urllib.request.urlopen(f"{deployment.gateway_url}/healthz", timeout=2) as answer:
+                        return bool(answer.status == 200)
+                except OSError:
+                    return False
+            wait_until(healthy, "the gateway to answer /healthz", timeout)
 
     def stop(self, timeout: float = 20.0) -> int | None:
         """SIGTERM, then SIGKILL after `timeout`; then end whatever is left in its session. Exit code or None."""
@@ -177,6 +214,9 @@ class Deployment:
     db: str | None = None
     hubs: list[HubProcess] = field(default_factory=list)
     commands: list[Running] = field(default_factory=list)
+    road: str = field(default_factory=lambda: "gateway" if gateway_installed() else "local")
+    gateway_port: int = field(default_factory=free_port)
+    credentials: dict[str, Path] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for source, target in ((self.pki.ca / "ca.pem", "pki/ca.pem"), (self.pki.ca / "crl.pem", "pki/crl.pem"),
@@ -199,15 +239,60 @@ class Deployment:
         return {"AXIS_DATA": str(self.data), "AXIS_EMBEDDED_LEASE": str(LEASE), "COLUMNS": "400",
                 "AXIS_LOG": "INFO"}
 
+    @property
+    def gateway_url(self) -> str:
+        return f"http://127.0.0.1:{self.gateway_port}"
+
     def options(self, args: Sequence[str]) -> list[str]:
-        """`args` plus --db/--broker where the command takes them and this deployment is not embedded."""
+        """`args` plus what the command needs to reach this deployment: --db/--broker where the command takes
+        them and this deployment is not embedded; for an agency command on the gateway road, --gateway and
+        the acting agency's --credential-file instead."""
         extra: list[str] = []
-        command = tuple(args[:2]) if args[0] in ("agency", "inbox", "status", "audit", "dlq") else (args[0],)
+        command = tuple(args[:2]) if args[0] in _GROUPS else (args[0],)
+        if command in _AGENCY_COMMANDS and self.road == "gateway":
+            credential = self.credential_file(self.acting_agency(command, args))
+            return [*args, "--gateway", self.gateway_url, "--credential-file", str(credential)]
+        if command == ("serve",) and self.road == "gateway":
+            extra += ["--gateway-port", str(self.gateway_port)]
         if self.db is not None and command in _TAKES_DB:
             extra += ["--db", self.db]
         if self.broker is not None and command in _TAKES_BROKER:
             extra += ["--broker", self.broker]
         return [*args, *extra]
+
+    @staticmethod
+    def acting_agency(command: tuple[str, ...], args: Sequence[str]) -> str:
+        """The agency an agency command acts for (a gateway credential acts for exactly one)."""
+        if command == ("inbox", "pull"):
+            return args[2]
+        flag = {("status", "send"): "--from", ("adapter", "folder"): "--agency"}.get(command)
+        if flag is not None:
+            return args[list(args).index(flag) + 1]
+        senders = set()
+        for arg in args[1:]:
+            path = Path(arg)
+            files = sorted(path.glob("*.edxml")) if path.is_dir() else [path] if path.is_file() else []
+            for file in files:
+                try:
+                    senders.add(summarize_packet(file.read_bytes()).sender)
+                except Exception:  # noqa: BLE001 - a broken packet: `axis send` reports it itself
+                    continue
+        if len(senders) != 1:
+            raise AssertionError(f"`axis send` on the gateway road acts for one agency; these packets come from "
+                                 f"{sorted(senders) or 'nobody'}: send each agency's packets separately")
+        return senders.pop()
+
+    def credential_file(self, code: str) -> Path:
+        """A file holding a credential the operator issued to `code` with `axis credentials issue` (once)."""
+        if code not in self.credentials:
+            issued = self.cli("credentials", "issue", "--agency", code, "--json")
+            assert issued.exit_code == 0, issued
+            path = self.data / "credentials" / f"{code}.credential"
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            path.write_text(json.loads(issued.stdout)["credential"] + "\n")
+            path.chmod(0o600)
+            self.credentials[code] = path
+        return self.credentials[code]
 
     def agency_files(self, code: str) -> list[str]:
         """`--key KEY --cert CERT` of an agency."""
@@ -253,6 +338,14 @@ class Deployment:
         for hub in self.hubs:
             hub.stop()
 
+    def edge(self, code: str) -> Edge:
+        """How agency `code`'s own software reaches this deployment: the gateway with its credential, or the
+        operator's road (the service in process, on this deployment's store and broker). Use as
+        `async with deployment.edge(code) as edge:`."""
+        if self.road == "gateway":
+            return GatewayEdge(self.gateway_url, read_credential(self.credential_file(code)))
+        return _LocalRoad(self, code)
+
     # ------------------------------------------------------------ looking inside
 
     def transport_call(self, action: Callable[[Transport], Any], *, retry: RetryPolicy | None = None) -> Any:
@@ -293,3 +386,29 @@ class Deployment:
             yield store
         finally:
             store.close()
+
+
+class _LocalRoad(LocalEdge):
+    """`LocalEdge` on a deployment's store and broker, opened on entry and closed on exit (the operator's road)."""
+
+    def __init__(self, deployment: Deployment, code: str) -> None:
+        self.deployment, self.code = deployment, code
+
+    async def __aenter__(self) -> _LocalRoad:
+        from axis.gateway import AgencyService
+        from axis.seal import SealCertificate
+        from axis.trust import Signer
+
+        pki = self.deployment.pki
+        self._store = open_store(self.deployment.store_url, migrate=False)
+        self._transport = await open_transport(self.deployment.transport_url, lease=LEASE, timeout=15.0,
+                                               name="axis-e2e-agency")
+        service = AgencyService(self._store, self._transport,
+                                hub_signer=Signer.from_files(pki.key(HUB), pki.cert(HUB)), verifier=pki.verifier(),
+                                seal_certificate=SealCertificate.from_file(pki.cert(HUB)))
+        super().__init__(service, self.code)
+        return self
+
+    async def aclose(self) -> None:
+        await self._transport.close()
+        self._store.close()
