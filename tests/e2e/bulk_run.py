@@ -67,10 +67,14 @@ class BulkRun:
         self.pulls = [self._pull(code) for code in self.recipients]
 
     def _send(self) -> list[Running]:
-        """`axis send` of the outbox; on the gateway road one per sender (a credential acts for one agency)."""
+        return self.send_folder(self.outbox, list(self.packets))
+
+    def send_folder(self, folder: Path, names: list[str]) -> list[Running]:
+        """`axis send` of `names` in `folder`; on the gateway road one per sender (a credential acts for one
+        agency)."""
         if self.deployment.road != "gateway":
-            return [self.deployment.spawn("send", str(self.outbox), "--json", "--wait", str(SEND_WAIT))]
-        files = {code: [self.outbox / name for name in self.packets if name.startswith(code.rsplit(".", 1)[1])]
+            return [self.deployment.spawn("send", str(folder), "--json", "--wait", str(SEND_WAIT))]
+        files = {code: [folder / name for name in names if name.startswith(code.rsplit(".", 1)[1])]
                  for code in self.senders}
         return [self.deployment.spawn("send", *map(str, paths), "--json", "--wait", str(SEND_WAIT))
                 for paths in files.values() if paths]

@@ -60,8 +60,8 @@ _T = TypeVar("_T")
 _AGENCY_COMMANDS = {("send",), ("inbox", "pull"), ("status", "send"), ("adapter", "folder")}
 _TAKES_DB = {("serve",), ("agency", "add"), ("agency", "list"), ("agency", "suspend"), ("agency", "resume"),
              ("receipts",), ("audit", "verify"), ("credentials", "issue"), ("credentials", "list"),
-             ("credentials", "revoke"), *_AGENCY_COMMANDS}
-_TAKES_BROKER = {("serve",), ("dlq", "list"), *_AGENCY_COMMANDS}
+             ("credentials", "revoke"), ("gateway",), *_AGENCY_COMMANDS}
+_TAKES_BROKER = {("serve",), ("gateway",), ("dlq", "list"), *_AGENCY_COMMANDS}
 _GROUPS = ("agency", "inbox", "status", "audit", "dlq", "credentials", "adapter")
 
 
