@@ -108,21 +108,20 @@ def retrying(what: str, *, until: Callable[[], bool] | None = None) -> Callable[
     return cast(Callable[[_F], _F], decorate)  # tenacity's wrapper keeps the signature; its type says less
 
 
-async def publish_all(transport: Transport, messages: Sequence[OutgoingMessage], what: str, *,
-                      until: Callable[[], bool] | None = None) -> list[UnroutableError | None]:
+async def publish_all(transport: Transport, messages: Sequence[OutgoingMessage],
+                      what: str) -> list[UnroutableError | None]:
     """Publish `messages` until the broker confirmed each, retrying only the unconfirmed ones.
 
     Returns, in order, None for each confirmed message and the `UnroutableError`
     of each whose queue does not exist (never retried). Raises the last
-    `TransportError` when some are still unconfirmed after `PATIENCE` (or once
-    `until()` says so, as in `retrying`); those may
+    `TransportError` when some are still unconfirmed after `PATIENCE`; those may
     or may not be stored, and publishing them again is safe (consumers
     de-duplicate on the message id).
     """
     outcomes: list[UnroutableError | None] = [None] * len(messages)
     pending = list(range(len(messages)))
 
-    @retrying(what, until=until)
+    @retrying(what)
     async def publish_pending() -> None:
         nonlocal pending
         results = await transport.publish_many([messages[i] for i in pending])

@@ -1,16 +1,16 @@
-"""Delivery seals: proof, carried in a delivery's headers, that Axis routed it.
+"""Delivery seals: proof, served with every delivery, that Axis routed it.
 
-Anyone who can publish to the broker can put a message on an agency's queue;
-only the hub holds the hub's key. When intake accepts a packet, it signs a
-few bytes naming the axis id, the SHA-256 of the body and every recipient it
-routes the packet to (`ax-seal`, with the recipients in `ax-seal-to`), and
-the relay attaches the hub's certificate (`ax-seal-cert`) when it publishes;
-each delivery of that packet carries the same three headers. The agency's SDK checks, before it stores
-anything, that the certificate chains to its trusted roots and names the hub
-(AXIS), that its own code is among the sealed recipients, and that the seal
-is the hub's signature over this axis id, these bytes and that list. A
-delivery that fails is refused with AX411 UNSEALED_DELIVERY (and
-dead-lettered by the SDK).
+Whoever serves an agency its deliveries (a gateway, or anyone who can write the
+store's tables) could hand it bytes Axis never accepted for it; only the hub
+holds the hub's key. When intake accepts a packet, it signs a few bytes naming
+the axis id, the SHA-256 of the body and every recipient it routes the packet
+to (`ax-seal`; the store keeps it with the document), and the gateway serves it
+with the recipients (`ax-seal-to`) and the hub's certificate (`ax-seal-cert`).
+The agency's SDK checks, before it stores anything, that the certificate chains
+to its trusted roots and names the hub (AXIS), that its own code is among the
+sealed recipients, and that the seal is the hub's signature over this axis id,
+these bytes and that list. A delivery that fails is refused with AX411
+UNSEALED_DELIVERY and never stored.
 
 One seal per packet, not per delivery: a packet to ten agencies costs one
 signature, not ten (per delivery, sealing was 4 % of the hub's work with ten
@@ -45,12 +45,7 @@ def _sealed_bytes(axis_id: str, digest: str, recipients: str) -> bytes:
 
 
 class SealCertificate:
-    """The hub certificate a seal is checked with: named by fingerprint in the outbox, whole on the wire.
-
-    An outbox row names the certificate by its SHA-256 fingerprint only; the relay attaches the
-    certificate itself when it publishes. Stored in every row of a packet to ten agencies, the
-    600 bytes of base64 DER cost the hub 8 % of its throughput (measured with bench_hub.py).
-    """
+    """The hub certificate a seal is checked with: stored nowhere, served with every delivery (`encoded`)."""
 
     def __init__(self, certificate: x509.Certificate) -> None:
         self.fingerprint = certificate.fingerprint(hashes.SHA256()).hex()
@@ -81,8 +76,7 @@ class Sealer:
     def seal(self, axis_id: str, recipients: Iterable[str], digest: str) -> dict[str, str]:
         """The headers that prove Axis routed these bytes under this axis id to each of `recipients`.
 
-        They name the certificate by fingerprint (the outbox form); `self.certificate.attach`
-        gives what is published.
+        They name the certificate by fingerprint; `self.certificate.attach` puts the certificate in its place.
         """
         if isinstance(recipients, str):
             raise TypeError("seal() takes the list of recipients, not one code")

@@ -639,25 +639,6 @@ class WriteTx(_Reads):
         self._require_delivery(axis_id, recipient)
         return False
 
-    def transition_many(self, pairs: Iterable[tuple[str, str]], new_state: str | DeliveryState) -> int:
-        """`transition` for many (axis_id, recipient) pairs at once; returns how many moved.
-
-        The same compare-and-set, in a few UPDATE statements instead of one per
-        pair: the relay marks hundreds of deliveries published per pass. Pairs the
-        state machine refuses, or that do not exist, are left alone.
-        """
-        new = parse_state(new_state)
-        sources = sorted(s.value for s in sources_for(new))
-        moved = 0
-        # Sorted, so two workers updating overlapping sets lock rows in the same
-        # order and cannot deadlock on PostgreSQL.
-        for chunk in _chunks(sorted(set(pairs)), 400):
-            stmt = sa.update(deliveries_t).where(
-                sa.tuple_(deliveries_t.c.axis_id, deliveries_t.c.recipient_code).in_(chunk),
-                deliveries_t.c.state.in_(sources)).values(state=new.value, updated_at=self._clock())
-            moved += self._c.execute(stmt).rowcount
-        return moved
-
     def _require_delivery(self, axis_id: str, recipient: str) -> None:
         found = self._c.execute(sa.select(sa.literal(1)).where(
             deliveries_t.c.axis_id == axis_id, deliveries_t.c.recipient_code == recipient)).first()

@@ -19,7 +19,6 @@ import pytest
 import sqlalchemy as sa
 
 import axis.retry
-from axis.hub.relay import Relay
 from axis.refusals import PacketError, RefusalCode
 from axis.retry import is_transient, publish_all, retrying
 from axis.store import open_store
@@ -137,31 +136,3 @@ async def test_a_cut_longer_than_the_patience_raises_the_error(rabbit_proxy: Tcp
     finally:
         rabbit_proxy.restore()
         await transport.close()
-
-
-@pytest.mark.rabbitmq
-async def test_the_relay_retries_a_publish_only_while_its_rows_are_leased(
-        rabbit_proxy: TcpProxy, rabbitmq_url: str, tmp_path: Path) -> None:
-    store = open_store(str(tmp_path / "axis.db"), create=True)
-    transport = await open_transport(through(rabbitmq_url, rabbit_proxy), timeout=5, name="axis-fault-relay")
-    direct = await open_transport(rabbitmq_url, timeout=5, name="axis-fault-direct")
-    try:
-        await transport.declare_queue("outage")
-        with store.write() as tx:
-            for n in range(20):
-                tx.enqueue("outage", f"row-{n}", payload=b"x")
-        relay = Relay(store, transport, lease_seconds=2.0)
-        rabbit_proxy.cut()
-        started = time.monotonic()
-        assert await relay.relay_once() == 20  # gave up when the lease ended, nothing marked
-        assert 2.0 <= time.monotonic() - started < 2.0 + axis.retry.MAX_WAIT + 5
-        assert relay.published == 0
-        rabbit_proxy.restore()
-        assert await relay.relay_once() == 20  # the lease is over: the rows are claimed and published
-        assert relay.published == 20
-        assert await direct.depth("outage") == 20
-    finally:
-        rabbit_proxy.restore()
-        await transport.close()
-        await direct.close()
-        store.close()

@@ -135,24 +135,6 @@ def test_store_follows_the_model_over_random_sequences(one_recipient: Store, ste
         assert d.state == model.value
 
 
-def test_transition_many_applies_the_same_rules(one_recipient: Store) -> None:
-    with one_recipient.write() as tx:
-        tx.add_agency("000.00.00.H02", "second recipient")
-    ids = [_delivery(one_recipient, f"m{n}") for n in range(5)]
-    with one_recipient.write() as tx:
-        tx.insert_deliveries(ids[0], ["000.00.00.H02"])
-        assert tx.transition(ids[1], R1, "refused")
-        assert tx.transition(ids[2], R1, "delivered")
-    pairs = [(a, R1) for a in ids] + [(ids[0], "000.00.00.H02"), (ids[0], R1), ("unknown", R1)]
-    with one_recipient.write() as tx:
-        assert tx.transition_many(pairs, "published") == 4  # not refused (1), not delivered (2), not unknown
-        assert tx.transition_many(pairs, "published") == 0  # repeat: no-op
-    states = {(d.axis_id, d.recipient_code): d.state for a in ids for d in one_recipient.deliveries(a)}
-    assert states == {(ids[0], R1): "published", (ids[0], "000.00.00.H02"): "published",
-                      (ids[1], R1): "refused", (ids[2], R1): "delivered", (ids[3], R1): "published",
-                      (ids[4], R1): "published"}
-
-
 def test_racing_workers_exactly_one_wins(one_recipient: Store) -> None:
     """Workers report refused, failed, recalled and delivered at once: one terminal wins, nothing regresses."""
     for round_ in range(5):
