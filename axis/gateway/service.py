@@ -485,7 +485,12 @@ class AgencyService:
         return Served(axis_id, body, document.digest, headers)
 
     async def ack(self, caller: Caller, axis_id: str, receipt: bytes | None) -> dict[str, Any]:
-        """Record that the caller's agency stored `axis_id`: its own signed delivery receipt, or one Axis signs."""
+        """Record that the caller's agency stored `axis_id`: its own signed delivery receipt, or one Axis signs.
+
+        A receipt that does not verify (AX413) or does not match this delivery (AX412: another signer,
+        another axis id, another digest) changes nothing; the refusal is a warning in the log and a
+        `receipt-refused` audit entry naming the credential, and the caller gets it as `Invalid`.
+        """
         agency = self._agency(caller, "acknowledge deliveries")
         document = await self._document_for(caller, axis_id, as_recipient=True)
         if receipt:
@@ -493,12 +498,14 @@ class AgencyService:
                 verified = await asyncio.to_thread(self._verifier.verify_receipt, receipt)
                 parsed = read_receipt(verified.signed_root)
             except Refusal as refusal:
-                code = RefusalCode.RECEIPT_REFUSED
-                raise Invalid(f"{code.label}: {refusal}", code.label.split()[0]) from None
+                raise await self._refuse_ack(caller, axis_id, RefusalCode.RECEIPT_REFUSED, str(refusal)) from None
             if verified.signer_code != agency:
-                code = RefusalCode.RECEIPT_MISMATCH
-                raise Invalid(f"{code.label}: the receipt is signed by {verified.signer_code}, and this "
-                              f"credential acts for {agency}", code.label.split()[0])
+                raise await self._refuse_ack(caller, axis_id, RefusalCode.RECEIPT_MISMATCH,
+                                             f"the receipt is signed by {verified.signer_code}, and this "
+                                             f"credential acts for {agency}")
+            if parsed.axis_id != axis_id:
+                raise await self._refuse_ack(caller, axis_id, RefusalCode.RECEIPT_MISMATCH,
+                                             f"the receipt is about {parsed.axis_id}, not {axis_id}")
             body = receipt
         else:
             parsed = Receipt(kind="delivery", outcome="delivered", issuer=wire.HUB_IDENTITY, time=now_utc(),
@@ -511,10 +518,22 @@ class AgencyService:
         mismatch = await retrying("recording a delivery receipt")(asyncio.to_thread)(
             self._record_ack, body, agency, parsed, caller)
         if mismatch is not None:
-            code = RefusalCode.RECEIPT_MISMATCH
-            raise Invalid(f"{code.label}: {mismatch}", code.label.split()[0])
+            raise await self._refuse_ack(caller, axis_id, RefusalCode.RECEIPT_MISMATCH, mismatch)
         state = await self._state(axis_id, agency)
         return {"axis_id": axis_id, "state": state, "receipt": body}
+
+    async def _refuse_ack(self, caller: Caller, axis_id: str, code: RefusalCode, detail: str) -> Invalid:
+        """Log and audit a refused delivery receipt; the error to raise."""
+        log.warning("ack of %s by credential %s (%s) refused: %s: %s", axis_id, caller.credential_id, caller.agency,
+                    code.label, detail)
+
+        def audit() -> None:
+            with self.store.write() as tx:
+                tx.audit("gateway", "receipt-refused", axis_id, {
+                    "code": code.number, "name": code.name, "detail": detail[:300], "recipient": caller.agency,
+                    "credential": caller.credential_id})
+        await retrying("auditing a refused delivery receipt")(asyncio.to_thread)(audit)
+        return Invalid(f"{code.label}: {detail}", code.label.split()[0])
 
     def _record_ack(self, body: bytes, agency: str, receipt: Receipt, caller: Caller) -> str | None:
         with self.store.write() as tx:
