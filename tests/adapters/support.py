@@ -210,9 +210,17 @@ class Axis:
             self._server.should_exit = True
             assert self._server_task is not None
             await self._server_task
-        await self.stop_hub()
+        stuck = None
+        try:
+            # Bounded: Hub.stop() on RabbitMQ has been seen (rarely) never to return, its intake task stuck
+            # "cancelling" in Hub._consume; a test must then fail in its teardown, not hang the run.
+            await asyncio.wait_for(self.stop_hub(), STEP)
+        except TimeoutError:
+            stuck = f"Hub.stop() did not return within {STEP:g} s ({self.transport_url.split('@')[-1]})"
         await self.transport.close()
         self.store.close()
+        if stuck:
+            raise AssertionError(stuck)
 
 
 class AxisThread:
