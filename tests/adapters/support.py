@@ -211,12 +211,16 @@ class Axis:
             assert self._server_task is not None
             await self._server_task
         stuck = None
+        tasks = list(self.hub._tasks) if self.hub is not None else []
         try:
             # Bounded: Hub.stop() on RabbitMQ has been seen (rarely) never to return, its intake task stuck
             # "cancelling" in Hub._consume; a test must then fail in its teardown, not hang the run.
             await asyncio.wait_for(self.stop_hub(), STEP)
         except TimeoutError:
-            stuck = f"Hub.stop() did not return within {STEP:g} s ({self.transport_url.split('@')[-1]})"
+            pass
+        left = [t.get_name() for t in tasks if not t.done()]
+        if left:
+            stuck = f"Hub.stop() left its tasks {left} running after {STEP:g} s"
         await self.transport.close()
         self.store.close()
         if stuck:
