@@ -40,7 +40,6 @@ H_RECEIPT_KIND = "ax-receipt-kind"  # intake | delivery | error
 H_SEAL = "ax-seal"                  # a delivery's seal: the hub's signature over (axis id, digest, recipients)
 H_SEAL_TO = "ax-seal-to"            # the recipients the seal names, sorted, comma-separated
 H_SEAL_CERT = "ax-seal-cert"        # the certificate that made the seal (base64 DER), code AXIS
-H_PROOF = "ax-delivery-receipt"     # a status's proof of receipt: its sender's signed delivery receipt (base64)
 
 
 def inbox_queue(code: str) -> str:

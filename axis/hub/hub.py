@@ -18,7 +18,6 @@ the transport's one dead-letter feed (`acknowledgements.DeadLetters`).
 from __future__ import annotations
 
 import asyncio
-import base64
 import io
 import logging
 import sys
@@ -153,8 +152,8 @@ class Hub:
             slots.release()
 
     async def _handle_intake(self, batch: list[Delivery]) -> None:
-        submissions = [Submission(submission_id=d.headers.get(wire.H_SUBMISSION) or d.message_id, body=d.body,
-                                  proof=_proof(d)) for d in batch]
+        submissions = [Submission(submission_id=d.headers.get(wire.H_SUBMISSION) or d.message_id, body=d.body)
+                       for d in batch]
         # An outage is waited out while the batch is held: no redelivery is counted, nothing turns poison.
         outcomes = await retrying(f"an intake batch of {len(batch)}")(self.pool.intake)(submissions)
         await _settle(batch, [outcome.dead_letter for outcome in outcomes])
@@ -205,13 +204,3 @@ async def _settle(batch: Sequence[Delivery], verdicts: Sequence[str | None]) -> 
         except TransportError as exc:
             log.warning("could not settle %s (%s); it will be delivered again", delivery.message_id, exc)
     await asyncio.gather(*(one(d, v) for d, v in zip(batch, verdicts, strict=True)))
-
-
-def _proof(delivery: Delivery) -> bytes | None:
-    """A status's copy of its sender's delivery receipt (`wire.H_PROOF`); unreadable means none."""
-    text = delivery.headers.get(wire.H_PROOF)
-    try:
-        return base64.b64decode(text, validate=True) if text else None
-    except ValueError:
-        return None
-

@@ -31,10 +31,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from axis import wire
-from axis.hub.acknowledgements import delivery_receipt_mismatch, record_delivery_receipt
 from axis.hub.verification import Checked, Refused
-from axis.receipt import Receipt, now_utc, read_receipt
-from axis.refusals import Refusal, RefusalCode
+from axis.receipt import Receipt, now_utc
+from axis.refusals import RefusalCode
 from axis.store import (
     Decision,
     Document,
@@ -64,7 +63,6 @@ class Submission:
 
     submission_id: str
     body: bytes
-    proof: bytes | None = None               # a status's copy of its sender's delivery receipt (wire.H_PROOF)
 
 
 @dataclass
@@ -83,7 +81,6 @@ class _Plan:
     caller: str | None = None                # the agency whose credential submitted it (its submissions row)
     recorded: bool = False                   # a submissions row exists (the gateway or local client wrote it)
     on_timeline: bool = False                # a status from a recipient of the document it answers
-    proof: tuple[str, Receipt] | None = None  # (signer, receipt): a delivery receipt the status carried
 
     @property
     def sender(self) -> str | None:
@@ -110,17 +107,14 @@ class Intake:
 
     def __init__(self, store: Store, check: Callable[[Sequence[bytes]], list[Checked | Refused]],
                  sign: Callable[[Sequence[Receipt]], list[bytes]],
-                 seal: Callable[[str, Sequence[str], str], dict[str, str]],
-                 verify_receipt: Callable[[bytes], tuple[str, bytes] | Refused]) -> None:
+                 seal: Callable[[str, Sequence[str], str], dict[str, str]]) -> None:
         """`check` checks packets (`verification.check_packet` each); `sign` writes and signs receipts;
-        `seal(axis_id, recipients, digest)` gives the seal headers every delivery of a packet carries
-        (`axis.seal.Sealer.seal`);
-        `verify_receipt` checks a receipt an agency signed (`verification.check_receipt`)."""
+        `seal(axis_id, recipients, digest)` gives the seal headers of a packet (`axis.seal.Sealer.seal`),
+        of which the store keeps the signature."""
         self._store = store
         self._check = check
         self._sign = sign
         self._seal = seal
-        self._verify_receipt = verify_receipt
         # (code, fingerprint) → when it was last found registered; trusted for REGISTRATION_TTL seconds.
         self._registered: dict[tuple[str, str], float] = {}
 
@@ -204,8 +198,7 @@ class Intake:
                 if c.sender not in delivered_to:
                     return _refuse(plan, RefusalCode.NOT_A_RECIPIENT,
                                    f"{c.document_id!r} was not delivered to {c.sender}")
-                if (not self._store.receipted([original.axis_id], "delivery", recipient=c.sender, code="delivered")
-                        and not self._proof_of_receipt(plan, original, delivered_to)):
+                if not self._store.receipted([original.axis_id], "delivery", recipient=c.sender, code="delivered"):
                     return _refuse(plan, RefusalCode.STATUS_BEFORE_RECEIPT,
                                    f"no delivery receipt from {c.sender} for {c.document_id!r} is recorded, so it "
                                    f"may not send status {c.status_code} about it yet")
@@ -238,25 +231,6 @@ class Intake:
             return _refuse(plan, RefusalCode.RECIPIENT_SUSPENDED, f"suspended: {', '.join(suspended)}")
         plan.recipients = recipients
         return None
-
-    def _proof_of_receipt(self, plan: _Plan, original: Document, delivered_to: list[str]) -> bool:
-        """Does the status carry its sender's delivery receipt for `original` (verified, matching the store)?
-        The receipt `pull` published may not have been processed yet; the copy is recorded with the status."""
-        c = plan.checked
-        if c is None or not plan.submission.proof:
-            return False
-        verified = self._verify_receipt(plan.submission.proof)
-        if isinstance(verified, Refused):
-            return False
-        signer, signed_xml = verified
-        try:
-            receipt = read_receipt(signed_xml)
-        except Refusal:
-            return False
-        if signer != c.sender or delivery_receipt_mismatch(original, delivered_to, signer, receipt) is not None:
-            return False
-        plan.proof = (signer, receipt)
-        return True
 
     @staticmethod
     def _status_key(c: Checked) -> str:
@@ -369,8 +343,6 @@ class Intake:
                                         detail=f"recall requested by {c.sender} ({axis_id})")
                              for recipient in plan.recipients]
             else:
-                if plan.proof is not None and plan.submission.proof is not None:
-                    record_delivery_receipt(tx, plan.submission.proof, *plan.proof)
                 receipts.append(NewReceipt(axis_id=plan.answers, kind="status", body=plan.submission.body,
                                            recipient_code=c.sender, code=c.status_code,
                                            detail=f"status packet {axis_id}"))

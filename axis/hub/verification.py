@@ -7,8 +7,7 @@ the tree the signature verifier returns as signed
 
 Callers may rely on `check_packet` returning either a `Checked` (the packet is
 authentic, well-formed and names valid agency codes) or a `Refused` (with a
-stable refusal number), and never raising for bad input; `check_receipt` is
-the same for receipts agencies sign.
+stable refusal number), and never raising for bad input.
 """
 from __future__ import annotations
 
@@ -101,13 +100,3 @@ def check_packet(verifier: Verifier, data: bytes, settings: TrustSettings) -> Ch
         return Refused(refusal.code.number, refusal.detail or refusal.code.message, digest, _claimed_sender(data))
     except Exception as exc:  # noqa: BLE001 - a bug must not take the batch down; it is refused and logged
         return Refused(RefusalCode.INTERNAL.number, f"{type(exc).__name__}: {exc}", digest, None)
-
-
-def check_receipt(verifier: Verifier, data: bytes) -> tuple[str, bytes] | Refused:
-    """Check one receipt an agency signed: (signer code, the signed receipt XML) or Refused."""
-    try:
-        result = verifier.verify_receipt(data)
-        return result.signer_code, etree.tostring(result.signed_root)
-    except Refusal as refusal:
-        return Refused(refusal.code.number, refusal.detail or refusal.code.message,
-                       hashlib.sha256(data).hexdigest())

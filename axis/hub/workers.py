@@ -30,7 +30,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from axis.hub.verification import Checked, Refused, TrustSettings, check_packet, check_receipt
+from axis.hub.verification import Checked, Refused, TrustSettings, check_packet
 from axis.receipt import Receipt, build_receipt
 
 
@@ -53,8 +53,7 @@ class _Worker:
         self._crl_checked = time.monotonic()
         # The hub migrated the store before starting its workers.
         self.store = open_store(store_url, migrate=False) if store_url is not None else None
-        self._intake = Intake(self.store, self.check, self.sign, self.sealer.seal,
-                              self.verify_receipt) if self.store is not None else None
+        self._intake = Intake(self.store, self.check, self.sign, self.sealer.seal) if self.store is not None else None
 
     def refresh_crl(self) -> None:
         """Pick up a re-published CRL within seconds, without restarting the hub."""
@@ -73,9 +72,6 @@ class _Worker:
 
     def sign(self, receipts: Sequence[Receipt]) -> list[bytes]:
         return [self.signer.sign_receipt(build_receipt(receipt)) for receipt in receipts]
-
-    def verify_receipt(self, data: bytes) -> tuple[str, bytes] | Refused:
-        return check_receipt(self.verifier, data)
 
     def ready(self, _: Sequence) -> list:
         return [os.getpid()]
