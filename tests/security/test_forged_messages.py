@@ -30,7 +30,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 import sqlalchemy as sa
@@ -46,6 +46,8 @@ from tests.e2e.packets import G22, H14, H41, H99, HUB, SUBJECT, TestPKI, documen
 from tests.e2e.test_delivery import pull, send, stored_paths
 from tests.security.support import as_agency, audited, dead_letters, publish, states, waiting
 from tests.security.test_identity import rogue
+
+_T = TypeVar("_T")
 
 # ------------------------------------------------------------------ deliveries without Axis's seal
 
@@ -153,12 +155,14 @@ def test_messages_written_onto_intake_give_the_agency_they_name_nothing(
                 {wire.H_SUBMISSION: submission, wire.H_AGENCY: H14, wire.H_KIND: "document",
                  wire.H_DIGEST: hashlib.sha256(body).hexdigest()})
 
-    letters = wait_until(lambda: (found := dead_letters(deployment, wire.INTAKE_QUEUE)) and len(found) >= 2 and found,
-                         "the junk to be dead-lettered on axis.intake")
+    def at_least(count: int, found: list[_T]) -> list[_T] | None:
+        return found if len(found) >= count else None
+
+    letters = wait_until(lambda: at_least(2, dead_letters(deployment, wire.INTAKE_QUEUE)),
+                         "the junk to be dead-lettered on axis.intake") or []
     assert sorted(letter.message_id for letter in letters) == sorted(forged[n][0] for n in ("junk", "unregistered"))
     assert all(letter.reason.startswith("AX414 SENDER_UNKNOWN") for letter in letters), letters
-    refused = wait_until(lambda: len(found := audited(deployment, "refused")) >= 4 and found,
-                         "the refusals to be audited")
+    refused = wait_until(lambda: at_least(4, audited(deployment, "refused")), "the refusals to be audited") or []
     # Audited, each with who may read its outcome: nobody (dead-lettered), the claimed sender G22, and H14's
     # row, which the decision does not overwrite.
     by_reader = sorted(((e["reader"] or ""), e["dead_lettered"], e["code"] // 100 if e["reader"] != H14 else e["code"])

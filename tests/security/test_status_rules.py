@@ -86,7 +86,7 @@ def test_a_status_carrying_a_delivery_receipt_that_does_not_match_is_refused(
     import hashlib
 
     from axis import wire
-    from axis.edxml import Organization, StatusCode, load_packet, packet_to_bytes
+    from axis.edxml import DocumentPacket, Organization, StatusCode, load_packet, packet_to_bytes
     from axis.edxml.compose import new_status
     from axis.receipt import Receipt, build_receipt, now_utc
     from tests.security.support import publish
@@ -102,9 +102,11 @@ def test_a_status_carrying_a_delivery_receipt_that_does_not_match_is_refused(
             kind="delivery", outcome="delivered", issuer=H41, time=now_utc(), axis_id=sent["axis_id"], sender=G22,
             recipient=H41, document_id=about, digest=digest)))).decode()
 
+    original = load_packet(packet)
+    assert isinstance(original, DocumentPacket)
+
     def status(code: str) -> bytes:
-        return e2e_pki.signer(H41).sign(packet_to_bytes(new_status(Organization(H41), load_packet(packet),
-                                                                   StatusCode(code))))
+        return e2e_pki.signer(H41).sign(packet_to_bytes(new_status(Organization(H41), original, StatusCode(code))))
     publish(deployment, wire.INTAKE_QUEUE, status("06"), "with-a-bad-proof",
             {wire.H_SUBMISSION: "with-a-bad-proof", wire.H_PROOF: proof("0" * 64)})
 
