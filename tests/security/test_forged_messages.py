@@ -21,9 +21,11 @@ The attacks of issue 8 wrote onto queues that no longer exist (`<code>`, `<code>
   ack through the gateway: a receipt of another agency, one replayed from another document, one
   signed by the sender, by an untrusted key, tampered after signing, or no receipt at all, sent
   with H41's ack of a document, is refused (422 AX412/AX413) and changes nothing; the sender cannot
-  ack for its recipient (404); H41's genuine pull then records the delivery.
-  (Forged *intake* receipts have no road left: they come only in the gateway's answer to the
-  submitter, from the row the hub wrote.)
+  ack for its recipient (404); H41's genuine pull then records the delivery. Intake receipts come
+  only in the gateway's answer, from the `submissions` row the hub wrote: whoever can write the
+  database puts forged ones there (signed by an agency, issuer AXIS but signed by an agency, the
+  hub's receipt for another agency's packet, the hub's refusal of another submission), and G22's
+  SDK, reading its outcomes through the gateway, stores none of them.
 """
 from __future__ import annotations
 
@@ -261,3 +263,52 @@ def test_forged_or_replayed_delivery_receipts_sent_with_an_ack_change_nothing(
     # H41's own pull then records it: the refusals were about the receipts, not the road.
     assert stored_paths(pull(deployment, H41, tmp_path / H41)) == [tmp_path / H41 / f"{axis_id}.edxml"]
     assert states(deployment, axis_id) == {H41: "delivered", H14: "delivered"}
+
+
+def test_forged_intake_receipts_in_the_store_are_never_stored_by_the_sdk(
+        deployment: Deployment, e2e_pki: TestPKI, tmp_path: Path) -> None:
+    import asyncio
+
+    from adapters.client import AgencyClient
+
+    deployment.serve()
+
+    async def submit(code: str, body: bytes) -> Any:
+        async with deployment.edge(code) as edge:
+            answer = await edge.submit(body, wait=20)
+        assert answer.decided, answer
+        return answer
+    h14s = asyncio.run(submit(H14, e2e_pki.document(H14, [H41], 1)))
+    refusal = asyncio.run(submit(G22, unsigned_document(G22, [H99], 9)))        # unsigned: refused, hub-signed
+    assert refusal.outcome == "refused" and h14s.outcome == "accepted"
+
+    def intake(signed_by: str, issuer: str) -> bytes:
+        return e2e_pki.signer(signed_by).sign_receipt(build_receipt(Receipt(
+            kind="intake", outcome="accepted", issuer=issuer, time=now_utc(), axis_id=wire.new_axis_id(),
+            submission="forged", sender=G22, document_id="x")))
+
+    forged = {"signed-by-an-agency": intake(G22, G22), "issuer-not-signer": intake(G22, wire.HUB_IDENTITY),
+              "about-another-agency": h14s.receipt, "another-submissions-refusal": refusal.receipt}
+    answers = {name: asyncio.run(submit(G22, e2e_pki.document(G22, [H41], number)))
+               for number, name in enumerate([*forged, "untouched"], start=1)}
+    engine = sa.create_engine(deployment.store_url)
+    try:
+        with engine.begin() as db:
+            for name, body in forged.items():
+                db.execute(sa.text("UPDATE submissions SET receipt = :r WHERE id = :id"),
+                           {"r": body, "id": answers[name].submission})
+    finally:
+        engine.dispose()
+
+    async def read_outcomes() -> dict[str, Any]:
+        async with deployment.edge(G22) as edge:
+            async with AgencyClient(G22, edge, verifier=e2e_pki.verifier(), state_dir=tmp_path / "g22") as client:
+                found = await client.intake([a.submission for a in answers.values()], 5)
+                stored = sorted(p.name for p in client.receipts.directory.iterdir())
+        return {name: found[a.submission] for name, a in answers.items()} | {"stored": stored}
+    seen = asyncio.run(read_outcomes())
+    for name in forged:
+        assert seen[name].receipt is None and seen[name].path is None, (name, seen[name])
+        assert seen[name].problem and seen[name].problem.startswith("intake receipt refused"), (name, seen[name])
+    assert seen["untouched"].receipt is not None and seen["untouched"].outcome == "accepted"
+    assert seen["stored"] == [seen["untouched"].path.name]
