@@ -1,8 +1,13 @@
 """The SDK acts only with a certificate the axis would accept for the agency it acts for (issue 8, item 2).
 
 Attack: `axis inbox pull 000.00.00.H41 --key rogue.key --cert rogue.cert` with a self-signed
-certificate naming no agency stored H41's documents; H41's own pull then got nothing. Each bad
-certificate is now refused with its code before anything is consumed or published.
+certificate naming no agency stored H41's documents; H41's own pull then got nothing. On the road
+of issue 9 the command runs through the gateway with H41's credential (the harness gives it), so
+the credential alone would let it list and fetch: the certificate is what the SDK signs H41's
+delivery receipts and statuses with. Each bad certificate (self-signed, another agency's, expired,
+revoked) is refused with its code before any call to the gateway: nothing is fetched, stored or
+acknowledged, the delivery still waits in H41's inbox in the store (`queued`, no receipt), and
+H41's own pull then gets it.
 """
 from __future__ import annotations
 
@@ -14,11 +19,11 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from axis import wire
 from axis.trust import build_agency_certificate, generate_key, keys, load_ca
 from tests.e2e.harness import Deployment
 from tests.e2e.packets import G22, H41, TestPKI
 from tests.e2e.test_delivery import pull, send, stored_paths
+from tests.security.support import states, waiting
 
 
 def rogue(tmp_path: Path) -> tuple[Path, Path]:
@@ -66,8 +71,7 @@ def test_inbox_pull_with_a_certificate_not_for_the_agency_takes_nothing(
     packet.write_bytes(e2e_pki.document(G22, [H41], 1))
     deployment.serve()
     [answer] = send(deployment, packet)
-    inbox = wire.inbox_queue(H41)
-    assert deployment.depths(inbox) == {inbox: 1}
+    assert waiting(deployment, H41) == [answer["axis_id"]]
 
     stolen = deployment.cli("inbox", "pull", H41, "--key", str(key), "--cert", str(cert),
                             "--out", str(tmp_path / "stolen"), "--wait", "1")
@@ -78,6 +82,10 @@ def test_inbox_pull_with_a_certificate_not_for_the_agency_takes_nothing(
                             "--cert", str(cert))
     assert status.exit_code != 0 and code in status.stderr, status
 
-    assert deployment.depths(inbox) == {inbox: 1}
+    assert waiting(deployment, H41) == [answer["axis_id"]]
+    assert states(deployment, answer["axis_id"]) == {H41: "queued"}
+    with deployment.store() as store:
+        assert [r.kind for r in store.receipts(answer["axis_id"])] == ["intake"]
     own = pull(deployment, H41, tmp_path / H41)
     assert stored_paths(own) == [tmp_path / H41 / f"{answer['axis_id']}.edxml"]
+    assert states(deployment, answer["axis_id"]) == {H41: "delivered"} and waiting(deployment, H41) == []

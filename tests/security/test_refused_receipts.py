@@ -1,25 +1,32 @@
 """Nothing refused is silent (issue 8, item 4), and a delivery receipt changes state only when it
 matches the store (item 3).
 
-Attack: a delivery receipt signed with a revoked certificate vanished into `axis.receipts.dlq`:
-the delivery stayed `published`, nothing was logged. Now each refused delivery receipt shows in
-the hub's log (one warning line with its code), on the document's timeline (`axis receipts`, an
-`error` record for that recipient) and in the dead-letter queue of `axis.receipts`, with its code.
+Attack: a delivery receipt signed with a revoked certificate vanished into `axis.receipts.dlq`: the
+delivery stayed as it was, nothing was logged. On the road of issue 9 there is no receipts queue:
+the receipt comes with the recipient's ack (`POST /v1/inbox/{axis_id}/ack`) and the gateway
+verifies and records it before it answers (`AgencyService.ack`, `record_delivery_receipt`). So a
+refused receipt is refused to its sender, at once, with its code: 422 AX413 RECEIPT_REFUSED (the
+revoked certificate's AX313 in the message) or AX412 RECEIPT_MISMATCH (a receipt for other bytes
+than the sender signed, which is also audited as `delivery-digest-mismatch`: proof that the
+recipient holds other bytes). Each refusal is a line of the gateway's access log naming the
+credential, the agency and the 422. An agency that is not a recipient gets 404, as for an unknown
+document. None of them moves the delivery or puts anything on the document's timeline, so the
+sender hears of none of them; the recipient's genuine ack afterwards records the delivery.
 """
 from __future__ import annotations
 
 import hashlib
-import json
 import shutil
 from pathlib import Path
+from typing import Any
 
-from axis import wire
+from adapters.edge import EdgeNotFound, EdgeRefused
 from axis.receipt import Receipt, build_receipt, now_utc
-from axis.transport import DeadLetter, Transport
 from axis.trust import Signer
-from tests.e2e.harness import Deployment, wait_until
+from tests.e2e.harness import Deployment
 from tests.e2e.packets import G22, H14, H41, TestPKI, document_id
 from tests.e2e.test_delivery import send
+from tests.security.support import as_agency, audited, states
 
 
 def delivery_receipt(signer: Signer, recipient: str, axis_id: str, digest: str) -> bytes:
@@ -28,23 +35,9 @@ def delivery_receipt(signer: Signer, recipient: str, axis_id: str, digest: str) 
     return signer.sign_receipt(build_receipt(receipt))
 
 
-def publish_receipt(deployment: Deployment, name: str, body: bytes, axis_id: str, recipient: str) -> None:
-    async def action(transport: Transport) -> None:
-        await transport.publish(wire.RECEIPTS_QUEUE, body, message_id=name,
-                                headers={wire.H_KIND: "receipt", wire.H_RECEIPT_KIND: "delivery",
-                                         wire.H_AXIS_ID: axis_id, wire.H_SENDER: G22, wire.H_RECIPIENT: recipient})
-    deployment.transport_call(action)
-
-
-def dead_letters(deployment: Deployment) -> list[DeadLetter]:
-    async def action(transport: Transport) -> list[DeadLetter]:
-        return await transport.dead_letters(wire.RECEIPTS_QUEUE)
-    return deployment.transport_call(action)
-
-
-def test_refused_delivery_receipts_are_logged_on_the_timeline_and_dead_lettered(
+def test_refused_delivery_receipts_are_refused_at_the_ack_logged_and_change_nothing(
         deployment: Deployment, e2e_pki: TestPKI, tmp_path: Path) -> None:
-    # A second certificate for H41 from the trusted CA, revoked before the hub starts.
+    # A second certificate for H41 from the trusted CA, revoked before the hub (and its gateway) starts.
     out = tmp_path / "revoked"
     assert deployment.cli("pki", "issue", H41, "--pki", str(e2e_pki.ca), "--out", str(out)).exit_code == 0
     assert deployment.cli("pki", "revoke", str(out / f"{H41}.cert.pem"), "--pki", str(e2e_pki.ca)).exit_code == 0
@@ -58,33 +51,53 @@ def test_refused_delivery_receipts_are_logged_on_the_timeline_and_dead_lettered(
     [answer] = send(deployment, packet)
     axis_id = answer["axis_id"]
 
-    cases = {
-        "revoked": (delivery_receipt(revoked, H41, axis_id, digest), H41, "AX413 RECEIPT_REFUSED: AX313"),
-        "other-bytes": (delivery_receipt(e2e_pki.signer(H41), H41, axis_id, "0" * 64), H41, "AX412"),
-        "not-a-recipient": (delivery_receipt(e2e_pki.signer(H14), H14, axis_id, digest), H14, "AX412"),
-    }
-    for name, (body, recipient, _) in cases.items():
-        publish_receipt(deployment, name, body, axis_id, recipient)
+    cases = {"revoked": (delivery_receipt(revoked, H41, axis_id, digest), "AX413", "AX313"),
+             "other-bytes": (delivery_receipt(e2e_pki.signer(H41), H41, axis_id, "0" * 64), "AX412", "digest")}
 
-    letters = wait_until(lambda: (found := dead_letters(deployment)) and len(found) == len(cases) and found,
-                         "the refused receipts to be dead-lettered")
-    assert {letter.message_id: letter.reason.split()[0] for letter in letters} == {
-        name: expected.split()[0] for name, (_, _, expected) in cases.items()}
-    [revoked_letter] = [letter for letter in letters if letter.message_id == "revoked"]
-    assert revoked_letter.reason.startswith(cases["revoked"][2]), revoked_letter.reason
+    async def ack(edge: Any) -> dict[str, tuple[int, str, str]]:
+        answers = {}
+        for name, (body, _, _) in cases.items():
+            try:
+                answers[name] = (200, "acknowledged", str(await edge.ack(axis_id, body)))
+            except EdgeRefused as refused:
+                answers[name] = (refused.status, refused.code, refused.message)
+        return answers
+    answers = as_agency(deployment, H41, ack)
+    for name, (_, code, detail) in cases.items():
+        status, got, message = answers[name]
+        assert (status, got) == (422, code) and detail in message, (name, answers[name])
 
-    log = hub.stderr()
-    for name, (_, _, expected) in cases.items():
-        [line] = [line for line in log.splitlines() if f"delivery receipt {name} refused" in line]
-        assert expected.split()[0] in line, line
+    async def not_a_recipient(edge: Any) -> None:
+        try:
+            await edge.ack(axis_id, delivery_receipt(e2e_pki.signer(H14), H14, axis_id, digest))
+        except EdgeNotFound:
+            return
+        raise AssertionError("H14, no recipient of the document, could acknowledge it")
+    as_agency(deployment, H14, not_a_recipient)
 
-    timeline = deployment.cli("receipts", document_id(G22, 1), "--json")
-    [document] = json.loads(timeline.stdout)
-    [h41] = document["recipients"]
-    assert h41["recipient"] == H41 and h41["state"] == "published", h41
-    assert sorted((r["kind"], r["code"]) for r in h41["receipts"]) == [("error", "412"), ("error", "413")], h41
+    # Logged: the gateway's access log names each refused ack's credential, agency and status.
     with deployment.store() as store:
-        refused = [e.data for e in store.audit_entries() if e.action == "receipt-refused"]
-    assert sorted(e["code"] for e in refused) == [412, 412, 413]
-    # The sender heard of none of them: no delivery receipt was forwarded.
-    assert deployment.depths(wire.receipts_queue(G22)) == {wire.receipts_queue(G22): 0}
+        credentials = {c.agency_code: c.id for c in store.list_credentials() if c.agency_code in (H41, H14)}
+    log = hub.stderr().splitlines()
+    if deployment.road == "gateway":
+        refused = [line for line in log if "/v1/inbox/{axis_id}/ack" in line and " 422 " in line]
+        assert len(refused) == len(cases) and all(credentials[H41] in line and H41 in line for line in refused), \
+            "\n".join(log[-40:])
+        assert [line for line in log if "/v1/inbox/{axis_id}/ack" in line and " 404 " in line
+                and credentials[H14] in line], "\n".join(log[-40:])
+    # Audited where it is evidence: the recipient signed for other bytes than the sender signed.
+    assert [(e["recipient"], e["received"]) for e in audited(deployment, "delivery-digest-mismatch")] == \
+        [(H41, "0" * 64)]
+
+    # Nothing changed: the delivery still waits, the timeline shows no delivery and no error for H41.
+    assert states(deployment, axis_id) == {H41: "queued"}
+    with deployment.store() as store:
+        assert [r.kind for r in store.receipts(axis_id)] == ["intake"]
+    assert [e for e in audited(deployment, "delivered") if e["recipient"] == H41] == []
+
+    # H41's genuine receipt, sent with its ack, is recorded: the refusals were about the receipts.
+    async def genuine(edge: Any) -> dict[str, Any]:
+        return await edge.ack(axis_id, delivery_receipt(e2e_pki.signer(H41), H41, axis_id, digest))
+    assert as_agency(deployment, H41, genuine)["state"] == "delivered"
+    with deployment.store() as store:
+        assert sorted(r.kind for r in store.receipts(axis_id)) == ["delivery", "intake"]

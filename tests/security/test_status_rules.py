@@ -1,7 +1,11 @@
 """Who may move a delivery's state: a rule per status code (issue 8, item 2).
 
 Attack: a business status 06 from an agency that never received the document (the delivery to it
-was never stored by its adapter) was accepted and moved the delivery to `done`.
+was never stored by its adapter) was accepted and moved the delivery to `done`. Now a recipient's
+status counts only once its delivery receipt is recorded (its ack through the gateway), a recall
+only from the sender, and a copy of a delivery receipt carried with a status (`ax-delivery-receipt`,
+which no gateway or SDK sends any more: only a message written straight onto `axis.intake` can
+carry one) only when it verifies and matches the store.
 """
 from __future__ import annotations
 
@@ -34,7 +38,7 @@ def test_a_business_status_from_a_recipient_that_never_stored_the_document_is_re
     about = document_id(G22, 1)
     deployment.serve()
     send(deployment, packet)
-    # H14 really stores it; H41's copy stays on its queue, never stored, never receipted.
+    # H14 really stores it; H41's copy waits in its inbox (the store), never fetched, never receipted.
     assert len(stored_paths(pull(deployment, H14, tmp_path / H14, "--max", "1"))) == 1
 
     for code in ("06", "01", "15"):
@@ -42,7 +46,7 @@ def test_a_business_status_from_a_recipient_that_never_stored_the_document_is_re
         assert answer["exit"] == 1 and answer["outcome"] == "refused", answer
         assert answer["refusal"]["code"] == RefusalCode.STATUS_BEFORE_RECEIPT.number, answer
 
-    assert states(deployment, about)[H41] == "published"
+    assert states(deployment, about)[H41] == "queued"
     # Not silent: the refusal is on H41's line of the document's timeline (once per code) and in the hub's log.
     outcome = deployment.cli("receipts", about, "--json")
     [document] = json.loads(outcome.stdout)
@@ -76,30 +80,42 @@ def test_a_recall_comes_only_from_the_original_sender(
 def test_a_status_carrying_a_delivery_receipt_that_does_not_match_is_refused(
         deployment: Deployment, e2e_pki: TestPKI, tmp_path: Path) -> None:
     """The copy of the delivery receipt a status carries (wire.H_PROOF) counts only when it verifies and
-    matches the store: here H41 signs a receipt for other bytes than the sender signed."""
+    matches the store: here H41 signs a receipt for other bytes than the sender signed, and the status
+    carrying it is written straight onto `axis.intake` (the gateway forwards no such header)."""
     import base64
+    import hashlib
 
     from axis import wire
-    from axis.edxml import Organization, StatusCode, load_packet, packet_to_bytes
+    from axis.edxml import DocumentPacket, Organization, StatusCode, load_packet, packet_to_bytes
     from axis.edxml.compose import new_status
     from axis.receipt import Receipt, build_receipt, now_utc
-    from tests.security.test_forged_messages import publish
+    from tests.security.support import publish
 
     packet = e2e_pki.document(G22, [H41], 1)
     about = document_id(G22, 1)
     deployment.serve()
     (tmp_path / "letter.edxml").write_bytes(packet)
     [sent] = send(deployment, tmp_path / "letter.edxml")
-    proof = e2e_pki.signer(H41).sign_receipt(build_receipt(Receipt(
-        kind="delivery", outcome="delivered", issuer=H41, time=now_utc(), axis_id=sent["axis_id"], sender=G22,
-        recipient=H41, document_id=about, digest="0" * 64)))
-    status = e2e_pki.signer(H41).sign(packet_to_bytes(new_status(Organization(H41), load_packet(packet),
-                                                                 StatusCode("06"))))
-    publish(deployment, wire.INTAKE_QUEUE, status, "with-a-bad-proof",
-            {wire.H_SUBMISSION: "with-a-bad-proof", wire.H_PROOF: base64.b64encode(proof).decode()})
+
+    def proof(digest: str) -> str:
+        return base64.b64encode(e2e_pki.signer(H41).sign_receipt(build_receipt(Receipt(
+            kind="delivery", outcome="delivered", issuer=H41, time=now_utc(), axis_id=sent["axis_id"], sender=G22,
+            recipient=H41, document_id=about, digest=digest)))).decode()
+
+    original = load_packet(packet)
+    assert isinstance(original, DocumentPacket)
+
+    def status(code: str) -> bytes:
+        return e2e_pki.signer(H41).sign(packet_to_bytes(new_status(Organization(H41), original, StatusCode(code))))
+    publish(deployment, wire.INTAKE_QUEUE, status("06"), "with-a-bad-proof",
+            {wire.H_SUBMISSION: "with-a-bad-proof", wire.H_PROOF: proof("0" * 64)})
 
     with deployment.store() as store:
         [refused] = wait_until(lambda: [e.data for e in store.audit_entries() if e.action == "refused"],
                                "the status to be refused")
     assert refused["code"] == RefusalCode.STATUS_BEFORE_RECEIPT.number and refused["sender"] == H41
-    assert states(deployment, about)[H41] == "published"
+    assert states(deployment, about)[H41] == "queued"
+    # The check is the digest, not the road: the same status with a receipt for the signed bytes counts.
+    publish(deployment, wire.INTAKE_QUEUE, status("03"), "with-a-good-proof",
+            {wire.H_SUBMISSION: "with-a-good-proof", wire.H_PROOF: proof(hashlib.sha256(packet).hexdigest())})
+    wait_until(lambda: states(deployment, about)[H41] == "accepted", "the status with a matching receipt to count")

@@ -3,20 +3,21 @@
 Once, a packet carrying a ds:Object with a second edXML packet, a KeyName and an edXML Subject
 in KeyInfo, or a comment splitting an agency code verified, because the signature covers neither
 its own Signature element nor comments, and was delivered as it was: the recipient read text its
-sender never signed. Now `axis send` gets AX305 UNSIGNED_CONTENT for each, the hub signs a refused
-intake receipt to the sender and logs the refusal, and `axis inbox pull` finds nothing but the one
-clean document sent after them.
+sender never signed. Now `axis send` (through the gateway) gets AX305 UNSIGNED_CONTENT for each,
+the hub signs a refused intake receipt to the sender and audits the refusal, no document or
+delivery is stored for any of them, and `axis inbox pull` finds nothing but the one clean document
+sent after them, after which nothing waits in the recipient's inbox.
 """
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from axis import wire
 from axis.receipt import read_receipt
 from axis.refusals import RefusalCode
 from tests.e2e.harness import Deployment
 from tests.e2e.packets import G22, H41, TestPKI
+from tests.security.support import waiting
 from tests.trust.unsigned_content import ATTACKS
 
 UNSIGNED = RefusalCode.UNSIGNED_CONTENT
@@ -52,7 +53,7 @@ def test_unsigned_content_is_refused_recorded_and_not_delivered(
     assert pulled.exit_code == 0, pulled
     assert [p.name for p in out.iterdir()] == [f"{accepted['axis_id']}.edxml"]
     assert (out / f"{accepted['axis_id']}.edxml").read_bytes() == clean.read_bytes()
-    assert deployment.depths(wire.inbox_queue(H41)) == {wire.inbox_queue(H41): 0}
+    assert waiting(deployment, H41) == []
 
     # Recorded: a refused intake receipt, signed by the hub, for each; one audit entry for each.
     receipts = [read_receipt(p.read_bytes()) for p in (deployment.data / "agencies" / G22 / "receipts").iterdir()
