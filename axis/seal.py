@@ -48,18 +48,11 @@ class SealCertificate:
     """The hub certificate a seal is checked with: stored nowhere, served with every delivery (`encoded`)."""
 
     def __init__(self, certificate: x509.Certificate) -> None:
-        self.fingerprint = certificate.fingerprint(hashes.SHA256()).hex()
         self.encoded = base64.b64encode(certificate.public_bytes(serialization.Encoding.DER)).decode("ascii")
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str]) -> SealCertificate:
         return cls(load_certificate(path))
-
-    def attach(self, headers: Mapping[str, str]) -> dict[str, str]:
-        """`headers` as published: the certificate in place of its fingerprint, when this one is named."""
-        if headers.get(wire.H_SEAL_CERT) == self.fingerprint:
-            return {**headers, wire.H_SEAL_CERT: self.encoded}
-        return dict(headers)
 
 
 class Sealer:
@@ -74,10 +67,8 @@ class Sealer:
         return cls(load_private_key(key_path), load_certificate(cert_path))
 
     def seal(self, axis_id: str, recipients: Iterable[str], digest: str) -> dict[str, str]:
-        """The headers that prove Axis routed these bytes under this axis id to each of `recipients`.
-
-        They name the certificate by fingerprint; `self.certificate.attach` puts the certificate in its place.
-        """
+        """The headers that prove Axis routed these bytes under this axis id to each of `recipients`
+        (the store keeps only `ax-seal`; the gateway serves the other two with it)."""
         if isinstance(recipients, str):
             raise TypeError("seal() takes the list of recipients, not one code")
         to = ",".join(sorted(set(recipients)))
@@ -87,7 +78,7 @@ class Sealer:
         else:
             signature = self._key.sign(data, padding.PKCS1v15(), hashes.SHA256())
         return {wire.H_SEAL: base64.b64encode(signature).decode("ascii"), wire.H_SEAL_TO: to,
-                wire.H_SEAL_CERT: self.certificate.fingerprint}
+                wire.H_SEAL_CERT: self.certificate.encoded}
 
 
 class SealChecker:

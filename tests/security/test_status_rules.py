@@ -77,11 +77,13 @@ def test_a_recall_comes_only_from_the_original_sender(
     assert states(deployment, about)[H41] == "done"
 
 
-def test_a_status_carrying_a_delivery_receipt_that_does_not_match_is_refused(
+def test_a_status_written_onto_intake_with_a_receipt_in_a_header_still_needs_a_recorded_ack(
         deployment: Deployment, e2e_pki: TestPKI, tmp_path: Path) -> None:
-    """The copy of the delivery receipt a status carries (wire.H_PROOF) counts only when it verifies and
-    matches the store: here H41 signs a receipt for other bytes than the sender signed, and the status
-    carrying it is written straight onto `axis.intake` (the gateway forwards no such header)."""
+    """A status counts only once the recipient's ack is recorded in the store. Before issue 9 a status
+    could carry a copy of its sender's delivery receipt (`ax-delivery-receipt`), because the receipt and
+    the status travelled on different queues; acks are now recorded before the gateway answers, so the
+    hub reads no such header. Here a broker writer puts H41's status on `axis.intake` with a genuine,
+    matching receipt in that header: refused AX409 all the same. Once H41 acks, its status counts."""
     import base64
     import hashlib
 
@@ -96,26 +98,27 @@ def test_a_status_carrying_a_delivery_receipt_that_does_not_match_is_refused(
     deployment.serve()
     (tmp_path / "letter.edxml").write_bytes(packet)
     [sent] = send(deployment, tmp_path / "letter.edxml")
-
-    def proof(digest: str) -> str:
-        return base64.b64encode(e2e_pki.signer(H41).sign_receipt(build_receipt(Receipt(
-            kind="delivery", outcome="delivered", issuer=H41, time=now_utc(), axis_id=sent["axis_id"], sender=G22,
-            recipient=H41, document_id=about, digest=digest)))).decode()
+    receipt = e2e_pki.signer(H41).sign_receipt(build_receipt(Receipt(
+        kind="delivery", outcome="delivered", issuer=H41, time=now_utc(), axis_id=sent["axis_id"], sender=G22,
+        recipient=H41, document_id=about, digest=hashlib.sha256(packet).hexdigest())))
 
     original = load_packet(packet)
     assert isinstance(original, DocumentPacket)
 
     def status(code: str) -> bytes:
         return e2e_pki.signer(H41).sign(packet_to_bytes(new_status(Organization(H41), original, StatusCode(code))))
-    publish(deployment, wire.INTAKE_QUEUE, status("06"), "with-a-bad-proof",
-            {wire.H_SUBMISSION: "with-a-bad-proof", wire.H_PROOF: proof("0" * 64)})
+    publish(deployment, wire.INTAKE_QUEUE, status("06"), "with-a-receipt-header",
+            {wire.H_SUBMISSION: "with-a-receipt-header", "ax-delivery-receipt": base64.b64encode(receipt).decode()})
 
     with deployment.store() as store:
         [refused] = wait_until(lambda: [e.data for e in store.audit_entries() if e.action == "refused"],
                                "the status to be refused")
     assert refused["code"] == RefusalCode.STATUS_BEFORE_RECEIPT.number and refused["sender"] == H41
     assert states(deployment, about)[H41] == "queued"
-    # The check is the digest, not the road: the same status with a receipt for the signed bytes counts.
-    publish(deployment, wire.INTAKE_QUEUE, status("03"), "with-a-good-proof",
-            {wire.H_SUBMISSION: "with-a-good-proof", wire.H_PROOF: proof(hashlib.sha256(packet).hexdigest())})
-    wait_until(lambda: states(deployment, about)[H41] == "accepted", "the status with a matching receipt to count")
+    # The recipient's own ack, through its edge, is what counts: then the same kind of status does.
+    out = tmp_path / "inbox"
+    pulled = deployment.cli("inbox", "pull", H41, *deployment.agency_files(H41), "--out", str(out), "--wait", "1")
+    assert pulled.exit_code == 0, pulled
+    wait_until(lambda: states(deployment, about)[H41] == "delivered", "H41's ack to be recorded")
+    publish(deployment, wire.INTAKE_QUEUE, status("03"), "after-the-ack", {wire.H_SUBMISSION: "after-the-ack"})
+    wait_until(lambda: states(deployment, about)[H41] == "accepted", "the status after the ack to count")
