@@ -9,17 +9,14 @@ The gateway roads are skipped while `axis.gateway.app` is not there.
 """
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-from yarl import URL
 
 from axis.trust import Signer, Verifier, pki
 from tests.adapters.support import G22, H14, H41, HUB, LEASE, Axis, DevPKI, gateway_available
-from tests.store.conftest import _fresh_pg_database, _pg_url, pg_template  # noqa: F401 - fixture reused
-from tests.transport.support import AMQP_URL, RabbitAdmin
+from tests.store.conftest import fresh_rabbitmq_and_postgres, pg_template  # noqa: F401 - fixture reused
 
 RABBIT = [pytest.mark.rabbitmq, pytest.mark.postgres]
 ROADS = ["embedded-local", "embedded-gateway", pytest.param("rabbitmq+postgres-gateway", marks=RABBIT)]
@@ -48,14 +45,8 @@ def deployment_urls(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[
     if road.startswith("embedded"):
         yield "embedded", f"sqlite:///{tmp_path / 'axis.db'}", f"embedded://{tmp_path / 'transport.db'}"
         return
-    admin = RabbitAdmin()
-    vhost = f"axis-sdk-{uuid.uuid4().hex[:12]}"
-    admin.create_vhost(vhost)
-    try:
-        with _fresh_pg_database(request.getfixturevalue("pg_template")) as database:
-            yield "rabbitmq+postgres", _pg_url(database), str(URL(AMQP_URL).with_path("/" + vhost))
-    finally:
-        admin.delete_vhost(vhost)
+    with fresh_rabbitmq_and_postgres(request, "axis-sdk") as (db, broker):
+        yield "rabbitmq+postgres", db, broker
 
 
 @pytest.fixture(params=ROADS)

@@ -16,20 +16,17 @@
 """
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
-from yarl import URL
 
 from cli.main import app
 from tests.e2e.bulk_run import BULK, BULK_RECIPIENTS, BULK_SENDERS
 from tests.e2e.harness import Deployment
 from tests.e2e.packets import AGENCIES, HUB, TestPKI
-from tests.store.conftest import _fresh_pg_database, _pg_url, pg_template  # noqa: F401 - fixture reused
-from tests.transport.support import AMQP_URL, RabbitAdmin
+from tests.store.conftest import fresh_rabbitmq_and_postgres, pg_template  # noqa: F401 - fixture reused
 
 RABBIT = [pytest.mark.rabbitmq, pytest.mark.postgres]
 CONFIGURATIONS = ["embedded", pytest.param("rabbitmq+postgres", marks=RABBIT)]
@@ -59,20 +56,13 @@ def _make(kind: str, request: pytest.FixtureRequest, tmp_path: Path, pki: TestPK
         finally:
             deployment.close()
         return
-    admin = RabbitAdmin()
-    vhost = f"axis-e2e-{uuid.uuid4().hex[:12]}"
-    admin.create_vhost(vhost)
-    try:
-        with _fresh_pg_database(request.getfixturevalue("pg_template")) as database:
-            deployment = Deployment(kind, tmp_path / "axis-data", pki,
-                                    broker=str(URL(AMQP_URL).with_path("/" + vhost)), db=_pg_url(database))
-            try:
-                deployment.register(*AGENCIES)
-                yield deployment
-            finally:
-                deployment.close()
-    finally:
-        admin.delete_vhost(vhost)
+    with fresh_rabbitmq_and_postgres(request, "axis-e2e") as (db, broker):
+        deployment = Deployment(kind, tmp_path / "axis-data", pki, broker=broker, db=db)
+        try:
+            deployment.register(*AGENCIES)
+            yield deployment
+        finally:
+            deployment.close()
 
 
 @pytest.fixture(params=CONFIGURATIONS)

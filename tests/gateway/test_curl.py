@@ -8,13 +8,11 @@ import json
 import shutil
 import subprocess
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
-from yarl import URL
 
 from axis.edxml import Attachment, Organization, SignerInfo, packet_to_bytes
 from axis.edxml.compose import new_document, new_status
@@ -23,8 +21,7 @@ from axis.trust import Signer, pki
 from cli.main import app
 from tests.gateway.conftest import CONFIGURATIONS
 from tests.gateway.support import Process, axis_env
-from tests.store.conftest import _fresh_pg_database, _pg_url
-from tests.transport.support import AMQP_URL, RabbitAdmin
+from tests.store.conftest import fresh_rabbitmq_and_postgres
 
 G22, H41, H14, G17 = "000.00.00.G22", "000.00.00.H41", "000.00.00.H14", "000.00.00.G17"
 AGENCIES = (G22, H41, H14, G17)
@@ -51,14 +48,8 @@ def deployment(request: pytest.FixtureRequest, tmp_path: Path, keys: Path) -> It
     if request.param == "embedded":
         yield data, {}
         return
-    admin = RabbitAdmin()
-    vhost = f"axis-curl-{uuid.uuid4().hex[:12]}"
-    admin.create_vhost(vhost)
-    try:
-        with _fresh_pg_database(request.getfixturevalue("pg_template")) as database:
-            yield data, {"AXIS_DB": _pg_url(database), "AXIS_BROKER": str(URL(AMQP_URL).with_path("/" + vhost))}
-    finally:
-        admin.delete_vhost(vhost)
+    with fresh_rabbitmq_and_postgres(request, "axis-curl") as (db, broker):
+        yield data, {"AXIS_DB": db, "AXIS_BROKER": broker}
 
 
 def _axis(data: Path, env: dict[str, str], *args: str) -> str:

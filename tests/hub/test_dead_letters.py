@@ -16,8 +16,7 @@ import pytest
 from axis import wire
 from axis.transport import OutgoingMessage
 from tests.hub.conftest import running_world
-from tests.store.conftest import _fresh_pg_database, _pg_url, pg_template  # noqa: F401 - fixture reused
-from tests.transport.conftest import rabbitmq_url  # noqa: F401 - fixture reused
+from tests.store.conftest import fresh_rabbitmq_and_postgres, pg_template  # noqa: F401 - fixture reused
 
 LETTERS = 1001
 
@@ -29,8 +28,8 @@ def urls(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str |
     if request.param == "embedded+sqlite":
         yield None, None
         return
-    with _fresh_pg_database(request.getfixturevalue("pg_template")) as database:
-        yield _pg_url(database), request.getfixturevalue("rabbitmq_url")
+    with fresh_rabbitmq_and_postgres(request, "axis-dl") as (db, broker):
+        yield db, broker
 
 
 async def test_1001_dead_letters_are_each_recorded_once_and_stay_parked(

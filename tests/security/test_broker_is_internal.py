@@ -25,8 +25,7 @@ from axis.edxml import Organization, packet_to_bytes
 from axis.edxml.compose import new_status
 from axis.edxml.model import ResponseFor
 from tests.hub.conftest import pki_dir, running_world  # noqa: F401 - fixture reused
-from tests.store.conftest import _fresh_pg_database, _pg_url, pg_template  # noqa: F401 - fixture reused
-from tests.transport.conftest import rabbitmq_url  # noqa: F401 - fixture reused
+from tests.store.conftest import fresh_rabbitmq_and_postgres, pg_template  # noqa: F401 - fixture reused
 from tests.transport.support import RabbitAdmin
 
 G22, H41, H14 = "000.00.00.G22", "000.00.00.H41", "000.00.00.H14"
@@ -44,8 +43,8 @@ def urls(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str |
     if request.param == "embedded+sqlite":
         yield None, None
         return
-    with _fresh_pg_database(request.getfixturevalue("pg_template")) as database:
-        yield _pg_url(database), request.getfixturevalue("rabbitmq_url")
+    with fresh_rabbitmq_and_postgres(request, "axis-internal") as (db, broker):
+        yield db, broker
 
 
 def _queues(transport_url: str | None, tmp_path: Path) -> dict[str, int]:

@@ -106,3 +106,22 @@ def seeded(store: Store) -> Store:
     return store
 
 
+
+
+@contextmanager
+def fresh_rabbitmq_and_postgres(request: pytest.FixtureRequest, prefix: str) -> Iterator[tuple[str, str]]:
+    """(database URL, AMQP URL) of a new PostgreSQL database (a copy of `pg_template`) and a new RabbitMQ
+    vhost named `<prefix>-<random>`, both removed afterwards: one deployment's own, seen by nobody else."""
+    from yarl import URL
+
+    from tests.conftest import AMQP_URL
+    from tests.transport.support import RabbitAdmin
+
+    admin = RabbitAdmin()
+    vhost = f"{prefix}-{secrets.token_hex(6)}"
+    admin.create_vhost(vhost)
+    try:
+        with _fresh_pg_database(request.getfixturevalue("pg_template")) as database:
+            yield _pg_url(database), str(URL(AMQP_URL).with_path("/" + vhost))
+    finally:
+        admin.delete_vhost(vhost)
