@@ -28,7 +28,7 @@ import typer
 from rich.table import Table
 
 from adapters.client import AgencyClient
-from adapters.edge import Edge, EdgeNotFound, GatewayEdge, LocalEdge
+from adapters.edge import Edge, EdgeNotFound, GatewayEdge
 from axis import wire
 from axis.edxml import Attachment, Organization, SignerInfo, StatusCode, packet_to_bytes
 from axis.edxml.compose import new_document
@@ -67,15 +67,6 @@ def _step(text: str) -> None:
     stdout.print(f"\n[bold cyan]▸ {text}[/]")
 
 
-def gateway_installed() -> bool:
-    from importlib.util import find_spec
-
-    try:
-        return all(find_spec(f"axis.gateway.{name}") is not None for name in ("app", "credentials", "server"))
-    except ImportError:
-        return False
-
-
 async def _run(root: Path) -> bool:
     _step("A development PKI: a root CA, a CRL, the hub's certificate and one per agency carrying its code")
     ca, keys = root / "pki", root / "keys"
@@ -96,8 +87,7 @@ async def _run(root: Path) -> bool:
                 tx.add_agency(org.organ_id, org.organ_name or org.organ_id)
                 tx.add_certificate(org.organ_id, (keys / f"{org.organ_id}.cert.pem").read_text())
                 tx.audit("operator", "agency-added", org.organ_id, {"name": org.organ_name})
-        road = _serve if gateway_installed() else _in_process
-        async with road(root, store, verifier) as edge_for:
+        async with _serve(root, store, verifier) as edge_for:
             clients = {org.organ_id: AgencyClient(org.organ_id, edge_for(org.organ_id), signer=signer(org.organ_id),
                                                   verifier=verifier, state_dir=root / "agencies" / org.organ_id)
                        for org in AGENCIES}
@@ -171,31 +161,6 @@ async def _wait_serving(process: subprocess.Popen[bytes], log: Path) -> str:
             raise RuntimeError(f"axis serve exited with {process.returncode}:\n{text[-2000:]}")
         await asyncio.sleep(0.1)
     raise RuntimeError(f"axis serve did not start within {START_TIMEOUT:g} s; see {log}")
-
-
-@contextlib.asynccontextmanager
-async def _in_process(root: Path, store: Store, verifier: Verifier) -> AsyncIterator[Callable[[str], Edge]]:
-    """The hub in this process and the in-process edge (the gateway is not installed)."""
-    from axis.gateway import AgencyService
-    from axis.hub import Hub, HubSettings, TrustSettings
-    from axis.seal import SealCertificate
-    from axis.transport import open_transport
-
-    _step("The hub in this process on the embedded defaults (the gateway is not installed: agencies use the "
-          "in-process edge)")
-    keys, ca = root / "keys", root / "pki"
-    transport = await open_transport(f"embedded:///{root / 'transport.db'}")
-    hub_key, hub_cert = keys / f"{wire.HUB_IDENTITY}.key.pem", keys / f"{wire.HUB_IDENTITY}.cert.pem"
-    hub = Hub(HubSettings(trust=TrustSettings(trust_roots=ca / "ca.pem", crl=ca / "crl.pem", hub_key=hub_key,
-                                              hub_cert=hub_cert), workers=1), store, transport)
-    await hub.start()
-    service = AgencyService(store, transport, hub_signer=Signer.from_files(hub_key, hub_cert), verifier=verifier,
-                            seal_certificate=SealCertificate.from_file(hub_cert))
-    try:
-        yield lambda code: LocalEdge(service, code)
-    finally:
-        await hub.stop()
-        await transport.close()
 
 
 async def _exchange(root: Path, store: Store, clients: dict[str, AgencyClient], signer: Any) -> bool:

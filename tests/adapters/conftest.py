@@ -5,7 +5,6 @@
 - `embedded-gateway`: the same, agencies on `GatewayEdge` through the real gateway app and real credentials;
 - `rabbitmq+postgres-gateway`: a fresh RabbitMQ vhost and a fresh PostgreSQL database (both dropped after
   the test), agencies on `GatewayEdge`.
-The gateway roads are skipped while `axis.gateway.app` is not there.
 """
 from __future__ import annotations
 
@@ -15,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from axis.trust import Signer, Verifier, pki
-from tests.adapters.support import G22, H14, H41, HUB, LEASE, Axis, DevPKI, gateway_available
+from tests.adapters.support import G22, H14, H41, HUB, LEASE, Axis, DevPKI
 from tests.store.conftest import fresh_rabbitmq_and_postgres, pg_template  # noqa: F401 - fixture reused
 
 RABBIT = [pytest.mark.rabbitmq, pytest.mark.postgres]
@@ -51,8 +50,6 @@ def deployment_urls(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[
 
 @pytest.fixture(params=ROADS)
 def axis_road(request: pytest.FixtureRequest) -> str:
-    if request.param.endswith("gateway") and not gateway_available():
-        pytest.skip("axis.gateway.app is not there yet (the gateway lane)")
     return request.param
 
 

@@ -45,15 +45,6 @@ STEP = 20.0  # upper bound of any single wait; never reached when things work
 _T = TypeVar("_T")
 
 
-def gateway_available() -> bool:
-    try:
-        import axis.gateway.app
-        import axis.gateway.credentials  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 @dataclass
 class DevPKI:
     directory: Path

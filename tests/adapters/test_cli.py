@@ -18,6 +18,7 @@ from typer.testing import CliRunner, Result
 from axis.edxml import load_packet
 from cli.agency_side import mount
 from cli.output import QUEUED
+from tests.adapters.conftest import ROADS
 from tests.adapters.support import G22, H14, H41, Axis, AxisThread, DevPKI, signed_document
 
 
@@ -242,10 +243,9 @@ def test_status_send_refuses_bad_codes_and_a_refusal_without_reason(commands: Co
 
 # ---------------------------------------------------------------- the gateway road's own failures
 
+@pytest.mark.parametrize("axis_road", [road for road in ROADS if "gateway" in str(road)], indirect=True)
 def test_a_gateway_without_a_credential_or_with_a_wrong_one_is_refused_in_one_line(
         commands: Commands, dev_pki: DevPKI, tmp_path: Path) -> None:
-    if commands.road == "local":
-        pytest.skip("the gateway road only")
     packet = tmp_path / "p.edxml"
     packet.write_bytes(signed_document(dev_pki, G22, [H41], 100))
     env = commands.environment(G22)

@@ -20,9 +20,8 @@ from cryptography.x509.oid import NameOID
 
 from adapters.client import AgencyClient
 from adapters.edge import EdgeError, EdgeNotFound, EdgeRefused, EdgeUnauthorized, EdgeUnavailable, GatewayEdge
-from tests.adapters.support import G22, H41, Axis, free_socket, gateway_available, signed_document
+from tests.adapters.support import G22, H41, Axis, free_socket, signed_document
 
-pytestmark = pytest.mark.skipif(not gateway_available(), reason="axis.gateway.app is not there yet")
 
 
 def _tls_files(folder: Path) -> tuple[Path, Path, Path]:

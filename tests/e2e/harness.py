@@ -65,13 +65,6 @@ _TAKES_BROKER = {("serve",), ("gateway",), ("dlq", "list"), *_AGENCY_COMMANDS}
 _GROUPS = ("agency", "inbox", "status", "audit", "dlq", "credentials", "adapter")
 
 
-def gateway_installed() -> bool:
-    """Whether `axis serve` starts a gateway (the gateway lane is in this tree)."""
-    from cli.demo import gateway_installed as installed
-
-    return installed()
-
-
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -214,7 +207,7 @@ class Deployment:
     db: str | None = None
     hubs: list[HubProcess] = field(default_factory=list)
     commands: list[Running] = field(default_factory=list)
-    road: str = field(default_factory=lambda: "gateway" if gateway_installed() else "local")
+    road: str = "gateway"           # agency commands through the gateway; "local": the operator's own road
     gateway_port: int = field(default_factory=free_port)
     credentials: dict[str, Path] = field(default_factory=dict)
 
