@@ -53,6 +53,7 @@ def broker_control() -> Iterator[Callable[[str], None]]:
 
 
 @pytest.mark.slow
+@pytest.mark.alone
 @pytest.mark.rabbitmq
 @pytest.mark.postgres
 def test_restarting_rabbitmq_mid_run_loses_nothing_and_duplicates_nothing(
