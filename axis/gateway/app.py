@@ -508,7 +508,9 @@ def create_app(service: AgencyService, authenticator: Authenticator, *,
         found = await service.receipts(caller, axis_id)
         return {"axis_id": axis_id, "receipts": [
             {"kind": _field(r, "kind"), "recipient": _field(r, "recipient", "recipient_code"),
-             "code": _code(_field(r, "code")), "detail": _field(r, "detail"),
+             # A refusal number reads AXnnn; a status code ("01" … "16") and "delivered" stay as they are.
+             "code": _code(_field(r, "code")) if _field(r, "kind") == "error" else _field(r, "code"),
+             "detail": _field(r, "detail"),
              "created_at": _field(r, "created_at"), "digest": _field(r, "digest"),
              "body": _b64(_field(r, "body"))} for r in found]}
 

@@ -134,6 +134,9 @@ def test_a_document_sent_with_curl_reaches_two_recipients_and_a_third_agency_see
     assert "delivery" in kinds[H41] and "status" in kinds[H41] and "delivery" in kinds[H14], kinds
     status, reply = _curl(f"{gw}/v1/inbox?wait=30", auth[G22])
     assert status == 200 and [i["kind"] for i in json.loads(reply)["items"]] == ["status"]
+    status, answers = _curl(f"{gw}/v1/documents/{axis_id}/receipts", auth[G22])
+    codes = {(r["recipient"], r["kind"], r["code"]) for r in json.loads(answers)["receipts"]}
+    assert {(H41, "status", "03"), (H41, "delivery", "delivered")} <= codes, codes  # a status code, not AX003
 
     # A third agency: 404 on every operation on that document and that submission.
     for method, path, extra in (("GET", f"/v1/submissions/{submission}", ()),
