@@ -5,7 +5,7 @@ import asyncio
 import collections
 import contextlib
 import hashlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +21,7 @@ from axis.seal import SealCertificate
 from axis.store import open_store
 from axis.transport import RetryPolicy, open_transport
 from axis.trust import Signer, Verifier, pki
+from tests.store.conftest import fresh_rabbitmq_and_postgres, pg_template  # noqa: F401 - fixture reused
 
 AGENCIES = {"000.00.00.G22": "Văn phòng Chính phủ", "000.00.00.H41": "UBND Tỉnh Nghệ An",
             "000.00.00.H14": "UBND Tỉnh Cao Bằng", "000.00.00.G17": "Bộ Thông tin và Truyền thông"}
@@ -154,3 +155,14 @@ async def world(tmp_path: Path, pki_dir: Path) -> AsyncIterator[World]:
 
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+@pytest.fixture(params=["embedded+sqlite", pytest.param("rabbitmq+postgres",
+                                                        marks=[pytest.mark.rabbitmq, pytest.mark.postgres])])
+def urls(request: pytest.FixtureRequest) -> Iterator[tuple[str | None, str | None]]:
+    """(store URL, transport URL) of a fresh deployment of its own; None, None: the embedded defaults."""
+    if request.param == "embedded+sqlite":
+        yield None, None
+        return
+    with fresh_rabbitmq_and_postgres(request, "axis-hub") as (db, broker):
+        yield db, broker

@@ -8,28 +8,14 @@ dead-letters; the dead-letter feed brings each back to the hub, which records it
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 
 from axis import wire
 from axis.transport import OutgoingMessage
 from tests.hub.conftest import running_world
-from tests.store.conftest import fresh_rabbitmq_and_postgres, pg_template  # noqa: F401 - fixture reused
 
 LETTERS = 1001
-
-
-@pytest.fixture(params=["embedded+sqlite", pytest.param("rabbitmq+postgres",
-                                                        marks=[pytest.mark.rabbitmq, pytest.mark.postgres])])
-def urls(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str | None, str | None]]:
-    """(store URL, transport URL); None, None: the embedded defaults."""
-    if request.param == "embedded+sqlite":
-        yield None, None
-        return
-    with fresh_rabbitmq_and_postgres(request, "axis-dl") as (db, broker):
-        yield db, broker
 
 
 async def test_1001_dead_letters_are_each_recorded_once_and_stay_parked(

@@ -13,19 +13,17 @@ holds none, has no path to the broker at all: the gateway is the only edge (test
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
 
-import pytest
 from yarl import URL
 
 from axis import wire
 from axis.edxml import Organization, packet_to_bytes
 from axis.edxml.compose import new_status
 from axis.edxml.model import ResponseFor
-from tests.hub.conftest import pki_dir, running_world  # noqa: F401 - fixture reused
-from tests.store.conftest import fresh_rabbitmq_and_postgres, pg_template  # noqa: F401 - fixture reused
+from tests.hub.conftest import pki_dir, running_world, urls  # noqa: F401 - fixtures reused
+from tests.store.conftest import pg_template  # noqa: F401 - fixture reused
 from tests.transport.support import RabbitAdmin
 
 G22, H41, H14 = "000.00.00.G22", "000.00.00.H41", "000.00.00.H14"
@@ -35,16 +33,6 @@ ALLOWED = {wire.INTAKE_QUEUE, f"{wire.INTAKE_QUEUE}.dlq", "axis.dead-letters", "
 def _allowed(name: str) -> bool:
     # RabbitMQ's transport also keeps its retry delay queues (axis.retry.<ms>, docs/transports.md).
     return name in ALLOWED or name.startswith("axis.retry.")
-
-
-@pytest.fixture(params=["embedded+sqlite", pytest.param("rabbitmq+postgres",
-                                                        marks=[pytest.mark.rabbitmq, pytest.mark.postgres])])
-def urls(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str | None, str | None]]:
-    if request.param == "embedded+sqlite":
-        yield None, None
-        return
-    with fresh_rabbitmq_and_postgres(request, "axis-internal") as (db, broker):
-        yield db, broker
 
 
 def _queues(transport_url: str | None, tmp_path: Path) -> dict[str, int]:
