@@ -28,14 +28,6 @@ def _open_store(url: str | None, *, create: bool = False):
         fail(str(exc))
 
 
-async def _with_transport(url: str | None, action):
-    transport = await open_broker(url, name="axis-operator")
-    try:
-        return await action(transport)
-    finally:
-        await transport.close()
-
-
 # ------------------------------------------------------------------ agency
 
 agency_app = typer.Typer(help="Register, list, suspend and resume agencies.", no_args_is_help=True)

@@ -46,7 +46,7 @@ from axis.refusals import Refusal, RefusalCode
 from axis.retry import is_transient, publish_all, retrying
 from axis.seal import SealCertificate
 from axis.settings import Settings
-from axis.store import DeliveryState, Document, InboxItem, NewReceipt, NewSubmission, Store, Submission
+from axis.store import Delivery, DeliveryState, Document, InboxItem, NewReceipt, NewSubmission, Store, Submission
 from axis.transport import OutgoingMessage, Transport, TransportError
 from axis.trust import Signer, Verifier
 
@@ -362,19 +362,20 @@ class AgencyService:
             await asyncio.sleep(min(pause, max(0.0, deadline - loop.time())))
             pause = min(pause * 2, POLL_MAX)
 
-    async def _document_for(self, caller: Caller, axis_id: str, *, as_recipient: bool) -> Document:
-        """The document if the caller may see it (its sender, a recipient, or one who reads everything)."""
+    async def _document_for(self, caller: Caller, axis_id: str, *,
+                            as_recipient: bool) -> tuple[Document, list[Delivery]]:
+        """The document and its deliveries, if the caller may see it (its sender, a recipient, or one who
+        reads everything); else NotFound, as for an unknown axis id."""
         document = await self._read("reading a document", self.store.get_document, axis_id)
         if document is None:
             raise NotFound(f"no document {axis_id[:80]!r}")
+        deliveries = await self._read("reading deliveries", self.store.deliveries, axis_id)
         if caller.reads_everything and not as_recipient:
-            return document
-        if caller.role == "agency":
-            if not as_recipient and document.sender_code == caller.agency:
-                return document
-            deliveries = await self._read("reading deliveries", self.store.deliveries, axis_id)
-            if any(d.recipient_code == caller.agency for d in deliveries):
-                return document
+            return document, deliveries
+        if caller.role == "agency" and (
+                (not as_recipient and document.sender_code == caller.agency)
+                or any(d.recipient_code == caller.agency for d in deliveries)):
+            return document, deliveries
         raise NotFound(f"no document {axis_id[:80]!r}")
 
     # ------------------------------------------------------------------ submissions
@@ -473,9 +474,8 @@ class AgencyService:
 
     async def fetch(self, caller: Caller, axis_id: str) -> Served:
         """The exact signed bytes of a document delivered (or to be delivered) to the caller, with the seal."""
-        document = await self._document_for(caller, axis_id, as_recipient=caller.role == "agency")
+        document, deliveries = await self._document_for(caller, axis_id, as_recipient=caller.role == "agency")
         body = await self._read("reading a document body", self.store.document_body, axis_id)
-        deliveries = await self._read("reading deliveries", self.store.deliveries, axis_id)
         headers = {wire.H_AXIS_ID: axis_id, wire.H_DIGEST: document.digest, wire.H_SENDER: document.sender_code,
                    wire.H_KIND: document.kind}
         if document.seal:
@@ -492,7 +492,7 @@ class AgencyService:
         `receipt-refused` audit entry naming the credential, and the caller gets it as `Invalid`.
         """
         agency = self._agency(caller, "acknowledge deliveries")
-        document = await self._document_for(caller, axis_id, as_recipient=True)
+        document, _ = await self._document_for(caller, axis_id, as_recipient=True)
         if receipt:
             try:
                 verified = await asyncio.to_thread(self._verifier.verify_receipt, receipt)
@@ -546,7 +546,7 @@ class AgencyService:
     async def fail(self, caller: Caller, axis_id: str, reason: str) -> dict[str, Any]:
         """The caller's agency could not take `axis_id`: `failed`, and an error receipt for its sender."""
         agency = self._agency(caller, "report failed deliveries")
-        document = await self._document_for(caller, axis_id, as_recipient=True)
+        document, _ = await self._document_for(caller, axis_id, as_recipient=True)
         reason = " ".join(str(reason or "no reason given").split())[:500]
         code = RefusalCode.DELIVERY_FAILED
         error = Receipt(kind="error", outcome="failed", issuer=wire.HUB_IDENTITY, time=now_utc(), axis_id=axis_id,
