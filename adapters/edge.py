@@ -440,8 +440,8 @@ class LocalEdge(Edge):
                       outcome.receipt)
 
     async def submit(self, packet: bytes, *, wait: float = 0.0, submission: str | None = None) -> Answer:
-        chosen = await self._do(self.service.submit(self.caller, bytes(packet), submission=submission))
-        return await self.outcome(chosen, wait=wait)
+        return self._answer(await self._do(self.service.send(self.caller, bytes(packet), submission=submission,
+                                                             wait=wait)))
 
     async def outcome(self, submission: str, *, wait: float = 0.0) -> Answer:
         return self._answer(await self._do(self.service.outcome(self.caller, submission, wait=wait)))

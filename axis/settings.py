@@ -78,6 +78,11 @@ class Settings(BaseSettings):
     workers: int | None = _setting(
         None, "Worker processes of `axis serve` for intake and signature verification.", flag="--workers",
         shown="one per core")
+    intake_at: Literal["gateway", "hub"] = _setting(
+        "gateway", "Where submissions are decided: `gateway` (where they arrive, in the gateway's own worker "
+        "processes, with the hub's checks and transaction: no broker hop before the answer) or `hub` (queued "
+        "on the broker for the hubs). Either way a submission the gateway cannot decide within the caller's "
+        "`?wait=` is queued for the hubs.")
     log: str = _setting("INFO", "The log level of `axis serve`: DEBUG, INFO, WARNING or ERROR.")
     xmldsig: Literal["xmlsec", "signxml"] | None = _setting(
         None, "The XML-DSig engine: `xmlsec` or `signxml` (a forced engine that cannot load is an error).",

@@ -56,7 +56,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import bench_hub  # bench/, the script's folder
 from bench_hub import SENDER
-from cpu_usage import cpu_seconds, machine_busy
+from cpu_usage import children, cpu_seconds, machine_busy
 
 from axis import wire
 from axis.hub import Hub
@@ -244,7 +244,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def gateway_environment(root: Path, db: str, broker: str) -> dict[str, str]:
+def gateway_environment(root: Path, db: str, broker: str, intake_at: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AXIS_")}
     env.update({
         "AXIS_DATA": str(root / "data"), "AXIS_DB": db, "AXIS_BROKER": broker,
@@ -252,6 +252,7 @@ def gateway_environment(root: Path, db: str, broker: str) -> dict[str, str]:
         "AXIS_KEY": str(root / "keys" / "AXIS.key.pem"), "AXIS_CERT": str(root / "keys" / "AXIS.cert.pem"),
         # One agency's credential sends everything: the per-credential limit would measure itself.
         "AXIS_GATEWAY_RATE": "1000000", "AXIS_GATEWAY_BURST": "1000000",
+        "AXIS_INTAKE_AT": intake_at,
     })
     if os.environ.get("AXIS_BENCH_GATEWAY_LOG"):  # else the gateway's default level, access log included
         env["AXIS_LOG"] = os.environ["AXIS_BENCH_GATEWAY_LOG"]
@@ -295,7 +296,7 @@ async def stop_process(process: asyncio.subprocess.Process) -> None:
 async def run_gateway(name: str, db_url: str, broker_url: str, root: Path, packets: list[bytes],
                       recipients: list[str], *, warmup: int, paced_docs: int, paced_rate: float,
                       concurrency: int, command: str, workdir: Path, client: str = "raw",
-                      gateways: int = 1) -> dict:
+                      gateways: int = 1, intake_at: str = "gateway") -> dict:
     load = os.getloadavg()[0]
     store = bench_hub.prepare_store(db_url, root, [SENDER, *recipients])
     token = "axis_" + base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("=")
@@ -315,7 +316,8 @@ async def run_gateway(name: str, db_url: str, broker_url: str, root: Path, packe
     started = []
     try:
         for port in ports:  # the store exists (prepare_store), as `axis gateway` requires
-            started.append(await start_gateway(command, gateway_environment(root, db_url, broker_url), port,
+            started.append(await start_gateway(command, gateway_environment(root, db_url, broker_url, intake_at),
+                                               port,
                                                workdir / f"gateway-{port}.log"))
         throughput_packets = packets[:len(packets) - paced_docs]
         timed = len(throughput_packets) - warmup
@@ -329,7 +331,8 @@ async def run_gateway(name: str, db_url: str, broker_url: str, root: Path, packe
             "--concurrency", str(concurrency), stdout=asyncio.subprocess.PIPE)
         # CPU from the start of the load generator (its warm-up included in the CPU, not in the clock):
         # a slight overstatement per document, the same for every process.
-        pids = {"gateway": [g.pid for g in started], "loadgen": [process.pid], "workers": workers}
+        pids = {"gateway": [g.pid for g in started], "loadgen": [process.pid], "workers": workers,
+                "gateway workers": children([g.pid for g in started])}
         cpu_before = time.process_time(), {k: cpu_seconds(v) for k, v in pids.items()}, machine_busy()
         out, _ = await process.communicate()
         cpu_after = time.process_time(), {k: cpu_seconds(v) for k, v in pids.items()}, machine_busy()
@@ -367,7 +370,7 @@ async def run_gateway(name: str, db_url: str, broker_url: str, root: Path, packe
         store.close()
     latencies = result["latencies"]
     row = {"config": name, "recipients": len(recipients), "docs": timed, "concurrency": concurrency,
-           "gateways": gateways,
+           "gateways": gateways, "intake_at": intake_at,
            "seconds": result["seconds"], "throughput": timed / result["seconds"],
            "p50_ms": 1000 * statistics.median(latencies), "p99_ms": 1000 * _p99(latencies),
            "statuses": result["statuses"], "answered": result["outcomes"], "errors": result["errors"],
@@ -400,6 +403,9 @@ async def main(argv: list[str]) -> None:
                         help="the load generator's HTTP client: raw (a minimal one, default) or httpx")
     parser.add_argument("--gateways", type=int, default=1,
                         help="gateway processes (each on its own port; the load goes round them)")
+    parser.add_argument("--intake-at", choices=["gateway", "hub", "both"], default="both",
+                        help="where the gateway's submissions are decided (AXIS_INTAKE_AT): in the gateway's own "
+                             "workers, queued for the hub, or a run of each (default)")
     parser.add_argument("--json", type=Path, help="also write every row, with the raw figures, to this file")
     parser.add_argument("--no-hub", action="store_true", help="skip bench_hub's measurement (no ratio)")
     parser.add_argument("--paced-rate", type=float, default=0.0,
@@ -439,50 +445,55 @@ async def main(argv: list[str]) -> None:
                           f" | p50 {hub_row['p50_ms']:6.1f} ms, p99 {hub_row['p99_ms']:7.1f} ms"
                           f" (paced at {hub_row['throughput'] / 2:.0f}/s) | load before {hub_row['load']:.2f}",
                           flush=True)
-                db, broker, cleanup = make()
-                try:
-                    with tempfile.TemporaryDirectory(prefix="run-", dir=root) as work:
-                        row = await run_gateway(name, db, broker, root, packets, recipients, warmup=args.warmup,
-                                                paced_docs=args.latency_docs, paced_rate=args.paced_rate,
-                                                concurrency=args.concurrency, command=args.gateway_command,
-                                                workdir=Path(work), client=args.client, gateways=args.gateways)
-                finally:
-                    cleanup()
-                row["hub"] = hub_row
-                row["raw_verify"] = raw
-                rows.append(row)
-                ratio = f" = {row['throughput'] / hub_row['throughput']:.2f}× hub" if hub_row else ""
-                cpu = ", ".join(f"{k} {v:.2f}" for k, v in row["cpu_ms"].items())
-                print(f"  gateway {name:20s} {row['throughput']:7.0f} docs/s{ratio}"
-                      f" | p50 {row['p50_ms']:6.1f} ms, p99 {row['p99_ms']:7.1f} ms at {args.concurrency} in flight"
-                      + (f" | paced at {row['paced_rate']:.0f}/s: p50 {row['paced_p50_ms']:.1f} ms,"
-                         f" p99 {row['paced_p99_ms']:.1f} ms" if "paced_rate" in row else "")
-                      + f" | answers {row['statuses']} {row['answered']} | store ok {row['store_ok']}"
-                      f" | audit ok {row['audit_ok']} | CPU ms/doc: {cpu}"
-                      f" | machine busy {100 * row['machine_busy']:.0f}% | load before {row['load']:.2f}",
-                      flush=True)
-                for error in row["errors"][:5]:
-                    print(f"    error: {error}", flush=True)
+                for intake_at in (["gateway", "hub"] if args.intake_at == "both" else [args.intake_at]):
+                    db, broker, cleanup = make()
+                    try:
+                        with tempfile.TemporaryDirectory(prefix="run-", dir=root) as work:
+                            row = await run_gateway(name, db, broker, root, packets, recipients, warmup=args.warmup,
+                                                    paced_docs=args.latency_docs, paced_rate=args.paced_rate,
+                                                    concurrency=args.concurrency, command=args.gateway_command,
+                                                    workdir=Path(work), client=args.client, gateways=args.gateways,
+                                                    intake_at=intake_at)
+                    finally:
+                        cleanup()
+                    row["hub"] = hub_row
+                    row["raw_verify"] = raw
+                    rows.append(row)
+                    ratio = f" = {row['throughput'] / hub_row['throughput']:.2f}× hub" if hub_row else ""
+                    cpu = ", ".join(f"{k} {v:.2f}" for k, v in row["cpu_ms"].items())
+                    print(f"  gateway {name:20s} intake at {intake_at:7s} {row['throughput']:7.0f} docs/s{ratio}"
+                          f" | p50 {row['p50_ms']:6.1f} ms, p99 {row['p99_ms']:7.1f} ms at {args.concurrency} in flight"
+                          + (f" | paced at {row['paced_rate']:.0f}/s: p50 {row['paced_p50_ms']:.1f} ms,"
+                             f" p99 {row['paced_p99_ms']:.1f} ms" if "paced_rate" in row else "")
+                          + f" | answers {row['statuses']} {row['answered']} | store ok {row['store_ok']}"
+                          f" | audit ok {row['audit_ok']} | CPU ms/doc: {cpu}"
+                          f" | machine busy {100 * row['machine_busy']:.0f}% | load before {row['load']:.2f}",
+                          flush=True)
+                    for error in row["errors"][:5]:
+                        print(f"    error: {error}", flush=True)
         print_table(rows, args.concurrency)
         if args.json:
             args.json.write_text(json.dumps(rows, indent=1, default=str))
 
 
 def print_table(rows: list[dict], concurrency: int) -> None:
-    print(f"\n| config | recipients | hub docs/s | gateway docs/s ({concurrency} in flight) | gateway ÷ hub |"
-          " hub p50 / p99 ms (paced) | gateway p50 / p99 ms (paced) | gateway p50 / p99 ms (full load) |"
-          " CPU ms/doc: hub, workers, gateway, load generator | machine busy | load before |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print(f"\n| config | recipients | intake at | hub docs/s | gateway docs/s ({concurrency} in flight) |"
+          " gateway ÷ hub | hub p50 / p99 ms (paced) | gateway p50 / p99 ms (paced) |"
+          " gateway p50 / p99 ms (full load) |"
+          " CPU ms/doc: hub, hub workers, gateway, gateway workers, load generator | machine busy | load before |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         h = r["hub"]
         c = r["cpu_ms"]
-        print(f"| {r['config']} | {r['recipients']} | {h['throughput']:.0f} | {r['throughput']:.0f}"
+        print(f"| {r['config']} | {r['recipients']} | {r['intake_at']} | {h['throughput']:,.0f}"
+              f" | {r['throughput']:,.0f}"
               f" | {r['throughput'] / h['throughput']:.2f} | {h['p50_ms']:.1f} / {h['p99_ms']:.1f}"
               f" | {r.get('paced_p50_ms', float('nan')):.1f} / {r.get('paced_p99_ms', float('nan')):.1f}"
               f" | {r['p50_ms']:.1f} / {r['p99_ms']:.1f}"
-              f" | {c['hub']:.2f}, {c['workers']:.2f}, {c['gateway']:.2f}, {c['loadgen']:.2f}"
+              f" | {c['hub']:.2f}, {c['workers']:.2f}, {c['gateway']:.2f}, {c['gateway workers']:.2f},"
+              f" {c['loadgen']:.2f}"
               f" | {100 * r['machine_busy']:.0f} % | {h['load']:.2f}, {r['load']:.2f} |" if h else
-              f"| {r['config']} | {r['recipients']} | – | {r['throughput']:.0f} | – | – | – |"
+              f"| {r['config']} | {r['recipients']} | {r['intake_at']} | – | {r['throughput']:,.0f} | – | – | – |"
               f" {r['p50_ms']:.1f} / {r['p99_ms']:.1f} | | | {r['load']:.2f} |")
 
 

@@ -21,6 +21,18 @@ def cpu_seconds(pids: list[int]) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
+def children(pids: list[int]) -> list[int]:
+    """The child processes of these processes (a gateway's intake workers), read from /proc."""
+    found = []
+    for pid in pids:
+        for task in Path(f"/proc/{pid}/task").glob("*"):
+            try:
+                found += [int(child) for child in (task / "children").read_text().split()]
+            except OSError:
+                continue
+    return found
+
+
 def machine_busy() -> tuple[int, int]:
     """(busy, total) CPU ticks of the whole machine so far."""
     try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 import typer
@@ -27,12 +28,14 @@ TlsKeyOption = typer.Option(None, "--tls-key", help="Its key, PEM (env AXIS_GATE
 
 def gateway_config(*, host: str | None, port: int | None, tls_cert: Path | None, tls_key: Path | None,
                    db: str | None, broker: str | None, trust: Path | None, crl: Path | None, key: Path | None,
-                   cert: Path | None):
+                   cert: Path | None, workers: int | None = None, lenient_codes: bool = False,
+                   allow_sha1: Sequence[str] = ()):
     """The gateway's configuration from flags and settings; a bad one ends the command in one line."""
     from axis.gateway.server import GatewayConfig, check_listen
+    from axis.hub import TrustSettings
 
     chosen = current(gateway_host=host, gateway_port=port, gateway_tls_cert=tls_cert, gateway_tls_key=tls_key,
-                     db=db, broker=broker, trust=trust, crl=crl, key=key, cert=cert)
+                     db=db, broker=broker, trust=trust, crl=crl, key=key, cert=cert, workers=workers)
     refusal = check_listen(chosen.gateway_host, chosen.gateway_tls_cert, chosen.gateway_tls_key)
     if refusal:
         fail(refusal, 2)
@@ -42,7 +45,13 @@ def gateway_config(*, host: str | None, port: int | None, tls_cert: Path | None,
             fail(f"{what} not found at {path}: the gateway verifies receipts and signs the receipt of an ack "
                  f"without one. Create them with `axis pki init {chosen.pki_dir}` and `axis pki issue AXIS --pki "
                  f"{chosen.pki_dir} --out {chosen.hub_dir}`, or pass --trust/--key/--cert.")
-    return GatewayConfig(chosen), chosen
+    intake = None
+    if chosen.intake_at == "gateway":
+        # The gateway decides with exactly the hubs' policy (`axis serve` passes its own flags here).
+        intake = TrustSettings(trust_roots=chosen.trust_roots, crl=chosen.revocations, hub_key=chosen.hub_key,
+                               hub_cert=chosen.hub_cert, allow_sha1_for=frozenset(allow_sha1),
+                               lenient_codes=lenient_codes, max_packet_bytes=chosen.max_packet_bytes)
+    return GatewayConfig(chosen, intake), chosen
 
 
 def gateway(
@@ -56,8 +65,17 @@ def gateway(
     crl: Path | None = typer.Option(None, "--crl", help="CRL (env AXIS_CRL)."),
     key: Path | None = typer.Option(None, "--key", help="The hub's key (env AXIS_KEY)."),
     cert: Path | None = typer.Option(None, "--cert", help="The hub's certificate (env AXIS_CERT)."),
+    workers: int | None = typer.Option(None, "--workers", help="Worker processes deciding submissions (env "
+                                                                  "AXIS_WORKERS; default: one per core)."),
+    lenient_codes: bool = typer.Option(False, "--lenient-codes", help="Accept shortened QCVN 102 codes (as the "
+                                                                      "hubs' `axis serve --lenient-codes`)."),
+    allow_sha1: list[str] = typer.Option([], "--allow-sha1", help="Agency allowed to sign with SHA-1 (as the "
+                                                                  "hubs' `axis serve --allow-sha1`)."),
 ) -> None:
-    """Run the agency gateway (HTTP API, /docs, /metrics) in front of the store and the broker."""
+    """Run the agency gateway (HTTP API, /docs, /metrics) in front of the store and the broker.
+
+    It decides submissions where they arrive, in its own worker processes, unless AXIS_INTAKE_AT=hub.
+    """
     from sqlalchemy.exc import OperationalError
 
     from axis.gateway.server import GatewayConfigError, bind, listening_url, serve_gateway
@@ -65,7 +83,8 @@ def gateway(
     from axis.transport import TransportError
 
     config, chosen = gateway_config(host=host, port=port, tls_cert=tls_cert, tls_key=tls_key, db=db, broker=broker,
-                                    trust=trust, crl=crl, key=key, cert=cert)
+                                    trust=trust, crl=crl, key=key, cert=cert, workers=workers,
+                                    lenient_codes=lenient_codes, allow_sha1=allow_sha1)
     logging.basicConfig(level=chosen.log, format="%(asctime)s %(name)s %(message)s")
     try:
         sock = bind(config.host, config.port)

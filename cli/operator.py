@@ -298,7 +298,8 @@ def serve(
 
         gateway_config, _ = make_gateway_config(host=gateway_host, port=gateway_port, tls_cert=tls_cert,
                                                 tls_key=tls_key, db=db, broker=broker, trust=trust, crl=crl,
-                                                key=key, cert=cert)
+                                                key=key, cert=cert, workers=workers, lenient_codes=lenient_codes,
+                                                allow_sha1=allow_sha1)
         try:
             gateway_sock = bind(gateway_config.host, gateway_config.port)  # a busy port stops us before the hub
         except GatewayConfigError as exc:
@@ -391,4 +392,5 @@ def hub_settings(workers, trust, crl, key, cert, lenient_codes=False, allow_sha1
                  f"`axis pki issue AXIS --pki {chosen.pki_dir} --out {chosen.hub_dir}`, or pass --trust/--key/--cert.")
     return HubSettings(trust=TrustSettings(trust_roots=trust, crl=crl, hub_key=key,
                                            hub_cert=cert, allow_sha1_for=frozenset(allow_sha1),
-                                           lenient_codes=lenient_codes), workers=chosen.workers)
+                                           lenient_codes=lenient_codes,
+                                           max_packet_bytes=chosen.max_packet_bytes), workers=chosen.workers)

@@ -427,9 +427,8 @@ def create_app(service: AgencyService, authenticator: Authenticator, *,
         if caller.role != "agency":  # before reading a byte of the upload; the service says the same
             raise Forbidden(f"a {caller.role} credential cannot submit packets")
         body = await _read_body(request, max_packet_bytes, "the packet")
-        submission = await service.submit(caller, body, submission=axis_submission.lower() if axis_submission
-                                          else None)
-        outcome = await service.outcome(caller, submission, wait=wait)
+        outcome = await service.send(caller, body, submission=axis_submission.lower() if axis_submission else None,
+                                     wait=wait)
         if outcome.outcome == "queued":
             return JSONResponse({"submission": outcome.submission, "outcome": "queued"}, status_code=202)
         metrics.intake.labels(outcome.outcome, _code(outcome.code) or "").inc()

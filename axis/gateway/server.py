@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from axis.hub.verification import TrustSettings
 from axis.settings import Settings
 
 log = logging.getLogger("axis.gateway")
@@ -38,9 +39,14 @@ class GatewayConfigError(ValueError):
 
 @dataclass(frozen=True)
 class GatewayConfig:
-    """Everything the gateway process needs: the settings (picklable: they cross to the spawned child)."""
+    """Everything the gateway process needs (picklable: it crosses to the spawned child).
+
+    `intake`: the trust the hubs decide submissions with, when the gateway decides them where they
+    arrive (`Settings.intake_at` = gateway); None: every submission is queued for the hubs.
+    """
 
     settings: Settings
+    intake: TrustSettings | None = None
 
     @property
     def host(self) -> str:
@@ -141,7 +147,7 @@ async def serve_gateway(config: GatewayConfig, sock: socket.socket, *, announce:
 
     from axis.gateway.service import open_service
 
-    async with open_service(config.settings) as service:
+    async with open_service(config.settings, intake=config.intake) as service:
         app = build_app(config, service)
         uv = uvicorn.Config(app, log_config=None, access_log=False, lifespan="off", server_header=False,
                             ssl_certfile=str(config.tls_cert) if config.tls_cert else None,

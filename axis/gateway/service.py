@@ -14,9 +14,15 @@ the same. Every operation takes the `Caller` the credential proved:
 What callers may rely on:
 - Another agency's axis id or submission raises `NotFound`, exactly as an
   unknown one does: a caller learns nothing about traffic that is not its own.
-- `submit` returns only once the submission is recorded (queued) and the
-  broker holds it; the hub then decides it as it would any packet, and
-  `outcome` reports that decision, the signed intake receipt included.
+- `send` decides a submission where it arrives when the service has intake
+  workers (`intake=`, the gateway's own worker processes running the hub's
+  `Intake`: the same checks, the same transaction): it returns the outcome,
+  the signed intake receipt included, as soon as that transaction commits.
+  When the decision takes longer than the caller waits, or the caller does not
+  wait, or the service has no intake workers, the submission is queued
+  (`submit`: recorded, and held by the broker) for the hubs, and `outcome`
+  reports their decision later. A submission decided twice (in the gateway
+  and by a hub) keeps its first outcome.
 - `fetch` serves the exact bytes the sender signed, with the hub's seal; `ack`
   records a delivery receipt (the agency's own, verified, or one Axis signs
   naming the credential) and moves the delivery to `delivered`, in one
@@ -41,6 +47,10 @@ from typing import Any
 from axis import wire
 from axis.edxml import routing_facts
 from axis.hub.acknowledgements import record_delivery_receipt
+from axis.hub.intake import Outcome as IntakeOutcome
+from axis.hub.intake import Submission as IntakeSubmission
+from axis.hub.verification import TrustSettings
+from axis.hub.workers import WorkerPool
 from axis.receipt import Receipt, build_receipt, now_utc, read_receipt
 from axis.refusals import Refusal, RefusalCode
 from axis.retry import is_transient, publish_all, retrying
@@ -59,6 +69,7 @@ POLL_FIRST = 0.02          # seconds between the first looks at the store while 
 POLL_MAX = 0.5             # ... growing to this
 WRITE_BATCH = 500          # submission rows recorded in one transaction at most
 WATCH_TICK = 0.01          # seconds between two looks at the outcomes callers wait for, while outcomes come
+DECIDE_BATCH = 200         # submissions decided in one intake transaction at most (the hub's batch_size)
 
 
 @dataclass(frozen=True)
@@ -325,11 +336,89 @@ class _OutcomeWatch:
             self._task = None
 
 
+@dataclass(frozen=True)
+class _Admitted:
+    """A packet the edge takes: what its checks found."""
+
+    agency: str
+    digest: str
+    kind: str
+    priority: int
+    known: Submission | None       # the row of a caller-chosen submission id used before
+
+
+class _Decider:
+    """Submissions decided where they arrive: batched into the gateway's intake workers.
+
+    Each `decide` joins the next batch. A batch leaves as soon as a worker slot is free (two per worker:
+    one being worked on, the next queued behind it), never on a timer, and takes every submission that
+    came meanwhile (at most `limit`): a lone request waits for nothing, and under load one transaction
+    decides many. The hub's consumer does the same from the queue (`Hub._consume`); here the broker hop
+    in, the broker hop out and the outcome's row polling are gone (measured in docs/performance.md).
+    """
+
+    def __init__(self, pool: WorkerPool, limit: int = DECIDE_BATCH) -> None:
+        self._pool = pool
+        self._limit = limit
+        self._pending: list[tuple[IntakeSubmission, asyncio.Future[IntakeOutcome]]] = []
+        self._slots = asyncio.Semaphore(max(2, 2 * pool.workers))
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._batches: set[asyncio.Task[None]] = set()
+
+    def decide(self, submission: IntakeSubmission) -> asyncio.Future[IntakeOutcome]:
+        """A future of the submission's outcome (committed when it resolves); it raises what the batch raised."""
+        future: asyncio.Future[IntakeOutcome] = asyncio.get_running_loop().create_future()
+        self._pending.append((submission, future))
+        self._wake.set()
+        if self._task is None:
+            self._task = asyncio.create_task(self._feed(), name="deciding submissions")
+        return future
+
+    async def _feed(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._pending:
+                await self._slots.acquire()
+                batch, self._pending = self._pending[:self._limit], self._pending[self._limit:]
+                task = asyncio.create_task(self._run(batch))
+                self._batches.add(task)
+                task.add_done_callback(self._batches.discard)
+
+    async def _run(self, batch: list[tuple[IntakeSubmission, asyncio.Future[IntakeOutcome]]]) -> None:
+        try:
+            # An outage is waited out (the one retry policy): the batch commits once the store is back.
+            outcomes = await retrying(f"deciding {len(batch)} submissions")(self._pool.intake)(
+                [submission for submission, _ in batch])
+        except Exception as exc:  # noqa: BLE001 - each waiting request gets the error and answers 503
+            log.warning("a batch of %d submissions could not be decided here (%s); they are queued for the hubs",
+                        len(batch), exc)
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+        else:
+            for (_, future), outcome in zip(batch, outcomes, strict=True):
+                if not future.done():
+                    future.set_result(outcome)
+        finally:
+            self._slots.release()
+
+    async def close(self) -> None:
+        for task in (self._task, *self._batches):
+            if task is not None:
+                task.cancel()
+        await asyncio.gather(*(t for t in (self._task, *self._batches) if t is not None), return_exceptions=True)
+
+
 class AgencyService:
     """The edge's operations over the store (reads, receipts) and the broker (submissions)."""
 
     def __init__(self, store: Store, transport: Transport, *, hub_signer: Signer, verifier: Verifier,
-                 seal_certificate: SealCertificate, max_packet_bytes: int = 200 * 1024 * 1024) -> None:
+                 seal_certificate: SealCertificate, max_packet_bytes: int = 200 * 1024 * 1024,
+                 intake: WorkerPool | None = None) -> None:
+        """`intake`: started worker processes that decide submissions where they arrive (see `send`);
+        without them every submission is queued for the hubs."""
         self.store = store
         self.transport = transport
         self._signer = hub_signer
@@ -338,6 +427,12 @@ class AgencyService:
         self.max_packet_bytes = max_packet_bytes
         self._submission_rows = _GroupWriter(self._record_submissions, "recording submissions")
         self._outcomes = _OutcomeWatch(lambda ids: self._read("reading submissions", self.store.submissions, ids))
+        self._decider = _Decider(intake) if intake is not None else None
+
+    async def close(self) -> None:
+        """Stop deciding: batches under way are cancelled (their requests end; their senders send again)."""
+        if self._decider is not None:
+            await self._decider.close()
 
     # ------------------------------------------------------------------ helpers
 
@@ -380,14 +475,56 @@ class AgencyService:
 
     # ------------------------------------------------------------------ submissions
 
+    async def send(self, caller: Caller, body: bytes, submission: str | None = None, wait: float = 10.0) -> Outcome:
+        """Submit one signed packet of the caller's agency; its outcome within `wait` seconds, else `queued`.
+
+        With intake workers the packet is decided here (see the module docstring); if that takes longer
+        than `wait`, or fails, the submission is queued for the hubs before this returns `queued`, so
+        an answer of `queued` always means the broker holds it. `submission` is as for `submit`.
+        """
+        if self._decider is None or wait <= 0:
+            chosen = await self.submit(caller, body, submission)
+            return await self.outcome(caller, chosen, wait=wait)
+        admitted = await self._admit(caller, body, submission)
+        if admitted.known is not None and admitted.known.outcome is not None:
+            return Outcome.of(admitted.known)  # a repeated request: the first outcome, again
+        chosen = submission or wire.new_submission_id()
+        future = self._decider.decide(IntakeSubmission(chosen, bytes(body), admitted.agency, caller.credential_id))
+        try:
+            decided = await asyncio.wait_for(asyncio.shield(future), min(wait, 60.0))
+        except TimeoutError:
+            decided = None
+        except Exception as exc:  # noqa: BLE001 - the hubs decide it instead; _Decider logged the batch's error
+            log.debug("submission %s not decided here: %r", chosen, exc)
+            decided = None
+        if decided is None:
+            await self._queue(caller, admitted, body, chosen)
+            return Outcome(chosen, "queued")
+        if decided.outcome == "duplicate":
+            # The same id decided first elsewhere (a hub, another gateway) keeps that first outcome.
+            row = (await self._read("reading a submission", self.store.submissions, [chosen])).get(chosen)
+            if row is not None and row.outcome is not None:
+                return Outcome.of(row)
+        log.info("submission %s from %s (credential %s, %d bytes, %s) %s", chosen, admitted.agency,
+                 caller.credential_id, len(body), admitted.kind, decided.outcome)
+        code = f"AX{decided.refusal_code}" if decided.refusal_code is not None else None
+        return Outcome(chosen, decided.outcome, decided.axis_id, code, decided.detail, decided.receipt)
+
     async def submit(self, caller: Caller, body: bytes, submission: str | None = None) -> str:
-        """Record and publish one signed packet from the caller's agency; its submission id.
+        """Record and publish one signed packet from the caller's agency for the hubs; its submission id.
 
         `submission` lets the caller choose the id (`SUBMISSION_ID`: 32 hex digits or a UUID), so
         that a request repeated after a lost answer is the same submission, not a duplicate of
         it: the repeat publishes again (harmless: the hub keeps a submission's first outcome) and
         returns the same id. The same id with other bytes, or another agency's id, is a Conflict.
         """
+        admitted = await self._admit(caller, body, submission)
+        chosen = submission or wire.new_submission_id()
+        await self._queue(caller, admitted, body, chosen)
+        return chosen
+
+    async def _admit(self, caller: Caller, body: bytes, submission: str | None) -> _Admitted:
+        """The checks before a packet is taken: who sends it, its size, its sender, a reused submission id."""
         agency = self._agency(caller, "submit packets")
         if submission is not None and not SUBMISSION_ID.fullmatch(submission):
             raise Invalid(f"a submission id is 32 hex digits or a UUID, not {submission[:80]!r}", "GW422")
@@ -402,15 +539,20 @@ class AgencyService:
             raise Invalid(f"{code.label}: the packet's sender is {facts.sender}, and this credential acts for "
                           f"{agency}", code.label.split()[0])
         digest = hashlib.sha256(body).hexdigest()
+        known = None
         if submission is not None:
             known = (await self._read("reading a submission", self.store.submissions, [submission])).get(submission)
             if known is not None and (known.agency_code != agency or known.digest != digest):
                 raise Conflict(f"submission {submission} was used for another packet; choose a new id", "GW409")
-        submission = submission or wire.new_submission_id()
-        await self._submission_rows.add(NewSubmission(submission, agency, caller.credential_id, digest))
-        headers = {wire.H_SUBMISSION: submission, wire.H_AGENCY: agency, wire.H_DIGEST: digest,
-                   wire.H_KIND: facts.kind}
-        message = OutgoingMessage(wire.INTAKE_QUEUE, bytes(body), submission, facts.priority, headers)
+        return _Admitted(agency, digest, facts.kind, facts.priority, known)
+
+    async def _queue(self, caller: Caller, admitted: _Admitted, body: bytes, submission: str) -> None:
+        """Record the submission, then hand it to the broker for the hubs."""
+        await self._submission_rows.add(NewSubmission(submission, admitted.agency, caller.credential_id,
+                                                      admitted.digest))
+        headers = {wire.H_SUBMISSION: submission, wire.H_AGENCY: admitted.agency, wire.H_DIGEST: admitted.digest,
+                   wire.H_KIND: admitted.kind}
+        message = OutgoingMessage(wire.INTAKE_QUEUE, bytes(body), submission, admitted.priority, headers)
         try:
             outcomes = await publish_all(self.transport, [message], f"publishing submission {submission}")
         except TransportError as exc:
@@ -419,9 +561,8 @@ class AgencyService:
         if outcomes[0] is not None:
             await asyncio.to_thread(self._forget_submission, submission)
             raise Unavailable("the hub's intake queue does not exist yet: is `axis serve` running?")
-        log.info("submission %s from %s (credential %s, %d bytes, %s) queued", submission, agency,
-                 caller.credential_id, len(body), facts.kind)
-        return submission
+        log.info("submission %s from %s (credential %s, %d bytes, %s) queued", submission, admitted.agency,
+                 caller.credential_id, len(body), admitted.kind)
 
     def _record_submissions(self, items: list[NewSubmission]) -> None:
         unique = list({item.id: item for item in reversed(items)}.values())  # a repeated id: its first row
@@ -625,9 +766,12 @@ class AgencyService:
 
 
 @asynccontextmanager
-async def open_service(settings: Settings, *, transport_name: str = "axis-gateway") -> AsyncIterator[AgencyService]:
+async def open_service(settings: Settings, *, transport_name: str = "axis-gateway",
+                       intake: TrustSettings | None = None) -> AsyncIterator[AgencyService]:
     """An `AgencyService` on the store, broker and hub key `settings` name; closed when the block ends.
 
+    With `intake` (the trust the hubs decide with), `settings.workers` worker processes decide
+    submissions where they arrive (`AgencyService.send`); they are started before this yields.
     The store must exist (MissingDatabase otherwise); the broker is waited for through an outage (the
     one retry policy). Key or certificate files that cannot be read raise OSError or ValueError.
     """
@@ -638,15 +782,25 @@ async def open_service(settings: Settings, *, transport_name: str = "axis-gatewa
     verifier = Verifier.from_files(settings.trust_roots, settings.revocations)
     seal = SealCertificate.from_file(settings.hub_cert)
     store = open_store(settings.store_url)
+    pool = None
     try:
         transport = await retrying("connecting to the broker")(open_transport)(
             settings.broker, name=transport_name,
             retry=RetryPolicy(base_delay=settings.retry_base, max_attempts=settings.retry_attempts),
             lease=settings.embedded_lease, default_embedded_path=settings.embedded_transport)
         try:
-            yield AgencyService(store, transport, hub_signer=signer, verifier=verifier, seal_certificate=seal,
-                                max_packet_bytes=settings.max_packet_bytes)
+            if intake is not None:
+                pool = WorkerPool(intake, settings.workers, store_url=settings.store_url)
+                await pool.start()
+            service = AgencyService(store, transport, hub_signer=signer, verifier=verifier, seal_certificate=seal,
+                                    max_packet_bytes=settings.max_packet_bytes, intake=pool)
+            try:
+                yield service
+            finally:
+                await service.close()
         finally:
             await transport.close()
     finally:
+        if pool is not None:
+            await asyncio.to_thread(pool.close)
         store.close()

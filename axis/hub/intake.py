@@ -25,6 +25,7 @@ first outcome: nothing accepted is lost, nothing is delivered twice.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -41,6 +42,7 @@ from axis.store import (
     NewAuditEntry,
     NewDocument,
     NewReceipt,
+    NewSubmission,
     Store,
     state_for_status,
 )
@@ -59,10 +61,16 @@ STATUS_RULES = {STATUS_RECALL_REQUEST: "sender",
 
 @dataclass(frozen=True)
 class Submission:
-    """One message from the intake queue."""
+    """One submitted packet: a message from the intake queue, or a request the gateway decides where it arrives.
+
+    `caller` and `credential` are set only by the gateway that authenticated the request (its own process,
+    never a message's header): the submission is then recorded in the same transaction as its outcome. A
+    message from the queue is read with the caller its `submissions` row names."""
 
     submission_id: str
     body: bytes
+    caller: str | None = None
+    credential: str | None = None
 
 
 @dataclass
@@ -96,6 +104,7 @@ class Outcome:
     detail: str | None = None
     recipients: tuple[str, ...] = field(default=())
     dead_letter: str | None = None            # set: dead-letter the submission with this reason (no receipt went)
+    receipt: bytes | None = None              # the signed intake receipt (a duplicate's: the first one)
 
 
 def _refuse(plan: _Plan, code: RefusalCode, detail: str) -> None:
@@ -133,7 +142,7 @@ class Intake:
         self._commit(plans)
         return [Outcome(p.submission.submission_id, p.outcome, p.axis_id or p.duplicate_of,
                         p.refusal[0] if p.refusal else None, p.refusal[1] if p.refusal else None, p.recipients,
-                        p.dead_letter)
+                        p.dead_letter, p.receipt)
                 for p in plans]
 
     # ------------------------------------------------------------ decisions
@@ -147,8 +156,9 @@ class Intake:
         states = self._store.agency_states(codes)
         callers = self._store.submission_agencies([p.submission.submission_id for p in plans])
         for plan in plans:
-            plan.recorded = plan.submission.submission_id in callers
-            plan.caller = callers.get(plan.submission.submission_id)
+            plan.recorded = plan.submission.submission_id in callers or plan.submission.caller is not None
+            # A row recorded earlier names the caller first (a repeated id keeps its first agency).
+            plan.caller = callers.get(plan.submission.submission_id, plan.submission.caller)
         # One query for every duplicate check of the batch (documents, and what statuses answer).
         keys = []
         for plan in plans:
@@ -307,6 +317,11 @@ class Intake:
             for plan in plans:
                 if plan.duplicate_of is not None:
                     self._duplicate(tx, plan, registered, decisions, audit)
+            # Submissions decided where they arrived are recorded here, with their outcome; a row that exists
+            # (a repeated request) is left as it is.
+            tx.add_submissions([NewSubmission(p.submission.submission_id, p.submission.caller,
+                                              p.submission.credential, hashlib.sha256(p.submission.body).hexdigest())
+                                for p in plans if p.submission.caller is not None])
             tx.decide_submissions(decisions)
             tx.audit_many(audit)
 
@@ -391,8 +406,9 @@ class Intake:
         first = tx.get_receipt(plan.duplicate_of, "intake", code="accepted")
         reader = self._reader(plan, registered)
         # The first receipt, as first signed: the sender learns the one true outcome again.
+        plan.receipt = first.body if first is not None else None
         decisions.append(Decision(plan.submission.submission_id, reader, "duplicate", plan.duplicate_of, None, None,
-                                  first.body if first is not None else None))
+                                  plan.receipt))
         audit.append(NewAuditEntry(actor=ACTOR, action="duplicate", subject=plan.duplicate_of, data={
             "submission": plan.submission.submission_id, "sender": plan.sender,
             "digest": plan.checked.digest if plan.checked else None}))

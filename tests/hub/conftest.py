@@ -16,6 +16,7 @@ from axis.edxml import Attachment, Organization, SignerInfo, packet_to_bytes
 from axis.edxml.compose import new_document
 from axis.gateway import AgencyService, Caller, Outcome, Served
 from axis.hub import Hub, HubSettings, TrustSettings
+from axis.hub.workers import WorkerPool
 from axis.receipt import Receipt, read_receipt
 from axis.seal import SealCertificate
 from axis.store import open_store
@@ -117,9 +118,11 @@ def pki_dir(tmp_path_factory) -> Path:
 
 @contextlib.asynccontextmanager
 async def running_world(tmp_path: Path, pki_dir: Path, *, store_url: str | None = None,
-                        transport_url: str | None = None, **settings) -> AsyncIterator[World]:
+                        transport_url: str | None = None, intake_at: str = "gateway",
+                        **settings) -> AsyncIterator[World]:
     """A started hub on a fresh SQLite store and embedded transport, or on the empty store and transport
-    the URLs name."""
+    the URLs name. Its `service` decides submissions where they arrive (one intake thread), as the
+    gateway does by default; `intake_at="hub"` queues every submission for the hub."""
     ca, keys = pki_dir / "ca", pki_dir / "keys"
     store = open_store(store_url or f"sqlite:///{tmp_path / 'axis.db'}", create=True)
     transport = await open_transport(transport_url or f"embedded:///{tmp_path / 'transport.db'}",
@@ -136,12 +139,20 @@ async def running_world(tmp_path: Path, pki_dir: Path, *, store_url: str | None 
     signers = {code: Signer.from_files(keys / f"{code}.key.pem", keys / f"{code}.cert.pem")
                for code in [*AGENCIES, UNREGISTERED]}
     verifier = Verifier.from_files(ca / "ca.pem", ca / "crl.pem")
+    pool = None
+    if intake_at == "gateway":
+        pool = WorkerPool(settings.trust, 0, store_url=store.engine.url.render_as_string(hide_password=False))
+        await pool.start()
     service = AgencyService(store, transport, hub_signer=Signer.from_files(keys / "AXIS.key.pem",
                                                                            keys / "AXIS.cert.pem"),
-                            verifier=verifier, seal_certificate=SealCertificate.from_file(keys / "AXIS.cert.pem"))
+                            verifier=verifier, seal_certificate=SealCertificate.from_file(keys / "AXIS.cert.pem"),
+                            intake=pool)
     try:
         yield World(tmp_path, hub, signers, verifier, service)
     finally:
+        await service.close()
+        if pool is not None:
+            await asyncio.to_thread(pool.close)
         await hub.stop()
         await transport.close()
         store.close()
