@@ -7,7 +7,6 @@ agencies hold only their bearer credential (`axis credentials issue`).
 """
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -78,7 +77,7 @@ def gateway(
     """
     from sqlalchemy.exc import OperationalError
 
-    from axis.gateway.server import GatewayConfigError, bind, listening_url, serve_gateway
+    from axis.gateway.server import GatewayConfigError, bind, listening_url, run, serve_gateway
     from axis.store import MissingDatabase
     from axis.transport import TransportError
 
@@ -93,7 +92,7 @@ def gateway(
     stderr.print(f"axis gateway: db {redact_url(chosen.store_url)}, broker {redact_url(chosen.broker)}, "
                  f"{'TLS' if config.tls else 'plain HTTP (loopback)'}, {listening_url(sock, config.tls)}/docs")
     try:
-        asyncio.run(serve_gateway(config, sock))
+        run(serve_gateway(config, sock))
     except MissingDatabase as exc:
         fail(f"{exc} (start `axis serve` once, or `axis agency add`, to create it)")
     except OperationalError as exc:  # the database server is down or refuses us: one line

@@ -120,6 +120,7 @@ class Authenticator:
         self._clock = clock
         self._cache: OrderedDict[str, tuple[float, Caller]] = OrderedDict()
         self._lock = threading.Lock()
+        self._lookups: dict[str, threading.Lock] = {}
 
     def cached(self, token: str) -> Caller | None:
         """The caller of `token` if a lookup within the last `cache_seconds` found it active; no store read."""
@@ -144,6 +145,21 @@ class Authenticator:
             log.warning("credential refused: not an Axis credential (malformed token)")
             raise Unauthorized("unknown or revoked credential")
         digest = token_digest(token)
+        # One lookup per token at a time: when a busy credential's cache entry expires, the requests in
+        # flight (hundreds, under load) wait for the first one's read instead of each reading the store.
+        with self._lock:
+            lookup = self._lookups.setdefault(digest, threading.Lock())
+        with lookup:
+            caller = self.cached(token)
+            if caller is not None:
+                return caller
+            try:
+                return self._look_up(digest)
+            finally:
+                with self._lock:
+                    self._lookups.pop(digest, None)
+
+    def _look_up(self, digest: str) -> Caller:
         credential = self.store.credential_for_token(digest)
         if credential is None:
             log.warning("credential refused: unknown token (sha256 %s…)", digest[:12])
