@@ -160,3 +160,22 @@ def test_without_a_hub_a_submission_is_queued_then_decided(gateway: ServedGatewa
             assert one["outcome"] == "accepted" and one["axis_id"], one
         decided = decided[0]
         assert decided["outcome"] == "accepted" and decided["axis_id"]
+
+
+def test_a_submission_decided_where_it_arrives_is_recorded_with_its_caller(gateway: ServedGateway) -> None:
+    """The gateway's own intake writes the submission row in the intake transaction: the caller's agency and
+    credential, the digest of the bytes, the outcome. A repeat with the same id is the same submission."""
+    body = gateway.document(G22, [H41])
+    chosen = "0123456789abcdef" * 2
+    with gateway.client(G22) as g22:
+        first = g22.post("/v1/packets", content=body, headers={**XML, "Axis-Submission": chosen})
+        assert first.status_code == 200 and first.json()["outcome"] == "accepted", first.text
+        row = gateway.world.store.submissions([chosen])[chosen]
+        assert (row.agency_code, row.outcome, row.axis_id) == (G22, "accepted", first.json()["axis_id"])
+        assert row.credential_id and row.credential_id.startswith("cred_")
+        assert row.digest == hashlib.sha256(body).hexdigest()
+        repeat = g22.post("/v1/packets", content=body, headers={**XML, "Axis-Submission": chosen})
+        assert repeat.status_code == 200 and repeat.json() == first.json()
+        # Another agency's packet on G22's credential is refused before anything is recorded.
+        foreign = g22.post("/v1/packets", content=gateway.document(H41, [G22]), headers=XML)
+        assert foreign.status_code == 422 and foreign.json()["error"]["code"] == "AX416"
