@@ -35,8 +35,10 @@ PULL_IDLE = "10"      # `axis inbox pull --wait`: a pull ends after this many id
 
 
 def delivery_states(deployment: Deployment) -> collections.Counter[str]:
+    """How many deliveries are in each state: one GROUP BY, not 4,000 rows read (it is polled every 0.2 s
+    while the hub, senders and pulls compete for the same two cores)."""
     with deployment.store() as store:
-        return collections.Counter(d.state for d in store.list_deliveries(limit=1_000_000))
+        return collections.Counter(store.delivery_counts())
 
 
 @dataclass
