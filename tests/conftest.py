@@ -38,6 +38,8 @@ _SERVICES = {
 
 
 _status: dict[str, bool] = {}
+# The xdist group of the 2,000-document runs: one worker runs them in turn (see pytest_collection_modifyitems).
+BULK_LANE = "bulk"
 
 
 def service_up(name: str) -> bool:
@@ -61,19 +63,16 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
             pytest.skip(reason + " (start it, or run .ci/run)")
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    # pytest-xdist's `load` distribution first hands each worker a chunk of a quarter of its share (~125
-    # tests here) in collection order, so the long tests that `pytest_collection_modifyitems` puts first
-    # would all land on one worker. Chunks of two (the fewest it sends) deal them out as workers free up.
-    # An explicit --maxschedchunk wins; without xdist the option does not exist and nothing changes.
-    if getattr(config.option, "maxschedchunk", False) is None:
-        config.option.maxschedchunk = 2
-
-
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """The long tests first, longest first (`@pytest.mark.slow(seconds=N)`: about how long it runs here),
-    so that on two workers they run side by side from the start instead of making a tail at the end.
-    The other tests keep their collection order (the sort is stable)."""
+    """The long tests first, longest first (`@pytest.mark.slow(seconds=N)`: about how long it runs here), so
+    that none of them starts near the end and leaves one worker running alone. The other tests keep their
+    collection order (the sort is stable).
+
+    The 2,000-document runs (`BULK_LANE`) carry `xdist_group(BULK_LANE)`: under the README's
+    `pytest -n 2 --dist loadgroup` they run one after the other on one worker while the other worker takes
+    the rest (xdist puts the biggest group first). Each of them keeps more than one core busy (hub, worker
+    process, gateway, two senders, two pulls); two side by side overload two cores until the gateway's
+    answers time out and are retried, which costs more than it overlaps."""
     def seconds(item: pytest.Item) -> float:
         marker = item.get_closest_marker("slow")
         return 0.0 if marker is None else float(marker.kwargs.get("seconds", 1.0))
