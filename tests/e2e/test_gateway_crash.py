@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import BULK_LANE
 from tests.e2e.bulk_run import BULK_RECIPIENTS, BULK_SENDERS, BulkRun
 from tests.e2e.harness import Deployment, HubProcess, Running, wait_until
 
@@ -42,7 +41,6 @@ def _gateway(deployment: Deployment) -> Running:
 
 
 @pytest.mark.slow(seconds=50)
-@pytest.mark.xdist_group(BULK_LANE)
 def test_sigkill_of_the_gateway_mid_run_loses_nothing_and_duplicates_nothing(
         deployment: Deployment, bulk_packets: dict[str, bytes], tmp_path: Path) -> None:
     if deployment.road != "gateway":

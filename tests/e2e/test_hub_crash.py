@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import BULK_LANE
 from tests.e2e.bulk_run import BULK_RECIPIENTS, BULK_SENDERS, BulkRun
 from tests.e2e.harness import Deployment, HubProcess, wait_until
 from tests.e2e.packets import G22, H41, TestPKI
@@ -21,7 +20,6 @@ MIDWAY = 100  # deliveries recorded as delivered when the hub is killed (of 4,00
 
 
 @pytest.mark.slow(seconds=100)  # 2,000 documents: ~85 s embedded, ~115 s on RabbitMQ+PostgreSQL (CI)
-@pytest.mark.xdist_group(BULK_LANE)
 def test_sigkill_of_the_hub_mid_run_loses_nothing_and_duplicates_nothing(
         deployment: Deployment, bulk_packets: dict[str, bytes], tmp_path: Path) -> None:
     run = BulkRun(deployment, bulk_packets, BULK_SENDERS, BULK_RECIPIENTS, tmp_path / "run")

@@ -21,7 +21,6 @@ import pytest
 
 from axis import wire
 from axis.transport import Transport
-from tests.conftest import BULK_LANE
 from tests.e2e.bulk_run import BULK_RECIPIENTS, BULK_SENDERS, SEND_WAIT, BulkRun
 from tests.e2e.harness import Running
 from tests.fault.conftest import ProxiedDeployment
@@ -30,8 +29,7 @@ from tests.fault.proxy import TcpProxy
 CUT = 30.0      # seconds each outage lasts
 MIDWAY = 100    # deliveries recorded as delivered before each cut starts (of 4,000)
 
-pytestmark = [pytest.mark.slow(seconds=155),  # each: 2,000 documents and a 30 s cut (or two)
-              pytest.mark.xdist_group(BULK_LANE)]
+pytestmark = pytest.mark.slow(seconds=155)  # each: 2,000 documents and a 30 s cut (or two)
 
 
 @dataclass
