@@ -99,10 +99,15 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
                 if lane:
                     self.collection = collection
                     self.pending[:] = [index for index in range(len(collection)) if index not in set(lane)]
-                    first = self.nodes[0]
+                    first, *others = self.nodes
                     self.node2pending[first].extend(lane)
                     first.send_runtest_some(lane)
-            super().schedule()  # with the collection set: tops every worker up from `pending`
+                    # The others start on the longest of the rest. Nothing queues behind the lane yet: the first
+                    # worker is topped up from `pending` as its lane runs out (LoadScheduling.check_schedule).
+                    for node in others:
+                        self.check_schedule(node)
+                    return
+            super().schedule()
 
     return BulkLaneScheduling(config, log)
 
