@@ -11,6 +11,7 @@ import os
 import shutil
 import socket
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 import pytest
@@ -38,6 +39,11 @@ _SERVICES = {
 
 
 _status: dict[str, bool] = {}
+# The 2,000-document runs (node id prefixes): on two workers the first worker runs them one after the other while
+# the other takes the rest (`pytest_xdist_make_scheduler`). Each keeps more than one core busy (the hub, its worker
+# process, the gateway, two senders, two pulls); two side by side overloaded two cores until gateway requests timed
+# out (30 s) and were retried, and pulls missed their 180 s bound: slower than one after the other.
+BULK_LANE = ("tests/fault/test_outages.py::", "tests/e2e/test_hub_crash.py::test_sigkill_of_the_hub_mid_run")
 
 
 def service_up(name: str) -> bool:
@@ -59,6 +65,51 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
             if IN_CI:
                 pytest.fail(f"CI=true and {reason}: a missing service is a failure in CI", pytrace=False)
             pytest.skip(reason + " (start it, or run .ci/run)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The long tests first, longest first (`@pytest.mark.slow(seconds=N)`: about how long it runs here), so
+    that none of them starts near the end and leaves one worker running alone. The other tests keep their
+    collection order (the sort is stable)."""
+    def seconds(item: pytest.Item) -> float:
+        marker = item.get_closest_marker("slow")
+        return 0.0 if marker is None else float(marker.kwargs.get("seconds", 1.0))
+    items.sort(key=lambda item: -seconds(item))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """pytest-xdist's `load` scheduling, except that the `BULK_LANE` tests all go to the first worker at the
+    start, to run there one after the other; everything else is dealt out two at a time (`--maxschedchunk 2`)
+    as workers free up, so the second worker starts at once and neither is left with a long queue at the end.
+    (xdist_group/`--dist loadgroup` would say this, but xdist 3.8 marks groups by rewriting `item._nodeid`,
+    which pytest 9 no longer reads: every test ends up in a group of its own.)"""
+    if config.getvalue("dist") != "load":
+        return None
+    from xdist.scheduler import LoadScheduling
+
+    class BulkLaneScheduling(LoadScheduling):
+        def schedule(self) -> None:
+            if self.collection is None and self.collection_is_completed and len(self.nodes) > 1 \
+                    and self._check_nodes_have_same_collection():
+                collection = list(next(iter(self.node2collection.values())))
+                lane = [index for index, nodeid in enumerate(collection) if nodeid.startswith(BULK_LANE)]
+                if self.maxschedchunk is None:
+                    self.maxschedchunk = 2
+                if lane:
+                    self.collection = collection
+                    self.pending[:] = [index for index in range(len(collection)) if index not in set(lane)]
+                    first, *others = self.nodes
+                    self.node2pending[first].extend(lane)
+                    first.send_runtest_some(lane)
+                    # The others start on the longest of the rest. Nothing queues behind the lane yet: the first
+                    # worker is topped up from `pending` as its lane runs out (LoadScheduling.check_schedule).
+                    for node in others:
+                        self.check_schedule(node)
+                    return
+            super().schedule()
+
+    return BulkLaneScheduling(config, log)
 
 
 @pytest.fixture(scope="session")

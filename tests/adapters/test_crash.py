@@ -8,6 +8,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from adapters.client import AgencyClient
 from tests.adapters.support import G22, H41, STEP, Axis, AxisThread, DevPKI, signed_document
 
@@ -48,6 +50,7 @@ async def _issue(axis: Axis) -> str:
     return axis.credential(H41)
 
 
+@pytest.mark.slow(seconds=30)  # 300 documents on each of four roads
 def test_killing_pull_mid_stream_neither_loses_nor_duplicates_a_document(
         axis_road: str, deployment_urls: tuple[str, str, str], cli_env: dict[str, str], dev_pki: DevPKI,
         tmp_path: Path) -> None:

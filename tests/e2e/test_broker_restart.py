@@ -52,7 +52,7 @@ def broker_control() -> Iterator[Callable[[str], None]]:
                    timeout=60, interval=0.5)
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=70)
 @pytest.mark.alone
 @pytest.mark.rabbitmq
 @pytest.mark.postgres

@@ -88,7 +88,7 @@ def backlog(e2e_pki: TestPKI) -> tuple[list[bytes], bytes]:
     return normal, e2e_pki.document(G22, [H41], BACKLOG + 1, priority=3)
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=25)
 def test_an_urgent_document_overtakes_a_thousand_queued_normal_ones(
         deployment: Deployment, backlog: tuple[list[bytes], bytes], tmp_path: Path) -> None:
     normal, urgent = backlog

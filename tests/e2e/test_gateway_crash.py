@@ -40,7 +40,7 @@ def _gateway(deployment: Deployment) -> Running:
     return gateway
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=50)
 def test_sigkill_of_the_gateway_mid_run_loses_nothing_and_duplicates_nothing(
         deployment: Deployment, bulk_packets: dict[str, bytes], tmp_path: Path) -> None:
     if deployment.road != "gateway":

@@ -19,7 +19,7 @@ from tests.e2e.packets import G22, H41, TestPKI
 MIDWAY = 100  # deliveries recorded as delivered when the hub is killed (of 4,000); intake is still busy then
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=100)  # 2,000 documents: ~85 s embedded, ~115 s on RabbitMQ+PostgreSQL (CI)
 def test_sigkill_of_the_hub_mid_run_loses_nothing_and_duplicates_nothing(
         deployment: Deployment, bulk_packets: dict[str, bytes], tmp_path: Path) -> None:
     run = BulkRun(deployment, bulk_packets, BULK_SENDERS, BULK_RECIPIENTS, tmp_path / "run")

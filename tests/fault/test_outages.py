@@ -29,7 +29,7 @@ from tests.fault.proxy import TcpProxy
 CUT = 30.0      # seconds each outage lasts
 MIDWAY = 100    # deliveries recorded as delivered before each cut starts (of 4,000)
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.slow(seconds=155)  # each: 2,000 documents and a 30 s cut (or two)
 
 
 @dataclass
@@ -114,6 +114,7 @@ def test_a_30_second_database_cut_mid_run_parks_nothing(
                      strict_pulls=True)
 
 
+@pytest.mark.slow(seconds=160)  # two cuts: the longest of the suite, so it starts first
 @pytest.mark.rabbitmq
 @pytest.mark.postgres
 def test_a_30_second_database_cut_then_broker_cut_mid_run_park_nothing(

@@ -140,6 +140,7 @@ def test_the_demo_creates_only_private_files(tmp_path: Path, usual_umask: None) 
     assert _not_private(data) == []
 
 
+@pytest.mark.slow(seconds=25)  # a dozen `axis` processes (RSA keys issued, a hub started)
 def test_an_embedded_deployment_creates_only_private_files(tmp_path: Path, usual_umask: None) -> None:
     data = tmp_path / "axis-data"
     env = {**os.environ, "AXIS_DATA": str(data), "AXIS_EMBEDDED_LEASE": "5", "COLUMNS": "400"}
