@@ -143,8 +143,8 @@ def build_app(config: GatewayConfig, service: Any) -> Any:
 
 
 def run(main: Coroutine[Any, Any, None]) -> None:
-    """Run the gateway's event loop: uvloop's where it is installed (less CPU per request than asyncio's
-    own loop: docs/performance.md), else asyncio's."""
+    """Run the gateway's event loop: uvloop's where it is installed (a dependency; it is not on Windows),
+    else asyncio's."""
     try:
         import uvloop
     except ImportError:
