@@ -13,7 +13,7 @@ from pathlib import Path
 
 import typer
 
-from cli.operator import BrokerOption, DbOption
+from cli.operator import BrokerOption, DbOption, hub_settings
 from cli.output import fail, stderr
 from cli.settings import current, redact_url
 
@@ -31,7 +31,6 @@ def gateway_config(*, host: str | None, port: int | None, tls_cert: Path | None,
                    allow_sha1: Sequence[str] = ()):
     """The gateway's configuration from flags and settings; a bad one ends the command in one line."""
     from axis.gateway.server import GatewayConfig, check_listen
-    from axis.hub import TrustSettings
 
     chosen = current(gateway_host=host, gateway_port=port, gateway_tls_cert=tls_cert, gateway_tls_key=tls_key,
                      db=db, broker=broker, trust=trust, crl=crl, key=key, cert=cert, workers=workers)
@@ -44,12 +43,9 @@ def gateway_config(*, host: str | None, port: int | None, tls_cert: Path | None,
             fail(f"{what} not found at {path}: the gateway verifies receipts and signs the receipt of an ack "
                  f"without one. Create them with `axis pki init {chosen.pki_dir}` and `axis pki issue AXIS --pki "
                  f"{chosen.pki_dir} --out {chosen.hub_dir}`, or pass --trust/--key/--cert.")
-    intake = None
-    if chosen.intake_at == "gateway":
-        # The gateway decides with exactly the hubs' policy (`axis serve` passes its own flags here).
-        intake = TrustSettings(trust_roots=chosen.trust_roots, crl=chosen.revocations, hub_key=chosen.hub_key,
-                               hub_cert=chosen.hub_cert, allow_sha1_for=frozenset(allow_sha1),
-                               lenient_codes=lenient_codes, max_packet_bytes=chosen.max_packet_bytes)
+    # The gateway decides with exactly the hubs' policy (`axis serve` passes its own flags here).
+    intake = (hub_settings(workers, trust, crl, key, cert, lenient_codes, allow_sha1).trust
+              if chosen.intake_at == "gateway" else None)
     return GatewayConfig(chosen, intake), chosen
 
 
