@@ -25,7 +25,6 @@ first outcome: nothing accepted is lost, nothing is delivered twice.
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -89,6 +88,7 @@ class _Plan:
     caller: str | None = None                # the agency whose credential submitted it (its submissions row)
     recorded: bool = False                   # a submissions row exists (the gateway or local client wrote it)
     on_timeline: bool = False                # a status from a recipient of the document it answers
+    digest: str = ""                         # SHA-256 of the bytes, as the check computed it
 
     @property
     def sender(self) -> str | None:
@@ -130,6 +130,7 @@ class Intake:
     def process(self, batch: Sequence[Submission]) -> list[Outcome]:
         plans = [_Plan(submission=s) for s in batch]
         for plan, result in zip(plans, self._check([s.body for s in batch]), strict=True):
+            plan.digest = result.digest
             if isinstance(result, Refused):
                 plan.refusal = (result.code, result.detail)
                 plan.claimed_sender = result.claimed_sender
@@ -320,7 +321,7 @@ class Intake:
             # Submissions decided where they arrived are recorded here, with their outcome; a row that exists
             # (a repeated request) is left as it is.
             tx.add_submissions([NewSubmission(p.submission.submission_id, p.submission.caller,
-                                              p.submission.credential, hashlib.sha256(p.submission.body).hexdigest())
+                                              p.submission.credential, p.digest)
                                 for p in plans if p.submission.caller is not None])
             tx.decide_submissions(decisions)
             tx.audit_many(audit)
