@@ -146,9 +146,7 @@ def test_axis_serve_stops_when_its_gateway_dies_and_refuses_a_busy_port(data: Pa
     serve = Process(data, "serve", "--workers", "1", "--gateway-port", "0")
     processes.append(serve)
     port = int(serve.wait_for(r"gateway http://127\.0\.0\.1:(\d+)").group(1))
-    children = subprocess.run(["pgrep", "-P", str(serve.proc.pid), "-f", "spawn_main"], capture_output=True,
-                              text=True).stdout.split()
-    gateway = next(int(pid) for pid in children if _listens(int(pid), port))
+    gateway = _gateway_child(serve.proc.pid, port)
     os.kill(gateway, signal.SIGKILL)
     serve.wait_for(r"the gateway process ended \(exit code -9\); stopping the hub")
     assert serve.proc.wait(30) == 1
@@ -161,6 +159,20 @@ def test_axis_serve_stops_when_its_gateway_dies_and_refuses_a_busy_port(data: Pa
                                     env=axis_env(data))
     assert result.exit_code == 1 and f"cannot listen on 127.0.0.1:{taken}" in result.stderr, result.output
     assert "axis hub serving" not in result.output
+
+
+def _gateway_child(parent: int, port: int) -> int:
+    """The child of `parent` that serves `port`: the socket reaches the spawned child a moment after the
+    parent prints its address (multiprocessing passes it over a pipe once the child asks), so wait for it."""
+    deadline = time.monotonic() + 30
+    while True:
+        children = subprocess.run(["pgrep", "-P", str(parent), "-f", "spawn_main"], capture_output=True,
+                                  text=True).stdout.split()
+        found = [int(pid) for pid in children if _listens(int(pid), port)]
+        if found:
+            return found[0]
+        assert time.monotonic() < deadline, f"no child of axis serve listens on port {port}"
+        time.sleep(0.1)
 
 
 def _listens(pid: int, port: int) -> bool:
