@@ -13,6 +13,7 @@ code MALFORMED, FORBIDDEN_XML, TOO_LARGE or LIMIT_EXCEEDED. Nothing else.
 from __future__ import annotations
 
 import re
+import threading
 from dataclasses import dataclass
 
 from lxml import etree
@@ -37,7 +38,21 @@ class Limits:
 DEFAULT_LIMITS = Limits()
 
 
+_PARSERS = threading.local()
+
+
 def _parser(huge: bool) -> etree.XMLParser:
+    # One parser per thread and kind (lxml parsers are not thread-safe; making one per packet cost
+    # as much as parsing a 5 KB packet).
+    name = "huge" if huge else "plain"
+    parser: etree.XMLParser | None = getattr(_PARSERS, name, None)
+    if parser is None:
+        parser = _new_parser(huge)
+        setattr(_PARSERS, name, parser)
+    return parser
+
+
+def _new_parser(huge: bool) -> etree.XMLParser:
     # Every flag explicit: lxml's defaults changed across releases (see stack-notes §4).
     return etree.XMLParser(
         resolve_entities=False,
@@ -88,21 +103,14 @@ def parse_xml(data: bytes, limits: Limits = DEFAULT_LIMITS) -> etree._Element:
 
 
 def _check_shape(root: etree._Element, limits: Limits) -> None:
-    count = 0
-    depth = 0
-    # iterwalk gives start/end events without recursion, so a deep tree cannot blow the stack.
-    for event, element in etree.iterwalk(root, events=("start", "end")):
-        if event == "start":
-            depth += 1
-            count += 1
-            if depth > limits.max_depth:
-                raise PacketError(RefusalCode.LIMIT_EXCEEDED,
-                                  f"line {element.sourceline}: nesting deeper than {limits.max_depth} levels")
-            if count > limits.max_elements:
-                raise PacketError(RefusalCode.LIMIT_EXCEEDED,
-                                  f"more than {limits.max_elements} elements")
-            if isinstance(element, etree._Entity):
-                raise PacketError(RefusalCode.FORBIDDEN_XML,
-                                  f"line {element.sourceline}: entity reference {element.text}")
-        else:
-            depth -= 1
+    # Each bound is one XPath or iterator walk inside libxml2 (no Python per node, no recursion, so a
+    # deep tree cannot blow the stack): a walk in Python cost more than the parse of a small packet.
+    if root.xpath("count(descendant-or-self::*)") > limits.max_elements:
+        raise PacketError(RefusalCode.LIMIT_EXCEEDED, f"more than {limits.max_elements} elements")
+    too_deep = root.xpath("self::*" + "/*" * limits.max_depth)
+    if too_deep:
+        raise PacketError(RefusalCode.LIMIT_EXCEEDED,
+                          f"line {too_deep[0].sourceline}: nesting deeper than {limits.max_depth} levels")
+    entity = next(root.iter(etree.Entity), None)
+    if entity is not None:
+        raise PacketError(RefusalCode.FORBIDDEN_XML, f"line {entity.sourceline}: entity reference {entity.text}")

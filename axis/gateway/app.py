@@ -40,7 +40,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 import sqlalchemy as sa
-from fastapi import Depends, FastAPI, Header, Query, Request
+from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -73,6 +73,7 @@ MAX_RECEIPT_BYTES = 1024 * 1024      # a delivery receipt is a few KB
 SPOOL_IN_MEMORY = 1024 * 1024        # an upload stays in memory up to this size, then goes to disk
 MAX_WAIT = 60.0                      # the longest ?wait= (seconds) a request may hold a connection
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+SUBMISSION_HEADER = re.compile(r"^[0-9a-fA-F-]{32,36}$")  # the service checks the exact forms it takes
 _SERVED_HEADERS = {wire.H_AXIS_ID: "Axis-Id", wire.H_DIGEST: "Axis-Digest", wire.H_SENDER: "Axis-Sender",
                    wire.H_KIND: "Axis-Kind", wire.H_SEAL: "Axis-Seal", wire.H_SEAL_TO: "Axis-Seal-To",
                    wire.H_SEAL_CERT: "Axis-Seal-Cert"}
@@ -364,9 +365,25 @@ def create_app(service: AgencyService, authenticator: Authenticator, *,
                                {"Retry-After": "5"})
 
     # ---- authentication and the rate limit
+    lookups: dict[str, asyncio.Future[Caller]] = {}
+
+    async def looked_up(token: str) -> Caller:
+        # One store read per token at a time on this loop: when a busy credential's cache entry expires,
+        # the requests in flight wait for the first one's read instead of each taking a thread.
+        pending = lookups.get(token)
+        if pending is None:
+            pending = lookups[token] = asyncio.ensure_future(run_in_threadpool(authenticator.authenticate, token))
+            pending.add_done_callback(lambda _: lookups.pop(token, None))
+        return await asyncio.shield(pending)
+
     async def caller_of(request: Request,
                         credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> Caller:
-        _only_known_query(request)
+        return await authorized(request, credentials)
+
+    async def authorized(request: Request, credentials: HTTPAuthorizationCredentials | None,
+                         known_query: frozenset[str] | None = None) -> Caller:
+        """The route's query names, the credential, the rate limit: the checks before every operation."""
+        _only_known_query(request, known_query)
         token = credentials.credentials if credentials is not None else None
         if token is None:
             if request.headers.get("authorization"):
@@ -376,7 +393,7 @@ def create_app(service: AgencyService, authenticator: Authenticator, *,
         caller = authenticator.cached(token)
         if caller is None:
             try:
-                caller = await run_in_threadpool(authenticator.authenticate, token)
+                caller = await looked_up(token)
             except Unauthorized as refused:  # a revoked credential: its id goes in the access log line
                 request.state.refused_credential = getattr(refused, "credential_id", None)
                 raise
@@ -413,22 +430,33 @@ def create_app(service: AgencyService, authenticator: Authenticator, *,
         "application/xml": {"schema": {"type": "string", "format": "binary"}}}}}
 
     # ---- /v1
+    # The busiest route takes the raw request: FastAPI's parameter and dependency solving cost more than
+    # the rest of the HTTP layer together (docs/performance.md), so its checks are called here directly,
+    # in the order the other routes make them, and its parameters are declared for the OpenAPI document.
+    submit_query = frozenset({"wait"})
+    submit_openapi = {**xml_body, "security": [{"HTTPBearer": []}], "parameters": [
+        {"name": "wait", "in": "query", "required": False, "description": "Seconds to wait for the outcome.",
+         "schema": {"type": "number", "minimum": 0, "maximum": MAX_WAIT, "default": 10.0}},
+        {"name": "Axis-Submission", "in": "header", "required": False,
+         "description": "Optional: the submission id the caller chose (32 hex digits or a UUID). Repeating a "
+                        "request with the same id and bytes is the same submission.",
+         "schema": {"type": "string", "pattern": SUBMISSION_HEADER.pattern}}]}
+
     @app.post("/v1/packets", response_model=SubmissionOutcome, tags=["send"],
               summary="Submit a signed document or status packet (sendEdoc)",
               responses={202: {"model": Queued, "description": "Not decided within ?wait=: poll the submission"},
-                         **_errors(*_COMMON, 403, 409, 413)}, openapi_extra=xml_body)
-    async def submit(request: Request, caller: Caller = CallerDep,
-                     wait: float = Query(10.0, ge=0, le=MAX_WAIT, description="Seconds to wait for the outcome."),
-                     axis_submission: str | None = Header(
-                         None, alias="Axis-Submission", pattern=r"^[0-9a-fA-F-]{32,36}$",
-                         description="Optional: the submission id the caller chose (32 hex digits or a UUID). "
-                                     "Repeating a request with the same id and bytes is the same submission.")
-                     ) -> Response:
+                         **_errors(*_COMMON, 403, 409, 413)}, openapi_extra=submit_openapi)
+    async def submit(request: Request) -> Response:
+        caller = await authorized(request, await bearer(request), submit_query)
+        wait = _number_query(request, "wait", 10.0, 0.0, MAX_WAIT)
+        chosen = request.headers.get("axis-submission")
+        if chosen is not None and not SUBMISSION_HEADER.fullmatch(chosen):
+            raise Invalid(f"header.Axis-Submission: String should match pattern '{SUBMISSION_HEADER.pattern}'",
+                          "GW422")
         if caller.role != "agency":  # before reading a byte of the upload; the service says the same
             raise Forbidden(f"a {caller.role} credential cannot submit packets")
         body = await _read_body(request, max_packet_bytes, "the packet")
-        outcome = await service.send(caller, body, submission=axis_submission.lower() if axis_submission else None,
-                                     wait=wait)
+        outcome = await service.send(caller, body, submission=chosen.lower() if chosen else None, wait=wait)
         if outcome.outcome == "queued":
             return JSONResponse({"submission": outcome.submission, "outcome": "queued"}, status_code=202)
         metrics.intake.labels(outcome.outcome, _code(outcome.code) or "").inc()
@@ -550,7 +578,7 @@ def create_app(service: AgencyService, authenticator: Authenticator, *,
             scheme, _, token = request.headers.get("authorization", "").partition(" ")
             given = HTTPAuthorizationCredentials(scheme=scheme, credentials=token.strip()) \
                 if scheme.lower() == "bearer" and token.strip() else None
-            caller = await caller_of(request, given)
+            caller = await authorized(request, given)
             if caller.role != "operator":
                 log.warning("metrics refused: credential %s is not an operator's", caller.credential_id)
                 raise Forbidden("metrics are for operator credentials (or loopback clients)")
@@ -588,20 +616,37 @@ def _query_names(dependant: Any) -> Iterator[str]:
         yield from _query_names(sub)
 
 
-def _only_known_query(request: Request) -> None:
-    """Refuse a query parameter the route does not take (a typo such as ?limt=10 is not silently ignored)."""
-    route = request.scope.get("route")
-    dependant = getattr(route, "dependant", None)
-    if dependant is None:
-        return
-    known = getattr(route, "_axis_query", None)
+def _only_known_query(request: Request, known: frozenset[str] | None = None) -> None:
+    """Refuse a query parameter the route does not take (a typo such as ?limt=10 is not silently ignored).
+
+    `known`: the route's parameters, for a route that reads its query itself; else its dependant's."""
     if known is None:
-        known = frozenset(_query_names(dependant))
-        route._axis_query = known  # type: ignore[union-attr]
+        route = request.scope.get("route")
+        dependant = getattr(route, "dependant", None)
+        if dependant is None:
+            return
+        known = getattr(route, "_axis_query", None)
+        if known is None:
+            known = frozenset(_query_names(dependant))
+            route._axis_query = known  # type: ignore[union-attr]
     unknown = sorted(set(request.query_params) - known)
     if unknown:
         raise Invalid(f"unknown query parameter {unknown[0][:40]!r}; this operation takes "
                       f"{', '.join(sorted(known)) or 'none'}", "GW422")
+
+
+def _number_query(request: Request, name: str, default: float, low: float, high: float) -> float:
+    """A number from the query string within [low, high], else Invalid (GW422) saying so."""
+    text = request.query_params.get(name)
+    if text is None:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        raise Invalid(f"query.{name}: Input should be a valid number", "GW422") from None
+    if not low <= value <= high:  # NaN fails both comparisons
+        raise Invalid(f"query.{name}: Input should be a number from {low:g} to {high:g}", "GW422")
+    return value
 
 
 def _ping_store(store: Any) -> None:
