@@ -7,7 +7,6 @@ agencies hold only their bearer credential (`axis credentials issue`).
 """
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -80,7 +79,9 @@ def gateway(
     config, chosen = gateway_config(host=host, port=port, tls_cert=tls_cert, tls_key=tls_key, db=db, broker=broker,
                                     trust=trust, crl=crl, key=key, cert=cert, workers=workers,
                                     lenient_codes=lenient_codes, allow_sha1=allow_sha1)
-    logging.basicConfig(level=chosen.log, format="%(asctime)s %(name)s %(message)s")
+    from axis.logs import log_to_stderr
+
+    log_to_stderr(chosen.log)
     try:
         sock = bind(config.host, config.port)
     except GatewayConfigError as exc:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import signal
 from pathlib import Path
 
@@ -309,7 +308,9 @@ def serve(
         engine = xmldsig.default().name  # the workers choose the same way; an impossible choice stops here
     except ValueError as exc:
         fail(f"AXIS_XMLDSIG: {exc}", 2)
-    logging.basicConfig(level=chosen.log, format="%(asctime)s %(name)s %(message)s")
+    from axis.logs import log_to_stderr
+
+    log_to_stderr(chosen.log)
 
     async def main() -> bool:
         """Run until signalled; True when the gateway died on its own (and so the hub was stopped)."""

@@ -15,7 +15,7 @@ what is decided there, so the HTTP layer only authenticates, limits, streams and
   `GW403`, `GW404`, `GW413`, `GW422`, `GW429`, `GW500`, `GW503`, or a refusal code (`AX416`). Every
   response carries `X-Request-Id` (the caller's own, when it sends a sane one; else a fresh one).
 - **One access-log line per request** (logger `axis.gateway.access`): request id, credential id,
-  agency, method, route template, status, milliseconds.
+  agency, method, route template, status, milliseconds; for a submission, its id and outcome.
 - **/metrics** (Prometheus text) answers loopback clients and operator credentials only: requests by
   route and status, latency histograms by route, intake outcomes by code, and, read from the store at
   each scrape, deliveries by state and the size of each agency's inbox. Behind a reverse proxy on the
@@ -318,7 +318,10 @@ def create_app(service: AgencyService, authenticator: Authenticator, *,
     metrics = Metrics(store)
     bearer = HTTPBearer(auto_error=False, description="A credential from `axis credentials issue`.")
 
+    # FastAPI's OpenTelemetry hooks are off: the gateway exports its own Prometheus metrics, and checking
+    # for a configured tracer cost every request ~10 µs.
     app = FastAPI(title=title, version="1", openapi_url="/openapi.json", docs_url="/docs", redoc_url=None,
+                  telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
                   description="The agency edge of Axis: submit signed edXML packets, take what waits for "
                               "you, acknowledge it, follow what you sent. Every route needs "
                               "`Authorization: Bearer <credential>`.")
@@ -457,6 +460,9 @@ def create_app(service: AgencyService, authenticator: Authenticator, *,
             raise Forbidden(f"a {caller.role} credential cannot submit packets")
         body = await _read_body(request, max_packet_bytes, "the packet")
         outcome = await service.send(caller, body, submission=chosen.lower() if chosen else None, wait=wait)
+        # The outcome ends the request's access-log line: one line per submission, not one more of its own.
+        request.state.outcome = " ".join(filter(None, ("submission", outcome.submission, outcome.outcome,
+                                                        _code(outcome.code))))
         if outcome.outcome == "queued":
             return JSONResponse({"submission": outcome.submission, "outcome": "queued"}, status_code=202)
         metrics.intake.labels(outcome.outcome, _code(outcome.code) or "").inc()
@@ -708,5 +714,6 @@ class _Edge:
             state = scope.get("state", {})
             caller = state.get("caller")
             credential = caller.credential_id if caller else state.get("refused_credential") or "-"
-            access_log.info("%s %s %s %s %s %d %.1fms", request_id, credential,
-                            (caller.agency or "-") if caller else "-", method, template, status[0], elapsed * 1000)
+            access_log.info("%s %s %s %s %s %d %.1fms%s", request_id, credential,
+                            (caller.agency or "-") if caller else "-", method, template, status[0], elapsed * 1000,
+                            f" {state['outcome']}" if "outcome" in state else "")

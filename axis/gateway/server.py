@@ -200,7 +200,9 @@ def _child_main(config: GatewayConfig, sock: socket.socket, parent: int) -> None
 
     restrict_umask()
     _die_with_parent(parent)
-    logging.basicConfig(level=config.settings.log, format="%(asctime)s %(name)s %(message)s")
+    from axis.logs import log_to_stderr
+
+    log_to_stderr(config.settings.log)
     run(serve_gateway(config, sock, announce=False))
 
 

@@ -506,8 +506,9 @@ class AgencyService:
             row = (await self._read("reading a submission", self.store.submissions, [chosen])).get(chosen)
             if row is not None and row.outcome is not None:
                 return Outcome.of(row)
-        log.info("submission %s from %s (credential %s, %d bytes, %s) %s", chosen, admitted.agency,
-                 caller.credential_id, len(body), admitted.kind, decided.outcome)
+        # DEBUG: the gateway's access-log line of the request names the submission and its outcome.
+        log.debug("submission %s from %s (credential %s, %d bytes, %s) %s", chosen, admitted.agency,
+                  caller.credential_id, len(body), admitted.kind, decided.outcome)
         code = f"AX{decided.refusal_code}" if decided.refusal_code is not None else None
         return Outcome(chosen, decided.outcome, decided.axis_id, code, decided.detail, decided.receipt)
 
