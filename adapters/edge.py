@@ -26,7 +26,7 @@ service authorizes both the same way, so both behave the same.
 What callers may rely on
 ------------------------
 - Every method either returns what the table says or raises an `EdgeError`
-  carrying the stable `code` (`GW404`, `AX416`, ...), the HTTP `status` and
+  carrying the stable `code` (`GW404`, `AX412`, ...), the HTTP `status` and
   the server's `request_id`: `EdgeNotFound` (unknown, or not this agency's:
   the two are indistinguishable), `EdgeUnauthorized` (no, unknown or revoked
   credential; or a role that may not do this), `EdgeRefused` (the packet was
@@ -127,7 +127,7 @@ class EdgeUnauthorized(EdgeError):
 
 
 class EdgeRefused(EdgeError):
-    """413/422 and other 4xx: refused before anything was queued (too large, not the caller's packet, ...)."""
+    """413/422 and other 4xx: refused before anything was queued (too large, an invalid parameter, ...)."""
 
 
 class EdgeUnavailable(EdgeError, TransportError):

@@ -12,7 +12,7 @@ what is decided there, so the HTTP layer only authenticates, limits, streams and
   file (memory up to 1 MiB, then disk) and refused with 413 the moment they pass the limit (or at
   once, when Content-Length already says so); an agency cannot make the gateway hold 2 GB in memory.
 - **Errors** are JSON, `{"error": {"code", "message", "request_id"}}`, with a stable code: `GW401`,
-  `GW403`, `GW404`, `GW413`, `GW422`, `GW429`, `GW500`, `GW503`, or a refusal code (`AX416`). Every
+  `GW403`, `GW404`, `GW413`, `GW422`, `GW429`, `GW500`, `GW503`, or a refusal code (`AX412`). Every
   response carries `X-Request-Id` (the caller's own, when it sends a sane one; else a fresh one).
 - **One access-log line per request** (logger `axis.gateway.access`): request id, credential id,
   agency, method, route template, status, milliseconds; for a submission, its id and outcome.
@@ -73,7 +73,9 @@ MAX_RECEIPT_BYTES = 1024 * 1024      # a delivery receipt is a few KB
 SPOOL_IN_MEMORY = 1024 * 1024        # an upload stays in memory up to this size, then goes to disk
 MAX_WAIT = 60.0                      # the longest ?wait= (seconds) a request may hold a connection
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
-SUBMISSION_HEADER = re.compile(r"^[0-9a-fA-F-]{32,36}$")  # the service checks the exact forms it takes
+# The Axis-Submission header: 32 hex digits or a UUID, either case (the service takes it in lower case).
+SUBMISSION_HEADER = re.compile(r"^([0-9a-fA-F]{32}|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}"
+                               r"-[0-9a-fA-F]{12})$")
 _SERVED_HEADERS = {wire.H_AXIS_ID: "Axis-Id", wire.H_DIGEST: "Axis-Digest", wire.H_SENDER: "Axis-Sender",
                    wire.H_KIND: "Axis-Kind", wire.H_SEAL: "Axis-Seal", wire.H_SEAL_TO: "Axis-Seal-To",
                    wire.H_SEAL_CERT: "Axis-Seal-Cert"}
@@ -82,7 +84,7 @@ _SERVED_HEADERS = {wire.H_AXIS_ID: "Axis-Id", wire.H_DIGEST: "Axis-Digest", wire
 # ------------------------------------------------------------------ response models
 
 class ErrorDetail(BaseModel):
-    code: str = Field(description="A stable code: GW401, GW404, …, or a refusal code such as AX416.")
+    code: str = Field(description="A stable code: GW401, GW404, …, or a refusal code such as AX412.")
     message: str
     request_id: str
 
@@ -185,7 +187,7 @@ class Health(BaseModel):
 def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     described = {400: "Bad request", 401: "No, unknown or revoked credential", 403: "Not allowed for this role",
                  404: "Unknown, or not the caller's", 409: "Conflicts with what was done before", 413: "Too large",
-                 422: "Invalid request, or refused locally",
+                 422: "Invalid request, or a refused delivery receipt",
                  429: "Rate limit: retry after Retry-After seconds", 503: "The store or the broker is unavailable"}
     return {s: {"model": ErrorBody, "description": described[s]} for s in statuses}
 

@@ -22,7 +22,10 @@ What callers may rely on:
   wait, or the service has no intake workers, the submission is queued
   (`submit`: recorded, and held by the broker) for the hubs, and `outcome`
   reports their decision later. A submission decided twice (in the gateway
-  and by a hub) keeps its first outcome.
+  and by a hub) keeps its first outcome. A packet intake refuses (not XML,
+  not signed, another agency's: AX416, …) is an outcome, `refused`, with its
+  code and signed receipt, never an error: the edge checks only the
+  credential, the size and a reused submission id before intake reads it.
 - `fetch` serves the exact bytes the sender signed, with the hub's seal; `ack`
   records a delivery receipt (the agency's own, verified, or one Axis signs
   naming the credential) and moves the delivery to `delivered`, in one
@@ -132,10 +135,6 @@ class RateLimited(GatewayError):
 
 class Unavailable(GatewayError):
     status, default_code = 503, "GW503"
-
-
-def refusal_error(refusal: Refusal) -> Invalid:
-    return Invalid(str(refusal), refusal.code.label.split()[0])
 
 
 @dataclass(frozen=True)
@@ -343,8 +342,6 @@ class _Admitted:
 
     agency: str
     digest: str
-    kind: str
-    priority: int
     known: Submission | None       # the row of a caller-chosen submission id used before
 
 
@@ -507,8 +504,8 @@ class AgencyService:
             if row is not None and row.outcome is not None:
                 return Outcome.of(row)
         # DEBUG: the gateway's access-log line of the request names the submission and its outcome.
-        log.debug("submission %s from %s (credential %s, %d bytes, %s) %s", chosen, admitted.agency,
-                  caller.credential_id, len(body), admitted.kind, decided.outcome)
+        log.debug("submission %s from %s (credential %s, %d bytes) %s", chosen, admitted.agency,
+                  caller.credential_id, len(body), decided.outcome)
         code = f"AX{decided.refusal_code}" if decided.refusal_code is not None else None
         return Outcome(chosen, decided.outcome, decided.axis_id, code, decided.detail, decided.receipt)
 
@@ -526,37 +523,33 @@ class AgencyService:
         return chosen
 
     async def _admit(self, caller: Caller, body: bytes, submission: str | None) -> _Admitted:
-        """The checks before a packet is taken: who sends it, its size, its sender, a reused submission id."""
+        """The checks before a packet is taken: who sends it, its size, a reused submission id.
+
+        What the packet says, its sender included (AX416 when it is not the caller's agency), is intake's
+        to judge, in a worker process that parses it once: a refusal is an outcome with its signed
+        receipt, on either road. Reading the packet here as well cost the gateway a third of its CPU
+        per document (docs/performance.md)."""
         agency = self._agency(caller, "submit packets")
         if submission is not None and not SUBMISSION_ID.fullmatch(submission):
             raise Invalid(f"a submission id is 32 hex digits or a UUID, not {submission[:80]!r}", "GW422")
         if len(body) > self.max_packet_bytes:
             raise TooLarge(f"the packet is {len(body)} bytes; the limit is {self.max_packet_bytes}")
-        try:
-            # A small packet is read on the event loop: handing it to a thread cost more than reading it.
-            facts = (routing_facts(body) if len(body) <= READ_ON_LOOP
-                     else await asyncio.to_thread(routing_facts, body))
-        except Refusal as refusal:
-            raise refusal_error(refusal) from None
-        if facts.sender != agency:
-            code = RefusalCode.CALLER_NOT_SENDER
-            raise Invalid(f"{code.label}: the packet's sender is {facts.sender}, and this credential acts for "
-                          f"{agency}", code.label.split()[0])
         digest = hashlib.sha256(body).hexdigest()
         known = None
         if submission is not None:
             known = (await self._read("reading a submission", self.store.submissions, [submission])).get(submission)
             if known is not None and (known.agency_code != agency or known.digest != digest):
                 raise Conflict(f"submission {submission} was used for another packet; choose a new id", "GW409")
-        return _Admitted(agency, digest, facts.kind, facts.priority, known)
+        return _Admitted(agency, digest, known)
 
     async def _queue(self, caller: Caller, admitted: _Admitted, body: bytes, submission: str) -> None:
         """Record the submission, then hand it to the broker for the hubs."""
+        kind, priority = await self._queue_order(body)
         await self._submission_rows.add(NewSubmission(submission, admitted.agency, caller.credential_id,
                                                       admitted.digest))
         headers = {wire.H_SUBMISSION: submission, wire.H_AGENCY: admitted.agency, wire.H_DIGEST: admitted.digest,
-                   wire.H_KIND: admitted.kind}
-        message = OutgoingMessage(wire.INTAKE_QUEUE, bytes(body), submission, admitted.priority, headers)
+                   wire.H_KIND: kind}
+        message = OutgoingMessage(wire.INTAKE_QUEUE, bytes(body), submission, priority, headers)
         try:
             outcomes = await publish_all(self.transport, [message], f"publishing submission {submission}")
         except TransportError as exc:
@@ -566,7 +559,19 @@ class AgencyService:
             await asyncio.to_thread(self._forget_submission, submission)
             raise Unavailable("the hub's intake queue does not exist yet: is `axis serve` running?")
         log.info("submission %s from %s (credential %s, %d bytes, %s) queued", submission, admitted.agency,
-                 caller.credential_id, len(body), admitted.kind)
+                 caller.credential_id, len(body), kind)
+
+    @staticmethod
+    async def _queue_order(body: bytes) -> tuple[str, int]:
+        """The kind and the priority a queued packet is published with (an urgent one overtakes a backlog).
+        A packet they cannot be read from is queued as it is, at priority 0: the hub refuses it."""
+        try:
+            # A small packet is read on the event loop: handing it to a thread cost more than reading it.
+            facts = (routing_facts(body) if len(body) <= READ_ON_LOOP
+                     else await asyncio.to_thread(routing_facts, body))
+        except Refusal:
+            return "unreadable", 0
+        return facts.kind, facts.priority
 
     def _record_submissions(self, items: list[NewSubmission]) -> None:
         unique = list({item.id: item for item in reversed(items)}.values())  # a repeated id: its first row

@@ -95,9 +95,11 @@ async def test_errors_carry_the_gateways_stable_code_and_request_id(tls_axis) ->
         with pytest.raises(EdgeNotFound) as missing:
             await edge.fetch("0190a1b2-0000-7000-8000-000000000000")
         assert missing.value.code == "GW404"
-        with pytest.raises(EdgeRefused) as foreign:
-            await edge.submit(signed_document(axis.pki, H41, [G22], 2))
-        assert foreign.value.status == 422 and foreign.value.code == "AX416"
+        with pytest.raises(EdgeRefused) as invalid:
+            await edge.inbox(kind="bogus")
+        assert invalid.value.status == 422 and invalid.value.code == "GW422" and invalid.value.request_id
+        foreign = await edge.submit(signed_document(axis.pki, H41, [G22], 2), wait=10)
+        assert (foreign.outcome, foreign.code) == ("refused", "AX416") and foreign.receipt  # intake's, signed
 
 
 async def test_a_gateway_that_does_not_answer_is_unavailable(tmp_path: Path, monkeypatch) -> None:

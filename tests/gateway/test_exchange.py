@@ -109,12 +109,24 @@ def test_the_inbox_lists_urgent_first_and_pages_with_the_cursor(embedded_gateway
         assert statuses["items"] == [] and statuses["next"] is None
 
 
-def test_a_packet_of_another_agency_is_refused_with_ax416(embedded_gateway: ServedGateway) -> None:
+def test_a_packet_of_another_agency_is_refused_with_ax416_on_both_roads(embedded_gateway: ServedGateway) -> None:
+    """H14's credential carrying G22's signed packet: refused by intake (AX416), decided at once or queued
+    for the hub, with a signed intake receipt that says so; nothing reaches the packet's recipient."""
     body = embedded_gateway.document(G22, [H41])
     with embedded_gateway.client(H14) as h14:
         answer = h14.post("/v1/packets", content=body, headers=XML)
-    assert answer.status_code == 422
-    assert answer.json()["error"]["code"] == "AX416" and answer.headers["x-request-id"]
+        assert answer.status_code == 200 and answer.headers["x-request-id"], answer.text
+        decided = answer.json()
+        assert (decided["outcome"], decided["code"], decided["axis_id"]) == ("refused", "AX416", None), decided
+        receipt = read_receipt(base64.b64decode(decided["receipt"]))
+        assert (receipt.outcome, receipt.refusal_code, receipt.submission) == ("refused", 416, decided["submission"])
+        assert receipt.digest == hashlib.sha256(body).hexdigest()
+        queued = h14.post("/v1/packets", params={"wait": 0}, content=body, headers=XML)
+        assert queued.status_code == 202, queued.text
+        later = h14.get(f"/v1/submissions/{queued.json()['submission']}", params={"wait": 20}).json()
+        assert (later["outcome"], later["code"]) == ("refused", "AX416"), later
+    with embedded_gateway.client(H41) as h41:
+        assert h41.get("/v1/inbox").json()["items"] == []
 
 
 def test_a_chosen_submission_id_makes_a_repeated_post_the_same_submission(embedded_gateway: ServedGateway) -> None:
@@ -176,6 +188,8 @@ def test_a_submission_decided_where_it_arrives_is_recorded_with_its_caller(gatew
         assert row.digest == hashlib.sha256(body).hexdigest()
         repeat = g22.post("/v1/packets", content=body, headers={**XML, "Axis-Submission": chosen})
         assert repeat.status_code == 200 and repeat.json() == first.json()
-        # Another agency's packet on G22's credential is refused before anything is recorded.
+        # Another agency's packet on G22's credential is refused, and that refusal is recorded the same way.
         foreign = g22.post("/v1/packets", content=gateway.document(H41, [G22]), headers=XML)
-        assert foreign.status_code == 422 and foreign.json()["error"]["code"] == "AX416"
+        assert foreign.status_code == 200 and foreign.json()["code"] == "AX416", foreign.text
+        refused = gateway.world.store.submissions([foreign.json()["submission"]])[foreign.json()["submission"]]
+        assert (refused.agency_code, refused.outcome) == (G22, "refused")
