@@ -39,8 +39,8 @@ _SERVICES = {
 
 
 _status: dict[str, bool] = {}
-# The 2,000-document runs (node id prefixes): on two workers the first worker runs them one after the other while
-# the other takes the rest (`pytest_xdist_make_scheduler`). Each keeps more than one core busy (the hub, its worker
+# The 2,000-document runs (node id prefixes): the first worker runs them one after the other while the others
+# take the rest (`pytest_xdist_make_scheduler`). Each keeps more than one core busy (the hub, its worker
 # process, the gateway, two senders, two pulls); two side by side overloaded two cores until gateway requests timed
 # out (30 s) and were retried, and pulls missed their 180 s bound: slower than one after the other.
 BULK_LANE = ("tests/fault/test_outages.py::", "tests/e2e/test_hub_crash.py::test_sigkill_of_the_hub_mid_run")
@@ -81,7 +81,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     """pytest-xdist's `load` scheduling, except that the `BULK_LANE` tests all go to the first worker at the
     start, to run there one after the other; everything else is dealt out two at a time (`--maxschedchunk 2`)
-    as workers free up, so the second worker starts at once and neither is left with a long queue at the end.
+    as workers free up, so the other workers start at once and none is left with a long queue at the end.
     (xdist_group/`--dist loadgroup` would say this, but xdist 3.8 marks groups by rewriting `item._nodeid`,
     which pytest 9 no longer reads: every test ends up in a group of its own.)"""
     if config.getvalue("dist") != "load":
