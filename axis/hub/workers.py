@@ -14,6 +14,12 @@ What a caller may rely on:
   returns, the batch's transaction has committed (its outcomes say what each
   submission became); when it raises, nothing of it was committed or the
   commit is complete and a second pass finds every submission a duplicate;
+- a worker process that dies (killed, out of memory, a crash in a C library)
+  breaks Python's process pool for good; the call that meets the broken pool
+  raises `BrokenProcessPool`, and the pool is replaced by a new one, so the
+  batch delivered again (the hub's consumer) or the next call finds working
+  workers. A packet that kills its worker every time is dead-lettered by the
+  broker's redelivery limit, like any message that never settles;
 - `workers=0` runs the same code in one thread of the hub's process (tests,
   debugging); a new CRL file is picked up within 5 seconds either way.
 """
@@ -23,6 +29,7 @@ import asyncio
 import concurrent.futures
 import ctypes
 import ctypes.util
+import logging
 import multiprocessing
 import os
 import signal
@@ -32,6 +39,8 @@ from pathlib import Path
 
 from axis.hub.verification import Checked, Refused, TrustSettings, check_packet
 from axis.receipt import Receipt, build_receipt
+
+log = logging.getLogger("axis.hub")
 
 
 class _Worker:
@@ -123,11 +132,9 @@ class WorkerPool:
     def __init__(self, settings: TrustSettings, workers: int | None = None, *, store_url: str | None = None) -> None:
         self.workers = (os.cpu_count() or 1) if workers is None else workers
         self._local: _Worker | None = None
+        self._settings, self._store_url = settings, store_url
         if self.workers > 0:
-            # Spawned, not forked: a fork would copy the hub's event loop, signal handlers and threads.
-            self._executor: concurrent.futures.Executor = concurrent.futures.ProcessPoolExecutor(
-                max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
-                initializer=_init, initargs=(settings, store_url, os.getpid()))
+            self._executor: concurrent.futures.Executor = self._processes()
             self._target = _call
         else:
             def start() -> None:
@@ -135,17 +142,33 @@ class WorkerPool:
             self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, initializer=start)
             self._target = self._call_local
 
+    def _processes(self) -> concurrent.futures.ProcessPoolExecutor:
+        # Spawned, not forked: a fork would copy the hub's event loop, signal handlers and threads.
+        return concurrent.futures.ProcessPoolExecutor(
+            max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
+            initializer=_init, initargs=(self._settings, self._store_url, os.getpid()))
+
+    async def _run(self, method: str, argument: Sequence) -> list:
+        executor = self._executor
+        try:
+            return await asyncio.get_running_loop().run_in_executor(executor, self._target, method, argument)
+        except concurrent.futures.process.BrokenProcessPool:
+            if self._executor is executor:  # the first caller to meet it replaces it; the others find the new one
+                log.warning("a worker process died (the pool is broken); starting %d new worker process(es)",
+                            self.workers)
+                self._executor = self._processes()
+                executor.shutdown(wait=False, cancel_futures=True)
+            raise
+
     def _call_local(self, method: str, argument: Sequence) -> list:
         return getattr(self._local, method)(argument)
 
     async def start(self) -> list[int]:
         """Start every worker now (the pool would otherwise spawn them one by one as work arrives, and
         the first burst would wait for their start-up); returns their process ids."""
-        loop = asyncio.get_running_loop()
         pids: set[int] = set()
         for _ in range(3):  # a worker that answers twice leaves another unstarted: ask again
-            answers = await asyncio.gather(*(loop.run_in_executor(self._executor, self._target, "ready", ())
-                                             for _ in range(max(1, self.workers))))
+            answers = await asyncio.gather(*(self._run("ready", ()) for _ in range(max(1, self.workers))))
             pids.update(pid for answer in answers for pid in answer)
             if len(pids) >= max(1, self.workers):
                 break
@@ -153,7 +176,7 @@ class WorkerPool:
 
     async def intake(self, batch: Sequence) -> list:
         """One batch through `Intake.process` in one worker (see the module docstring)."""
-        return await asyncio.get_running_loop().run_in_executor(self._executor, self._target, "intake", list(batch))
+        return await self._run("intake", list(batch))
 
     def close(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)
