@@ -17,7 +17,9 @@ What callers may rely on:
   (the input is wrong), any other exception (a bug).
 - Backoff: exponential with full jitter, the first wait at most
   `FIRST_WAIT` seconds, doubling, never more than `MAX_WAIT`; so several hub
-  processes coming back from one outage do not hit the server together.
+  processes coming back from one outage do not hit the server together. An
+  error that says when to come back (`retry_after` seconds: an HTTP 429 or
+  503's Retry-After) is waited at least that long, within `MAX_WAIT`.
 - Patience: a call keeps trying for `PATIENCE` seconds, then the last error
   is raised as it was. An outage shorter than that is invisible to callers
   except for the log: a WARNING line naming `what` at the first retry and
@@ -88,6 +90,20 @@ def _log_retry(what: str) -> Callable[[tenacity.RetryCallState], None]:
     return before_sleep
 
 
+_BACKOFF = tenacity.wait_random_exponential(multiplier=FIRST_WAIT, max=MAX_WAIT)
+
+
+def _wait(state: tenacity.RetryCallState) -> float:
+    """The jittered backoff, but never shorter than the failed server asked (HTTP Retry-After, which
+    the error carries as `retry_after` seconds), within MAX_WAIT: coming back sooner is refused again."""
+    backoff = _BACKOFF(state)
+    error = state.outcome.exception() if state.outcome is not None else None
+    asked = getattr(error, "retry_after", None)
+    if isinstance(asked, int | float) and asked > 0:
+        return max(backoff, min(float(asked), MAX_WAIT))
+    return backoff
+
+
 def retrying(what: str, *, until: Callable[[], bool] | None = None) -> Callable[[_F], _F]:
     """Decorate (or wrap: `retrying(what)(fn)(args)`) a sync or async function with the policy.
 
@@ -100,7 +116,7 @@ def retrying(what: str, *, until: Callable[[], bool] | None = None) -> Callable[
         stop = stop | (lambda _state: until())
     decorate = tenacity.retry(
         retry=tenacity.retry_if_exception(is_transient),
-        wait=tenacity.wait_random_exponential(multiplier=FIRST_WAIT, max=MAX_WAIT),
+        wait=_wait,
         stop=stop,
         before_sleep=_log_retry(what),
         reraise=True,

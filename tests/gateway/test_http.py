@@ -184,3 +184,21 @@ def test_metrics_for_loopback_clients_and_operators_only(gateway: ServedGateway)
     assert asyncio.run(from_afar("auditor")).status_code == 403
     allowed = asyncio.run(from_afar("operator"))
     assert allowed.status_code == 200 and "axis_gateway_requests_total" in allowed.text
+
+
+async def test_the_sdk_waits_as_long_as_a_429_says_and_is_refused_once(small_gateway: ServedGateway) -> None:
+    """Retry-After is the gateway's word on when to come back: the SDK's retries wait at least that long,
+    instead of coming back sooner (and being refused again) on its own backoff."""
+    from adapters.edge import GatewayEdge
+
+    gw = small_gateway
+    async with GatewayEdge(gw.url, gw.tokens[G22]) as edge:
+        for _ in range(3):  # the burst
+            await edge.agencies()
+        started = time.monotonic()
+        assert await edge.agencies()  # refused once with 429 and Retry-After: 1, then answered
+        assert time.monotonic() - started >= 0.9
+    scrape = httpx.get(f"{gw.url}/metrics").text
+    refused = re.search(r'axis_gateway_requests_total\{method="GET",route="/v1/agencies",status="429"\} (\S+)',
+                        scrape)
+    assert refused is not None and float(refused.group(1)) == 1.0, scrape
