@@ -353,9 +353,9 @@ class _Decider:
     under load one transaction decides many. No batch queues behind a busy worker: waiting for the
     worker, the next batch grows instead, and a transaction's commit (an fsync on SQLite) costs the same
     for ten submissions as for two hundred (measured: the workers' CPU per document fell by 5-10 %,
-    documents/s rose ~6 %, against two batches per worker). The hub's consumer batches the same way from
-    the queue (`Hub._consume`); here the broker hop in, the broker hop out and the outcome's row polling
-    are gone (measured in docs/performance.md).
+    documents/s rose ~6 %, against two batches per worker). The hub's consumer batches from the queue
+    (`Hub._consume`); here the broker hop in, the broker hop out and the outcome's row polling are gone
+    (measured in docs/performance.md).
     """
 
     def __init__(self, pool: WorkerPool, limit: int = DECIDE_BATCH) -> None:
