@@ -54,6 +54,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from axis import wire
 from axis.gateway.credentials import Authenticator
 from axis.gateway.service import (
+    SUBMISSION_ID,
     AgencyService,
     Caller,
     Forbidden,
@@ -73,9 +74,9 @@ MAX_RECEIPT_BYTES = 1024 * 1024      # a delivery receipt is a few KB
 SPOOL_IN_MEMORY = 1024 * 1024        # an upload stays in memory up to this size, then goes to disk
 MAX_WAIT = 60.0                      # the longest ?wait= (seconds) a request may hold a connection
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
-# The Axis-Submission header: 32 hex digits or a UUID, either case (the service takes it in lower case).
-SUBMISSION_HEADER = re.compile(r"^([0-9a-fA-F]{32}|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}"
-                               r"-[0-9a-fA-F]{12})$")
+# The Axis-Submission header: the service's submission id in either case (it takes it in lower case),
+# spelled out for the OpenAPI document, whose patterns take no flags.
+SUBMISSION_HEADER = re.compile("^(" + SUBMISSION_ID.pattern.replace("0-9a-f", "0-9a-fA-F") + ")$")
 _SERVED_HEADERS = {wire.H_AXIS_ID: "Axis-Id", wire.H_DIGEST: "Axis-Digest", wire.H_SENDER: "Axis-Sender",
                    wire.H_KIND: "Axis-Kind", wire.H_SEAL: "Axis-Seal", wire.H_SEAL_TO: "Axis-Seal-To",
                    wire.H_SEAL_CERT: "Axis-Seal-Cert"}
