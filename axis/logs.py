@@ -1,8 +1,7 @@
 """The log of Axis's long-running processes (`axis serve`, `axis gateway`, the gateway child): one format.
 
 `log_to_stderr(level)`: each line is the time, the logger's name and the message. A record does not look
-up its thread, process or process name, which no line prints: the gateway writes a line per request,
-and those look-ups were a fifth of a line's cost.
+up its thread, process or process name, which no line prints, since the gateway writes a line per request.
 """
 from __future__ import annotations
 
