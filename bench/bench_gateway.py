@@ -20,7 +20,8 @@ embedded transport, or a new PostgreSQL database and RabbitMQ vhost):
 3. the gateway's latency at half load: `--latency-docs` packets sent at half the gateway's measured
    documents/s, one request each as its time comes (as bench_hub's latency phase does at half the
    hub's): p50, p99;
-4. the ratio gateway documents/s ÷ hub documents/s (issue 9 asks for ≥ 0.75), and CPU ms per
+4. the ratio gateway documents/s ÷ hub documents/s (issue 9 asks for ≥ 0.75; `--rounds N` measures each row
+   N times, hub and gateway in turn, and gives the median), and CPU ms per
    document in each process (hub, its workers, the gateway, the load generator) and how busy the
    machine was.
 
@@ -410,6 +411,9 @@ async def main(argv: list[str]) -> None:
     parser.add_argument("--no-hub", action="store_true", help="skip bench_hub's measurement (no ratio)")
     parser.add_argument("--paced-rate", type=float, default=0.0,
                         help="the pace of the gateway's latency run (default: half its measured documents/s)")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="measure each row this many times, the hub and the gateway in turn; the table gives "
+                             "the median ratio and every round's (the machine's speed drifts between runs)")
     parser.add_argument("--hub", action="append", default=[], metavar="KEY=VALUE",
                         help="a HubSettings override for both runs, e.g. --hub batch_wait=0.02")
     args = parser.parse_args(argv)
@@ -430,7 +434,8 @@ async def main(argv: list[str]) -> None:
             raw = bench_hub.raw_verify_rate(root, packets)
             print(f"\n{count} recipient(s), packets {size / 1024:.1f} KB; raw signxml verify on one core: "
                   f"{raw:.0f}/s", flush=True)
-            for name, make in bench_hub.configurations(args.config, root):
+            for name, make, round_ in ((n, m, r) for n, m in bench_hub.configurations(args.config, root)
+                                       for r in range(1, args.rounds + 1)):
                 hub_row = None
                 if not args.no_hub:
                     db, broker, cleanup = make()
@@ -458,10 +463,12 @@ async def main(argv: list[str]) -> None:
                         cleanup()
                     row["hub"] = hub_row
                     row["raw_verify"] = raw
+                    row["round"] = round_
                     rows.append(row)
                     ratio = f" = {row['throughput'] / hub_row['throughput']:.2f}× hub" if hub_row else ""
                     cpu = ", ".join(f"{k} {v:.2f}" for k, v in row["cpu_ms"].items())
-                    print(f"  gateway {name:20s} intake at {intake_at:7s} {row['throughput']:7.0f} docs/s{ratio}"
+                    label = f"{name} #{round_}" if args.rounds > 1 else name
+                    print(f"  gateway {label:20s} intake at {intake_at:7s} {row['throughput']:7.0f} docs/s{ratio}"
                           f" | p50 {row['p50_ms']:6.1f} ms, p99 {row['p99_ms']:7.1f} ms at {args.concurrency} in flight"
                           + (f" | paced at {row['paced_rate']:.0f}/s: p50 {row['paced_p50_ms']:.1f} ms,"
                              f" p99 {row['paced_p99_ms']:.1f} ms" if "paced_rate" in row else "")
@@ -477,24 +484,40 @@ async def main(argv: list[str]) -> None:
 
 
 def print_table(rows: list[dict], concurrency: int) -> None:
+    """One line per configuration, recipient count and layout: with several rounds, the round of the median
+    ratio, followed by every round's ratio."""
     print(f"\n| config | recipients | intake at | hub docs/s | gateway docs/s ({concurrency} in flight) |"
           " gateway ÷ hub | hub p50 / p99 ms (paced) | gateway p50 / p99 ms (paced) |"
           " gateway p50 / p99 ms (full load) |"
           " CPU ms/doc: hub, hub workers, gateway, gateway workers, load generator | machine busy | load before |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    groups: dict[tuple, list[dict]] = {}
     for r in rows:
-        h = r["hub"]
-        c = r["cpu_ms"]
-        print(f"| {r['config']} | {r['recipients']} | {r['intake_at']} | {h['throughput']:,.0f}"
-              f" | {r['throughput']:,.0f}"
-              f" | {r['throughput'] / h['throughput']:.2f} | {h['p50_ms']:.1f} / {h['p99_ms']:.1f}"
-              f" | {r.get('paced_p50_ms', float('nan')):.1f} / {r.get('paced_p99_ms', float('nan')):.1f}"
-              f" | {r['p50_ms']:.1f} / {r['p99_ms']:.1f}"
-              f" | {c['hub']:.2f}, {c['workers']:.2f}, {c['gateway']:.2f}, {c['gateway workers']:.2f},"
-              f" {c['loadgen']:.2f}"
-              f" | {100 * r['machine_busy']:.0f} % | {h['load']:.2f}, {r['load']:.2f} |" if h else
-              f"| {r['config']} | {r['recipients']} | {r['intake_at']} | – | {r['throughput']:,.0f} | – | – | – |"
-              f" {r['p50_ms']:.1f} / {r['p99_ms']:.1f} | | | {r['load']:.2f} |")
+        groups.setdefault((r["config"], r["recipients"], r["intake_at"]), []).append(r)
+    for rounds in groups.values():
+        if len(rounds) == 1 or any(r["hub"] is None for r in rounds):
+            for r in rounds:
+                _print_row(r, "")
+            continue
+        ratios = sorted((r["throughput"] / r["hub"]["throughput"], n) for n, r in enumerate(rounds))
+        median = ratios[(len(ratios) - 1) // 2][1]  # the lower median: a real round, never an average
+        every = ", ".join(f"{r['throughput'] / r['hub']['throughput']:.2f}" for r in rounds)
+        _print_row(rounds[median], f" (median of {len(rounds)} rounds: {every})")
+
+
+def _print_row(r: dict, rounds: str) -> None:
+    h = r["hub"]
+    c = r["cpu_ms"]
+    print(f"| {r['config']} | {r['recipients']} | {r['intake_at']} | {h['throughput']:,.0f}"
+          f" | {r['throughput']:,.0f}"
+          f" | {r['throughput'] / h['throughput']:.2f}{rounds} | {h['p50_ms']:.1f} / {h['p99_ms']:.1f}"
+          f" | {r.get('paced_p50_ms', float('nan')):.1f} / {r.get('paced_p99_ms', float('nan')):.1f}"
+          f" | {r['p50_ms']:.1f} / {r['p99_ms']:.1f}"
+          f" | {c['hub']:.2f}, {c['workers']:.2f}, {c['gateway']:.2f}, {c['gateway workers']:.2f},"
+          f" {c['loadgen']:.2f}"
+          f" | {100 * r['machine_busy']:.0f} % | {h['load']:.2f}, {r['load']:.2f} |" if h else
+          f"| {r['config']} | {r['recipients']} | {r['intake_at']} | – | {r['throughput']:,.0f} | – | – | – |"
+          f" {r['p50_ms']:.1f} / {r['p99_ms']:.1f} | | | {r['load']:.2f} |")
 
 
 if __name__ == "__main__":
