@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from pathlib import Path
 
 from axis.hub import Hub
 from axis.receipt import Receipt, build_receipt, now_utc, read_receipt
@@ -193,3 +194,24 @@ def test_a_submission_decided_where_it_arrives_is_recorded_with_its_caller(gatew
         assert foreign.status_code == 200 and foreign.json()["code"] == "AX416", foreign.text
         refused = gateway.world.store.submissions([foreign.json()["submission"]])[foreign.json()["submission"]]
         assert (refused.agency_code, refused.outcome) == (G22, "refused")
+
+
+def test_hostile_xml_posted_to_the_gateway_is_a_recorded_refusal_and_delivers_nothing(
+        embedded_gateway: ServedGateway) -> None:
+    """The gateway does not parse a submission: intake does, in a worker process, with the safe parser.
+    Each hostile vector (entity bombs, external entities, a DOCTYPE in another encoding, deep nesting) and
+    plain garbage comes back as a refusal with its code and signed receipt; nothing is delivered, and the
+    gateway and its workers go on answering."""
+    hostile = Path(__file__).resolve().parents[1] / "vectors" / "hostile"
+    bodies = {path.name: path.read_bytes() for path in sorted(hostile.glob("*.xml"))}
+    bodies["garbage"] = b"\x00\xffnot xml at all"
+    with embedded_gateway.client(H14) as h14:
+        for name, body in bodies.items():
+            answer = h14.post("/v1/packets", content=body, headers=XML)
+            assert answer.status_code == 200, (name, answer.text)
+            refused = answer.json()
+            assert refused["outcome"] == "refused" and refused["code"].startswith("AX2"), (name, refused)
+            assert read_receipt(base64.b64decode(refused["receipt"])).outcome == "refused", name
+    embedded_gateway.send(G22, [H41])  # still answering, and the workers still decide
+    with embedded_gateway.client(H41) as h41:
+        assert len(h41.get("/v1/inbox").json()["items"]) == 1
