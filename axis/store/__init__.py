@@ -13,7 +13,10 @@ from axis.store.records import (
     Agency,
     AuditEntry,
     AuditReport,
+    AuditSigner,
     Certificate,
+    Checkpoint,
+    CheckpointStamp,
     Credential,
     Decision,
     Delivery,
@@ -27,7 +30,7 @@ from axis.store.records import (
     Submission,
 )
 from axis.store.states import DeliveryState, can_transition, state_for_status
-from axis.store.store import Store, WriteTx
+from axis.store.store import Snapshot, Store, WriteTx
 
 __all__ = [
     "GENESIS_HASH",
@@ -35,7 +38,10 @@ __all__ = [
     "AlreadyExists",
     "AuditEntry",
     "AuditReport",
+    "AuditSigner",
     "Certificate",
+    "Checkpoint",
+    "CheckpointStamp",
     "Credential",
     "Decision",
     "Delivery",
@@ -50,6 +56,7 @@ __all__ = [
     "NewSubmission",
     "NotFound",
     "Receipt",
+    "Snapshot",
     "Store",
     "StoreError",
     "Submission",

@@ -3,8 +3,9 @@
 This module is pure (no database), so an exported log verifies offline with
 exactly the code the store uses. The format, which never changes meaning:
 
-- An entry is {seq, at, actor, action, subject, data, prev_hash}; `at` is UTC
-  written `YYYY-MM-DDTHH:MM:SS.ffffffZ`.
+- An entry is {seq, at, actor, action, subject, data, prev_hash}, plus
+  `bound` when the entry binds rows (axis/store/bindings.py: a list of
+  [table, key, row digest]); `at` is UTC written `YYYY-MM-DDTHH:MM:SS.ffffffZ`.
 - canonical(entry) = json.dumps(entry, sort_keys=True, separators=(",", ":"),
   ensure_ascii=False, allow_nan=False) encoded as UTF-8.
 - hash = SHA-256(bytes.fromhex(prev_hash) || canonical(entry)), lowercase hex.
@@ -40,10 +41,14 @@ def format_at(at: datetime) -> str:
 
 
 def entry_body(seq: int, at: datetime, actor: str, action: str, subject: str | None,
-               data: Mapping[str, Any], prev_hash: str) -> dict[str, Any]:
-    """The entry without its hash: exactly what is hashed."""
-    return {"seq": seq, "at": format_at(at), "actor": actor, "action": action,
+               data: Mapping[str, Any], prev_hash: str, bound: list[list[str | None]] | None = None
+               ) -> dict[str, Any]:
+    """The entry without its hash: exactly what is hashed (`bound` only when it binds rows)."""
+    body = {"seq": seq, "at": format_at(at), "actor": actor, "action": action,
             "subject": subject, "data": dict(data), "prev_hash": prev_hash}
+    if bound:
+        body["bound"] = bound
+    return body
 
 
 def entry_hash(prev_hash: str, body: Mapping[str, Any]) -> str:
@@ -53,7 +58,7 @@ def entry_hash(prev_hash: str, body: Mapping[str, Any]) -> str:
 def compute_hash(entry: AuditEntry) -> str:
     """What `entry.hash` must be, recomputed from its stored fields."""
     body = entry_body(entry.seq, entry.at, entry.actor, entry.action, entry.subject, entry.data,
-                      entry.prev_hash)
+                      entry.prev_hash, entry.bound)
     return entry_hash(entry.prev_hash, body)
 
 

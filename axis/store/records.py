@@ -191,6 +191,37 @@ class AuditEntry:
     data: dict[str, Any]
     prev_hash: str
     hash: str
+    bound: list[list[str | None]] | None   # [table, key, row digest] of the rows it binds (bindings.py)
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """A signed tree head of the audit log (axis/audit/checkpoints.py has the format)."""
+    size: int
+    root: str                       # hex
+    head_hash: str                  # the chain hash of entry `size`
+    at: datetime
+    note: str                       # the exact signed text
+    signature: bytes
+    signer: str                     # SHA-256 (hex) of the signing certificate's DER (audit_signers)
+    frontier: list[str]             # the tree's compact range at `size`, hex
+
+
+@dataclass(frozen=True, slots=True)
+class CheckpointStamp:
+    """The RFC 3161 timestamp (the whole TimeStampResp, DER) over a checkpoint's signature."""
+    size: int
+    token: bytes
+    tsa: str
+    stamped_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class AuditSigner:
+    """A certificate that signed checkpoints: PEM, the leaf first, then its chain."""
+    fingerprint: str
+    certificates: str
+    added_at: datetime
 
 
 @dataclass(frozen=True, slots=True)

@@ -200,17 +200,43 @@ audit_log = sa.Table(
     sa.Column("data", sa.JSON(), nullable=False),
     sa.Column("prev_hash", _HASH, nullable=False),
     sa.Column("hash", _HASH, nullable=False),
+    # [table, key, row digest] of each evidence row the entry's unit of work wrote (axis/store/bindings.py).
+    sa.Column("bound", sa.JSON(), nullable=True),
 )
 
-# Created by migration 0001 (append-only, like audit_log); nothing reads or
-# writes it until signed checkpoints of the chain come back with the evidence
-# work. Declared so that the schema here stays exactly what the migrations build.
+# Signed checkpoints (tree heads) of the audit log, written by one process at a time (axis/audit/checkpoints.py):
+# `note` is the exact signed text, `signature` the axis key's signature over it, `signer` the SHA-256 of the
+# signing certificate (audit_signers), `frontier` the tree's compact range at `size` (hex hashes), so that the
+# next checkpoint reads only the entries written since. Append-only, like the log.
 audit_checkpoints = sa.Table(
     "audit_checkpoints", metadata,
-    sa.Column("seq", sa.BigInteger(), primary_key=True, autoincrement=False),
-    sa.Column("hash", _HASH, nullable=False),
-    sa.Column("signature", sa.LargeBinary(), nullable=False),
+    sa.Column("size", sa.BigInteger(), primary_key=True, autoincrement=False),
+    sa.Column("root", _HASH, nullable=False),
+    sa.Column("head_hash", _HASH, nullable=False),
     sa.Column("at", _AT, nullable=False),
+    sa.Column("note", sa.Text(), nullable=False),
+    sa.Column("signature", sa.LargeBinary(), nullable=False),
+    sa.Column("signer", _HASH, nullable=False),
+    sa.Column("frontier", sa.JSON(), nullable=False),
+)
+
+# The RFC 3161 timestamp token (the TSA's whole TimeStampResp, DER) over each checkpoint's signature; a
+# checkpoint waits here for its token while the TSA is away (backfilled). Append-only.
+audit_timestamps = sa.Table(
+    "audit_timestamps", metadata,
+    sa.Column("size", sa.BigInteger(), sa.ForeignKey("audit_checkpoints.size"), primary_key=True,
+              autoincrement=False),
+    sa.Column("token", sa.LargeBinary(), nullable=False),
+    sa.Column("tsa", sa.String(500), nullable=False),
+    sa.Column("stamped_at", _AT, nullable=False),
+)
+
+# The certificates that signed checkpoints (PEM, with their chain), by SHA-256 of the leaf's DER. Append-only.
+audit_signers = sa.Table(
+    "audit_signers", metadata,
+    sa.Column("fingerprint", _HASH, primary_key=True),
+    sa.Column("certificates", sa.Text(), nullable=False),
+    sa.Column("added_at", _AT, nullable=False),
 )
 
 # Indexes on expressions, which SQLite reflection cannot read back: alembic

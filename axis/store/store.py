@@ -20,6 +20,7 @@ Callers may rely on:
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -34,13 +35,17 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from axis.store import audit as chain
 from axis.store import migrate as migrations
+from axis.store.bindings import BINDINGS, row_digest, row_key, row_subject
 from axis.store.db import WRITE_OPTION
 from axis.store.errors import AlreadyExists, DuplicateDocument, NotFound, StoreError
 from axis.store.records import (
     Agency,
     AuditEntry,
     AuditReport,
+    AuditSigner,
     Certificate,
+    Checkpoint,
+    CheckpointStamp,
     Credential,
     Decision,
     Delivery,
@@ -60,11 +65,15 @@ from axis.store.schema import (
     DOCUMENT_KINDS,
     RECEIPT_KINDS,
     agencies,
+    audit_checkpoints,
     audit_log,
+    audit_signers,
+    audit_timestamps,
     bodies,
     credentials,
     documents,
     inbox,
+    metadata,
     submissions,
 )
 from axis.store.schema import certificates as certificates_t
@@ -74,8 +83,11 @@ from axis.store.states import DeliveryState, parse_state, sources_for
 
 # pg_advisory_xact_lock key serialising audit appends ("AXISAUDT").
 AUDIT_LOCK_KEY = 0x4158_4953_4155_4454
+# pg_advisory_xact_lock key: one checkpoint writer at a time, however many hubs run ("AXISCKPT").
+CHECKPOINT_LOCK_KEY = 0x4158_4953_434B_5054
 _IN_CHUNK = 5_000   # bound on IN (...) list sizes (SQLite allows 32766 variables)
 _AUDIT_PAGE = 2_000
+_FRESH = frozenset({"id", "agency_code", "credential_id", "digest", "created_at"})  # a submission nobody recorded
 
 Clock = Callable[[], datetime]
 
@@ -368,6 +380,120 @@ class _Reads:
                 audit_log.c.seq.desc()).limit(1)).first()
         return (row[0], row[1]) if row else (0, chain.GENESIS_HASH)
 
+    def audit_entries(self, from_seq: int = 1, to_seq: int | None = None) -> Iterator[AuditEntry]:
+        """Entries from `from_seq` on, in seq order, read page by page (constant memory)."""
+        next_seq = from_seq
+        while True:
+            q = sa.select(audit_log).where(audit_log.c.seq >= next_seq)
+            if to_seq is not None:
+                q = q.where(audit_log.c.seq <= to_seq)
+            with self._reading() as c:
+                page = [_record(AuditEntry, r) for r in c.execute(q.order_by(audit_log.c.seq).limit(_AUDIT_PAGE))]
+            yield from page
+            if len(page) < _AUDIT_PAGE:
+                return
+            next_seq = page[-1].seq + 1
+
+    def audit_entries_about(self, subject: str) -> list[AuditEntry]:
+        """Every entry whose subject is `subject` (an axis id, a submission id, an agency code), in seq order."""
+        with self._reading() as c:
+            return [_record(AuditEntry, r) for r in c.execute(
+                sa.select(audit_log).where(audit_log.c.subject == subject).order_by(audit_log.c.seq))]
+
+    def audit_hashes(self, to_seq: int) -> list[str]:
+        """The chain hashes of entries 1..to_seq (the Merkle tree's leaves are made of them)."""
+        hashes: list[str] = []
+        while len(hashes) < to_seq:
+            q = sa.select(audit_log.c.hash).where(audit_log.c.seq > len(hashes), audit_log.c.seq <= to_seq) \
+                .order_by(audit_log.c.seq).limit(50_000)
+            with self._reading() as c:
+                page = list(c.execute(q).scalars())
+            if not page:
+                break
+            hashes += page
+        return hashes
+
+    def latest_checkpoint(self) -> Checkpoint | None:
+        with self._reading() as c:
+            row = c.execute(sa.select(audit_checkpoints).order_by(audit_checkpoints.c.size.desc()).limit(1)).first()
+        return None if row is None else _record(Checkpoint, row)
+
+    def checkpoint_at(self, size: int) -> Checkpoint | None:
+        with self._reading() as c:
+            row = c.execute(sa.select(audit_checkpoints).where(audit_checkpoints.c.size == size)).first()
+        return None if row is None else _record(Checkpoint, row)
+
+    def checkpoint_covering(self, seq: int) -> Checkpoint | None:
+        """The first checkpoint whose tree holds entry `seq`."""
+        with self._reading() as c:
+            row = c.execute(sa.select(audit_checkpoints).where(audit_checkpoints.c.size >= seq)
+                            .order_by(audit_checkpoints.c.size).limit(1)).first()
+        return None if row is None else _record(Checkpoint, row)
+
+    def checkpoints(self) -> Iterator[Checkpoint]:
+        """Every checkpoint, smallest first, page by page."""
+        after = 0
+        while True:
+            with self._reading() as c:
+                page = [_record(Checkpoint, r) for r in c.execute(
+                    sa.select(audit_checkpoints).where(audit_checkpoints.c.size > after)
+                    .order_by(audit_checkpoints.c.size).limit(_AUDIT_PAGE))]
+            yield from page
+            if len(page) < _AUDIT_PAGE:
+                return
+            after = page[-1].size
+
+    def checkpoint_stamp(self, size: int) -> CheckpointStamp | None:
+        with self._reading() as c:
+            row = c.execute(sa.select(audit_timestamps).where(audit_timestamps.c.size == size)).first()
+        return None if row is None else _record(CheckpointStamp, row)
+
+    def checkpoint_stamps(self) -> dict[int, CheckpointStamp]:
+        with self._reading() as c:
+            return {r.size: _record(CheckpointStamp, r) for r in c.execute(sa.select(audit_timestamps))}
+
+    def unstamped_checkpoints(self, limit: int = 100) -> list[Checkpoint]:
+        """Checkpoints still waiting for a timestamp, oldest first."""
+        q = sa.select(audit_checkpoints).outerjoin(audit_timestamps, audit_timestamps.c.size ==
+                                                   audit_checkpoints.c.size).where(
+            audit_timestamps.c.size.is_(None)).order_by(audit_checkpoints.c.size).limit(limit)
+        with self._reading() as c:
+            return [_record(Checkpoint, r) for r in c.execute(q)]
+
+    def audit_signers(self) -> dict[str, AuditSigner]:
+        with self._reading() as c:
+            return {r.fingerprint: _record(AuditSigner, r) for r in c.execute(sa.select(audit_signers))}
+
+    def evidence_rows(self, table: str) -> Iterator[dict[str, Any]]:
+        """Every row of an evidence table (bindings.BINDINGS) as a dict, in key order, page by page."""
+        t = metadata.tables[table]
+        key = [sa.func.coalesce(t.c[name], "") for name in BINDINGS[table].key]  # NULL sorts as ""
+        last: tuple[Any, ...] | None = None
+        while True:
+            q = sa.select(t).order_by(*key).limit(_AUDIT_PAGE)
+            if last is not None:
+                q = q.where(sa.tuple_(*key) > tuple("" if v is None else v for v in last))
+            with self._reading() as c:
+                page = [{k: bytes(v) if isinstance(v, memoryview) else v for k, v in r._mapping.items()}
+                        for r in c.execute(q)]
+            yield from page
+            if len(page) < _AUDIT_PAGE:
+                return
+            last = tuple(page[-1][name] for name in BINDINGS[table].key)
+
+    def body_digests(self) -> Iterator[tuple[str, str]]:
+        """(axis id, SHA-256 of the stored body) of every document body, page by page."""
+        after = ""
+        while True:
+            with self._reading() as c:
+                page = [(a, hashlib.sha256(b).hexdigest()) for a, b in c.execute(
+                    sa.select(bodies.c.axis_id, bodies.c.body).where(bodies.c.axis_id > after)
+                    .order_by(bodies.c.axis_id).limit(500))]
+            yield from page
+            if len(page) < 500:
+                return
+            after = page[-1][0]
+
 
 class WriteTx(_Reads):
     """One unit of work; obtain it from `Store.write()`. Not thread-safe."""
@@ -377,6 +503,8 @@ class WriteTx(_Reads):
         self._clock = clock
         self._dialect = conn.dialect.name
         self._pending_audit: list[tuple[str, str, str | None, dict[str, Any]]] = []
+        # (subject, [table, key, digest]) of every evidence row written: bound to the log at the end.
+        self._bound: list[tuple[str | None, list[str | None]]] = []
         self._open = True
         self.audit_seqs: tuple[int, int] | None = None
 
@@ -433,6 +561,36 @@ class WriteTx(_Reads):
         # INSERT on psycopg (it reports -1), while RETURNING works everywhere.
         return self._c.execute(stmt.returning(column)).first() is not None
 
+    def _bind(self, table: str, rows: Iterable[Mapping[str, Any]]) -> None:
+        """Record each row as it now stands, for the audit entries of this unit of work (bindings.py)."""
+        for row in rows:
+            self._bound.append((row_subject(table, row), [table, row_key(table, row), row_digest(table, row)]))
+
+    def _bind_new(self, table: sa.Table, rows: list[dict[str, Any]], added: int) -> None:
+        """Bind the rows an INSERT ... ON CONFLICT DO NOTHING added (`added` of `rows`).
+
+        When some were already there, the rows are read back: a row bound is
+        one that reads exactly as written (one that was there, identical in
+        every column, binds to the same digest, which changes nothing).
+        """
+        if added == len(rows):
+            self._bind(table.name, rows)
+            return
+        if not added:
+            return
+        binding = BINDINGS[table.name]
+        key_of = {row_key(table.name, row): row for row in rows}
+        columns = [sa.func.coalesce(sa.cast(table.c[name], sa.String), "") for name in binding.key]
+        stored: dict[str, str] = {}
+        for part in _chunks(list(key_of), 500):
+            tuples = [tuple(key.split("/")) if len(binding.key) > 1 else (key,) for key in part]
+            q = sa.select(table).where(sa.tuple_(*columns).in_(tuples))
+            for r in self._c.execute(q):
+                found = dict(r._mapping)
+                stored[row_key(table.name, found)] = row_digest(table.name, found)
+        self._bind(table.name, [row for key, row in key_of.items()
+                                if stored.get(key) == row_digest(table.name, row)])
+
     # ---- registry
     def add_agency(self, code: str, name: str, parent: str | None = None, state: str = "active") -> Agency:
         """Register an agency; AlreadyExists if the code is taken, NotFound if the parent is unknown."""
@@ -446,7 +604,9 @@ class WriteTx(_Reads):
                                              created_at=now, updated_at=now)
         if not self._inserted(stmt.on_conflict_do_nothing(index_elements=["code"]), agencies.c.code):
             raise AlreadyExists(f"agency {code} is already registered")
-        return Agency(code, name, parent, state, now, now)
+        agency = Agency(code, name, parent, state, now, now)
+        self._bind("agencies", [dataclasses.asdict(agency)])
+        return agency
 
     def add_agencies(self, items: Iterable[tuple[str, str, str | None]]) -> int:
         """Bulk register (code, name, parent) triples, e.g. the national list.
@@ -466,7 +626,9 @@ class WriteTx(_Reads):
             raise NotFound(f"parent agencies not registered: {', '.join(sorted(missing))}; add them first")
         if not rows:
             return 0
-        return self._insert_ignore_count(agencies, rows, ["code"], agencies.c.code)
+        added = self._insert_ignore_count(agencies, rows, ["code"], agencies.c.code)
+        self._bind_new(agencies, rows, added)
+        return added
 
     def set_agency_state(self, code: str, state: str) -> bool:
         """Suspend or reactivate; False when it already was in that state."""
@@ -474,7 +636,7 @@ class WriteTx(_Reads):
             raise ValueError(f"agency state {state!r} must be one of {AGENCY_STATES}")
         stmt = sa.update(agencies).where(agencies.c.code == code, agencies.c.state != state).values(
             state=state, updated_at=self._clock())
-        if self._c.execute(stmt).rowcount:
+        if self._updated("agencies", stmt):
             return True
         if self.get_agency(code) is None:
             raise NotFound(f"agency {code!r} is not registered")
@@ -496,12 +658,14 @@ class WriteTx(_Reads):
         fingerprint = cert.fingerprint(hashes.SHA256()).hex()
         if self.get_agency(code) is None:
             raise NotFound(f"agency {code!r} is not registered; add the agency before its certificate")
-        stmt = self._insert(certificates_t).values(
-            agency_code=code, fingerprint=fingerprint,
-            certificate=cert.public_bytes(serialization.Encoding.PEM).decode("ascii"),
-            not_before=cert.not_valid_before_utc, not_after=cert.not_valid_after_utc, state="active",
-            added_at=self._clock())
-        if not self._inserted(stmt.on_conflict_do_nothing(index_elements=["fingerprint"]), certificates_t.c.id):
+        row = {"agency_code": code, "fingerprint": fingerprint,
+               "certificate": cert.public_bytes(serialization.Encoding.PEM).decode("ascii"),
+               "not_before": cert.not_valid_before_utc, "not_after": cert.not_valid_after_utc, "state": "active",
+               "added_at": self._clock()}
+        stmt = self._insert(certificates_t).values(**row)
+        if self._inserted(stmt.on_conflict_do_nothing(index_elements=["fingerprint"]), certificates_t.c.id):
+            self._bind("agency_certificates", [row])
+        else:
             owner, state = self._c.execute(sa.select(certificates_t.c.agency_code, certificates_t.c.state).where(
                 certificates_t.c.fingerprint == fingerprint)).one()
             if owner != code:
@@ -515,7 +679,7 @@ class WriteTx(_Reads):
         """Mark a certificate revoked in the registry; False if it already was."""
         stmt = sa.update(certificates_t).where(certificates_t.c.fingerprint == fingerprint.lower(),
                                                certificates_t.c.state == "active").values(state="revoked")
-        if self._c.execute(stmt).rowcount:
+        if self._updated("agency_certificates", stmt):
             return True
         exists = self._c.execute(sa.select(sa.literal(1)).where(
             certificates_t.c.fingerprint == fingerprint.lower())).first()
@@ -551,6 +715,7 @@ class WriteTx(_Reads):
             rows.append(self._document_row(doc, body, now))
         inserted = set(self._insert_ignore(documents, rows, ["sender_code", "document_id", "kind"],
                                            documents.c.axis_id))
+        self._bind("documents", [row for row in rows if row["axis_id"] in inserted])
         if inserted:
             self._c.execute(sa.insert(bodies), [{"axis_id": row["axis_id"], "body": body}
                                                 for row, (_, body) in zip(rows, items, strict=True)
@@ -610,7 +775,9 @@ class WriteTx(_Reads):
                 for axis_id, recipients in by_document.items() for r in dict.fromkeys(recipients)]
         if not rows:
             return 0
-        return self._insert_ignore_count(deliveries_t, rows, ["axis_id", "recipient_code"], deliveries_t.c.axis_id)
+        added = self._insert_ignore_count(deliveries_t, rows, ["axis_id", "recipient_code"], deliveries_t.c.axis_id)
+        self._bind_new(deliveries_t, rows, added)
+        return added
 
     def transition(self, axis_id: str, recipient: str, new_state: str | DeliveryState,
                    error: str | None = None, *, attempts: int | None = None) -> bool:
@@ -634,7 +801,7 @@ class WriteTx(_Reads):
         stmt = sa.update(deliveries_t).where(
             deliveries_t.c.axis_id == axis_id, deliveries_t.c.recipient_code == recipient,
             deliveries_t.c.state.in_(sorted(s.value for s in sources_for(new)))).values(**values)
-        if self._c.execute(stmt).rowcount:
+        if self._updated("deliveries", stmt):
             return True
         self._require_delivery(axis_id, recipient)
         return False
@@ -666,7 +833,9 @@ class WriteTx(_Reads):
             return 0
         # No conflict target: the key is an expression index (coalesce), which
         # both dialects honour with a bare ON CONFLICT DO NOTHING.
-        return self._insert_ignore_count(receipts_t, rows, None, receipts_t.c.id)
+        added = self._insert_ignore_count(receipts_t, rows, None, receipts_t.c.id)
+        self._bind_new(receipts_t, rows, added)
+        return added
 
     # ---- credentials and submissions
     def add_credential(self, credential_id: str, role: str, agency: str | None, token_sha256: str,
@@ -679,14 +848,16 @@ class WriteTx(_Reads):
             raise NotFound(f"agency {agency} is not registered")
         credential = Credential(id=credential_id, role=role, agency_code=agency, token_sha256=token_sha256,
                                 label=label, created_at=self._clock(), revoked_at=None)
-        self._c.execute(sa.insert(credentials), {c.name: getattr(credential, c.name) for c in credentials.columns})
+        row = {c.name: getattr(credential, c.name) for c in credentials.columns}
+        self._c.execute(sa.insert(credentials), row)
+        self._bind("credentials", [row])
         return credential
 
     def revoke_credential(self, credential_id: str) -> bool:
         """Revoke a credential; False when it was already revoked, NotFound when there is none."""
         stmt = sa.update(credentials).where(credentials.c.id == credential_id,
                                             credentials.c.revoked_at.is_(None)).values(revoked_at=self._clock())
-        if self._c.execute(stmt).rowcount:
+        if self._updated("credentials", stmt):
             return True
         if self.get_credential(credential_id) is None:
             raise NotFound(f"no credential {credential_id!r}")
@@ -713,18 +884,66 @@ class WriteTx(_Reads):
         if not decisions:
             return
         now = self._clock()
-        known: set[str] = set()
-        for chunk in _chunks([d.id for d in decisions], 500):
-            known.update(self._c.execute(sa.select(submissions.c.id).where(submissions.c.id.in_(chunk))).scalars())
-        fresh = [{"id": d.id, "agency_code": d.agency_code, "credential_id": None, "digest": None, "created_at": now}
-                 for d in decisions if d.id not in known]
-        self._insert_ignore_count(submissions, fresh, ["id"], submissions.c.id)
+        # Each row as it stands, locked until COMMIT: a row still undecided here is decided by this unit
+        # of work, which binds it as decided (a concurrent hub worker waits, then finds it decided).
+        rows = self._submission_rows([d.id for d in decisions])
+        fresh = {d.id: {"id": d.id, "agency_code": d.agency_code, "credential_id": None, "digest": None,
+                        "created_at": now, "outcome": None, "axis_id": None, "code": None, "detail": None,
+                        "receipt": None, "decided_at": None}
+                 for d in decisions if d.id not in rows}
+        inserted = self._insert_ignore_count(submissions, [{k: v for k, v in r.items() if k in _FRESH}
+                                                           for r in fresh.values()], ["id"], submissions.c.id)
+        rows.update(fresh if inserted == len(fresh) else self._submission_rows(list(fresh)))
+        decided: dict[str, dict[str, Any]] = {}
+        for d in decisions:
+            row = rows.get(d.id)
+            if row is not None and row["outcome"] is None and d.id not in decided:
+                decided[d.id] = {**row, "outcome": d.outcome, "axis_id": d.axis_id, "code": d.code,
+                                 "detail": d.detail, "receipt": d.receipt, "decided_at": now}
+        self._bind("submissions", decided.values())
         stmt = sa.update(submissions).where(submissions.c.id == sa.bindparam("b_id"),
                                             submissions.c.outcome.is_(None)).values(
             outcome=sa.bindparam("b_outcome"), axis_id=sa.bindparam("b_axis_id"), code=sa.bindparam("b_code"),
             detail=sa.bindparam("b_detail"), receipt=sa.bindparam("b_receipt"), decided_at=now)
         self._c.execute(stmt, [{"b_id": d.id, "b_outcome": d.outcome, "b_axis_id": d.axis_id, "b_code": d.code,
                                 "b_detail": d.detail, "b_receipt": d.receipt} for d in decisions])
+
+    def _submission_rows(self, ids: list[str]) -> dict[str, dict[str, Any]]:
+        found: dict[str, dict[str, Any]] = {}
+        for chunk in _chunks(ids, 500):
+            q = sa.select(submissions).where(submissions.c.id.in_(chunk)).with_for_update()
+            found.update((r.id, {k: bytes(v) if isinstance(v, memoryview) else v for k, v in r._mapping.items()})
+                         for r in self._c.execute(q))
+        return found
+
+    def _updated(self, table: str, stmt: Any) -> bool:
+        """Run an UPDATE of at most one row; bind the row it changed. False when it changed none."""
+        row = self._c.execute(stmt.returning(*metadata.tables[table].c)).first()
+        if row is None:
+            return False
+        self._bind(table, [{k: bytes(v) if isinstance(v, memoryview) else v for k, v in row._mapping.items()}])
+        return True
+
+    # ---- checkpoints
+    def add_checkpoint(self, checkpoint: Checkpoint, certificates: str) -> bool:
+        """Append `checkpoint` if it extends the latest one (its note names it); False when another
+        writer got there first. `certificates`: the signer's PEM chain, kept once per certificate."""
+        c = self._c
+        if self._dialect == "postgresql":
+            c.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": CHECKPOINT_LOCK_KEY})
+        latest = self.latest_checkpoint()
+        if checkpoint.size <= (latest.size if latest else 0):
+            return False
+        stmt = self._insert(audit_signers).values(fingerprint=checkpoint.signer, certificates=certificates,
+                                                  added_at=self._clock())
+        c.execute(stmt.on_conflict_do_nothing(index_elements=["fingerprint"]))
+        c.execute(sa.insert(audit_checkpoints), dataclasses.asdict(checkpoint))
+        return True
+
+    def add_checkpoint_stamp(self, stamp: CheckpointStamp) -> bool:
+        """Keep a checkpoint's timestamp token; False when it already has one."""
+        stmt = self._insert(audit_timestamps).values(**dataclasses.asdict(stamp))
+        return self._inserted(stmt.on_conflict_do_nothing(index_elements=["size"]), audit_timestamps.c.size)
 
     # ---- consumer de-duplication
     def mark_seen(self, consumer: str, dedup_key: str) -> bool:
@@ -746,7 +965,7 @@ class WriteTx(_Reads):
             self._pending_audit.append((e.actor, e.action, e.subject, chain.check_data(e.data)))
 
     def _flush_audit(self) -> None:
-        if not self._pending_audit:
+        if not self._pending_audit and not self._bound:
             return
         c = self._c
         if self._dialect == "postgresql":
@@ -758,19 +977,44 @@ class WriteTx(_Reads):
         at = self._clock()
         rows = []
         first = seq + 1
-        for actor, action, subject, data in self._pending_audit:
+        for actor, action, subject, data, bound in self._entries():
             seq += 1
-            body = chain.entry_body(seq, at, actor, action, subject, data, prev)
+            body = chain.entry_body(seq, at, actor, action, subject, data, prev, bound)
             digest = chain.entry_hash(prev, body)
             rows.append({"seq": seq, "at": at, "actor": actor, "action": action, "subject": subject,
-                         "data": data, "prev_hash": prev, "hash": digest})
+                         "data": data, "prev_hash": prev, "hash": digest, "bound": bound})
             prev = digest
         c.execute(sa.insert(audit_log), rows)
         self._pending_audit.clear()
+        self._bound.clear()
         self.audit_seqs = (first, seq)
+
+    def _entries(self) -> Iterator[tuple[str, str, str | None, dict[str, Any], list[list[str | None]] | None]]:
+        """The entries to append: each row binding goes with the first entry about the same subject;
+        rows no entry is about get an entry of their own ("recorded"), by the unit of work's actor."""
+        by_subject: dict[str | None, list[list[str | None]]] = {}
+        for subject, fact in self._bound:
+            by_subject.setdefault(subject, []).append(fact)
+        for actor, action, subject, data in self._pending_audit:
+            yield actor, action, subject, data, by_subject.pop(subject, None)
+        actor = self._pending_audit[0][0] if self._pending_audit else "axis"
+        for subject, facts in by_subject.items():
+            yield actor, "recorded", subject, {}, facts
 
     def _close(self) -> None:
         self._open = False
+
+
+class Snapshot(_Reads):
+    """Reads in one transaction (`Store.snapshot()`)."""
+
+    def __init__(self, conn: sa.Connection) -> None:
+        self._conn = conn
+        self._dialect = conn.dialect.name
+
+    @contextmanager
+    def _reading(self) -> Iterator[sa.Connection]:
+        yield self._conn
 
 
 class Store(_Reads):
@@ -817,19 +1061,15 @@ class Store(_Reads):
                 tx._close()
 
     # ---- the audit log
-    def audit_entries(self, from_seq: int = 1, to_seq: int | None = None) -> Iterator[AuditEntry]:
-        """Entries from `from_seq` on, in seq order, read page by page (constant memory)."""
-        next_seq = from_seq
-        while True:
-            q = sa.select(audit_log).where(audit_log.c.seq >= next_seq)
-            if to_seq is not None:
-                q = q.where(audit_log.c.seq <= to_seq)
-            with self._reading() as c:
-                page = [_record(AuditEntry, r) for r in c.execute(q.order_by(audit_log.c.seq).limit(_AUDIT_PAGE))]
-            yield from page
-            if len(page) < _AUDIT_PAGE:
-                return
-            next_seq = page[-1].seq + 1
+    @contextmanager
+    def snapshot(self) -> Iterator[Snapshot]:
+        """Reads that all see one moment of the database (one transaction; PostgreSQL REPEATABLE READ),
+        while writers go on: what a verifier needs to compare the log with the tables it binds."""
+        with self.engine.connect() as conn:
+            if self._dialect == "postgresql":
+                conn = conn.execution_options(isolation_level="REPEATABLE READ")
+            with conn.begin():
+                yield Snapshot(conn)
 
     def verify_audit(self) -> AuditReport:
         """Recompute the whole chain in one snapshot; the report names the first bad entry.

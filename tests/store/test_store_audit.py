@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from axis.store import GENESIS_HASH, NewAuditEntry, Store, verify_chain
 from axis.store.audit import canonical_json, compute_hash, entry_body, entry_hash
-from axis.store.schema import audit_checkpoints, audit_log
+from axis.store.schema import audit_checkpoints, audit_log, audit_signers, audit_timestamps
 from tests.store.store_helpers import accept, drop_audit_guard
 
 
@@ -73,13 +73,19 @@ def test_audit_data_must_be_plain_json(store: Store) -> None:
 
 def test_database_refuses_update_delete_and_truncate(store: Store) -> None:
     _write(store, 3)
-    with store.engine.begin() as conn:  # the table stays from migration 0001, guarded, with no writer today
-        conn.execute(sa.insert(audit_checkpoints).values(seq=3, hash=store.audit_head()[1], signature=b"sig",
-                                                         at=datetime.now(UTC)))
-    statements = ["UPDATE audit_log SET actor = 'mallory' WHERE seq = 2", "DELETE FROM audit_log WHERE seq = 3",
-                  "DELETE FROM audit_checkpoints", "UPDATE audit_checkpoints SET signature = signature"]
+    with store.engine.begin() as conn:  # any row: the guard, not the content, is under test
+        conn.execute(sa.insert(audit_checkpoints).values(size=3, root="0" * 64, head_hash=store.audit_head()[1],
+                                                         at=datetime.now(UTC), note="n", signature=b"sig",
+                                                         signer="0" * 64, frontier=[]))
+        conn.execute(sa.insert(audit_timestamps).values(size=3, token=b"t", tsa="x", stamped_at=datetime.now(UTC)))
+        conn.execute(sa.insert(audit_signers).values(fingerprint="0" * 64, certificates="c",
+                                                     added_at=datetime.now(UTC)))
+    statements = ["UPDATE audit_log SET actor = 'mallory' WHERE seq = 2", "DELETE FROM audit_log WHERE seq = 3"]
+    for table in ("audit_checkpoints", "audit_timestamps", "audit_signers"):
+        statements += [f"DELETE FROM {table}", f"UPDATE {table} SET added_at = added_at" if table == "audit_signers"
+                       else f"UPDATE {table} SET size = size"]
     if store.dialect == "postgresql":
-        statements.append("TRUNCATE audit_log")
+        statements += ["TRUNCATE audit_log", "TRUNCATE audit_checkpoints CASCADE"]
     for sql in statements:
         with pytest.raises(sa.exc.DBAPIError, match="append-only"):
             with store.engine.begin() as conn:
@@ -204,7 +210,8 @@ def test_chain_rewritten_from_scratch_is_caught_by_an_anchor(store: Store) -> No
 def test_offline_verification_of_an_export(store: Store) -> None:
     _write(store, 4)
     exported = json.dumps([{"seq": e.seq, "at": e.at.isoformat(), "actor": e.actor, "action": e.action,
-                            "subject": e.subject, "data": e.data, "prev_hash": e.prev_hash, "hash": e.hash}
+                            "subject": e.subject, "data": e.data, "prev_hash": e.prev_hash, "hash": e.hash,
+                                "bound": e.bound}
                            for e in store.audit_entries()])
     from axis.store import AuditEntry
     rows = [AuditEntry(**{**r, "at": datetime.fromisoformat(r["at"])}) for r in json.loads(exported)]
@@ -216,6 +223,7 @@ def test_offline_verification_of_an_export(store: Store) -> None:
 
 def test_concurrent_writers_keep_the_chain(seeded: Store) -> None:
     threads_n, per_thread = 6, 15
+    seeding = seeded.audit_head()[0]  # the registry's own entries
     barrier = threading.Barrier(threads_n)
     errors: list[BaseException] = []
 
@@ -238,7 +246,7 @@ def test_concurrent_writers_keep_the_chain(seeded: Store) -> None:
     for th in threads:
         th.join(60)
     assert not errors
-    expected = threads_n * (per_thread // 5 + (per_thread - per_thread // 5) * 2)
+    expected = seeding + threads_n * (per_thread // 5 + (per_thread - per_thread // 5) * 2)
     report = seeded.verify_audit()
     assert report.ok and report.entries == expected
     assert [e.seq for e in seeded.audit_entries()] == list(range(1, expected + 1))

@@ -8,13 +8,14 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
-from axis.store import MissingDatabase, Store, normalise_url, open_store
+from axis.store import Decision, MissingDatabase, NewSubmission, Store, normalise_url, open_store
+from axis.store import audit as chain
 from axis.store import migrate as migrations
 from axis.store.schema import EXPRESSION_INDEXES, TABLE_NAMES, TABLES, metadata
 from tests.store.store_helpers import R1, RECIPIENTS, SENDER, accept, make_certificate
 
 # The head before the schema moved from SQLModel to schema.py: databases in use are at this revision.
-PREVIOUS_HEAD = "0002"  # the head before the last migration
+PREVIOUS_HEAD = "0003"  # the head before the last migration
 
 
 def test_migrates_an_empty_database_to_head(db_url: str) -> None:
@@ -33,7 +34,7 @@ def test_migrations_run_step_by_step(db_url: str) -> None:
         migrations.upgrade(store.engine, "0001")
         assert migrations.current_revision(store.engine) == "0001"
         store.migrate()
-        assert migrations.current_revision(store.engine) == migrations.head_revision() == "0003"
+        assert migrations.current_revision(store.engine) == migrations.head_revision() == "0004"
 
 
 def test_schema_and_migrations_agree(store: Store) -> None:
@@ -85,10 +86,17 @@ def test_a_database_of_the_previous_head_upgrades_with_every_row_intact(db_url: 
             tx.transition(axis_id, R1, "failed", "retries exhausted", attempts=3)
             tx.add_receipt(axis_id, "error", b"<error receipt/>", R1, "500")
             tx.mark_seen("adapter.H01", f"{R1}:{axis_id}")
-        with source.engine.begin() as conn:
-            conn.execute(sa.insert(metadata.tables["audit_checkpoints"]).values(
-                seq=1, hash=source.audit_head()[1], signature=b"sig", at=source.clock()))
+            tx.add_credential("cred_1", "agency", SENDER, "a" * 64, "the sender's system")
+            tx.add_submissions([NewSubmission("sub-1", SENDER, "cred_1", "b" * 64),
+                                NewSubmission("sub-2", SENDER, "cred_1", "c" * 64)])
+            tx.decide_submissions([Decision("sub-1", SENDER, "accepted", axis_id, None, None, b"<receipt/>")])
         rows = {t.name: [dict(r._mapping) for r in source.engine.connect().execute(sa.select(t))] for t in TABLES}
+    # The entries as code before 0004 wrote them: no row bindings, so hashed without them.
+    prev = chain.GENESIS_HASH
+    for entry in sorted(rows["audit_log"], key=lambda e: e["seq"]):
+        entry["bound"], entry["prev_hash"] = None, prev
+        entry["hash"] = prev = chain.entry_hash(prev, chain.entry_body(
+            entry["seq"], entry["at"], entry["actor"], entry["action"], entry["subject"], entry["data"], prev))
     with open_store(db_url, migrate=False, create=True) as store:
         migrations.upgrade(store.engine, PREVIOUS_HEAD)
         old_tables = sa.MetaData()
@@ -103,17 +111,31 @@ def test_a_database_of_the_previous_head_upgrades_with_every_row_intact(db_url: 
                     known = set(old_tables.tables[table.name].columns.keys())
                     conn.execute(sa.insert(table), [{k: v for k, v in r.items() if k in known}
                                                     for r in rows[table.name]])
+            # 0001's checkpoint table, which nothing wrote; 0004 replaces it.
+            conn.execute(sa.text("INSERT INTO audit_checkpoints (seq, hash, signature, at) VALUES "
+                                 "(1, :hash, :sig, :at)"), {"hash": "0" * 64, "sig": b"sig", "at": source.clock()})
         def snapshot() -> dict[str, list[tuple]]:
             with store.engine.connect() as conn:
                 return {t.name: [tuple(r) for r in conn.execute(sa.select(*[t.c[c] for c in t.columns.keys()
                                                                              if c in old_tables.tables[t.name].c])
-                                                                 .order_by(*t.primary_key.columns))]
+                                                                 .order_by(*[c for c in t.primary_key.columns
+                                                                             if c.name in old_tables.tables[t.name].c]))]
                         for t in TABLES if t.name in old_tables.tables}
         before = snapshot()
         assert all(before.values()), {name: len(r) for name, r in before.items()}
         store.migrate()
         assert migrations.current_revision(store.engine) == migrations.head_revision()
-        assert snapshot() == before
+        after = snapshot()
+        log_before = before.pop("audit_log")
+        log_after = after.pop("audit_log")
+        assert after.pop("audit_checkpoints") == [] and before.pop("audit_checkpoints")
+        assert after == before
+        # The log is kept as it was, then 0004 adopts every evidence row as it stands.
+        assert log_after[:len(log_before)] == log_before
+        adopted = list(store.audit_entries(from_seq=len(log_before) + 1))
+        assert adopted and {e.action for e in adopted} == {"adopted"}
+        assert {e.data["table"] for e in adopted} >= {"agencies", "agency_certificates", "documents", "deliveries",
+                                                       "receipts"}
         assert store.engine.connect().execute(sa.text("SELECT count(*) FROM documents WHERE seal IS NULL")).scalar()
         assert store.verify_audit().ok
 

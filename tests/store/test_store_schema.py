@@ -8,10 +8,23 @@ import typing
 import pytest
 import sqlalchemy as sa
 
-from axis.store import Agency, AuditEntry, Certificate, Delivery, Document, Receipt, schema
+from axis.store import (
+    Agency,
+    AuditEntry,
+    AuditSigner,
+    Certificate,
+    Checkpoint,
+    CheckpointStamp,
+    Delivery,
+    Document,
+    Receipt,
+    schema,
+)
 
 RECORDS = [(Agency, schema.agencies), (Certificate, schema.certificates), (Document, schema.documents),
-           (Delivery, schema.deliveries), (Receipt, schema.receipts), (AuditEntry, schema.audit_log)]
+           (Delivery, schema.deliveries), (Receipt, schema.receipts), (AuditEntry, schema.audit_log),
+           (Checkpoint, schema.audit_checkpoints), (CheckpointStamp, schema.audit_timestamps),
+           (AuditSigner, schema.audit_signers)]
 
 
 @pytest.mark.parametrize(("record", "table"), RECORDS, ids=[r.__name__ for r, _ in RECORDS])
@@ -25,6 +38,6 @@ def test_each_record_has_its_tables_columns(record: type, table: sa.Table) -> No
         args = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
         assert (type(None) in args) == bool(column.nullable), column.name
         (python_type,) = [a for a in args if a is not type(None)]
-        # The store keeps JSON objects only (audit data, outbox headers); SQLAlchemy says `object`.
-        expected = dict if isinstance(column.type, sa.JSON) else column.type.python_type
-        assert (typing.get_origin(python_type) or python_type) is expected, column.name
+        # The store keeps JSON objects (audit data) and lists (an entry's row bindings); SQLAlchemy says `object`.
+        expected = (dict, list) if isinstance(column.type, sa.JSON) else (column.type.python_type,)
+        assert (typing.get_origin(python_type) or python_type) in expected, column.name

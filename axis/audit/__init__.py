@@ -1,0 +1,1 @@
+"""The verifiable record: the Merkle tree over the audit log, checkpoints, verification, evidence."""

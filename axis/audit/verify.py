@@ -1,0 +1,281 @@
+"""Verifying the record without trusting the operator: the log, its checkpoints, the rows it binds.
+
+`verify_store` reads the database in one snapshot and checks, stopping at
+the first problem, which it names:
+
+1. every checkpoint: its signed text (canonical, matching its row), its link
+   to the previous checkpoint (`prev`: one removed from the middle is seen),
+   its signature by a certificate that chains to the given trust roots, names
+   Axis (AXIS) and was valid when the checkpoint was made, and its RFC 3161
+   token over that signature (when TSA roots are given);
+2. every entry: the hash chain (axis/store/audit.py), then the Merkle root at
+   each checkpoint's size must be the signed one, so an entry changed, removed
+   or inserted before a checkpoint is seen even when the attacker recomputed
+   every hash after it; entries beyond the log's end that a checkpoint covers
+   are reported missing;
+3. every evidence row (axis/store/bindings.py): each must read as the last
+   entry that bound it recorded, none may be missing, none may be there that
+   no entry bound, and every document body must have its document's digest;
+4. with a checkpoint the auditor saved (`against`): that the log today extends
+   it, by the RFC 9162 consistency proof from it to the newest checkpoint (or
+   to the whole log), so truncation, rewriting and insertion before it are
+   seen even if the attacker rewrote the database and every checkpoint in it.
+
+What it cannot see: entries appended after the newest checkpoint (they are
+reported as not yet covered), and anything done by someone who holds the axis
+key. docs/auditor-guide.md says what each check proves.
+"""
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from cryptography import x509
+
+from axis import wire
+from axis.audit import merkle
+from axis.audit.checkpoints import (
+    CheckpointError,
+    Note,
+    Saved,
+    check_signature,
+    fingerprint,
+    note_digest,
+)
+from axis.refusals import Refusal
+from axis.store import AuditEntry, Checkpoint, CheckpointStamp, Snapshot, Store, verify_chain
+from axis.store.bindings import BINDINGS, row_digest, row_key
+from axis.trust import Verifier
+
+# Checks a timestamp token over `data` against TSA roots; returns its genTime or raises ValueError.
+StampCheck = Callable[[bytes, bytes], datetime]
+_CLOCK_SKEW = timedelta(minutes=5)  # a TSA's clock and the hub's may differ this much
+
+
+@dataclass
+class Report:
+    ok: bool = True
+    entries: int = 0
+    checkpoints: int = 0
+    stamped: int = 0
+    unstamped: int = 0
+    rows: int = 0
+    where: str | None = None        # the first bad thing: "entry 17", "checkpoint 1000", "deliveries row …"
+    reason: str = ""
+    notes: list[str] = field(default_factory=list)
+
+    def fail(self, where: str, reason: str) -> Report:
+        self.ok, self.where, self.reason = False, where, reason
+        return self
+
+
+def verify_store(store: Store, trust: Sequence[x509.Certificate], *, stamp_check: StampCheck | None = None,
+                 against: Saved | None = None) -> Report:
+    """Check everything (see the module docstring); the report names the first problem."""
+    report = Report()
+    with store.snapshot() as snap:
+        checkpoints = list(snap.checkpoints())
+        if not _check_checkpoints(snap, checkpoints, trust, stamp_check, report):
+            return report
+        by_size = {c.size: c for c in checkpoints}
+        expected: dict[tuple[str, str], tuple[str | None, int]] = {}
+        leaves: list[bytes] = []
+        if not _check_entries(snap, by_size, expected, leaves, report):
+            return report
+        if against is not None and not _check_against(against, checkpoints, leaves, report):
+            return report
+        if not _check_rows(snap, expected, report):
+            return report
+    covered = checkpoints[-1].size if checkpoints else 0
+    if report.entries > covered:
+        report.notes.append(f"entries {covered + 1}..{report.entries} are not covered by a checkpoint yet "
+                            "(the next one covers them)")
+    if report.unstamped:
+        report.notes.append(f"{report.unstamped} checkpoint(s) wait for a timestamp")
+    return report
+
+
+def _check_checkpoints(snap: Snapshot, checkpoints: list[Checkpoint], trust: Sequence[x509.Certificate],
+                       stamp_check: StampCheck | None, report: Report) -> bool:
+    signers = snap.audit_signers()
+    stamps = snap.checkpoint_stamps()
+    as_of = [datetime.now(UTC)]
+    verifier = Verifier(trust, clock=lambda: as_of[0]) if trust else None
+    previous: Checkpoint | None = None
+    for cp in checkpoints:
+        where = f"checkpoint {cp.size}"
+        try:
+            note = Note.parse(cp.note)
+        except CheckpointError as exc:
+            report.fail(where, str(exc))
+            return False
+        if (note.size, note.root.hex(), note.head, note.at) != (cp.size, cp.root, cp.head_hash, cp.at):
+            report.fail(where, "its row differs from the text its signature covers")
+            return False
+        previous_size = previous.size if previous else 0
+        if note.prev_size != previous_size:
+            report.fail(where, f"it follows checkpoint {note.prev_size}, which is not in the database "
+                               "(a checkpoint was removed)" if note.prev_size > previous_size else
+                        f"it follows checkpoint {note.prev_size}, not {previous_size} (a checkpoint was inserted)")
+            return False
+        if previous is not None and note.prev_digest != note_digest(previous.note):
+            report.fail(where, f"checkpoint {previous.size} is not the one it follows (it was replaced)")
+            return False
+        signer = signers.get(cp.signer)
+        if signer is None:
+            report.fail(where, f"its signer's certificate {cp.signer[:16]}… is not in the database")
+            return False
+        try:
+            chain = x509.load_pem_x509_certificates(signer.certificates.encode("ascii"))
+            if fingerprint(chain[0]) != cp.signer:
+                raise CheckpointError("the certificate kept under its fingerprint is another one")
+            if verifier is not None:
+                as_of[0] = cp.at
+                code = verifier.check_certificate(chain[0], chain[1:])
+                if code != wire.HUB_IDENTITY:
+                    raise CheckpointError(f"it is signed with the certificate of {code}, not Axis's")
+            check_signature(chain[0], cp.note.encode("utf-8"), cp.signature)
+        except (CheckpointError, ValueError) as exc:
+            report.fail(where, str(exc))
+            return False
+        except Refusal as refusal:
+            report.fail(where, f"its signer's certificate was not acceptable when it was signed: {refusal}")
+            return False
+        stamp = stamps.get(cp.size)
+        if stamp is None:
+            report.unstamped += 1
+        else:
+            if not _stamp_ok(stamp, cp, stamp_check, report):
+                return False
+            report.stamped += 1
+        previous = cp
+        report.checkpoints += 1
+    if checkpoints and stamp_check is None and report.stamped:
+        report.notes.append("timestamp tokens were not checked: no TSA roots given (--tsa-trust)")
+    return True
+
+
+def _stamp_ok(stamp: CheckpointStamp, cp: Checkpoint, stamp_check: StampCheck | None, report: Report) -> bool:
+    if stamp_check is None:
+        return True
+    try:
+        stamped_at = stamp_check(stamp.token, cp.signature)
+    except ValueError as exc:
+        report.fail(f"checkpoint {cp.size}", f"its timestamp token does not verify: {exc}")
+        return False
+    if stamped_at < cp.at.replace(microsecond=0).astimezone(UTC) - _CLOCK_SKEW:
+        report.fail(f"checkpoint {cp.size}", f"its timestamp ({stamped_at.isoformat()}) is older than the "
+                                             "checkpoint it stamps")
+        return False
+    return True
+
+
+def _check_entries(snap: Snapshot, by_size: dict[int, Checkpoint],
+                   expected: dict[tuple[str, str], tuple[str | None, int]], leaves: list[bytes],
+                   report: Report) -> bool:
+    frontier = merkle.Frontier()
+    problem: list[tuple[str, str]] = []
+
+    def walked() -> Iterator[AuditEntry]:
+        last_ok = 0
+        for entry in snap.audit_entries():
+            yield entry  # the chain check decides first whether this entry is sound
+            leaf = merkle.leaf_hash(bytes.fromhex(entry.hash))
+            frontier.append(leaf)
+            leaves.append(leaf)
+            for table, key, digest in entry.bound or ():
+                expected[(str(table), str(key))] = (digest, entry.seq)
+            cp = by_size.get(frontier.size)
+            if cp is not None:
+                if frontier.root().hex() != cp.root or entry.hash != cp.head_hash:
+                    problem.append((f"entries {last_ok + 1}..{cp.size}",
+                                    f"they no longer have the root checkpoint {cp.size} signed: one of them was "
+                                    "changed, removed or inserted, and the hashes after it recomputed"))
+                    return
+                last_ok = cp.size
+
+    chain = verify_chain(walked())
+    report.entries = chain.entries
+    if problem:
+        report.fail(*problem[0])
+        return False
+    if not chain.ok:
+        report.fail(f"entry {chain.first_bad_seq}", chain.reason)
+        return False
+    beyond = [size for size in by_size if size > chain.entries]
+    if beyond:
+        report.fail(f"entry {chain.entries + 1}", f"entries {chain.entries + 1}..{max(beyond)} are missing: "
+                                                  f"checkpoint {max(beyond)} covers them (the log was cut)")
+        return False
+    return True
+
+
+def _check_against(saved: Saved, checkpoints: list[Checkpoint], leaves: list[bytes], report: Report) -> bool:
+    size = saved.note.size
+    where = f"the saved checkpoint {size}"
+    kept = next((c for c in checkpoints if c.size == size), None)
+    if kept is not None and kept.note != saved.text:
+        report.fail(where, "the database holds another checkpoint of that size (it was replaced)")
+        return False
+    if kept is not None and kept.signature != saved.signature:
+        report.fail(where, "the database holds it with another signature (it was replaced)")
+        return False
+    if size > len(leaves):
+        report.fail(f"entry {len(leaves) + 1}", f"the log holds {len(leaves)} entries, but the saved checkpoint "
+                                                f"covers {size}: entries were cut from its end")
+        return False
+    newest = checkpoints[-1] if checkpoints and checkpoints[-1].size >= size else None
+    new_size = newest.size if newest else len(leaves)
+    new_root = bytes.fromhex(newest.root) if newest else merkle.root(leaves[:new_size])
+    proof = merkle.consistency_proof(leaves, size, new_size)
+    try:
+        merkle.verify_consistency(size, new_size, saved.note.root, new_root, proof)
+    except merkle.ProofError as exc:
+        report.fail(f"entries 1..{size}", f"{exc} (consistency proof from the saved checkpoint {size} to "
+                                          f"{'checkpoint' if newest else 'the log of'} {new_size})")
+        return False
+    if kept is None:
+        report.fail(where, "the log extends it, but the database no longer holds it (a checkpoint was removed)")
+        return False
+    report.notes.append(f"the log extends the saved checkpoint {size}: consistency proof to "
+                        f"{'checkpoint' if newest else 'the log of'} {new_size} ({len(proof)} hashes) checks")
+    return True
+
+
+def _check_rows(snap: Snapshot, expected: dict[tuple[str, str], tuple[str | None, int]], report: Report) -> bool:
+    digests: dict[str, str] = {}
+    for table in BINDINGS:
+        for row in snap.evidence_rows(table):
+            key = row_key(table, row)
+            where = f"{table} row {key}"
+            bound = expected.pop((table, key), None)
+            if table == "submissions" and row["outcome"] is None:
+                if bound is not None and bound[0] is not None:
+                    report.fail(where, f"entry {bound[1]} recorded its outcome, the row shows none")
+                    return False
+                continue  # not decided yet: bookkeeping, not evidence
+            if bound is None or bound[0] is None:
+                report.fail(where, "no audit entry recorded it: it was written behind Axis's back")
+                return False
+            if row_digest(table, row) != bound[0]:
+                report.fail(where, f"it differs from what entry {bound[1]} recorded: it was changed")
+                return False
+            if table == "documents":
+                digests[row["axis_id"]] = row["digest"]
+            report.rows += 1
+    for (table, key), (digest, seq) in sorted(expected.items(), key=lambda item: item[1][1]):
+        if digest is not None:
+            report.fail(f"{table} row {key}", f"entry {seq} recorded it, the table no longer has it: it was removed")
+            return False
+    for axis_id, digest in snap.body_digests():
+        if digests.pop(axis_id, None) != digest:
+            report.fail(f"document_bodies row {axis_id}", "the body does not have its document's digest: "
+                                                          "it was changed, or belongs to no document")
+            return False
+    for axis_id in itertools.islice(digests, 1):
+        report.fail(f"document_bodies row {axis_id}", "the document's body is missing: it was removed")
+        return False
+    return True
+

@@ -1,0 +1,71 @@
+"""Row bindings: the digest of every evidence row, as the audit log records it.
+
+Every write the store makes to an evidence table is recorded, in the same
+transaction, in the `bound` list of an audit entry: `[table, key, digest]`,
+the digest of the row as it now stands (or null for a row removed). Replaying
+the log's bindings therefore gives what every evidence table must hold; a row
+changed, added or removed behind the store's back no longer matches
+(`axis.audit.verify`). The format, which never changes meaning:
+
+- digest = SHA-256 of canonical_json([table, {column: value, ...}]) (the
+  audit chain's canonical JSON), over every column of the table but those in
+  `Binding.skip` (surrogate ids nobody relies on). A binary value is written
+  "sha256:<hex of its SHA-256>", a time as the audit chain writes `at`
+  (UTC, microseconds, Z); everything else as JSON.
+- key = the table's natural key columns, joined by "/" (a NULL as "").
+
+`document_bodies` is bound through its document: the body's SHA-256 is the
+document row's `digest`. `submissions` rows are bound once decided (the
+gateway writes a row before the hub decides it: bookkeeping, not evidence).
+`inbox` (de-duplication) and the audit tables themselves are not bound.
+"""
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from axis.store.audit import canonical_json, format_at
+
+
+@dataclass(frozen=True, slots=True)
+class Binding:
+    key: tuple[str, ...]
+    subject: tuple[str, ...]  # what an entry about this row is about: the first of these columns not NULL
+    skip: tuple[str, ...] = ()
+
+
+BINDINGS: dict[str, Binding] = {
+    "agencies": Binding(("code",), ("code",)),
+    "agency_certificates": Binding(("fingerprint",), ("agency_code",), skip=("id",)),
+    "documents": Binding(("axis_id",), ("axis_id",)),
+    "deliveries": Binding(("axis_id", "recipient_code"), ("axis_id",)),
+    "receipts": Binding(("axis_id", "recipient_code", "kind", "code"), ("axis_id",), skip=("id",)),
+    # A decided submission is about the document it became, if any: the intake entry of that document.
+    "submissions": Binding(("id",), ("axis_id", "id")),
+    "credentials": Binding(("id",), ("id",)),
+}
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return "sha256:" + hashlib.sha256(value).hexdigest()
+    if isinstance(value, datetime):
+        return format_at(value)
+    return value
+
+
+def row_key(table: str, row: Mapping[str, Any]) -> str:
+    return "/".join("" if row[c] is None else str(row[c]) for c in BINDINGS[table].key)
+
+
+def row_digest(table: str, row: Mapping[str, Any]) -> str:
+    skip = BINDINGS[table].skip
+    plain = {column: _plain(value) for column, value in row.items() if column not in skip}
+    return hashlib.sha256(canonical_json([table, plain]).encode("utf-8")).hexdigest()
+
+
+def row_subject(table: str, row: Mapping[str, Any]) -> str | None:
+    return next((str(row[c]) for c in BINDINGS[table].subject if row[c] is not None), None)

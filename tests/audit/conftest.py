@@ -1,0 +1,56 @@
+"""Fixtures of the verifiable-log tests: the store fixtures (SQLite and PostgreSQL), a PKI with Axis's key,
+and a checkpoint writer signing with that key."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, padding
+
+from axis import wire
+from axis.audit.checkpoints import CheckpointWriter
+from axis.store import Store
+from axis.trust import keys, pki
+from tests.store.conftest import backend, clock, migrated_url, pg_template, seeded, store  # noqa: F401
+
+
+def key_signer(key_path: Path) -> Callable[[bytes], bytes]:
+    """Signs as the signer process does (`sign_bytes`): ECDSA or RSA PKCS#1 v1.5, SHA-256."""
+    key = keys.load_private_key(key_path)
+
+    def sign(data: bytes) -> bytes:
+        if isinstance(key, ec.EllipticCurvePrivateKey):
+            return key.sign(data, ec.ECDSA(hashes.SHA256()))
+        return key.sign(data, padding.PKCS1v15(), hashes.SHA256())  # type: ignore[union-attr, call-arg]
+    return sign
+
+
+@dataclass(frozen=True)
+class Pki:
+    root: Path
+    trust: list[x509.Certificate]
+    axis_key: Path
+    axis_cert: Path
+    rogue_key: Path          # an "AXIS" certificate from a CA nobody trusts
+    rogue_cert: Path
+
+
+@pytest.fixture(scope="session")
+def audit_pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    root = tmp_path_factory.mktemp("audit-pki")
+    pki.init_ca(root / "ca")
+    pki.issue(wire.HUB_IDENTITY, root / "ca", root / "keys")
+    pki.init_ca(root / "rogue-ca", common_name="Mallory Root CA")
+    pki.issue(wire.HUB_IDENTITY, root / "rogue-ca", root / "rogue")
+    return Pki(root, keys.load_certificates(root / "ca" / "ca.pem"), root / "keys" / "AXIS.key.pem",
+               root / "keys" / "AXIS.cert.pem", root / "rogue" / "AXIS.key.pem", root / "rogue" / "AXIS.cert.pem")
+
+
+@pytest.fixture
+def writer(seeded: Store, audit_pki: Pki, clock) -> CheckpointWriter:  # noqa: F811
+    return CheckpointWriter(seeded, key_signer(audit_pki.axis_key), [audit_pki.axis_cert.read_bytes()],
+                            every_entries=1000, every_seconds=10, clock=clock)
