@@ -121,6 +121,11 @@ class Settings(BaseSettings):
     max_packet_bytes: int = _setting(
         200 * 1024 * 1024, "The largest packet the gateway takes, in bytes (enforced while the upload is "
         "read: 413 beyond it).", shown="`209715200` (200 MiB)")
+    checkpoint_entries: int = _setting(
+        1000, "`axis serve` signs a checkpoint of the audit log at least every this many entries.")
+    checkpoint_seconds: float = _setting(
+        10.0, "`axis serve` signs a checkpoint of the audit log at least every this many seconds while entries "
+        "are written (docs/evidence.md).")
 
     @field_validator("gateway")
     @classmethod
@@ -129,7 +134,7 @@ class Settings(BaseSettings):
             raise ValueError("use http://host:port (loopback only) or https://host:port")
         return value
 
-    @field_validator("embedded_lease")
+    @field_validator("embedded_lease", "checkpoint_seconds")
     @classmethod
     def _positive(cls, value: float) -> float:
         if not (math.isfinite(value) and value > 0):
@@ -157,7 +162,7 @@ class Settings(BaseSettings):
             raise ValueError("must be a TCP port, 0 to 65535")
         return value
 
-    @field_validator("retry_attempts", "workers", "gateway_burst", "max_packet_bytes")
+    @field_validator("retry_attempts", "workers", "gateway_burst", "max_packet_bytes", "checkpoint_entries")
     @classmethod
     def _at_least_one(cls, value: int | None) -> int | None:
         if value is not None and value < 1:

@@ -42,12 +42,12 @@ from datetime import UTC, datetime
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives import serialization
 
 from axis.audit import merkle
 from axis.store import GENESIS_HASH, Checkpoint, CheckpointStamp, Store
 from axis.store.audit import compute_hash, format_at
+from axis.trust import keys
 
 log = logging.getLogger("axis.audit")
 
@@ -110,14 +110,10 @@ def fingerprint(certificate: x509.Certificate) -> str:
 
 def check_signature(certificate: x509.Certificate, data: bytes, signature: bytes) -> None:
     """CheckpointError unless `signature` is the certificate key's signature over `data`."""
-    key = certificate.public_key()
     try:
-        if isinstance(key, ec.EllipticCurvePublicKey):
-            key.verify(signature, data, ec.ECDSA(hashes.SHA256()))
-        elif isinstance(key, rsa.RSAPublicKey):
-            key.verify(signature, data, padding.PKCS1v15(), hashes.SHA256())
-        else:
-            raise CheckpointError("the checkpoint's certificate has neither an EC nor an RSA key")
+        keys.verify_raw(keys.issuer_public_key(certificate), signature, data)
+    except ValueError as exc:
+        raise CheckpointError(f"the checkpoint's certificate cannot sign: {exc}") from None
     except InvalidSignature:
         raise CheckpointError("the signature is not the signer's over this checkpoint") from None
 

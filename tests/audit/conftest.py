@@ -8,8 +8,6 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, padding
 
 from axis import wire
 from axis.audit.checkpoints import CheckpointWriter
@@ -19,14 +17,8 @@ from tests.store.conftest import backend, clock, migrated_url, pg_template, seed
 
 
 def key_signer(key_path: Path) -> Callable[[bytes], bytes]:
-    """Signs as the signer process does (`sign_bytes`): ECDSA or RSA PKCS#1 v1.5, SHA-256."""
     key = keys.load_private_key(key_path)
-
-    def sign(data: bytes) -> bytes:
-        if isinstance(key, ec.EllipticCurvePrivateKey):
-            return key.sign(data, ec.ECDSA(hashes.SHA256()))
-        return key.sign(data, padding.PKCS1v15(), hashes.SHA256())  # type: ignore[union-attr, call-arg]
-    return sign
+    return lambda data: keys.sign_raw(key, data)
 
 
 @dataclass(frozen=True)

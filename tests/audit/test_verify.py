@@ -91,7 +91,7 @@ def test_a_cut_tail_with_its_checkpoints_is_named_against_the_auditors_copy(
     _exec(seeded, "DELETE FROM audit_timestamps")
     _exec(seeded, "DELETE FROM audit_checkpoints WHERE size > :n", n=size - 5)
     # The log alone looks whole; the rows its lost entries bound still give it away ...
-    _bad(_verify(seeded, audit_pki), f"documents row ax-5-document", "behind")
+    _bad(_verify(seeded, audit_pki), "documents row ax-5-document", "behind")
     # ... and the auditor's copy names the cut itself.
     _bad(_verify(seeded, audit_pki, against=saved), f"entry {size - 4}", "cut")
 
