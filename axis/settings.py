@@ -126,12 +126,27 @@ class Settings(BaseSettings):
     checkpoint_seconds: float = _setting(
         10.0, "`axis serve` signs a checkpoint of the audit log at least every this many seconds while entries "
         "are written (docs/evidence.md).")
+    tsa_url: str | None = _setting(
+        None, "The RFC 3161 time-stamping authority that stamps the audit log's checkpoints, e.g. "
+        "`https://tsa.example.org/` (docs/timestamps.md). Unset: no timestamps; checkpoints are kept "
+        "unstamped. Production names an independent TSA: Axis's own (`axis tsa serve`) proves nothing against "
+        "Axis's operator.", shown="none")
+    tsa_trust: Path | None = _setting(
+        None, "The root certificates (PEM) a TSA's certificate must chain to for its timestamps to verify "
+        "(`tsa-root.pem` of `axis tsa init`).", shown="none")
 
     @field_validator("gateway")
     @classmethod
     def _gateway_url(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("http://", "https://")):
             raise ValueError("use http://host:port (loopback only) or https://host:port")
+        return value
+
+    @field_validator("tsa_url")
+    @classmethod
+    def _tsa_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("use the TSA's http:// or https:// URL (RFC 3161 over HTTP)")
         return value
 
     @field_validator("embedded_lease", "checkpoint_seconds")

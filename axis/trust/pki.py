@@ -6,7 +6,9 @@ makes certificates in memory; its keyword arguments produce the bad
 certificates tests need (expired, no digitalSignature, SHA-1, from another
 root, without an agency code) from the same code path as the good ones. The
 file layer (`init_ca`, `issue`, `revoke`, `refresh_crl`) is what `axis pki`
-runs: a directory with `ca.pem`, `ca.key.pem` (0600) and `crl.pem`.
+runs: a directory with `ca.pem`, `ca.key.pem` (0600) and `crl.pem`. `init_tsa`
+(what `axis tsa init` runs) makes the development time-stamping authority's
+own root, certificate and key (docs/timestamps.md).
 
 Profiles (see docs/trust.md):
 - root: BasicConstraints(ca, path_length=0) and KeyUsage(keyCertSign, cRLSign),
@@ -15,6 +17,8 @@ Profiles (see docs/trust.md):
   contentCommitment), both critical; EKU documentSigning (RFC 9336) and
   emailProtection; AKI, SKI; SAN `urn:axis:agency:<code>`; the agency code as
   subject organizationIdentifier and CN (`axis.trust.identity`).
+- TSA: BasicConstraints(ca=False), KeyUsage(digitalSignature, contentCommitment)
+  and EKU timeStamping alone, all critical (RFC 3161 §2.3); AKI, SKI.
 
 Callers may rely on: every certificate and CRL returned or written is signed by
 the CA key passed in (or by `signing_key` where a test asks for a forged CRL);
@@ -466,6 +470,80 @@ def issue_tls(
     keys.write_private_key(key_path, key)
     keys.write_public_file(cert_path, keys.certificate_pem(cert, ca.certificate))
     return key_path, cert_path
+
+
+TSA_ROOT_FILE = "tsa-root.pem"
+TSA_CERT_FILE = "tsa.pem"
+TSA_KEY_FILE = "tsa.key"
+TSA_VALID_DAYS = 1095
+
+
+def build_tsa_certificate(
+    public_key,
+    issuer_cert: x509.Certificate,
+    issuer_key: SigningKey,
+    *,
+    common_name: str = "Axis Development TSA",
+    valid_days: int = TSA_VALID_DAYS,
+) -> x509.Certificate:
+    """A time-stamping authority's certificate (RFC 3161 §2.3): EKU timeStamping alone, critical.
+
+    KeyUsage is digitalSignature and contentCommitment (critical): OpenSSL's timestamp-signing purpose
+    allows no other bit, and verifiers (openssl ts -verify, rfc3161-client) refuse a token whose
+    signer lacks the critical EKU.
+    """
+    start, end = _window(None, None, valid_days)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COUNTRY_NAME, "VN"),
+                                 x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Axis development PKI"),
+                                 x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
+        .issuer_name(issuer_cert.subject)
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start).not_valid_after(end)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=True, key_encipherment=False,
+                                     data_encipherment=False, key_agreement=False, key_cert_sign=False,
+                                     crl_sign=False, encipher_only=False, decipher_only=False), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.TIME_STAMPING]), critical=True)
+        .add_extension(_ski(public_key), critical=False)
+        .add_extension(_aki(issuer_cert), critical=False)
+    )
+    return _sign(builder, issuer_key, hashes.SHA256())
+
+
+@dataclass(frozen=True)
+class TsaFiles:
+    """What `init_tsa` wrote: the root verifiers trust, the TSA's certificate and its key (0600)."""
+
+    root: Path
+    cert: Path
+    key: Path
+
+
+def init_tsa(directory: str | os.PathLike[str], key_type: KeyType = "ec", *,
+             valid_days: int = TSA_VALID_DAYS) -> TsaFiles:
+    """Create a development TSA in DIR: tsa-root.pem, tsa.pem (issued by that root) and tsa.key (0600).
+
+    The root's key is used once and never written: nothing else can ever chain to that root, so a
+    verifier trusting tsa-root.pem trusts this one TSA certificate. To renew, make a new directory
+    (and distribute its tsa-root.pem). Raises PKIError when any of the three files already exists.
+    """
+    out = Path(directory)
+    files = TsaFiles(out / TSA_ROOT_FILE, out / TSA_CERT_FILE, out / TSA_KEY_FILE)
+    for path in (files.root, files.cert, files.key):
+        if path.exists():
+            raise PKIError(f"{path} already exists; refusing to replace a TSA (tokens it signed would no longer "
+                           "verify against a new root). Use another directory.")
+    root_key = generate_key(key_type)
+    root = build_root_certificate(root_key, common_name="Axis Development TSA Root CA", valid_days=ROOT_VALID_DAYS)
+    key = generate_key(key_type)
+    cert = build_tsa_certificate(key.public_key(), root, root_key, valid_days=valid_days)
+    keys.write_private_key(files.key, key)
+    keys.write_public_file(files.cert, keys.certificate_pem(cert))
+    keys.write_public_file(files.root, keys.certificate_pem(root))
+    return files
 
 
 def _current_crl(ca: CertificateAuthority) -> x509.CertificateRevocationList | None:
