@@ -130,7 +130,7 @@ class Settings(BaseSettings):
         None, "The RFC 3161 time-stamping authority that stamps the audit log's checkpoints, e.g. "
         "`https://tsa.example.org/` (docs/timestamps.md). Unset: no timestamps; checkpoints are kept "
         "unstamped. Production names an independent TSA: Axis's own (`axis tsa serve`) proves nothing against "
-        "Axis's operator.", shown="none")
+        "Axis's operator.", shown="none", flag="--tsa")
     tsa_trust: Path | None = _setting(
         None, "The root certificates (PEM) a TSA's certificate must chain to for its timestamps to verify "
         "(`tsa-root.pem` of `axis tsa init`).", shown="none")

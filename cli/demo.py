@@ -45,6 +45,7 @@ BYSTANDER = Organization("000.00.00.G17", organ_name="Bộ Thông tin và Truy�
 AGENCIES = (SENDER, *RECIPIENTS, BYSTANDER)
 AXIS = [sys.executable, "-c", "from cli.main import main; main()"]
 _SERVING = re.compile(r"axis hub serving.*gateway (https?://\S+)")
+_TSA_LISTENING = re.compile(r"TSA listening on (https?://\S+)")
 START_TIMEOUT = 60.0
 
 
@@ -87,17 +88,57 @@ async def _run(root: Path) -> bool:
                 tx.add_agency(org.organ_id, org.organ_name or org.organ_id)
                 tx.add_certificate(org.organ_id, (keys / f"{org.organ_id}.cert.pem").read_text())
                 tx.audit("operator", "agency-added", org.organ_id, {"name": org.organ_name})
-        async with _serve(root, store, verifier) as edge_for:
+        async with _tsa(root) as (tsa_url, tsa_root), _serve(root, store, verifier, tsa_url) as edge_for:
             clients = {org.organ_id: AgencyClient(org.organ_id, edge_for(org.organ_id), signer=signer(org.organ_id),
                                                   verifier=verifier, state_dir=root / "agencies" / org.organ_id)
                        for org in AGENCIES}
             try:
-                return await _exchange(root, store, clients, signer)
+                exchanged = await _exchange(root, store, clients, signer)
             finally:
                 for client in clients.values():
                     client.close()
+        ok = _audit(store, ca / "ca.pem", tsa_root) and exchanged
+        stdout.print(f"\n[bold]{'Done' if ok else 'Something went wrong'}.[/]")
+        return ok
     finally:
         store.close()
+
+
+@contextlib.asynccontextmanager
+async def _tsa(root: Path) -> AsyncIterator[tuple[str, Path]]:
+    """Axis's own RFC 3161 TSA (`axis tsa serve`), which stamps the log's checkpoints: a development stand-in
+    that proves nothing against Axis's operator (docs/timestamps.md)."""
+    from axis.trust.pki import init_tsa
+
+    files = init_tsa(root / "tsa")
+    log = root / "tsa.log"
+    with open(log, "wb") as err:
+        process = subprocess.Popen([*AXIS, "tsa", "serve", "--key", str(files.key), "--cert", str(files.cert),
+                                    "--port", "0"], stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
+    try:
+        yield await _wait_line(process, log, _TSA_LISTENING, "axis tsa serve"), files.root
+    finally:
+        process.terminate()
+        await asyncio.to_thread(process.wait, 20)
+
+
+def _audit(store: Store, trust: Path, tsa_root: Path) -> bool:
+    from axis.audit.verify import verify_store
+    from axis.trust import load_certificates
+
+    _step("The record: each step an entry binding the rows it wrote, under signed, timestamped checkpoints")
+    report = verify_store(store, load_certificates(trust), tsa_roots=load_certificates(tsa_root))
+    latest = store.latest_checkpoint()
+    if report.ok:
+        stdout.print(f"  verified: {report.entries} entries, {report.rows} rows as the log recorded them, "
+                     f"{report.checkpoints} signed checkpoint(s), {report.stamped} timestamped by the TSA")
+    else:
+        stdout.print(f"  BROKEN at {report.where}: {report.reason}")
+    if latest is not None:
+        stdout.print("  the latest checkpoint, as an auditor keeps it (`axis audit checkpoint --out FILE`):")
+        for line in latest.note.splitlines():
+            stdout.print(f"    {line}")
+    return report.ok and report.checkpoints > 0 and report.stamped == report.checkpoints
 
 
 def _serve_command(root: Path) -> list[str]:
@@ -109,18 +150,18 @@ def _serve_command(root: Path) -> list[str]:
 
 
 @contextlib.asynccontextmanager
-async def _serve(root: Path, store: Store, verifier: Verifier) -> AsyncIterator[Callable[[str], Edge]]:
+async def _serve(root: Path, store: Store, verifier: Verifier, tsa_url: str) -> AsyncIterator[Callable[[str], Edge]]:
     """`axis serve` as a process (hub + gateway); credentials issued by the operator; GatewayEdge per agency."""
     from axis.gateway.credentials import issue
 
     _step("`axis serve` on the embedded defaults (a SQLite store, the embedded transport), with its gateway")
     log = root / "serve.log"
     with open(log, "wb") as err:
-        process = subprocess.Popen(_serve_command(root), stdout=subprocess.DEVNULL, stderr=err,
+        process = subprocess.Popen([*_serve_command(root), "--tsa", tsa_url], stdout=subprocess.DEVNULL, stderr=err,
                                    start_new_session=True)
     edges: list[GatewayEdge] = []
     try:
-        url = await _wait_serving(process, log)
+        url = (await _wait_line(process, log, _SERVING, "axis serve")).rstrip(",")
         stdout.print(f"  hub and gateway running (pid {process.pid}); gateway {url}, log {log}")
         _step("The operator issues each agency a gateway credential (stored as a SHA-256; shown once)")
         tokens: dict[str, str] = {}
@@ -150,17 +191,18 @@ async def _serve(root: Path, store: Store, verifier: Verifier) -> AsyncIterator[
             await asyncio.to_thread(process.wait, 10)
 
 
-async def _wait_serving(process: subprocess.Popen[bytes], log: Path) -> str:
+async def _wait_line(process: subprocess.Popen[bytes], log: Path, line: re.Pattern[str], what: str) -> str:
+    """The first group of `line` once `what` has logged it (its URL)."""
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
         text = log.read_text(errors="replace") if log.exists() else ""
-        found = _SERVING.search(text)
+        found = line.search(text)
         if found:
-            return found.group(1).rstrip(",")
+            return found.group(1)
         if process.poll() is not None:
-            raise RuntimeError(f"axis serve exited with {process.returncode}:\n{text[-2000:]}")
+            raise RuntimeError(f"{what} exited with {process.returncode}:\n{text[-2000:]}")
         await asyncio.sleep(0.1)
-    raise RuntimeError(f"axis serve did not start within {START_TIMEOUT:g} s; see {log}")
+    raise RuntimeError(f"{what} did not start within {START_TIMEOUT:g} s; see {log}")
 
 
 async def _exchange(root: Path, store: Store, clients: dict[str, AgencyClient], signer: Any) -> bool:
@@ -230,10 +272,5 @@ async def _exchange(root: Path, store: Store, clients: dict[str, AgencyClient], 
     kinds = sorted({r.kind for r in sender.list_receipts()})
     stdout.print(f"  {SENDER.organ_id} holds signed receipts of kinds: {', '.join(kinds)}")
 
-    _step("The audit log: every step is a hash-chained entry; the database refuses UPDATE and DELETE")
-    report = store.verify_audit()
-    stdout.print(f"  {'intact' if report.ok else 'BROKEN'}: {report.entries} entries, head {report.head_hash[:16]}…")
     done = bool(states) and all(state == "done" for state in states.values())
-    ok = done and report.ok and intake.outcome == "accepted" and refusal.outcome == "refused" and isolated
-    stdout.print(f"\n[bold]{'Done' if ok else 'Something went wrong'}.[/]")
-    return ok
+    return done and intake.outcome == "accepted" and refusal.outcome == "refused" and isolated

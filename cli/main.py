@@ -6,7 +6,7 @@ from pathlib import Path
 import typer
 
 from axis.private import restrict_umask
-from cli import adapter, agency_side, credentials, gateway, operator, packet, pki, settings, tsa
+from cli import adapter, agency_side, audit, credentials, gateway, operator, packet, pki, settings, tsa
 
 app = typer.Typer(
     name="axis",
@@ -41,7 +41,7 @@ app.add_typer(operator.agency_app, name="agency")
 agency_side.mount(app)  # send, inbox pull, status send
 app.add_typer(adapter.app, name="adapter")
 app.command("receipts")(operator.receipts)
-app.add_typer(operator.audit_app, name="audit")
+app.add_typer(audit.audit_app, name="audit")
 app.add_typer(operator.dlq_app, name="dlq")
 app.add_typer(credentials.app, name="credentials")
 app.add_typer(tsa.app, name="tsa")

@@ -1,4 +1,4 @@
-"""Operator and auditor commands: `axis serve`, `axis agency …`, `axis receipts`, `axis audit verify`."""
+"""Operator commands: `axis serve`, `axis agency …`, `axis receipts`, `axis dlq …`."""
 from __future__ import annotations
 
 import asyncio
@@ -232,29 +232,6 @@ def _dead_letter_queue(name: str) -> str:
     return name
 
 
-audit_app = typer.Typer(help="Check the tamper-evident audit log.", no_args_is_help=True)
-
-
-@audit_app.command("verify")
-def audit_verify(db: str | None = DbOption, as_json: bool = typer.Option(False, "--json")) -> None:
-    """Recompute the audit hash chain; name the first bad entry. Exit 1 if the chain is broken."""
-    store = _open_store(db)
-    try:
-        report = store.verify_audit()
-    finally:
-        store.close()
-    if as_json:
-        print_json({"ok": report.ok, "entries": report.entries, "first_bad_seq": report.first_bad_seq,
-                    "reason": report.reason, "head_hash": report.head_hash})
-    elif report.ok:
-        stdout.print(f"audit log intact: {report.entries} entries, head {report.head_hash}")
-    else:
-        stderr.print(f"[bold red]audit log broken[/] at entry {report.first_bad_seq}: {report.reason} "
-                     f"({report.entries} entries verified before it)")
-    if not report.ok:
-        raise typer.Exit(REFUSED)
-
-
 # ------------------------------------------------------------------- serve
 
 def serve(
@@ -280,6 +257,8 @@ def serve(
     tls_cert: Path | None = typer.Option(None, "--tls-cert", help="The gateway's TLS certificate (env "
                                                                   "AXIS_GATEWAY_TLS_CERT); required off loopback."),
     tls_key: Path | None = typer.Option(None, "--tls-key", help="Its key (env AXIS_GATEWAY_TLS_KEY)."),
+    tsa: str | None = typer.Option(None, "--tsa", help="The RFC 3161 TSA that stamps the audit log's checkpoints "
+                                                       "(env AXIS_TSA_URL; default none: kept unstamped)."),
 ) -> None:
     """Run the hub (intake, verification, routing, receipts) and, unless --no-gateway, the agency gateway.
 
@@ -289,7 +268,7 @@ def serve(
     from axis.hub import Hub
 
     chosen = current(workers=workers, db=db, broker=broker, trust=trust, crl=crl, key=key, cert=cert)
-    settings = hub_settings(workers, trust, crl, key, cert, lenient_codes, allow_sha1)
+    settings = hub_settings(workers, trust, crl, key, cert, lenient_codes, allow_sha1, tsa=tsa)
     gateway_sock = gateway_config = None
     if with_gateway:
         from axis.gateway.server import GatewayConfigError, bind
@@ -383,9 +362,9 @@ async def _watch_gateway(process, hub_task: asyncio.Task) -> bool:
     return True
 
 
-def hub_settings(workers, trust, crl, key, cert, lenient_codes=False, allow_sha1=()):
+def hub_settings(workers, trust, crl, key, cert, lenient_codes=False, allow_sha1=(), *, tsa=None):
     from axis.hub import HubSettings, TrustSettings
-    chosen = current(workers=workers, trust=trust, crl=crl, key=key, cert=cert)
+    chosen = current(workers=workers, trust=trust, crl=crl, key=key, cert=cert, tsa_url=tsa)
     trust, crl, key, cert = chosen.trust_roots, chosen.revocations, chosen.hub_key, chosen.hub_cert
     for what, path in (("trusted roots", trust), ("hub key", key), ("hub certificate", cert)):
         if not path.exists():
@@ -394,4 +373,6 @@ def hub_settings(workers, trust, crl, key, cert, lenient_codes=False, allow_sha1
     return HubSettings(trust=TrustSettings(trust_roots=trust, crl=crl, hub_key=key,
                                            hub_cert=cert, allow_sha1_for=frozenset(allow_sha1),
                                            lenient_codes=lenient_codes,
-                                           max_packet_bytes=chosen.max_packet_bytes), workers=chosen.workers)
+                                           max_packet_bytes=chosen.max_packet_bytes), workers=chosen.workers,
+                       checkpoint_entries=chosen.checkpoint_entries, checkpoint_seconds=chosen.checkpoint_seconds,
+                       tsa_url=chosen.tsa_url)

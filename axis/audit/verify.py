@@ -28,7 +28,7 @@ key. docs/auditor-guide.md says what each check proves.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -47,10 +47,9 @@ from axis.audit.checkpoints import (
 from axis.refusals import Refusal
 from axis.store import AuditEntry, Checkpoint, CheckpointStamp, Snapshot, Store, verify_chain
 from axis.store.bindings import BINDINGS, row_digest, row_key
+from axis.timestamp import TimestampError, verify_timestamp
 from axis.trust import Verifier
 
-# Checks a timestamp token over `data` against TSA roots; returns its genTime or raises ValueError.
-StampCheck = Callable[[bytes, bytes], datetime]
 _CLOCK_SKEW = timedelta(minutes=5)  # a TSA's clock and the hub's may differ this much
 
 
@@ -71,13 +70,18 @@ class Report:
         return self
 
 
-def verify_store(store: Store, trust: Sequence[x509.Certificate], *, stamp_check: StampCheck | None = None,
-                 against: Saved | None = None) -> Report:
-    """Check everything (see the module docstring); the report names the first problem."""
+def verify_store(store: Store, trust: Sequence[x509.Certificate], *,
+                 tsa_roots: Sequence[x509.Certificate] | None = None, against: Saved | None = None) -> Report:
+    """Check everything (see the module docstring); the report names the first problem.
+
+    `trust`: the roots Axis's checkpoint-signing certificate must chain to. `tsa_roots`: the roots of
+    the TSA; None leaves the timestamp tokens unchecked (the report says so). `against`: a checkpoint
+    the auditor kept (`checkpoints.read_saved`).
+    """
     report = Report()
     with store.snapshot() as snap:
         checkpoints = list(snap.checkpoints())
-        if not _check_checkpoints(snap, checkpoints, trust, stamp_check, report):
+        if not _check_checkpoints(snap, checkpoints, trust, tsa_roots, report):
             return report
         by_size = {c.size: c for c in checkpoints}
         expected: dict[tuple[str, str], tuple[str | None, int]] = {}
@@ -98,7 +102,7 @@ def verify_store(store: Store, trust: Sequence[x509.Certificate], *, stamp_check
 
 
 def _check_checkpoints(snap: Snapshot, checkpoints: list[Checkpoint], trust: Sequence[x509.Certificate],
-                       stamp_check: StampCheck | None, report: Report) -> bool:
+                       tsa_roots: Sequence[x509.Certificate] | None, report: Report) -> bool:
     signers = snap.audit_signers()
     stamps = snap.checkpoint_stamps()
     as_of = [datetime.now(UTC)]
@@ -147,22 +151,23 @@ def _check_checkpoints(snap: Snapshot, checkpoints: list[Checkpoint], trust: Seq
         if stamp is None:
             report.unstamped += 1
         else:
-            if not _stamp_ok(stamp, cp, stamp_check, report):
+            if not _stamp_ok(stamp, cp, tsa_roots, report):
                 return False
             report.stamped += 1
         previous = cp
         report.checkpoints += 1
-    if checkpoints and stamp_check is None and report.stamped:
+    if checkpoints and tsa_roots is None and report.stamped:
         report.notes.append("timestamp tokens were not checked: no TSA roots given (--tsa-trust)")
     return True
 
 
-def _stamp_ok(stamp: CheckpointStamp, cp: Checkpoint, stamp_check: StampCheck | None, report: Report) -> bool:
-    if stamp_check is None:
+def _stamp_ok(stamp: CheckpointStamp, cp: Checkpoint, tsa_roots: Sequence[x509.Certificate] | None,
+              report: Report) -> bool:
+    if tsa_roots is None:
         return True
     try:
-        stamped_at = stamp_check(stamp.token, cp.signature)
-    except ValueError as exc:
+        stamped_at = verify_timestamp(stamp.token, cp.signature, tsa_roots)
+    except TimestampError as exc:
         report.fail(f"checkpoint {cp.size}", f"its timestamp token does not verify: {exc}")
         return False
     if stamped_at < cp.at.replace(microsecond=0).astimezone(UTC) - _CLOCK_SKEW:

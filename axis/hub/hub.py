@@ -18,6 +18,7 @@ the transport's one dead-letter feed (`acknowledgements.DeadLetters`).
 from __future__ import annotations
 
 import asyncio
+import functools
 import io
 import logging
 import sys
@@ -27,13 +28,17 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from axis import wire
+from axis.audit.checkpoints import CheckpointWriter
 from axis.hub.acknowledgements import DeadLetters
 from axis.hub.intake import Submission
 from axis.hub.verification import TrustSettings
 from axis.hub.workers import WorkerPool
 from axis.retry import retrying
 from axis.store import Store
+from axis.timestamp import request_timestamp
 from axis.transport import DEAD_LETTER_FEED, Consumer, Delivery, Transport, TransportError
+from axis.trust import load_private_key
+from axis.trust.keys import sign_raw
 
 log = logging.getLogger("axis.hub")
 
@@ -48,6 +53,9 @@ class HubSettings:
     prefetch: int = 800
     batch_idle: float = 1.0             # seconds a consumer waits for a delivery before it checks on itself
     stall_after: float = 10.0           # seconds after which a batch is reported as overdue
+    checkpoint_entries: int = 1000      # a signed checkpoint of the audit log at least every N entries ...
+    checkpoint_seconds: float = 10.0    # ... and every T seconds while entries are written
+    tsa_url: str | None = None          # the RFC 3161 TSA that stamps checkpoints; None: kept unstamped
 
 
 class Hub:
@@ -59,6 +67,7 @@ class Hub:
         self.pool = WorkerPool(settings.trust, settings.workers,
                                store_url=store.engine.url.render_as_string(hide_password=False))
         self.dead_letters = DeadLetters(store)
+        self.checkpoints = _checkpoint_writer(settings, store)
         self._tasks: list[asyncio.Task] = []
         self._running: dict[str, dict[asyncio.Task, float]] = {}  # per queue: batch -> loop time it started
         self.started = asyncio.Event()      # set once the queues are declared and consumers run
@@ -75,6 +84,7 @@ class Hub:
             asyncio.create_task(self._consume(DEAD_LETTER_FEED, self._handle_dead_letters, lambda: (
                 self.transport.consume_dead_letters(prefetch=self.settings.batch_size))), name="dead-letters"),
             asyncio.create_task(self._watch_overdue(), name="watch"),
+            asyncio.create_task(self.checkpoints.run(), name="checkpoints"),
         ]
         self.started.set()
 
@@ -100,6 +110,12 @@ class Hub:
                 log.debug("hub task %s ended with %r", task.get_name(), task.exception())
         self._tasks = []
         await asyncio.to_thread(self.pool.close)
+        try:  # the last entries signed now rather than at the next start: a stopped axis leaves none unsigned
+            await asyncio.to_thread(self.checkpoints.write)
+            await asyncio.to_thread(self.checkpoints.stamp_pending)
+        except Exception as exc:  # noqa: BLE001 - the next hub to start signs them
+            log.warning("no final checkpoint (%s: %s); the next hub to start signs the entries", type(exc).__name__,
+                        exc)
 
     # ----------------------------------------------------------- consumers
 
@@ -179,6 +195,16 @@ class Hub:
     async def _handle_dead_letters(self, batch: list[Delivery]) -> None:
         await retrying(f"a batch of {len(batch)} dead letters")(self.dead_letters.process)(batch)
         await _settle(batch, [None] * len(batch))
+
+
+def _checkpoint_writer(settings: HubSettings, store: Store) -> CheckpointWriter:
+    key = load_private_key(settings.trust.hub_key)
+    stamp = None
+    if settings.tsa_url is not None:
+        stamp = functools.partial(request_timestamp, settings.tsa_url)
+    return CheckpointWriter(store, functools.partial(sign_raw, key), [settings.trust.hub_cert.read_bytes()],
+                            every_entries=settings.checkpoint_entries, every_seconds=settings.checkpoint_seconds,
+                            stamp=stamp, tsa=settings.tsa_url or "")
 
 
 def _stacks() -> str:

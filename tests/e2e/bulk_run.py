@@ -208,4 +208,4 @@ class BulkRun:
         assert {d.state for d in deliveries} == {"delivered"}
 
         audit = self.deployment.cli("audit", "verify")
-        assert audit.exit_code == 0 and "audit log intact" in audit.stdout, audit
+        assert audit.exit_code == 0 and "audit log verified" in audit.stdout, audit
