@@ -75,14 +75,16 @@ class TSAProcess:
 
 
 @contextlib.contextmanager
-def running_tsa(directory: Path, *, key_type: KeyType = "ec", files: TsaFiles | None = None) -> Iterator[TSAProcess]:
-    """`axis tsa init` (in process) into `directory` unless `files` are given, then `axis tsa serve` on a free
-    loopback port, logging at DEBUG; stopped when the block ends."""
+def running_tsa(directory: Path, *, key_type: KeyType = "ec", files: TsaFiles | None = None,
+                port: int = 0) -> Iterator[TSAProcess]:
+    """`axis tsa init` (in process) into `directory` unless `files` are given, then `axis tsa serve` on
+    `port` (0: a free loopback port), logging at DEBUG; stopped when the block ends. A TSA started again
+    with the same `files` and `port` is the same TSA to its clients."""
     files = files or init_tsa(directory, key_type)
     env = {name: value for name, value in os.environ.items() if not name.startswith("AXIS_")}
     env.update(AXIS_DATA=str(directory / "axis-data"), AXIS_LOG="DEBUG")
     proc = subprocess.Popen([*AXIS, "tsa", "serve", "--key", str(files.key), "--cert", str(files.cert),
-                             "--host", "127.0.0.1", "--port", "0"],
+                             "--host", "127.0.0.1", "--port", str(port)],
                             env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             text=True, start_new_session=True)
     lines: list[str] = []

@@ -36,7 +36,7 @@ import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator, Mapping, MutableMapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import sqlalchemy as sa
@@ -239,11 +239,21 @@ class _StoreCollector:
                 by_state.add_metric([state], n)
             for agency, n in self.store.waiting_counts().items():
                 inbox.add_metric([agency], n)
+            entries, unsigned, waiting, age = self.store.checkpoint_lag(datetime.now(UTC))
         except sa.exc.SQLAlchemyError as exc:
             log.warning("metrics: cannot count deliveries: %s", str(exc).splitlines()[0])
             return
         yield by_state
         yield inbox
+        # How far the audit log's signing and timestamping are behind (docs/evidence.md): a TSA outage shows
+        # here as a growing backlog while traffic goes on.
+        yield GaugeMetricFamily("axis_audit_entries", "Entries in the audit log.", value=entries)
+        yield GaugeMetricFamily("axis_audit_unsigned_entries", "Audit entries no signed checkpoint covers yet.",
+                                value=unsigned)
+        yield GaugeMetricFamily("axis_audit_checkpoints_awaiting_timestamp",
+                                "Signed checkpoints still waiting for their RFC 3161 timestamp.", value=waiting)
+        yield GaugeMetricFamily("axis_audit_oldest_awaiting_timestamp_seconds",
+                                "Age of the oldest checkpoint waiting for a timestamp (0: none waits).", value=age)
 
 
 class Metrics:

@@ -460,6 +460,23 @@ class _Reads:
         with self._reading() as c:
             return [_record(Checkpoint, r) for r in c.execute(q)]
 
+    def checkpoint_lag(self, now: datetime) -> tuple[int, int, int, float]:
+        """(entries, entries no checkpoint covers yet, checkpoints waiting for a timestamp, age in seconds of
+        the oldest of those): how far the signing and the timestamping are behind the log."""
+        with self._reading() as c:
+            entries = c.execute(sa.select(sa.func.coalesce(sa.func.max(audit_log.c.seq), 0))).scalar_one()
+            covered = c.execute(sa.select(sa.func.coalesce(sa.func.max(audit_checkpoints.c.size), 0))).scalar_one()
+            waiting, oldest = c.execute(
+                sa.select(sa.func.count(), sa.func.min(audit_checkpoints.c.at)).select_from(
+                    audit_checkpoints.outerjoin(audit_timestamps, audit_timestamps.c.size == audit_checkpoints.c.size))
+                .where(audit_timestamps.c.size.is_(None))).one()
+        if isinstance(oldest, str):  # SQLite returns an aggregate of a DateTime column as text
+            oldest = datetime.fromisoformat(oldest)
+        if oldest is not None and oldest.tzinfo is None:
+            oldest = oldest.replace(tzinfo=UTC)
+        age = (now - oldest).total_seconds() if oldest is not None else 0.0
+        return int(entries), int(entries) - int(covered), int(waiting), max(0.0, age)
+
     def audit_signers(self) -> dict[str, AuditSigner]:
         with self._reading() as c:
             return {r.fingerprint: _record(AuditSigner, r) for r in c.execute(sa.select(audit_signers))}

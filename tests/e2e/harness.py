@@ -210,6 +210,7 @@ class Deployment:
     road: str = "gateway"           # agency commands through the gateway; "local": the operator's own road
     gateway_port: int = field(default_factory=free_port)
     credentials: dict[str, Path] = field(default_factory=dict)
+    tsa_url: str | None = None      # the TSA `axis serve` has its checkpoints stamped by (AXIS_TSA_URL)
 
     def __post_init__(self) -> None:
         for source, target in ((self.pki.ca / "ca.pem", "pki/ca.pem"), (self.pki.ca / "crl.pem", "pki/crl.pem"),
@@ -229,8 +230,10 @@ class Deployment:
 
     def env(self) -> dict[str, str]:
         """What every command of this deployment sees (the defaults live in AXIS_DATA)."""
-        return {"AXIS_DATA": str(self.data), "AXIS_EMBEDDED_LEASE": str(LEASE), "COLUMNS": "400",
-                "AXIS_LOG": "INFO"}
+        env = {"AXIS_DATA": str(self.data), "AXIS_EMBEDDED_LEASE": str(LEASE), "COLUMNS": "400", "AXIS_LOG": "INFO"}
+        if self.tsa_url is not None:
+            env["AXIS_TSA_URL"] = self.tsa_url
+        return env
 
     @property
     def gateway_url(self) -> str:

@@ -7,35 +7,69 @@ first outcome.
 """
 from __future__ import annotations
 
+import json
 import signal
+import time
 from pathlib import Path
 
 import pytest
 
 from tests.e2e.bulk_run import BULK_RECIPIENTS, BULK_SENDERS, BulkRun
-from tests.e2e.harness import Deployment, HubProcess, wait_until
+from axis.trust.pki import init_tsa
+from tests.e2e.harness import STEP, Deployment, HubProcess, free_port, wait_until
 from tests.e2e.packets import G22, H41, TestPKI
+from tests.tsa_support import running_tsa
 
 MIDWAY = 100  # deliveries recorded as delivered when the hub is killed (of 4,000); intake is still busy then
+OUTAGE = 60.0  # seconds the TSA is down
 
 
 @pytest.mark.slow(seconds=100)  # 2,000 documents: ~85 s embedded, ~115 s on RabbitMQ+PostgreSQL (CI)
 def test_sigkill_of_the_hub_mid_run_loses_nothing_and_duplicates_nothing(
         deployment: Deployment, bulk_packets: dict[str, bytes], tmp_path: Path) -> None:
-    run = BulkRun(deployment, bulk_packets, BULK_SENDERS, BULK_RECIPIENTS, tmp_path / "run")
-    hub = deployment.serve()
-    run.start()
+    """... and, in the same run, the TSA is down for a minute (issue 10): no document waits for it, the
+    checkpoints signed meanwhile are stamped when it is back, and the whole record then verifies."""
+    tsa_files, tsa_port = init_tsa(tmp_path / "tsa"), free_port()
+    with running_tsa(tmp_path / "tsa", files=tsa_files, port=tsa_port) as tsa:
+        deployment.tsa_url = tsa.url
+        run = BulkRun(deployment, bulk_packets, BULK_SENDERS, BULK_RECIPIENTS, tmp_path / "run")
+        hub = deployment.serve()
+        run.start()
+        wait_until(lambda: _stamped(deployment) > 0, "a first timestamped checkpoint", timeout=STEP)
+    outage = time.monotonic()  # the TSA is stopped: traffic goes on
 
     states = run.wait_until_delivered(MIDWAY)
     hub.crash()
     assert hub.process.returncode == -signal.SIGKILL
     assert states["delivered"] < len(bulk_packets) * len(BULK_RECIPIENTS)
 
-    deployment.serve()
+    hub = deployment.serve()
     sent = run.finish_sending()
     assert sent.exit_code == 0, sent
     run.drain()
     run.check_exactly_once()
+    assert _unstamped(deployment) > 0, "checkpoints were signed while the TSA was down"
+    assert "does not answer" in hub.stderr()
+
+    time.sleep(max(0.0, outage + OUTAGE - time.monotonic()))
+    with running_tsa(tmp_path / "tsa", files=tsa_files, port=tsa_port):
+        wait_until(lambda: _unstamped(deployment) == 0, "the checkpoints signed during the outage to be stamped",
+                   timeout=STEP)
+        assert "answers again" in hub.stderr() or "stamped" in hub.stderr()
+    audit = deployment.cli("audit", "verify", "--tsa-trust", str(tsa_files.root), "--json")
+    report = json.loads(audit.stdout)
+    assert audit.exit_code == 0 and report["ok"], audit
+    assert report["checkpoints"] == report["timestamped"] > 1, report
+
+
+def _stamped(deployment: Deployment) -> int:
+    with deployment.store() as store:
+        return len(store.checkpoint_stamps())
+
+
+def _unstamped(deployment: Deployment) -> int:
+    with deployment.store() as store:
+        return len(store.unstamped_checkpoints(limit=100_000))
 
 
 def _hub_that_has_worked(deployment: Deployment, pki: TestPKI, tmp_path: Path) -> HubProcess:

@@ -171,6 +171,11 @@ def test_metrics_for_loopback_clients_and_operators_only(gateway: ServedGateway)
     assert _metric(text, "axis_gateway_request_seconds_count", route="/v1/packets", method="POST") == 1
     assert _metric(text, "axis_deliveries", state="queued") == 1
     assert _metric(text, "axis_inbox_size", agency=H41) == 1
+    entries, unsigned = _metric(text, "axis_audit_entries"), _metric(text, "axis_audit_unsigned_entries")
+    assert entries is not None and unsigned is not None and 0 <= unsigned <= entries and entries >= 1
+    assert gateway.world is not None  # no TSA here: every checkpoint so far waits for a timestamp
+    awaiting = _metric(text, "axis_audit_checkpoints_awaiting_timestamp")
+    assert awaiting is not None and 0 <= awaiting <= len(list(gateway.world.hub.store.checkpoints()))
     assert sent["axis_id"] not in text, "an axis id became a label"
 
     async def from_afar(who: str | None) -> httpx.Response:  # the same app, seen from a non-loopback client
