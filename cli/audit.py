@@ -41,6 +41,8 @@ def audit_verify(
                                                              "AXIS_TRUST; default axis-data/pki/ca.pem)."),
     tsa_trust: Path | None = typer.Option(None, "--tsa-trust", help="Roots of the TSA (env AXIS_TSA_TRUST); "
                                                                      "without them timestamps are not checked."),
+    export: Path | None = typer.Option(None, "--export", help="Check the archives `axis audit export` wrote "
+                                                              "there instead of a database (offline)."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Check the log, its checkpoints and timestamps, and every row it binds; name the first bad entry or row.
@@ -48,9 +50,17 @@ def audit_verify(
     Exit 1 if anything does not check.
     """
     from axis.audit.checkpoints import CheckpointError, read_saved
-    from axis.audit.verify import verify_store
+    from axis.audit.verify import verify_export, verify_store
 
     chosen = current(trust=trust)
+    if export is not None:
+        if not export.is_dir():
+            fail(f"{export} is not a directory of `axis audit export` archives")
+        tsa_path = tsa_trust or chosen.tsa_trust
+        _report(verify_export(export, _certificates(chosen.trust_roots, "trusted roots", "--trust"),
+                              tsa_roots=_certificates(tsa_path, "TSA roots", "--tsa-trust") if tsa_path else None),
+                as_json)
+        return
     store = _open_store(db)  # a missing database is the first thing to say
     try:
         roots = _certificates(chosen.trust_roots, "trusted roots", "--trust")
@@ -67,13 +77,18 @@ def audit_verify(
         report = verify_store(store, roots, tsa_roots=tsa_roots, against=saved)
     finally:
         store.close()
+    _report(report, as_json)
+
+
+def _report(report, as_json: bool) -> None:
     if as_json:
         print_json({"ok": report.ok, "entries": report.entries, "checkpoints": report.checkpoints,
                     "timestamped": report.stamped, "awaiting_timestamp": report.unstamped, "rows": report.rows,
                     "first_bad": report.where, "reason": report.reason, "notes": report.notes})
     elif report.ok:
+        rows = f", {report.rows} rows as the log recorded them" if report.rows else ""
         stdout.print(f"audit log verified: {report.entries} entries, {report.checkpoints} signed checkpoints "
-                     f"({report.stamped} timestamped), {report.rows} rows as the log recorded them")
+                     f"({report.stamped} timestamped){rows}")
         for note in report.notes:
             stdout.print(f"  {note}")
     else:
@@ -107,3 +122,27 @@ def audit_checkpoint(
     except OSError as exc:
         fail(f"cannot write {out}: {exc.strerror}")
     stderr.print(f"checkpoint of {latest.size} entries written to {out}")
+
+
+@audit_app.command("export")
+def audit_export(
+    directory: Path = typer.Argument(..., help="Where the archives go (created if missing; existing archives "
+                                               "are kept and continued)."),
+    db: str | None = DbOption,
+) -> None:
+    """Write the signed log, its checkpoints and timestamps as archives chained by hash (one per ~10,000
+    entries); check them anywhere with `axis audit verify --export DIR`."""
+    from axis.audit.export import ExportError, export_log
+
+    store = _open_store(db)
+    try:
+        done = export_log(store, directory)
+    except ExportError as exc:
+        fail(str(exc))
+    except OSError as exc:
+        fail(f"cannot write to {directory}: {exc.strerror}")
+    finally:
+        store.close()
+    stdout.print(f"{done.archives} archive(s) written to {directory}: {done.entries} entries, signed up to entry "
+                 f"{done.signed_up_to}" + (f"; {done.waiting} newer entries wait for the next checkpoint"
+                                           if done.waiting else ""))

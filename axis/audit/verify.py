@@ -28,9 +28,10 @@ key. docs/auditor-guide.md says what each check proves.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from cryptography import x509
 
@@ -44,8 +45,9 @@ from axis.audit.checkpoints import (
     fingerprint,
     note_digest,
 )
+from axis.audit.export import ExportError, read_export
 from axis.refusals import Refusal
-from axis.store import AuditEntry, Checkpoint, CheckpointStamp, Snapshot, Store, verify_chain
+from axis.store import AuditEntry, AuditSigner, Checkpoint, CheckpointStamp, Snapshot, Store, verify_chain
 from axis.store.bindings import BINDINGS, row_digest, row_key
 from axis.timestamp import TimestampError, verify_timestamp
 from axis.trust import Verifier
@@ -81,12 +83,13 @@ def verify_store(store: Store, trust: Sequence[x509.Certificate], *,
     report = Report()
     with store.snapshot() as snap:
         checkpoints = list(snap.checkpoints())
-        if not _check_checkpoints(snap, checkpoints, trust, tsa_roots, report):
+        if not _check_checkpoints(checkpoints, snap.audit_signers(), snap.checkpoint_stamps(), trust, tsa_roots,
+                                  report):
             return report
         by_size = {c.size: c for c in checkpoints}
         expected: dict[tuple[str, str], tuple[str | None, int]] = {}
         leaves: list[bytes] = []
-        if not _check_entries(snap, by_size, expected, leaves, report):
+        if not _check_entries(snap.audit_entries(), by_size, expected, leaves, report):
             return report
         if against is not None and not _check_against(against, checkpoints, leaves, report):
             return report
@@ -101,10 +104,34 @@ def verify_store(store: Store, trust: Sequence[x509.Certificate], *,
     return report
 
 
-def _check_checkpoints(snap: Snapshot, checkpoints: list[Checkpoint], trust: Sequence[x509.Certificate],
+def verify_export(directory: Path, trust: Sequence[x509.Certificate], *,
+                  tsa_roots: Sequence[x509.Certificate] | None = None) -> Report:
+    """Check an `axis audit export` directory offline: the archives' manifests and their chain, then the
+    checkpoints and the entries as `verify_store` does (rows are not exported, so they are not checked)."""
+    report = Report()
+    try:
+        contents = read_export(directory)
+        if not _check_checkpoints(contents.checkpoints, contents.signers, contents.stamps, trust, tsa_roots,
+                                  report):
+            return report
+        by_size = {c.size: c for c in contents.checkpoints}
+        if not _check_entries(contents.entries(), by_size, {}, [], report):
+            return report
+    except ExportError as exc:
+        return report.fail(str(directory), str(exc))
+    except (ValueError, KeyError, TypeError) as exc:  # a file that parses but is not what an export writes
+        return report.fail(str(directory), f"an archive holds something an export does not write: {exc!r}")
+    if contents.checkpoints and report.entries != contents.checkpoints[-1].size:
+        return report.fail(str(directory), f"the archives hold {report.entries} entries, their last checkpoint "
+                                           f"covers {contents.checkpoints[-1].size}")
+    if report.unstamped:
+        report.notes.append(f"{report.unstamped} checkpoint(s) had no timestamp when they were exported")
+    return report
+
+
+def _check_checkpoints(checkpoints: list[Checkpoint], signers: Mapping[str, AuditSigner],
+                       stamps: Mapping[int, CheckpointStamp], trust: Sequence[x509.Certificate],
                        tsa_roots: Sequence[x509.Certificate] | None, report: Report) -> bool:
-    signers = snap.audit_signers()
-    stamps = snap.checkpoint_stamps()
     as_of = [datetime.now(UTC)]
     verifier = Verifier(trust, clock=lambda: as_of[0]) if trust else None
     previous: Checkpoint | None = None
@@ -177,7 +204,7 @@ def _stamp_ok(stamp: CheckpointStamp, cp: Checkpoint, tsa_roots: Sequence[x509.C
     return True
 
 
-def _check_entries(snap: Snapshot, by_size: dict[int, Checkpoint],
+def _check_entries(entries: Iterable[AuditEntry], by_size: dict[int, Checkpoint],
                    expected: dict[tuple[str, str], tuple[str | None, int]], leaves: list[bytes],
                    report: Report) -> bool:
     frontier = merkle.Frontier()
@@ -185,7 +212,7 @@ def _check_entries(snap: Snapshot, by_size: dict[int, Checkpoint],
 
     def walked() -> Iterator[AuditEntry]:
         last_ok = 0
-        for entry in snap.audit_entries():
+        for entry in entries:
             yield entry  # the chain check decides first whether this entry is sound
             leaf = merkle.leaf_hash(bytes.fromhex(entry.hash))
             frontier.append(leaf)
