@@ -214,7 +214,7 @@ class CheckpointWriter:
                                 signature=self._sign(text.encode("utf-8")), signer=self._signer,
                                 frontier=[h.hex() for h in frontier.hashes])
         with self._store.write() as tx:
-            if not tx.add_checkpoint(checkpoint, self._pem):
+            if not tx.add_checkpoint(checkpoint, self._pem, follows=done):
                 return None
         return checkpoint
 

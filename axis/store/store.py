@@ -942,14 +942,15 @@ class WriteTx(_Reads):
         return True
 
     # ---- checkpoints
-    def add_checkpoint(self, checkpoint: Checkpoint, certificates: str) -> bool:
-        """Append `checkpoint` if it extends the latest one (its note names it); False when another
-        writer got there first. `certificates`: the signer's PEM chain, kept once per certificate."""
+    def add_checkpoint(self, checkpoint: Checkpoint, certificates: str, follows: int) -> bool:
+        """Append `checkpoint`, which follows the checkpoint of size `follows` (0: none), if that is still the
+        latest; False when another writer appended one first. `certificates`: the signer's PEM chain, kept
+        once per certificate."""
         c = self._c
         if self._dialect == "postgresql":
             c.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": CHECKPOINT_LOCK_KEY})
         latest = self.latest_checkpoint()
-        if checkpoint.size <= (latest.size if latest else 0):
+        if (latest.size if latest else 0) != follows or checkpoint.size <= follows:
             return False
         stmt = self._insert(audit_signers).values(fingerprint=checkpoint.signer, certificates=certificates,
                                                   added_at=self._clock())

@@ -266,3 +266,39 @@ def _rewrite_from(store: Store, seq: int, change) -> None:
     drop_audit_guard(store)
     _exec(store, "DELETE FROM audit_log")
     _insert_chain(store, entries)
+
+
+def test_two_writers_at_once_never_fork_the_checkpoints(seeded: Store, audit_pki: Pki, clock) -> None:
+    """Two hubs' writers race while documents keep coming: the database lock lets one append each
+    checkpoint, the other's is dropped, and the chain of checkpoints stays one line."""
+    import threading
+
+    writers = [CheckpointWriter(seeded, key_signer(audit_pki.axis_key), [audit_pki.axis_cert.read_bytes()],
+                                every_entries=1, clock=clock) for _ in range(2)]
+    stop = threading.Event()
+    written: list[int] = []
+    errors: list[BaseException] = []
+
+    def race(writer: CheckpointWriter) -> None:
+        try:
+            while not stop.is_set():
+                checkpoint = writer.write()
+                if checkpoint is not None:
+                    written.append(checkpoint.size)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=race, args=(w,)) for w in writers]
+    for t in threads:
+        t.start()
+    n = 0
+    while n < 30 or (len(written) < 4 and n < 500):  # documents keep coming until both have raced a while
+        accept(seeded, f"race-{n}")
+        n += 1
+    stop.set()
+    for t in threads:
+        t.join(30)
+    assert not errors
+    assert len(written) == len(set(written)) >= 4
+    report = _verify(seeded, audit_pki)
+    assert report.ok and report.checkpoints == len(list(seeded.checkpoints())), report
