@@ -403,7 +403,8 @@ the certificates expire. Or check it part by part with standard tools, after
 1. Nothing was changed since it was built:
        sha256sum -c MANIFEST.sha256
 2. The packet, each status packet and each receipt is signed by a certificate of ROOT.pem
-   (xmlsec1 judges the certificates as of today; add --verification-time for the log's time):
+   (xmlsec1 judges the certificates as of now; `TZ=UTC xmlsec1 ... --verification-time
+   "YYYY-MM-DD HH:MM:SS"` as of the time of the first entry that binds the file's row):
        xmlsec1 --verify --trusted-pem ROOT.pem document.xml
        for f in receipts/*.xml answers/*/packet.xml answers/*/receipts/*.xml; do
            xmlsec1 --verify --trusted-pem ROOT.pem "$f"; done
