@@ -98,7 +98,7 @@ def verify(
     except BundleInvalid as exc:
         if as_json:
             print_json({"ok": False, "file": exc.file, "reason": exc.reason})
-        fail(f"{bundle}: {exc}")
+        fail(str(exc) if exc.file == str(bundle) else f"{bundle}: {exc}")  # the ZIP itself is named once
     except ValueError as exc:  # the roots themselves: not CA certificates
         fail(f"--trust {trust}: {exc}", 2)
     if as_json:

@@ -32,9 +32,10 @@ checkpoint covers yet is refused (`NotCovered`: build it again after the next ch
 `uncovered=True`, which carries those entries without proofs and marks the bundle incomplete.
 
 Callers may rely on `EvidenceError` (one line saying what to do) for every bundle that cannot be
-built, and on a built bundle passing `evidence_check.check_bundle` against the roots that issued
-its certificates unless the store was tampered with or a certificate was unacceptable when it
-signed.
+built: a store whose rows or log no longer match what the log and its checkpoint recorded builds
+none. A built bundle passes `evidence_check.check_bundle` against the roots that issued its
+certificates unless a certificate was not acceptable (valid, not revoked) when the log recorded
+what it signed.
 """
 from __future__ import annotations
 
@@ -181,15 +182,15 @@ def build_bundle(store: Store, axis_id: str, *, crl: Path | None = None, uncover
         files[CRL] = revocations
     files[ENTRIES] = _lines(canonical_json(_body(e)) for e in entries)
     files[ROWS] = _lines(canonical_json([table, plain_row(table, row)]) for (table, _), row in rows.items())
-    covered = checkpoint.size if checkpoint is not None else 0
-    bundle = Bundle(axis_id=axis_id, built_at=(now or datetime.now(UTC)), files=files,
-                    checkpoint=checkpoint.size if checkpoint is not None else None, stamped=stamped,
-                    uncovered=tuple(e.seq for e in entries if e.seq > covered))
-    files[INDEX] = _json({"format": FORMAT, "axis_id": axis_id, "built_at": format_at(bundle.built_at),
-                          "complete": bundle.complete, "checkpoint": bundle.checkpoint, "stamped": stamped,
+    size = checkpoint.size if checkpoint is not None else None
+    built_at = now or datetime.now(UTC)
+    waiting = tuple(e.seq for e in entries if e.seq > (size or 0))
+    files[INDEX] = _json({"format": FORMAT, "axis_id": axis_id, "built_at": format_at(built_at),
+                          "complete": not waiting, "checkpoint": size, "stamped": stamped,
                           "crl": CRL if revocations is not None else None})
-    files[README] = readme(bundle).encode("utf-8")
-    return bundle
+    files[README] = _readme(axis_id, built_at, size, stamped, waiting).encode("utf-8")
+    return Bundle(axis_id=axis_id, built_at=built_at, files=files, checkpoint=size, stamped=stamped,
+                  uncovered=waiting)
 
 
 # ------------------------------------------------------------------ the log: entries, checkpoint, proofs
@@ -316,7 +317,7 @@ def _put_bodies(snap: Snapshot, document: Document, answers: Sequence[Document],
 def _put_certificates(files: dict[str, bytes]) -> None:
     """certs/<code>-<fingerprint>.pem: the certificates each XML signature presents, its signer's first."""
     for name in [name for name in files if name.endswith(".xml")]:
-        chain = presented_certificates(files[name])
+        chain = _presented_certificates(files[name])
         if not chain:
             continue
         leaf = chain[0]
@@ -328,7 +329,7 @@ def _put_certificates(files: dict[str, bytes]) -> None:
         files.setdefault(f"{CERTS}{_safe(code)}-{fingerprint[:16]}.pem", keys.certificate_pem(*chain))
 
 
-def presented_certificates(body: bytes) -> list[x509.Certificate]:
+def _presented_certificates(body: bytes) -> list[x509.Certificate]:
     """The certificates in the KeyInfo of a signed packet or receipt, the signer's (the one that is no CA)
     first; as presented, not verified. EvidenceError when the bytes are not a readable signed XML."""
     try:
@@ -372,19 +373,20 @@ def _lines(lines: Iterable[str]) -> bytes:
 
 # ------------------------------------------------------------------ README.txt
 
-def readme(bundle: Bundle) -> str:
+def _readme(axis_id: str, built_at: datetime, checkpoint: int | None, stamped: bool,
+            uncovered: Sequence[int]) -> str:
     """README.txt: what this bundle is and how to check each part of it with standard tools."""
-    if bundle.checkpoint is None:
+    if checkpoint is None:
         coverage = ("INCOMPLETE: no checkpoint covers its log entries yet. They are carried without proofs and "
                     "prove nothing until a bundle is built again after the next checkpoint.")
-    elif bundle.uncovered:
-        coverage = (f"INCOMPLETE: log entries {', '.join(map(str, bundle.uncovered))} are newer than checkpoint "
-                    f"{bundle.checkpoint}; they are carried without proofs and prove nothing until a bundle is built "
+    elif uncovered:
+        coverage = (f"INCOMPLETE: log entries {', '.join(map(str, uncovered))} are newer than checkpoint "
+                    f"{checkpoint}; they are carried without proofs and prove nothing until a bundle is built "
                     "again after the next checkpoint.")
     else:
-        coverage = (f"Complete: every log entry has its inclusion proof to checkpoint {bundle.checkpoint}"
-                    f"{'' if bundle.stamped else ' (which has no timestamp token: its time is only Axis word)'}.")
-    return _README.format(axis_id=bundle.axis_id, built_at=format_at(bundle.built_at), coverage=coverage)
+        coverage = (f"Complete: every log entry has its inclusion proof to checkpoint {checkpoint}"
+                    f"{'' if stamped else ' (which has no timestamp token: its time is only Axis word)'}.")
+    return _README.format(axis_id=axis_id, built_at=format_at(built_at), coverage=coverage)
 
 
 _README = """\

@@ -25,7 +25,8 @@ wrote (the layout is in axis/audit/evidence.py) and checks, stopping at the firs
 What it cannot tell: an entry about the document left out of the bundle (the whole log can:
 `axis audit verify`), and anything done by whoever holds Axis's key before the checkpoint was
 timestamped. Callers may rely on `BundleInvalid` for every bundle that does not check, and on
-`Checked` (what was proven, with notes on what was not) for every one that does.
+`Checked` (what was proven, with notes on what was not) for every one that does; a ValueError
+means `trust` holds no CA certificate (the caller's configuration, not the bundle).
 """
 from __future__ import annotations
 
@@ -131,7 +132,7 @@ def check_bundle(source: Path | bytes, trust: Sequence[x509.Certificate], *,
     _proofs(files, entries, note, index, checked)
     rows = _rows(files, entries)
     _subjects(entries, rows, checked.axis_id)
-    named = _accounted(files, digests, rows, index)
+    named = _accounted(digests, rows)
     signers = _signatures(files, named, rows, verifier, clock, checked)
     _revoked_later(signers, crls, checked)
     _certificates(files, signers)
@@ -150,7 +151,7 @@ def check_bundle(source: Path | bytes, trust: Sequence[x509.Certificate], *,
 # ------------------------------------------------------------------ the ZIP and its manifest
 
 def _unzip(source: Path | bytes) -> dict[str, bytes]:
-    where = source.name if isinstance(source, Path) else "the bundle"
+    where = str(source) if isinstance(source, Path) else "the bundle"
     try:
         with zipfile.ZipFile(source if isinstance(source, Path) else io.BytesIO(source)) as archive:
             infos = [info for info in archive.infolist() if not info.is_dir()]
@@ -429,8 +430,7 @@ def _subjects(entries: Sequence[_Entry], rows: Mapping[tuple[str, str], _Row], a
 
 # ------------------------------------------------------------------ files, signatures, certificates
 
-def _accounted(files: Mapping[str, bytes], digests: Mapping[str, str], rows: Mapping[tuple[str, str], _Row],
-               index: Mapping[str, Any]) -> dict[str, str]:
+def _accounted(digests: Mapping[str, str], rows: Mapping[tuple[str, str], _Row]) -> dict[str, str]:
     """{SHA-256: name} of the bodies the rows record; BundleInvalid for a file that is neither one of them,
     nor a certificate, nor the log's, nor a row's body missing."""
     recorded = {value.removeprefix("sha256:") for row in rows.values() for value in row.values.values()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import io
 import shutil
 import zipfile
@@ -65,7 +66,6 @@ class Story:
 def rezip(files: dict[str, bytes], path: Path, *, manifest: bool = True) -> Path:
     """Write `files` as a bundle; `manifest`: recompute MANIFEST.sha256 as an attacker who edits files would."""
     if manifest:
-        import hashlib
         files = {**files, "MANIFEST.sha256": "".join(
             f"{hashlib.sha256(data).hexdigest()}  {name}\n" for name, data in sorted(files.items())
             if name != "MANIFEST.sha256").encode()}

@@ -8,8 +8,6 @@ from axis.receipt import read_receipt
 from axis.store import open_store
 from tests.evidence.conftest import G22, H14, H41, Story, axis
 
-PER_LINE = "\n"
-
 
 def _verify(story: Story, bundle=None, *extra: object):
     return axis(story.home, "evidence", "verify", bundle or story.bundle, "--trust", story.root,
@@ -41,7 +39,7 @@ def test_the_bundle_carries_the_packet_every_receipt_and_status_and_the_log(stor
         checkpoint = next(iter(store.checkpoints()))
         about = {e.seq for subject in [story.axis_id, *story.answers] for e in store.audit_entries_about(subject)
                  if e.seq <= checkpoint.size}
-        lines = files["log/entries.jsonl"].decode().split(PER_LINE)[:-1]
+        lines = files["log/entries.jsonl"].decode().split("\n")[:-1]
         assert {json.loads(line)["seq"] for line in lines} == about
         proofs = json.loads(files["log/proofs.json"])
         assert proofs["tree_size"] == checkpoint.size and {p["seq"] for p in proofs["entries"]} == about
@@ -58,7 +56,7 @@ def test_the_bundle_carries_the_packet_every_receipt_and_status_and_the_log(stor
     index = json.loads(files["bundle.json"])
     assert index == {"format": "axis-evidence/1", "axis_id": story.axis_id, "built_at": index["built_at"],
                      "complete": True, "checkpoint": checkpoint.size, "stamped": True, "crl": "crl/revocations.pem"}
-    listed = [line.split("  ", 1)[1] for line in files["MANIFEST.sha256"].decode().split(PER_LINE)[:-1]]
+    listed = [line.split("  ", 1)[1] for line in files["MANIFEST.sha256"].decode().split("\n")[:-1]]
     assert sorted(listed) == sorted(set(files) - {"MANIFEST.sha256"})
 
 

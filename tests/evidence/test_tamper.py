@@ -2,6 +2,7 @@
 of an attacker who also rewrites MANIFEST.sha256 (so only the signatures, the proofs and the bindings can tell)."""
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from datetime import timedelta
@@ -158,7 +159,6 @@ def test_a_signer_revoked_after_it_signed_still_verifies_and_is_noted(story: Sto
 
 
 def _sha(data: bytes) -> str:
-    import hashlib
     return hashlib.sha256(data).hexdigest()
 
 
