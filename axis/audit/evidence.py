@@ -384,8 +384,9 @@ def _readme(axis_id: str, built_at: datetime, checkpoint: int | None, stamped: b
                     f"{checkpoint}; they are carried without proofs and prove nothing until a bundle is built "
                     "again after the next checkpoint.")
     else:
+        unstamped = " (which has no timestamp token: its time is only Axis's word)"
         coverage = (f"Complete: every log entry has its inclusion proof to checkpoint {checkpoint}"
-                    f"{'' if stamped else ' (which has no timestamp token: its time is only Axis word)'}.")
+                    f"{'' if stamped else unstamped}.")
     return _README.format(axis_id=axis_id, built_at=format_at(built_at), coverage=coverage)
 
 
