@@ -6,7 +6,7 @@ from pathlib import Path
 import typer
 
 from axis.private import restrict_umask
-from cli import adapter, agency_side, audit, credentials, gateway, operator, packet, pki, settings, tsa
+from cli import adapter, agency_side, audit, credentials, evidence, gateway, operator, packet, pki, settings, tsa
 
 app = typer.Typer(
     name="axis",
@@ -45,6 +45,7 @@ app.add_typer(audit.audit_app, name="audit")
 app.add_typer(operator.dlq_app, name="dlq")
 app.add_typer(credentials.app, name="credentials")
 app.add_typer(tsa.app, name="tsa")
+app.add_typer(evidence.app, name="evidence")
 
 
 def main() -> None:

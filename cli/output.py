@@ -20,6 +20,7 @@ OK = 0
 REFUSED = 1  # the input was refused with a refusal code
 # 2 is typer's own code for a usage error
 QUEUED = 3   # nothing was refused, but Axis holds a submission no hub has decided yet (is the hub running?)
+INCOMPLETE = 3  # evidence that checks, but part of it no checkpoint covers yet (build it again later)
 
 stdout = Console(highlight=False, soft_wrap=True)
 stderr = Console(stderr=True, highlight=False, soft_wrap=True)

@@ -38,20 +38,23 @@ import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 
+from axis import wire
 from axis.audit import merkle
+from axis.refusals import Refusal
 from axis.store import GENESIS_HASH, Checkpoint, CheckpointStamp, Store
 from axis.store.audit import compute_hash, format_at
-from axis.trust import keys
+from axis.trust import Verifier, keys
 
 log = logging.getLogger("axis.audit")
 
 ORIGIN = "axis/audit-log"
+CLOCK_SKEW = timedelta(minutes=5)  # a TSA's clock and the hub's may differ this much
 _HEX64 = re.compile("[0-9a-f]{64}")
 _NO_PREVIOUS = "0" * 64
 
@@ -106,6 +109,23 @@ def note_digest(text: str) -> str:
 
 def fingerprint(certificate: x509.Certificate) -> str:
     return hashlib.sha256(certificate.public_bytes(serialization.Encoding.DER)).hexdigest()
+
+
+def check_signer(verifier: Verifier, chain: Sequence[x509.Certificate]) -> None:
+    """CheckpointError unless `chain[0]` (its chain after it) was Axis's certificate at the verifier's clock
+    (the checkpoint's time): chaining to the verifier's roots, valid, not revoked, naming AXIS."""
+    try:
+        code = verifier.check_certificate(chain[0], chain[1:])
+    except Refusal as refusal:
+        raise CheckpointError(f"its signer's certificate was not acceptable when it was signed: {refusal}") from None
+    if code != wire.HUB_IDENTITY:
+        raise CheckpointError(f"it is signed with the certificate of {code}, not Axis's")
+
+
+def check_stamp_time(stamped_at: datetime, checkpoint_at: datetime) -> None:
+    """CheckpointError when a token's genTime is before the checkpoint it stamps (beyond clock skew)."""
+    if stamped_at < checkpoint_at.replace(microsecond=0).astimezone(UTC) - CLOCK_SKEW:
+        raise CheckpointError(f"its timestamp ({stamped_at.isoformat()}) is older than the checkpoint it stamps")
 
 
 def check_signature(certificate: x509.Certificate, data: bytes, signature: bytes) -> None:
@@ -178,6 +198,7 @@ class CheckpointWriter:
         self._tsa = tsa
         self._clock = clock or (lambda: datetime.now(UTC))
         self._tsa_down_since: float | None = None
+        self._started = self._clock()
 
     def due(self) -> bool:
         size = self._store.audit_head()[0]
@@ -185,9 +206,10 @@ class CheckpointWriter:
         done = latest.size if latest else 0
         if size <= done:
             return False
-        if size - done >= self.every_entries or latest is None:
+        if size - done >= self.every_entries:
             return True
-        return (self._clock() - latest.at).total_seconds() >= self.every_seconds
+        since = latest.at if latest is not None else self._started  # a first checkpoint: T after start
+        return (self._clock() - since).total_seconds() >= self.every_seconds
 
     def write(self) -> Checkpoint | None:
         """Sign and append a checkpoint of every entry written so far; None when there is nothing new

@@ -61,10 +61,15 @@ def row_key(table: str, row: Mapping[str, Any]) -> str:
     return "/".join("" if row[c] is None else str(row[c]) for c in BINDINGS[table].key)
 
 
-def row_digest(table: str, row: Mapping[str, Any]) -> str:
+def plain_row(table: str, row: Mapping[str, Any]) -> dict[str, Any]:
+    """The row as its digest covers it: without the `skip` columns, binaries as "sha256:<hex>", times as
+    text. Plain JSON; `row_digest` of it is the row's own digest (an evidence bundle carries rows so)."""
     skip = BINDINGS[table].skip
-    plain = {column: _plain(value) for column, value in row.items() if column not in skip}
-    return hashlib.sha256(canonical_json([table, plain]).encode("utf-8")).hexdigest()
+    return {column: _plain(value) for column, value in row.items() if column not in skip}
+
+
+def row_digest(table: str, row: Mapping[str, Any]) -> str:
+    return hashlib.sha256(canonical_json([table, plain_row(table, row)]).encode("utf-8")).hexdigest()
 
 
 def row_subject(table: str, row: Mapping[str, Any]) -> str | None:

@@ -212,6 +212,13 @@ class _Reads:
                 documents.c.received_at, documents.c.axis_id)
             return [_record(Document, r) for r in c.execute(q)]
 
+    def answers(self, axis_id: str) -> list[Document]:
+        """The status packets that answer `axis_id` (their `response_for`), in the order Axis received them."""
+        with self._reading() as c:
+            q = sa.select(documents).where(documents.c.response_for == axis_id).order_by(
+                documents.c.received_at, documents.c.axis_id)
+            return [_record(Document, r) for r in c.execute(q)]
+
     def document_body(self, axis_id: str) -> bytes:
         """The exact signed bytes accepted; NotFound if the axis id is unknown."""
         with self._reading() as c:

@@ -104,16 +104,20 @@ def load_certificate(path: str | os.PathLike[str]) -> x509.Certificate:
 
 def load_crls(path: str | os.PathLike[str]) -> list[x509.CertificateRevocationList]:
     """Every CRL in a PEM file (one or more `BEGIN X509 CRL` blocks)."""
-    data = _read(path)
+    return parse_crls(_read(path), str(path))
+
+
+def parse_crls(data: bytes, where: str) -> list[x509.CertificateRevocationList]:
+    """Every CRL in PEM bytes; ValueError naming `where` when there is none or one cannot be read."""
     blocks = _PEM_CRL.findall(data)
     if not blocks:
-        raise ValueError(f"{path}: no PEM CRL (-----BEGIN X509 CRL-----) found")
+        raise ValueError(f"{where}: no PEM CRL (-----BEGIN X509 CRL-----) found")
     crls = []
     for index, block in enumerate(blocks):
         try:
             crls.append(x509.load_pem_x509_crl(block))
         except ValueError as exc:
-            raise ValueError(f"{path}: CRL #{index + 1} cannot be read ({exc})") from None
+            raise ValueError(f"{where}: CRL #{index + 1} cannot be read ({exc})") from None
     return crls
 
 

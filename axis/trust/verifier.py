@@ -32,7 +32,7 @@ for any input. The checks run in this order; the first failure decides:
     for each certificate on the path, leaf first: its
     issuer's CRL not signed by it, past nextUpdate, with
     critical extensions (or none, with require_crl)        CRL_INVALID
-    its serial on that CRL                                 CERT_REVOKED
+    its serial on that CRL, revoked at or before the clock CERT_REVOKED
     no organizationIdentifier agency code                  CERT_NO_AGENCY_CODE
  8. signature value and digest (the XML-DSig engine,
     `xmldsig`, with the key of the certificate validated
@@ -447,10 +447,13 @@ class Verifier:
             if crl is None:
                 continue
             entry = crl.get_revoked_certificate_by_serial_number(cert.serial_number)
-            if entry is not None:
+            if entry is not None and entry.revocation_date_utc <= now:
                 raise TrustError(RefusalCode.CERT_REVOKED,
                                  f"certificate {_describe(cert)} was revoked on "
                                  f"{entry.revocation_date_utc.isoformat()} (CRL of {issuer.subject.rfc4514_string()})")
+            if entry is not None:
+                # Revoked after the moment judged (an evidence bundle's signing time): good until then.
+                valid_until = min(valid_until, entry.revocation_date_utc - dt.timedelta(microseconds=1))
             if crl.next_update_utc is not None:  # always: _crl_for refuses CRLs without one
                 valid_until = min(valid_until, crl.next_update_utc)
         code = certificate_agency_code(leaf)

@@ -206,6 +206,20 @@ def test_the_cache_ends_at_the_crls_next_update(dev_pki, signed_status):
     assert code_of(verifier, signed_status) is C.CRL_INVALID
 
 
+def test_revocation_is_judged_at_the_verifiers_clock(dev_pki, signed_status):
+    """A certificate revoked on day R still verified a signature judged as of a moment before R (an evidence
+    bundle checks each signature as of the time the log recorded it), and not one judged on or after R."""
+    serial = dev_pki.signers[H41].certificate.serial_number
+    revoked = (NOW + DAY).replace(microsecond=0)
+    crl = pki.build_crl(dev_pki.ca.certificate, dev_pki.ca.key, [(serial, revoked)], next_update=NOW + 30 * DAY)
+    clock = [revoked - dt.timedelta(seconds=1)]
+    verifier = Verifier([dev_pki.ca.certificate], [crl], clock=lambda: clock[0])
+    assert verifier.verify(signed_status).signer_code == H41
+    clock[0] = revoked  # the cached verdict ends where the revocation begins
+    refusal = refusal_of(verifier, signed_status)
+    assert refusal.code is C.CERT_REVOKED and revoked.isoformat() in refusal.detail
+
+
 def test_newest_crl_wins(dev_pki, signed_status):
     serial = dev_pki.signers[H41].certificate.serial_number
     old = pki.build_crl(dev_pki.ca.certificate, dev_pki.ca.key, number=1)
