@@ -225,12 +225,13 @@ def _proofs(snap: Snapshot, checkpoint: Checkpoint, entries: Sequence[AuditEntry
     leaves = [merkle.leaf_hash(bytes.fromhex(h)) for h in hashes]
     root = bytes.fromhex(checkpoint.root)
     proven = []
+    shared: dict[tuple[int, int], bytes] = {}
     for entry in entries:
         if entry.seq > size:
             continue
         if compute_hash(entry) != entry.hash:
             raise EvidenceError(f"log entry {entry.seq} does not match its hash; run `axis audit verify`")
-        path = merkle.inclusion_proof(leaves, entry.seq - 1, size)
+        path = merkle.inclusion_proof(leaves, entry.seq - 1, size, shared)
         try:
             merkle.verify_inclusion(leaves[entry.seq - 1], entry.seq - 1, size, path, root)
         except merkle.ProofError:

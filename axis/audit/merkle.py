@@ -53,16 +53,26 @@ def root(leaves: Sequence[bytes]) -> bytes:
     return frontier.root()
 
 
-def _subtree(leaves: Sequence[bytes], start: int, end: int) -> bytes:
+def _subtree(leaves: Sequence[bytes], start: int, end: int, cache: dict[tuple[int, int], bytes] | None = None
+             ) -> bytes:
     n = end - start
     if n == 1:
         return leaves[start]
+    if cache is not None and (start, end) in cache:
+        return cache[(start, end)]
     k = _split(n)
-    return node_hash(_subtree(leaves, start, start + k), _subtree(leaves, start + k, end))
+    value = node_hash(_subtree(leaves, start, start + k, cache), _subtree(leaves, start + k, end, cache))
+    if cache is not None and n >= 64:  # the large subtrees are the shared ones; a few per 64 leaves in memory
+        cache[(start, end)] = value
+    return value
 
 
-def inclusion_proof(leaves: Sequence[bytes], index: int, size: int) -> list[bytes]:
-    """PATH(index, D[size]): the audit path of leaf `index` in the tree of the first `size` leaves."""
+def inclusion_proof(leaves: Sequence[bytes], index: int, size: int,
+                    cache: dict[tuple[int, int], bytes] | None = None) -> list[bytes]:
+    """PATH(index, D[size]): the audit path of leaf `index` in the tree of the first `size` leaves.
+
+    Proofs of several leaves of one tree share most subtrees: pass the same (empty at first) `cache` to
+    each call, and the leaves are hashed up once in all instead of once per proof."""
     if not 0 <= index < size <= len(leaves):
         raise ValueError(f"no leaf {index} in a tree of {size} (of {len(leaves)} leaves)")
     proof: list[bytes] = []
@@ -74,10 +84,10 @@ def inclusion_proof(leaves: Sequence[bytes], index: int, size: int) -> list[byte
         k = _split(n)
         if m < k:
             path(m, start, start + k)
-            proof.append(_subtree(leaves, start + k, end))
+            proof.append(_subtree(leaves, start + k, end, cache))
         else:
             path(m - k, start + k, end)
-            proof.append(_subtree(leaves, start, start + k))
+            proof.append(_subtree(leaves, start, start + k, cache))
 
     path(index, 0, size)
     return proof
