@@ -6,7 +6,7 @@ from pathlib import Path
 import typer
 
 from axis.private import restrict_umask
-from cli import adapter, agency_side, credentials, gateway, operator, packet, pki, settings
+from cli import adapter, agency_side, auditor, credentials, gateway, operator, packet, pki, settings
 
 app = typer.Typer(
     name="axis",
@@ -42,6 +42,7 @@ agency_side.mount(app)  # send, inbox pull, status send
 app.add_typer(adapter.app, name="adapter")
 app.command("receipts")(operator.receipts)
 app.add_typer(operator.audit_app, name="audit")
+auditor.mount(app)  # overdue, stats; and `audit log` on operator.audit_app
 app.add_typer(operator.dlq_app, name="dlq")
 app.add_typer(credentials.app, name="credentials")
 

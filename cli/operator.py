@@ -232,7 +232,7 @@ def _dead_letter_queue(name: str) -> str:
     return name
 
 
-audit_app = typer.Typer(help="Check the tamper-evident audit log.", no_args_is_help=True)
+audit_app = typer.Typer(help="Read and check the tamper-evident audit log.", no_args_is_help=True)
 
 
 @audit_app.command("verify")

@@ -17,6 +17,7 @@ from axis.store.records import (
     Credential,
     Decision,
     Delivery,
+    DeliveryFacts,
     Document,
     InboxItem,
     NewAuditEntry,
@@ -24,6 +25,7 @@ from axis.store.records import (
     NewReceipt,
     NewSubmission,
     Receipt,
+    RefusedSubmission,
     Submission,
 )
 from axis.store.states import DeliveryState, can_transition, state_for_status
@@ -39,6 +41,7 @@ __all__ = [
     "Credential",
     "Decision",
     "Delivery",
+    "DeliveryFacts",
     "DeliveryState",
     "Document",
     "DuplicateDocument",
@@ -50,6 +53,7 @@ __all__ = [
     "NewSubmission",
     "NotFound",
     "Receipt",
+    "RefusedSubmission",
     "Store",
     "StoreError",
     "Submission",
