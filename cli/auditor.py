@@ -63,7 +63,7 @@ def overdue(
     One row per (document, recipient): the deadline and the rule that set it, the first answer
     (confirmed, refused, recalled, or none) and how late, in working time and on the clock.
     """
-    from axis.auditor.overdue import OverdueReport, load_rules
+    from axis.auditor.overdue import OverdueReport, calendar_json, load_rules
 
     form = _form(as_json, as_csv)
     settings = current(deadline_calendar=calendar)
@@ -79,7 +79,7 @@ def overdue(
         for warning in report.warnings:
             stderr.print(f"[bold yellow]warning[/]: {warning}")
         head = {"as_of": rules.calendar.local(when).isoformat(), "time_zone": zone.key,
-                "calendar": {"source": rules.calendar.source, "years": sorted(rules.calendar.years)},
+                "calendar": calendar_json(rules.calendar),
                 "warnings": report.warnings}
         rows = report.rows()
         if form == "json":
@@ -222,7 +222,7 @@ def audit_log(
     """
     from axis.edxml import parse_agency_code
     from axis.refusals import Refusal
-    from axis.store.audit import format_at
+    from axis.store.audit import canonical_json, entry_json
 
     form = _form(as_json, as_csv)
     zone = _zone()
@@ -245,16 +245,12 @@ def audit_log(
                 return
             after = page[-1].seq
 
-    def record(entry: Any) -> dict[str, Any]:
-        return {"seq": entry.seq, "at": format_at(entry.at), "actor": entry.actor, "action": entry.action,
-                "subject": entry.subject, "data": entry.data, "prev_hash": entry.prev_hash, "hash": entry.hash}
-
     try:
         if form == "json":
-            _json_array(record(e) for e in entries())
+            _json_array(entry_json(e) for e in entries())
         elif form == "csv":
             _csv(("seq", "at", "actor", "action", "subject", "data", "prev_hash", "hash"),
-                 ({**record(e), "data": json.dumps(e.data, ensure_ascii=False, sort_keys=True)} for e in entries()))
+                 ({**entry_json(e), "data": canonical_json(e.data)} for e in entries()))  # as hashed
         else:
             _say(f"The audit log, {zone.key} time.")
             count = _table_pages(_log_table, ((str(e.seq), _local(e.at.astimezone(zone), seconds=True),

@@ -26,9 +26,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
+from pathlib import Path
 from typing import Any
 
-from axis.auditor.calendar import SHIPPED_CALENDAR, load_calendar
+from axis.auditor.calendar import SHIPPED_CALENDAR, WorkCalendar, load_calendar
 from axis.auditor.deadlines import TIMED_PRIORITY, Rules, deadline, late_by
 from axis.edxml.due_date import read_due_date
 from axis.settings import Settings
@@ -71,6 +72,11 @@ class OverdueRow:
                 "answered_at": self.answered_at.isoformat() if self.answered_at else None,
                 "late_seconds": round(self.late_seconds), "late_working_seconds": round(self.late_working_seconds),
                 "current_state": self.current_state}
+
+
+def calendar_json(calendar: WorkCalendar) -> dict[str, Any]:
+    """Which holiday calendar judged a report: its file's name (not the path: the gateway serves it) and years."""
+    return {"source": Path(calendar.source).name if calendar.source else None, "years": sorted(calendar.years)}
 
 
 def load_rules(settings: Settings) -> Rules:
@@ -150,7 +156,8 @@ class OverdueReport:
             return []
         years = ", ".join(str(y) for y in missing)
         known = ", ".join(str(y) for y in sorted(calendar.years)) or "none"
-        return [f"the holiday calendar {calendar.source or '(given)'} does not cover {years} (it covers {known}): "
+        name = Path(calendar.source).name if calendar.source else "in use"
+        return [f"the holiday calendar {name} does not cover {years} (it covers {known}): "
                 "deadlines there count every working weekday, holidays included; add that year's days "
                 "(docs/auditor-guide.md)"]
 
