@@ -156,7 +156,7 @@ def stats(
     if form == "csv":
         _csv(STATS_FIELDS, (_stats_record(row) for row in rows))
         return
-    period = f"{_local(start) if start else 'the beginning'} to {_local(end) if end else 'now'}"
+    period = f"{_local(start) if start else 'the beginning'} until {f'before {_local(end)}' if end else 'now'}"
     _say(f"Documents that arrived from {period}, {zone.key} time. Times to delivery and to acceptance are on "
          "the clock: the median, and under it the 95th percentile.")
     table = _table(show_lines=True)
