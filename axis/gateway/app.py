@@ -38,7 +38,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator, Mapping, MutableMapping
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import sqlalchemy as sa
 from fastapi import Depends, FastAPI, Query, Request
@@ -48,7 +48,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StringConstraints
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -78,6 +78,8 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 # The Axis-Submission header: the service's submission id in either case (it takes it in lower case),
 # spelled out for the OpenAPI document, whose patterns take no flags.
 SUBMISSION_HEADER = re.compile("^(" + SUBMISSION_ID.pattern.replace("0-9a-f", "0-9a-fA-F") + ")$")
+# An audit log action (accepted, delivery-failed, ...): the OpenAPI document says so, and nothing else is taken.
+ActionName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._:-]+$", min_length=1, max_length=255)]
 _SERVED_HEADERS = {wire.H_AXIS_ID: "Axis-Id", wire.H_DIGEST: "Axis-Digest", wire.H_SENDER: "Axis-Sender",
                    wire.H_KIND: "Axis-Kind", wire.H_SEAL: "Axis-Seal", wire.H_SEAL_TO: "Axis-Seal-To",
                    wire.H_SEAL_CERT: "Axis-Seal-Cert"}
@@ -649,8 +651,8 @@ def create_app(service: AgencyService, authenticator: Authenticator, *,
                                                   description=f"{day_or_instant} Inclusive."),
                         until: str | None = Query(None, min_length=1, max_length=64,
                                                   description=f"{day_or_instant} Exclusive; a day: to its end."),
-                        kind: list[str] | None = Query(None, description="Only entries with this action "
-                                                                         "(repeatable): accepted, refused, ..."),
+                        kind: list[ActionName] | None = Query(None, description="Only entries with this action "
+                                                                                "(repeatable): accepted, refused, ..."),
                         after: str | None = Query(None, min_length=1, max_length=200),
                         limit: int = Query(100, ge=1, le=1000)) -> dict[str, Any]:
         items, cursor = await service.audit_log(caller, agency=agency, since=since, until=until, kinds=kind,

@@ -10,6 +10,7 @@ the items being those of the commands' `--json` output.
 """
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from itertools import islice
 from typing import Any
@@ -23,6 +24,8 @@ from axis.refusals import Refusal
 from axis.settings import load
 from axis.store import Store
 from axis.store.audit import entry_json
+
+_ACTION = re.compile(r"[A-Za-z0-9._:-]{1,255}")   # the audit log's action names
 
 
 class QueryError(ValueError):
@@ -52,6 +55,9 @@ class AuditQueries:
     def log_page(self, *, agency: str | None, since: str | None, until: str | None, kinds: list[str],
                  after: int, limit: int) -> tuple[list[dict[str, Any]], int | None]:
         """A page of audit entries and the seq to continue after (None: no more)."""
+        for kind in kinds:
+            if not _ACTION.fullmatch(kind):
+                raise QueryError(f"query.kind: {kind[:40]!r} is not an action name such as accepted or delivered")
         code = None
         if agency is not None:
             try:

@@ -784,7 +784,7 @@ class AgencyService:
         position = 0
         if after is not None:
             (seq,) = _decode_cursor(after, 1)
-            if not seq.isdigit():
+            if not (seq.isascii() and seq.isdigit()):
                 raise Invalid(f"the cursor {after[:40]!r} is not one this gateway gave out", "GW422")
             position = int(seq)
         items, last = await self._ask("reading the audit log", self._audit.log_page, agency=agency, since=since,
@@ -798,6 +798,8 @@ class AgencyService:
         position = None
         if after is not None:
             arrived, axis_id, recipient = _decode_cursor(after, 3)
+            if "\x00" in axis_id + recipient:  # PostgreSQL text takes no NUL: a forged cursor, not a 500
+                raise Invalid(f"the cursor {after[:40]!r} is not one this gateway gave out", "GW422")
             position = (_time(arrived), axis_id, recipient)
         report, last = await self._ask("judging overdue deliveries", self._audit.overdue_page, as_of=as_of,
                                        after=position, limit=_limit(limit))

@@ -70,6 +70,32 @@ def test_working_time_between_two_instants() -> None:
     assert late_by(CALENDAR, ict(13, 8), ict(12, 8)) == late_by(CALENDAR, ict(13, 8), ict(13, 8))
 
 
+def _walked(calendar: WorkCalendar, start: datetime, end: datetime) -> float:
+    """Working time by its definition: every day walked, its working hours intersected with [start, end]."""
+    total, day = 0.0, start.astimezone(ZONE).date()
+    while day <= end.astimezone(ZONE).date():
+        if calendar.is_working_day(day):
+            low, high = max(start, calendar.opening(day)), min(end, calendar.closing(day))
+            total += max(0.0, (high - low).total_seconds())
+        day += timedelta(days=1)
+    return total
+
+
+def test_counting_whole_days_agrees_with_walking_them() -> None:
+    calendar = load_calendar(SHIPPED_CALENDAR)  # 13 holidays and 2 worked Saturdays in 2026
+    first = datetime(2025, 12, 20, 6, 40, tzinfo=ICT)
+    for step in range(0, 400 * 24, 37):  # starts every 37 hours over the year, at every time of day
+        start = first + timedelta(hours=step)
+        for span in (1, 5, 29, 77, 200, 2000, 9000):
+            end = start + timedelta(hours=span, minutes=step % 60)
+            assert calendar.working_seconds(start, end) == _walked(calendar, start, end), (start, end)
+
+
+def test_a_span_of_centuries_is_counted_not_walked() -> None:
+    far = datetime(9000, 1, 1, tzinfo=ICT)
+    assert CALENDAR.working_seconds(ict(16, 8), far) > 0  # returns at once: no day-by-day walk to year 9000
+
+
 def test_add_working_time_is_the_inverse_of_working_seconds() -> None:
     start = ict(10, 13, 17)
     for hours in (0.5, 3.75, 9, 10, 27.25):
@@ -117,9 +143,11 @@ def test_instants_as_an_auditor_types_them() -> None:
     assert parse_instant("2026-03-16T10:00", ZONE) == ict(16, 10)
     assert parse_instant("2026-03-16 03:00Z", ZONE) == ict(16, 10)
     assert parse_instant("2026-03-16T10:00:00+07:00", ZONE) == ict(16, 10)
-    for text in ("16/03/2026", "2026-03-16T25:00", "now", "2026-03-16T10"):
+    for text in ("16/03/2026", "2026-03-16T25:00", "now", "2026-03-16T10", "0001-01-01T00:00+14:00"):
         with pytest.raises(CalendarError, match="is not a date"):
             parse_instant(text, ZONE)
+    with pytest.raises(CalendarError, match="is not a date"):
+        parse_instant("9999-12-31", ZONE, end_of_day=True)  # its end is past the last day Python knows
 
 
 def _packet(due_date: date | None, attachment_size: int = 0) -> bytes:

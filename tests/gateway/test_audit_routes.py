@@ -84,6 +84,10 @@ def test_a_parameter_that_cannot_be_used_is_a_422_naming_it(gateway: ServedGatew
                 ("/v1/audit/log", {"since": "yesterday"}, "query.since: 'yesterday' is not a date"),
                 ("/v1/audit/log", {"agency": "not a code!"}, "query.agency:"),
                 ("/v1/audit/log", {"after": "garbage"}, "is not one this gateway gave out"),
+                ("/v1/audit/log", {"kind": "accepted\x00"}, "query.kind"),  # PostgreSQL text takes no NUL
+                ("/v1/audit/overdue", {"after": "MjAyNi0wMy0xMFQwOTowMDowMCswNzowMB9heAAfSDQx"},
+                 "is not one this gateway gave out"),  # a cursor with a NUL inside
+                ("/v1/audit/overdue", {"as_of": "9999-12-31"}, "query.as_of:"),
                 ("/v1/audit/overdue", {"as_of": "16/03/2026"}, "query.as_of: '16/03/2026' is not a date"),
                 ("/v1/audit/stats", {"by": "week"}, "query.by"),
                 ("/v1/audit/stats", {"until": "2026-02-30"}, "query.until: '2026-02-30' is not a date")]:
