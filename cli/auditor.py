@@ -16,11 +16,12 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from itertools import islice
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 from zoneinfo import ZoneInfo
 
 import typer
 from rich import box
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -28,6 +29,11 @@ from axis.auditor.calendar import CalendarError, parse_instant, parse_zone
 from cli.operator import DbOption, _open_store, audit_app
 from cli.output import fail, stderr, stdout
 from cli.settings import current
+
+if TYPE_CHECKING:  # the commands import these when they run: `axis --help` does not pay for the store
+    from axis.auditor.overdue import OverdueRow
+    from axis.auditor.stats import Durations, TrafficRow
+    from axis.store import AuditEntry
 
 USAGE = 2          # a bad option value, as typer's own usage errors
 TABLE_PAGE = 200   # rows per printed table page
@@ -77,7 +83,7 @@ def overdue(
     try:
         report = OverdueReport(store, rules, when)
         for warning in report.warnings:
-            stderr.print(f"[bold yellow]warning[/]: {warning}")
+            stderr.print(f"[bold yellow]warning[/]: {escape(warning)}")
         head = {"as_of": rules.calendar.local(when).isoformat(), "time_zone": zone.key,
                 "calendar": calendar_json(rules.calendar),
                 "warnings": report.warnings}
@@ -108,7 +114,7 @@ def _overdue_table() -> Table:
     return table
 
 
-def _overdue_cells(row: Any) -> tuple[str, ...]:
+def _overdue_cells(row: OverdueRow) -> tuple[str, ...]:
     answer = f"{row.answer} {row.answer_code or ''}".strip()
     answered = _local(row.answered_at) if row.answered_at else f"({row.current_state})"
     return (f"{row.document_id}\n→ {row.recipient}  P{row.priority}\n{row.rule}",
@@ -184,7 +190,7 @@ STATS_FIELDS = ("key", "sent", "received", "delivered", "refused", "refused_by_c
                 "acceptance_p95_seconds")
 
 
-def _stats_record(row: Any) -> dict[str, Any]:
+def _stats_record(row: TrafficRow) -> dict[str, Any]:
     return {"key": row.key, "sent": row.sent, "received": row.received, "delivered": row.delivered,
             "refused": row.refused_total,
             "refused_by_code": ";".join(f"{code}:{n}" for code, n in sorted(row.refused.items())),
@@ -194,7 +200,7 @@ def _stats_record(row: Any) -> dict[str, Any]:
             "acceptance_p95_seconds": row.to_acceptance.p95_seconds}
 
 
-def _pair(durations: Any) -> str:
+def _pair(durations: Durations) -> str:
     if not durations.count:
         return "-"
     return f"{duration(durations.median_seconds)}\n{duration(durations.p95_seconds)}"
@@ -236,7 +242,7 @@ def audit_log(
     end = _instant("--until", until, zone, end_of_day=True) if until else None
     store = _open_store(db)
 
-    def entries() -> Iterator[Any]:
+    def entries() -> Iterator[AuditEntry]:
         after = 0
         while True:
             page = store.audit_page(after=after, agency=code, since=start, until=end, actions=kind, limit=500)
@@ -273,7 +279,7 @@ def _log_table() -> Table:
 # ------------------------------------------------------------------ helpers
 
 def duration(seconds: float | None) -> str:
-    """A length of time in the fewest units that keep it exact to the minute: 45s, 15m, 3h05m, 1d15h15m."""
+    """A length of time, to the minute (seconds only under one): 45s, 15m, 3h05m, 1d15h15m."""
     if seconds is None:
         return "-"
     whole = round(seconds)
