@@ -103,8 +103,8 @@ def answer_kind(code: str) -> str | None:
 
 def first_answer(facts: DeliveryFacts, as_of: datetime) -> tuple[str, str | None, datetime] | None:
     """(kind, status code or None, when) of the recipient's first answer recorded by `as_of`; None if none."""
-    answers: list[tuple[datetime, str | None, str]] = [(at, code, kind) for code, at in facts.statuses.items()
-               if at <= as_of and (kind := answer_kind(code)) is not None]
+    answers: list[tuple[datetime, str | None, str]] = [
+        (at, code, kind) for code, at in facts.statuses.items() if at <= as_of and (kind := answer_kind(code))]
     if not answers and facts.updated_at <= as_of:
         # The state says more than the receipts do: take the time it last changed (the latest the answer can be).
         state = DeliveryState(facts.state)
