@@ -23,6 +23,8 @@ from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from yarl import URL
 
+from axis.auditor.calendar import parse_hours, parse_weekdays, parse_zone
+
 ENV_PREFIX = "AXIS_"
 EMBEDDED = "embedded"
 _HIDDEN = "***"
@@ -134,6 +136,22 @@ class Settings(BaseSettings):
     tsa_trust: Path | None = _setting(
         None, "The root certificates (PEM) a TSA's certificate must chain to for its timestamps to verify "
         "(`tsa-root.pem` of `axis tsa init`).", shown="none")
+    deadline_time_zone: str = _setting(
+        "Asia/Ho_Chi_Minh", "The time zone (IANA name) in which the overdue report reads working hours and days, "
+        "and in which `axis stats --by day` counts days and the auditor's commands read a date without an offset.")
+    deadline_working_hours: str = _setting(
+        "08:00-17:00", "The working hours of every working day, for the overdue report's deadlines.")
+    deadline_working_days: str = _setting(
+        "Mon-Fri", "The weekdays that are working days (`Mon-Fri`, or a list such as `Mon,Tue,Wed,Thu,Fri,Sat`); "
+        "the holiday calendar takes its holidays out and adds its swapped working days.")
+    deadline_calendar: Path | None = _setting(
+        None, "The holiday calendar of the overdue report: one ISO date per line (a holiday), `YYYY-MM-DD working` "
+        "for a day off worked in exchange, `#` comments. The report warns when it names no day of a year it "
+        "judges.", flag="--calendar",
+        shown="the one Axis ships: Vietnam 2026 (`axis/auditor/vietnam-holidays.txt`)")
+    deadline_urgent_hours: float = _setting(
+        2.0, "Working hours within which the recipient of a Priority 3 (hỏa tốc) document must confirm it.",
+        shown="`2`")
 
     @field_validator("gateway")
     @classmethod
@@ -161,6 +179,31 @@ class Settings(BaseSettings):
     def _at_least_a_millisecond(cls, value: float) -> float:
         if not (math.isfinite(value) and value >= 0.001):
             raise ValueError("must be a number of seconds >= 0.001")
+        return value
+
+    @field_validator("deadline_time_zone")
+    @classmethod
+    def _time_zone(cls, value: str) -> str:
+        parse_zone(value)
+        return value
+
+    @field_validator("deadline_working_hours")
+    @classmethod
+    def _working_hours(cls, value: str) -> str:
+        parse_hours(value)
+        return value
+
+    @field_validator("deadline_working_days")
+    @classmethod
+    def _working_days(cls, value: str) -> str:
+        parse_weekdays(value)
+        return value
+
+    @field_validator("deadline_urgent_hours")
+    @classmethod
+    def _urgent_hours(cls, value: float) -> float:
+        if not (math.isfinite(value) and value > 0):
+            raise ValueError("must be a positive number of working hours")
         return value
 
     @field_validator("gateway_rate")

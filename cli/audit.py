@@ -5,21 +5,12 @@ from pathlib import Path
 
 import typer
 
+from cli.operator import DbOption, _open_store
 from cli.output import REFUSED, fail, print_json, stderr, stdout
 from cli.settings import current
 
-audit_app = typer.Typer(help="Check the tamper-evident audit log and keep its checkpoints.", no_args_is_help=True)
-
-DbOption = typer.Option(None, "--db", help="Database URL (env AXIS_DB; default sqlite:///axis-data/axis.db).")
-
-
-def _open_store(db: str | None):
-    from axis.store import MissingDatabase, open_store
-    from cli.settings import db_url
-    try:
-        return open_store(db_url(db))
-    except MissingDatabase as exc:
-        fail(str(exc))
+audit_app = typer.Typer(help="Read and check the tamper-evident audit log, keep its checkpoints, export it.",
+                        no_args_is_help=True)
 
 
 def _certificates(path: Path, what: str, flag: str) -> list:

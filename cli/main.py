@@ -6,7 +6,20 @@ from pathlib import Path
 import typer
 
 from axis.private import restrict_umask
-from cli import adapter, agency_side, audit, credentials, evidence, gateway, operator, packet, pki, settings, tsa
+from cli import (
+    adapter,
+    agency_side,
+    audit,
+    auditor,
+    credentials,
+    evidence,
+    gateway,
+    operator,
+    packet,
+    pki,
+    settings,
+    tsa,
+)
 
 app = typer.Typer(
     name="axis",
@@ -42,6 +55,7 @@ agency_side.mount(app)  # send, inbox pull, status send
 app.add_typer(adapter.app, name="adapter")
 app.command("receipts")(operator.receipts)
 app.add_typer(audit.audit_app, name="audit")
+auditor.mount(app)  # overdue, stats; and `audit log` on audit.audit_app
 app.add_typer(operator.dlq_app, name="dlq")
 app.add_typer(credentials.app, name="credentials")
 app.add_typer(tsa.app, name="tsa")

@@ -39,7 +39,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from axis.store import AuditEntry, AuditSigner, Checkpoint, CheckpointStamp, Store
-from axis.store.audit import canonical_json, format_at
+from axis.store.audit import canonical_json, entry_json, format_at
 
 ARCHIVE_ENTRIES = 10_000
 _NAME = re.compile(r"axis-audit-(\d{6})\.zip")
@@ -65,14 +65,6 @@ def _archives(directory: Path) -> list[Path]:
         if int(_NAME.fullmatch(path.name).group(1)) != index:  # type: ignore[union-attr]
             raise ExportError(f"{path.name}: archive {index} is missing from {directory}")
     return found
-
-
-def _entry_json(entry: AuditEntry) -> dict:
-    plain = {"seq": entry.seq, "at": format_at(entry.at), "actor": entry.actor, "action": entry.action,
-             "subject": entry.subject, "data": entry.data, "prev_hash": entry.prev_hash, "hash": entry.hash}
-    if entry.bound:
-        plain["bound"] = entry.bound
-    return plain
 
 
 def _checkpoint_json(cp: Checkpoint) -> dict:
@@ -101,7 +93,7 @@ def export_log(store: Store, directory: Path) -> Exported:
             batch, checkpoints = checkpoints[:take], checkpoints[take:]
             last = batch[-1].size
             files = {
-                "entries.jsonl": b"".join(canonical_json(_entry_json(e)).encode("utf-8") + b"\n"
+                "entries.jsonl": b"".join(canonical_json(entry_json(e)).encode("utf-8") + b"\n"
                                           for e in snap.audit_entries(from_seq=done + 1, to_seq=last)),
                 "checkpoints.jsonl": b"".join(canonical_json(_checkpoint_json(c)).encode("utf-8") + b"\n"
                                               for c in batch),

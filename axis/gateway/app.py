@@ -1,7 +1,8 @@
 """The agency gateway over HTTP: `create_app(service, authenticator)` makes the FastAPI application.
 
-Every route of docs/adapter-guide.md ("The gateway") maps onto one `AgencyService` call; who may see
-what is decided there, so the HTTP layer only authenticates, limits, streams and translates:
+Every route of docs/adapter-guide.md ("The gateway"), and the auditor's GET /v1/audit/* of
+docs/auditor-guide.md, maps onto one `AgencyService` call; who may see what is decided there, so the
+HTTP layer only authenticates, limits, streams and translates:
 
 - **Authentication**: `Authorization: Bearer <credential>` (`axis.gateway.credentials`). None, unknown
   or revoked: 401 with `WWW-Authenticate: Bearer`. The credential never appears in a log line; its id
@@ -37,7 +38,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator, Mapping, MutableMapping
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import sqlalchemy as sa
 from fastapi import Depends, FastAPI, Query, Request
@@ -47,7 +48,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StringConstraints
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -77,6 +78,8 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 # The Axis-Submission header: the service's submission id in either case (it takes it in lower case),
 # spelled out for the OpenAPI document, whose patterns take no flags.
 SUBMISSION_HEADER = re.compile("^(" + SUBMISSION_ID.pattern.replace("0-9a-f", "0-9a-fA-F") + ")$")
+# An audit log action (accepted, delivery-failed, ...): the OpenAPI document says so, and nothing else is taken.
+ActionName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._:-]+$", min_length=1, max_length=255)]
 _SERVED_HEADERS = {wire.H_AXIS_ID: "Axis-Id", wire.H_DIGEST: "Axis-Digest", wire.H_SENDER: "Axis-Sender",
                    wire.H_KIND: "Axis-Kind", wire.H_SEAL: "Axis-Seal", wire.H_SEAL_TO: "Axis-Seal-To",
                    wire.H_SEAL_CERT: "Axis-Seal-Cert"}
@@ -178,6 +181,82 @@ class AgencyEntry(BaseModel):
 
 class Directory(BaseModel):
     agencies: list[AgencyEntry]
+
+
+class AuditEntryOut(BaseModel):
+    seq: int
+    at: str = Field(description="UTC, YYYY-MM-DDTHH:MM:SS.ffffffZ: the form that is hashed.")
+    actor: str
+    action: str
+    subject: str | None = None
+    data: dict[str, Any]
+    prev_hash: str
+    hash: str
+
+
+class AuditLogPage(BaseModel):
+    items: list[AuditEntryOut]
+    next: str | None = Field(None, description="Pass as ?after= for the next page; null when none.")
+
+
+class OverdueItem(BaseModel):
+    axis_id: str
+    document_id: str
+    sender: str
+    recipient: str
+    priority: int
+    arrived_at: datetime
+    due_at: datetime
+    rule: str = Field(description="The rule that set the deadline, in words.")
+    answer: Literal["confirmed", "refused", "recalled", "none"]
+    answer_code: str | None = Field(None, description="The status code of the answer (01, 02, 03, ...).")
+    answered_at: datetime | None = None
+    late_seconds: int = Field(description="After the deadline, on the clock: until the answer, or until as_of.")
+    late_working_seconds: int = Field(description="The same, in working time.")
+    current_state: str = Field(description="The delivery's state when the report ran.")
+
+
+class CalendarInfo(BaseModel):
+    source: str | None = None
+    years: list[int]
+
+
+class OverduePage(BaseModel):
+    as_of: datetime
+    time_zone: str
+    calendar: CalendarInfo
+    warnings: list[str] = Field(description="E.g. a year the holiday calendar does not cover.")
+    items: list[OverdueItem]
+    next: str | None = Field(None, description="Pass as ?after= for the next page; null when none.")
+
+
+class DurationFigures(BaseModel):
+    count: int
+    median_seconds: float | None = None
+    p95_seconds: float | None = None
+
+
+class RefusedCounts(BaseModel):
+    total: int
+    by_code: dict[str, int]
+
+
+class TrafficRowOut(BaseModel):
+    key: str = Field(description="An agency code, or a day (YYYY-MM-DD).")
+    sent: int
+    received: int
+    delivered: int
+    refused: RefusedCounts
+    to_delivery: DurationFigures
+    to_acceptance: DurationFigures
+
+
+class TrafficStats(BaseModel):
+    by: Literal["agency", "day"]
+    since: datetime | None = None
+    until: datetime | None = None
+    time_zone: str
+    rows: list[TrafficRowOut]
 
 
 class Health(BaseModel):
@@ -567,6 +646,49 @@ def create_app(service: AgencyService, authenticator: Authenticator, *,
         return {"agencies": [{"code": _field(a, "code"), "name": _field(a, "name"),
                               "parent": _field(a, "parent", "parent_code"), "state": _field(a, "state")}
                              for a in found]}
+
+    # ---- the auditor's questions (auditor credentials only: docs/auditor-guide.md)
+    day_or_instant = "A day (2026-03-01) or an instant (2026-03-01T08:00, with Z or +07:00 allowed; without, in " \
+                     "the gateway's AXIS_DEADLINE_TIME_ZONE)."
+
+    @app.get("/v1/audit/log", response_model=AuditLogPage, tags=["audit"],
+             summary="The audit record, oldest first (axis audit log)", responses=_errors(*_COMMON, 403))
+    async def audit_log(caller: Caller = CallerDep,
+                        agency: str | None = Query(None, min_length=1, max_length=40,
+                                                   description="Only entries whose subject is this agency code, "
+                                                               "or whose data holds it as a value."),
+                        since: str | None = Query(None, min_length=1, max_length=64,
+                                                  description=f"{day_or_instant} Inclusive."),
+                        until: str | None = Query(None, min_length=1, max_length=64,
+                                                  description=f"{day_or_instant} Exclusive; a day: to its end."),
+                        kind: list[ActionName] | None = Query(None, description="Only entries with this action "
+                                                                                "(repeatable): accepted, refused, ..."),
+                        after: str | None = Query(None, min_length=1, max_length=200),
+                        limit: int = Query(100, ge=1, le=1000)) -> dict[str, Any]:
+        items, cursor = await service.audit_log(caller, agency=agency, since=since, until=until, kinds=kind,
+                                                after=after, limit=limit)
+        return {"items": items, "next": cursor}
+
+    @app.get("/v1/audit/overdue", response_model=OverduePage, tags=["audit"],
+             summary="Deliveries not confirmed within the legal deadline (axis overdue)",
+             responses=_errors(*_COMMON, 403))
+    async def audit_overdue(caller: Caller = CallerDep,
+                            as_of: str | None = Query(None, min_length=1, max_length=64,
+                                                      description=f"Judge as of this instant. {day_or_instant} "
+                                                                  "A day means its end; default now."),
+                            after: str | None = Query(None, min_length=1, max_length=200),
+                            limit: int = Query(100, ge=1, le=1000)) -> dict[str, Any]:
+        return await service.overdue(caller, as_of=as_of, after=after, limit=limit)
+
+    @app.get("/v1/audit/stats", response_model=TrafficStats, tags=["audit"],
+             summary="Traffic per agency or per day (axis stats)", responses=_errors(*_COMMON, 403))
+    async def audit_stats(caller: Caller = CallerDep, by: Literal["agency", "day"] = "agency",
+                          since: str | None = Query(None, min_length=1, max_length=64,
+                                                    description=f"{day_or_instant} Inclusive."),
+                          until: str | None = Query(None, min_length=1, max_length=64,
+                                                    description=f"{day_or_instant} Exclusive; a day: to its end.")
+                          ) -> dict[str, Any]:
+        return await service.stats(caller, by=by, since=since, until=until)
 
     # ---- operations
     @app.get("/healthz", response_model=Health, tags=["operations"], summary="The process answers")

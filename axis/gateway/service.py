@@ -7,7 +7,8 @@ the same. Every operation takes the `Caller` the credential proved:
 - an agency caller acts for exactly its agency: it submits packets whose sender
   is its agency, reads its own inbox, sent list, submissions and the timelines
   of documents it sent or received;
-- an auditor reads everything (bodies included) and changes nothing;
+- an auditor reads everything (bodies included) and changes nothing; it alone asks the auditor's
+  questions (the audit log, overdue deliveries, traffic statistics: `auditing.py`);
 - an operator reads the directory and the timelines and changes nothing here
   (operators act through the `axis` command on the axis's own machine).
 
@@ -48,7 +49,10 @@ from datetime import datetime
 from typing import Any
 
 from axis import wire
+from axis.auditor.deadlines import Rules
+from axis.auditor.overdue import load_rules
 from axis.edxml import routing_facts
+from axis.gateway.auditing import AuditQueries, QueryError
 from axis.hub.acknowledgements import record_delivery_receipt
 from axis.hub.intake import Outcome as IntakeOutcome
 from axis.hub.intake import Submission as IntakeSubmission
@@ -417,9 +421,10 @@ class AgencyService:
 
     def __init__(self, store: Store, transport: Transport, *, hub_signer: Signer, verifier: Verifier,
                  seal_certificate: SealCertificate, max_packet_bytes: int = 200 * 1024 * 1024,
-                 intake: WorkerPool | None = None) -> None:
+                 intake: WorkerPool | None = None, deadline_rules: Rules | None = None) -> None:
         """`intake`: started worker processes that decide submissions where they arrive (see `send`);
-        without them every submission is queued for the hubs."""
+        without them every submission is queued for the hubs. `deadline_rules`: the overdue report's
+        (None: read from the settings when an auditor first asks)."""
         self.store = store
         self.transport = transport
         self._signer = hub_signer
@@ -429,6 +434,7 @@ class AgencyService:
         self._submission_rows = _GroupWriter(self._record_submissions, "recording submissions")
         self._outcomes = _OutcomeWatch(lambda ids: self._read("reading submissions", self.store.submissions, ids))
         self._decider = _Decider(intake) if intake is not None else None
+        self._audit = AuditQueries(store, deadline_rules)
 
     async def close(self) -> None:
         """Stop deciding: batches under way are cancelled (their requests end; their senders send again)."""
@@ -757,6 +763,56 @@ class AgencyService:
         agencies = await self._read("reading the directory", self.store.list_agencies)
         return [{"code": a.code, "name": a.name, "parent": a.parent_code, "state": a.state} for a in agencies]
 
+    # ------------------------------------------------------------------ the auditor's questions
+
+    @staticmethod
+    def _auditor(caller: Caller, what: str) -> None:
+        if caller.role != "auditor":
+            raise Forbidden(f"only an auditor's credential may {what}; this one is an {caller.role}'s")
+
+    async def _ask(self, what: str, call: Any, **query: Any) -> Any:
+        try:
+            return await self._read(what, call, **query)
+        except QueryError as exc:
+            raise Invalid(str(exc), "GW422") from None
+
+    async def audit_log(self, caller: Caller, *, agency: str | None = None, since: str | None = None,
+                        until: str | None = None, kinds: list[str] | None = None, after: str | None = None,
+                        limit: int = 100) -> tuple[list[dict[str, Any]], str | None]:
+        """A page of the audit log, oldest first (`axis audit log`); the cursor of the next page."""
+        self._auditor(caller, "read the audit log")
+        position = 0
+        if after is not None:
+            (seq,) = _decode_cursor(after, 1)
+            if not (seq.isascii() and seq.isdigit()):
+                raise Invalid(f"the cursor {after[:40]!r} is not one this gateway gave out", "GW422")
+            position = int(seq)
+        items, last = await self._ask("reading the audit log", self._audit.log_page, agency=agency, since=since,
+                                      until=until, kinds=list(kinds or ()), after=position, limit=_limit(limit))
+        return items, encode_cursor(last) if last is not None else None
+
+    async def overdue(self, caller: Caller, *, as_of: str | None = None, after: str | None = None,
+                      limit: int = 100) -> dict[str, Any]:
+        """The overdue report (`axis overdue`), a page of its rows, and `next`."""
+        self._auditor(caller, "read the overdue report")
+        position = None
+        if after is not None:
+            arrived, axis_id, recipient = _decode_cursor(after, 3)
+            if "\x00" in axis_id + recipient:  # PostgreSQL text takes no NUL: a forged cursor, not a 500
+                raise Invalid(f"the cursor {after[:40]!r} is not one this gateway gave out", "GW422")
+            position = (_time(arrived), axis_id, recipient)
+        report, last = await self._ask("judging overdue deliveries", self._audit.overdue_page, as_of=as_of,
+                                       after=position, limit=_limit(limit))
+        return {**report, "next": encode_cursor(*last) if last is not None else None}
+
+    async def stats(self, caller: Caller, *, by: str = "agency", since: str | None = None,
+                    until: str | None = None) -> dict[str, Any]:
+        """Traffic statistics per agency or per day (`axis stats`)."""
+        self._auditor(caller, "read traffic statistics")
+        result: dict[str, Any] = await self._ask("counting traffic", self._audit.stats, by=by, since=since,
+                                                 until=until)
+        return result
+
     async def ready(self) -> dict[str, bool]:
         """Whether the store and the broker answer (for /readyz)."""
         async def store_ok() -> bool:
@@ -785,12 +841,14 @@ async def open_service(settings: Settings, *, transport_name: str = "axis-gatewa
     With `intake` (the trust the hubs decide with), `settings.workers` worker processes decide
     submissions where they arrive (`AgencyService.send`); they are started before this yields.
     The store must exist (MissingDatabase otherwise); the broker is waited for through an outage (the
-    one retry policy). Key or certificate files that cannot be read raise OSError or ValueError.
+    one retry policy). Key or certificate files that cannot be read raise OSError or ValueError; a
+    holiday calendar (AXIS_DEADLINE_CALENDAR) that cannot be read or used raises CalendarError, a ValueError.
     """
     from axis.store import open_store
     from axis.transport import RetryPolicy, open_transport
 
     signer = Signer.from_files(settings.hub_key, settings.hub_cert)
+    rules = load_rules(settings)  # a calendar that cannot be read stops the gateway here, not an auditor later
     verifier = Verifier.from_files(settings.trust_roots, settings.revocations)
     seal = SealCertificate.from_file(settings.hub_cert)
     store = open_store(settings.store_url)
@@ -805,7 +863,8 @@ async def open_service(settings: Settings, *, transport_name: str = "axis-gatewa
                 pool = WorkerPool(intake, settings.workers, store_url=settings.store_url)
                 await pool.start()
             service = AgencyService(store, transport, hub_signer=signer, verifier=verifier, seal_certificate=seal,
-                                    max_packet_bytes=settings.max_packet_bytes, intake=pool)
+                                    max_packet_bytes=settings.max_packet_bytes, intake=pool,
+                                    deadline_rules=rules)
             try:
                 yield service
             finally:

@@ -369,6 +369,11 @@ class Intake:
         else:
             data.update(business_type=c.business_type, priority=c.priority)
         audit.append(NewAuditEntry(actor=ACTOR, action="accepted", subject=axis_id, data=data))
+        if c.kind == "status":
+            # What the status did to the document it answers, in an entry about that document: it binds the
+            # status receipt and the delivery's new state (the store attaches rows by subject).
+            audit.append(NewAuditEntry(actor=ACTOR, action="status", subject=plan.answers, data={
+                "status": c.status_code, "from": c.sender, "packet": axis_id, "state": data.get("state")}))
 
     def _refused(self, plan: _Plan, registered: set[str], receipts: list, decisions: list, audit: list) -> None:
         assert plan.refusal is not None

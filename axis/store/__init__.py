@@ -20,6 +20,7 @@ from axis.store.records import (
     Credential,
     Decision,
     Delivery,
+    DeliveryFacts,
     Document,
     InboxItem,
     NewAuditEntry,
@@ -27,6 +28,7 @@ from axis.store.records import (
     NewReceipt,
     NewSubmission,
     Receipt,
+    RefusedSubmission,
     Submission,
 )
 from axis.store.states import DeliveryState, can_transition, state_for_status
@@ -45,6 +47,7 @@ __all__ = [
     "Credential",
     "Decision",
     "Delivery",
+    "DeliveryFacts",
     "DeliveryState",
     "Document",
     "DuplicateDocument",
@@ -56,6 +59,7 @@ __all__ = [
     "NewSubmission",
     "NotFound",
     "Receipt",
+    "RefusedSubmission",
     "Snapshot",
     "Store",
     "StoreError",

@@ -62,6 +62,13 @@ def compute_hash(entry: AuditEntry) -> str:
     return entry_hash(entry.prev_hash, body)
 
 
+def entry_json(entry: AuditEntry) -> dict[str, Any]:
+    """An entry as exported (`axis audit log --json`, GET /v1/audit/log): exactly what was hashed, and its
+    hash, so that `verify_chain` (or the formula above) can check an export on its own."""
+    return {**entry_body(entry.seq, entry.at, entry.actor, entry.action, entry.subject, entry.data,
+                         entry.prev_hash, entry.bound), "hash": entry.hash}
+
+
 def check_data(data: Mapping[str, Any]) -> dict[str, Any]:
     """A JSON object that round-trips exactly; TypeError/ValueError otherwise.
 

@@ -236,3 +236,28 @@ class AuditReport:
     first_bad_seq: int | None
     reason: str
     head_hash: str
+
+
+# ---- the auditor's reports (axis/store/reports.py) ------------------------
+
+@dataclass(frozen=True, slots=True)
+class DeliveryFacts:
+    """A delivery of a document (kind 'document'), with when its receipts were first recorded."""
+    axis_id: str
+    document_id: str
+    sender_code: str
+    recipient_code: str
+    priority: int
+    received_at: datetime
+    state: str                      # the delivery's state now
+    updated_at: datetime            # when it reached that state
+    delivered_at: datetime | None   # the recipient's delivery receipt
+    statuses: Mapping[str, datetime]  # status code ('01', '02', '13', ...) -> first recorded for this recipient
+
+
+@dataclass(frozen=True, slots=True)
+class RefusedSubmission:
+    id: str
+    agency_code: str | None         # whose credential submitted it (None: nobody known)
+    created_at: datetime
+    code: int | None                # the refusal number (AXnnn)

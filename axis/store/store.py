@@ -58,6 +58,7 @@ from axis.store.records import (
     Receipt,
     Submission,
 )
+from axis.store.reports import ReportReads
 from axis.store.schema import (
     AGENCY_STATES,
     CODE_LEN,
@@ -1042,8 +1043,8 @@ class Snapshot(_Reads):
         yield self._conn
 
 
-class Store(_Reads):
-    """The database behind Axis. Thread-safe; see the module docstring."""
+class Store(_Reads, ReportReads):
+    """The database behind Axis. Thread-safe; see the module docstring (reports' paged reads: `reports.py`)."""
 
     def __init__(self, engine: sa.Engine, clock: Clock = utcnow) -> None:
         self.engine = engine

@@ -26,6 +26,9 @@ def _operations(axis_id: str, submission: str, body: bytes) -> list[tuple[str, s
         ("GET", "/v1/sent", {}),
         ("GET", f"/v1/documents/{axis_id}/receipts", {}),
         ("GET", "/v1/agencies", {}),
+        ("GET", "/v1/audit/log", {}),
+        ("GET", "/v1/audit/overdue", {}),
+        ("GET", "/v1/audit/stats", {}),
     ]
 
 

@@ -3,7 +3,9 @@
 With a valid agency credential (H41, whose inbox holds a document, and which has sent one), every
 operation is called with generated parameters and bodies: no answer is a 5xx, every answer (status,
 content type, headers, body) matches what the document declares, and every operation refuses a request
-without the credential (schemathesis's `ignored_auth` check). That every operation also answers 2xx is
+without the credential (schemathesis's `ignored_auth` check). The auditor's operations (/v1/audit/*), which
+answer an agency 403, are exercised a second time with the auditor's credential. That every operation also
+answers 2xx is
 shown by tests/gateway/test_exchange.py (a generated axis id is never a real one, so fetch, ack and
 fail answer 404 here, as declared).
 """
@@ -14,7 +16,7 @@ import itertools
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
-from schemathesis.specs.openapi.checks import positive_data_acceptance
+from schemathesis.specs.openapi.checks import negative_data_rejection, positive_data_acceptance
 
 from tests.gateway.support import G22, H41, ServedGateway
 
@@ -28,14 +30,20 @@ MODES = (schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGAT
 def _beyond_the_schema(label: str, case) -> list:
     """The checks a generated request cannot pass for reasons no OpenAPI schema can state.
 
-    "Schema-valid data is accepted" (ST202) does not hold for a generated `after` cursor or `since` time
-    (opaque, or not ISO 8601 with a time zone: 422 GW422). (Bytes generated as "a binary string" are
-    never a signed edXML packet, but their refusal is an outcome: 200, "refused".)
+    "Schema-valid data is accepted" (ST202) does not hold for a generated `after` cursor, a `since`, `until`
+    or `as_of` time, or an `agency` code (opaque, not ISO 8601, not a valid code: 422 GW422). "Schema-violating
+    data is rejected" (ST201) cannot hold for a query parameter generated with no value (null, an empty list:
+    `{"limit": 1, "": []}`): nothing of it goes on the wire, so the server never sees what to reject. (Bytes
+    generated as "a binary string" are never a signed edXML packet, but their refusal is an outcome: 200,
+    "refused".)
     """
     query = case.query or {}
-    if "after" in query or "since" in query:
-        return [positive_data_acceptance]
-    return []
+    excluded = []
+    if {"after", "since", "until", "as_of", "agency"} & set(query):
+        excluded.append(positive_data_acceptance)
+    if any(value is None or value == [] for value in query.values()):
+        excluded.append(negative_data_rejection)
+    return excluded
 
 
 def _exercise(operation, mode, url: str, headers: dict[str, str]) -> None:
@@ -56,15 +64,18 @@ def test_every_operation_keeps_its_contract(module_gateway: ServedGateway) -> No
     module_gateway.send(H41, [G22])           # something in H41's sent list
     module_gateway.wait_inbox(H41, 1)
     schema = schemathesis.openapi.from_url(f"{module_gateway.url}/openapi.json")
-    headers = {"Authorization": f"Bearer {module_gateway.tokens[H41]}"}
+    agency = {"Authorization": f"Bearer {module_gateway.tokens[H41]}"}
+    auditor = {"Authorization": f"Bearer {module_gateway.tokens['auditor']}"}
     operations = [result.ok() for result in schema.get_all_operations()]
-    assert len(operations) >= 12, [op.label for op in operations]
+    assert len(operations) >= 15, [op.label for op in operations]
     failures: dict[str, str] = {}
     for operation, mode in itertools.product(operations, MODES):
-        try:
-            _exercise(operation, mode, module_gateway.url, headers)
-        except Unsatisfiable:
-            assert mode is schemathesis.GenerationMode.NEGATIVE, operation.label  # nothing to get wrong
-        except (Exception, BaseExceptionGroup) as exc:  # noqa: BLE001 - every operation is tried; all reported
-            failures[f"{operation.label} ({mode.value} data)"] = str(exc)[:3000]
+        callers = {"agency": agency, **({"auditor": auditor} if operation.path.startswith("/v1/audit/") else {})}
+        for who, headers in callers.items():
+            try:
+                _exercise(operation, mode, module_gateway.url, headers)
+            except Unsatisfiable:
+                assert mode is schemathesis.GenerationMode.NEGATIVE, operation.label  # nothing to get wrong
+            except (Exception, BaseExceptionGroup) as exc:  # noqa: BLE001 - every operation is tried; all reported
+                failures[f"{operation.label} ({mode.value} data, {who})"] = str(exc)[:3000]
     assert not failures, "\n\n".join(f"{label}:\n{text}" for label, text in failures.items())
