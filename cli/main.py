@@ -6,7 +6,7 @@ from pathlib import Path
 import typer
 
 from axis.private import restrict_umask
-from cli import adapter, agency_side, credentials, gateway, operator, packet, pki, settings
+from cli import adapter, agency_side, credentials, gateway, operator, packet, pki, settings, signer
 
 app = typer.Typer(
     name="axis",
@@ -44,6 +44,7 @@ app.command("receipts")(operator.receipts)
 app.add_typer(operator.audit_app, name="audit")
 app.add_typer(operator.dlq_app, name="dlq")
 app.add_typer(credentials.app, name="credentials")
+app.add_typer(signer.app, name="signer")
 
 
 def main() -> None:

@@ -32,6 +32,7 @@ from axis.hub.intake import Submission
 from axis.hub.verification import TrustSettings
 from axis.hub.workers import WorkerPool
 from axis.retry import retrying
+from axis.signer import AxisSigner
 from axis.store import Store
 from axis.transport import DEAD_LETTER_FEED, Consumer, Delivery, Transport, TransportError
 
@@ -51,12 +52,16 @@ class HubSettings:
 
 
 class Hub:
-    def __init__(self, settings: HubSettings, store: Store, transport: Transport) -> None:
+    def __init__(self, settings: HubSettings, store: Store, transport: Transport, *, signer: AxisSigner) -> None:
+        """`signer`: the axis's signer, which the workers sign and seal with (a `SignerClient` of the signer
+        process; an in-process `LocalSigner` only with `workers=0`). Other code of the hub's process that
+        needs the axis key's signature (`sign_bytes`) uses `self.signer`, from a thread."""
         self.settings = settings
         self.store = store
         self.transport = transport
+        self.signer = signer
         # Intake runs in the workers, each with its own connection to the same store.
-        self.pool = WorkerPool(settings.trust, settings.workers,
+        self.pool = WorkerPool(settings.trust, settings.workers, signer=signer,
                                store_url=store.engine.url.render_as_string(hide_password=False))
         self.dead_letters = DeadLetters(store)
         self._tasks: list[asyncio.Task] = []

@@ -18,8 +18,8 @@ import tempfile
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
 from axis.private import FILE_MODE, private_directory
 
@@ -56,6 +56,16 @@ def same_public_key(key: SigningKey, cert: x509.Certificate) -> bool:
     """Whether `cert` carries the public half of `key` (compared as SubjectPublicKeyInfo DER)."""
     spki = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     return key.public_key().public_bytes(*spki) == cert.public_key().public_bytes(*spki)
+
+
+def sign_raw(key: SigningKey, data: bytes) -> bytes:
+    """A signature over `data` with SHA-256: RSA PKCS#1 v1.5, or ECDSA (DER-encoded), by the key's type.
+
+    The form `openssl dgst -sha256 -verify pub.pem -signature sig data` accepts; delivery seals
+    (`axis.seal`) and the signer's `sign_bytes` are made with it."""
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        return key.sign(data, ec.ECDSA(hashes.SHA256()))
+    return key.sign(data, padding.PKCS1v15(), hashes.SHA256())
 
 
 def load_private_key(path: str | os.PathLike[str], password: bytes | None = None) -> SigningKey:
