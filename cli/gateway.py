@@ -95,7 +95,11 @@ def gateway(
         sock = bind(config.host, config.port)
     except GatewayConfigError as exc:
         fail(str(exc))
-    signer_socket, signer_child = open_signer(chosen)
+    try:
+        signer_socket, signer_child = open_signer(chosen)
+    except BaseException:  # the command ends here (one line): the port is let go first
+        sock.close()
+        raise
     config = dataclasses.replace(config, settings=config.settings.model_copy(update={"signer": signer_socket}))
     stderr.print(f"axis gateway: db {redact_url(chosen.store_url)}, broker {redact_url(chosen.broker)}, "
                  f"signer {signer_socket}, {'TLS' if config.tls else 'plain HTTP (loopback)'}, "

@@ -319,7 +319,12 @@ def serve(
 
     log_to_stderr(chosen.log)
     # Before the workers: they get the signer's socket, never the key.
-    signer_socket, signer_child = open_signer(chosen)
+    try:
+        signer_socket, signer_child = open_signer(chosen)
+    except BaseException:  # the command ends here (one line): the gateway's port is let go first
+        if gateway_sock is not None:
+            gateway_sock.close()
+        raise
     if gateway_config is not None:
         gateway_config = dataclasses.replace(
             gateway_config, settings=gateway_config.settings.model_copy(update={"signer": signer_socket}))

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import concurrent.futures.process  # its BrokenProcessPool is caught even when no process pool was made
 import ctypes
 import ctypes.util
 import logging

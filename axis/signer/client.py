@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from axis import wire
 from axis.signer import protocol
 from axis.signer.interface import SealRequest, SignerRefused, SignerUnavailable
 
@@ -55,11 +56,11 @@ class SignerClient:
                 raise TypeError("seal takes the list of recipients, not one code")
             items.append([axis_id, list(recipients), digest])
         header, _ = self._call(protocol.request("seal", packets=items), "seal")
-        seals = header.get("seals")
-        if (not isinstance(seals, list) or len(seals) != len(packets)
-                or not all(isinstance(s, dict) and all(isinstance(v, str) for v in s.values()) for s in seals)):
+        seals, certificate = header.get("seals"), header.get("certificate")
+        if (not isinstance(seals, list) or len(seals) != len(packets) or not isinstance(certificate, str)
+                or not all(isinstance(s, list) and len(s) == 2 and all(isinstance(v, str) for v in s) for s in seals)):
             raise SignerRefused(f"the signer at {self.socket_path} did not answer one seal per packet")
-        return seals
+        return [{wire.H_SEAL: seal, wire.H_SEAL_TO: to, wire.H_SEAL_CERT: certificate} for seal, to in seals]
 
     def seal(self, axis_id: str, recipients: Sequence[str], digest: str) -> dict[str, str]:
         return self.seal_many([(axis_id, recipients, digest)])[0]

@@ -14,9 +14,11 @@ Requests (`"v": 1` in every header):
     {"op": "sign_bytes", "sizes": [n]}                     one blob: the data
     {"op": "certificates", "sizes": []}
 
-Answers: `{"ok": true, "sizes": [...]}` with the signed receipts, the signature or the PEMs as blobs,
-and `"seals": [{header: value}, ...]` for `seal`; or `{"ok": false, "error": KIND, "message": "..."}`,
-KIND one of `malformed`, `too-large`, `refused`, `forbidden`, `internal`.
+Answers: `{"ok": true, "sizes": [...]}` with the signed receipts, the signature or the PEMs as blobs;
+for `seal`, `"seals": [[signature, recipients], ...]` (the `ax-seal` and `ax-seal-to` of each packet)
+and `"certificate"`, the `ax-seal-cert` they share (sent once, not once per packet); or
+`{"ok": false, "error": KIND, "message": "..."}`, KIND one of `malformed`, `too-large`, `refused`,
+`forbidden`, `internal`.
 
 Nothing in a frame is executed or unpickled: the signer reads JSON and bytes and checks every
 field's type (`parse_request`), so a process that can reach the socket can ask for signatures and

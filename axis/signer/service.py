@@ -48,6 +48,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from axis import wire
 from axis.private import private_directory, restrict_umask
 from axis.signer import protocol
 from axis.signer.interface import AxisSigner, SignerRefused, SignerStartError
@@ -60,6 +61,8 @@ MAX_SOCKET_PATH = 107           # bytes: sockaddr_un's sun_path, less its termin
 _PEER = struct.Struct("3i")     # struct ucred: pid, uid, gid
 _QUICK_DEATH = 2.0              # seconds: a signing process that dies sooner after its start ...
 _QUICK_DEATHS = 5               # ... this many times in a row stops the signer (it cannot work)
+_DRAIN_BYTES = 1024 * 1024      # what a refused caller may still send before the signer hangs up on it
+_DRAIN_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -88,16 +91,16 @@ def serve_connection(conn: socket.socket, signer: AxisSigner, allowed_uid: int) 
         if uid != allowed_uid:
             log.warning("refused a connection from uid %d (pid %d): this signer serves uid %d only", uid, pid,
                         allowed_uid)
-            _send(conn, protocol.error("forbidden", f"this signer serves uid {allowed_uid} only, not {uid}"))
+            _refuse(conn, protocol.error("forbidden", f"this signer serves uid {allowed_uid} only, not {uid}"))
             return
         conn.settimeout(REQUEST_TIMEOUT)
         try:
             request = protocol.parse_request(*protocol.read_frame(conn, protocol.MAX_REQUEST_BYTES))
         except protocol.FrameTooLarge as exc:
-            _send(conn, protocol.error("too-large", str(exc)))
+            _refuse(conn, protocol.error("too-large", str(exc)))
             return
         except protocol.ProtocolError as exc:
-            _send(conn, protocol.error("malformed", str(exc)))
+            _refuse(conn, protocol.error("malformed", str(exc)))
             return
         except (protocol.Closed, OSError):
             return  # the caller went away or stalled: nobody to answer
@@ -111,7 +114,9 @@ def _answer(signer: AxisSigner, request: protocol.Request) -> bytes:
         if request.op == "sign_receipts":
             return protocol.answer(signer.sign_receipts(request.blobs))
         if request.op == "seal":
-            return protocol.answer(seals=signer.seal_many(request.packets))
+            seals = signer.seal_many(request.packets)
+            certificate = seals[0][wire.H_SEAL_CERT] if seals else ""
+            return protocol.answer(certificate=certificate, seals=[[s[wire.H_SEAL], s[wire.H_SEAL_TO]] for s in seals])
         if request.op == "sign_bytes":
             return protocol.answer([signer.sign_bytes(request.blobs[0])])
         return protocol.answer(signer.certificates())
@@ -125,6 +130,21 @@ def _answer(signer: AxisSigner, request: protocol.Request) -> bytes:
 def _send(conn: socket.socket, frame: bytes) -> None:
     conn.settimeout(REQUEST_TIMEOUT)
     conn.sendall(frame)
+
+
+def _refuse(conn: socket.socket, frame: bytes) -> None:
+    """Answer with an error before the request was read whole: a socket closed with unread data resets the
+    connection, and the caller would see the reset instead of the answer. So the rest is read and dropped,
+    up to `_DRAIN_BYTES` or `_DRAIN_SECONDS`, whichever comes first."""
+    _send(conn, frame)
+    conn.shutdown(socket.SHUT_WR)
+    conn.settimeout(_DRAIN_SECONDS)
+    deadline, drained = time.monotonic() + _DRAIN_SECONDS, 0
+    while drained < _DRAIN_BYTES and time.monotonic() < deadline:
+        chunk = conn.recv(65536)
+        if not chunk:
+            return
+        drained += len(chunk)
 
 
 def listen(path: Path) -> socket.socket:

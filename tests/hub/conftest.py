@@ -36,6 +36,7 @@ class World:
     signers: dict[str, Signer]
     verifier: Verifier
     service: AgencyService              # the gateway's operations, in process
+    signer_process: SignerChild | None = None   # the signer process, when the hub has worker processes
     counter: list[int] = field(default_factory=lambda: [0])
 
     @property
@@ -155,7 +156,7 @@ async def running_world(tmp_path: Path, pki_dir: Path, *, store_url: str | None 
         await pool.start()
     service = AgencyService(store, transport, signer=signer, verifier=verifier, intake=pool)
     try:
-        yield World(tmp_path, hub, signers, verifier, service)
+        yield World(tmp_path, hub, signers, verifier, service, signer_child)
     finally:
         await service.close()
         if pool is not None:
