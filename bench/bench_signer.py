@@ -2,8 +2,8 @@
 
     python bench/bench_signer.py [--batch 100] [--rounds 30] [--key-type ec|rsa|both]
 
-What is measured, on a fresh development PKI (the axis key EC P-256 and/or RSA-3072... as `axis pki issue`
-makes it: EC by default, RSA 2048 with --key-type rsa):
+What is measured, on a fresh development PKI (the axis key EC P-256 and RSA-3072, as `axis pki issue`
+makes them):
 - a batch of `--batch` intake receipts signed by `LocalSigner.sign_receipts` (the key in this process,
   what a hub worker did before the signer existed) and by `SignerClient.sign_receipts` (one request to a
   signer process with one signing process: the encoding, the socket both ways, the decoding), in turn,
