@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -16,6 +17,9 @@ from axis import wire
 from axis.settings import Settings
 from cli.output import fail, stderr
 from cli.settings import current
+
+if TYPE_CHECKING:
+    from axis.signer import SignerChild
 
 app = typer.Typer(help="The axis key's keeper: the one process that holds the axis key and signs with it.",
                   no_args_is_help=True)
@@ -33,7 +37,7 @@ def processes(chosen: Settings) -> int:
     return chosen.signer_processes or os.cpu_count() or 1
 
 
-def open_signer(chosen: Settings):
+def open_signer(chosen: Settings) -> tuple[Path, SignerChild | None]:
     """(socket, the SignerChild this command started or None): see the module docstring. A signer that
     cannot be had ends the command in one line."""
     from cryptography import x509

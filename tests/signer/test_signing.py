@@ -3,7 +3,7 @@
 Receipts signed through the socket are what `Signer.sign_receipt` makes with the key in process (byte
 for byte with RSA, whose PKCS#1 v1.5 signatures are deterministic), and both our Verifier and xmlsec1
 accept them; seals pass the agency's check; `sign_bytes` verifies with `openssl dgst`; a batch is
-signed whole or refused whole; two callers are served at once.
+signed whole or refused whole; two callers are served at once; the gateway's service signs through it.
 """
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ from axis.signer import LocalSigner, SignerChild, SignerClient, SignerRefused
 from axis.signer.protocol import request
 from axis.signer.service import REQUEST_TIMEOUT
 from axis.trust import Verifier, keys
+from tests.hub.conftest import pki_dir, running_world  # noqa: F401 - fixture reused
 from tests.signer.conftest import AxisKey
 
 G22, H41, H14 = "000.00.00.G22", "000.00.00.H41", "000.00.00.H14"
@@ -199,3 +200,29 @@ def test_concurrent_callers_each_get_their_own_batch(client: SignerClient, axis_
     for index, batch in enumerate(batches):
         assert [read_receipt(verifier.verify_receipt(body).signed_root) for body in answers[index]] == \
             [receipt for receipt, _ in batch]
+
+
+async def test_the_gateways_own_receipts_and_its_intake_are_signed_through_the_signer_process(
+        tmp_path: Path, pki_dir: Path) -> None:  # noqa: F811
+    """The service a gateway runs, next to a hub with a worker process, all signing through one signer process
+    (the service, its intake and the hub's worker each hold a SignerClient): intake receipts, seals, and the
+    receipts Axis signs for an ack without one and for a failure verify."""
+    async with running_world(tmp_path, pki_dir, workers=1) as world:
+        assert isinstance(world.service._signer, SignerClient)
+        outcomes = [await world.service.send(world.caller(G22), world.document(G22, [H41]), wait=30) for _ in range(2)]
+        assert [o.outcome for o in outcomes] == ["accepted", "accepted"]
+        for outcome in outcomes:
+            assert outcome.receipt is not None
+            assert world.verifier.verify_receipt(outcome.receipt).signer_code == wire.HUB_IDENTITY
+        served = await world.inbox(H41, 2)
+        checker = SealChecker(world.verifier)
+        for delivery in served:
+            checker.check(delivery.headers, delivery.axis_id, H41, delivery.digest)
+
+        acked = await world.service.ack(world.caller(H41), served[0].axis_id, None)
+        failed_axis_id = served[1].axis_id
+        await world.service.fail(world.caller(H41), failed_axis_id, "the disk is full")
+        receipts = {r["kind"]: r["body"] for r in await world.service.receipts(world.caller(G22), failed_axis_id)}
+        for body, kind in ((acked["receipt"], "delivery"), (receipts["error"], "error")):
+            result = world.verifier.verify_receipt(body)
+            assert result.signer_code == wire.HUB_IDENTITY and read_receipt(result.signed_root).kind == kind
