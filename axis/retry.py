@@ -10,8 +10,10 @@ What callers may rely on:
 - Transient (`is_transient`): a lost or refused database connection
   (SQLAlchemy `OperationalError` / `InterfaceError`, any `DBAPIError` whose
   connection was invalidated, psycopg's own `OperationalError` /
-  `InterfaceError`), SQLite "database is locked / busy", and a
-  `TransportError` (the broker or the connection failed). Never transient:
+  `InterfaceError`), SQLite "database is locked / busy", a
+  `TransportError` (the broker or the connection failed), and a
+  `SignerUnavailable` (the axis's signer process did not answer: it is
+  restarted by the command that owns it). Never transient:
   an `UnroutableError` (the queue does not exist, which waiting does not
   change), a `BrokerRefused` (wrong user, password or vhost), a `Refusal`
   (the input is wrong), any other exception (a bug).
@@ -40,6 +42,7 @@ import tenacity
 from axis.refusals import Refusal
 from axis.settings import Settings, SettingsError
 from axis.settings import load as load_settings
+from axis.signer.interface import SignerUnavailable
 from axis.transport.base import OutgoingMessage, Transport
 from axis.transport.errors import BrokerRefused, TransportError, UnroutableError
 
@@ -63,7 +66,7 @@ def is_transient(exc: BaseException) -> bool:
     """True when `exc` says a server or the way to it failed for a while, so the same call may succeed later."""
     if isinstance(exc, UnroutableError | BrokerRefused | Refusal):
         return False
-    if isinstance(exc, TransportError):
+    if isinstance(exc, TransportError | SignerUnavailable):
         return True
     if isinstance(exc, sqlalchemy.exc.DBAPIError):
         if exc.connection_invalidated:

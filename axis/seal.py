@@ -1,8 +1,8 @@
 """Delivery seals: proof, served with every delivery, that Axis routed it.
 
 Whoever serves an agency its deliveries (a gateway, or anyone who can write the
-store's tables) could hand it bytes Axis never accepted for it; only the hub
-holds the hub's key. When intake accepts a packet, it signs a few bytes naming
+store's tables) could hand it bytes Axis never accepted for it; only the
+axis's signer process holds the hub's key (`axis.signer`). When intake accepts a packet, it signs a few bytes naming
 the axis id, the SHA-256 of the body and every recipient it routes the packet
 to (`ax-seal`; the store keeps it with the document), and the gateway serves it
 with the recipients (`ax-seal-to`) and the hub's certificate (`ax-seal-cert`).
@@ -29,12 +29,13 @@ from collections.abc import Iterable, Mapping
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from axis import wire
 from axis.refusals import Refusal, RefusalCode, RegistryError
 from axis.trust import SigningKey, Verifier, load_certificate, load_private_key
+from axis.trust.keys import sign_raw, verify_raw
 
 _CONTEXT = b"axis-delivery-seal:2"
 _MAX_CACHED = 16  # hub certificates remembered; there are one or two at a time (rotation)
@@ -54,9 +55,14 @@ class SealCertificate:
     def from_file(cls, path: str | os.PathLike[str]) -> SealCertificate:
         return cls(load_certificate(path))
 
+    @classmethod
+    def from_pem(cls, pem: bytes) -> SealCertificate:
+        """From the PEM the axis's signer hands out (`AxisSigner.certificates()[0]`)."""
+        return cls(x509.load_pem_x509_certificate(pem))
+
 
 class Sealer:
-    """The hub's side: seals packets with the hub's key."""
+    """The hub's side: seals packets with the hub's key (in the signer process: `axis.signer.LocalSigner`)."""
 
     def __init__(self, key: SigningKey, certificate: x509.Certificate) -> None:
         self._key = key
@@ -72,11 +78,7 @@ class Sealer:
         if isinstance(recipients, str):
             raise TypeError("seal() takes the list of recipients, not one code")
         to = ",".join(sorted(set(recipients)))
-        data = _sealed_bytes(axis_id, digest, to)
-        if isinstance(self._key, ec.EllipticCurvePrivateKey):
-            signature = self._key.sign(data, ec.ECDSA(hashes.SHA256()))
-        else:
-            signature = self._key.sign(data, padding.PKCS1v15(), hashes.SHA256())
+        signature = sign_raw(self._key, _sealed_bytes(axis_id, digest, to))
         return {wire.H_SEAL: base64.b64encode(signature).decode("ascii"), wire.H_SEAL_TO: to,
                 wire.H_SEAL_CERT: self.certificate.encoded}
 
@@ -101,11 +103,7 @@ class SealChecker:
         key = self._hub_key(certificate)
         data = _sealed_bytes(axis_id, digest, to)
         try:
-            signature = base64.b64decode(seal, validate=True)
-            if isinstance(key, ec.EllipticCurvePublicKey):
-                key.verify(signature, data, ec.ECDSA(hashes.SHA256()))
-            else:
-                key.verify(signature, data, padding.PKCS1v15(), hashes.SHA256())
+            verify_raw(key, base64.b64decode(seal, validate=True), data)
         except (InvalidSignature, binascii.Error, ValueError):
             raise RegistryError(RefusalCode.UNSEALED_DELIVERY,
                              f"the seal of delivery {axis_id} is not Axis's seal over this axis id, recipient "

@@ -62,11 +62,21 @@ class Settings(BaseSettings):
         None, "The certificate revocation list (PEM).", flag="--crl",
         shown="`<data>/pki/crl.pem` if that file exists, else none")
     key: Path | None = _setting(
-        None, "The hub's signing key (PEM), used by `axis serve`.", flag="--key",
+        None, "The axis's signing key (PEM, the `AXIS` certificate's), read only by the signer process (the one "
+        "`axis serve` or `axis gateway` starts, or `axis signer serve`).", flag="--key",
         shown="`<data>/hub/AXIS.key.pem`")
     cert: Path | None = _setting(
-        None, "The hub's certificate (PEM), used by `axis serve`.", flag="--cert",
-        shown="`<data>/hub/AXIS.cert.pem`")
+        None, "The axis's certificate (PEM, then its chain), loaded by the signer process with the key.",
+        flag="--cert", shown="`<data>/hub/AXIS.cert.pem`")
+    signer: Path | None = _setting(
+        None, "The Unix socket of a running signer (`axis signer serve`): `axis serve` and `axis gateway` sign "
+        "through it instead of starting their own signer process, and `axis signer serve` listens there. Its "
+        "folder must be its user's only (mode 0700).", flag="--signer",
+        shown="none: `axis serve` and `axis gateway` each start one, on a socket in a new private temporary "
+        "folder; `axis signer serve` listens on `<data>/signer/signer.sock`")
+    signer_processes: int | None = _setting(
+        None, "Signing processes of a signer; each holds the key and signs one request (a whole batch) at a "
+        "time, so this many callers are served at once.", shown="one per core")
     gateway: str | None = _setting(
         None, "The agency gateway the agency commands (`axis send`, `axis inbox pull`, `axis status send`, "
         "`axis adapter folder`) use, e.g. `https://axis.example.gov.vn:8443`; unset: the operator's own "
@@ -220,7 +230,8 @@ class Settings(BaseSettings):
             raise ValueError("must be a TCP port, 0 to 65535")
         return value
 
-    @field_validator("retry_attempts", "workers", "gateway_burst", "max_packet_bytes", "checkpoint_entries")
+    @field_validator("retry_attempts", "workers", "gateway_burst", "max_packet_bytes", "checkpoint_entries",
+                     "signer_processes")
     @classmethod
     def _at_least_one(cls, value: int | None) -> int | None:
         if value is not None and value < 1:
@@ -280,6 +291,11 @@ class Settings(BaseSettings):
     @property
     def hub_cert(self) -> Path:
         return self.cert or self.hub_dir / "AXIS.cert.pem"
+
+    @property
+    def signer_socket(self) -> Path:
+        """Where `axis signer serve` listens: the configured socket, else `<data>/signer/signer.sock`."""
+        return self.signer or self.data / "signer" / "signer.sock"
 
     def agency_state(self, code: str) -> Path:
         """An agency adapter's durable state: its receipts folder and inbox ledger."""

@@ -61,6 +61,7 @@ from cpu_usage import children, cpu_seconds, machine_busy
 
 from axis import wire
 from axis.hub import Hub
+from axis.signer import SignerClient
 from axis.transport import open_transport
 
 PYTHON = sys.executable
@@ -310,7 +311,8 @@ async def run_gateway(name: str, db_url: str, broker_url: str, root: Path, packe
     credential_file.chmod(0o600)
     transport = await open_transport(broker_url)
     await transport.declare_queue(wire.INTAKE_QUEUE)
-    hub = Hub(bench_hub.hub_settings(root), store, transport)
+    signer = bench_hub.start_signer(root)
+    hub = Hub(bench_hub.hub_settings(root), store, transport, signer=SignerClient(signer.socket))
     await hub.start()
     workers = bench_hub._worker_pids(hub)
     ports = [free_port() for _ in range(gateways)]
@@ -332,8 +334,12 @@ async def run_gateway(name: str, db_url: str, broker_url: str, root: Path, packe
             "--concurrency", str(concurrency), stdout=asyncio.subprocess.PIPE)
         # CPU from the start of the load generator (its warm-up included in the CPU, not in the clock):
         # a slight overstatement per document, the same for every process.
+        # A gateway's children are its intake workers and its own signer, whose signing processes are its
+        # children in turn (`axis gateway` starts one, as each machine runs its own).
+        gateway_children = children([g.pid for g in started])
         pids = {"gateway": [g.pid for g in started], "loadgen": [process.pid], "workers": workers,
-                "gateway workers": children([g.pid for g in started])}
+                "gateway workers": gateway_children + children(gateway_children),
+                "hub signer": bench_hub.signer_pids(signer)}
         cpu_before = time.process_time(), {k: cpu_seconds(v) for k, v in pids.items()}, machine_busy()
         out, _ = await process.communicate()
         cpu_after = time.process_time(), {k: cpu_seconds(v) for k, v in pids.items()}, machine_busy()
@@ -367,6 +373,7 @@ async def run_gateway(name: str, db_url: str, broker_url: str, root: Path, packe
         for gateway in started:
             await stop_process(gateway)
         await hub.stop()
+        signer.stop()
         await transport.close()
         store.close()
     latencies = result["latencies"]

@@ -14,8 +14,10 @@ What is measured (5 KB signed packets, EC P-256 keys, the hub with one worker pr
   it (a separate connection polls the pending rows every 5 ms, so figures carry up to 5 ms of that) (p50, p99);
 - raw: signxml verification alone (`XMLVerifier().verify(data, x509_cert=leaf)`) on one core, and
   a raw transport publish+consume of the same packets, so the hub's figures read as ratios;
-- where the CPU went during the throughput run: ms per document in the hub process and in its
-  worker processes, and how busy the whole machine was (hub, workers, broker, database).
+- where the CPU went during the throughput run: ms per document in the hub process, in its
+  worker processes and in its signer (the process that holds the axis key and its signing processes,
+  `axis.signer`, started as `axis serve` starts it), and how busy the whole machine was (hub,
+  workers, signer, broker, database).
 
 Tuning: `--hub KEY=VALUE` overrides a HubSettings field (`--hub in_flight=6 --hub batch_size=100`);
 `--profile` prints a cProfile of the hub process's event loop during the throughput run (sorted by
@@ -40,13 +42,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import sqlalchemy as sa
-from cpu_usage import cpu_seconds, machine_busy  # bench/, the script's folder
+from cpu_usage import children, cpu_seconds, machine_busy  # bench/, the script's folder
 from signxml import XMLVerifier
 
 from axis import wire
 from axis.edxml import Attachment, Organization, SignerInfo, packet_to_bytes
 from axis.edxml.compose import new_document
 from axis.hub import Hub, HubSettings, TrustSettings
+from axis.signer import SignerChild, SignerClient
 from axis.store import NewSubmission, Store, open_store
 from axis.store.schema import deliveries as deliveries_t
 from axis.store.schema import submissions as submissions_t
@@ -126,9 +129,20 @@ def prepare_store(db_url: str, root: Path, codes: list[str]) -> Store:
 
 
 def hub_settings(root: Path) -> HubSettings:
-    return HubSettings(**HUB_OPTIONS, trust=TrustSettings(
-        trust_roots=root / "ca" / "ca.pem", crl=root / "ca" / "crl.pem",
-        hub_key=root / "keys" / "AXIS.key.pem", hub_cert=root / "keys" / "AXIS.cert.pem"))
+    return HubSettings(**HUB_OPTIONS, trust=TrustSettings(trust_roots=root / "ca" / "ca.pem",
+                                                          crl=root / "ca" / "crl.pem"))
+
+
+def start_signer(root: Path) -> SignerChild:
+    """The axis's signer process, as `axis serve` starts it (one signing process per core)."""
+    signer = SignerChild(root / "keys" / "AXIS.key.pem", root / "keys" / "AXIS.cert.pem",
+                         processes=os.cpu_count() or 1)
+    signer.start()
+    return signer
+
+
+def signer_pids(signer: SignerChild) -> list[int]:
+    return [signer.pid, *children([signer.pid])] if signer.pid is not None else []
 
 
 def record_and_build(store: Store, bodies: list[bytes]) -> list[OutgoingMessage]:
@@ -175,12 +189,14 @@ async def run_config(name: str, db_url: str, broker_url: str, root: Path, packet
     latency_packets = packets[len(packets) - latency_docs:]
     for i in range(0, len(throughput_docs), 500):
         await transport.publish_many(record_and_build(store, throughput_docs[i:i + 500]))
-    hub = Hub(settings, store, transport)
+    signer = start_signer(root)
+    hub = Hub(settings, store, transport, signer=SignerClient(signer.socket))
     # Workers start before the clock: process start-up is not throughput.
     await hub.pool.start()
     n = len(throughput_docs)
     workers = _worker_pids(hub)
-    cpu_before = time.process_time(), cpu_seconds(workers), machine_busy()
+    signing = signer_pids(signer)
+    cpu_before = time.process_time(), cpu_seconds(workers), machine_busy(), cpu_seconds(signing)
     profiler = cProfile.Profile() if PROFILE else None
     if profiler:
         profiler.enable()
@@ -208,6 +224,7 @@ async def run_config(name: str, db_url: str, broker_url: str, root: Path, packet
     # thread; the bench's own polling is negligible) and the verification workers.
     main_ms = 1000 * (time.process_time() - cpu_before[0]) / n
     workers_ms = 1000 * (cpu_seconds(workers) - cpu_before[1]) / n
+    signer_ms = 1000 * (cpu_seconds(signing) - cpu_before[3]) / n
     busy, total = (after - before for after, before in zip(machine_busy(), cpu_before[2], strict=True))
     busy_share = busy / total if total else 0.0  # every process: hub, workers, broker, database
     outcomes = outcome_counts(observer)
@@ -218,12 +235,13 @@ async def run_config(name: str, db_url: str, broker_url: str, root: Path, packet
     observer.close()
     audit_ok = store.verify_audit().ok
     await hub.stop()
+    signer.stop()
     await transport.close()
     store.close()
     return {"config": name, "recipients": len(recipients), "docs": n, "seconds": elapsed,
             "throughput": throughput, "p50_ms": 1000 * statistics.median(latencies),
             "p99_ms": 1000 * latencies[int(0.99 * (len(latencies) - 1))], "workers": hub.pool.workers,
-            "audit_ok": audit_ok, "main_ms": main_ms, "workers_ms": workers_ms,
+            "audit_ok": audit_ok, "main_ms": main_ms, "workers_ms": workers_ms, "signer_ms": signer_ms,
             "machine_busy": busy_share, "outcomes": outcomes, "load": load}
 
 
@@ -360,7 +378,8 @@ async def main() -> None:
                 print(f"  {name:20s} {row['throughput']:7.0f} docs/s = {row['throughput'] / raw:4.2f}× raw verify"
                       f" | latency p50 {row['p50_ms']:6.1f} ms, p99 {row['p99_ms']:7.1f} ms"
                       f" | raw transport {raw_transport:6.0f} msg/s | audit ok: {row['audit_ok']}"
-                      f" | CPU per doc: hub {row['main_ms']:.2f} ms, workers {row['workers_ms']:.2f} ms"
+                      f" | CPU per doc: hub {row['main_ms']:.2f} ms, workers {row['workers_ms']:.2f} ms,"
+                      f" signer {row['signer_ms']:.2f} ms"
                       f" | machine busy {100 * row['machine_busy']:.0f}% | outcomes {row['outcomes']}"
                       f" | load before {row['load']:.2f}", flush=True)
         print_table(rows)
@@ -368,12 +387,13 @@ async def main() -> None:
 
 def print_table(rows: list[dict]) -> None:
     print("\n| config | recipients | docs/s | × raw verify (1 core) | p50 ms | p99 ms | raw verify/s |"
-          " raw transport msg/s | CPU ms/doc: hub, workers | machine busy | load before |")
+          " raw transport msg/s | CPU ms/doc: hub, workers, signer | machine busy | load before |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['config']} | {r['recipients']} | {r['throughput']:.0f} | {r['throughput'] / r['raw_verify']:.2f}"
               f" | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['raw_verify']:.0f} | {r['raw_transport']:.0f}"
-              f" | {r['main_ms']:.2f}, {r['workers_ms']:.2f} | {100 * r['machine_busy']:.0f} % | {r['load']:.2f} |")
+              f" | {r['main_ms']:.2f}, {r['workers_ms']:.2f}, {r['signer_ms']:.2f} | {100 * r['machine_busy']:.0f} %"
+              f" | {r['load']:.2f} |")
 
 
 if __name__ == "__main__":

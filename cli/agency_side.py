@@ -14,7 +14,9 @@ Two roads (`open_edges`):
   AXIS_GATEWAY_CA) names the roots the gateway's TLS certificate chains to.
 - no gateway: the axis operator's own machine, through the same service the
   gateway runs (`axis.gateway.AgencyService`) on this machine's store and
-  broker (`--db`, `--broker`), with the hub's key to sign what Axis signs.
+  broker (`--db`, `--broker`), signing what Axis signs through the signer
+  AXIS_SIGNER names, or else with the axis key loaded in this command's own
+  process (`LocalSigner`: the operator's machine, where the key file is).
 
 Defaults (gateway, trust roots, CRL, state folders) come from `cli.settings`.
 Exit codes: 0 when everything was accepted or stored; 1 when anything was
@@ -133,21 +135,23 @@ async def open_edges(road: Road, verifier: Verifier, what: str) -> AsyncIterator
 
 @contextlib.asynccontextmanager
 async def local_service(road: Road, verifier: Verifier, what: str) -> AsyncIterator[Any]:
-    """`AgencyService` on this machine's store and broker, signing with the hub's key (operator's machine)."""
+    """`AgencyService` on this machine's store and broker, signing through the axis's signer (AXIS_SIGNER), or
+    with the axis key loaded here (operator's machine)."""
     from sqlalchemy.exc import OperationalError
 
     from axis.gateway import AgencyService
-    from axis.seal import SealCertificate
+    from axis.signer import AxisSigner, LocalSigner, SignerClient, SignerError
     from axis.store import MissingDatabase, open_store
 
     chosen = settings.current(db=road.db)
     hint = "agencies reach Axis through its gateway: give --gateway URL and --credential-file FILE"
+    hub_signer: AxisSigner
     try:
-        hub_signer = Signer.from_files(chosen.hub_key, chosen.hub_cert)
-        seal = SealCertificate.from_file(chosen.hub_cert)
-    except (ValueError, OSError) as exc:
-        fail(f"without --gateway this command works on the axis's own machine and needs the hub's key "
-             f"({chosen.hub_key}: {exc}); {hint}")
+        hub_signer = (SignerClient(chosen.signer) if chosen.signer is not None
+                      else LocalSigner.from_files(chosen.hub_key, chosen.hub_cert))
+    except SignerError as exc:
+        fail(f"without --gateway this command works on the axis's own machine and needs the axis key, or its "
+             f"signer's socket in AXIS_SIGNER ({exc}); {hint}")
     try:
         store = open_store(chosen.store_url, migrate=False)
     except MissingDatabase as exc:
@@ -161,7 +165,11 @@ async def local_service(road: Road, verifier: Verifier, what: str) -> AsyncItera
         except (TransportError, ValueError) as exc:
             fail(f"cannot open the broker {settings.redact_url(settings.broker_url(road.broker))!r}: {exc}")
         try:
-            yield AgencyService(store, transport, hub_signer=hub_signer, verifier=verifier, seal_certificate=seal)
+            try:
+                service = AgencyService(store, transport, signer=hub_signer, verifier=verifier)
+            except SignerError as exc:
+                fail(f"{exc}; {hint}")
+            yield service
         finally:
             await transport.close()
     finally:

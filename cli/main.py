@@ -18,6 +18,7 @@ from cli import (
     packet,
     pki,
     settings,
+    signer,
     tsa,
 )
 
@@ -60,6 +61,7 @@ app.add_typer(operator.dlq_app, name="dlq")
 app.add_typer(credentials.app, name="credentials")
 app.add_typer(tsa.app, name="tsa")
 app.add_typer(evidence.app, name="evidence")
+app.add_typer(signer.app, name="signer")
 
 
 def main() -> None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import signal
 from pathlib import Path
 
@@ -242,9 +243,11 @@ def serve(
     trust: Path | None = typer.Option(None, "--trust", help="Trusted roots (env AXIS_TRUST; default "
                                                              "axis-data/pki/ca.pem)."),
     crl: Path | None = typer.Option(None, "--crl", help="CRL (env AXIS_CRL; default axis-data/pki/crl.pem)."),
-    key: Path | None = typer.Option(None, "--key", help="The hub's key (env AXIS_KEY; default "
-                                                         "axis-data/hub/AXIS.key.pem)."),
-    cert: Path | None = typer.Option(None, "--cert", help="The hub's certificate (env AXIS_CERT)."),
+    key: Path | None = typer.Option(None, "--key", help="The axis key, for the signer this command starts (env "
+                                                         "AXIS_KEY; default axis-data/hub/AXIS.key.pem)."),
+    cert: Path | None = typer.Option(None, "--cert", help="The axis certificate (env AXIS_CERT)."),
+    signer: Path | None = typer.Option(None, "--signer", help="The socket of a running `axis signer serve` to sign "
+                                                              "through (env AXIS_SIGNER); default: start one."),
     lenient_codes: bool = typer.Option(False, "--lenient-codes", help="Accept shortened QCVN 102 codes."),
     allow_sha1: list[str] = typer.Option([], "--allow-sha1", help="Agency allowed to sign with SHA-1."),
     with_gateway: bool = typer.Option(True, "--gateway/--no-gateway", help="Start the agency gateway too "
@@ -262,13 +265,17 @@ def serve(
 ) -> None:
     """Run the hub (intake, verification, routing, receipts) and, unless --no-gateway, the agency gateway.
 
-    The gateway runs in a child process of its own (its event loop is not the hub's) that ends with
-    this command; if it dies, this command stops too, so a supervisor restarts the pair.
+    The axis key stays in a signer process this command starts first (unless --signer names one), which
+    the workers and the gateway ask for signatures; if it dies it is started again. The gateway runs in
+    a child process of its own (its event loop is not the hub's) that ends with this command; if it
+    dies, this command stops too, so a supervisor restarts the pair.
     """
     from axis.hub import Hub
+    from axis.signer import SignerClient
+    from cli.signer import open_signer
 
-    chosen = current(workers=workers, db=db, broker=broker, trust=trust, crl=crl, key=key, cert=cert)
-    settings = hub_settings(workers, trust, crl, key, cert, lenient_codes, allow_sha1, tsa=tsa)
+    chosen = current(workers=workers, db=db, broker=broker, trust=trust, crl=crl, key=key, cert=cert, signer=signer)
+    settings = hub_settings(workers, trust, crl, lenient_codes, allow_sha1, tsa=tsa)
     gateway_sock = gateway_config = None
     if with_gateway:
         from axis.gateway.server import GatewayConfigError, bind
@@ -276,8 +283,8 @@ def serve(
 
         gateway_config, _ = make_gateway_config(host=gateway_host, port=gateway_port, tls_cert=tls_cert,
                                                 tls_key=tls_key, db=db, broker=broker, trust=trust, crl=crl,
-                                                key=key, cert=cert, workers=workers, lenient_codes=lenient_codes,
-                                                allow_sha1=allow_sha1)
+                                                key=key, cert=cert, signer=signer, workers=workers,
+                                                lenient_codes=lenient_codes, allow_sha1=allow_sha1)
         try:
             gateway_sock = bind(gateway_config.host, gateway_config.port)  # a busy port stops us before the hub
         except GatewayConfigError as exc:
@@ -290,9 +297,21 @@ def serve(
     from axis.logs import log_to_stderr
 
     log_to_stderr(chosen.log)
+    # Before the workers: they get the signer's socket, never the key.
+    try:
+        signer_socket, signer_child = open_signer(chosen)
+    except BaseException:  # the command ends here (one line): the gateway's port is let go first
+        if gateway_sock is not None:
+            gateway_sock.close()
+        raise
+    if gateway_config is not None:
+        gateway_config = dataclasses.replace(
+            gateway_config, settings=gateway_config.settings.model_copy(update={"signer": signer_socket}))
+    signer_line = (f"signer {signer_socket} (pid {signer_child.pid})" if signer_child is not None
+                   else f"signer {signer_socket} (AXIS_SIGNER)")
 
     async def main() -> bool:
-        """Run until signalled; True when the gateway died on its own (and so the hub was stopped)."""
+        """Run until signalled; True when the gateway or the signer died for good (so the hub was stopped)."""
         from sqlalchemy.exc import OperationalError
         try:
             store = _open_store(db, create=True)
@@ -303,13 +322,15 @@ def serve(
         except TransportError as exc:
             store.close()
             fail(str(exc))
-        hub = Hub(settings, store, transport)
+        hub = Hub(settings, store, transport, signer=SignerClient(signer_socket))
         loop = asyncio.get_running_loop()
         task = asyncio.create_task(hub.run())
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, task.cancel)
         child = None
         watcher: asyncio.Task[bool] | None = None
+        signer_watch = (asyncio.create_task(_watch_signer(signer_child, task)) if signer_child is not None
+                        else None)
         try:
             started = asyncio.create_task(hub.started.wait())
             await asyncio.wait({task, started}, return_when=asyncio.FIRST_COMPLETED)
@@ -325,16 +346,18 @@ def serve(
                 watcher = asyncio.create_task(_watch_gateway(child, task))
             # The queues exist: a client may send from now on.
             stderr.print(f"axis hub serving: db {redact_url(chosen.store_url)}, broker {redact_url(chosen.broker)}, "
-                         f"{hub.pool.workers} worker process(es), XML-DSig engine {engine}, {gateway_line}")
+                         f"{hub.pool.workers} worker process(es), XML-DSig engine {engine}, {signer_line}, "
+                         f"{gateway_line}")
             await task
         except asyncio.CancelledError:
             pass
         finally:
             died = False
-            if watcher is not None:
-                if watcher.done() and not watcher.cancelled():
-                    died = watcher.result()
-                watcher.cancel()
+            for each in (watcher, signer_watch):
+                if each is not None:
+                    if each.done() and not each.cancelled():
+                        died = died or each.result()
+                    each.cancel()
             if child is not None:
                 from axis.gateway.server import stop_child
                 await asyncio.to_thread(stop_child, child)
@@ -347,8 +370,25 @@ def serve(
     finally:
         if gateway_sock is not None:
             gateway_sock.close()
+        if signer_child is not None:
+            signer_child.stop()
     if gateway_died:
         raise typer.Exit(REFUSED)
+
+
+async def _watch_signer(child, hub_task: asyncio.Task) -> bool:
+    """Restart the signer whenever it dies; stop the hub when it cannot be (True then)."""
+    from axis.signer import SignerStartError
+
+    try:
+        await child.watch()
+    except SignerStartError as exc:
+        if hub_task.done():
+            return False
+        stderr.print(f"[bold red]error[/]: the signer cannot be restarted: {exc}; stopping the hub")
+        hub_task.cancel()
+        return True
+    return False
 
 
 async def _watch_gateway(process, hub_task: asyncio.Task) -> bool:
@@ -362,17 +402,16 @@ async def _watch_gateway(process, hub_task: asyncio.Task) -> bool:
     return True
 
 
-def hub_settings(workers, trust, crl, key, cert, lenient_codes=False, allow_sha1=(), *, tsa=None):
+def hub_settings(workers, trust, crl, lenient_codes=False, allow_sha1=(), *, tsa=None):
+    """What the hub's workers decide with, and how it checkpoints the audit log; it names no key (the hub
+    and its workers sign through the signer)."""
     from axis.hub import HubSettings, TrustSettings
-    chosen = current(workers=workers, trust=trust, crl=crl, key=key, cert=cert, tsa_url=tsa)
-    trust, crl, key, cert = chosen.trust_roots, chosen.revocations, chosen.hub_key, chosen.hub_cert
-    for what, path in (("trusted roots", trust), ("hub key", key), ("hub certificate", cert)):
-        if not path.exists():
-            fail(f"{what} not found at {path}. Create them with `axis pki init {chosen.pki_dir}` and "
-                 f"`axis pki issue AXIS --pki {chosen.pki_dir} --out {chosen.hub_dir}`, or pass --trust/--key/--cert.")
-    return HubSettings(trust=TrustSettings(trust_roots=trust, crl=crl, hub_key=key,
-                                           hub_cert=cert, allow_sha1_for=frozenset(allow_sha1),
-                                           lenient_codes=lenient_codes,
+    chosen = current(workers=workers, trust=trust, crl=crl, tsa_url=tsa)
+    if not chosen.trust_roots.exists():
+        fail(f"trusted roots not found at {chosen.trust_roots}. Create them with `axis pki init {chosen.pki_dir}` "
+             f"and `axis pki issue AXIS --pki {chosen.pki_dir} --out {chosen.hub_dir}`, or pass --trust.")
+    return HubSettings(trust=TrustSettings(trust_roots=chosen.trust_roots, crl=chosen.revocations,
+                                           allow_sha1_for=frozenset(allow_sha1), lenient_codes=lenient_codes,
                                            max_packet_bytes=chosen.max_packet_bytes), workers=chosen.workers,
                        checkpoint_entries=chosen.checkpoint_entries, checkpoint_seconds=chosen.checkpoint_seconds,
                        tsa_url=chosen.tsa_url)

@@ -47,6 +47,7 @@ from cryptography.hazmat.primitives import serialization
 from axis import wire
 from axis.audit import merkle
 from axis.refusals import Refusal
+from axis.signer import AxisSigner
 from axis.store import GENESIS_HASH, Checkpoint, CheckpointStamp, Store
 from axis.store.audit import compute_hash, format_at
 from axis.trust import Verifier, keys
@@ -175,23 +176,20 @@ def read_saved(text: str) -> Saved:
 class CheckpointWriter:
     """Writes signed checkpoints and fetches their timestamps (see the module docstring).
 
-    `sign(data)` returns the axis key's signature over `data`; `certificates`
-    is the PEM of the signing certificate, then its chain. `stamp(data)`, if
-    given, returns an RFC 3161 TimeStampResp (DER) over `data` from the TSA
-    named `tsa`, or raises when the TSA does not answer.
+    `signer` signs with the axis key (`sign_bytes`; its `certificates` are
+    kept with the checkpoints), the signer process's client inside `axis
+    serve`. `stamp(data)`, if given, returns an RFC 3161 TimeStampResp (DER)
+    over `data` from the TSA named `tsa`, or raises when the TSA does not answer.
     """
 
-    def __init__(self, store: Store, sign: Callable[[bytes], bytes], certificates: Sequence[bytes], *,
-                 every_entries: int = 1000, every_seconds: float = 10.0,
+    def __init__(self, store: Store, signer: AxisSigner, *, every_entries: int = 1000, every_seconds: float = 10.0,
                  stamp: Callable[[bytes], bytes] | None = None, tsa: str = "",
                  clock: Callable[[], datetime] | None = None) -> None:
         if every_entries < 1 or every_seconds <= 0:
             raise ValueError("checkpoints need every_entries >= 1 and every_seconds > 0")
         self._store = store
-        self._sign = sign
-        self._pem = b"".join(certificates).decode("ascii")
-        leaf = x509.load_pem_x509_certificate(certificates[0])
-        self._signer = fingerprint(leaf)
+        self._signer = signer
+        self._identity: tuple[str, str] | None = None  # (fingerprint, PEM chain), asked of the signer once
         self.every_entries = every_entries
         self.every_seconds = every_seconds
         self._stamp = stamp
@@ -232,13 +230,20 @@ class CheckpointWriter:
         note = Note(size=size, root=frontier.root(), head=head, at=self._clock(), prev_size=done,
                     prev_digest=note_digest(latest.note) if latest else _NO_PREVIOUS)
         text = note.text()
+        signer, pem = self._signing_identity()
         checkpoint = Checkpoint(size=size, root=note.root.hex(), head_hash=head, at=note.at, note=text,
-                                signature=self._sign(text.encode("utf-8")), signer=self._signer,
+                                signature=self._signer.sign_bytes(text.encode("utf-8")), signer=signer,
                                 frontier=[h.hex() for h in frontier.hashes])
         with self._store.write() as tx:
-            if not tx.add_checkpoint(checkpoint, self._pem, follows=done):
+            if not tx.add_checkpoint(checkpoint, pem, follows=done):
                 return None
         return checkpoint
+
+    def _signing_identity(self) -> tuple[str, str]:
+        if self._identity is None:
+            chain = self._signer.certificates()
+            self._identity = fingerprint(x509.load_pem_x509_certificate(chain[0])), b"".join(chain).decode("ascii")
+        return self._identity
 
     def stamp_pending(self) -> int:
         """Fetch the tokens of checkpoints still waiting for one, oldest first; how many were stamped.

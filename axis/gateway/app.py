@@ -22,7 +22,8 @@ HTTP layer only authenticates, limits, streams and translates:
   each scrape, deliveries by state and the size of each agency's inbox. Behind a reverse proxy on the
   same machine every client is loopback: expose /metrics there only to whom may read it.
 - **/healthz** answers while the process runs; **/readyz** 200 only when the store and the broker
-  answer within 3 s (503 naming what is down).
+  answer within 3 s (503 naming what is down). A store, broker or signer that stays unavailable beyond
+  the retry policy's patience is a 503 (`GW503`) with Retry-After.
 """
 from __future__ import annotations
 
@@ -457,6 +458,15 @@ def create_app(service: AgencyService, authenticator: Authenticator, *,
     async def _broker_down(request: Request, exc: Exception) -> JSONResponse:
         log.warning("request %s: the broker is unavailable: %s", _request_id(request), exc)
         return _error_response(503, "GW503", "the broker is unavailable; try again later", _request_id(request),
+                               {"Retry-After": "5"})
+
+    from axis.signer import SignerUnavailable
+
+    @app.exception_handler(SignerUnavailable)
+    async def _signer_down(request: Request, exc: Exception) -> JSONResponse:
+        # Reached only once the retry policy's patience ran out: the signer is restarted within seconds.
+        log.warning("request %s: the signer is unavailable: %s", _request_id(request), exc)
+        return _error_response(503, "GW503", "the axis's signer is unavailable; try again later", _request_id(request),
                                {"Retry-After": "5"})
 
     # ---- authentication and the rate limit

@@ -29,7 +29,8 @@ What callers may rely on:
   credential, the size and a reused submission id before intake reads it.
 - `fetch` serves the exact bytes the sender signed, with the hub's seal; `ack`
   records a delivery receipt (the agency's own, verified, or one Axis signs
-  naming the credential) and moves the delivery to `delivered`, in one
+  naming the credential, through the axis's signer: the service holds an
+  `AxisSigner`, never the key) and moves the delivery to `delivered`, in one
   transaction with its audit entry. Repeating an ack is harmless.
 - Every failure is a `GatewayError` subclass with an HTTP status and a stable
   code (`GWnnn`, or the `AXnnn` of a refusal).
@@ -63,9 +64,10 @@ from axis.refusals import Refusal, RefusalCode
 from axis.retry import is_transient, publish_all, retrying
 from axis.seal import SealCertificate
 from axis.settings import Settings
+from axis.signer import AxisSigner, SignerClient, SignerStartError
 from axis.store import Delivery, DeliveryState, Document, InboxItem, NewReceipt, NewSubmission, Store, Submission
 from axis.transport import OutgoingMessage, Transport, TransportError
-from axis.trust import Signer, Verifier
+from axis.trust import Verifier
 
 log = logging.getLogger("axis.gateway")
 
@@ -419,17 +421,18 @@ class _Decider:
 class AgencyService:
     """The edge's operations over the store (reads, receipts) and the broker (submissions)."""
 
-    def __init__(self, store: Store, transport: Transport, *, hub_signer: Signer, verifier: Verifier,
-                 seal_certificate: SealCertificate, max_packet_bytes: int = 200 * 1024 * 1024,
-                 intake: WorkerPool | None = None, deadline_rules: Rules | None = None) -> None:
-        """`intake`: started worker processes that decide submissions where they arrive (see `send`);
-        without them every submission is queued for the hubs. `deadline_rules`: the overdue report's
-        (None: read from the settings when an auditor first asks)."""
+    def __init__(self, store: Store, transport: Transport, *, signer: AxisSigner, verifier: Verifier,
+                 max_packet_bytes: int = 200 * 1024 * 1024, intake: WorkerPool | None = None,
+                 deadline_rules: Rules | None = None) -> None:
+        """`signer`: the axis's signer (the receipts Axis signs here; its certificate is served with every
+        seal), asked once here for its certificate. `intake`: started worker processes that decide
+        submissions where they arrive (see `send`); without them every submission is queued for the hubs.
+        `deadline_rules`: the overdue report's (None: read from the settings when an auditor first asks)."""
         self.store = store
         self.transport = transport
-        self._signer = hub_signer
+        self._signer = signer
         self._verifier = verifier
-        self._seal_certificate = seal_certificate
+        self._seal_certificate = SealCertificate.from_pem(signer.certificates()[0])
         self.max_packet_bytes = max_packet_bytes
         self._submission_rows = _GroupWriter(self._record_submissions, "recording submissions")
         self._outcomes = _OutcomeWatch(lambda ids: self._read("reading submissions", self.store.submissions, ids))
@@ -673,13 +676,18 @@ class AgencyService:
                              digest=document.digest,
                              refusal_detail=f"acknowledged through the gateway by credential {caller.credential_id} "
                                             f"after it was served {document.digest}")
-            body = await asyncio.to_thread(self._signer.sign_receipt, build_receipt(parsed))
+            body = await self._sign(build_receipt(parsed))
         mismatch = await retrying("recording a delivery receipt")(asyncio.to_thread)(
             self._record_ack, body, agency, parsed, caller)
         if mismatch is not None:
             raise await self._refuse_ack(caller, axis_id, RefusalCode.RECEIPT_MISMATCH, mismatch)
         state = await self._state(axis_id, agency)
         return {"axis_id": axis_id, "state": state, "receipt": body}
+
+    async def _sign(self, receipt: bytes) -> bytes:
+        # A signer being restarted is waited for, as a store outage is (SignerUnavailable is transient).
+        signed = await retrying("signing a receipt")(asyncio.to_thread)(self._signer.sign_receipts, [receipt])
+        return signed[0]
 
     async def _refuse_ack(self, caller: Caller, axis_id: str, code: RefusalCode, detail: str) -> Invalid:
         """Log and audit a refused delivery receipt; the error to raise."""
@@ -713,7 +721,7 @@ class AgencyService:
                         document_id=document.document_id if document.kind == "document" else None,
                         digest=document.digest, refusal_code=code.number, refusal_name=code.name,
                         refusal_detail=f"{agency} could not take it: {reason}"[:500])
-        body = await asyncio.to_thread(self._signer.sign_receipt, build_receipt(error))
+        body = await self._sign(build_receipt(error))
 
         def record() -> bool:
             with self.store.write() as tx:
@@ -836,21 +844,25 @@ class AgencyService:
 @asynccontextmanager
 async def open_service(settings: Settings, *, transport_name: str = "axis-gateway",
                        intake: TrustSettings | None = None) -> AsyncIterator[AgencyService]:
-    """An `AgencyService` on the store, broker and hub key `settings` name; closed when the block ends.
+    """An `AgencyService` on the store, broker and signer `settings` name; closed when the block ends.
 
-    With `intake` (the trust the hubs decide with), `settings.workers` worker processes decide
-    submissions where they arrive (`AgencyService.send`); they are started before this yields.
-    The store must exist (MissingDatabase otherwise); the broker is waited for through an outage (the
-    one retry policy). Key or certificate files that cannot be read raise OSError or ValueError; a
-    holiday calendar (AXIS_DEADLINE_CALENDAR) that cannot be read or used raises CalendarError, a ValueError.
+    `settings.signer` is the socket of the running signer (`axis gateway` and `axis serve` start one):
+    SignerStartError without it, SignerUnavailable when nothing answers there. With `intake` (the trust
+    the hubs decide with), `settings.workers` worker processes decide submissions where they arrive
+    (`AgencyService.send`), signing through the same signer; they are started before this yields. The
+    store must exist (MissingDatabase otherwise); the broker is waited for through an outage (the one
+    retry policy). Trusted roots or a CRL that cannot be read raise OSError or ValueError. A holiday
+    calendar (AXIS_DEADLINE_CALENDAR) that cannot be read or used raises CalendarError, a ValueError.
     """
     from axis.store import open_store
     from axis.transport import RetryPolicy, open_transport
 
-    signer = Signer.from_files(settings.hub_key, settings.hub_cert)
+    if settings.signer is None:
+        raise SignerStartError("the gateway signs through a signer process: set AXIS_SIGNER (or --signer) to its "
+                               "socket")
+    signer = SignerClient(settings.signer)
     rules = load_rules(settings)  # a calendar that cannot be read stops the gateway here, not an auditor later
     verifier = Verifier.from_files(settings.trust_roots, settings.revocations)
-    seal = SealCertificate.from_file(settings.hub_cert)
     store = open_store(settings.store_url)
     pool = None
     try:
@@ -860,11 +872,10 @@ async def open_service(settings: Settings, *, transport_name: str = "axis-gatewa
             lease=settings.embedded_lease, default_embedded_path=settings.embedded_transport)
         try:
             if intake is not None:
-                pool = WorkerPool(intake, settings.workers, store_url=settings.store_url)
+                pool = WorkerPool(intake, settings.workers, signer=signer, store_url=settings.store_url)
                 await pool.start()
-            service = AgencyService(store, transport, hub_signer=signer, verifier=verifier, seal_certificate=seal,
-                                    max_packet_bytes=settings.max_packet_bytes, intake=pool,
-                                    deadline_rules=rules)
+            service = AgencyService(store, transport, signer=signer, verifier=verifier,
+                                    max_packet_bytes=settings.max_packet_bytes, intake=pool, deadline_rules=rules)
             try:
                 yield service
             finally:

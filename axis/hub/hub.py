@@ -34,11 +34,10 @@ from axis.hub.intake import Submission
 from axis.hub.verification import TrustSettings
 from axis.hub.workers import WorkerPool
 from axis.retry import retrying
+from axis.signer import AxisSigner
 from axis.store import Store
 from axis.timestamp import request_timestamp
 from axis.transport import DEAD_LETTER_FEED, Consumer, Delivery, Transport, TransportError
-from axis.trust import load_private_key
-from axis.trust.keys import sign_raw
 
 log = logging.getLogger("axis.hub")
 
@@ -59,15 +58,19 @@ class HubSettings:
 
 
 class Hub:
-    def __init__(self, settings: HubSettings, store: Store, transport: Transport) -> None:
+    def __init__(self, settings: HubSettings, store: Store, transport: Transport, *, signer: AxisSigner) -> None:
+        """`signer`: the axis's signer, which the workers sign and seal with (a `SignerClient` of the signer
+        process; an in-process `LocalSigner` only with `workers=0`). Other code of the hub's process that
+        needs the axis key's signature (`sign_bytes`) uses `self.signer`, from a thread."""
         self.settings = settings
         self.store = store
         self.transport = transport
+        self.signer = signer
         # Intake runs in the workers, each with its own connection to the same store.
-        self.pool = WorkerPool(settings.trust, settings.workers,
+        self.pool = WorkerPool(settings.trust, settings.workers, signer=signer,
                                store_url=store.engine.url.render_as_string(hide_password=False))
         self.dead_letters = DeadLetters(store)
-        self.checkpoints = _checkpoint_writer(settings, store)
+        self.checkpoints = _checkpoint_writer(settings, store, signer)
         self._tasks: list[asyncio.Task] = []
         self._running: dict[str, dict[asyncio.Task, float]] = {}  # per queue: batch -> loop time it started
         self.started = asyncio.Event()      # set once the queues are declared and consumers run
@@ -197,14 +200,12 @@ class Hub:
         await _settle(batch, [None] * len(batch))
 
 
-def _checkpoint_writer(settings: HubSettings, store: Store) -> CheckpointWriter:
-    key = load_private_key(settings.trust.hub_key)
+def _checkpoint_writer(settings: HubSettings, store: Store, signer: AxisSigner) -> CheckpointWriter:
     stamp = None
     if settings.tsa_url is not None:
         stamp = functools.partial(request_timestamp, settings.tsa_url)
-    return CheckpointWriter(store, functools.partial(sign_raw, key), [settings.trust.hub_cert.read_bytes()],
-                            every_entries=settings.checkpoint_entries, every_seconds=settings.checkpoint_seconds,
-                            stamp=stamp, tsa=settings.tsa_url or "")
+    return CheckpointWriter(store, signer, every_entries=settings.checkpoint_entries,
+                            every_seconds=settings.checkpoint_seconds, stamp=stamp, tsa=settings.tsa_url or "")
 
 
 def _stacks() -> str:

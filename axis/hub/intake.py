@@ -11,7 +11,8 @@ process (`workers.py`), all of it synchronous:
    from a recipient whose delivery receipt is recorded or carried along); a
    repeated (sender, DocumentId) is a duplicate answered with the first receipt;
 3. the receipts the hub asserts are built and signed, and each packet is
-   sealed (`axis.seal`); an outcome is readable only by the agency whose
+   sealed (`axis.seal`), by the axis's signer (`axis.signer`: one request for
+   the batch's receipts, one for its seals); an outcome is readable only by the agency whose
    credential submitted it (its `submissions` row), and a refusal nobody can
    be told about is dead-lettered;
 4. ONE transaction writes, for the whole batch: documents, their exact bytes
@@ -32,8 +33,9 @@ from dataclasses import dataclass, field
 
 from axis import wire
 from axis.hub.verification import Checked, Refused
-from axis.receipt import Receipt, now_utc
+from axis.receipt import Receipt, build_receipt, now_utc
 from axis.refusals import RefusalCode
+from axis.signer import AxisSigner
 from axis.store import (
     Decision,
     Document,
@@ -83,6 +85,7 @@ class _Plan:
     answers: str | None = None               # status: axis id of the document answered
     claimed_sender: str | None = None
     receipt: bytes | None = None             # the signed intake receipt to send back
+    seal: str | None = None                  # accepted with recipients: the axis's seal (axis/seal.py)
     outcome: str = ""                        # accepted | duplicate | refused
     dead_letter: str | None = None           # refused with nobody to tell: the reason it is dead-lettered
     caller: str | None = None                # the agency whose credential submitted it (its submissions row)
@@ -115,15 +118,13 @@ class Intake:
     """Turns batches of submissions into committed outcomes. Safe to run in several processes at once."""
 
     def __init__(self, store: Store, check: Callable[[Sequence[bytes]], list[Checked | Refused]],
-                 sign: Callable[[Sequence[Receipt]], list[bytes]],
-                 seal: Callable[[str, Sequence[str], str], dict[str, str]]) -> None:
-        """`check` checks packets (`verification.check_packet` each); `sign` writes and signs receipts;
-        `seal(axis_id, recipients, digest)` gives the seal headers of a packet (`axis.seal.Sealer.seal`),
-        of which the store keeps the signature."""
+                 signer: AxisSigner) -> None:
+        """`check` checks packets (`verification.check_packet` each); `signer` signs the receipts and seals
+        the packets (the store keeps a seal's signature). A signer that fails (`SignerUnavailable`) fails
+        the batch before its transaction: nothing of it is committed."""
         self._store = store
         self._check = check
-        self._sign = sign
-        self._seal = seal
+        self._signer = signer
         # (code, fingerprint) → when it was last found registered; trusted for REGISTRATION_TTL seconds.
         self._registered: dict[tuple[str, str], float] = {}
 
@@ -138,8 +139,15 @@ class Intake:
                 plan.checked = result
         self._decide(plans)
         to_sign = [p for p in plans if p.duplicate_of is None]
-        for plan, receipt in zip(to_sign, self._sign([self._intake_receipt(p) for p in to_sign]), strict=True):
+        signed = self._signer.sign_receipts([build_receipt(self._intake_receipt(p)) for p in to_sign])
+        for plan, receipt in zip(to_sign, signed, strict=True):
             plan.receipt = receipt
+        # The seal every delivery of the packet is served with (axis/seal.py): the recipient checks that Axis
+        # routed these bytes to it under this axis id, whoever served them.
+        to_seal = [p for p in to_sign if p.refusal is None and p.recipients and p.checked is not None]
+        seals = self._signer.seal_many([(p.axis_id or "", p.recipients, p.digest) for p in to_seal])
+        for plan, seal in zip(to_seal, seals, strict=True):
+            plan.seal = seal[wire.H_SEAL]
         self._commit(plans)
         return [Outcome(p.submission.submission_id, p.outcome, p.axis_id or p.duplicate_of,
                         p.refusal[0] if p.refusal else None, p.refusal[1] if p.refusal else None, p.recipients,
@@ -326,12 +334,10 @@ class Intake:
             tx.decide_submissions(decisions)
             tx.audit_many(audit)
 
-    def _new_document(self, plan: _Plan) -> NewDocument:
-        c = plan.checked
+    @staticmethod
+    def _new_document(plan: _Plan) -> NewDocument:
+        c, seal = plan.checked, plan.seal
         assert c is not None and plan.axis_id is not None
-        # The seal every delivery of the packet is served with (axis/seal.py): the recipient checks that Axis
-        # routed these bytes to it under this axis id, whoever served them.
-        seal = self._seal(plan.axis_id, plan.recipients, c.digest)[wire.H_SEAL] if plan.recipients else None
         if c.kind == "status":
             return NewDocument(axis_id=plan.axis_id, sender_code=c.sender, document_id=Intake._status_key(c),
                                kind="status", priority=c.priority, signer_fingerprint=c.fingerprint,

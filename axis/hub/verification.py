@@ -24,12 +24,11 @@ from axis.trust import Verifier
 
 @dataclass(frozen=True)
 class TrustSettings:
-    """What a worker needs to verify packets and sign receipts (paths, so it pickles)."""
+    """What a worker needs to verify packets (paths, so it pickles). It names no key: workers sign through
+    the signer process (`axis.signer`)."""
 
     trust_roots: Path
     crl: Path | None
-    hub_key: Path
-    hub_cert: Path
     allow_sha1_for: frozenset[str] = frozenset()
     lenient_codes: bool = False
     max_packet_bytes: int = 64 * 1024 * 1024

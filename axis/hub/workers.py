@@ -2,18 +2,25 @@
 
 The hub's own process moves messages (the intake queue, the dead-letter feed); the
 CPU work runs here, in spawned processes that die with the hub. Each worker
-builds once what it needs (the `Verifier`, the hub's receipt `Signer`, its own
-connection to the store) and then takes whole batches, so inter-process
+builds once what it needs (the `Verifier`, its own connection to the store)
+and then takes whole batches, so inter-process
 traffic is one round trip per batch and the Python work of a batch (checks,
 registry decisions, receipts, the transaction) runs in parallel with the
 other worker's batch instead of queueing for the hub process's one
 interpreter lock.
+
+The workers parse hostile XML, so they never hold the axis key: they sign
+receipts and seal packets through the `AxisSigner` they are given, a
+`SignerClient` of the signer process (one request per batch for the receipts,
+one for the seals). Nothing a worker is given names the key's file.
 
 What a caller may rely on:
 - `intake(batch)` runs `Intake.process` on one batch in one worker: when it
   returns, the batch's transaction has committed (its outcomes say what each
   submission became); when it raises, nothing of it was committed or the
   commit is complete and a second pass finds every submission a duplicate;
+  a signer that does not answer raises `SignerUnavailable` before the
+  transaction (the retry policy waits for the signer to be back);
 - a worker process that dies (killed, out of memory, a crash in a C library)
   breaks Python's process pool for good; the call that meets the broken pool
   raises `BrokenProcessPool`, and the pool is replaced by a new one, so the
@@ -21,12 +28,16 @@ What a caller may rely on:
   workers. A packet that kills its worker every time is dead-lettered by the
   broker's redelivery limit, like any message that never settles;
 - `workers=0` runs the same code in one thread of the hub's process (tests,
-  debugging); a new CRL file is picked up within 5 seconds either way.
+  debugging, `axis demo`), with any `AxisSigner`: a `LocalSigner` there puts
+  the axis key in the hub's process, which only such uses accept; worker
+  processes take only a `SignerClient` (TypeError otherwise). A new CRL file
+  is picked up within 5 seconds either way.
 """
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import concurrent.futures.process  # its BrokenProcessPool is caught even when no process pool was made
 import ctypes
 import ctypes.util
 import logging
@@ -38,7 +49,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from axis.hub.verification import Checked, Refused, TrustSettings, check_packet
-from axis.receipt import Receipt, build_receipt
+from axis.signer import AxisSigner, SignerClient
 
 log = logging.getLogger("axis.hub")
 
@@ -46,23 +57,21 @@ log = logging.getLogger("axis.hub")
 class _Worker:
     """Everything one worker process (or the thread, with workers=0) holds."""
 
-    def __init__(self, settings: TrustSettings, store_url: str | None) -> None:
+    def __init__(self, settings: TrustSettings, store_url: str | None, signer: AxisSigner) -> None:
         from axis.hub.intake import Intake
-        from axis.seal import Sealer
         from axis.store import open_store
-        from axis.trust import Signer, Verifier
+        from axis.trust import Verifier
 
         self.settings = settings
         self.verifier = Verifier.from_files(settings.trust_roots, settings.crl,
                                             allow_sha1_for=settings.allow_sha1_for,
                                             lenient_codes=settings.lenient_codes)
-        self.signer = Signer.from_files(settings.hub_key, settings.hub_cert)
-        self.sealer = Sealer.from_files(settings.hub_key, settings.hub_cert)
+        self.signer = signer  # in a worker process: a SignerClient (a socket path), never the key
         self._crl_mtime = _mtime(settings.crl)
         self._crl_checked = time.monotonic()
         # The hub migrated the store before starting its workers.
         self.store = open_store(store_url, migrate=False) if store_url is not None else None
-        self._intake = Intake(self.store, self.check, self.sign, self.sealer.seal) if self.store is not None else None
+        self._intake = Intake(self.store, self.check, self.signer) if self.store is not None else None
 
     def refresh_crl(self) -> None:
         """Pick up a re-published CRL within seconds, without restarting the hub."""
@@ -78,9 +87,6 @@ class _Worker:
     def check(self, datas: Sequence[bytes]) -> list[Checked | Refused]:
         self.refresh_crl()
         return [check_packet(self.verifier, data, self.settings) for data in datas]
-
-    def sign(self, receipts: Sequence[Receipt]) -> list[bytes]:
-        return [self.signer.sign_receipt(build_receipt(receipt)) for receipt in receipts]
 
     def ready(self, _: Sequence) -> list:
         return [os.getpid()]
@@ -114,11 +120,11 @@ def _die_with_parent(parent: int) -> None:
         os._exit(0)
 
 
-def _init(settings: TrustSettings, store_url: str | None, parent: int | None = None) -> None:
+def _init(settings: TrustSettings, store_url: str | None, signer: SignerClient, parent: int | None = None) -> None:
     global _worker
     if parent is not None:
         _die_with_parent(parent)
-    _worker = _Worker(settings, store_url)
+    _worker = _Worker(settings, store_url, signer)
 
 
 def _call(method: str, argument: Sequence) -> list:
@@ -129,16 +135,22 @@ def _call(method: str, argument: Sequence) -> list:
 class WorkerPool:
     """The hub's worker processes (one per core by default); `workers=0` runs them as one thread."""
 
-    def __init__(self, settings: TrustSettings, workers: int | None = None, *, store_url: str | None = None) -> None:
+    def __init__(self, settings: TrustSettings, workers: int | None = None, *, signer: AxisSigner,
+                 store_url: str | None = None) -> None:
+        """`signer`: how the workers sign (see the module docstring)."""
         self.workers = (os.cpu_count() or 1) if workers is None else workers
         self._local: _Worker | None = None
         self._settings, self._store_url = settings, store_url
         if self.workers > 0:
+            if not isinstance(signer, SignerClient):
+                raise TypeError(f"worker processes sign through the signer process: give a SignerClient, not "
+                                f"{type(signer).__name__} (an in-process signer is for workers=0 only)")
+            self._signer = signer
             self._executor: concurrent.futures.Executor = self._processes()
             self._target = _call
         else:
             def start() -> None:
-                self._local = _Worker(settings, store_url)
+                self._local = _Worker(settings, store_url, signer)
             self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, initializer=start)
             self._target = self._call_local
 
@@ -146,7 +158,7 @@ class WorkerPool:
         # Spawned, not forked: a fork would copy the hub's event loop, signal handlers and threads.
         return concurrent.futures.ProcessPoolExecutor(
             max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
-            initializer=_init, initargs=(self._settings, self._store_url, os.getpid()))
+            initializer=_init, initargs=(self._settings, self._store_url, self._signer, os.getpid()))
 
     async def _run(self, method: str, argument: Sequence) -> list:
         executor = self._executor

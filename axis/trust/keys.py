@@ -59,8 +59,10 @@ def same_public_key(key: SigningKey, cert: x509.Certificate) -> bool:
 
 
 def sign_raw(key: SigningKey, data: bytes) -> bytes:
-    """The key's signature over `data` with SHA-256: ECDSA (DER) or RSA PKCS#1 v1.5, which is what
-    `openssl dgst -sha256 -sign` makes and `openssl dgst -sha256 -verify` checks."""
+    """A signature over `data` with SHA-256: RSA PKCS#1 v1.5, or ECDSA (DER-encoded), by the key's type.
+
+    The form `openssl dgst -sha256 -verify pub.pem -signature sig data` accepts; delivery seals
+    (`axis.seal`) and the signer's `sign_bytes` are made with it."""
     if isinstance(key, ec.EllipticCurvePrivateKey):
         return key.sign(data, ec.ECDSA(hashes.SHA256()))
     return key.sign(data, padding.PKCS1v15(), hashes.SHA256())

@@ -31,7 +31,7 @@ from axis.edxml import Organization, SignerInfo, StatusCode, load_packet, packet
 from axis.edxml.compose import new_document, new_status
 from axis.gateway import AgencyService
 from axis.hub import Hub, HubSettings, TrustSettings
-from axis.seal import SealCertificate
+from axis.signer import LocalSigner
 from axis.store import Store, open_store
 from axis.transport import RetryPolicy, Transport, open_transport
 from axis.trust import Signer, Verifier
@@ -115,10 +115,7 @@ class Axis:
                     tx.add_agency(code, AGENCIES.get(code, code))
                     tx.add_certificate(code, self.pki.cert_paths[code].read_text())
         keys = self.pki
-        self.service = AgencyService(self.store, self.transport,
-                                     hub_signer=Signer.from_files(keys.key_paths[HUB], keys.cert_paths[HUB]),
-                                     verifier=keys.verifier,
-                                     seal_certificate=SealCertificate.from_file(keys.cert_paths[HUB]))
+        self.service = AgencyService(self.store, self.transport, signer=self.signer(), verifier=keys.verifier)
         if self.road == "gateway":
             from axis.gateway.app import create_app
             from axis.gateway.credentials import Authenticator
@@ -129,12 +126,15 @@ class Axis:
         return self
 
     def hub_settings(self) -> HubSettings:
-        trust = TrustSettings(trust_roots=self.pki.directory / "ca.pem", crl=self.pki.directory / "crl.pem",
-                              hub_key=self.pki.key_paths[HUB], hub_cert=self.pki.cert_paths[HUB])
+        trust = TrustSettings(trust_roots=self.pki.directory / "ca.pem", crl=self.pki.directory / "crl.pem")
         return HubSettings(trust=trust, workers=0)
 
+    def signer(self) -> LocalSigner:
+        """The axis key in this process: the hub runs in a thread here (workers=0)."""
+        return LocalSigner.from_files(self.pki.key_paths[HUB], self.pki.cert_paths[HUB])
+
     async def start_hub(self) -> None:
-        self.hub = Hub(self.hub_settings(), self.store, self.transport)
+        self.hub = Hub(self.hub_settings(), self.store, self.transport, signer=self.signer())
         await self.hub.start()
 
     async def stop_hub(self) -> None:

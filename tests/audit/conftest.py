@@ -2,7 +2,6 @@
 and a checkpoint writer signing with that key."""
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,14 +10,15 @@ from cryptography import x509
 
 from axis import wire
 from axis.audit.checkpoints import CheckpointWriter
+from axis.signer.local import LocalSigner
 from axis.store import Store
 from axis.trust import keys, pki
 from tests.store.conftest import backend, clock, migrated_url, pg_template, seeded, store  # noqa: F401
 
 
-def key_signer(key_path: Path) -> Callable[[bytes], bytes]:
-    key = keys.load_private_key(key_path)
-    return lambda data: keys.sign_raw(key, data)
+def key_signer(key_path: Path, cert_path: Path) -> LocalSigner:
+    """The axis key in this process (the signer process's own code), for a writer under test."""
+    return LocalSigner.from_files(key_path, cert_path)
 
 
 @dataclass(frozen=True)
@@ -44,5 +44,5 @@ def audit_pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
 
 @pytest.fixture
 def writer(seeded: Store, audit_pki: Pki, clock) -> CheckpointWriter:  # noqa: F811
-    return CheckpointWriter(seeded, key_signer(audit_pki.axis_key), [audit_pki.axis_cert.read_bytes()],
+    return CheckpointWriter(seeded, key_signer(audit_pki.axis_key, audit_pki.axis_cert),
                             every_entries=1000, every_seconds=10, clock=clock)

@@ -202,7 +202,7 @@ def test_the_last_checkpoint_removed_is_named_against_the_auditors_copy(seeded: 
 def test_a_checkpoint_forged_with_another_key_is_named(seeded: Store, writer, audit_pki: Pki, clock) -> None:
     _log(seeded, writer)
     accept(seeded, "late")
-    rogue = CheckpointWriter(seeded, key_signer(audit_pki.rogue_key), [audit_pki.rogue_cert.read_bytes()],
+    rogue = CheckpointWriter(seeded, key_signer(audit_pki.rogue_key, audit_pki.rogue_cert),
                              clock=clock)
     forged = rogue.write()
     assert forged is not None
@@ -274,7 +274,7 @@ def test_two_writers_at_once_never_fork_the_checkpoints(seeded: Store, audit_pki
     checkpoint, the other's is dropped, and the chain of checkpoints stays one line."""
     import threading
 
-    writers = [CheckpointWriter(seeded, key_signer(audit_pki.axis_key), [audit_pki.axis_cert.read_bytes()],
+    writers = [CheckpointWriter(seeded, key_signer(audit_pki.axis_key, audit_pki.axis_cert),
                                 every_entries=1, clock=clock) for _ in range(2)]
     stop = threading.Event()
     written: list[int] = []

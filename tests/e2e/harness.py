@@ -392,16 +392,15 @@ class _LocalRoad(LocalEdge):
 
     async def __aenter__(self) -> _LocalRoad:
         from axis.gateway import AgencyService
-        from axis.seal import SealCertificate
-        from axis.trust import Signer
+        from axis.signer import LocalSigner
 
         pki = self.deployment.pki
         self._store = open_store(self.deployment.store_url, migrate=False)
         self._transport = await open_transport(self.deployment.transport_url, lease=LEASE, timeout=15.0,
                                                name="axis-e2e-agency")
+        # The operator's own road, as `axis send` without --gateway takes it: the axis key in this process.
         service = AgencyService(self._store, self._transport,
-                                hub_signer=Signer.from_files(pki.key(HUB), pki.cert(HUB)), verifier=pki.verifier(),
-                                seal_certificate=SealCertificate.from_file(pki.cert(HUB)))
+                                signer=LocalSigner.from_files(pki.key(HUB), pki.cert(HUB)), verifier=pki.verifier())
         super().__init__(service, self.code)
         return self
 

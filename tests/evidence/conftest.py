@@ -138,8 +138,7 @@ def story(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
             async with running_world(home / "world", pki_dir, store_url=db, checkpoint_entries=10**9,
                                      checkpoint_seconds=10.0**9) as world:
                 axis_id, answers = await _tell(world)
-                writer = CheckpointWriter(world.store, key_signer(keys / "AXIS.key.pem"),
-                                          [(keys / "AXIS.cert.pem").read_bytes()],
+                writer = CheckpointWriter(world.store, key_signer(keys / "AXIS.key.pem", keys / "AXIS.cert.pem"),
                                           stamp=lambda data: request_timestamp(tsa.url, data, timeout=10),
                                           tsa=tsa.url)
                 assert writer.write() is not None and writer.stamp_pending() == 1

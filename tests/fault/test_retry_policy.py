@@ -21,6 +21,7 @@ import sqlalchemy as sa
 import axis.retry
 from axis.refusals import PacketError, RefusalCode
 from axis.retry import is_transient, publish_all, retrying
+from axis.signer import SignerRefused, SignerUnavailable
 from axis.store import open_store
 from axis.transport import OutgoingMessage, TransportError, UnroutableError, open_transport
 from tests.fault.conftest import through
@@ -47,6 +48,8 @@ def test_what_is_transient(tmp_path: Path) -> None:
     assert not is_transient(UnroutableError("no such queue"))
     assert not is_transient(PacketError(RefusalCode.MALFORMED, "not XML"))
     assert not is_transient(ValueError("a bug"))
+    assert is_transient(SignerUnavailable("no signer answers"))  # its owner restarts it within seconds
+    assert not is_transient(SignerRefused("malformed"))  # asking again changes nothing
 
     # SQLite: a held write lock is transient, a missing table is not (both are OperationalError).
     path = tmp_path / "locked.db"

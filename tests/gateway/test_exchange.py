@@ -162,7 +162,8 @@ def test_without_a_hub_a_submission_is_queued_then_decided(gateway: ServedGatewa
             assert answer.json() == {"submission": answer.json()["submission"], "outcome": "queued"}
         submission = queued[0].json()["submission"]
         assert g22.get(f"/v1/submissions/{submission}").json()["outcome"] == "queued"
-        restarted = Hub(gw.world.hub.settings, gw.world.store, gw.world.transport)  # as after a restart
+        # As after a restart.
+        restarted = Hub(gw.world.hub.settings, gw.world.store, gw.world.transport, signer=gw.world.hub.signer)
         gw.run(restarted.start())
         try:
             decided = [g22.get(f"/v1/submissions/{a.json()['submission']}", params={"wait": 30}).json()

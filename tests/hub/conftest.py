@@ -18,7 +18,7 @@ from axis.gateway import AgencyService, Caller, Outcome, Served
 from axis.hub import Hub, HubSettings, TrustSettings
 from axis.hub.workers import WorkerPool
 from axis.receipt import Receipt, read_receipt
-from axis.seal import SealCertificate
+from axis.signer import AxisSigner, LocalSigner, SignerChild, SignerClient
 from axis.store import open_store
 from axis.transport import RetryPolicy, open_transport
 from axis.trust import Signer, Verifier, pki
@@ -36,6 +36,7 @@ class World:
     signers: dict[str, Signer]
     verifier: Verifier
     service: AgencyService              # the gateway's operations, in process
+    signer_process: SignerChild | None = None   # the signer process, when the hub has worker processes
     counter: list[int] = field(default_factory=lambda: [0])
 
     @property
@@ -122,7 +123,9 @@ async def running_world(tmp_path: Path, pki_dir: Path, *, store_url: str | None 
                         **settings) -> AsyncIterator[World]:
     """A started hub on a fresh SQLite store and embedded transport, or on the empty store and transport
     the URLs name. Its `service` decides submissions where they arrive (one intake thread), as the
-    gateway does by default; `intake_at="hub"` queues every submission for the hub."""
+    gateway does by default; `intake_at="hub"` queues every submission for the hub. With `workers=0`
+    (the default) everything signs with a `LocalSigner` in this process; with worker processes, through
+    a real signer process, as `axis serve` does."""
     ca, keys = pki_dir / "ca", pki_dir / "keys"
     store = open_store(store_url or f"sqlite:///{tmp_path / 'axis.db'}", create=True)
     transport = await open_transport(transport_url or f"embedded:///{tmp_path / 'transport.db'}",
@@ -131,24 +134,29 @@ async def running_world(tmp_path: Path, pki_dir: Path, *, store_url: str | None 
         for code, name in AGENCIES.items():
             tx.add_agency(code, name)
             tx.add_certificate(code, (keys / f"{code}.cert.pem").read_text())
-    settings = HubSettings(trust=TrustSettings(trust_roots=ca / "ca.pem", crl=ca / "crl.pem",
-                                               hub_key=keys / "AXIS.key.pem", hub_cert=keys / "AXIS.cert.pem"),
+    settings = HubSettings(trust=TrustSettings(trust_roots=ca / "ca.pem", crl=ca / "crl.pem"),
                            **{"workers": 0, **settings})
-    hub = Hub(settings, store, transport)
+    signer_child = None
+    signer: AxisSigner
+    if settings.workers == 0:
+        signer = LocalSigner.from_files(keys / "AXIS.key.pem", keys / "AXIS.cert.pem")
+    else:
+        signer_child = SignerChild(keys / "AXIS.key.pem", keys / "AXIS.cert.pem")
+        await asyncio.to_thread(signer_child.start)
+        signer = SignerClient(signer_child.socket)
+    hub = Hub(settings, store, transport, signer=signer)
     await hub.start()
     signers = {code: Signer.from_files(keys / f"{code}.key.pem", keys / f"{code}.cert.pem")
                for code in [*AGENCIES, UNREGISTERED]}
     verifier = Verifier.from_files(ca / "ca.pem", ca / "crl.pem")
     pool = None
     if intake_at == "gateway":
-        pool = WorkerPool(settings.trust, 0, store_url=store.engine.url.render_as_string(hide_password=False))
+        pool = WorkerPool(settings.trust, 0, signer=signer,
+                          store_url=store.engine.url.render_as_string(hide_password=False))
         await pool.start()
-    service = AgencyService(store, transport, hub_signer=Signer.from_files(keys / "AXIS.key.pem",
-                                                                           keys / "AXIS.cert.pem"),
-                            verifier=verifier, seal_certificate=SealCertificate.from_file(keys / "AXIS.cert.pem"),
-                            intake=pool)
+    service = AgencyService(store, transport, signer=signer, verifier=verifier, intake=pool)
     try:
-        yield World(tmp_path, hub, signers, verifier, service)
+        yield World(tmp_path, hub, signers, verifier, service, signer_child)
     finally:
         await service.close()
         if pool is not None:
@@ -156,6 +164,8 @@ async def running_world(tmp_path: Path, pki_dir: Path, *, store_url: str | None 
         await hub.stop()
         await transport.close()
         store.close()
+        if signer_child is not None:
+            signer_child.stop()
 
 
 @pytest.fixture
