@@ -5,20 +5,15 @@ AXIS_TSA_URL to an independent TSA (docs/timestamps.md).
 """
 from __future__ import annotations
 
-import enum
 from pathlib import Path
 
 import typer
 
 from cli.output import fail, stdout
+from cli.pki import KeyTypeChoice
 
 app = typer.Typer(help="Axis's own RFC 3161 time-stamping authority (development and tests only).",
                   no_args_is_help=True)
-
-
-class KeyTypeChoice(str, enum.Enum):
-    ec = "ec"
-    rsa = "rsa"
 
 
 @app.command()
