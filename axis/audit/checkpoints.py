@@ -49,7 +49,7 @@ from axis.audit import merkle
 from axis.refusals import Refusal
 from axis.signer import AxisSigner
 from axis.store import GENESIS_HASH, Checkpoint, CheckpointStamp, Store
-from axis.store.audit import compute_hash, format_at
+from axis.store.audit import format_at
 from axis.trust import Verifier, keys
 
 log = logging.getLogger("axis.audit")
@@ -219,12 +219,15 @@ class CheckpointWriter:
             return None
         frontier = merkle.Frontier(done, [bytes.fromhex(h) for h in latest.frontier] if latest else [])
         head = latest.head_hash if latest else GENESIS_HASH
-        for entry in self._store.audit_entries(from_seq=done + 1, to_seq=size):
-            if entry.seq != frontier.size + 1 or entry.prev_hash != head or compute_hash(entry) != entry.hash:
-                raise LogBroken(f"audit entry {entry.seq} does not chain to the entries before it; no checkpoint "
+        # The links only, not each entry's content: an entry changed without its hash is named by any
+        # verification anyway (its content no longer gives its hash), and one changed with every later hash
+        # recomputed passes a recomputation as well; what a checkpoint must not do is sign a broken chain.
+        for seq, prev_hash, digest in self._store.audit_links(done + 1, size):
+            if seq != frontier.size + 1 or prev_hash != head:
+                raise LogBroken(f"audit entry {seq} does not chain to the entries before it; no checkpoint "
                                 "is signed over it (run `axis audit verify`)")
-            frontier.append(merkle.leaf_hash(bytes.fromhex(entry.hash)))
-            head = entry.hash
+            frontier.append(merkle.leaf_hash(bytes.fromhex(digest)))
+            head = digest
         if frontier.size != size:
             raise LogBroken(f"audit entries {frontier.size + 1}..{size} are missing; no checkpoint is signed")
         note = Note(size=size, root=frontier.root(), head=head, at=self._clock(), prev_size=done,

@@ -49,6 +49,9 @@ BINDINGS: dict[str, Binding] = {
 }
 
 
+_AS_IS = frozenset({str, int, type(None), bool, float})
+
+
 def _plain(value: Any) -> Any:
     if isinstance(value, (bytes, bytearray, memoryview)):
         return "sha256:" + hashlib.sha256(value).hexdigest()
@@ -58,14 +61,19 @@ def _plain(value: Any) -> Any:
 
 
 def row_key(table: str, row: Mapping[str, Any]) -> str:
-    return "/".join("" if row[c] is None else str(row[c]) for c in BINDINGS[table].key)
+    key = BINDINGS[table].key
+    if len(key) == 1:  # most tables: a plain loop costs more than the digest's hashing (profiled)
+        value = row[key[0]]
+        return "" if value is None else str(value)
+    return "/".join("" if row[c] is None else str(row[c]) for c in key)
 
 
 def plain_row(table: str, row: Mapping[str, Any]) -> dict[str, Any]:
     """The row as its digest covers it: without the `skip` columns, binaries as "sha256:<hex>", times as
     text. Plain JSON; `row_digest` of it is the row's own digest (an evidence bundle carries rows so)."""
     skip = BINDINGS[table].skip
-    return {column: _plain(value) for column, value in row.items() if column not in skip}
+    return {column: value if type(value) in _AS_IS else _plain(value) for column, value in row.items()
+            if column not in skip}
 
 
 def row_digest(table: str, row: Mapping[str, Any]) -> str:
@@ -73,4 +81,8 @@ def row_digest(table: str, row: Mapping[str, Any]) -> str:
 
 
 def row_subject(table: str, row: Mapping[str, Any]) -> str | None:
-    return next((str(row[c]) for c in BINDINGS[table].subject if row[c] is not None), None)
+    for column in BINDINGS[table].subject:
+        value = row[column]
+        if value is not None:
+            return str(value)
+    return None

@@ -408,6 +408,14 @@ class _Reads:
             return [_record(AuditEntry, r) for r in c.execute(
                 sa.select(audit_log).where(audit_log.c.subject == subject).order_by(audit_log.c.seq))]
 
+    def audit_links(self, from_seq: int, to_seq: int) -> list[tuple[int, str, str]]:
+        """(seq, prev_hash, hash) of entries from_seq..to_seq, in seq order: the chain's links without the
+        entries' content (what a checkpoint is made of)."""
+        with self._reading() as c:
+            return [(seq, prev, digest) for seq, prev, digest in c.execute(
+                sa.select(audit_log.c.seq, audit_log.c.prev_hash, audit_log.c.hash).where(
+                    audit_log.c.seq >= from_seq, audit_log.c.seq <= to_seq).order_by(audit_log.c.seq))]
+
     def audit_hashes(self, to_seq: int) -> list[str]:
         """The chain hashes of entries 1..to_seq (the Merkle tree's leaves are made of them)."""
         hashes: list[str] = []

@@ -222,10 +222,23 @@ def test_a_checkpoint_with_a_changed_root_and_the_same_signature_is_named(seeded
 def test_the_writer_refuses_to_sign_a_broken_chain(seeded: Store, writer, audit_pki: Pki) -> None:
     _log(seeded, writer)
     accept(seeded, "after")
+    accept(seeded, "after that")
     drop_audit_guard(seeded)
-    _exec(seeded, "UPDATE audit_log SET actor = 'mallory' WHERE seq = :s", s=seeded.audit_head()[0])
+    _exec(seeded, "DELETE FROM audit_log WHERE seq = :s", s=seeded.audit_head()[0] - 1)
     with pytest.raises(LogBroken, match="does not chain"):
         writer.write()
+
+
+def test_an_entry_changed_before_its_checkpoint_is_still_named_after_it(seeded: Store, writer,
+                                                                        audit_pki: Pki) -> None:
+    """The writer checks links, not content: the checkpoint then covers the changed entry, whose content no
+    longer gives the hash the checkpoint signed."""
+    _log(seeded, writer)
+    accept(seeded, "after")
+    drop_audit_guard(seeded)
+    _exec(seeded, "UPDATE audit_log SET actor = 'mallory' WHERE seq = :s", s=seeded.audit_head()[0])
+    assert writer.write() is not None
+    _bad(_verify(seeded, audit_pki), f"entry {seeded.audit_head()[0]}", "changed")
 
 
 def test_the_saved_checkpoint_round_trips_and_a_changed_one_is_refused(seeded: Store, writer) -> None:
