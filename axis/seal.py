@@ -52,10 +52,6 @@ class SealCertificate:
         self.encoded = base64.b64encode(certificate.public_bytes(serialization.Encoding.DER)).decode("ascii")
 
     @classmethod
-    def from_file(cls, path: str | os.PathLike[str]) -> SealCertificate:
-        return cls(load_certificate(path))
-
-    @classmethod
     def from_pem(cls, pem: bytes) -> SealCertificate:
         """From the PEM the axis's signer hands out (`AxisSigner.certificates()[0]`)."""
         return cls(x509.load_pem_x509_certificate(pem))
