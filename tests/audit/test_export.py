@@ -1,6 +1,7 @@
 """`axis audit export`: archives chained by hash, verified offline; every change to them is named."""
 from __future__ import annotations
 
+import hashlib
 import json
 import zipfile
 from pathlib import Path
@@ -24,6 +25,19 @@ def _rewrite(path: Path, name: str, change) -> None:
     with zipfile.ZipFile(path, "w") as archive:
         for n, data in files.items():
             archive.writestr(n, data)
+
+
+def _change_an_entry_and_its_manifest(path: Path) -> None:
+    """What an attacker who knows the format does: the entry changed, the manifest's digest of it too."""
+    _rewrite(path, "entries.jsonl", lambda data: data.replace(b'"actor":"hub"', b'"actor":"bob"', 1))
+    with zipfile.ZipFile(path) as archive:
+        entries = archive.read("entries.jsonl")
+
+    def fix(data: bytes) -> bytes:
+        manifest = json.loads(data)
+        manifest["files"]["entries.jsonl"] = hashlib.sha256(entries).hexdigest()
+        return json.dumps(manifest).encode()
+    _rewrite(path, "manifest.json", fix)
 
 
 @pytest.fixture
@@ -60,17 +74,7 @@ def test_a_changed_entry_in_an_archive_is_named(exported: Path, audit_pki: Pki) 
 
 def test_a_changed_entry_with_its_manifest_rewritten_is_named(exported: Path, audit_pki: Pki) -> None:
     """The attacker also fixes the manifest: the next archive no longer follows it."""
-    first = exported / "axis-audit-000001.zip"
-    _rewrite(first, "entries.jsonl", lambda data: data.replace(b'"actor":"hub"', b'"actor":"bob"', 1))
-    with zipfile.ZipFile(first) as archive:
-        entries = archive.read("entries.jsonl")
-    import hashlib
-
-    def fix(data: bytes) -> bytes:
-        manifest = json.loads(data)
-        manifest["files"]["entries.jsonl"] = hashlib.sha256(entries).hexdigest()
-        return json.dumps(manifest).encode()
-    _rewrite(first, "manifest.json", fix)
+    _change_an_entry_and_its_manifest(exported / "axis-audit-000001.zip")
     report = verify_export(exported, audit_pki.trust)
     assert not report.ok and "axis-audit-000002.zip: it does not follow" in report.reason, report
 
@@ -79,17 +83,7 @@ def test_a_lone_rewritten_archive_fails_on_its_entries(exported: Path, audit_pki
     """Only one archive: manifest fixed, so only the content checks (chain, tree, signed root) can tell."""
     for extra in sorted(exported.iterdir())[1:]:
         extra.unlink()
-    first = exported / "axis-audit-000001.zip"
-    _rewrite(first, "entries.jsonl", lambda data: data.replace(b'"actor":"hub"', b'"actor":"bob"', 1))
-    import hashlib
-    with zipfile.ZipFile(first) as archive:
-        entries = archive.read("entries.jsonl")
-
-    def fix(data: bytes) -> bytes:
-        manifest = json.loads(data)
-        manifest["files"]["entries.jsonl"] = hashlib.sha256(entries).hexdigest()
-        return json.dumps(manifest).encode()
-    _rewrite(first, "manifest.json", fix)
+    _change_an_entry_and_its_manifest(exported / "axis-audit-000001.zip")
     report = verify_export(exported, audit_pki.trust)
     assert not report.ok and report.where.startswith("entry"), report
 
