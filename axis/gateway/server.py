@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from axis.hub.verification import TrustSettings
+from axis.lifetime import die_with_parent
 from axis.settings import Settings
 
 log = logging.getLogger("axis.gateway")
@@ -175,15 +176,7 @@ async def serve_gateway(config: GatewayConfig, sock: socket.socket, *, announce:
 # ------------------------------------------------------------------ the child process of `axis serve`
 
 def _die_with_parent(parent: int) -> None:
-    if sys.platform == "linux":
-        try:
-            import ctypes
-            import signal
-
-            libc = ctypes.CDLL("libc.so.6", use_errno=True)
-            libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-        except (OSError, AttributeError):
-            pass
+    die_with_parent(parent)
 
     def watch() -> None:
         while True:

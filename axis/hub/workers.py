@@ -38,8 +38,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import concurrent.futures.process  # its BrokenProcessPool is caught even when no process pool was made
-import ctypes
-import ctypes.util
 import logging
 import multiprocessing
 import os
@@ -49,6 +47,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from axis.hub.verification import Checked, Refused, TrustSettings, check_packet
+from axis.lifetime import die_with_parent
 from axis.signer import AxisSigner, SignerClient
 
 log = logging.getLogger("axis.hub")
@@ -108,16 +107,10 @@ _worker: _Worker | None = None
 
 
 def _die_with_parent(parent: int) -> None:
-    """A worker must not outlive a hub killed with SIGKILL: ask Linux to send it SIGTERM then."""
+    """A worker must not outlive a hub killed with SIGKILL."""
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the hub, which stops its workers
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass  # not Linux: the pool's own shutdown still stops workers on a clean exit
-    if os.getppid() != parent:  # the hub died before the line above took effect
-        os._exit(0)
+    die_with_parent(parent)
 
 
 def _init(settings: TrustSettings, store_url: str | None, signer: SignerClient, parent: int | None = None) -> None:

@@ -31,8 +31,6 @@ What callers and operators may rely on:
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
 import logging
 import multiprocessing
 import multiprocessing.connection
@@ -49,6 +47,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from axis import wire
+from axis.lifetime import die_with_parent
 from axis.private import private_directory, restrict_umask
 from axis.signer import protocol
 from axis.signer.interface import AxisSigner, SignerRefused, SignerStartError
@@ -196,17 +195,6 @@ def _remove_stale(path: Path) -> None:
             path.unlink(missing_ok=True)  # left by a signer that was killed: nobody listens on it
             return
     raise SignerStartError(f"a signer already listens on {path}; use it (AXIS_SIGNER / --signer) or stop it first")
-
-
-def die_with_parent(parent: int) -> None:
-    """End this process (SIGTERM) when `parent` dies, even by SIGKILL (Linux); exit now if it already has."""
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass  # not Linux: an orderly stop of the parent still stops its signer
-    if os.getppid() != parent:  # the parent died before the line above took effect
-        os._exit(0)
 
 
 def _signing_process(config: SignerConfig, listener: socket.socket, parent: int) -> None:
