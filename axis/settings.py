@@ -63,7 +63,8 @@ class Settings(BaseSettings):
         shown="`<data>/pki/crl.pem` if that file exists, else none")
     key: Path | None = _setting(
         None, "The axis's signing key (PEM, the `AXIS` certificate's), read only by the signer process (the one "
-        "`axis serve` or `axis gateway` starts, or `axis signer serve`).", flag="--key",
+        "`axis serve` or `axis gateway` starts, or `axis signer serve`), and by an operator command that records "
+        "an entry when no signer answers (to certify its log key).", flag="--key",
         shown="`<data>/hub/AXIS.key.pem`")
     cert: Path | None = _setting(
         None, "The axis's certificate (PEM, then its chain), loaded by the signer process with the key.",

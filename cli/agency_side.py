@@ -139,6 +139,7 @@ async def local_service(road: Road, verifier: Verifier, what: str) -> AsyncItera
     with the axis key loaded here (operator's machine)."""
     from sqlalchemy.exc import OperationalError
 
+    from axis.audit.logkeys import seal_store
     from axis.gateway import AgencyService
     from axis.signer import AxisSigner, LocalSigner, SignerClient, SignerError
     from axis.store import MissingDatabase, open_store
@@ -166,6 +167,7 @@ async def local_service(road: Road, verifier: Verifier, what: str) -> AsyncItera
             fail(f"cannot open the broker {settings.redact_url(settings.broker_url(road.broker))!r}: {exc}")
         try:
             try:
+                seal_store(store, hub_signer, "agency-local")  # it records deliveries and receipts: sealed
                 service = AgencyService(store, transport, signer=hub_signer, verifier=verifier)
             except SignerError as exc:
                 fail(f"{exc}; {hint}")

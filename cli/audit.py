@@ -75,11 +75,12 @@ def _report(report, as_json: bool) -> None:
     if as_json:
         print_json({"ok": report.ok, "entries": report.entries, "checkpoints": report.checkpoints,
                     "timestamped": report.stamped, "awaiting_timestamp": report.unstamped, "rows": report.rows,
+                    "sealed_units": report.sealed,
                     "first_bad": report.where, "reason": report.reason, "notes": report.notes})
     elif report.ok:
         rows = f", {report.rows} rows as the log recorded them" if report.rows else ""
-        stdout.print(f"audit log verified: {report.entries} entries, {report.checkpoints} signed checkpoints "
-                     f"({report.stamped} timestamped){rows}")
+        stdout.print(f"audit log verified: {report.entries} entries in {report.sealed} sealed units of work, "
+                     f"{report.checkpoints} signed checkpoints ({report.stamped} timestamped){rows}")
         for note in report.notes:
             stdout.print(f"  {note}")
     else:

@@ -52,7 +52,7 @@ def issue(
             refuse(refusal)
     elif agency is not None:
         fail(f"a {role.value} credential acts for no agency: leave out --agency", 2)
-    store = _open_store(db)
+    store = _open_store(db, writes=True)
     try:
         issued = credentials.issue(store, role.value, code, label)
     except NotFound as exc:
@@ -111,7 +111,7 @@ def revoke(
     from axis.gateway import credentials
     from axis.store import NotFound
 
-    store = _open_store(db)
+    store = _open_store(db, writes=True)
     try:
         changed = credentials.revoke(store, credential_id)
     except NotFound:

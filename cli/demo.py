@@ -30,10 +30,12 @@ from rich.table import Table
 from adapters.client import AgencyClient
 from adapters.edge import Edge, EdgeNotFound, GatewayEdge
 from axis import wire
+from axis.audit.logkeys import seal_store
 from axis.edxml import Attachment, Organization, SignerInfo, StatusCode, packet_to_bytes
 from axis.edxml.compose import new_document
 from axis.edxml.sample_pdf import one_page_pdf
 from axis.private import private_directory, private_file
+from axis.signer import LocalSigner
 from axis.store import Store, open_store
 from axis.trust import Signer, Verifier, pki
 from cli.output import stdout
@@ -82,6 +84,8 @@ async def _run(root: Path) -> bool:
         return Signer.from_files(keys / f"{code}.key.pem", keys / f"{code}.cert.pem")
 
     store = open_store(f"sqlite:///{root / 'axis.db'}", create=True)
+    seal_store(store, LocalSigner.from_files(keys / f"{wire.HUB_IDENTITY}.key.pem",
+                                             keys / f"{wire.HUB_IDENTITY}.cert.pem"), "operator")
     try:
         with store.write() as tx:
             for org in AGENCIES:
@@ -126,11 +130,13 @@ def _audit(store: Store, trust: Path, tsa_root: Path) -> bool:
     from axis.audit.verify import verify_store
     from axis.trust import load_certificates
 
-    _step("The record: each step an entry binding the rows it wrote, under signed, timestamped checkpoints")
+    _step("The record: each step an entry binding the rows it wrote, sealed by the process that wrote it, "
+          "under signed, timestamped checkpoints")
     report = verify_store(store, load_certificates(trust), tsa_roots=load_certificates(tsa_root))
     latest = store.latest_checkpoint()
     if report.ok:
-        stdout.print(f"  verified: {report.entries} entries, {report.rows} rows as the log recorded them, "
+        stdout.print(f"  verified: {report.entries} entries in {report.sealed} sealed units of work, {report.rows} "
+                     "rows as the log recorded them, "
                      f"{report.checkpoints} signed checkpoint(s), {report.stamped} timestamped by the TSA")
     else:
         stdout.print(f"  BROKEN at {report.where}: {report.reason}")

@@ -13,19 +13,23 @@ from axis.edxml import parse_agency_code
 from axis.refusals import Refusal
 from axis.transport import TransportError
 from cli.output import REFUSED, fail, print_json, refuse, stderr, stdout
-from cli.settings import current, db_url, open_broker, redact_url
+from cli.settings import current, db_url, open_broker, redact_url, seal_as_operator
 
 DbOption = typer.Option(None, "--db", help="Database URL (env AXIS_DB; default sqlite:///axis-data/axis.db).")
 BrokerOption = typer.Option(None, "--broker", help="Broker URL (env AXIS_BROKER): 'embedded' (default) or amqp://…")
 
 
-def _open_store(url: str | None, *, create: bool = False):
-    """The store; a database that does not exist is an error unless this command sets a hub up (`create`)."""
+def _open_store(url: str | None, *, create: bool = False, writes: bool = False):
+    """The store; a database that does not exist is an error unless this command sets a hub up (`create`).
+    A command that `writes` seals its entries (`seal_as_operator`)."""
     from axis.store import MissingDatabase, open_store
     try:
-        return open_store(db_url(url), create=create)
+        store = open_store(db_url(url), create=create)
     except MissingDatabase as exc:
         fail(str(exc))
+    if writes:
+        seal_as_operator(store)
+    return store
 
 
 # ------------------------------------------------------------------ agency
@@ -60,7 +64,7 @@ def agency_add(
         refuse(refusal)
     except OSError as exc:
         fail(f"cannot read certificate: {exc}")
-    store = _open_store(db, create=True)
+    store = _open_store(db, create=True, writes=True)
     try:
         with store.write() as tx:
             tx.add_agency(code, name, parent)
@@ -97,7 +101,7 @@ def agency_list(as_json: bool = typer.Option(False, "--json"), db: str | None = 
 
 
 def _set_state(code: str, state: str, db: str | None) -> None:
-    store = _open_store(db)
+    store = _open_store(db, writes=True)
     try:
         code = parse_agency_code(code).text
         with store.write() as tx:

@@ -11,18 +11,23 @@ system (no side effects), except `open_broker`, which opens a transport.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from axis import settings as axis_settings
 from axis.private import private_directory
 from axis.retry import retrying
 from axis.settings import EMBEDDED, Settings, SettingsError, redact_url
 from axis.transport import RetryPolicy, Transport, open_transport
-from cli.output import fail
+from cli.output import fail, stderr
+
+if TYPE_CHECKING:
+    from axis.signer import AxisSigner
+    from axis.store import Store
 
 __all__ = ["EMBEDDED", "Settings", "agency_state_dir", "broker_url", "current", "data_dir", "db_url",
-           "open_broker", "redact_url", "retry_policy", "trust_paths"]
+           "open_broker", "redact_url", "retry_policy", "seal_as_operator", "trust_paths"]
 
 
 def current(**flags: Any) -> Settings:
@@ -57,6 +62,32 @@ def trust_paths(trust: Path | None = None, crl: Path | None = None) -> tuple[Pat
 def agency_state_dir(code: str, explicit: Path | None = None) -> Path:
     """An agency adapter's durable state: its receipts folder and inbox ledger."""
     return explicit or current().agency_state(code)
+
+
+def seal_as_operator(store: Store) -> None:
+    """Seal what this command writes with a log key of its own (axis/audit/logkeys.py), certified by the
+    signer at AXIS_SIGNER (or `<data>/signer/signer.sock`) if one answers there, else by the axis key file
+    (AXIS_KEY, AXIS_CERT). With neither, the entries are written unsealed and `axis audit verify` will name
+    them, which this says."""
+    from axis.audit.logkeys import seal_store
+    from axis.signer import LocalSigner, SignerClient, SignerError
+
+    chosen = current()
+    attempts: list[Callable[[], AxisSigner]] = []
+    if chosen.signer is not None or chosen.signer_socket.exists():
+        attempts.append(lambda: SignerClient(chosen.signer_socket))
+    if chosen.hub_key.is_file() and chosen.hub_cert.is_file():
+        attempts.append(lambda: LocalSigner.from_files(chosen.hub_key, chosen.hub_cert))
+    problems = []
+    for attempt in attempts:
+        try:
+            seal_store(store, attempt(), "operator")
+            return
+        except (SignerError, OSError, ValueError) as exc:
+            problems.append(str(exc))
+    why = "; ".join(problems) or f"no signer at {chosen.signer_socket} and no axis key at {chosen.hub_key}"
+    stderr.print(f"warning: this command's audit entries are not sealed ({why}): `axis audit verify` will name "
+                 "them. Run it where the signer or the axis key is (AXIS_SIGNER, AXIS_KEY).")
 
 
 def retry_policy(chosen: Settings | None = None) -> RetryPolicy:

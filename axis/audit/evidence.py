@@ -197,7 +197,7 @@ def build_bundle(store: Store, axis_id: str, *, crl: Path | None = None, uncover
 
 def _body(entry: AuditEntry) -> dict[str, Any]:
     return entry_body(entry.seq, entry.at, entry.actor, entry.action, entry.subject, entry.data, entry.prev_hash,
-                      entry.bound)
+                      entry.bound, entry.sealed_from, entry.seal_key)
 
 
 def _latest_covering_some(snap: Snapshot, axis_id: str, entries: Sequence[AuditEntry],

@@ -77,6 +77,7 @@ _MANIFEST_LINE = re.compile(r"([0-9a-f]{64})  (\S[^\n]*)")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _BODY = re.compile(r"sha256:[0-9a-f]{64}")  # how a row carries a binary column (bindings.plain_row)
 _ENTRY_KEYS = {"seq", "at", "actor", "action", "subject", "data", "prev_hash"}
+_ENTRY_MAYBE = {"bound", "sealed_from", "seal_key"}  # sealed_from and seal_key: the unit's seal (logkeys.py)
 _AT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
 
@@ -251,8 +252,9 @@ def _entries(files: Mapping[str, bytes]) -> list[_Entry]:
     entries: list[_Entry] = []
     for number, (_, body) in enumerate(_canonical_lines(files, ENTRIES), 1):
         try:
-            if not isinstance(body, dict) or not _ENTRY_KEYS <= set(body) <= _ENTRY_KEYS | {"bound"}:
-                raise ValueError(f"an entry has exactly the fields {sorted(_ENTRY_KEYS)} and maybe bound")
+            if not isinstance(body, dict) or not _ENTRY_KEYS <= set(body) <= _ENTRY_KEYS | _ENTRY_MAYBE:
+                raise ValueError(f"an entry has exactly the fields {sorted(_ENTRY_KEYS)} and maybe "
+                                 f"{', '.join(sorted(_ENTRY_MAYBE))}")
             seq, prev = body["seq"], body["prev_hash"]
             if type(seq) is not int or seq < 1 or (entries and seq <= entries[-1].seq):
                 raise ValueError("seq must be a positive integer, in increasing order")

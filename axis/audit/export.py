@@ -5,11 +5,14 @@ checkpoint to a later one (at least `ARCHIVE_ENTRIES` entries, or every entry
 signed so far), as X-Road's message-log archives do:
 
 - `entries.jsonl`: one entry a line, every field (the chain's canonical JSON of
-  axis/store/audit.py plus `hash`), in seq order;
+  axis/store/audit.py plus `hash`, and `seal` in base64 on a unit's sealed last
+  entry), in seq order;
+- `log-keys.jsonl`: the log keys that sealed those entries (axis/audit/logkeys.py),
+  every column (binaries in base64);
 - `checkpoints.jsonl`: the checkpoints whose sizes fall in the archive, every
   column (`signature` in base64), smallest first;
 - `timestamps/SIZE.tsr`: the RFC 3161 TimeStampResp of each of those that has one;
-- `signers.pem`: the certificates that signed them;
+- `signers.pem`: the certificates that signed the checkpoints and certified the log keys;
 - `manifest.json`: `first_seq`, `last_seq`, `previous` (the SHA-256 of the
   previous archive's manifest.json, 64 zeros for the first) and the SHA-256
   of every other file of the archive.
@@ -38,7 +41,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from axis.store import AuditEntry, AuditSigner, Checkpoint, CheckpointStamp, Store
+from axis.store import AuditEntry, AuditSigner, Checkpoint, CheckpointStamp, LogKey, Store
 from axis.store.audit import canonical_json, entry_json, format_at
 
 ARCHIVE_ENTRIES = 10_000
@@ -73,6 +76,12 @@ def _checkpoint_json(cp: Checkpoint) -> dict:
             "frontier": cp.frontier}
 
 
+def _log_key_json(key: LogKey) -> dict:
+    return {"key_id": key.key_id, "public_key": base64.b64encode(key.public_key).decode("ascii"),
+            "created_at": format_at(key.created_at), "writer": key.writer, "statement": key.statement,
+            "signature": base64.b64encode(key.signature).decode("ascii"), "signer": key.signer}
+
+
 def export_log(store: Store, directory: Path) -> Exported:
     """Add archives to `directory` for every checkpoint signed since the last archive there."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -84,6 +93,7 @@ def export_log(store: Store, directory: Path) -> Exported:
     with store.snapshot() as snap:
         checkpoints = [c for c in snap.checkpoints() if c.size > done]
         signers = snap.audit_signers()
+        log_keys = snap.log_keys()
         head = snap.audit_head()[0]
         written = entries = 0
         while checkpoints:
@@ -92,12 +102,16 @@ def export_log(store: Store, directory: Path) -> Exported:
                         len(checkpoints))
             batch, checkpoints = checkpoints[:take], checkpoints[take:]
             last = batch[-1].size
+            batch_entries = list(snap.audit_entries(from_seq=done + 1, to_seq=last))
+            used = [log_keys[k] for k in sorted({e.seal_key for e in batch_entries if e.seal_key}) if k in log_keys]
             files = {
                 "entries.jsonl": b"".join(canonical_json(entry_json(e)).encode("utf-8") + b"\n"
-                                          for e in snap.audit_entries(from_seq=done + 1, to_seq=last)),
+                                          for e in batch_entries),
                 "checkpoints.jsonl": b"".join(canonical_json(_checkpoint_json(c)).encode("utf-8") + b"\n"
                                               for c in batch),
-                "signers.pem": "".join(signers[fp].certificates for fp in sorted({c.signer for c in batch})
+                "log-keys.jsonl": b"".join(canonical_json(_log_key_json(k)).encode("utf-8") + b"\n" for k in used),
+                "signers.pem": "".join(signers[fp].certificates for fp in sorted({c.signer for c in batch}
+                                                                                 | {k.signer for k in used})
                                        if fp in signers).encode("ascii"),
             }
             for c in batch:
@@ -150,6 +164,7 @@ class ExportContents:
     checkpoints: list[Checkpoint]
     signers: dict[str, AuditSigner]
     stamps: dict[int, CheckpointStamp]
+    log_keys: dict[str, LogKey]
 
     def entries(self) -> Iterator[AuditEntry]:
         for path in self.archives:
@@ -157,7 +172,8 @@ class ExportContents:
                 e = json.loads(line)
                 yield AuditEntry(seq=e["seq"], at=_time(e["at"]), actor=e["actor"], action=e["action"],
                                  subject=e["subject"], data=e["data"], prev_hash=e["prev_hash"], hash=e["hash"],
-                                 bound=e.get("bound"))
+                                 bound=e.get("bound"), sealed_from=e.get("sealed_from"), seal_key=e.get("seal_key"),
+                                 seal=base64.b64decode(e["seal"]) if "seal" in e else None)
 
 
 def _time(text: str) -> datetime:
@@ -171,7 +187,7 @@ def read_export(directory: Path) -> ExportContents:
     if not archives:
         raise ExportError(f"no archives (axis-audit-NNNNNN.zip) in {directory}")
     previous, expected_first = _GENESIS, 1
-    contents = ExportContents(archives, [], {}, {})
+    contents = ExportContents(archives, [], {}, {}, {})
     for path in archives:
         manifest_bytes = _read(path, "manifest.json")
         manifest = _manifest(path)
@@ -198,6 +214,13 @@ def read_export(directory: Path) -> ExportContents:
             if f"timestamps/{c['size']}.tsr" in listed:
                 contents.stamps[c["size"]] = CheckpointStamp(c["size"], _read(path, f"timestamps/{c['size']}.tsr"),
                                                              "", _time(c["at"]))
+        if "log-keys.jsonl" in listed:
+            for line in io.BytesIO(_read(path, "log-keys.jsonl")):
+                k = json.loads(line)
+                contents.log_keys[k["key_id"]] = LogKey(
+                    key_id=k["key_id"], public_key=base64.b64decode(k["public_key"]), created_at=_time(k["created_at"]),
+                    writer=k["writer"], statement=k["statement"], signature=base64.b64decode(k["signature"]),
+                    signer=k["signer"])
         pem = _read(path, "signers.pem")
         for chain in _chains(pem):
             leaf = chain[0]

@@ -21,9 +21,15 @@ the first problem, which it names:
    to the whole log), so truncation, rewriting and insertion before it are
    seen even if the attacker rewrote the database and every checkpoint in it.
 
-What it cannot see: entries appended after the newest checkpoint (they are
-reported as not yet covered), and anything done by someone who holds the axis
-key. docs/auditor-guide.md says what each check proves.
+Throughout, every entry must be sealed by the log key of the Axis process
+that wrote it (axis/audit/logkeys.py), a key the axis key certified: an entry
+appended by someone who can write the table, even after the newest
+checkpoint, is named. Entries from before Axis sealed its log are accepted
+only ahead of the first sealed one (the report says how many).
+
+What it cannot see: entries cut from the end after the newest checkpoint
+the auditor holds, and anything done by someone who holds the axis key or can
+use the signer. docs/auditor-guide.md says what each check proves.
 """
 from __future__ import annotations
 
@@ -47,6 +53,7 @@ from axis.audit.checkpoints import (
     note_digest,
 )
 from axis.audit.export import ExportError, read_export
+from axis.audit.logkeys import SealChecker, SealError
 from axis.store import AuditEntry, AuditSigner, Checkpoint, CheckpointStamp, Snapshot, Store, verify_chain
 from axis.store.bindings import BINDINGS, row_digest, row_key
 from axis.timestamp import TimestampError, verify_timestamp
@@ -61,6 +68,7 @@ class Report:
     stamped: int = 0
     unstamped: int = 0
     rows: int = 0
+    sealed: int = 0                 # units of work whose seal checked
     where: str | None = None        # the first bad thing: "entry 17", "checkpoint 1000", "deliveries row …"
     reason: str = ""
     notes: list[str] = field(default_factory=list)
@@ -87,7 +95,8 @@ def verify_store(store: Store, trust: Sequence[x509.Certificate], *,
         by_size = {c.size: c for c in checkpoints}
         expected: dict[tuple[str, str], tuple[str | None, int]] = {}
         leaves: list[bytes] = []
-        if not _check_entries(snap.audit_entries(), by_size, expected, leaves, report):
+        seals = SealChecker(snap.log_keys(), snap.audit_signers(), trust)
+        if not _check_entries(snap.audit_entries(), by_size, expected, leaves, seals, report):
             return report
         if against is not None and not _check_against(against, checkpoints, leaves, report):
             return report
@@ -113,7 +122,8 @@ def verify_export(directory: Path, trust: Sequence[x509.Certificate], *,
                                   report):
             return report
         by_size = {c.size: c for c in contents.checkpoints}
-        if not _check_entries(contents.entries(), by_size, {}, [], report):
+        seals = SealChecker(contents.log_keys, contents.signers, trust)
+        if not _check_entries(contents.entries(), by_size, {}, [], seals, report):
             return report
     except ExportError as exc:
         return report.fail(str(directory), str(exc))
@@ -198,14 +208,22 @@ def _stamp_ok(stamp: CheckpointStamp, cp: Checkpoint, tsa_roots: Sequence[x509.C
 
 def _check_entries(entries: Iterable[AuditEntry], by_size: dict[int, Checkpoint],
                    expected: dict[tuple[str, str], tuple[str | None, int]], leaves: list[bytes],
-                   report: Report) -> bool:
+                   seals: SealChecker, report: Report) -> bool:
     frontier = merkle.Frontier()
     problem: list[tuple[str, str]] = []
+    # The first entry no seal covers yet; None until the first sealed entry (entries before it were written
+    # before writers sealed: nothing can tell them from forgeries but the checkpoints and the saved one).
+    unsealed: list[int | None] = [None]
+    legacy = [0]
+    units = [0]
 
     def walked() -> Iterator[AuditEntry]:
         last_ok = 0
         for entry in entries:
             yield entry  # the chain check decides first whether this entry is sound
+            if not _sealed_ok(entry, seals, unsealed, legacy, problem):
+                return
+            units[0] += entry.seal is not None
             leaf = merkle.leaf_hash(bytes.fromhex(entry.hash))
             frontier.append(leaf)
             leaves.append(leaf)
@@ -222,6 +240,7 @@ def _check_entries(entries: Iterable[AuditEntry], by_size: dict[int, Checkpoint]
 
     chain = verify_chain(walked())
     report.entries = chain.entries
+    report.sealed = units[0]
     if problem:
         report.fail(*problem[0])
         return False
@@ -233,6 +252,47 @@ def _check_entries(entries: Iterable[AuditEntry], by_size: dict[int, Checkpoint]
         report.fail(f"entry {chain.entries + 1}", f"entries {chain.entries + 1}..{max(beyond)} are missing: "
                                                   f"checkpoint {max(beyond)} covers them (the log was cut)")
         return False
+    start = unsealed[0]
+    if start is not None and start <= chain.entries:
+        report.fail(f"entry {start}", f"entries {start}..{chain.entries} carry no seal of an Axis writer: they "
+                                      "were added behind Axis's back (or a sealed entry after them was removed)")
+        return False
+    if legacy[0]:
+        report.notes.append(f"entries 1..{legacy[0]} carry no seal: they were written before Axis sealed its "
+                            "log (only the checkpoints vouch for them)")
+    return True
+
+
+def _sealed_ok(entry: AuditEntry, seals: SealChecker, unsealed: list[int | None], legacy: list[int],
+               problem: list[tuple[str, str]]) -> bool:
+    """Follow the seals: every entry after the first sealed one must be in the range a later seal covers."""
+    if entry.seal_key is None:
+        if unsealed[0] is None:
+            legacy[0] = entry.seq
+        return True
+    where = f"entry {entry.seq}"
+    if entry.sealed_from is None or entry.seal is None:
+        problem.append((where, "it names a seal it does not carry (the seal was removed)"))
+        return False
+    if not 1 <= entry.sealed_from <= entry.seq:
+        problem.append((where, f"its seal claims entries from {entry.sealed_from}, not up to it"))
+        return False
+    if unsealed[0] is None:  # the first seal: the entries before its unit are the unsealed past
+        legacy[0] = entry.sealed_from - 1
+    start = unsealed[0] if unsealed[0] is not None else entry.sealed_from
+    if entry.sealed_from > start:
+        problem.append((f"entry {start}", f"entries {start}..{entry.sealed_from - 1} carry no seal of an Axis "
+                                          "writer: they were added behind Axis's back"))
+        return False
+    if entry.sealed_from < start:
+        problem.append((where, f"its seal claims entries from {entry.sealed_from}, which another seal covers"))
+        return False
+    try:
+        seals.check(entry.seal_key, entry.sealed_from, entry.seq, entry.hash, entry.seal)
+    except SealError as exc:
+        problem.append((where, str(exc)))
+        return False
+    unsealed[0] = entry.seq + 1
     return True
 
 

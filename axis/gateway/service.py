@@ -854,6 +854,7 @@ async def open_service(settings: Settings, *, transport_name: str = "axis-gatewa
     retry policy). Trusted roots or a CRL that cannot be read raise OSError or ValueError. A holiday
     calendar (AXIS_DEADLINE_CALENDAR) that cannot be read or used raises CalendarError, a ValueError.
     """
+    from axis.audit.logkeys import seal_store
     from axis.store import open_store
     from axis.transport import RetryPolicy, open_transport
 
@@ -866,6 +867,7 @@ async def open_service(settings: Settings, *, transport_name: str = "axis-gatewa
     store = open_store(settings.store_url)
     pool = None
     try:
+        await retrying("certifying the gateway's log key")(asyncio.to_thread)(seal_store, store, signer, "gateway")
         transport = await retrying("connecting to the broker")(open_transport)(
             settings.broker, name=transport_name,
             retry=RetryPolicy(base_delay=settings.retry_base, max_attempts=settings.retry_attempts),

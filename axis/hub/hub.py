@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 from axis import wire
 from axis.audit.checkpoints import CheckpointWriter
+from axis.audit.logkeys import seal_store
 from axis.hub.acknowledgements import DeadLetters
 from axis.hub.intake import Submission
 from axis.hub.verification import TrustSettings
@@ -80,6 +81,9 @@ class Hub:
         await self.transport.declare_queue(wire.INTAKE_QUEUE)
 
     async def start(self) -> None:
+        if not self.store.sealed:  # the dead letters and receipts this process records, it seals
+            await retrying("certifying the hub's log key")(asyncio.to_thread)(seal_store, self.store, self.signer,
+                                                                                "hub")
         await self.declare_queues()
         await self.pool.start()
         self._tasks = [

@@ -91,8 +91,13 @@ class _Worker:
         return [os.getpid()]
 
     def intake(self, batch: Sequence) -> list:
-        if self._intake is None:
+        if self._intake is None or self.store is None:
             raise RuntimeError("this worker pool was started without a store; give WorkerPool a store_url")
+        if not self.store.sealed:
+            # This process's own log key, made before its first write (not at start: a signer away then
+            # must cost a retried batch, as a receipt it cannot sign does, not a pool that cannot start).
+            from axis.audit.logkeys import seal_store
+            seal_store(self.store, self.signer, "intake-worker")
         return self._intake.process(batch)
 
 

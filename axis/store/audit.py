@@ -5,11 +5,21 @@ exactly the code the store uses. The format, which never changes meaning:
 
 - An entry is {seq, at, actor, action, subject, data, prev_hash}, plus
   `bound` when the entry binds rows (axis/store/bindings.py: a list of
-  [table, key, row digest]); `at` is UTC written `YYYY-MM-DDTHH:MM:SS.ffffffZ`.
+  [table, key, row digest]), plus `sealed_from` and `seal_key` on the last
+  entry of a sealed unit of work; `at` is UTC written `YYYY-MM-DDTHH:MM:SS.ffffffZ`.
 - canonical(entry) = json.dumps(entry, sort_keys=True, separators=(",", ":"),
   ensure_ascii=False, allow_nan=False) encoded as UTF-8.
 - hash = SHA-256(bytes.fromhex(prev_hash) || canonical(entry)), lowercase hex.
 - seq runs 1, 2, 3, ... without gaps; entry 1 has prev_hash = 64 zeros.
+
+The last entry of each unit of work names its writer's log key and the
+unit's first entry (`seal_key`, `sealed_from`, inside the hash, so a seal
+cannot be removed unseen) and carries the seal (`seal`, outside it): an
+Ed25519 signature by that key over `seal_message(key_id, sealed_from, seq,
+hash)`.
+As the hash chains every entry before it, the seal vouches for entries
+sealed_from..seq exactly as they were written (axis/audit/logkeys.py says who
+holds log keys and how the axis key certifies them).
 
 Callers may rely on `verify_chain` naming the first entry at which the chain
 breaks (changed, missing, inserted or reordered), and on checkpoints
@@ -18,16 +28,32 @@ entries removed from the end, or a whole chain recomputed by an attacker.
 """
 from __future__ import annotations
 
+import base64
 import functools
 import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from axis.store.records import AuditEntry, AuditReport
 
 GENESIS_HASH = "0" * 64
+SEAL_ORIGIN = "axis/audit-seal"
+
+
+class Sealer(Protocol):
+    """A writer's log key, as the store uses it: its id, and an Ed25519 signature over bytes."""
+
+    @property
+    def key_id(self) -> str: ...
+
+    def sign(self, message: bytes) -> bytes: ...
+
+
+def seal_message(key_id: str, first: int, last: int, last_hash: str) -> bytes:
+    """The bytes a seal signs: entries first..last of one unit of work, through the hash of the last."""
+    return f"{SEAL_ORIGIN}\n{key_id}\n{first}\n{last}\n{last_hash}\n".encode("ascii")
 
 
 # One encoder for every call: json.dumps with options builds a new one each time, which was half the cost
@@ -48,13 +74,17 @@ def format_at(at: datetime) -> str:
 
 
 def entry_body(seq: int, at: datetime, actor: str, action: str, subject: str | None,
-               data: Mapping[str, Any], prev_hash: str, bound: list[list[str | None]] | None = None
-               ) -> dict[str, Any]:
-    """The entry without its hash: exactly what is hashed (`bound` only when it binds rows)."""
+               data: Mapping[str, Any], prev_hash: str, bound: list[list[str | None]] | None = None,
+               sealed_from: int | None = None, seal_key: str | None = None) -> dict[str, Any]:
+    """The entry without its hash: exactly what is hashed (`bound` only when it binds rows; `sealed_from`
+    and `seal_key` only on the sealed last entry of a unit of work)."""
     body = {"seq": seq, "at": format_at(at), "actor": actor, "action": action,
             "subject": subject, "data": dict(data), "prev_hash": prev_hash}
     if bound:
         body["bound"] = bound
+    if seal_key is not None:
+        body["sealed_from"] = sealed_from
+        body["seal_key"] = seal_key
     return body
 
 
@@ -65,15 +95,18 @@ def entry_hash(prev_hash: str, body: Mapping[str, Any]) -> str:
 def compute_hash(entry: AuditEntry) -> str:
     """What `entry.hash` must be, recomputed from its stored fields."""
     body = entry_body(entry.seq, entry.at, entry.actor, entry.action, entry.subject, entry.data,
-                      entry.prev_hash, entry.bound)
+                      entry.prev_hash, entry.bound, entry.sealed_from, entry.seal_key)
     return entry_hash(entry.prev_hash, body)
 
 
 def entry_json(entry: AuditEntry) -> dict[str, Any]:
-    """An entry as exported (`axis audit log --json`, GET /v1/audit/log): exactly what was hashed, and its
-    hash, so that `verify_chain` (or the formula above) can check an export on its own."""
-    return {**entry_body(entry.seq, entry.at, entry.actor, entry.action, entry.subject, entry.data,
-                         entry.prev_hash, entry.bound), "hash": entry.hash}
+    """An entry as exported (`axis audit log --json`, GET /v1/audit/log): exactly what was hashed, its hash
+    and its seal (base64) if it has one, so that `verify_chain` (or the formula above) checks an export alone."""
+    exported = {**entry_body(entry.seq, entry.at, entry.actor, entry.action, entry.subject, entry.data,
+                             entry.prev_hash, entry.bound, entry.sealed_from, entry.seal_key), "hash": entry.hash}
+    if entry.seal is not None:
+        exported["seal"] = base64.b64encode(entry.seal).decode("ascii")
+    return exported
 
 
 def check_data(data: Mapping[str, Any]) -> dict[str, Any]:

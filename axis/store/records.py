@@ -192,6 +192,9 @@ class AuditEntry:
     prev_hash: str
     hash: str
     bound: list[list[str | None]] | None   # [table, key, row digest] of the rows it binds (bindings.py)
+    sealed_from: int | None = None         # on the last entry of a unit of work: the seal's first entry,
+    seal_key: str | None = None            # the log key that sealed it (audit_log_keys),
+    seal: bytes | None = None              # and its Ed25519 signature (axis/store/audit.py, `seal_message`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,6 +217,18 @@ class CheckpointStamp:
     token: bytes
     tsa: str
     stamped_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class LogKey:
+    """A writer's log key, as certified by the axis key (axis/audit/logkeys.py has the format)."""
+    key_id: str                     # SHA-256 (hex) of the raw Ed25519 public key
+    public_key: bytes               # raw, 32 bytes
+    created_at: datetime
+    writer: str                     # who made it: "hub", "gateway", "operator" ...
+    statement: str                  # the exact text the axis key signed
+    signature: bytes
+    signer: str                     # SHA-256 (hex) of the certifying certificate (audit_signers)
 
 
 @dataclass(frozen=True, slots=True)

@@ -202,6 +202,25 @@ audit_log = sa.Table(
     sa.Column("hash", _HASH, nullable=False),
     # [table, key, row digest] of each evidence row the entry's unit of work wrote (axis/store/bindings.py).
     sa.Column("bound", sa.JSON(), nullable=True),
+    # The last entry of each unit of work carries its writer's seal (axis/audit/logkeys.py): an Ed25519
+    # signature, by the log key `seal_key`, over entries `sealed_from`..seq (axis/store/audit.py, `seal_message`).
+    sa.Column("sealed_from", sa.BigInteger(), nullable=True),
+    sa.Column("seal_key", _HASH, nullable=True),
+    sa.Column("seal", sa.LargeBinary(), nullable=True),
+)
+
+# The log keys that seal units of work: one Ed25519 key per writing process, made when it opens the store and
+# never written anywhere, certified by the axis key's signature over `statement` (axis/audit/logkeys.py has the
+# format); `signer` is that certificate's SHA-256 (audit_signers). Append-only.
+audit_log_keys = sa.Table(
+    "audit_log_keys", metadata,
+    sa.Column("key_id", _HASH, primary_key=True),
+    sa.Column("public_key", sa.LargeBinary(), nullable=False),
+    sa.Column("created_at", _AT, nullable=False),
+    sa.Column("writer", sa.String(255), nullable=False),
+    sa.Column("statement", sa.Text(), nullable=False),
+    sa.Column("signature", sa.LargeBinary(), nullable=False),
+    sa.Column("signer", _HASH, nullable=False),
 )
 
 # Signed checkpoints (tree heads) of the audit log, written by one process at a time (axis/audit/checkpoints.py):
@@ -231,7 +250,8 @@ audit_timestamps = sa.Table(
     sa.Column("stamped_at", _AT, nullable=False),
 )
 
-# The certificates that signed checkpoints (PEM, with their chain), by SHA-256 of the leaf's DER. Append-only.
+# The certificates that signed checkpoints and certified log keys (PEM, with their chain), by SHA-256 of the
+# leaf's DER. Append-only.
 audit_signers = sa.Table(
     "audit_signers", metadata,
     sa.Column("fingerprint", _HASH, primary_key=True),

@@ -51,6 +51,7 @@ from axis.store.records import (
     Delivery,
     Document,
     InboxItem,
+    LogKey,
     NewAuditEntry,
     NewDocument,
     NewReceipt,
@@ -68,6 +69,7 @@ from axis.store.schema import (
     agencies,
     audit_checkpoints,
     audit_log,
+    audit_log_keys,
     audit_signers,
     audit_timestamps,
     bodies,
@@ -497,6 +499,11 @@ class _Reads:
         with self._reading() as c:
             return {r.fingerprint: _record(AuditSigner, r) for r in c.execute(sa.select(audit_signers))}
 
+    def log_keys(self) -> dict[str, LogKey]:
+        """Every writer's log key, by key id (axis/audit/logkeys.py)."""
+        with self._reading() as c:
+            return {r.key_id: _record(LogKey, r) for r in c.execute(sa.select(audit_log_keys))}
+
     def evidence_rows(self, table: str) -> Iterator[dict[str, Any]]:
         """Every row of an evidence table (bindings.BINDINGS) as a dict, in key order, page by page."""
         t = metadata.tables[table]
@@ -531,9 +538,10 @@ class _Reads:
 class WriteTx(_Reads):
     """One unit of work; obtain it from `Store.write()`. Not thread-safe."""
 
-    def __init__(self, conn: sa.Connection, clock: Clock) -> None:
+    def __init__(self, conn: sa.Connection, clock: Clock, sealer: chain.Sealer | None = None) -> None:
         self._conn = conn
         self._clock = clock
+        self._sealer = sealer
         self._dialect = conn.dialect.name
         self._pending_audit: list[tuple[str, str, str | None, dict[str, Any]]] = []
         # (subject, [table, key, digest]) of every evidence row written: bound to the log at the end.
@@ -974,6 +982,13 @@ class WriteTx(_Reads):
         c.execute(sa.insert(audit_checkpoints), dataclasses.asdict(checkpoint))
         return True
 
+    def add_log_key(self, key: LogKey, certificates: str) -> None:
+        """Register a writer's log key; `certificates`: the certifying certificate's PEM chain."""
+        stmt = self._insert(audit_signers).values(fingerprint=key.signer, certificates=certificates,
+                                                  added_at=self._clock())
+        self._c.execute(stmt.on_conflict_do_nothing(index_elements=["fingerprint"]))
+        self._c.execute(sa.insert(audit_log_keys), dataclasses.asdict(key))
+
     def add_checkpoint_stamp(self, stamp: CheckpointStamp) -> bool:
         """Keep a checkpoint's timestamp token; False when it already has one."""
         stmt = self._insert(audit_timestamps).values(**dataclasses.asdict(stamp))
@@ -1011,13 +1026,20 @@ class WriteTx(_Reads):
         at = self._clock()
         rows = []
         first = seq + 1
-        for actor, action, subject, data, bound in self._entries():
+        entries = list(self._entries())
+        key = self._sealer.key_id if self._sealer is not None else None
+        for n, (actor, action, subject, data, bound) in enumerate(entries, 1):
             seq += 1
-            body = chain.entry_body(seq, at, actor, action, subject, data, prev, bound)
+            # The unit's last entry names its seal (inside the hash, so a seal cannot be stripped unseen).
+            sealed_from, seal_key = (first, key) if key is not None and n == len(entries) else (None, None)
+            body = chain.entry_body(seq, at, actor, action, subject, data, prev, bound, sealed_from, seal_key)
             digest = chain.entry_hash(prev, body)
             rows.append({"seq": seq, "at": at, "actor": actor, "action": action, "subject": subject,
-                         "data": data, "prev_hash": prev, "hash": digest, "bound": bound})
+                         "data": data, "prev_hash": prev, "hash": digest, "bound": bound,
+                         "sealed_from": sealed_from, "seal_key": seal_key, "seal": None})
             prev = digest
+        if self._sealer is not None and key is not None:
+            rows[-1]["seal"] = self._sealer.sign(chain.seal_message(key, first, seq, prev))
         c.execute(sa.insert(audit_log), rows)
         self._pending_audit.clear()
         self._bound.clear()
@@ -1058,6 +1080,17 @@ class Store(_Reads, ReportReads):
         self.engine = engine
         self.clock = clock
         self._dialect = engine.dialect.name
+        self._sealer: chain.Sealer | None = None
+
+    def seal_with(self, sealer: chain.Sealer) -> None:
+        """Seal every unit of work written from now on with `sealer` (a log key: axis/audit/logkeys.py), so
+        the verifier can tell the entries Axis wrote from entries added behind its back. Set once, at start,
+        before the store is shared between threads."""
+        self._sealer = sealer
+
+    @property
+    def sealed(self) -> bool:
+        return self._sealer is not None
 
     @property
     def dialect(self) -> str:
@@ -1086,7 +1119,7 @@ class Store(_Reads, ReportReads):
     def write(self) -> Iterator[WriteTx]:
         """A unit of work: one transaction, committed on exit, rolled back on exception."""
         with self.engine.connect().execution_options(**{WRITE_OPTION: True}) as conn:
-            tx = WriteTx(conn, self.clock)
+            tx = WriteTx(conn, self.clock, self._sealer)
             try:
                 with conn.begin():
                     yield tx

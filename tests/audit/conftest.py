@@ -10,10 +10,12 @@ from cryptography import x509
 
 from axis import wire
 from axis.audit.checkpoints import CheckpointWriter
+from axis.audit.logkeys import seal_store
 from axis.signer.local import LocalSigner
 from axis.store import Store
 from axis.trust import keys, pki
-from tests.store.conftest import backend, clock, migrated_url, pg_template, seeded, store  # noqa: F401
+from tests.store.conftest import backend, clock, migrated_url, pg_template, store  # noqa: F401
+from tests.store.store_helpers import RECIPIENTS, SENDER
 
 
 def key_signer(key_path: Path, cert_path: Path) -> LocalSigner:
@@ -40,6 +42,18 @@ def audit_pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     pki.issue(wire.HUB_IDENTITY, root / "rogue-ca", root / "rogue")
     return Pki(root, keys.load_certificates(root / "ca" / "ca.pem"), root / "keys" / "AXIS.key.pem",
                root / "keys" / "AXIS.cert.pem", root / "rogue" / "AXIS.key.pem", root / "rogue" / "AXIS.cert.pem")
+
+
+@pytest.fixture
+def seeded(store: Store, audit_pki: Pki) -> Store:  # noqa: F811
+    """A store sealed as Axis's processes seal theirs (a log key certified by the axis key), with one sender
+    and three recipients registered."""
+    seal_store(store, key_signer(audit_pki.axis_key, audit_pki.axis_cert), "hub")
+    with store.write() as tx:
+        tx.add_agency(SENDER, "Văn phòng Chính phủ")
+        for code in RECIPIENTS:
+            tx.add_agency(code, f"Agency {code}", parent=SENDER)
+    return store
 
 
 @pytest.fixture

@@ -60,6 +60,32 @@ def test_sigkill_of_the_hub_mid_run_loses_nothing_and_duplicates_nothing(
     report = json.loads(audit.stdout)
     assert audit.exit_code == 0 and report["ok"], audit
     assert report["checkpoints"] == report["timestamped"] > 1, report
+    # Every entry of the run, the killed hub's included, lies in a unit its writer sealed.
+    assert report["sealed_units"] > 0 and not any("no seal" in note for note in report["notes"]), report
+
+    # An entry appended straight to the table, its hash computed as the store does, is named.
+    forged = _append_forged_entry(deployment)
+    audit = deployment.cli("audit", "verify", "--json")
+    report = json.loads(audit.stdout)
+    assert audit.exit_code != 0 and report["first_bad"] == f"entry {forged}", audit
+    assert "no seal" in report["reason"], report
+
+
+def _append_forged_entry(deployment: Deployment) -> int:
+    import sqlalchemy as sa
+
+    from axis.store import audit as chain
+
+    with deployment.store() as store:
+        seq, prev = store.audit_head()
+        at = store.clock()
+        body = chain.entry_body(seq + 1, at, "hub", "accepted", "ax-forged", {}, prev)
+        with store.engine.begin() as conn:
+            conn.execute(sa.text("INSERT INTO audit_log (seq, at, actor, action, subject, data, prev_hash, hash) "
+                                 "VALUES (:seq, :at, 'hub', 'accepted', 'ax-forged', '{}', :prev, :hash)"),
+                         {"seq": seq + 1, "at": at.replace(tzinfo=None) if store.dialect == "sqlite" else at,
+                          "prev": prev, "hash": chain.entry_hash(prev, body)})
+    return seq + 1
 
 
 def _stamped(deployment: Deployment) -> int:
