@@ -35,7 +35,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from axis.store import audit as chain
 from axis.store import migrate as migrations
-from axis.store.bindings import BINDINGS, row_digest, row_key, row_subject
+from axis.store.bindings import BINDINGS, row_digest, row_key, row_subject, uniform_digests
 from axis.store.db import WRITE_OPTION
 from axis.store.errors import AlreadyExists, DuplicateDocument, NotFound, StoreError
 from axis.store.records import (
@@ -811,13 +811,18 @@ class WriteTx(_Reads):
                                state: str | DeliveryState = DeliveryState.QUEUED) -> int:
         state = parse_state(state)
         now = self._clock()
-        rows = [{"axis_id": axis_id, "recipient_code": r, "state": state.value, "attempts": 0,
-                 "updated_at": now, "last_error": None}
-                for axis_id, recipients in by_document.items() for r in dict.fromkeys(recipients)]
+        pairs = [(axis_id, r) for axis_id, recipients in by_document.items() for r in dict.fromkeys(recipients)]
+        rows: list[dict[str, Any]] = [{"axis_id": axis_id, "recipient_code": r, "state": state.value, "attempts": 0,
+                                       "updated_at": now, "last_error": None} for axis_id, r in pairs]
         if not rows:
             return 0
         added = self._insert_ignore_count(deliveries_t, rows, ["axis_id", "recipient_code"], deliveries_t.c.axis_id)
-        self._bind_new(deliveries_t, rows, added)
+        if added == len(rows):  # the usual case: every row is new, and all share every value but these two
+            digests = uniform_digests("deliveries", rows, ("axis_id", "recipient_code"))
+            self._bound.extend((axis_id, ["deliveries", f"{axis_id}/{r}", digest])
+                               for (axis_id, r), digest in zip(pairs, digests, strict=True))
+        else:
+            self._bind_new(deliveries_t, rows, added)
         return added
 
     def transition(self, axis_id: str, recipient: str, new_state: str | DeliveryState,

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from axis.store.audit import canonical_json
-from axis.store.bindings import BINDINGS, plain_row, row_digest
+from axis.store.bindings import BINDINGS, plain_row, row_digest, uniform_digests
 
 _VALUES = st.one_of(
     st.none(), st.booleans(), st.integers(min_value=-(2**70), max_value=2**70),
@@ -37,3 +37,12 @@ def test_a_delivery_row_as_the_store_writes_it() -> None:
         "deliveries", {**row, "last_error": "Ngày \"hết\" hạn\n"})
     assert row_digest("receipts", {"id": 7, "body": memoryview(b"<r/>")}) == _defined("receipts", {"id": 7,
                                                                                                   "body": b"<r/>"})
+
+
+@given(recipients=st.lists(st.text(min_size=1), min_size=1, max_size=12),
+       axis_ids=st.lists(st.text(), min_size=1, max_size=3), shared=_VALUES)
+def test_uniform_digests_are_each_rows_digest(recipients: list[str], axis_ids: list[str], shared: object) -> None:
+    rows = [{"axis_id": a, "recipient_code": r, "state": "queued", "attempts": 0, "last_error": shared,
+             "updated_at": datetime(2026, 12, 6, tzinfo=UTC)} for a in axis_ids for r in recipients]
+    assert uniform_digests("deliveries", rows, ("axis_id", "recipient_code")) == [
+        row_digest("deliveries", row) for row in rows]
