@@ -12,7 +12,7 @@ process (`workers.py`), all of it synchronous:
    repeated (sender, DocumentId) is a duplicate answered with the first receipt;
 3. the receipts the hub asserts are built and signed, and each packet is
    sealed (`axis.seal`), by the axis's signer (`axis.signer`: one request for
-   the batch's receipts, one for its seals); an outcome is readable only by the agency whose
+   the batch's receipts and seals); an outcome is readable only by the agency whose
    credential submitted it (its `submissions` row), and a refusal nobody can
    be told about is dead-lettered;
 4. ONE transaction writes, for the whole batch: documents, their exact bytes
@@ -139,13 +139,13 @@ class Intake:
                 plan.checked = result
         self._decide(plans)
         to_sign = [p for p in plans if p.duplicate_of is None]
-        signed = self._signer.sign_receipts([build_receipt(self._intake_receipt(p)) for p in to_sign])
+        # The seal every delivery of the packet is served with (axis/seal.py): the recipient checks that Axis
+        # routed these bytes to it under this axis id, whoever served them. One signer request for both.
+        to_seal = [p for p in to_sign if p.refusal is None and p.recipients and p.checked is not None]
+        signed, seals = self._signer.sign_and_seal([build_receipt(self._intake_receipt(p)) for p in to_sign],
+                                                   [(p.axis_id or "", p.recipients, p.digest) for p in to_seal])
         for plan, receipt in zip(to_sign, signed, strict=True):
             plan.receipt = receipt
-        # The seal every delivery of the packet is served with (axis/seal.py): the recipient checks that Axis
-        # routed these bytes to it under this axis id, whoever served them.
-        to_seal = [p for p in to_sign if p.refusal is None and p.recipients and p.checked is not None]
-        seals = self._signer.seal_many([(p.axis_id or "", p.recipients, p.digest) for p in to_seal])
         for plan, seal in zip(to_seal, seals, strict=True):
             plan.seal = seal[wire.H_SEAL]
         self._commit(plans)

@@ -47,15 +47,26 @@ class SignerClient:
                                 f"{len(receipts)}")
         return blobs
 
+    def sign_and_seal(self, receipts: Sequence[bytes],
+                      packets: Sequence[SealRequest]) -> tuple[list[bytes], list[dict[str, str]]]:
+        if not packets:
+            return self.sign_receipts(receipts), []
+        if not receipts:
+            return [], self.seal_many(packets)
+        header, blobs = self._call(protocol.request("sign_receipts", [bytes(r) for r in receipts],
+                                                    packets=_packets(packets)), "sign_receipts")
+        if len(blobs) != len(receipts):
+            raise SignerRefused(f"the signer at {self.socket_path} answered {len(blobs)} receipts for "
+                                f"{len(receipts)}")
+        return blobs, self._seals(header, packets)
+
     def seal_many(self, packets: Sequence[SealRequest]) -> list[dict[str, str]]:
         if not packets:
             return []
-        items = []
-        for axis_id, recipients, digest in packets:
-            if isinstance(recipients, str):
-                raise TypeError("seal takes the list of recipients, not one code")
-            items.append([axis_id, list(recipients), digest])
-        header, _ = self._call(protocol.request("seal", packets=items), "seal")
+        header, _ = self._call(protocol.request("seal", packets=_packets(packets)), "seal")
+        return self._seals(header, packets)
+
+    def _seals(self, header: dict[str, Any], packets: Sequence[SealRequest]) -> list[dict[str, str]]:
         seals, certificate = header.get("seals"), header.get("certificate")
         if (not isinstance(seals, list) or len(seals) != len(packets) or not isinstance(certificate, str)
                 or not all(isinstance(s, list) and len(s) == 2 and all(isinstance(v, str) for v in s) for s in seals)):
@@ -114,3 +125,12 @@ class SignerClient:
             raise SignerRefused(f"the signer at {where} refused {what}: {header.get('error')}: "
                                 f"{header.get('message')}")
         return header, blobs
+
+
+def _packets(packets: Sequence[SealRequest]) -> list[list[Any]]:
+    items = []
+    for axis_id, recipients, digest in packets:
+        if isinstance(recipients, str):
+            raise TypeError("seal takes the list of recipients, not one code")
+        items.append([axis_id, list(recipients), digest])
+    return items

@@ -20,6 +20,9 @@ may rely on, whichever implementation they hold:
 - `seal_many(packets)`: for each `(axis_id, recipients, digest)`, exactly the
   headers `axis.seal.Sealer.seal` returns (`ax-seal`, `ax-seal-to`,
   `ax-seal-cert`); `seal(...)` is one of them;
+- `sign_and_seal(receipts, packets)`: `(sign_receipts(receipts),
+  seal_many(packets))` in one request (intake signs and seals each batch:
+  one round trip to the signer instead of two); all of it, or the error;
 - `sign_bytes(data)`: a signature by the axis key over `data` with SHA-256,
   RSA PKCS#1 v1.5 or ECDSA (DER) by the key's type, which
   `openssl dgst -sha256 -verify pub.pem -signature sig data` accepts. Data
@@ -52,6 +55,9 @@ class AxisSigner(Protocol):
     def sign_receipts(self, receipts: Sequence[bytes]) -> list[bytes]: ...
 
     def seal_many(self, packets: Sequence[SealRequest]) -> list[dict[str, str]]: ...
+
+    def sign_and_seal(self, receipts: Sequence[bytes],
+                      packets: Sequence[SealRequest]) -> tuple[list[bytes], list[dict[str, str]]]: ...
 
     def seal(self, axis_id: str, recipients: Sequence[str], digest: str) -> dict[str, str]: ...
 

@@ -59,6 +59,10 @@ class LocalSigner:
                 raise SignerRefused(f"receipt #{index + 1} of {len(receipts)} cannot be signed: {refusal}") from None
         return signed
 
+    def sign_and_seal(self, receipts: Sequence[bytes],
+                      packets: Sequence[SealRequest]) -> tuple[list[bytes], list[dict[str, str]]]:
+        return self.sign_receipts(receipts), self.seal_many(packets)
+
     def seal_many(self, packets: Sequence[SealRequest]) -> list[dict[str, str]]:
         return [self._seals.seal(axis_id, recipients, digest) for axis_id, recipients, digest in packets]
 

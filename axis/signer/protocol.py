@@ -9,7 +9,9 @@ A frame (a request or an answer) is
 
 Requests (`"v": 1` in every header):
 
-    {"op": "sign_receipts", "sizes": [...]}               blobs: the unsigned receipts
+    {"op": "sign_receipts", "sizes": [...]}               blobs: the unsigned receipts; may also carry
+                                                          "packets" (as `seal`): they are sealed in the same
+                                                          request, and the answer has "seals" and "certificate"
     {"op": "seal", "packets": [[axis_id, [code, ...], digest], ...], "sizes": []}
     {"op": "sign_bytes", "sizes": [n]}                     one blob: the data
     {"op": "certificates", "sizes": []}
@@ -123,10 +125,10 @@ def parse_request(header: dict[str, Any], blobs: list[bytes]) -> Request:
     if op in ("seal", "certificates") and blobs:
         raise ProtocolError(f"{op} takes no blobs")
     packets: list[tuple[str, list[str], str]] = []
-    if op == "seal":
+    if op == "seal" or (op == "sign_receipts" and "packets" in header):
         raw = header.get("packets")
         if not isinstance(raw, list) or len(raw) > MAX_ITEMS:
-            raise ProtocolError(f"seal takes \"packets\": a list of at most {MAX_ITEMS}")
+            raise ProtocolError(f"{op} takes \"packets\": a list of at most {MAX_ITEMS}")
         for item in raw:
             if not (isinstance(item, list) and len(item) == 3 and isinstance(item[0], str)
                     and isinstance(item[1], list) and all(isinstance(code, str) for code in item[1])

@@ -110,12 +110,14 @@ def serve_connection(conn: socket.socket, signer: AxisSigner, allowed_uid: int) 
 
 def _answer(signer: AxisSigner, request: protocol.Request) -> bytes:
     try:
-        if request.op == "sign_receipts":
+        if request.op == "sign_receipts" and not request.packets:
             return protocol.answer(signer.sign_receipts(request.blobs))
-        if request.op == "seal":
+        if request.op in ("seal", "sign_receipts"):
+            signed = signer.sign_receipts(request.blobs) if request.op == "sign_receipts" else []
             seals = signer.seal_many(request.packets)
             certificate = seals[0][wire.H_SEAL_CERT] if seals else ""
-            return protocol.answer(certificate=certificate, seals=[[s[wire.H_SEAL], s[wire.H_SEAL_TO]] for s in seals])
+            return protocol.answer(signed, certificate=certificate,
+                                   seals=[[s[wire.H_SEAL], s[wire.H_SEAL_TO]] for s in seals])
         if request.op == "sign_bytes":
             return protocol.answer([signer.sign_bytes(request.blobs[0])])
         return protocol.answer(signer.certificates())

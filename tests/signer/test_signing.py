@@ -165,6 +165,30 @@ def test_certificates_are_the_axis_certificate_then_its_chain(client: SignerClie
     assert client.certificates() == [keys.certificate_pem(c) for c in keys.load_certificates(axis_keys["ec"].cert)]
 
 
+def test_receipts_and_seals_in_one_request_are_what_the_two_requests_give(
+        client: SignerClient, axis_keys: dict[str, AxisKey]) -> None:
+    made = receipts(3)
+    packets = [(wire.new_axis_id(), [H41, H14], "a" * 64)]
+    signed, seals = client.sign_and_seal([body for _, body in made], packets)
+    verifier = Verifier.from_files(axis_keys["ec"].ca, axis_keys["ec"].crl)
+    for (receipt, _), one in zip(made, signed, strict=True):
+        assert read_receipt(verifier.verify_receipt(one).signed_root) == receipt
+    SealChecker(verifier).check(seals[0], packets[0][0], H14, "a" * 64)
+    assert client.sign_and_seal([], []) == ([], [])
+    with pytest.raises(SignerRefused, match=r"receipt #2 of 2 cannot be signed"):  # all of it, or the error
+        client.sign_and_seal([made[0][1], b"<not-a-receipt"], packets)
+    reply = _raw(client, request("sign_receipts", [made[0][1]], packets=[["ax", "not a list", "d"]]))
+    assert b'"malformed"' in reply
+
+
+def _raw(client: SignerClient, frame: bytes) -> bytes:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.connect(str(client.socket_path))
+        sock.sendall(frame)
+        sock.shutdown(socket.SHUT_WR)
+        return b"".join(iter(lambda: sock.recv(65536), b""))
+
+
 def test_a_batch_with_one_receipt_it_cannot_sign_is_refused_whole(client: SignerClient) -> None:
     [(_, good)] = receipts(1)
     with pytest.raises(SignerRefused, match=r"receipt #2 of 3 cannot be signed"):
