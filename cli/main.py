@@ -1,11 +1,15 @@
 """The `axis` command: one entry point for operators, agencies and auditors."""
 from __future__ import annotations
 
+from importlib.metadata import version
 from pathlib import Path
+from typing import Any
 
 import typer
+from typer.core import TyperGroup
 
 from axis.private import restrict_umask
+from axis.trust.keys import KeyFileError
 from cli import (
     adapter,
     agency_side,
@@ -21,8 +25,29 @@ from cli import (
     signer,
     tsa,
 )
+from cli.output import fail, stdout
+
+
+class _Axis(TyperGroup):
+    """Every command's everyday mistakes (a missing, unreadable or wrong key, certificate or CRL file) end in
+    one line that names the file and what is wrong, never a traceback: every command loads such files
+    through `axis.trust.keys`, which raises KeyFileError for them, so one place turns it into the message."""
+
+    def invoke(self, ctx: Any) -> Any:  # click's Context, which typer vendors under a private name
+        try:
+            return super().invoke(ctx)
+        except KeyFileError as exc:
+            fail(str(exc), 2)
+
+
+def _version(value: bool) -> None:
+    if value:
+        stdout.print(f"axis {version('axis-backbone')}")
+        raise typer.Exit()
+
 
 app = typer.Typer(
+    cls=_Axis,
     name="axis",
     help="Axis: carries signed edXML (QCVN 102:2016) documents between agencies.",
     no_args_is_help=True,
@@ -34,7 +59,8 @@ app.command("gateway")(gateway.gateway)
 
 
 @app.callback()
-def _start() -> None:
+def _start(_: bool = typer.Option(False, "--version", is_eager=True, callback=_version,
+                                  help="Print Axis's version and exit.")) -> None:
     # Before any command creates a file: the SQLite files hold plaintext bodies, the PKI holds keys.
     restrict_umask()
     settings.current()  # a bad AXIS_* value stops every command here, in one line, before it does anything

@@ -12,7 +12,7 @@ Knows nothing of routing, brokers or databases. The public API:
 Rules and refusal codes: docs/trust.md.
 """
 from axis.trust.identity import AGENCY_CODE_OID, certificate_agency_code
-from axis.trust.keys import SigningKey, load_certificate, load_certificates, load_crls, load_private_key
+from axis.trust.keys import KeyFileError, SigningKey, load_certificate, load_certificates, load_crls, load_private_key
 from axis.trust.pki import (
     CertificateAuthority,
     KeyType,
@@ -32,7 +32,7 @@ from axis.trust.signer import Signer
 from axis.trust.verifier import VerificationResult, Verifier
 
 __all__ = [
-    "AGENCY_CODE_OID", "CertificateAuthority", "KeyType", "PKIError", "Signer", "SigningKey",
+    "AGENCY_CODE_OID", "CertificateAuthority", "KeyFileError", "KeyType", "PKIError", "Signer", "SigningKey",
     "VerificationResult", "Verifier", "build_agency_certificate", "build_crl", "build_intermediate_certificate",
     "build_root_certificate", "certificate_agency_code", "generate_key", "init_ca", "issue", "load_ca",
     "load_certificate", "load_certificates", "load_crls", "load_private_key", "refresh_crl", "revoke",

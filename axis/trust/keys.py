@@ -31,6 +31,12 @@ MIN_RSA_BITS = 2048
 _PEM_CRL = re.compile(rb"-----BEGIN X509 CRL-----.+?-----END X509 CRL-----", re.DOTALL)
 
 
+
+class KeyFileError(ValueError):
+    """A key, certificate or CRL file that cannot be used: missing, unreadable, not PEM, a key Axis does not
+    sign with, or a key that is not its certificate's. The message names the file and what is wrong, in one
+    line (commands print it as it is, without a traceback)."""
+
 def check_signing_key(key: object) -> SigningKey:
     """Accept an RSA (>= 2048 bits) or EC P-256 private key; raise ValueError for anything else."""
     if isinstance(key, rsa.RSAPrivateKey):
@@ -82,11 +88,11 @@ def load_private_key(path: str | os.PathLike[str], password: bytes | None = None
     try:
         key = serialization.load_pem_private_key(data, password=password)
     except (ValueError, TypeError) as exc:
-        raise ValueError(f"{path}: not a readable PEM private key ({exc})") from None
+        raise KeyFileError(f"{path}: not a readable PEM private key ({exc})") from None
     try:
         return check_signing_key(key)
     except ValueError as exc:
-        raise ValueError(f"{path}: {exc}") from None
+        raise KeyFileError(f"{path}: {exc}") from None
 
 
 def load_certificates(path: str | os.PathLike[str]) -> list[x509.Certificate]:
@@ -95,7 +101,7 @@ def load_certificates(path: str | os.PathLike[str]) -> list[x509.Certificate]:
     try:
         certs = x509.load_pem_x509_certificates(data)
     except ValueError as exc:
-        raise ValueError(f"{path}: not a readable PEM certificate file ({exc})") from None
+        raise KeyFileError(f"{path}: not a readable PEM certificate file ({exc})") from None
     return certs
 
 
@@ -113,13 +119,13 @@ def parse_crls(data: bytes, where: str) -> list[x509.CertificateRevocationList]:
     """Every CRL in PEM bytes; ValueError naming `where` when there is none or one cannot be read."""
     blocks = _PEM_CRL.findall(data)
     if not blocks:
-        raise ValueError(f"{where}: no PEM CRL (-----BEGIN X509 CRL-----) found")
+        raise KeyFileError(f"{where}: no PEM CRL (-----BEGIN X509 CRL-----) found")
     crls = []
     for index, block in enumerate(blocks):
         try:
             crls.append(x509.load_pem_x509_crl(block))
         except ValueError as exc:
-            raise ValueError(f"{where}: CRL #{index + 1} cannot be read ({exc})") from None
+            raise KeyFileError(f"{where}: CRL #{index + 1} cannot be read ({exc})") from None
     return crls
 
 
@@ -171,4 +177,4 @@ def _read(path: str | os.PathLike[str]) -> bytes:
     try:
         return Path(path).read_bytes()
     except OSError as exc:
-        raise ValueError(f"{path}: cannot read ({exc.strerror})") from None
+        raise KeyFileError(f"{path}: cannot read ({exc.strerror})") from None

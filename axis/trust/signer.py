@@ -53,8 +53,8 @@ class Signer:
         """`engine`: the XML-DSig engine (`axis.trust.xmldsig`); default: the process's, at each call."""
         self._key = keys.check_signing_key(key)
         if not keys.same_public_key(key, certificate):
-            raise ValueError("the private key does not belong to the certificate "
-                             f"{certificate.subject.rfc4514_string()!r}")
+            raise keys.KeyFileError("the private key does not belong to the certificate "
+                                    f"{certificate.subject.rfc4514_string()!r}: give the key file made with it")
         self._certificate = certificate
         self._chain = tuple(chain)
         self._engine = engine
