@@ -48,7 +48,7 @@ from axis import wire
 from axis.audit import merkle
 from axis.refusals import Refusal
 from axis.signer import AxisSigner
-from axis.store import GENESIS_HASH, Checkpoint, CheckpointStamp, Store
+from axis.store import GENESIS_HASH, AuditSigner, Checkpoint, CheckpointStamp, Store
 from axis.store.audit import format_at
 from axis.trust import Verifier, keys
 
@@ -121,6 +121,18 @@ def check_signer(verifier: Verifier, chain: Sequence[x509.Certificate]) -> None:
         raise CheckpointError(f"its signer's certificate was not acceptable when it was signed: {refusal}") from None
     if code != wire.HUB_IDENTITY:
         raise CheckpointError(f"it is signed with the certificate of {code}, not Axis's")
+
+
+def check_signed(signer: AuditSigner, expected: str, data: bytes, signature: bytes,
+                 verifier: Verifier | None) -> None:
+    """CheckpointError (or ValueError for PEM that cannot be read) unless `signer`, kept under the fingerprint
+    `expected`, signed `data` and, with a `verifier`, was Axis's certificate at that verifier's clock."""
+    chain = x509.load_pem_x509_certificates(signer.certificates.encode("ascii"))
+    if fingerprint(chain[0]) != expected:
+        raise CheckpointError("the certificate kept under its fingerprint is another one")
+    if verifier is not None:
+        check_signer(verifier, chain)
+    check_signature(chain[0], data, signature)
 
 
 def check_stamp_time(stamped_at: datetime, checkpoint_at: datetime) -> None:

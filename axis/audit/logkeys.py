@@ -44,7 +44,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from axis.audit.checkpoints import CheckpointError, check_signature, check_signer, fingerprint
+from axis.audit.checkpoints import CheckpointError, check_signed, fingerprint
 from axis.signer import AxisSigner
 from axis.store import AuditSigner, LogKey, Store
 from axis.store.audit import format_at, seal_message
@@ -162,14 +162,9 @@ class SealChecker:
         signer = self._signers.get(row.signer)
         if signer is None:
             raise SealError(f"log key {key[:16]}…: its certifying certificate is not in the database")
+        self._at = row.created_at
         try:
-            chain = x509.load_pem_x509_certificates(signer.certificates.encode("ascii"))
-            if fingerprint(chain[0]) != row.signer:
-                raise CheckpointError("the certificate kept under its fingerprint is another one")
-            if self._verifier is not None:
-                self._at = row.created_at
-                check_signer(self._verifier, chain)
-            check_signature(chain[0], row.statement.encode("ascii"), row.signature)
+            check_signed(signer, row.signer, row.statement.encode("ascii"), row.signature, self._verifier)
         except (CheckpointError, ValueError) as exc:
             raise SealError(f"log key {key[:16]}… is not certified by the axis key: "
                             f"{str(exc).replace('checkpoint', 'statement')}") from None

@@ -46,10 +46,8 @@ from axis.audit.checkpoints import (
     CheckpointError,
     Note,
     Saved,
-    check_signature,
-    check_signer,
+    check_signed,
     check_stamp_time,
-    fingerprint,
     note_digest,
 )
 from axis.audit.export import ExportError, read_export
@@ -166,14 +164,9 @@ def _check_checkpoints(checkpoints: list[Checkpoint], signers: Mapping[str, Audi
         if signer is None:
             report.fail(where, f"its signer's certificate {cp.signer[:16]}… is not in the database")
             return False
+        as_of[0] = cp.at
         try:
-            chain = x509.load_pem_x509_certificates(signer.certificates.encode("ascii"))
-            if fingerprint(chain[0]) != cp.signer:
-                raise CheckpointError("the certificate kept under its fingerprint is another one")
-            if verifier is not None:
-                as_of[0] = cp.at
-                check_signer(verifier, chain)
-            check_signature(chain[0], cp.note.encode("utf-8"), cp.signature)
+            check_signed(signer, cp.signer, cp.note.encode("utf-8"), cp.signature, verifier)
         except (CheckpointError, ValueError) as exc:
             report.fail(where, str(exc))
             return False

@@ -1043,8 +1043,8 @@ class WriteTx(_Reads):
                          "data": data, "prev_hash": prev, "hash": digest, "bound": bound,
                          "sealed_from": sealed_from, "seal_key": seal_key, "seal": None})
             prev = digest
-        if self._sealer is not None and key is not None:
-            rows[-1]["seal"] = self._sealer.sign(chain.seal_message(key, first, seq, prev))
+        if self._sealer is not None:
+            rows[-1]["seal"] = self._sealer.sign(chain.seal_message(self._sealer.key_id, first, seq, prev))
         c.execute(sa.insert(audit_log), rows)
         self._pending_audit.clear()
         self._bound.clear()
