@@ -11,6 +11,7 @@ from axis.store.db import normalise_url, open_store
 from axis.store.errors import AlreadyExists, DuplicateDocument, MissingDatabase, NotFound, StoreError
 from axis.store.records import (
     Agency,
+    AgencyAlias,
     AuditEntry,
     AuditReport,
     AuditSigner,
@@ -38,6 +39,7 @@ from axis.store.store import Snapshot, Store, WriteTx
 __all__ = [
     "GENESIS_HASH",
     "Agency",
+    "AgencyAlias",
     "AlreadyExists",
     "AuditEntry",
     "AuditReport",

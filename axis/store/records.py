@@ -39,8 +39,16 @@ class Certificate:
     certificate: str                # PEM
     not_before: datetime
     not_after: datetime
-    state: str                      # 'active' | 'revoked'
+    state: str                      # 'active' | 'revoked' (by its CA) | 'withdrawn' (by an operator)
     added_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class AgencyAlias:
+    old_code: str                   # renamed away from ...
+    new_code: str                   # ... to this: documents to old_code go here until `until`
+    created_at: datetime
+    until: datetime
 
 
 # ---- documents and deliveries ---------------------------------------------

@@ -51,13 +51,13 @@ def _in(column: str, values: tuple[str, ...]) -> str:
 
 
 AGENCY_STATES = ("active", "suspended")
-CERT_STATES = ("active", "revoked")
+CERT_STATES = ("active", "revoked", "withdrawn")
 DOCUMENT_KINDS = ("document", "status")
 RECEIPT_KINDS = ("intake", "delivery", "status", "error")
 CREDENTIAL_ROLES = ("agency", "operator", "auditor")
 SUBMISSION_OUTCOMES = ("accepted", "duplicate", "refused")
 DELIVERY_STATES = ("queued", "published", "delivered", "arrived", "accepted", "assigned", "processing",
-                   "done", "refused", "failed", "recalled")
+                   "done", "refused", "failed", "recalled", "parked")
 
 # BIGINT for growth; plain INTEGER on SQLite, where only INTEGER PRIMARY KEY autoincrements.
 _ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
@@ -90,6 +90,16 @@ certificates = sa.Table(
     sa.Column("added_at", _AT, nullable=False),
     sa.UniqueConstraint("fingerprint", name="uq_agency_certificates_fingerprint"),
     sa.CheckConstraint(_in("state", CERT_STATES), name="ck_agency_certificates_state"),
+)
+
+# After `axis agency rename OLD NEW`: documents addressed to OLD go to NEW until `until` (a merger or a new code);
+# OLD stays in the registry and in the history.
+agency_aliases = sa.Table(
+    "agency_aliases", metadata,
+    sa.Column("old_code", _CODE, sa.ForeignKey("agencies.code"), primary_key=True),
+    sa.Column("new_code", _CODE, sa.ForeignKey("agencies.code"), nullable=False, index=True),
+    sa.Column("created_at", _AT, nullable=False),
+    sa.Column("until", _AT, nullable=False),
 )
 
 documents = sa.Table(

@@ -10,6 +10,7 @@ import sqlalchemy as sa
 
 from axis.store import (
     Agency,
+    AgencyAlias,
     AuditEntry,
     AuditSigner,
     Certificate,
@@ -24,7 +25,7 @@ from axis.store import (
 RECORDS = [(Agency, schema.agencies), (Certificate, schema.certificates), (Document, schema.documents),
            (Delivery, schema.deliveries), (Receipt, schema.receipts), (AuditEntry, schema.audit_log),
            (Checkpoint, schema.audit_checkpoints), (CheckpointStamp, schema.audit_timestamps),
-           (AuditSigner, schema.audit_signers)]
+           (AuditSigner, schema.audit_signers), (AgencyAlias, schema.agency_aliases)]
 
 
 @pytest.mark.parametrize(("record", "table"), RECORDS, ids=[r.__name__ for r, _ in RECORDS])
