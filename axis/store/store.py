@@ -795,6 +795,7 @@ class WriteTx(_Reads):
         stmt = self._insert(agency_aliases).values(**dataclasses.asdict(alias))
         if not self._inserted(stmt.on_conflict_do_nothing(index_elements=["old_code"]), agency_aliases.c.old_code):
             raise AlreadyExists(f"{old} was already renamed")
+        self._bind("agency_aliases", [dataclasses.asdict(alias)])
         return alias
 
     # ---- documents

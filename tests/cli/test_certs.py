@@ -9,11 +9,13 @@ import shutil
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from cryptography.hazmat.primitives import hashes
 from typer.testing import CliRunner, Result
 
 from axis.audit.verify import verify_store
 from axis.store import open_store
+from axis.store.schema import agency_aliases
 from axis.trust import keys, load_certificate, pki
 from cli.main import app
 from tests.store.conftest import backend, migrated_url, pg_template  # noqa: F401 - fixtures reused (`db`)
@@ -211,14 +213,22 @@ def test_rename_registers_the_new_code_and_refuses_what_would_hijack_routing(
     one_line(axis(env, "agency", "rename", H41, "000.00.00.H98", "--merge", db=db), 1, "not registered")
     one_line(axis(env, "agency", "rename", H41, H41, db=db), 2, "its own code")
 
+    roots = [load_certificate(files / "ca" / "ca.pem")]
     store = open_store(db)
     try:
         [alias] = store.aliases([G22]).values()
         agency = store.get_agency(new)
         actions = [(e.action, e.subject) for e in store.audit_entries()
                    if e.action in ("agency-added", "agency-renamed")]
+        assert verify_store(store, roots).ok
+        # Whoever writes the table straight diverts H41's mail to G22's successor: `axis audit verify` names it.
+        with store.engine.begin() as conn:
+            conn.execute(sa.insert(agency_aliases).values(old_code=H41, new_code=new, created_at=alias.created_at,
+                                                          until=alias.until))
+        report = verify_store(store, roots)
     finally:
         store.close()
     assert alias.new_code == new and dt.timedelta(days=7) - (alias.until - alias.created_at) < dt.timedelta(seconds=1)
     assert agency is not None and agency.name == G22
     assert actions[-2:] == [("agency-added", new), ("agency-renamed", G22)]
+    assert not report.ok and report.where == f"agency_aliases row {H41}", report
