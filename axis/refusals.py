@@ -69,7 +69,7 @@ class RefusalCode(enum.Enum):
     UNKNOWN_RECIPIENT = (402, "A recipient agency is not registered on the axis.")
     RECIPIENT_SUSPENDED = (403, "A recipient agency is suspended on the axis.")
     CERT_NOT_REGISTERED = (404, "The signer's certificate is not registered for the sending agency. "
-                                "Ask the operator to register it (axis agency add --cert).")
+                                "Ask the operator to register it (axis cert add).")
     UNKNOWN_DOCUMENT = (405, "The status packet answers a document the axis does not know.")
     NOT_A_RECIPIENT = (406, "The status packet answers a document that was not delivered to its sender.")
     DUPLICATE = (407, "This document was already accepted; the first receipt is returned.")

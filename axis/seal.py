@@ -50,6 +50,18 @@ class SealCertificate:
 
     def __init__(self, certificate: x509.Certificate) -> None:
         self.encoded = base64.b64encode(certificate.public_bytes(serialization.Encoding.DER)).decode("ascii")
+        self._key = certificate.public_key()
+
+    def made(self, seal: str, axis_id: str, digest: str, recipients: str) -> bool:
+        """Whether this certificate's key made `seal` (the `ax-seal` header) over this axis id, digest and
+        recipient list: which certificate to serve with a packet sealed before `axis key rotate`."""
+        if not isinstance(self._key, ec.EllipticCurvePublicKey | rsa.RSAPublicKey):
+            return False
+        try:
+            verify_raw(self._key, base64.b64decode(seal, validate=True), _sealed_bytes(axis_id, digest, recipients))
+        except (InvalidSignature, binascii.Error, ValueError):
+            return False
+        return True
 
     @classmethod
     def from_pem(cls, pem: bytes) -> SealCertificate:

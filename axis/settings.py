@@ -147,6 +147,10 @@ class Settings(BaseSettings):
     tsa_trust: Path | None = _setting(
         None, "The root certificates (PEM) a TSA's certificate must chain to for its timestamps to verify "
         "(`tsa-root.pem` of `axis tsa init`).", shown="none")
+    rename_grace_days: int = _setting(
+        180, "Days during which documents addressed to an agency's old code are routed to its new one after "
+        "`axis agency rename OLD NEW` (its `--for`); after them the old code is unknown to routing.",
+        flag="--for")
     deadline_time_zone: str = _setting(
         "Asia/Ho_Chi_Minh", "The time zone (IANA name) in which the overdue report reads working hours and days, "
         "and in which `axis stats --by day` counts days and the auditor's commands read a date without an offset.")
@@ -232,7 +236,7 @@ class Settings(BaseSettings):
         return value
 
     @field_validator("retry_attempts", "workers", "gateway_burst", "max_packet_bytes", "checkpoint_entries",
-                     "signer_processes")
+                     "signer_processes", "rename_grace_days")
     @classmethod
     def _at_least_one(cls, value: int | None) -> int | None:
         if value is not None and value < 1:

@@ -15,6 +15,7 @@ from cli import (
     agency_side,
     audit,
     auditor,
+    certs,
     credentials,
     evidence,
     gateway,
@@ -88,6 +89,7 @@ app.add_typer(credentials.app, name="credentials")
 app.add_typer(tsa.app, name="tsa")
 app.add_typer(evidence.app, name="evidence")
 app.add_typer(signer.app, name="signer")
+certs.mount(app)  # cert, key rotate, agency rename
 
 
 def main() -> None:

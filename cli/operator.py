@@ -72,11 +72,17 @@ def agency_add(
             tx.audit("operator", "agency-added", code, {"name": name, "parent": parent,
                                                         "certificates": fingerprints})
     except AlreadyExists as exc:
-        fail(f"{exc}; use `axis agency resume` or another code")
+        fail(f"{exc}; add a certificate with `axis cert add {code} CERT.pem`, resume it with `axis agency resume "
+             f"{code}`, or use another code")
     except NotFound as exc:
         fail(str(exc))
     finally:
         store.close()
+    if not pems:
+        # Without a registered certificate every packet it signs is refused (AX404): say how to add one.
+        stdout.print(f"registered {code} ({name}) with no certificate: it cannot send until one is registered. "
+                     f"Next: axis cert add {code} CERT.pem, then axis credentials issue --agency {code}")
+        return
     stdout.print(f"registered {code} ({name}) with {len(pems)} certificate(s); give its document system a "
                  f"credential: axis credentials issue --agency {code}")
 

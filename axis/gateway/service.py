@@ -49,6 +49,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from cryptography import x509
+
 from axis import wire
 from axis.auditor.deadlines import Rules
 from axis.auditor.overdue import load_rules
@@ -67,7 +69,7 @@ from axis.settings import Settings
 from axis.signer import AxisSigner, SignerClient, SignerStartError
 from axis.store import Delivery, DeliveryState, Document, InboxItem, NewReceipt, NewSubmission, Store, Submission
 from axis.transport import OutgoingMessage, Transport, TransportError
-from axis.trust import Verifier
+from axis.trust import Verifier, certificate_agency_code
 
 log = logging.getLogger("axis.gateway")
 
@@ -433,6 +435,7 @@ class AgencyService:
         self._signer = signer
         self._verifier = verifier
         self._seal_certificate = SealCertificate.from_pem(signer.certificates()[0])
+        self._earlier_seal_certificates: list[SealCertificate] | None = None  # read at the first fetch
         self.max_packet_bytes = max_packet_bytes
         self._submission_rows = _GroupWriter(self._record_submissions, "recording submissions")
         self._outcomes = _OutcomeWatch(lambda ids: self._read("reading submissions", self.store.submissions, ids))
@@ -641,10 +644,37 @@ class AgencyService:
         headers = {wire.H_AXIS_ID: axis_id, wire.H_DIGEST: document.digest, wire.H_SENDER: document.sender_code,
                    wire.H_KIND: document.kind}
         if document.seal:
-            headers.update({wire.H_SEAL: document.seal,
-                            wire.H_SEAL_TO: ",".join(sorted(d.recipient_code for d in deliveries)),
-                            wire.H_SEAL_CERT: self._seal_certificate.encoded})
+            to = ",".join(sorted(d.recipient_code for d in deliveries))
+            certificate = await self._sealed_by(document.seal, axis_id, document.digest, to)
+            headers.update({wire.H_SEAL: document.seal, wire.H_SEAL_TO: to, wire.H_SEAL_CERT: certificate.encoded})
         return Served(axis_id, body, document.digest, headers)
+
+    async def _sealed_by(self, seal: str, axis_id: str, digest: str, to: str) -> SealCertificate:
+        """The axis certificate whose key made `seal`: the signer's, or for a packet sealed before `axis key
+        rotate`, an earlier axis certificate (every one certified log keys, so `audit_signers` keeps it). Only
+        an axis that has had more than one key pays for the check; the agency's SDK judges the certificate."""
+        if self._earlier_seal_certificates is None:
+            self._earlier_seal_certificates = await self._read("reading the axis's earlier certificates",
+                                                               self._earlier_axis_certificates)
+        if self._earlier_seal_certificates and not self._seal_certificate.made(seal, axis_id, digest, to):
+            for certificate in self._earlier_seal_certificates:
+                if certificate.made(seal, axis_id, digest, to):
+                    return certificate
+        return self._seal_certificate
+
+    def _earlier_axis_certificates(self) -> list[SealCertificate]:
+        found = []
+        for signer in self.store.audit_signers().values():
+            leaf = x509.load_pem_x509_certificates(signer.certificates.encode("ascii"))[0]
+            try:
+                if certificate_agency_code(leaf) != wire.HUB_IDENTITY:
+                    continue
+            except Refusal:
+                continue
+            certificate = SealCertificate(leaf)
+            if certificate.encoded != self._seal_certificate.encoded:
+                found.append(certificate)
+        return found
 
     async def ack(self, caller: Caller, axis_id: str, receipt: bytes | None) -> dict[str, Any]:
         """Record that the caller's agency stored `axis_id`: its own signed delivery receipt, or one Axis signs.

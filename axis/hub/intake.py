@@ -6,7 +6,9 @@ process (`workers.py`), all of it synchronous:
 1. each packet is checked (safe parse, schema, signature, chain, revocation,
    signer = sender) — `verification.py`;
 2. the registry decides (`_decide`): sender known, active, certificate
-   registered; every recipient known and active; a status follows the rule of
+   registered, not renamed (documents); every recipient known and active, a
+   renamed one (`axis agency rename`) replaced by its new code while its alias
+   routes (docs/certificates.md); a status follows the rule of
    its code (`STATUS_RULES`: 13 from the original sender only; 01-06, 15, 16
    from a recipient whose delivery receipt is recorded or carried along); a
    repeated (sender, DocumentId) is a duplicate answered with the first receipt;
@@ -37,6 +39,7 @@ from axis.receipt import Receipt, build_receipt, now_utc
 from axis.refusals import RefusalCode
 from axis.signer import AxisSigner
 from axis.store import (
+    AgencyAlias,
     Decision,
     Document,
     DuplicateDocument,
@@ -179,14 +182,16 @@ class Intake:
             else:
                 keys += [(c.answers_sender or "", c.document_id, "document"), (c.sender, self._status_key(c), "status")]
         known = self._store.find_documents(keys)
+        found = self._store.aliases(codes)
+        aliases: dict[str, AgencyAlias | None] = {code: found.get(code) for code in codes}
         for plan in plans:
             if plan.checked is not None:
-                self._decide_one(plan, plan.checked, states, known)
+                self._decide_one(plan, plan.checked, states, known, aliases)
             if plan.refusal is None and plan.duplicate_of is None:
                 plan.axis_id = wire.new_axis_id()
 
     def _decide_one(self, plan: _Plan, c: Checked, states: dict[str, str],
-                    known: dict[tuple[str, str, str], Document]) -> None:
+                    known: dict[tuple[str, str, str], Document], aliases: dict[str, AgencyAlias | None]) -> None:
         if plan.caller is not None and plan.caller != c.sender:
             return _refuse(plan, RefusalCode.CALLER_NOT_SENDER,
                            f"signed by {c.sender}, submitted with a credential of {plan.caller}")
@@ -195,6 +200,12 @@ class Intake:
             return _refuse(plan, RefusalCode.UNKNOWN_SENDER, f"{c.sender} is not registered on the axis")
         if state != "active":
             return _refuse(plan, RefusalCode.SENDER_SUSPENDED, f"{c.sender} is suspended")
+        renamed = self._alias(c.sender, aliases)
+        if renamed is not None and c.kind == "document":
+            # A renamed code only answers what it received; new documents come from the code it became.
+            return _refuse(plan, RefusalCode.SENDER_SUSPENDED,
+                           f"{c.sender} was renamed {renamed.new_code} on {renamed.created_at:%Y-%m-%d}: send as "
+                           f"{renamed.new_code}, signed with a certificate of {renamed.new_code}")
         if not self._certificate_registered(c.sender, c.fingerprint):
             return _refuse(plan, RefusalCode.CERT_NOT_REGISTERED,
                            f"certificate {c.fingerprint[:16]}… is not registered for {c.sender}")
@@ -239,6 +250,9 @@ class Intake:
             if (first := known.get((c.sender, c.document_id, "document"))) is not None:
                 plan.duplicate_of = first.axis_id
                 return None
+        recipients, gone = self._route(recipients, aliases)
+        if gone:
+            return _refuse(plan, RefusalCode.UNKNOWN_RECIPIENT, gone)
         missing = [code for code in recipients if code not in states]
         if missing:
             states.update(self._store.agency_states(missing))
@@ -250,6 +264,30 @@ class Intake:
             return _refuse(plan, RefusalCode.RECIPIENT_SUSPENDED, f"suspended: {', '.join(suspended)}")
         plan.recipients = recipients
         return None
+
+    def _alias(self, code: str, aliases: dict[str, AgencyAlias | None]) -> AgencyAlias | None:
+        if code not in aliases:  # a code only this plan names (a recall's earlier recipients, a status's parties)
+            aliases[code] = self._store.aliases([code]).get(code)
+        return aliases[code]
+
+    def _route(self, recipients: tuple[str, ...],
+               aliases: dict[str, AgencyAlias | None]) -> tuple[tuple[str, ...], str | None]:
+        """The recipients with each renamed code replaced by the code it became (`axis agency rename`), while
+        its alias routes; (), why when one's alias ended (its code is then unknown to routing)."""
+        routed = []
+        now = self._store.clock()
+        for code in recipients:
+            seen = [code]
+            while (alias := self._alias(code, aliases)) is not None:
+                if alias.until <= now:
+                    return (), (f"{alias.old_code} was renamed {alias.new_code}; documents to it were routed to "
+                                f"{alias.new_code} until {alias.until:%Y-%m-%d}: address {alias.new_code}")
+                code = alias.new_code
+                if code in seen:  # only a table written behind Axis's back holds a loop
+                    return (), f"the renamed codes {' -> '.join([*seen, code])} form a loop"
+                seen.append(code)
+            routed.append(code)
+        return tuple(dict.fromkeys(routed)), None
 
     @staticmethod
     def _status_key(c: Checked) -> str:

@@ -42,6 +42,9 @@ class Binding:
 BINDINGS: dict[str, Binding] = {
     "agencies": Binding(("code",), ("code",)),
     "agency_certificates": Binding(("fingerprint",), ("agency_code",), skip=("id",)),
+    # A renamed code's alias decides where documents go (axis/hub/intake.py): one written behind Axis's back
+    # would divert an agency's mail unseen.
+    "agency_aliases": Binding(("old_code",), ("old_code",)),
     "documents": Binding(("axis_id",), ("axis_id",)),
     "deliveries": Binding(("axis_id", "recipient_code"), ("axis_id",)),
     "receipts": Binding(("axis_id", "recipient_code", "kind", "code"), ("axis_id",), skip=("id",)),

@@ -40,6 +40,7 @@ from axis.store.db import WRITE_OPTION
 from axis.store.errors import AlreadyExists, DuplicateDocument, NotFound, StoreError
 from axis.store.records import (
     Agency,
+    AgencyAlias,
     AuditEntry,
     AuditReport,
     AuditSigner,
@@ -67,6 +68,7 @@ from axis.store.schema import (
     DOCUMENT_KINDS,
     RECEIPT_KINDS,
     agencies,
+    agency_aliases,
     audit_checkpoints,
     audit_log,
     audit_log_keys,
@@ -182,6 +184,46 @@ class _Reads:
                                                certificates_t.c.fingerprint == fingerprint.lower(),
                                                certificates_t.c.state == "active")
             return c.execute(q).first() is not None
+
+    # ---- certificates and renamed codes (`axis cert`, `axis agency rename`)
+    def certificate(self, fingerprint: str) -> Certificate | None:
+        with self._reading() as c:
+            row = c.execute(sa.select(certificates_t).where(
+                certificates_t.c.fingerprint == fingerprint.lower())).first()
+        return _record(Certificate, row) if row else None
+
+    def certificates_like(self, prefix: str, limit: int = 2) -> list[Certificate]:
+        """Certificates whose fingerprint starts with `prefix` (hex), at most `limit`: how an operator names one."""
+        with self._reading() as c:
+            q = sa.select(certificates_t).where(
+                certificates_t.c.fingerprint.startswith(prefix.lower(), autoescape=True))
+            return [_record(Certificate, r) for r in c.execute(q.order_by(certificates_t.c.id).limit(limit))]
+
+    def list_certificates(self, code: str | None = None) -> list[Certificate]:
+        """Every registered certificate (of agency `code`), by agency, oldest registration first."""
+        q = sa.select(certificates_t)
+        if code is not None:
+            q = q.where(certificates_t.c.agency_code == code)
+        with self._reading() as c:
+            return [_record(Certificate, r) for r in c.execute(q.order_by(certificates_t.c.agency_code,
+                                                                           certificates_t.c.id))]
+
+    def aliases(self, codes: Iterable[str]) -> dict[str, AgencyAlias]:
+        """{old code: its alias} for those of `codes` that were renamed (whether or not the alias still routes)."""
+        wanted = sorted(set(codes))
+        found: dict[str, AgencyAlias] = {}
+        with self._reading() as c:
+            for part in _chunks(wanted):
+                q = sa.select(agency_aliases).where(agency_aliases.c.old_code.in_(part))
+                found.update((r.old_code, _record(AgencyAlias, r)) for r in c.execute(q))
+        return found
+
+    def aliases_to(self, code: str) -> list[AgencyAlias]:
+        """The codes renamed to `code`, oldest rename first."""
+        with self._reading() as c:
+            q = sa.select(agency_aliases).where(agency_aliases.c.new_code == code).order_by(
+                agency_aliases.c.created_at, agency_aliases.c.old_code)
+            return [_record(AgencyAlias, r) for r in c.execute(q)]
 
     # ---- documents, deliveries, receipts
     def find_document(self, sender: str, document_id: str, kind: str = "document") -> Document | None:
@@ -712,7 +754,7 @@ class WriteTx(_Reads):
             if owner != code:
                 raise AlreadyExists(f"certificate {fingerprint} is already registered to agency {owner}")
             if state != "active":
-                raise AlreadyExists(f"certificate {fingerprint} of {code} was revoked and cannot be "
+                raise AlreadyExists(f"certificate {fingerprint} of {code} was {state} and cannot be "
                                     "registered again; issue a new certificate")
         return fingerprint
 
@@ -727,6 +769,34 @@ class WriteTx(_Reads):
         if exists is None:
             raise NotFound(f"no certificate with fingerprint {fingerprint}")
         return False
+
+    def withdraw_certificate(self, fingerprint: str) -> bool:
+        """An operator takes an active certificate out of use (`axis cert withdraw`); False when it was not
+        active (withdrawn or revoked already), NotFound when there is none."""
+        stmt = sa.update(certificates_t).where(certificates_t.c.fingerprint == fingerprint.lower(),
+                                               certificates_t.c.state == "active").values(state="withdrawn")
+        if self._updated("agency_certificates", stmt):
+            return True
+        if self.certificate(fingerprint) is None:
+            raise NotFound(f"no certificate with fingerprint {fingerprint}")
+        return False
+
+    def add_alias(self, old: str, new: str, until: datetime) -> AgencyAlias:
+        """Route documents addressed to `old` to `new` until `until` (`axis agency rename`). Both must be
+        registered (NotFound); AlreadyExists when `old` was renamed before. Which renames make sense (no
+        chain back to a renamed code, no merger into an agency by accident) is the caller's rule
+        (cli/certs.py)."""
+        for code in (old, new):
+            if self.get_agency(_check_code(code)) is None:
+                raise NotFound(f"agency {code!r} is not registered")
+        if until.tzinfo is None:
+            raise ValueError("until is a naive datetime; pass an aware UTC datetime")
+        alias = AgencyAlias(old_code=old, new_code=new, created_at=self._clock(), until=until)
+        stmt = self._insert(agency_aliases).values(**dataclasses.asdict(alias))
+        if not self._inserted(stmt.on_conflict_do_nothing(index_elements=["old_code"]), agency_aliases.c.old_code):
+            raise AlreadyExists(f"{old} was already renamed")
+        self._bind("agency_aliases", [dataclasses.asdict(alias)])
+        return alias
 
     # ---- documents
     def insert_document(self, doc: NewDocument, body: bytes) -> Document:
