@@ -546,7 +546,9 @@ class AgencyClient:
         2. For every accepted document still tracked: the delivery receipts its
            recipients signed and the error receipts of deliveries that failed (the
            document's timeline, `Edge.receipts`), each verified; a document is no
-           longer tracked once every recipient has answered with one.
+           longer tracked once every recipient has answered with a delivery receipt,
+           or with an error receipt and a delivery the operator purged (a parked one
+           may still be replayed and delivered).
         Status packets and their receipts are not tracked (their outcome is the intake receipt).
         """
         stored: list[ReceivedReceipt] = []
@@ -556,9 +558,10 @@ class AgencyClient:
                 if intake.receipt is not None and intake.path is not None:
                     stored.append(ReceivedReceipt(intake.receipt, wire.HUB_IDENTITY, submission, intake.path))
         tracked = await asyncio.to_thread(self.journal.tracked)
+        states: dict[str, dict[str, str]] = {}
         if tracked:
-            moved = await self._moved(tracked)
-            tracked = {a: r for a, r in tracked.items() if a in moved}
+            states = await self._moved(tracked)
+            tracked = {a: r for a, r in tracked.items() if a in states}
 
         async def timeline(axis_id: str, recipients: list[str]) -> None:
             try:
@@ -566,17 +569,21 @@ class AgencyClient:
             except EdgeNotFound:
                 await asyncio.to_thread(self.journal.untrack, [axis_id])
                 return
-            got, answered = await asyncio.to_thread(self._store_timeline, axis_id, items)
+            got, delivered, errors = await asyncio.to_thread(self._store_timeline, axis_id, items)
             stored.extend(got)
-            if set(recipients) <= answered:
+            # An error receipt is the last word only once the delivery stays failed: a parked one may be
+            # replayed by the operator and delivered after all (then its delivery receipt follows).
+            waiting = {code for code, state in states[axis_id].items() if state in (*WAITING, "parked")}
+            if set(recipients) <= delivered | (errors - waiting):
                 await asyncio.to_thread(self.journal.untrack, [axis_id])
 
         await _bounded(OUTCOME_PARALLEL, [partial(timeline, a, r) for a, r in tracked.items()])
         return stored
 
-    async def _moved(self, tracked: dict[str, list[str]]) -> set[str]:
-        """The tracked documents a recipient has moved on (delivered, failed, answered), from a few pages of
-        `Edge.sent` rather than one timeline request per document; those not listed count as moved."""
+    async def _moved(self, tracked: dict[str, list[str]]) -> dict[str, dict[str, str]]:
+        """The tracked documents a recipient has moved on (delivered, parked, failed, answered), each with its
+        recipients' states, from a few pages of `Edge.sent` rather than one timeline request per document;
+        those not listed count as moved (with no states)."""
         oldest = await asyncio.to_thread(self.journal.oldest_tracked)
         since = dt.datetime.fromtimestamp((oldest or time.time()) - SENT_MARGIN, dt.UTC).isoformat()
         states: dict[str, dict[str, str]] = {}
@@ -588,14 +595,16 @@ class AgencyClient:
                     states[item["axis_id"]] = dict(item.get("recipients") or {})
             if after is None or len(states) == len(tracked):
                 break
-        return {axis_id for axis_id, recipients in tracked.items()
+        return {axis_id: states.get(axis_id, {}) for axis_id, recipients in tracked.items()
                 if axis_id not in states or any(states[axis_id].get(code, "queued") not in WAITING
                                                 for code in recipients)}
 
-    def _store_timeline(self, axis_id: str, items: list[dict]) -> tuple[list[ReceivedReceipt], set[str]]:
-        """Verify and store the delivery and error receipts of a timeline; (new ones, recipients answered)."""
+    def _store_timeline(self, axis_id: str, items: list[dict]) -> tuple[list[ReceivedReceipt], set[str], set[str]]:
+        """Verify and store the delivery and error receipts of a timeline; (new ones, recipients with a delivery
+        receipt, recipients with an error receipt)."""
         stored: list[ReceivedReceipt] = []
-        answered: set[str] = set()
+        delivered: set[str] = set()
+        errors: set[str] = set()
         for item in items:
             body = item.get("body")
             if item.get("kind") not in ("delivery", "error") or not body:
@@ -605,7 +614,7 @@ class AgencyClient:
                 if receipt.kind not in ("delivery", "error") or receipt.axis_id != axis_id:
                     continue  # e.g. a refused status about this document, on its timeline
                 if receipt.recipient:
-                    answered.add(receipt.recipient)
+                    (delivered if receipt.kind == "delivery" else errors).add(receipt.recipient)
                 path = self.receipts.directory / receipt_file_name(receipt, None)
                 if path.exists():
                     continue
@@ -614,7 +623,7 @@ class AgencyClient:
                 log.warning("a %s receipt on the timeline of %s is not stored: %s", item.get("kind"), axis_id, exc)
                 continue
             stored.append(ReceivedReceipt(receipt, signer, None, path))
-        return stored, answered
+        return stored, delivered, errors
 
     # ------------------------------------------------------------------ receiving
 

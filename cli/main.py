@@ -17,6 +17,7 @@ from cli import (
     auditor,
     certs,
     credentials,
+    dlq,
     evidence,
     gateway,
     operator,
@@ -84,7 +85,7 @@ app.add_typer(adapter.app, name="adapter")
 app.command("receipts")(operator.receipts)
 app.add_typer(audit.audit_app, name="audit")
 auditor.mount(app)  # overdue, stats; and `audit log` on audit.audit_app
-app.add_typer(operator.dlq_app, name="dlq")
+app.add_typer(dlq.app, name="dlq")
 app.add_typer(credentials.app, name="credentials")
 app.add_typer(tsa.app, name="tsa")
 app.add_typer(evidence.app, name="evidence")

@@ -1,4 +1,4 @@
-"""Operator commands: `axis serve`, `axis agency …`, `axis receipts`, `axis dlq …`."""
+"""Operator commands: `axis serve`, `axis agency …`, `axis receipts`."""
 from __future__ import annotations
 
 import asyncio
@@ -153,12 +153,16 @@ def receipts(
         for doc in documents:
             states = {d.recipient_code: d for d in store.deliveries(doc.axis_id)}
             timeline = store.timeline(doc.axis_id)
+            operator_events = [e for e in store.audit_entries_about(doc.axis_id) if e.action in _OPERATOR_EVENTS]
             report.append({
                 "axis_id": doc.axis_id, "document_id": doc.document_id, "sender": doc.sender_code,
                 "received_at": doc.received_at, "digest": doc.digest, "size": doc.size,
                 "intake": [_receipt_row(r) for r in timeline.get(None, []) if r.kind == "intake"],
-                "recipients": [{"recipient": code, "state": delivery.state, "last_error": delivery.last_error,
-                                "receipts": [_receipt_row(r) for r in timeline.get(code, [])]}
+                "recipients": [{"recipient": code, "state": delivery.state, "attempts": delivery.attempts,
+                                "last_error": delivery.last_error,
+                                "receipts": [_receipt_row(r) for r in timeline.get(code, [])],
+                                "operator": [{"action": e.action, "at": e.at, "attempt": e.data.get("attempt")}
+                                             for e in operator_events if e.data.get("recipient") == code]}
                                for code, delivery in sorted(states.items())]})
     finally:
         store.close()
@@ -172,75 +176,29 @@ def receipts(
                      f"received {doc['received_at']:%Y-%m-%d %H:%M:%S} UTC  sha256 {doc['digest'][:16]}…")
         table = Table("recipient", "state", "receipt", "code", "at (UTC)", "detail")
         for rec in doc["recipients"]:
-            rows = rec["receipts"] or [{"kind": "", "code": "", "at": None, "detail": ""}]
+            # The operator's replays and purges between the receipts: why a delivery with an error receipt
+            # is waiting again, or failed.
+            events = [_operator_row(e) for e in rec["operator"]]
+            rows = sorted(rec["receipts"] + events, key=lambda r: r["at"]) or [
+                {"kind": "", "code": "", "at": None, "detail": ""}]
             for i, r in enumerate(rows):
                 table.add_row(rec["recipient"] if i == 0 else "", rec["state"] if i == 0 else "", r["kind"],
                               r["code"] or "", f"{r['at']:%H:%M:%S}" if r["at"] else "", r["detail"] or "")
         stdout.print(table)
 
 
+_OPERATOR_EVENTS = ("delivery-replayed", "delivery-purged")
+
+
+def _operator_row(event: dict) -> dict:
+    attempt = f", attempt {event['attempt']}" if event["attempt"] else ""
+    return {"kind": event["action"].removeprefix("delivery-"), "code": "", "at": event["at"],
+            "detail": f"by the operator{attempt}"}
+
+
 def _receipt_row(receipt) -> dict:
     return {"kind": receipt.kind, "code": receipt.code, "at": receipt.created_at, "detail": receipt.detail,
             "digest": receipt.digest}
-
-
-dlq_app = typer.Typer(help="Inspect the submissions the hub could not handle at all (dead letters).",
-                      no_args_is_help=True)
-
-
-@dlq_app.command("list")
-def dlq_list(
-    queue: str = typer.Argument("axis.intake",
-                                help="The queue: axis.intake, the one queue Axis consumes (a trailing .dlq is "
-                                     "accepted)."),
-    limit: int = typer.Option(1000, "--limit", min=1, help="At most this many, oldest first."),
-    as_json: bool = typer.Option(False, "--json"),
-    broker: str | None = BrokerOption,
-) -> None:
-    """List the dead letters of the intake queue: what could not be handled, after how many attempts, and why.
-
-    They stay parked: listing takes nothing away. Deliveries are not broker messages (they wait in
-    the store), so a delivery an agency could not take shows as `failed` in `axis receipts`, not here.
-    """
-    from axis import wire
-
-    queue = _dead_letter_queue(queue)
-
-    async def main() -> list:
-        transport = await open_broker(broker, name="axis-dlq")
-        try:
-            return await transport.dead_letters(queue, limit=limit)
-        finally:
-            await transport.close()
-
-    try:
-        letters = asyncio.run(main())
-    except TransportError as exc:
-        fail(f"cannot list the dead letters of {queue}: {exc}")
-    rows = [{"queue": queue, "message_id": letter.message_id, "axis_id": letter.headers.get(wire.H_AXIS_ID),
-             "sender": letter.headers.get(wire.H_SENDER), "document_id": letter.headers.get(wire.H_DOCUMENT_ID),
-             "submission": letter.headers.get(wire.H_SUBMISSION), "attempts": letter.attempts,
-             "dead_at": letter.dead_at.isoformat() if letter.dead_at else None, "reason": letter.reason,
-             "bytes": len(letter.body)} for letter in letters]
-    if as_json:
-        print_json(rows)
-        return
-    table = Table("dead at (UTC)", "axis id / message", "sender", "document", "attempts", "reason")
-    for row in rows:
-        table.add_row((row["dead_at"] or "")[:19], row["axis_id"] or row["submission"] or row["message_id"],
-                      row["sender"] or "", row["document_id"] or "", str(row["attempts"]), row["reason"])
-    stdout.print(table if rows else f"no dead letters for {queue}")
-
-
-def _dead_letter_queue(name: str) -> str:
-    """The queue named by `axis dlq list NAME`: only the queue Axis consumes."""
-    from axis import wire
-
-    name = name.removesuffix(".dlq")
-    if name != wire.INTAKE_QUEUE:
-        fail(f"{name!r} has no dead letters Axis keeps: the one queue Axis consumes is {wire.INTAKE_QUEUE} "
-             "(agencies' deliveries wait in the store; see `axis receipts AXIS_ID`)")
-    return name
 
 
 # ------------------------------------------------------------------- serve

@@ -741,7 +741,8 @@ class AgencyService:
         return next((d.state for d in deliveries if d.recipient_code == agency), "unknown")
 
     async def fail(self, caller: Caller, axis_id: str, reason: str) -> dict[str, Any]:
-        """The caller's agency could not take `axis_id`: `failed`, and an error receipt for its sender."""
+        """The caller's agency could not take `axis_id`: `parked` (for an operator's replay or purge), and an
+        error receipt for its sender. A delivery the agency has already acknowledged does not move (GW409)."""
         agency = self._agency(caller, "report failed deliveries")
         document, _ = await self._document_for(caller, axis_id, as_recipient=True)
         reason = " ".join(str(reason or "no reason given").split())[:500]
@@ -755,18 +756,19 @@ class AgencyService:
 
         def record() -> bool:
             with self.store.write() as tx:
-                moved = tx.transition(axis_id, agency, DeliveryState.FAILED, error=reason)
+                moved = tx.transition(axis_id, agency, DeliveryState.PARKED, error=reason)
                 if moved:
                     tx.add_receipts([NewReceipt(axis_id=axis_id, kind="error", body=body, recipient_code=agency,
                                                 code=str(code.number), detail=reason)])
                     tx.audit("gateway", "delivery-failed", axis_id, {"recipient": agency, "reason": reason[:300],
-                                                                     "credential": caller.credential_id})
+                                                                     "credential": caller.credential_id,
+                                                                     "state": DeliveryState.PARKED.value})
                 return moved
         moved = await retrying("recording a failed delivery")(asyncio.to_thread)(record)
         state = await self._state(axis_id, agency)
-        if not moved and state != DeliveryState.FAILED.value:
-            raise Conflict(f"{axis_id} is {state} for {agency}; only a delivery not yet acknowledged can fail",
-                           "GW409")
+        if not moved and state != DeliveryState.PARKED.value:
+            raise Conflict(f"{axis_id} is {state} for {agency}; only a delivery waiting in the inbox can be "
+                           "reported failed", "GW409")
         return {"axis_id": axis_id, "state": state}
 
     # ------------------------------------------------------------------ what was sent, timelines, directory

@@ -8,14 +8,21 @@ store applies inside the UPDATE itself (compare-and-set), are:
   must strictly raise the rank; skipping ranks is allowed (receipts may arrive
   out of order: a status 03 can overtake the delivery receipt).
 - refused (02) and recalled (15) are terminal: once there, the state never
-  changes again. They are reachable from every non-terminal state.
-- failed (dead letter after every retry) is reachable only before the recipient
-  has the document (queued, published): a late dead-letter report never
-  contradicts a receipt. It is final except for one way out: proof that the
+  changes again. They are reachable from every other state but failed.
+- parked: the recipient reported that it cannot take the document (e.g. its
+  signature does not verify under the recipient's trust roots). Reachable only
+  before the recipient has the document (queued, published), so a late report
+  never contradicts a receipt. Not terminal: an operator's replay moves it back
+  to queued (a new delivery attempt, and the only transition back to an
+  earlier state), a purge moves it to failed, and proof
+  that the recipient has the document (below) moves it on as from failed.
+- failed: a parked delivery the operator purged (`axis dlq purge`); reachable
+  from parked only. It is final except for one way out: proof that the
   recipient has the document after all (its verified delivery receipt, or a
   business status) moves it on to `delivered` or beyond, because the recipient
-  holds the bytes, whatever a dead letter said (a dead letter is only a claim:
-  anyone who can write to the broker can make one).
+  holds the bytes, whatever was reported before (a failure report is only a
+  claim: anyone who holds the recipient's credential, or can write to the
+  broker, can make one).
 - Repeating the current state is not a transition (no second receipt).
 
 Callers may rely on: `can_transition` being a pure function of its two
@@ -38,7 +45,8 @@ class DeliveryState(str, enum.Enum):
     PROCESSING = "processing"  # 05
     DONE = "done"              # 06
     REFUSED = "refused"        # 02, terminal
-    FAILED = "failed"          # dead letter; left only for delivered and beyond
+    PARKED = "parked"          # the recipient could not take it; waits for an operator's replay or purge
+    FAILED = "failed"          # purged by an operator; left only for delivered and beyond
     RECALLED = "recalled"      # 15, terminal
 
     def __str__(self) -> str:
@@ -81,10 +89,15 @@ def can_transition(old: str | DeliveryState, new: str | DeliveryState) -> bool:
         return False
     if old is DeliveryState.FAILED:
         return new in RANK and RANK[new] >= RANK[DeliveryState.DELIVERED]
+    if old is DeliveryState.PARKED:
+        return (new in (DeliveryState.QUEUED, DeliveryState.FAILED) or new in TERMINAL
+                or RANK[new] >= RANK[DeliveryState.DELIVERED])
     if new in TERMINAL:
         return True
-    if new is DeliveryState.FAILED:
+    if new is DeliveryState.PARKED:
         return RANK[old] < RANK[DeliveryState.DELIVERED]
+    if new is DeliveryState.FAILED:
+        return False
     return RANK[new] > RANK[old]
 
 

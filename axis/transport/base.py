@@ -75,7 +75,8 @@ Dead letters
   A dead letter stays parked in its queue's dead-letter queue, for operators:
   `dead_letters(queue)` lists them (body, headers, message id, reason, attempts)
   without removing them; `replay_dead_letters(queue, message_ids)` moves them back
-  to the queue with `attempt` reset to 1. Operators never touch the broker or the
+  to the queue with `attempt` reset to 1; `purge_dead_letters(queue, message_ids)`
+  removes them for good. Operators never touch the broker or the
   database by hand. In the same durable step, a copy of every dead letter, from
   any queue, is put on one feed, `consume_dead_letters()`: an ordinary consumer
   whose deliveries carry the parked letter in `Delivery.letter` (origin queue,
@@ -374,6 +375,10 @@ class Transport(abc.ABC):
     @abc.abstractmethod
     async def replay_dead_letters(self, queue: str, message_ids: Iterable[str] | None = None) -> int:
         """Move dead letters (all, or those with these message ids) back to `queue`; returns how many."""
+
+    @abc.abstractmethod
+    async def purge_dead_letters(self, queue: str, message_ids: Iterable[str] | None = None) -> int:
+        """Remove dead letters (all, or those with these message ids) for good; returns how many."""
 
     @abc.abstractmethod
     async def depth(self, queue: str) -> int:

@@ -347,6 +347,19 @@ class EmbeddedTransport(Transport):
         self._wake([queue])
         return count
 
+    async def purge_dead_letters(self, queue: str, message_ids: Iterable[str] | None = None) -> int:
+        check_queue_name(queue)
+        await self._require_queue(queue)
+        wanted = None if message_ids is None else set(message_ids)
+
+        def purge(conn: sqlite3.Connection) -> int:
+            rows = conn.execute("SELECT seq, message_id FROM axis_dead_letter WHERE queue=?", (queue,)).fetchall()
+            chosen = [(seq,) for seq, message_id in rows if wanted is None or message_id in wanted]
+            conn.executemany("DELETE FROM axis_dead_letter WHERE seq=?", chosen)
+            return len(chosen)
+
+        return await self._db.write(purge)
+
     async def depth(self, queue: str) -> int:
         return await self._depth(check_queue_name(queue))
 

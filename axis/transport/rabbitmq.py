@@ -429,6 +429,22 @@ class RabbitMQTransport(Transport):
                 replayed += 1
         return replayed
 
+    async def purge_dead_letters(self, queue: str, message_ids: Iterable[str] | None = None) -> int:
+        check_queue_name(queue)
+        wanted = None if message_ids is None else set(message_ids)
+        purged = 0
+        async with self._temp_channel() as channel:
+            dlq = await self._passive(channel, Topology.dlq(queue), queue)
+            while True:
+                message = await self._get(dlq)
+                if message is None:
+                    break
+                if wanted is not None and _dead_letter(queue, message).message_id not in wanted:
+                    continue  # stays unacked, so the channel close puts it back
+                await _ack(message)
+                purged += 1
+        return purged
+
     async def _get(self, queue: aio_pika.abc.AbstractQueue) -> AbstractIncomingMessage | None:
         try:
             return await asyncio.wait_for(queue.get(no_ack=False, fail=False), self.timeout)

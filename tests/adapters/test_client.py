@@ -12,6 +12,7 @@ from axis import wire
 from axis.edxml import StatusPacket, load_packet, read_packet
 from axis.receipt import read_receipt
 from axis.refusals import PacketError
+from axis.store.parked import replay
 from tests.adapters.support import G22, H14, H41, HUB, Axis, DevPKI, Relay, document, sha256, signed_document
 
 
@@ -240,10 +241,10 @@ async def test_a_delivery_without_axis_seal_over_these_bytes_is_failed_at_once_a
     assert [r.action for r in rejected] == ["fail"] and expected in rejected[0].reason
     assert "AX411 UNSEALED_DELIVERY" in rejected[0].reason
     assert list((tmp_path / "inbox").iterdir()) == []
-    assert {d.state for d in axis.store.deliveries(axis_id)} == {"failed"}
+    assert {d.state for d in axis.store.deliveries(axis_id)} == {"parked"}
 
 
-async def test_a_delivery_that_keeps_failing_verification_is_failed_and_its_sender_gets_the_error_receipt(
+async def test_a_delivery_that_keeps_failing_verification_is_parked_and_its_sender_gets_the_error_receipt(
         axis: Axis, tmp_path: Path) -> None:
     packet, axis_id = await send(axis, axis.pki, G22, [H41], 60, tmp_path / "g22")
     rejected: list[Rejection] = []
@@ -254,13 +255,27 @@ async def test_a_delivery_that_keeps_failing_verification_is_failed_and_its_send
 
     assert [r.action for r in rejected] == ["retry", "retry", "fail"]
     assert all("AX311 CERT_UNTRUSTED" in r.reason for r in rejected), rejected
-    assert {d.state for d in axis.store.deliveries(axis_id)} == {"failed"}
+    assert {d.state for d in axis.store.deliveries(axis_id)} == {"parked"}
     sender = client(axis, G22, tmp_path / "g22")
     [error] = await sender.collect_receipts()
     assert (error.signer_code, error.outcome, error.receipt.kind) == (HUB, "failed", "error")
     assert (error.receipt.axis_id, error.receipt.recipient, error.receipt.digest) == (axis_id, H41, sha256(packet))
     assert error.receipt.refusal_code == 500
+    # Parked, not failed: the operator may replay it, so the sender keeps waiting for H41's answer.
+    assert list(sender.journal.tracked()) == [axis_id]
+    assert await sender.collect_receipts() == []
+
+    # The operator replays it once H41 trusts the right root; H41 takes it; the sender gets its delivery receipt.
+    with axis.store.write() as tx:
+        assert replay(tx, axis_id, H41, actor="operator")
+    receiver.verifier = axis.pki.verifier
+    [received] = await receiver.pull(tmp_path / "inbox", wait=0.3)
+    assert received.axis_id == axis_id and (tmp_path / "inbox" / f"{axis_id}.edxml").read_bytes() == packet
+    [delivery] = await sender.collect_receipts()
+    assert (delivery.receipt.kind, delivery.receipt.recipient, delivery.signer_code) == ("delivery", H41, H41)
     assert sender.journal.tracked() == {}  # every recipient answered
+    [d] = axis.store.deliveries(axis_id)
+    assert (d.state, d.attempts) == ("delivered", 1)
 
 
 class _CountsTimelines(Relay):

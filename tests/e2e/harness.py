@@ -58,10 +58,11 @@ _T = TypeVar("_T")
 
 # Which commands take which deployment options (the rest take neither).
 _AGENCY_COMMANDS = {("send",), ("inbox", "pull"), ("status", "send"), ("adapter", "folder")}
+_DLQ_COMMANDS = {("dlq", "list"), ("dlq", "show"), ("dlq", "replay"), ("dlq", "purge")}
 _TAKES_DB = {("serve",), ("agency", "add"), ("agency", "list"), ("agency", "suspend"), ("agency", "resume"),
              ("receipts",), ("audit", "verify"), ("credentials", "issue"), ("credentials", "list"),
-             ("credentials", "revoke"), ("gateway",), *_AGENCY_COMMANDS}
-_TAKES_BROKER = {("serve",), ("gateway",), ("dlq", "list"), *_AGENCY_COMMANDS}
+             ("credentials", "revoke"), ("gateway",), *_AGENCY_COMMANDS, *_DLQ_COMMANDS}
+_TAKES_BROKER = {("serve",), ("gateway",), *_DLQ_COMMANDS, *_AGENCY_COMMANDS}
 _GROUPS = ("agency", "inbox", "status", "audit", "dlq", "credentials", "adapter")
 
 

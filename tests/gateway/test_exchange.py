@@ -10,6 +10,7 @@ from pathlib import Path
 from axis.hub import Hub
 from axis.receipt import Receipt, build_receipt, now_utc, read_receipt
 from axis.seal import SealChecker
+from axis.store.parked import replay
 from tests.gateway.support import G17, G22, H14, H41, ServedGateway
 
 XML = {"Content-Type": "application/xml"}
@@ -73,23 +74,37 @@ def test_a_document_goes_through_every_operation(gateway: ServedGateway) -> None
         assert {a["code"] for a in directory} >= {G22, H41, H14, G17}
 
 
-def test_fail_tells_the_sender_and_keeps_the_delivery_visible(gateway: ServedGateway) -> None:
+def test_fail_parks_the_delivery_and_tells_the_sender(gateway: ServedGateway) -> None:
     sent = gateway.send(G22, [H41])
     axis_id = sent["axis_id"]
     gateway.wait_inbox(H41, 1)
     with gateway.client(H41) as h41:
         failed = h41.post(f"/v1/inbox/{axis_id}/fail", json={"reason": "cannot store it: disk full"})
         assert failed.status_code == 200, failed.text
-        assert failed.json() == {"axis_id": axis_id, "state": "failed"}
+        assert failed.json() == {"axis_id": axis_id, "state": "parked"}
+        again = h41.post(f"/v1/inbox/{axis_id}/fail", json={"reason": "still full"})
+        assert again.json() == {"axis_id": axis_id, "state": "parked"}  # said once: one error receipt
         bad = h41.post(f"/v1/inbox/{axis_id}/fail", json={"reason": ""})
         assert bad.status_code == 422 and bad.json()["error"]["code"] == "GW422"
+        assert h41.get("/v1/inbox").json()["items"] == []  # parked: out of the inbox until replayed
     with gateway.client("auditor") as auditor:
         timeline = auditor.get(f"/v1/documents/{axis_id}/receipts").json()["receipts"]
         errors = [r for r in timeline if r["kind"] == "error"]
-        assert errors and errors[0]["recipient"] == H41 and errors[0]["code"] == "AX500"
+        assert [(r["recipient"], r["code"]) for r in errors] == [(H41, "AX500")]
     with gateway.client(G22) as g22:
         mine = [i for i in g22.get("/v1/sent").json()["items"] if i["axis_id"] == axis_id]
-        assert mine[0]["recipients"] == {H41: "failed"}
+        assert mine[0]["recipients"] == {H41: "parked"}
+
+    # The operator replays it: back in H41's inbox; once acknowledged, no failure report moves it back.
+    with gateway.world.store.write() as tx:
+        assert replay(tx, axis_id, H41, actor="operator")
+    assert [i["axis_id"] for i in gateway.wait_inbox(H41, 1)] == [axis_id]
+    with gateway.client(H41) as h41:
+        assert h41.get(f"/v1/inbox/{axis_id}").status_code == 200
+        assert h41.post(f"/v1/inbox/{axis_id}/ack").json()["state"] == "delivered"
+        late = h41.post(f"/v1/inbox/{axis_id}/fail", json={"reason": "a late claim"})
+        assert late.status_code == 409 and late.json()["error"]["code"] == "GW409", late.text
+    assert [d.state for d in gateway.world.store.deliveries(axis_id)] == ["delivered"]
 
 
 def test_the_inbox_lists_urgent_first_and_pages_with_the_cursor(embedded_gateway: ServedGateway) -> None:

@@ -192,17 +192,17 @@ async def test_delivery_receipt_marks_delivered_once_and_shows_on_the_timeline(w
     assert [item["recipients"] for item in sent] == [{H41: "delivered"}]
 
 
-async def test_a_delivery_the_recipient_cannot_take_fails_with_an_error_receipt_for_the_sender(world: World) -> None:
+async def test_a_delivery_the_recipient_cannot_take_is_parked_with_an_error_receipt_for_the_sender(world: World) -> None:
     body = world.document(G22, [H41])
     accepted, _, _ = await world.outcome(await world.submit(body, G22))
     await world.inbox(H41, 1)
     answer = await world.service.fail(world.caller(H41), accepted.axis_id, "disk full")
-    assert answer["state"] == "failed"
+    assert answer["state"] == "parked"
     [error] = [r for r in world.store.timeline(accepted.axis_id)[H41] if r.kind == "error"]
     assert error.code == str(RefusalCode.DELIVERY_FAILED.number) and error.detail == "disk full"
     result = world.verifier.verify_receipt(error.body)
     assert result.signer_code == wire.HUB_IDENTITY
-    assert [d.state for d in world.store.deliveries(accepted.axis_id)] == ["failed"]
+    assert [d.state for d in world.store.deliveries(accepted.axis_id)] == ["parked"]
     assert world.store.verify_audit().ok
 
 

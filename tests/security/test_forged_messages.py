@@ -125,7 +125,7 @@ def test_bytes_in_the_store_without_axiss_seal_are_never_stored(
     with deployment.store() as store:
         for name, axis_id in planted.items():
             assert {d.recipient_code: d.state for d in store.deliveries(axis_id) if d.recipient_code == H41} == \
-                {H41: "failed"}, name
+                {H41: "parked"}, name
             assert [(r.kind, r.recipient_code) for r in store.receipts(axis_id)
                     if r.kind in ("error", "delivery")] == [("error", H41)], name
 

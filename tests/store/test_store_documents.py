@@ -138,13 +138,13 @@ def test_list_deliveries_by_state_and_recipient(seeded: Store, clock) -> None:
     first, second = accept(seeded, 1), accept(seeded, 2)
     clock.advance(1)
     with seeded.write() as tx:
-        tx.transition(second, R2, "failed", error="retries exhausted")
-    assert [(d.axis_id, d.recipient_code) for d in seeded.list_deliveries(state="failed")] == [(second, R2)]
+        tx.transition(second, R2, "parked", error="signature does not verify")
+    assert [(d.axis_id, d.recipient_code) for d in seeded.list_deliveries(state="parked")] == [(second, R2)]
     assert {d.axis_id for d in seeded.list_deliveries(recipient=R1)} == {first, second}
     assert len(seeded.list_deliveries(state="queued")) == 5
     assert len(seeded.list_deliveries(state="queued", recipient=R2)) == 1
     assert len(seeded.list_deliveries(limit=2)) == 2
-    assert seeded.list_deliveries()[0].state == "failed"  # most recently changed first
+    assert seeded.list_deliveries()[0].state == "parked"  # most recently changed first
 
 
 def test_bad_document_fields_are_refused_before_writing(seeded: Store) -> None:

@@ -89,7 +89,8 @@ def test_a_database_of_the_previous_head_upgrades_with_every_row_intact(db_url: 
             tx.add_certificate(SENDER, make_certificate())
         axis_id = accept(source, 1)
         with source.write() as tx:
-            tx.transition(axis_id, R1, "failed", "retries exhausted", attempts=3)
+            tx.transition(axis_id, R1, "parked", "retries exhausted")
+            tx.transition(axis_id, R1, "failed", attempts=3)
             tx.add_receipt(axis_id, "error", b"<error receipt/>", R1, "500")
             tx.mark_seen("adapter.H01", f"{R1}:{axis_id}")
             tx.add_credential("cred_1", "agency", SENDER, "a" * 64, "the sender's system")

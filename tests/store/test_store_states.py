@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from axis.store import DeliveryState as S
 from axis.store import NotFound, Store, can_transition, state_for_status
-from axis.store.states import RANK, TERMINAL
+from axis.store.states import RANK, TERMINAL, sources_for
 from tests.store.store_helpers import R1, SENDER, body_of, new_doc
 
 ALL = list(S)
@@ -32,17 +32,36 @@ def test_progress_only_moves_forward() -> None:
             assert can_transition(old, new) == (RANK[new] > RANK[old])
 
 
-def test_failed_only_before_the_recipient_has_it() -> None:
-    assert can_transition(S.QUEUED, S.FAILED) and can_transition(S.PUBLISHED, S.FAILED)
-    assert not any(can_transition(old, S.FAILED) for old in RANK if RANK[old] >= RANK[S.DELIVERED])
-    # refusal (02) and recall (15) end any non-terminal delivery
-    assert all(can_transition(old, S.REFUSED) and can_transition(old, S.RECALLED) for old in RANK)
+def test_parked_only_before_the_recipient_has_it() -> None:
+    assert can_transition(S.QUEUED, S.PARKED) and can_transition(S.PUBLISHED, S.PARKED)
+    assert not any(can_transition(old, S.PARKED) for old in RANK if RANK[old] >= RANK[S.DELIVERED])
+    assert not any(can_transition(old, S.PARKED) for old in (*TERMINAL, S.FAILED))
+    # refusal (02) and recall (15) end any delivery but a purged one
+    assert all(can_transition(old, S.REFUSED) and can_transition(old, S.RECALLED) for old in (*RANK, S.PARKED))
+
+
+def test_parked_leaves_for_a_replay_a_purge_or_proof_that_the_recipient_has_it() -> None:
+    assert [new for new in ALL if can_transition(S.PARKED, new)] == [
+        S.QUEUED, *(new for new in RANK if RANK[new] >= RANK[S.DELIVERED]), S.REFUSED, S.FAILED, S.RECALLED]
+
+
+def test_only_a_purge_fails_a_delivery() -> None:
+    assert sources_for(S.FAILED) == {S.PARKED}
 
 
 def test_failed_yields_only_to_proof_that_the_recipient_has_it() -> None:
-    # A dead letter is a claim; the recipient's verified receipt (or a status) shows it has the bytes.
+    # A failure report is a claim; the recipient's verified receipt (or a status) shows it has the bytes.
     assert [new for new in ALL if can_transition(S.FAILED, new)] == [
         new for new in RANK if RANK[new] >= RANK[S.DELIVERED]]
+
+
+def test_nothing_but_a_replay_goes_back() -> None:
+    """Every allowed move raises the rank, except moves out of parked/failed; of those, only the replay
+    (parked -> queued) lands before `delivered`, i.e. where the recipient does not have the document yet."""
+    moves = [(old, new) for old in ALL for new in ALL if can_transition(old, new)]
+    assert all(RANK[new] > RANK[old] for old, new in moves if old in RANK and new in RANK)
+    assert [(old, new) for old, new in moves if new in RANK and RANK[new] < RANK[S.DELIVERED]
+            and not (old in RANK and RANK[new] > RANK[old])] == [(S.PARKED, S.QUEUED)]
 
 
 def test_status_codes_map_to_states() -> None:
@@ -71,18 +90,21 @@ def one_recipient(store: Store) -> Store:
     return store
 
 
-def test_late_delivered_never_overwrites_refused_but_overwrites_failed(one_recipient: Store) -> None:
-    refused, failed = _delivery(one_recipient, "r"), _delivery(one_recipient, "f")
+def test_late_delivered_never_overwrites_refused_but_overwrites_parked_and_failed(one_recipient: Store) -> None:
+    refused, parked, failed = (_delivery(one_recipient, n) for n in ("r", "p", "f"))
     with one_recipient.write() as tx:
         assert tx.transition(refused, R1, "refused", error="02: wrong recipient")
-        assert tx.transition(failed, R1, S.FAILED, error="retries exhausted")
+        assert tx.transition(parked, R1, S.PARKED, error="signature does not verify")
+        assert tx.transition(failed, R1, S.PARKED) and tx.transition(failed, R1, S.FAILED)
     with one_recipient.write() as tx:
         assert not tx.transition(refused, R1, "delivered")
         assert not tx.transition(refused, R1, "done")
-        assert tx.transition(failed, R1, "delivered")  # the recipient's receipt: it has the bytes
-        assert not tx.transition(failed, R1, S.FAILED)
-    [r], [f] = one_recipient.deliveries(refused), one_recipient.deliveries(failed)
+        # the recipient's receipt: it has the bytes, whatever it reported before
+        assert tx.transition(parked, R1, "delivered") and tx.transition(failed, R1, "delivered")
+        assert not tx.transition(parked, R1, S.PARKED) and not tx.transition(failed, R1, S.FAILED)
+    [r], [p], [f] = (one_recipient.deliveries(axis_id) for axis_id in (refused, parked, failed))
     assert (r.state, r.last_error) == ("refused", "02: wrong recipient")
+    assert (p.state, p.last_error) == ("delivered", "signature does not verify")
     assert f.state == "delivered"
 
 
@@ -99,16 +121,17 @@ def test_repeat_and_unknown_delivery(one_recipient: Store) -> None:
 
 
 def test_transition_records_the_attempt_count(one_recipient: Store) -> None:
-    """A delivery that fails for good keeps the dead letter's attempt count; a refused move records nothing."""
-    failed, delivered = _delivery(one_recipient, 1), _delivery(one_recipient, 2)
+    """A replay records its attempt count; a refused move records nothing."""
+    replayed, delivered = _delivery(one_recipient, 1), _delivery(one_recipient, 2)
     with one_recipient.write() as tx:
-        assert tx.transition(failed, R1, "failed", "retries exhausted", attempts=5) is True
+        assert tx.transition(replayed, R1, "parked", "signature does not verify") is True
+        assert tx.transition(replayed, R1, "queued", attempts=5) is True
         assert tx.transition(delivered, R1, "delivered") is True
-        assert tx.transition(delivered, R1, "failed", "late dead letter", attempts=7) is False
+        assert tx.transition(delivered, R1, "parked", "late report", attempts=7) is False
         with pytest.raises(ValueError, match="count"):
             tx.transition(delivered, R1, "done", attempts=-1)
-    [f], [d] = one_recipient.deliveries(failed), one_recipient.deliveries(delivered)
-    assert (f.state, f.attempts, f.last_error) == ("failed", 5, "retries exhausted")
+    [r], [d] = one_recipient.deliveries(replayed), one_recipient.deliveries(delivered)
+    assert (r.state, r.attempts, r.last_error) == ("queued", 5, "signature does not verify")
     assert (d.state, d.attempts, d.last_error) == ("delivered", 0, None)
 
 
@@ -136,10 +159,10 @@ def test_store_follows_the_model_over_random_sequences(one_recipient: Store, ste
 
 
 def test_racing_workers_exactly_one_wins(one_recipient: Store) -> None:
-    """Workers report refused, failed, recalled and delivered at once: one terminal wins, nothing regresses."""
+    """Workers report refused and recalled at once: one terminal wins, nothing regresses."""
     for round_ in range(5):
         axis_id = _delivery(one_recipient, f"race{round_}")
-        targets = [S.REFUSED, S.FAILED, S.RECALLED, S.REFUSED, S.FAILED, S.RECALLED]
+        targets = [S.REFUSED, S.RECALLED, S.REFUSED, S.RECALLED, S.REFUSED, S.RECALLED]
         barrier = threading.Barrier(len(targets))
         results: dict[int, bool] = {}
 

@@ -69,7 +69,7 @@ async def test_unknown_queue_is_unroutable_and_stores_nothing(transport: Transpo
     assert isinstance(outcomes[1], UnroutableError)
     assert await transport.depth(Q) == 2
     for call in (transport.depth("000.00.00.X99"), transport.dead_letters("000.00.00.X99"),
-                 transport.replay_dead_letters("000.00.00.X99")):
+                 transport.replay_dead_letters("000.00.00.X99"), transport.purge_dead_letters("000.00.00.X99")):
         with pytest.raises(UnroutableError):
             await call
     with pytest.raises(UnroutableError):
@@ -219,6 +219,21 @@ async def test_dead_letter_then_replay_returns_it_with_attempts_reset(transport:
         await again.ack()
         await expect_only_marker(transport, consumer)
     assert await transport.replay_dead_letters(Q) == 0
+
+
+async def test_purged_dead_letters_are_gone_and_the_others_stay(transport: Transport) -> None:
+    await transport.declare_queue(Q)
+    await transport.publish_many([OutgoingMessage(Q, body.encode(), body) for body in ("a", "b", "c")])
+    async with transport.consume(Q) as consumer:
+        for _ in range(3):
+            await (await next_delivery(consumer)).dead_letter("poison")
+        assert await transport.purge_dead_letters(Q, ["b", "not-there"]) == 1
+        assert sorted(x.message_id for x in await transport.dead_letters(Q)) == ["a", "c"]
+        assert await transport.purge_dead_letters(Q) == 2
+        assert await transport.dead_letters(Q) == []
+        assert await transport.replay_dead_letters(Q) == 0
+        await expect_only_marker(transport, consumer)  # a purge never puts anything back in the queue
+    assert await transport.purge_dead_letters(Q) == 0
 
 
 async def test_a_message_that_is_never_settled_ends_in_the_dead_letter_queue(transport: Transport) -> None:
