@@ -23,6 +23,7 @@ from cli import (
     pki,
     settings,
     signer,
+    traffic,
     tsa,
 )
 from cli.output import fail, stdout
@@ -88,6 +89,7 @@ app.add_typer(credentials.app, name="credentials")
 app.add_typer(tsa.app, name="tsa")
 app.add_typer(evidence.app, name="evidence")
 app.add_typer(signer.app, name="signer")
+traffic.mount(app)  # traffic list|show|tail, queues
 
 
 def main() -> None:

@@ -71,6 +71,22 @@ class TrafficReads:
                     by_doc[r.axis_id].append(_record(Delivery, r))
         return [(doc, by_doc[doc.axis_id]) for doc in docs]
 
+    def documents_by_fragment(self, fragment: str, *, limit: int = 2) -> list[Document]:
+        """Documents whose axis id starts with `fragment` (a range on the primary key) or, when none does,
+        ends with it (a scan: the tables print an axis id's random end). `fragment`: 0-9, a-f and '-'."""
+        if not fragment or fragment.strip("0123456789abcdef-"):
+            return []
+        d = documents
+        starts = sa.select(d).where(d.c.axis_id >= fragment, d.c.axis_id < fragment + "g")
+        ends = sa.select(d).where(d.c.axis_id.like(f"%{fragment}"))
+        with self._traffic_reading() as c:
+            for q in (starts, ends):
+                found = [_record(Document, r) for r in c.execute(q.order_by(d.c.axis_id).limit(limit))]
+                found = [doc for doc in found if doc.axis_id.startswith(fragment) or doc.axis_id.endswith(fragment)]
+                if found:
+                    return found
+        return []
+
     def refused(self, *, agency: str | None = None, since: datetime | None = None,
                 before: tuple[datetime, str] | None = None, limit: int = 50) -> list[Submission]:
         """Submissions intake refused, submitted at or after `since`, newest first; only those submitted with

@@ -60,9 +60,10 @@ _T = TypeVar("_T")
 _AGENCY_COMMANDS = {("send",), ("inbox", "pull"), ("status", "send"), ("adapter", "folder")}
 _TAKES_DB = {("serve",), ("agency", "add"), ("agency", "list"), ("agency", "suspend"), ("agency", "resume"),
              ("receipts",), ("audit", "verify"), ("credentials", "issue"), ("credentials", "list"),
-             ("credentials", "revoke"), ("gateway",), *_AGENCY_COMMANDS}
-_TAKES_BROKER = {("serve",), ("gateway",), ("dlq", "list"), *_AGENCY_COMMANDS}
-_GROUPS = ("agency", "inbox", "status", "audit", "dlq", "credentials", "adapter")
+             ("credentials", "revoke"), ("gateway",), *_AGENCY_COMMANDS,
+             ("traffic", "list"), ("traffic", "show"), ("traffic", "tail"), ("queues",)}
+_TAKES_BROKER = {("serve",), ("gateway",), ("dlq", "list"), *_AGENCY_COMMANDS, ("queues",)}
+_GROUPS = ("agency", "inbox", "status", "audit", "dlq", "credentials", "adapter", "traffic")
 
 
 def free_port() -> int:
