@@ -8,9 +8,11 @@ import signal
 import subprocess
 from pathlib import Path
 
+from axis import wire
 from tests.e2e.harness import AXIS, REPO, Deployment, HubProcess, wait_until
 from tests.e2e.packets import G22, H14, H41, H99, TestPKI
 
+EARLY = 3   # queued while no hub runs
 BULK = 12
 RATE = 3
 
@@ -56,7 +58,31 @@ def at_80_columns(deployment: Deployment, *args: str) -> str:
 
 def test_the_log_the_traffic_commands_and_the_queues_tell_one_story(
         deployment: Deployment, e2e_pki: TestPKI, tmp_path: Path) -> None:
+    # No hub yet, only its queue: on the operator's own road `axis send` queues, and says so.
+    deployment.transport_call(lambda transport: transport.declare_queue(wire.INTAKE_QUEUE))
+    early = []
+    for number in range(100, 100 + EARLY):
+        early.append(tmp_path / f"early-{number}.edxml")
+        early[-1].write_bytes(e2e_pki.document(G22, [H41, H14], number))
+    garbage = tmp_path / "garbage.edxml"
+    garbage.write_bytes(b"not a packet")
+    deployment.road = "local"
+    queued = deployment.cli("send", str(early[0]), "--wait", "1")
+    assert queued.exit_code == 3, queued
+    assert queued.lines()[0].split()[1:3] == ["-", "queued"] and "is the hub running?" in queued.stdout
+    assert "1 of 1 packets are queued without an answer after 1 s" in queued.stderr
+    mixed = deployment.cli("send", str(garbage), str(early[1]), "--wait", "1")
+    assert mixed.exit_code == 1, mixed
+    assert "1 of 2 packets were not accepted (1 refused, 0 not sent)" in mixed.stderr
+    assert "1 of 2 packets are queued" in mixed.stderr
+    waiting = deployment.spawn("send", str(early[2]), "--wait", "120", "--json")
+    deployment.road = "gateway"
+
     hub = serve_json(deployment, RATE)
+    answered = waiting.finish()
+    assert answered.exit_code == 0, answered
+    assert json.loads(answered.stdout)[0]["outcome"] == "accepted"
+    early_ids = wait_until(lambda: _decided(deployment), "the hub to decide what was queued")
     tail = deployment.spawn("traffic", "tail", "--json", "--interval", "0.1")
     wait_until(lambda: "following the traffic" in tail.stderr(), "traffic tail to start")
 
@@ -74,14 +100,14 @@ def test_the_log_the_traffic_commands_and_the_queues_tell_one_story(
         (outbox / f"{number}.edxml").write_bytes(e2e_pki.document(G22, [H41, H14], number))
     sent = deployment.cli("send", str(outbox), "--json")
     assert sent.exit_code == 0, sent
-    axis_ids = [r["axis_id"] for r in json.loads(sent.stdout)]
+    axis_ids = [r["axis_id"] for r in json.loads(sent.stdout)] + early_ids
 
     # Above AXIS_LOG_RATE the lines held back are counted in a summary a second: together, every decision.
     def accepted_said() -> int:
         shown = len(traffic_events(hub, "accepted"))
         held = sum(line["held"].get("accepted", 0) for line in traffic_events(hub, "summary"))
-        return shown + held if shown + held >= BULK else 0
-    assert wait_until(accepted_said, "every acceptance in the log, line or summary") == BULK
+        return shown + held if shown + held >= EARLY + BULK else 0
+    assert wait_until(accepted_said, "every acceptance in the log, line or summary") == EARLY + BULK
     assert traffic_events(hub, "summary"), "no summary line although the rate was exceeded"
     shown = traffic_events(hub, "accepted")
     assert {line["axis_id"] for line in shown} <= set(axis_ids)
@@ -119,7 +145,7 @@ def test_the_log_the_traffic_commands_and_the_queues_tell_one_story(
     assert all(len(line) <= 80 for line in text.splitlines()) and "delivery" in text and H14 in text, text
     refused_table = at_80_columns(deployment, "traffic", "list", "--refused")
     assert all(len(line) <= 80 for line in refused_table.splitlines()), refused_table
-    assert f"AX402  UNKNOWN_RECIPIENT: " in refused_table and f"{G22}" in refused_table, refused_table
+    assert "AX402  UNKNOWN_RECIPIENT: " in refused_table and f"{G22}" in refused_table, refused_table
     missing = deployment.cli("traffic", "show", "ffffffffffff")
     assert missing.exit_code == 1 and "no document" in missing.stderr and "Traceback" not in missing.stderr
 
@@ -127,7 +153,7 @@ def test_the_log_the_traffic_commands_and_the_queues_tell_one_story(
     queues = json.loads(deployment.cli("queues", "--json").stdout)
     intake = next(q for q in queues["broker"] if q["queue"] == "axis.intake")
     assert intake["ready"] == 0 and intake["consumers"] >= 1 and intake["dead_letters"] == 0, queues
-    assert {r["recipient"]: r["waiting"] for r in queues["deliveries"]} == {H41: BULK - 1, H14: BULK}
+    assert {r["recipient"]: r["waiting"] for r in queues["deliveries"]} == {H41: len(axis_ids) - 1, H14: len(axis_ids)}
     table = at_80_columns(deployment, "queues")
     assert all(len(line) <= 80 for line in table.splitlines()) and "axis.intake" in table, table
 
@@ -138,10 +164,17 @@ def test_the_log_the_traffic_commands_and_the_queues_tell_one_story(
         return events if actions.count("accepted") == BULK and "refused" in actions and "delivered" in actions \
             else []
     events = wait_until(tailed, "traffic tail to print every event")
-    assert {e["subject"] for e in events if e["action"] == "accepted"} == set(axis_ids)
+    assert {e["subject"] for e in events if e["action"] == "accepted"} == set(axis_ids) - set(early_ids)
     tail.process.send_signal(signal.SIGINT)
     assert tail.finish(20).exit_code == 0
 
     # It says when it stops, and why.
     assert hub.stop() == 0
     assert log_lines(hub)[-1]["message"] == "axis hub stopped: SIGTERM received"
+
+
+def _decided(deployment: Deployment) -> list[str]:
+    """The axis ids of the three documents queued before the hub ran, once it accepted them all."""
+    with deployment.store() as store:
+        found = [doc for doc, _ in store.traffic(limit=10)]
+    return [doc.axis_id for doc in found] if len(found) == EARLY else []
