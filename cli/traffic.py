@@ -221,13 +221,15 @@ def traffic_show(
     if as_json:
         print_json(report)
         return
-    say = stdout.print
-    say(f"axis id   {doc.axis_id}", markup=False)
-    say(f"document  {doc.document_id} ({doc.kind}, priority {doc.priority}, {doc.size} bytes)", markup=False)
-    say(f"from      {doc.sender_code}, received {doc.received_at:%Y-%m-%d %H:%M:%S} UTC", markup=False)
-    say(f"sha256    {doc.digest}", markup=False)
+    def say(text: object = "") -> None:
+        stdout.print(text, markup=False, soft_wrap=False)  # wrapped at the terminal's width
+
+    say(f"axis id   {doc.axis_id}")
+    say(f"document  {doc.document_id} ({doc.kind}, priority {doc.priority}, {doc.size} bytes)")
+    say(f"from      {doc.sender_code}, received {doc.received_at:%Y-%m-%d %H:%M:%S} UTC")
+    say(f"sha256    {doc.digest}")
     if doc.response_for:
-        say(f"answers   {doc.response_for}", markup=False)
+        say(f"answers   {doc.response_for}")
     table = _table(("recipient", {"no_wrap": True}), ("state", {"no_wrap": True}), ("tries", {"justify": "right"}),
                    ("since (UTC)", {"no_wrap": True}), ("last error", {"overflow": "fold", "ratio": 1}))
     for d in deliveries:
@@ -239,9 +241,7 @@ def traffic_show(
     for r in receipts:
         table.add_row(_at(r.created_at), r.kind, r.recipient_code or "-", r.code or "", r.detail or "")
     say()
-    say(table if receipts else "no receipts")
-    for a in answers:
-        say(f"answered by {a.axis_id} from {a.sender_code} at {a.received_at:%Y-%m-%d %H:%M:%S} UTC", markup=False)
+    say(table if receipts else "no receipts")  # a status packet answering it is a status receipt there
 
 
 # ------------------------------------------------------------------ traffic tail
