@@ -97,6 +97,13 @@ class Settings(BaseSettings):
         "on the broker for the hubs). Either way a submission the gateway cannot decide within the caller's "
         "`?wait=` is queued for the hubs.")
     log: str = _setting("INFO", "The log level of `axis serve`: DEBUG, INFO, WARNING or ERROR.")
+    log_format: Literal["text", "json"] = _setting(
+        "text", "How `axis serve` and `axis gateway` write their log on stderr: `text` lines, or `json` (one JSON "
+        "object per line: `at`, `level`, `logger`, `message`, and a traffic line's `event` and fields).",
+        flag="--log-format")
+    log_rate: float = _setting(
+        50.0, "Traffic lines (an intake decision, a delivery's state change) each process of `axis serve` logs a "
+        "second at most; above it, one summary line a second counts the lines held back, by event.")
     xmldsig: Literal["xmlsec", "signxml"] | None = _setting(
         None, "The XML-DSig engine: `xmlsec` or `signxml` (a forced engine that cannot load is an error).",
         shown="`xmlsec` when python-xmlsec loads, else `signxml`")
@@ -221,11 +228,11 @@ class Settings(BaseSettings):
             raise ValueError("must be a positive number of working hours")
         return value
 
-    @field_validator("gateway_rate")
+    @field_validator("gateway_rate", "log_rate")
     @classmethod
     def _positive_rate(cls, value: float) -> float:
         if not (math.isfinite(value) and value > 0):
-            raise ValueError("must be a positive number of requests per second")
+            raise ValueError("must be a positive number per second")
         return value
 
     @field_validator("gateway_port")

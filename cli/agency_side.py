@@ -284,7 +284,8 @@ def send(
     broker: str | None = typer.Option(None, "--broker", help=BROKER_HELP),
     db: str | None = typer.Option(None, "--db", help=DB_HELP),
     state: Path | None = typer.Option(None, "--state", help=STATE_HELP),
-    wait: float = typer.Option(30.0, "--wait", help="Seconds to wait for the hub's decisions."),
+    wait: float = typer.Option(30.0, "--wait", help="Seconds to wait for the hub's decisions on what was queued "
+                                                     "(a hub started meanwhile still answers in time)."),
     trust: Path | None = typer.Option(None, "--trust", help=TRUST_HELP),
     crl: Path | None = typer.Option(None, "--crl", help=CRL_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print the results as JSON on stdout."),
@@ -310,12 +311,17 @@ def send(
             stdout.print(f"{line}  {r.detail}" if r.detail else line, markup=False)
     failed = sum(not r.ok and r.outcome != "queued" for r in results)
     queued = sum(r.outcome == "queued" for r in results)
+    if failed:  # refused, or not sent: never counted with the queued ones, which Axis holds
+        refused = sum(r.outcome == "refused" for r in results)
+        stderr.print(f"{failed} of {len(results)} packets were not accepted ({refused} refused, {failed - refused} "
+                     "not sent)", markup=False)
+    if queued:
+        stderr.print(f"{queued} of {len(results)} packets are queued without an answer after {wait:g} s: Axis holds "
+                     "them; is the hub (axis serve) running? `axis send` with more --wait, or the agency's next "
+                     "command, collects the answer", markup=False)
     if failed:
-        stderr.print(f"{failed + queued} of {len(results)} packets were not accepted", markup=False)
         raise typer.Exit(REFUSED)
     if queued:
-        stderr.print(f"{queued} of {len(results)} packets are queued without an answer after {wait:g} s: "
-                     "is the hub (axis serve) running?", markup=False)
         raise typer.Exit(QUEUED)
 
 

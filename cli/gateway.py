@@ -90,7 +90,7 @@ def gateway(
                                     lenient_codes=lenient_codes, allow_sha1=allow_sha1)
     from axis.logs import log_to_stderr
 
-    log_to_stderr(chosen.log)
+    log_to_stderr(chosen.log, chosen.log_format, chosen.log_rate)
     try:
         sock = bind(config.host, config.port)
     except GatewayConfigError as exc:

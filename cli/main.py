@@ -25,6 +25,7 @@ from cli import (
     pki,
     settings,
     signer,
+    traffic,
     tsa,
 )
 from cli.output import fail, stdout
@@ -91,6 +92,7 @@ app.add_typer(tsa.app, name="tsa")
 app.add_typer(evidence.app, name="evidence")
 app.add_typer(signer.app, name="signer")
 certs.mount(app)  # cert, key rotate, agency rename
+traffic.mount(app)  # traffic list|show|tail, queues
 
 
 def main() -> None:

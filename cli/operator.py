@@ -230,6 +230,8 @@ def serve(
     tls_key: Path | None = typer.Option(None, "--tls-key", help="Its key (env AXIS_GATEWAY_TLS_KEY)."),
     tsa: str | None = typer.Option(None, "--tsa", help="The RFC 3161 TSA that stamps the audit log's checkpoints "
                                                        "(env AXIS_TSA_URL; default none: kept unstamped)."),
+    log_format: str | None = typer.Option(None, "--log-format", help="The log on stderr: text or json (one object "
+                                                                    "per line) (env AXIS_LOG_FORMAT)."),
 ) -> None:
     """Run the hub (intake, verification, routing, receipts) and, unless --no-gateway, the agency gateway.
 
@@ -237,12 +239,16 @@ def serve(
     the workers and the gateway ask for signatures; if it dies it is started again. The gateway runs in
     a child process of its own (its event loop is not the hub's) that ends with this command; if it
     dies, this command stops too, so a supervisor restarts the pair.
+
+    The log has a line per intake decision and per delivery state change (at most AXIS_LOG_RATE a second
+    per process, then a summary line a second), and a last line saying why the hub stopped.
     """
     from axis.hub import Hub
     from axis.signer import SignerClient
     from cli.signer import open_signer
 
-    chosen = current(workers=workers, db=db, broker=broker, trust=trust, crl=crl, key=key, cert=cert, signer=signer)
+    chosen = current(workers=workers, db=db, broker=broker, trust=trust, crl=crl, key=key, cert=cert, signer=signer,
+                     log_format=log_format)
     settings = hub_settings(workers, trust, crl, lenient_codes, allow_sha1, tsa=tsa)
     gateway_sock = gateway_config = None
     if with_gateway:
@@ -264,7 +270,8 @@ def serve(
         fail(f"AXIS_XMLDSIG: {exc}", 2)
     from axis.logs import log_to_stderr
 
-    log_to_stderr(chosen.log)
+    log_to_stderr(chosen.log, chosen.log_format, chosen.log_rate)
+    announce = _announcer(chosen.log_format)
     # Before the workers: they get the signer's socket, never the key.
     try:
         signer_socket, signer_child = open_signer(chosen)
@@ -273,10 +280,12 @@ def serve(
             gateway_sock.close()
         raise
     if gateway_config is not None:
-        gateway_config = dataclasses.replace(
-            gateway_config, settings=gateway_config.settings.model_copy(update={"signer": signer_socket}))
+        gateway_config = dataclasses.replace(gateway_config, settings=gateway_config.settings.model_copy(
+            update={"signer": signer_socket, "log_format": chosen.log_format}))
     signer_line = (f"signer {signer_socket} (pid {signer_child.pid})" if signer_child is not None
                    else f"signer {signer_socket} (AXIS_SIGNER)")
+
+    why = ["", "the hub ended"]  # the start line once said, and what the last line of the log says
 
     async def main() -> bool:
         """Run until signalled; True when the gateway or the signer died for good (so the hub was stopped)."""
@@ -293,8 +302,12 @@ def serve(
         hub = Hub(settings, store, transport, signer=SignerClient(signer_socket))
         loop = asyncio.get_running_loop()
         task = asyncio.create_task(hub.run())
+        def stop(sig: signal.Signals) -> None:
+            why[1] = f"{sig.name} received"
+            task.cancel()
+
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, task.cancel)
+            loop.add_signal_handler(sig, stop, sig)
         child = None
         watcher: asyncio.Task[bool] | None = None
         signer_watch = (asyncio.create_task(_watch_signer(signer_child, task)) if signer_child is not None
@@ -313,18 +326,23 @@ def serve(
                 gateway_line = f"gateway {listening_url(gateway_sock, gateway_config.tls)}"
                 watcher = asyncio.create_task(_watch_gateway(child, task))
             # The queues exist: a client may send from now on.
-            stderr.print(f"axis hub serving: db {redact_url(chosen.store_url)}, broker {redact_url(chosen.broker)}, "
-                         f"{hub.pool.workers} worker process(es), XML-DSig engine {engine}, {signer_line}, "
-                         f"{gateway_line}")
+            why[0] = "serving"
+            announce(f"axis hub serving: db {redact_url(chosen.store_url)}, broker {redact_url(chosen.broker)}, "
+                     f"{hub.pool.workers} worker process(es), XML-DSig engine {engine}, {signer_line}, "
+                     f"{gateway_line}")
             await task
         except asyncio.CancelledError:
             pass
+        except BaseException as exc:
+            why[1] = f"{type(exc).__name__}: {exc}"
+            raise
         finally:
             died = False
-            for each in (watcher, signer_watch):
+            for each, what in ((watcher, "its gateway process ended"),
+                               (signer_watch, "its signer cannot be restarted")):
                 if each is not None:
-                    if each.done() and not each.cancelled():
-                        died = died or each.result()
+                    if each.done() and not each.cancelled() and each.result():
+                        died, why[1] = True, what
                     each.cancel()
             if child is not None:
                 from axis.gateway.server import stop_child
@@ -340,8 +358,22 @@ def serve(
             gateway_sock.close()
         if signer_child is not None:
             signer_child.stop()
+        if why[0]:
+            announce(f"axis hub stopped: {why[1]}")
     if gateway_died:
         raise typer.Exit(REFUSED)
+
+
+def _announcer(form: str):
+    """How `axis serve` says it started and stopped: a plain line, or a JSON line as the rest of its log."""
+    if form == "json":
+        import logging
+
+        logger = logging.getLogger("axis.serve")
+        # Said whatever AXIS_LOG is, as the text line is: handled directly, past the level check.
+        return lambda message: logger.handle(logger.makeRecord(logger.name, logging.INFO, __file__, 0, message,
+                                                               (), None))
+    return lambda message: stderr.print(message, markup=False)
 
 
 async def _watch_signer(child, hub_task: asyncio.Task) -> bool:

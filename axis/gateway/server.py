@@ -195,7 +195,7 @@ def _child_main(config: GatewayConfig, sock: socket.socket, parent: int) -> None
     _die_with_parent(parent)
     from axis.logs import log_to_stderr
 
-    log_to_stderr(config.settings.log)
+    log_to_stderr(config.settings.log, config.settings.log_format, config.settings.log_rate)
     run(serve_gateway(config, sock, announce=False))
 
 

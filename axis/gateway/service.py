@@ -59,8 +59,10 @@ from axis.gateway.auditing import AuditQueries, QueryError
 from axis.hub.acknowledgements import record_delivery_receipt
 from axis.hub.intake import Outcome as IntakeOutcome
 from axis.hub.intake import Submission as IntakeSubmission
+from axis.hub.intake import log_decisions
 from axis.hub.verification import TrustSettings
 from axis.hub.workers import WorkerPool
+from axis.logs import traffic
 from axis.receipt import Receipt, build_receipt, now_utc, read_receipt
 from axis.refusals import Refusal, RefusalCode
 from axis.retry import is_transient, publish_all, retrying
@@ -407,6 +409,7 @@ class _Decider:
                 if not future.done():
                     future.set_exception(exc)
         else:
+            log_decisions(outcomes)
             for (_, future), outcome in zip(batch, outcomes, strict=True):
                 if not future.done():
                     future.set_result(outcome)
@@ -573,8 +576,9 @@ class AgencyService:
         if outcomes[0] is not None:
             await asyncio.to_thread(self._forget_submission, submission)
             raise Unavailable("the hub's intake queue does not exist yet: is `axis serve` running?")
-        log.info("submission %s from %s (credential %s, %d bytes, %s) queued", submission, admitted.agency,
-                 caller.credential_id, len(body), kind)
+        traffic("queued", "submission %s from %s (credential %s, %d bytes, %s) queued for the hubs", submission,
+                admitted.agency, caller.credential_id, len(body), kind, submission=submission, sender=admitted.agency,
+                credential=caller.credential_id, size=len(body), kind=kind)
 
     @staticmethod
     async def _queue_order(body: bytes) -> tuple[str, int]:
@@ -712,6 +716,8 @@ class AgencyService:
         if mismatch is not None:
             raise await self._refuse_ack(caller, axis_id, RefusalCode.RECEIPT_MISMATCH, mismatch)
         state = await self._state(axis_id, agency)
+        traffic("delivered", "delivered %s to %s (%s)", axis_id, agency, state, axis_id=axis_id, recipient=agency,
+                state=state, credential=caller.credential_id)
         return {"axis_id": axis_id, "state": state, "receipt": body}
 
     async def _sign(self, receipt: bytes) -> bytes:
@@ -766,6 +772,9 @@ class AgencyService:
                 return moved
         moved = await retrying("recording a failed delivery")(asyncio.to_thread)(record)
         state = await self._state(axis_id, agency)
+        if moved:
+            traffic("parked", "delivery of %s to %s parked (its recipient could not take it): %s", axis_id, agency,
+                    reason, axis_id=axis_id, recipient=agency, state=state, reason=reason)
         if not moved and state != DeliveryState.PARKED.value:
             raise Conflict(f"{axis_id} is {state} for {agency}; only a delivery waiting in the inbox can be "
                            "reported failed", "GW409")

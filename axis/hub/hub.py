@@ -31,7 +31,7 @@ from axis import wire
 from axis.audit.checkpoints import CheckpointWriter
 from axis.audit.logkeys import seal_store
 from axis.hub.acknowledgements import DeadLetters
-from axis.hub.intake import Submission
+from axis.hub.intake import Submission, log_decisions
 from axis.hub.verification import TrustSettings
 from axis.hub.workers import WorkerPool
 from axis.retry import retrying
@@ -179,6 +179,7 @@ class Hub:
                        for d in batch]
         # An outage is waited out while the batch is held: no redelivery is counted, nothing turns poison.
         outcomes = await retrying(f"an intake batch of {len(batch)}")(self.pool.intake)(submissions)
+        log_decisions(outcomes)
         await _settle(batch, [outcome.dead_letter for outcome in outcomes])
 
     async def _watch_overdue(self) -> None:

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 
 from axis import wire
 from axis.hub.verification import Checked, Refused
+from axis.logs import traffic
 from axis.receipt import Receipt, build_receipt, now_utc
 from axis.refusals import RefusalCode
 from axis.signer import AxisSigner
@@ -111,6 +112,32 @@ class Outcome:
     recipients: tuple[str, ...] = field(default=())
     dead_letter: str | None = None            # set: dead-letter the submission with this reason (no receipt went)
     receipt: bytes | None = None              # the signed intake receipt (a duplicate's: the first one)
+    # For the log line of the decision (`axis.hub.traffic`), so that it needs no read of the store:
+    sender: str | None = None                 # as the packet says (None when it could not be read)
+    kind: str | None = None                   # document | status
+    status: str | None = None                 # a status packet's StatusCode
+    answers: str | None = None                # the axis id a status packet answers
+
+
+def log_decisions(outcomes: Sequence[Outcome]) -> None:
+    """One traffic line per decision (`axis.logs.traffic`), from the outcomes alone: said by the process that
+    got them back from its workers (the hub's, the gateway's), never by the workers."""
+    for o in outcomes:
+        fields = {"submission": o.submission_id, "axis_id": o.axis_id, "sender": o.sender, "kind": o.kind}
+        if o.outcome == "refused":
+            code = RefusalCode.from_number(o.refusal_code) if o.refusal_code is not None else RefusalCode.INTERNAL
+            traffic("refused", "refused submission %s from %s: %s: %s%s", o.submission_id, o.sender or "?",
+                    code.label, o.detail, " (dead-lettered: nobody to answer)" if o.dead_letter else "",
+                    code=code.number, name=code.name, detail=o.detail, **fields)
+        elif o.outcome == "duplicate":
+            traffic("duplicate", "duplicate of %s from %s (submission %s)", o.axis_id, o.sender, o.submission_id,
+                    **fields)
+        elif o.kind == "status":
+            traffic("accepted", "accepted status %s from %s about %s (%s)", o.status, o.sender, o.answers, o.axis_id,
+                    status=o.status, answers=o.answers, **fields)
+        else:
+            traffic("accepted", "accepted %s from %s to %s (submission %s)", o.axis_id, o.sender,
+                    ", ".join(o.recipients), o.submission_id, recipients=list(o.recipients), **fields)
 
 
 def _refuse(plan: _Plan, code: RefusalCode, detail: str) -> None:
@@ -154,7 +181,8 @@ class Intake:
         self._commit(plans)
         return [Outcome(p.submission.submission_id, p.outcome, p.axis_id or p.duplicate_of,
                         p.refusal[0] if p.refusal else None, p.refusal[1] if p.refusal else None, p.recipients,
-                        p.dead_letter, p.receipt)
+                        p.dead_letter, p.receipt, p.sender, p.checked.kind if p.checked else None,
+                        p.checked.status_code if p.checked else None, p.answers)
                 for p in plans]
 
     # ------------------------------------------------------------ decisions

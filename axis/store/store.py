@@ -85,6 +85,7 @@ from axis.store.schema import certificates as certificates_t
 from axis.store.schema import deliveries as deliveries_t
 from axis.store.schema import receipts as receipts_t
 from axis.store.states import DeliveryState, parse_state, sources_for
+from axis.store.traffic import TrafficReads
 
 # pg_advisory_xact_lock key serialising audit appends ("AXISAUDT").
 AUDIT_LOCK_KEY = 0x4158_4953_4155_4454
@@ -1148,7 +1149,7 @@ class Snapshot(_Reads):
         yield self._conn
 
 
-class Store(_Reads, ReportReads):
+class Store(_Reads, ReportReads, TrafficReads):
     """The database behind Axis. Thread-safe; see the module docstring (reports' paged reads: `reports.py`)."""
 
     def __init__(self, engine: sa.Engine, clock: Clock = utcnow) -> None:

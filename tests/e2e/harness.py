@@ -61,9 +61,10 @@ _AGENCY_COMMANDS = {("send",), ("inbox", "pull"), ("status", "send"), ("adapter"
 _DLQ_COMMANDS = {("dlq", "list"), ("dlq", "show"), ("dlq", "replay"), ("dlq", "purge")}
 _TAKES_DB = {("serve",), ("agency", "add"), ("agency", "list"), ("agency", "suspend"), ("agency", "resume"),
              ("receipts",), ("audit", "verify"), ("credentials", "issue"), ("credentials", "list"),
-             ("credentials", "revoke"), ("gateway",), *_AGENCY_COMMANDS, *_DLQ_COMMANDS}
-_TAKES_BROKER = {("serve",), ("gateway",), *_DLQ_COMMANDS, *_AGENCY_COMMANDS}
-_GROUPS = ("agency", "inbox", "status", "audit", "dlq", "credentials", "adapter")
+             ("credentials", "revoke"), ("gateway",), *_AGENCY_COMMANDS, *_DLQ_COMMANDS,
+             ("traffic", "list"), ("traffic", "show"), ("traffic", "tail"), ("queues",)}
+_TAKES_BROKER = {("serve",), ("gateway",), *_DLQ_COMMANDS, *_AGENCY_COMMANDS, ("queues",)}
+_GROUPS = ("agency", "inbox", "status", "audit", "dlq", "credentials", "adapter", "traffic")
 
 
 def free_port() -> int:
