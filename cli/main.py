@@ -16,6 +16,7 @@ from cli import (
     audit,
     auditor,
     credentials,
+    doctor,
     evidence,
     gateway,
     operator,
@@ -56,6 +57,7 @@ app = typer.Typer(
 )
 app.command("serve")(operator.serve)
 app.command("gateway")(gateway.gateway)
+app.command("doctor")(doctor.doctor)
 
 
 @app.callback()
