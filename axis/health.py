@@ -315,7 +315,7 @@ def _certificates(settings: Settings, store: Store | None, now: datetime) -> Che
             if ends <= warn_at:
                 ending.append(("the axis", ends))
             else:
-                notes.append(f"the axis's until {ends:%Y-%m-%d}")
+                notes.append(f"the axis's lasts until {ends:%Y-%m-%d}")
     else:
         notes.append(f"the axis's not checked (no {path}: set AXIS_CERT where the signer runs)")
     agencies = 0
@@ -340,7 +340,8 @@ def _certificates(settings: Settings, store: Store | None, now: datetime) -> Che
         return Check("certificates", "warn", f"within {warn_days} days: {found}", action)
     if not path.is_file() and store is None:
         return Check("certificates", "n/a", "; ".join(notes), "see the database check; set AXIS_CERT")
-    notes.insert(0, f"none ends within {warn_days} days")
+    if store is not None:
+        notes.append(f"every active agency has one lasting beyond {warn_days} days")
     return Check("certificates", "ok", "; ".join(notes))
 
 
@@ -362,20 +363,21 @@ def _crl(settings: Settings, now: datetime) -> Check:
     verdict: Verdict = "ok"
     said = []
     for issuer, crl in latest.items():
-        who = issuer.rfc4514_string()
+        names = issuer.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
+        who = str(names[0].value) if names else issuer.rfc4514_string()
         ends = crl.next_update_utc
         if ends is None:
             verdict = "fail"
-            said.append(f"{who}'s has no nextUpdate")
+            said.append(f"{who}'s CRL has no nextUpdate")
         elif ends <= now:
             verdict = "fail"
-            said.append(f"{who}'s nextUpdate {ends:%Y-%m-%d %H:%M} UTC has passed: every signature it covers "
-                        "is refused")
+            said.append(f"the nextUpdate of {who}'s CRL, {ends:%Y-%m-%d %H:%M} UTC, has passed: every signature "
+                        "it covers is refused")
         elif ends - now < timedelta(hours=settings.doctor_crl_warn_hours):
             verdict = "warn" if verdict == "ok" else verdict
-            said.append(f"{who}'s nextUpdate is in {_duration((ends - now).total_seconds())}")
+            said.append(f"{who}'s CRL is fresh for {_duration((ends - now).total_seconds())} more")
         else:
-            said.append(f"{who}'s fresh until {ends:%Y-%m-%d %H:%M} UTC")
+            said.append(f"{who}'s CRL is fresh until {ends:%Y-%m-%d %H:%M} UTC")
     return Check("crl", verdict, f"{path}: " + "; ".join(said), "" if verdict == "ok" else action)
 
 

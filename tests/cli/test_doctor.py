@@ -193,6 +193,26 @@ def test_a_full_disk(quiet: dict[str, str]) -> None:
     assert "less than" in report.checks["disk"]["detail"]
 
 
+def test_checkpoints_waiting_for_their_timestamps(quiet: dict[str, str]) -> None:
+    from axis.audit.checkpoints import CheckpointWriter
+    from axis.signer import LocalSigner
+
+    data = Path(quiet["AXIS_DATA"])
+    with open_store(f"sqlite:///{data / 'axis.db'}") as store:
+        writer = CheckpointWriter(store, LocalSigner.from_files(data / "hub" / f"{HUB}.key.pem",
+                                                                data / "hub" / f"{HUB}.cert.pem"))
+        for number in range(3):  # three checkpoints, none stamped: the TSA never answered
+            with store.write() as tx:
+                tx.audit("operator", "test-entry", str(number), {})
+            assert writer.write() is not None
+    tsa = {**quiet, "AXIS_TSA_URL": f"http://127.0.0.1:{closed_port()}/", "AXIS_DOCTOR_TSA_WARN": "1"}
+    assert doctor(quiet, "--gateway", "none").verdicts()["tsa"] == "n/a"  # no TSA: kept unstamped on purpose
+    warned = doctor({**tsa, "AXIS_DOCTOR_TSA_FAIL": "5"}, "--gateway", "none")
+    assert warned.failed() == ["hub"] and warned.verdicts()["tsa"] == "warn"
+    assert warned.checks["tsa"]["detail"].startswith("3 checkpoint(s) wait")
+    assert doctor({**tsa, "AXIS_DOCTOR_TSA_FAIL": "2"}, "--gateway", "none").failed() == ["hub", "tsa"]
+
+
 def test_passwords_never_show(quiet: dict[str, str]) -> None:
     port = closed_port()
     result = CliRunner().invoke(app, ["doctor", "--gateway", "none",
