@@ -30,7 +30,7 @@ from cryptography import x509
 from axis import wire
 from axis.auditor.calendar import SHIPPED_CALENDAR, CalendarError, load_calendar
 from axis.settings import Settings, redact_url
-from axis.store import MissingDatabase, Store, open_store
+from axis.store import MissingDatabase, Store, normalise_url, open_store
 from axis.store.health import certificates_ending, server_clock
 from axis.store.migrate import alembic_config, current_revision, head_revision
 from axis.transport import Transport, TransportError, UnroutableError, open_transport
@@ -268,7 +268,7 @@ def _tsa(settings: Settings, store: Store | None, now: datetime) -> Check:
 
 def _disk(settings: Settings) -> Check:
     places: dict[str, Path] = {"data folder": settings.data}
-    store = sa.make_url(settings.store_url)
+    store = normalise_url(settings.store_url)
     if store.get_backend_name() == "sqlite" and store.database:
         places["SQLite store"] = Path(store.database).parent
     transport = embedded_path(settings.broker, settings.embedded_transport)
