@@ -29,6 +29,7 @@ from cli.main import app
 from tests.e2e.conftest import RABBIT, e2e_pki  # noqa: F401 - fixtures reused
 from tests.e2e.harness import AXIS, REPO, Deployment
 from tests.e2e.packets import HUB, TestPKI
+from tests.gateway.support import Process
 from tests.store.conftest import fresh_rabbitmq_and_postgres, pg_template  # noqa: F401 - fixture reused
 
 AGENCY = "000.00.00.G22"
@@ -211,6 +212,19 @@ def test_checkpoints_waiting_for_their_timestamps(quiet: dict[str, str]) -> None
     assert warned.failed() == ["hub"] and warned.verdicts()["tsa"] == "warn"
     assert warned.checks["tsa"]["detail"].startswith("3 checkpoint(s) wait")
     assert doctor({**tsa, "AXIS_DOCTOR_TSA_FAIL": "2"}, "--gateway", "none").failed() == ["hub", "tsa"]
+
+
+def test_a_gateway_that_answers_but_is_not_ready(quiet: dict[str, str], tmp_path: Path) -> None:
+    # A real `axis gateway` on a broker where no hub ever declared axis.intake: its /readyz says 503.
+    gateway = Process(Path(quiet["AXIS_DATA"]), "gateway", "--port", "0", "--broker",
+                      f"embedded://{tmp_path / 'no-hub-yet.db'}", env={"AXIS_INTAKE_AT": "hub"})  # no workers
+    try:
+        url = gateway.wait_for(r"listening on (http://127\.0\.0\.1:\d+)").group(1)
+        report = doctor(quiet, "--gateway", url)
+    finally:
+        gateway.stop()
+    assert report.failed() == ["hub", "gateway"]
+    assert report.checks["gateway"]["detail"] == f"{url} answers but is not ready: broker down"
 
 
 def test_passwords_never_show(quiet: dict[str, str]) -> None:
