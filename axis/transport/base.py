@@ -380,11 +380,6 @@ class Transport(abc.ABC):
         """Messages ready for delivery in `queue` (not in flight, not waiting for a retry)."""
 
     @abc.abstractmethod
-    async def consumers(self, queue: str) -> int:
-        """Consumers open on `queue` now, in any process (embedded: those that showed life within their lease,
-        so one whose process died still counts until its lease runs out)."""
-
-    @abc.abstractmethod
     async def close(self) -> None:
         """Stop consumers and release the connection or database. Idempotent."""
 

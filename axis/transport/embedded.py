@@ -16,15 +16,10 @@ Same contract as every transport (see `base`); what is specific here:
 - Writes from concurrent tasks share transactions (see `sqlite_worker`), so
   many small publishes or acks cost one fsync per group, and `publish_many`
   stores a whole batch in one transaction.
-- An open consumer says it is alive in the file (a row of `axis_transport_meta`
-  renewed with its leases, valid for one lease), so another process can count
-  a queue's live consumers (`consumers`) even while the queue is idle; a
-  consumer whose process died is counted until that lease runs out.
 """
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import sqlite3
@@ -98,8 +93,6 @@ _POLL_MAX = 0.1
 # A consumer asked for a delivery that has found none for this long, while its queue has ready
 # messages, logs its own state once: it should never happen, and its state is what explains it.
 _STALL_REPORT = 20.0
-# `axis_transport_meta` keys `consumer:<queue>:<id>` hold until when (epoch seconds) that consumer is alive.
-_ALIVE = "consumer:"
 
 
 def _init_schema(conn: sqlite3.Connection) -> None:
@@ -362,30 +355,6 @@ class EmbeddedTransport(Transport):
         return await self._db.read(lambda conn: conn.execute(
             "SELECT count(*) FROM axis_message WHERE queue=? AND visible_at<=?", (queue, time.time())).fetchone()[0])
 
-    async def consumers(self, queue: str) -> int:
-        queue = check_queue_name(queue)
-        await self._require_queue(queue)
-        prefix = _ALIVE + queue + ":"
-        return await self._db.read(lambda conn: conn.execute(
-            "SELECT count(*) FROM axis_transport_meta WHERE substr(key, 1, ?)=? AND CAST(value AS REAL)>?",
-            (len(prefix), prefix, time.time())).fetchone()[0])
-
-    async def _alive(self, key: str, *, gone: bool = False) -> None:
-        lease = self.lease
-
-        def beat(conn: sqlite3.Connection) -> None:
-            now = time.time()
-            # The rows of consumers whose process died without closing them go with anyone's next beat.
-            conn.execute("DELETE FROM axis_transport_meta WHERE substr(key, 1, ?)=? AND CAST(value AS REAL)<=?",
-                         (len(_ALIVE), _ALIVE, now))
-            if gone:
-                conn.execute("DELETE FROM axis_transport_meta WHERE key=?", (key,))
-            else:
-                conn.execute("INSERT OR REPLACE INTO axis_transport_meta (key, value) VALUES (?, ?)",
-                             (key, repr(now + lease)))
-
-        await self._db.write(beat)
-
     async def close(self) -> None:
         if self._closed:
             return
@@ -472,7 +441,6 @@ class _EmbeddedConsumer(Consumer):
         self._delay = _POLL_MIN             # the next idle poll's pause
         self._stall_check: asyncio.Task[None] | None = None
         self._reported = False
-        self._alive_key = f"{_ALIVE}{queue}:{uuid.uuid4().hex}"
 
     def wake(self) -> None:
         self._wake.set()
@@ -490,7 +458,6 @@ class _EmbeddedConsumer(Consumer):
         if self.transport._closed:
             raise TransportError("the transport is closed; open a new one")
         await self.transport._require_queue(self.queue)
-        await self.transport._alive(self._alive_key)
         self._state = "open"
         self.transport._consumers.add(self)
         self._heartbeat = asyncio.create_task(self._renew_leases(), name=f"axis-lease:{self.queue}")
@@ -503,8 +470,6 @@ class _EmbeddedConsumer(Consumer):
                     and time.monotonic() - since > _STALL_REPORT
                     and (self._stall_check is None or self._stall_check.done())):
                 self._stall_check = asyncio.create_task(self._report_if_stalled())
-            with contextlib.suppress(TransportError):  # a missed beat: the next one is within the lease
-                await self.transport._alive(self._alive_key)
             if self._held:
                 try:
                     await self.transport._renew([(d.seq, d.token) for d in self._held.values()])
@@ -599,8 +564,6 @@ class _EmbeddedConsumer(Consumer):
                 await self._fill
             except TransportError:
                 pass
-        with contextlib.suppress(TransportError):  # else it stops counting when its lease runs out
-            await self.transport._alive(self._alive_key, gone=True)
         unseen = {d.seq for d in self._buffer}
         self._buffer.clear()
         returned = [(d.seq, d.token) for d in self._held.values() if d.seq in unseen]

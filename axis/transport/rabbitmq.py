@@ -441,12 +441,6 @@ class RabbitMQTransport(Transport):
             declared = await self._passive(channel, queue, queue)
             return int(declared.declaration_result.message_count or 0)
 
-    async def consumers(self, queue: str) -> int:
-        check_queue_name(queue)
-        async with self._temp_channel() as channel:
-            declared = await self._passive(channel, queue, queue)
-            return int(declared.declaration_result.consumer_count or 0)
-
     async def close(self) -> None:
         if self._closed:
             return

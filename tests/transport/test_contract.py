@@ -351,21 +351,6 @@ async def test_depth_counts_ready_messages_only(open_tr: OpenTransport) -> None:
     assert await slow.depth(Q) == 0
 
 
-async def test_consumers_counts_the_open_consumers_of_a_queue_seen_from_another_transport(
-        transport: Transport, open_tr: OpenTransport) -> None:
-    other = await open_tr()  # as another process (the doctor) sees them
-    await transport.declare_queue(Q)
-    with pytest.raises(UnroutableError):
-        await other.consumers("000.00.00.H41")
-    assert await other.consumers(Q) == 0
-    async with transport.consume(Q):
-        assert await other.consumers(Q) == 1  # idle: nothing was ever delivered to it
-        async with transport.consume(Q):
-            assert await other.consumers(Q) == 2
-        assert await other.consumers(Q) == 1
-    assert await other.consumers(Q) == 0
-
-
 async def test_consumer_must_be_opened_and_ends_when_closed(transport: Transport) -> None:
     await transport.declare_queue(Q)
     consumer = transport.consume(Q)

@@ -93,7 +93,6 @@ async def test_delivery_held_by_a_killed_process_is_redelivered_after_its_lease(
         assert child.stdout is not None
         line = await asyncio.wait_for(child.stdout.readline(), STEP)
         assert line.decode().strip() == "held"
-        assert await transport.consumers(Q) == 1
         child.kill()
         await child.wait()
         async with transport.consume(Q, prefetch=1) as consumer:
@@ -101,7 +100,6 @@ async def test_delivery_held_by_a_killed_process_is_redelivered_after_its_lease(
             assert (delivery.message_id, delivery.body, dict(delivery.headers)) == ("held", b"held", {"k": "v"})
             assert (delivery.attempt, delivery.redelivered) == (2, True)
             await delivery.ack()
-            assert await transport.consumers(Q) == 1, "the dead process's consumer outlived its lease"
         assert await transport.depth(Q) == 0
     finally:
         if child is not None and child.returncode is None:
