@@ -60,6 +60,7 @@ from axis.store.records import (
     Submission,
 )
 from axis.store.reports import ReportReads
+from axis.store.traffic import TrafficReads
 from axis.store.schema import (
     AGENCY_STATES,
     CODE_LEN,
@@ -1078,7 +1079,7 @@ class Snapshot(_Reads):
         yield self._conn
 
 
-class Store(_Reads, ReportReads):
+class Store(_Reads, ReportReads, TrafficReads):
     """The database behind Axis. Thread-safe; see the module docstring (reports' paged reads: `reports.py`)."""
 
     def __init__(self, engine: sa.Engine, clock: Clock = utcnow) -> None:

@@ -6,6 +6,7 @@ from .base import (
     DeadLetter,
     Delivery,
     OutgoingMessage,
+    QueueStats,
     RetryPolicy,
     Transport,
 )
@@ -20,6 +21,7 @@ __all__ = [
     "DeadLetter",
     "Delivery",
     "OutgoingMessage",
+    "QueueStats",
     "RetryPolicy",
     "Transport",
     "TransportError",

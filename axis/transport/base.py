@@ -88,7 +88,8 @@ Concurrency
   A transport object belongs to the event loop that opened it; every method may
   be called concurrently from tasks on that loop. Open one transport per process.
   `depth()` is a snapshot (ready messages only: not in flight, not waiting for a
-  retry delay).
+  retry delay); `queue_stats()` is a snapshot for operators, each figure read on
+  its own (they need not add up at any one instant).
 """
 from __future__ import annotations
 
@@ -145,6 +146,18 @@ class OutgoingMessage:
     message_id: str
     priority: int = 0
     headers: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    """A queue at a glance, for operators (`Transport.queue_stats`); None where the transport cannot tell."""
+
+    queue: str
+    ready: int                      # waiting to be handed out now
+    in_flight: int | None           # handed to a consumer and not settled yet
+    consumers: int | None           # consumers attached now
+    oldest_age: float | None        # seconds since the oldest message still in the queue was (re)published
+    dead_letters: int               # parked in its dead-letter queue
 
 
 @dataclass(frozen=True)
@@ -378,6 +391,10 @@ class Transport(abc.ABC):
     @abc.abstractmethod
     async def depth(self, queue: str) -> int:
         """Messages ready for delivery in `queue` (not in flight, not waiting for a retry)."""
+
+    @abc.abstractmethod
+    async def queue_stats(self, queues: Iterable[str]) -> list[QueueStats]:
+        """A snapshot of each of `queues` (that exists; the others are left out), in the order given."""
 
     @abc.abstractmethod
     async def close(self) -> None:

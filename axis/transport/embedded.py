@@ -22,6 +22,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
+import socket
 import sqlite3
 import time
 import uuid
@@ -36,6 +38,7 @@ from .base import (
     DeadLetter,
     Delivery,
     OutgoingMessage,
+    QueueStats,
     RetryPolicy,
     Transport,
     check_batch,
@@ -57,7 +60,11 @@ SCHEMA_VERSION = 1
 #   replayed, or returned unseen by a closing consumer); a uuid = leased to a
 #   consumer; '' = given to the application and returned unsettled. A non-NULL
 #   token on a visible row therefore means "delivered and not settled": the
-#   next delivery counts as a redelivery (attempt + 1, redelivered).
+#   next delivery counts as a redelivery (attempt + 1, redelivered). A lease token starts with its
+#   consumer's id and a colon, so a lease found expired names the consumer that let it lapse.
+# published_at: when the message was last published (replayed); NULL on files made before it was added.
+# axis_consumer: every open consumer, with the last time it renewed its leases (`seen_at`), so that other
+#   processes can count consumers and name the one whose leases expired.
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS axis_transport_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS axis_queue (name TEXT PRIMARY KEY, created_at REAL NOT NULL);
@@ -71,7 +78,8 @@ CREATE TABLE IF NOT EXISTS axis_message (
     attempt INTEGER NOT NULL,
     redelivered INTEGER NOT NULL,
     visible_at REAL NOT NULL,
-    lease_token TEXT
+    lease_token TEXT,
+    published_at REAL
 );
 CREATE INDEX IF NOT EXISTS axis_message_order ON axis_message (queue, priority DESC, seq);
 CREATE TABLE IF NOT EXISTS axis_dead_letter (
@@ -86,6 +94,13 @@ CREATE TABLE IF NOT EXISTS axis_dead_letter (
     dead_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS axis_dead_letter_queue ON axis_dead_letter (queue, seq);
+CREATE TABLE IF NOT EXISTS axis_consumer (
+    id TEXT PRIMARY KEY,
+    queue TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    host TEXT NOT NULL,
+    seen_at REAL NOT NULL
+);
 """
 
 _POLL_MIN = 0.005
@@ -106,6 +121,8 @@ def _init_schema(conn: sqlite3.Connection) -> None:
         raise sqlite3.DatabaseError(f"transport schema version {row[0]} is not the supported "
                                     f"{SCHEMA_VERSION}; use the matching Axis version")
     conn.execute("INSERT OR IGNORE INTO axis_queue (name, created_at) VALUES (?, ?)", (DEAD_LETTER_FEED, time.time()))
+    if "published_at" not in {row[1] for row in conn.execute("PRAGMA table_info(axis_message)")}:
+        conn.execute("ALTER TABLE axis_message ADD COLUMN published_at REAL")  # a file made before it existed
 
 
 def _unknown_queue(queue: str) -> UnroutableError:
@@ -176,11 +193,11 @@ class EmbeddedTransport(Transport):
                     outcomes.append(_unknown_queue(message.queue))
                     continue
                 rows.append((message.queue, message.message_id, bytes(message.body), json.dumps(headers),
-                             message.priority, now))
+                             message.priority, now, now))
                 outcomes.append(None)
             conn.executemany(
                 "INSERT INTO axis_message (queue, message_id, body, headers, priority, attempt, redelivered,"
-                " visible_at, lease_token) VALUES (?, ?, ?, ?, ?, 1, 0, ?, NULL)", rows)
+                " visible_at, lease_token, published_at) VALUES (?, ?, ?, ?, ?, 1, 0, ?, NULL, ?)", rows)
             return outcomes
 
         outcomes = await self._db.write(insert)
@@ -214,10 +231,13 @@ class EmbeddedTransport(Transport):
 
     async def _take(self, consumer: _EmbeddedConsumer, limit: int) -> list[_EmbeddedDelivery]:
         queue, lease, max_attempts = consumer.queue, self.lease, self.retry_policy.max_attempts
-        token = uuid.uuid4().hex
+        token = f"{consumer.id}:{uuid.uuid4().hex}"
+        reclaimed: dict[str, int] = {}  # consumer id -> messages of its whose lease had expired
+        owners: list[str] = []          # who they were, for the log line
 
         def take(conn: sqlite3.Connection) -> list[tuple]:
             now = time.time()
+            reclaimed.clear()
             rows = conn.execute(
                 "SELECT seq, message_id, body, headers, priority, attempt, redelivered, lease_token"
                 " FROM axis_message WHERE queue=? AND visible_at<=? ORDER BY priority DESC, seq LIMIT ?",
@@ -226,6 +246,9 @@ class EmbeddedTransport(Transport):
             for seq, message_id, body, headers, priority, attempt, redelivered, previous in rows:
                 if previous is not None:  # delivered before and never settled
                     attempt, redelivered = attempt + 1, 1
+                    if previous:  # still leased: its consumer stopped renewing the lease
+                        owner = previous.partition(":")[0] if ":" in previous else ""
+                        reclaimed[owner] = reclaimed.get(owner, 0) + 1
                 if attempt > max_attempts:
                     poisoned.append((seq, attempt - 1))
                     continue
@@ -237,9 +260,15 @@ class EmbeddedTransport(Transport):
                 _move_to_dead(conn, seq, None, now,
                               f"delivered {attempts} times without being settled (its consumer closed or died "
                               "each time); a poison message?", attempts)
+            if reclaimed:
+                owners.clear()
+                owners.extend(_lapsed_consumers(conn, reclaimed, now))
             return taken
 
         rows = await self._db.write(take)
+        if reclaimed:
+            log.warning("reclaimed %d message(s) on %s whose lease expired unsettled (%s: it died or stalled); "
+                        "they are delivered again", sum(reclaimed.values()), queue, "; ".join(owners))
         deliveries = []
         for seq, message_id, body, headers, priority, attempt, redelivered in rows:
             plain = json.loads(headers)
@@ -250,13 +279,14 @@ class EmbeddedTransport(Transport):
                 letter=_letter(message_id, body, plain, priority) if queue == DEAD_LETTER_FEED else None))
         return deliveries
 
-    async def _renew(self, pairs: list[tuple[int, str]]) -> None:
+    async def _renew(self, consumer: _EmbeddedConsumer, pairs: list[tuple[int, str]]) -> None:
         lease = self.lease
 
         def renew(conn: sqlite3.Connection) -> None:
-            until = time.time() + lease
+            now = time.time()
+            conn.execute("INSERT OR REPLACE INTO axis_consumer VALUES (?, ?, ?, ?, ?)", consumer.row(now))
             conn.executemany("UPDATE axis_message SET visible_at=? WHERE seq=? AND lease_token=?",
-                             [(until, seq, token) for seq, token in pairs])
+                             [(now + lease, seq, token) for seq, token in pairs])
 
         await self._db.write(renew)
 
@@ -338,8 +368,8 @@ class EmbeddedTransport(Transport):
             chosen = [(seq,) for seq, message_id in rows if wanted is None or message_id in wanted]
             conn.executemany(
                 "INSERT INTO axis_message (queue, message_id, body, headers, priority, attempt, redelivered,"
-                " visible_at, lease_token) SELECT queue, message_id, body, headers, priority, 1, 0, ?, NULL"
-                " FROM axis_dead_letter WHERE seq=?", [(now, seq) for (seq,) in chosen])
+                " visible_at, lease_token, published_at) SELECT queue, message_id, body, headers, priority, 1, 0,"
+                " ?, NULL, ? FROM axis_dead_letter WHERE seq=?", [(now, now, seq) for (seq,) in chosen])
             conn.executemany("DELETE FROM axis_dead_letter WHERE seq=?", chosen)
             return len(chosen)
 
@@ -355,6 +385,36 @@ class EmbeddedTransport(Transport):
         return await self._db.read(lambda conn: conn.execute(
             "SELECT count(*) FROM axis_message WHERE queue=? AND visible_at<=?", (queue, time.time())).fetchone()[0])
 
+    async def queue_stats(self, queues: Iterable[str]) -> list[QueueStats]:
+        names = [q if q == DEAD_LETTER_FEED else check_queue_name(q) for q in queues]
+        lease = self.lease
+
+        def read(conn: sqlite3.Connection) -> list[QueueStats]:
+            now = time.time()
+            found = []
+            for name in names:
+                if conn.execute("SELECT 1 FROM axis_queue WHERE name=?", (name,)).fetchone() is None:
+                    continue
+                ready, in_flight, oldest = conn.execute(
+                    "SELECT sum(visible_at<=?), sum(visible_at>? AND lease_token<>''), min(published_at)"
+                    " FROM axis_message WHERE queue=?", (now, now, name)).fetchone()
+                consumers = conn.execute("SELECT count(*) FROM axis_consumer WHERE queue=? AND seen_at>?",
+                                         (name, now - lease)).fetchone()[0]
+                dead = conn.execute("SELECT count(*) FROM axis_dead_letter WHERE queue=?", (name,)).fetchone()[0]
+                found.append(QueueStats(name, ready or 0, in_flight or 0, consumers,
+                                        None if oldest is None else max(0.0, now - oldest), dead))
+            return found
+
+        return await self._db.read(read)
+
+    async def _register(self, consumer: _EmbeddedConsumer) -> None:
+        row = consumer.row(time.time())
+        await self._db.write(lambda conn: conn.execute("INSERT OR REPLACE INTO axis_consumer VALUES (?, ?, ?, ?, ?)",
+                                                       row))
+
+    async def _unregister(self, consumer: _EmbeddedConsumer) -> None:
+        await self._db.write(lambda conn: conn.execute("DELETE FROM axis_consumer WHERE id=?", (consumer.id,)))
+
     async def close(self) -> None:
         if self._closed:
             return
@@ -362,6 +422,21 @@ class EmbeddedTransport(Transport):
         for consumer in list(self._consumers):
             await consumer.close()
         await self._db.close()
+
+
+def _lapsed_consumers(conn: sqlite3.Connection, reclaimed: dict[str, int], now: float) -> list[str]:
+    """Who held the leases `take` found expired ({consumer id: messages}), for the log line; the registry
+    rows of those consumers go (a consumer that lets a lease lapse has died or stalled)."""
+    said = []
+    for owner, count in sorted(reclaimed.items()):
+        row = conn.execute("SELECT pid, host, seen_at FROM axis_consumer WHERE id=?", (owner,)).fetchone()
+        if row is None:
+            said.append(f"{count} held by a consumer that is gone")
+            continue
+        pid, host, seen_at = row
+        said.append(f"{count} held by the consumer in process {pid} on {host}, last seen {now - seen_at:.0f} s ago")
+        conn.execute("DELETE FROM axis_consumer WHERE id=?", (owner,))
+    return said
 
 
 def _report_lost_ack(future: asyncio.Future[None]) -> None:
@@ -388,8 +463,8 @@ def _move_to_dead(conn: sqlite3.Connection, seq: int, token: str | None, now: fl
                         _H_DEAD_AT: repr(now)}
         conn.execute(
             "INSERT INTO axis_message (queue, message_id, body, headers, priority, attempt, redelivered,"
-            " visible_at, lease_token) VALUES (?, ?, ?, ?, ?, 1, 0, ?, NULL)",
-            (DEAD_LETTER_FEED, message_id, body, json.dumps(feed_headers), priority, now))
+            " visible_at, lease_token, published_at) VALUES (?, ?, ?, ?, ?, 1, 0, ?, NULL, ?)",
+            (DEAD_LETTER_FEED, message_id, body, json.dumps(feed_headers), priority, now, now))
     return 1
 
 
@@ -430,6 +505,7 @@ class _EmbeddedConsumer(Consumer):
         self.transport = transport
         self.queue = queue
         self.prefetch = prefetch
+        self.id = uuid.uuid4().hex
         self._buffer: deque[_EmbeddedDelivery] = deque()
         self._held: dict[int, _EmbeddedDelivery] = {}  # taken from the DB and not yet settled
         self._wake = asyncio.Event()
@@ -445,6 +521,10 @@ class _EmbeddedConsumer(Consumer):
     def wake(self) -> None:
         self._wake.set()
 
+    def row(self, now: float) -> tuple[str, str, int, str, float]:
+        """Its row in axis_consumer, seen at `now`."""
+        return (self.id, self.queue, os.getpid(), socket.gethostname(), now)
+
     def holds(self, delivery: _EmbeddedDelivery) -> bool:
         return self._state == "open" and self._held.get(delivery.seq) is delivery
 
@@ -458,6 +538,7 @@ class _EmbeddedConsumer(Consumer):
         if self.transport._closed:
             raise TransportError("the transport is closed; open a new one")
         await self.transport._require_queue(self.queue)
+        await self.transport._register(self)
         self._state = "open"
         self.transport._consumers.add(self)
         self._heartbeat = asyncio.create_task(self._renew_leases(), name=f"axis-lease:{self.queue}")
@@ -470,11 +551,10 @@ class _EmbeddedConsumer(Consumer):
                     and time.monotonic() - since > _STALL_REPORT
                     and (self._stall_check is None or self._stall_check.done())):
                 self._stall_check = asyncio.create_task(self._report_if_stalled())
-            if self._held:
-                try:
-                    await self.transport._renew([(d.seq, d.token) for d in self._held.values()])
-                except TransportError:
-                    pass  # try again next beat; if it keeps failing the lease expires and we redeliver
+            try:  # every beat, held deliveries or not: other processes count live consumers by it
+                await self.transport._renew(self, [(d.seq, d.token) for d in self._held.values()])
+            except TransportError:
+                pass  # try again next beat; if it keeps failing the lease expires and we redeliver
 
     async def _take(self, room: int) -> bool:
         deliveries = await self.transport._take(self, room)
@@ -574,5 +654,6 @@ class _EmbeddedConsumer(Consumer):
                 await self.transport._release(returned, seen=False)
             if given:
                 await self.transport._release(given, seen=True)
+            await self.transport._unregister(self)
         except TransportError:
             pass  # the leases then simply expire and the messages are delivered again

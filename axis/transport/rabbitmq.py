@@ -27,14 +27,20 @@ Same contract as every transport (see `base`). What is specific here:
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import dataclasses
+import json
 import logging
+import time
+import urllib.request
 import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
+from urllib.parse import quote
 
 import aio_pika
 import aiormq
@@ -52,6 +58,7 @@ from .base import (
     DeadLetter,
     Delivery,
     OutgoingMessage,
+    QueueStats,
     RetryPolicy,
     Transport,
     check_batch,
@@ -206,8 +213,11 @@ class _Outgoing(NamedTuple):
 
 def _amqp_message(body: bytes, priority: int | None, headers: Mapping[str, str]) -> _Outgoing:
     table: dict[str, Any] = dict(headers)  # pamqp's FieldTable: str values are one kind of field value
+    # The timestamp (whole seconds) is what the management API's head_message_timestamp reports: the age of
+    # a queue's oldest message (`queue_stats`).
     return _Outgoing(bytes(body), pamqp.commands.Basic.Properties(
-        headers=table, priority=priority or 0, delivery_mode=2, message_id=uuid.uuid4().hex))
+        headers=table, priority=priority or 0, delivery_mode=2, message_id=uuid.uuid4().hex,
+        timestamp=datetime.now(UTC)))
 
 
 class RabbitMQTransport(Transport):
@@ -440,6 +450,48 @@ class RabbitMQTransport(Transport):
         async with self._temp_channel() as channel:
             declared = await self._passive(channel, queue, queue)
             return int(declared.declaration_result.message_count or 0)
+
+    async def queue_stats(self, queues: Iterable[str]) -> list[QueueStats]:
+        """Ready messages and consumers from a passive declare; messages in flight and the age of the oldest
+        from the management API (HTTP, port 15672 of the broker's host, the URL's user), when it answers
+        within 2 s (None otherwise)."""
+        names = [q if q == DEAD_LETTER_FEED else check_queue_name(q) for q in queues]
+        found: list[QueueStats] = []
+        for name in names:
+            counts: list[Any] = []
+            for each in (name, Topology.dlq(name)):
+                # One channel each: a failed passive declare closes its channel.
+                async with self._temp_channel() as channel:
+                    try:
+                        counts.append((await self._passive(channel, each, name)).declaration_result)
+                    except UnroutableError:
+                        counts.append(None)
+            declared, dead = counts
+            if declared is not None:
+                found.append(QueueStats(name, int(declared.message_count or 0), None, int(declared.consumer_count or 0),
+                                        None, int(dead.message_count or 0) if dead is not None else 0))
+        managed = await asyncio.to_thread(self._management_stats, [q.queue for q in found])
+        return [dataclasses.replace(q, in_flight=managed[q.queue][0], oldest_age=managed[q.queue][1])
+                if q.queue in managed else q for q in found]
+
+    def _management_stats(self, names: list[str]) -> dict[str, tuple[int | None, float | None]]:
+        """{queue: (unacknowledged messages, age of the head message in seconds)} from the management API."""
+        url = self._url
+        base = f"http://{url.host or 'localhost'}:15672/api/queues/{quote(url.path[1:] or '/', safe='')}"
+        token = base64.b64encode(f"{url.user or 'guest'}:{url.password or 'guest'}".encode()).decode()
+        found: dict[str, tuple[int | None, float | None]] = {}
+        for name in names:
+            request = urllib.request.Request(f"{base}/{quote(name, safe='')}",
+                                             headers={"Authorization": f"Basic {token}"})
+            try:
+                with urllib.request.urlopen(request, timeout=2) as answer:
+                    info = json.loads(answer.read())
+            except (OSError, ValueError):
+                return found  # no management API here: the figures stay unknown
+            head = info.get("head_message_timestamp")
+            found[name] = (info.get("messages_unacknowledged"),
+                           None if not isinstance(head, (int, float)) else max(0.0, time.time() - head))
+        return found
 
     async def close(self) -> None:
         if self._closed:
