@@ -60,7 +60,6 @@ from axis.store.records import (
     Submission,
 )
 from axis.store.reports import ReportReads
-from axis.store.traffic import TrafficReads
 from axis.store.schema import (
     AGENCY_STATES,
     CODE_LEN,
@@ -84,6 +83,7 @@ from axis.store.schema import certificates as certificates_t
 from axis.store.schema import deliveries as deliveries_t
 from axis.store.schema import receipts as receipts_t
 from axis.store.states import DeliveryState, parse_state, sources_for
+from axis.store.traffic import TrafficReads
 
 # pg_advisory_xact_lock key serialising audit appends ("AXISAUDT").
 AUDIT_LOCK_KEY = 0x4158_4953_4155_4454
