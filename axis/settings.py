@@ -134,6 +134,24 @@ class Settings(BaseSettings):
     max_packet_bytes: int = _setting(
         200 * 1024 * 1024, "The largest packet the gateway takes, in bytes (enforced while the upload is "
         "read: 413 beyond it).", shown="`209715200` (200 MiB)")
+    doctor_min_free_mb: int = _setting(
+        1024, "`axis doctor` fails when a disk holding Axis's files (the data folder, the SQLite store, the "
+        "embedded transport) has less free space than this many MiB, and warns below twice that.")
+    doctor_cert_days: int = _setting(
+        14, "`axis doctor` fails when the axis's certificate, or the last active certificate of an active "
+        "agency, ends within this many days.", flag="--expiring-days")
+    doctor_cert_warn_days: int = _setting(
+        30, "`axis doctor` warns when such a certificate ends within this many days.")
+    doctor_crl_warn_hours: float = _setting(
+        24.0, "`axis doctor` warns when the CRL's nextUpdate is less than this many hours away (and fails once "
+        "it has passed: signatures are then refused).", shown="`24`")
+    doctor_max_clock_skew: float = _setting(
+        5.0, "`axis doctor` fails when this machine's clock and the PostgreSQL server's differ by more than "
+        "this many seconds, and warns above half of it.", shown="`5`")
+    doctor_tsa_warn: int = _setting(
+        10, "`axis doctor` warns when more checkpoints than this wait for a timestamp from the TSA.")
+    doctor_tsa_fail: int = _setting(
+        100, "`axis doctor` fails when more checkpoints than this wait for a timestamp from the TSA.")
     checkpoint_entries: int = _setting(
         1000, "`axis serve` signs a checkpoint of the audit log at least every this many entries.")
     checkpoint_seconds: float = _setting(
@@ -163,24 +181,6 @@ class Settings(BaseSettings):
     deadline_urgent_hours: float = _setting(
         2.0, "Working hours within which the recipient of a Priority 3 (hỏa tốc) document must confirm it.",
         shown="`2`")
-    doctor_min_free_mb: int = _setting(
-        1024, "`axis doctor` fails when a disk holding Axis's files (the data folder, the SQLite store, the "
-        "embedded transport) has less free space than this many MiB, and warns below twice that.")
-    doctor_cert_days: int = _setting(
-        14, "`axis doctor` fails when the axis's certificate, or the last active certificate of an active "
-        "agency, ends within this many days.", flag="--expiring-days")
-    doctor_cert_warn_days: int = _setting(
-        30, "`axis doctor` warns when such a certificate ends within this many days.")
-    doctor_crl_warn_hours: float = _setting(
-        24.0, "`axis doctor` warns when the CRL's nextUpdate is less than this many hours away (and fails once "
-        "it has passed: signatures are then refused).", shown="`24`")
-    doctor_max_clock_skew: float = _setting(
-        5.0, "`axis doctor` fails when this machine's clock and the PostgreSQL server's differ by more than "
-        "this many seconds, and warns above half of it.", shown="`5`")
-    doctor_tsa_warn: int = _setting(
-        10, "`axis doctor` warns when more checkpoints than this wait for a timestamp from the TSA.")
-    doctor_tsa_fail: int = _setting(
-        100, "`axis doctor` fails when more checkpoints than this wait for a timestamp from the TSA.")
 
     @field_validator("gateway")
     @classmethod
@@ -196,7 +196,7 @@ class Settings(BaseSettings):
             raise ValueError("use the TSA's http:// or https:// URL (RFC 3161 over HTTP)")
         return value
 
-    @field_validator("embedded_lease", "checkpoint_seconds", "doctor_max_clock_skew")
+    @field_validator("embedded_lease", "checkpoint_seconds")
     @classmethod
     def _positive(cls, value: float) -> float:
         if not (math.isfinite(value) and value > 0):
@@ -235,11 +235,19 @@ class Settings(BaseSettings):
             raise ValueError("must be a positive number of working hours")
         return value
 
-    @field_validator("doctor_crl_warn_hours")
+    @field_validator("doctor_min_free_mb", "doctor_cert_days", "doctor_cert_warn_days", "doctor_tsa_warn",
+                     "doctor_tsa_fail")
     @classmethod
-    def _positive_hours(cls, value: float) -> float:
+    def _doctor_count(cls, value: int) -> int:
+        if value < 1:
+            raise ValueError("must be at least 1")
+        return value
+
+    @field_validator("doctor_crl_warn_hours", "doctor_max_clock_skew")
+    @classmethod
+    def _doctor_margin(cls, value: float) -> float:
         if not (math.isfinite(value) and value > 0):
-            raise ValueError("must be a positive number of hours")
+            raise ValueError("must be a positive number")
         return value
 
     @field_validator("gateway_rate")
@@ -257,8 +265,7 @@ class Settings(BaseSettings):
         return value
 
     @field_validator("retry_attempts", "workers", "gateway_burst", "max_packet_bytes", "checkpoint_entries",
-                     "signer_processes", "doctor_min_free_mb", "doctor_cert_days", "doctor_cert_warn_days",
-                     "doctor_tsa_warn", "doctor_tsa_fail")
+                     "signer_processes")
     @classmethod
     def _at_least_one(cls, value: int | None) -> int | None:
         if value is not None and value < 1:
