@@ -4,11 +4,11 @@
 the holiday calendar, the hub, the gateway and the TSA backlog of the axis those settings describe, and
 returns one `Check` for each, always in that order (`CHECKS`). A verdict is `ok`; `warn` (works, needs
 attention soon); `fail` (broken, or about to break within the configured margin); or `n/a` (does not apply
-here, or could not be looked at because what it needs did not answer: the detail says which). Every check
-not `ok` says what to do in `action`.
+here, or could not be looked at because what it needs did not answer: the detail says which). Every `warn`
+and `fail` says what to do in `action`.
 
-Callers may rely on: no check writing to the store or the broker (an embedded transport that does not exist is
-not created: the broker check fails instead); every network step bounded (`TIMEOUT` seconds); an unexpected
+Callers may rely on: no check changing what the store or the broker holds (opening a transport declares only
+what is there already; an embedded transport that does not exist is not created: the broker check fails); every network step bounded (`TIMEOUT` seconds); an unexpected
 error of one check becoming that check's `fail`, never an exception out of `run_checks`; nothing secret in a
 detail (URLs without their passwords; the gateway is asked only its unauthenticated /readyz).
 """
