@@ -8,9 +8,10 @@ here, or could not be looked at because what it needs did not answer: the detail
 and `fail` says what to do in `action`.
 
 Callers may rely on: no check changing what the store or the broker holds (opening a transport declares only
-what is there already; an embedded transport that does not exist is not created: the broker check fails); every network step bounded (`TIMEOUT` seconds); an unexpected
-error of one check becoming that check's `fail`, never an exception out of `run_checks`; nothing secret in a
-detail (URLs without their passwords; the gateway is asked only its unauthenticated /readyz).
+what is there already; an embedded transport that does not exist is not created: the broker check fails);
+every network step bounded (`TIMEOUT` seconds); an unexpected error of one check becoming that check's
+`fail`, never an exception out of `run_checks`; nothing secret in a detail (URLs without their passwords;
+the gateway is asked only its unauthenticated /readyz).
 """
 from __future__ import annotations
 
