@@ -141,6 +141,24 @@ class Settings(BaseSettings):
     max_packet_bytes: int = _setting(
         200 * 1024 * 1024, "The largest packet the gateway takes, in bytes (enforced while the upload is "
         "read: 413 beyond it).", shown="`209715200` (200 MiB)")
+    doctor_min_free_mb: int = _setting(
+        1024, "`axis doctor` fails when a disk holding Axis's files (the data folder, the SQLite store, the "
+        "embedded transport) has less free space than this many MiB, and warns below twice that.")
+    doctor_cert_days: int = _setting(
+        14, "`axis doctor` fails when the axis's certificate, or the last active certificate of an active "
+        "agency, ends within this many days.", flag="--expiring-days")
+    doctor_cert_warn_days: int = _setting(
+        30, "`axis doctor` warns when such a certificate ends within this many days.")
+    doctor_crl_warn_hours: float = _setting(
+        24.0, "`axis doctor` warns when the CRL's nextUpdate is less than this many hours away (and fails once "
+        "it has passed: signatures are then refused).", shown="`24`")
+    doctor_max_clock_skew: float = _setting(
+        5.0, "`axis doctor` fails when this machine's clock and the PostgreSQL server's differ by more than "
+        "this many seconds, and warns above half of it.", shown="`5`")
+    doctor_tsa_warn: int = _setting(
+        10, "`axis doctor` warns when more checkpoints than this wait for a timestamp from the TSA.")
+    doctor_tsa_fail: int = _setting(
+        100, "`axis doctor` fails when more checkpoints than this wait for a timestamp from the TSA.")
     checkpoint_entries: int = _setting(
         1000, "`axis serve` signs a checkpoint of the audit log at least every this many entries.")
     checkpoint_seconds: float = _setting(
@@ -226,6 +244,21 @@ class Settings(BaseSettings):
     def _urgent_hours(cls, value: float) -> float:
         if not (math.isfinite(value) and value > 0):
             raise ValueError("must be a positive number of working hours")
+        return value
+
+    @field_validator("doctor_min_free_mb", "doctor_cert_days", "doctor_cert_warn_days", "doctor_tsa_warn",
+                     "doctor_tsa_fail")
+    @classmethod
+    def _doctor_count(cls, value: int) -> int:
+        if value < 1:
+            raise ValueError("must be at least 1")
+        return value
+
+    @field_validator("doctor_crl_warn_hours", "doctor_max_clock_skew")
+    @classmethod
+    def _doctor_margin(cls, value: float) -> float:
+        if not (math.isfinite(value) and value > 0):
+            raise ValueError("must be a positive number")
         return value
 
     @field_validator("gateway_rate", "log_rate")

@@ -18,6 +18,7 @@ from cli import (
     certs,
     credentials,
     dlq,
+    doctor,
     evidence,
     gateway,
     operator,
@@ -59,6 +60,7 @@ app = typer.Typer(
 )
 app.command("serve")(operator.serve)
 app.command("gateway")(gateway.gateway)
+app.command("doctor")(doctor.doctor)
 
 
 @app.callback()
