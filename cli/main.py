@@ -21,6 +21,7 @@ from cli import (
     operator,
     packet,
     pki,
+    registry,
     settings,
     signer,
     tsa,
@@ -78,6 +79,7 @@ def demo(workdir: Path | None = typer.Option(None, "--dir", help="Keep the demo'
 app.add_typer(pki.app, name="pki")
 app.add_typer(packet.app, name="packet")
 app.add_typer(operator.agency_app, name="agency")
+registry.mount(operator.agency_app)  # agency import, agency show
 agency_side.mount(app)  # send, inbox pull, status send
 app.add_typer(adapter.app, name="adapter")
 app.command("receipts")(operator.receipts)

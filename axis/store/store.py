@@ -59,6 +59,7 @@ from axis.store.records import (
     Receipt,
     Submission,
 )
+from axis.store.registry import RegistryReads
 from axis.store.reports import ReportReads
 from axis.store.schema import (
     AGENCY_STATES,
@@ -1078,7 +1079,7 @@ class Snapshot(_Reads):
         yield self._conn
 
 
-class Store(_Reads, ReportReads):
+class Store(_Reads, ReportReads, RegistryReads):
     """The database behind Axis. Thread-safe; see the module docstring (reports' paged reads: `reports.py`)."""
 
     def __init__(self, engine: sa.Engine, clock: Clock = utcnow) -> None:
