@@ -6,6 +6,9 @@ from pathlib import Path
 from typing import Any
 
 import typer
+
+# typer's own click (it vendors one): its usage errors
+from typer._click.exceptions import NoArgsIsHelpError, UsageError
 from typer.core import TyperGroup
 
 from axis.private import restrict_umask
@@ -15,6 +18,7 @@ from cli import (
     agency_side,
     audit,
     auditor,
+    compose,
     credentials,
     evidence,
     gateway,
@@ -39,6 +43,11 @@ class _Axis(TyperGroup):
             return super().invoke(ctx)
         except KeyFileError as exc:
             fail(str(exc), 2)
+        except NoArgsIsHelpError:
+            raise  # `axis packet` alone: the help is what was asked for
+        except UsageError as exc:  # a missing option or a bad value: one line, not a boxed usage screen
+            where = exc.ctx.command_path if exc.ctx is not None else "axis"
+            fail(f"{exc.format_message()} (see `{where} --help`)", exc.exit_code)
 
 
 def _version(value: bool) -> None:
@@ -78,6 +87,7 @@ def demo(workdir: Path | None = typer.Option(None, "--dir", help="Keep the demo'
 
 app.add_typer(pki.app, name="pki")
 app.add_typer(packet.app, name="packet")
+compose.mount(packet.app)  # packet new
 app.add_typer(operator.agency_app, name="agency")
 registry.mount(operator.agency_app)  # agency import, agency show
 agency_side.mount(app)  # send, inbox pull, status send

@@ -59,6 +59,7 @@ _T = TypeVar("_T")
 # Which commands take which deployment options (the rest take neither).
 _AGENCY_COMMANDS = {("send",), ("inbox", "pull"), ("status", "send"), ("adapter", "folder")}
 _TAKES_DB = {("serve",), ("agency", "add"), ("agency", "list"), ("agency", "suspend"), ("agency", "resume"),
+             ("agency", "import"), ("agency", "show"),
              ("receipts",), ("audit", "verify"), ("credentials", "issue"), ("credentials", "list"),
              ("credentials", "revoke"), ("gateway",), *_AGENCY_COMMANDS}
 _TAKES_BROKER = {("serve",), ("gateway",), ("dlq", "list"), *_AGENCY_COMMANDS}
