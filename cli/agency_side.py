@@ -297,7 +297,7 @@ def send(
     """
     files = _expand(packets)
     if not files:
-        fail("no packets to send (folders are searched for *.edxml)")
+        fail(f"no packets to send: no *.edxml files in {', '.join(map(str, packets))}")
     road = road_options(gateway, credential, gateway_ca, broker, db)
     verifier = _verifier(trust, crl)
     results = [_Sent(f) for f in files]

@@ -36,13 +36,20 @@ from cli.output import fail, stdout
 class _Axis(TyperGroup):
     """Every command's everyday mistakes (a missing, unreadable or wrong key, certificate or CRL file) end in
     one line that names the file and what is wrong, never a traceback: every command loads such files
-    through `axis.trust.keys`, which raises KeyFileError for them, so one place turns it into the message."""
+    through `axis.trust.keys`, which raises KeyFileError for them, so one place turns it into the message.
+    So do a file or folder the command cannot read or write (an OSError naming it) and a usage error."""
 
     def invoke(self, ctx: Any) -> Any:  # click's Context, which typer vendors under a private name
         try:
             return super().invoke(ctx)
         except KeyFileError as exc:
             fail(str(exc), 2)
+        except OSError as exc:
+            if not exc.filename:
+                raise
+            # A file or folder the operator named cannot be read or written (a folder where a file should be, a
+            # file in the way of a folder, no permission): name it, once.
+            fail(f"{exc.filename}: {exc.strerror or exc}", 2)
         except NoArgsIsHelpError:
             raise  # `axis packet` alone: the help is what was asked for
         except UsageError as exc:  # a missing option or a bad value: one line, not a boxed usage screen
