@@ -19,13 +19,12 @@ from pathlib import Path
 import typer
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from axis.edxml import parse_agency_code
 from axis.refusals import Refusal
 from cli.operator import DbOption, _open_store
-from cli.output import REFUSED, fail, print_json, refuse, stderr, stdout
+from cli.output import REFUSED, fail, print_json, progress, refuse, stderr, stdout
 
 CHUNK = 1_000          # agencies per transaction: one commit and one seal per chunk
 NAME_LEN = 500         # agencies.name
@@ -276,19 +275,14 @@ def _place(row: Row, fresh: dict[str, Row], registered: dict, depth: dict[str, i
 
 # ------------------------------------------------------------------ commands
 
-def _progress() -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                    console=stderr, transient=True, disable=not stderr.is_terminal)
-
-
-def run_import(path: Path, store, *, actor: str = "operator") -> Plan:
+def run_import(path: Path, store, *, actor: str = "operator", quiet: bool = False) -> Plan:
     """Plan and apply the import of `path` into `store`; the plan says what happened."""
     from axis.store import StoreError
 
     plan = plan_import(path, store)
     source = path.name
-    with _progress() as progress:
-        task = progress.add_task("importing agencies", total=len(plan.add) + len(plan.certify))
+    with progress(quiet=quiet) as bar:
+        task = bar.add_task("importing agencies", total=len(plan.add) + len(plan.certify))
         for start in range(0, len(plan.add), CHUNK):
             chunk = plan.add[start:start + CHUNK]
             with store.write() as tx:
@@ -299,7 +293,7 @@ def run_import(path: Path, store, *, actor: str = "operator") -> Plan:
                     fingerprints = [tx.add_certificate(r.code, r.certificate)] if r.certificate else []
                     tx.audit(actor, "agency-added", r.code, {"name": r.name, "parent": r.parent,
                                                              "certificates": fingerprints, "catalogue": source})
-            progress.advance(task, len(chunk))
+            bar.advance(task, len(chunk))
         for start in range(0, len(plan.certify), CHUNK):
             chunk = plan.certify[start:start + CHUNK]
             with store.write() as tx:
@@ -307,7 +301,7 @@ def run_import(path: Path, store, *, actor: str = "operator") -> Plan:
                     assert r.certificate is not None  # plan_import puts only rows with a new certificate here
                     tx.audit(actor, "certificate-added", r.code,
                              {"fingerprint": tx.add_certificate(r.code, r.certificate), "catalogue": source})
-            progress.advance(task, len(chunk))
+            bar.advance(task, len(chunk))
     return plan
 
 
@@ -327,7 +321,7 @@ def agency_import(
         fail(f"cannot read {catalogue}: {'it is a folder' if catalogue.is_dir() else 'no such file'}")
     store = _open_store(db, create=True, writes=True)
     try:
-        plan = run_import(catalogue, store)
+        plan = run_import(catalogue, store, quiet=as_json)
     except CatalogueError as exc:
         fail(str(exc))
     except StoreError as exc:

@@ -173,3 +173,19 @@ def test_agency_show(tmp_path: Path, keys: Path, migrated_url: str) -> None:
     assert f"parent       {TOP} (Văn phòng Chính phủ)" in text.stdout and cert["fingerprint"][:16] in text.stdout
     missing = axis(tmp_path, "agency", "show", "000.00.00.H99", "--db", migrated_url)
     assert missing.exit_code == 1 and "000.00.00.H99 is not registered" in missing.stderr
+
+
+def test_a_progress_bar_only_on_a_terminal_and_never_with_json(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from cli import output
+
+    catalogue = tmp_path / "c.csv"
+    catalogue.write_text("code,name,parent\n" + "".join(f"000.00.{n:02d}.G22,Đơn vị {n},\n" for n in range(1, 40)))
+    plain = axis(tmp_path, "agency", "import", catalogue, "--db", f"sqlite:///{tmp_path / 'a.db'}")
+    assert plain.exit_code == 0 and "importing agencies" not in plain.stderr, plain.stderr
+    monkeypatch.setattr(output.stderr, "_force_terminal", True)
+    monkeypatch.setattr(output.stderr, "is_interactive", True)
+    shown = axis(tmp_path, "agency", "import", catalogue, "--db", f"sqlite:///{tmp_path / 'b.db'}")
+    assert shown.exit_code == 0 and "importing agencies" in shown.stderr and "39/39" in shown.stderr, shown.stderr
+    quiet = axis(tmp_path, "agency", "import", catalogue, "--json", "--db", f"sqlite:///{tmp_path / 'c.db'}")
+    assert quiet.exit_code == 0 and "importing agencies" not in quiet.stderr
+    assert json.loads(quiet.stdout)["added"] == 39

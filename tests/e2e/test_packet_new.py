@@ -5,11 +5,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
+from cli import output
 from tests.e2e.harness import Deployment
 from tests.e2e.packets import G22, H14, H41, TestPKI
 
 
-def test_a_new_packet_goes_through_the_hub(deployment: Deployment, e2e_pki: TestPKI, tmp_path: Path) -> None:
+def test_a_new_packet_goes_through_the_hub(deployment: Deployment, e2e_pki: TestPKI, tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "tờ trình.pdf").write_bytes(b"%PDF-1.4 " + bytes(2000))
     made = deployment.cli("packet", "new", "--from", G22, "--to", H41, "--to", H14, "--subject", "Thử trục",
                           "--attach", str(tmp_path / "tờ trình.pdf"), "--priority", "1", "-o", str(tmp_path / "p.xml"))
@@ -22,9 +26,16 @@ def test_a_new_packet_goes_through_the_hub(deployment: Deployment, e2e_pki: Test
     assert sent.exit_code == 0, sent
     [answer] = json.loads(sent.stdout)
     assert answer["outcome"] == "accepted", answer
+    assert "sending" not in sent.stderr  # no progress bar with --json, nor off a terminal
+
+    monkeypatch.setattr(output.stderr, "_force_terminal", True)
+    monkeypatch.setattr(output.stderr, "is_interactive", True)  # as on an operator's terminal: progress bars
+    again = deployment.cli("send", str(tmp_path / "p.edxml"))
+    assert again.exit_code == 0 and "duplicate" in again.stdout and "sending" in again.stderr, again
     pulled = deployment.cli("inbox", "pull", H41, *deployment.agency_files(H41), "--out", str(tmp_path / "in"),
                             "--wait", "1", "--max", "1")
-    assert pulled.exit_code == 0, pulled
+    assert pulled.exit_code == 0 and "received" in pulled.stderr and "1/1" in pulled.stderr, pulled
+    monkeypatch.undo()
     assert (tmp_path / "in" / f"{answer['axis_id']}.edxml").read_bytes() == (tmp_path / "p.edxml").read_bytes()
 
     sender = json.loads(deployment.cli("agency", "show", G22, "--json").stdout)
