@@ -289,7 +289,11 @@ class GatewayEdge(Edge):
         self.timeout = timeout
         verify: ssl.SSLContext | bool = True
         if ca_file is not None:
-            verify = ssl.create_default_context(cafile=str(ca_file))
+            try:
+                verify = ssl.create_default_context(cafile=str(ca_file))
+            except OSError as exc:  # ssl.SSLError is one: a file that is not PEM certificates
+                raise ValueError(f"cannot use {ca_file} as the gateway's TLS roots: "
+                                 f"{exc.strerror or getattr(exc, 'reason', None) or exc}") from None
         self._own = client is None
         self._client = client or httpx.AsyncClient(
             base_url=base, verify=verify, timeout=httpx.Timeout(timeout),

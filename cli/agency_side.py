@@ -44,7 +44,7 @@ from axis.refusals import PacketError, Refusal, RefusalCode
 from axis.transport import TransportError
 from axis.trust import Signer, Verifier
 from cli import settings
-from cli.output import QUEUED, REFUSED, fail, refuse, stderr, stdout
+from cli.output import QUEUED, REFUSED, fail, progress, refuse, stderr, stdout
 
 BROKER_HELP = ("Without --gateway: amqp://… for RabbitMQ, or embedded (the SQLite transport in ./axis-data). "
                "Env: AXIS_BROKER.")
@@ -298,11 +298,13 @@ def send(
     """
     files = _expand(packets)
     if not files:
-        fail("no packets to send (folders are searched for *.edxml)")
+        fail(f"no packets to send: no *.edxml files in {', '.join(map(str, packets))}")
     road = road_options(gateway, credential, gateway_ca, broker, db)
     verifier = _verifier(trust, crl)
     results = [_Sent(f) for f in files]
-    _run(_send(results, road, state, wait, verifier))
+    with progress(quiet=as_json) as bar:
+        task = bar.add_task("sending", total=len(results))
+        _run(_send(results, road, state, wait, verifier, lambda n: bar.advance(task, n)))
     if as_json:
         print(json.dumps([r.as_dict() for r in results], ensure_ascii=False, indent=2))
     else:
@@ -325,13 +327,15 @@ def send(
         raise typer.Exit(QUEUED)
 
 
-async def _send(results: list[_Sent], road: Road, state: Path | None, wait: float, verifier: Verifier) -> None:
+async def _send(results: list[_Sent], road: Road, state: Path | None, wait: float, verifier: Verifier,
+                sent_some: Callable[[int], None]) -> None:
     clients: dict[str, AgencyClient] = {}
     async with open_edges(road, verifier, "send") as edge_for:
         try:
             for start in range(0, len(results), SEND_CHUNK):
                 chunk = results[start:start + SEND_CHUNK]
                 loaded = await asyncio.to_thread(_load_chunk, chunk)
+                sent_some(len(chunk) - len(loaded))  # refused here, before sending
                 by_sender: dict[str, list[tuple[_Sent, bytes]]] = {}
                 for sent, data in loaded:
                     assert sent.sender is not None  # _load_chunk returns only the packets whose sender it read
@@ -346,6 +350,7 @@ async def _send(results: list[_Sent], road: Road, state: Path | None, wait: floa
                         clients[code] = AgencyClient(code, edge_for(code), verifier=verifier,
                                                      state_dir=settings.agency_state_dir(code, state))
                     done = await clients[code].submit_each([d for _, d in items])
+                    sent_some(len(items))
                     for (sent, _), submitted in zip(items, done, strict=True):
                         sent.submission = submitted.submission
                         error = submitted.error
@@ -420,8 +425,11 @@ def pull(
     road = road_options(gateway, credential, gateway_ca, broker, db)
     signer, verifier = _signer(key, cert), _verifier(trust, crl)
     rejected: list[Rejection] = []
+    bar = progress()
+    task = bar.add_task("received", total=max_messages)
 
     def stored(item: Received) -> None:
+        bar.advance(task)
         if item.duplicate:
             stderr.print(f"{item.axis_id}: already stored as {item.path}; acknowledged again", markup=False)
             return
@@ -430,6 +438,7 @@ def pull(
         sys.stdout.flush()
 
     def refused(rejection: Rejection) -> None:
+        bar.advance(task)
         rejected.append(rejection)
         stderr.print(f"{rejection.axis_id}: {rejection.reason} ({rejection.action})", markup=False)
 
@@ -449,7 +458,8 @@ def pull(
                 client.close()
 
     try:
-        _run(run())
+        with bar:
+            _run(run())
     except Refusal as refusal:  # an invalid agency code, or a certificate of another agency
         refuse(refusal)
     if rejected:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import typer
 
-from cli.operator import BrokerOption, DbOption, hub_settings
+from cli.operator import BrokerOption, DbOption, check_trust, hub_settings
 from cli.output import fail, stderr
 from cli.settings import current, redact_url
 
@@ -45,6 +45,7 @@ def gateway_config(*, host: str | None, port: int | None, tls_cert: Path | None,
         fail(f"trusted roots not found at {chosen.trust_roots}: the gateway verifies delivery receipts. Create "
              f"them with `axis pki init {chosen.pki_dir}` and `axis pki issue AXIS --pki {chosen.pki_dir} --out "
              f"{chosen.hub_dir}`, or pass --trust.")
+    check_trust(chosen.trust_roots, chosen.revocations)
     # The gateway decides with exactly the hubs' policy (`axis serve` passes its own flags here).
     intake = (hub_settings(workers, trust, crl, lenient_codes, allow_sha1).trust
               if chosen.intake_at == "gateway" else None)

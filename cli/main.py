@@ -6,6 +6,9 @@ from pathlib import Path
 from typing import Any
 
 import typer
+
+# typer's own click (it vendors one): its usage errors
+from typer._click.exceptions import NoArgsIsHelpError, UsageError
 from typer.core import TyperGroup
 
 from axis.private import restrict_umask
@@ -16,6 +19,7 @@ from cli import (
     audit,
     auditor,
     certs,
+    compose,
     credentials,
     dlq,
     doctor,
@@ -24,6 +28,7 @@ from cli import (
     operator,
     packet,
     pki,
+    registry,
     settings,
     signer,
     traffic,
@@ -35,13 +40,25 @@ from cli.output import fail, stdout
 class _Axis(TyperGroup):
     """Every command's everyday mistakes (a missing, unreadable or wrong key, certificate or CRL file) end in
     one line that names the file and what is wrong, never a traceback: every command loads such files
-    through `axis.trust.keys`, which raises KeyFileError for them, so one place turns it into the message."""
+    through `axis.trust.keys`, which raises KeyFileError for them, so one place turns it into the message.
+    So do a file or folder the command cannot read or write (an OSError naming it) and a usage error."""
 
     def invoke(self, ctx: Any) -> Any:  # click's Context, which typer vendors under a private name
         try:
             return super().invoke(ctx)
         except KeyFileError as exc:
             fail(str(exc), 2)
+        except OSError as exc:
+            if not exc.filename:
+                raise
+            # A file or folder the operator named cannot be read or written (a folder where a file should be, a
+            # file in the way of a folder, no permission): name it, once.
+            fail(f"{exc.filename}: {exc.strerror or exc}", 2)
+        except NoArgsIsHelpError:
+            raise  # `axis packet` alone: the help is what was asked for
+        except UsageError as exc:  # a missing option or a bad value: one line, not a boxed usage screen
+            where = exc.ctx.command_path if exc.ctx is not None else "axis"
+            fail(f"{exc.format_message()} (see `{where} --help`)", exc.exit_code)
 
 
 def _version(value: bool) -> None:
@@ -82,7 +99,9 @@ def demo(workdir: Path | None = typer.Option(None, "--dir", help="Keep the demo'
 
 app.add_typer(pki.app, name="pki")
 app.add_typer(packet.app, name="packet")
+compose.mount(packet.app)  # packet new
 app.add_typer(operator.agency_app, name="agency")
+registry.mount(operator.agency_app)  # agency import, agency show
 agency_side.mount(app)  # send, inbox pull, status send
 app.add_typer(adapter.app, name="adapter")
 app.command("receipts")(operator.receipts)

@@ -402,6 +402,14 @@ async def _watch_gateway(process, hub_task: asyncio.Task) -> bool:
     return True
 
 
+def check_trust(roots: Path, crl: Path | None) -> None:
+    """Load the trusted roots and the CRL once here, so that a file that cannot be used stops the command in one
+    line (KeyFileError) before it starts processes that would each fail on it."""
+    from axis.trust import Verifier
+
+    Verifier.from_files(roots, crl)
+
+
 def hub_settings(workers, trust, crl, lenient_codes=False, allow_sha1=(), *, tsa=None):
     """What the hub's workers decide with, and how it checkpoints the audit log; it names no key (the hub
     and its workers sign through the signer)."""
@@ -410,6 +418,7 @@ def hub_settings(workers, trust, crl, lenient_codes=False, allow_sha1=(), *, tsa
     if not chosen.trust_roots.exists():
         fail(f"trusted roots not found at {chosen.trust_roots}. Create them with `axis pki init {chosen.pki_dir}` "
              f"and `axis pki issue AXIS --pki {chosen.pki_dir} --out {chosen.hub_dir}`, or pass --trust.")
+    check_trust(chosen.trust_roots, chosen.revocations)
     return HubSettings(trust=TrustSettings(trust_roots=chosen.trust_roots, crl=chosen.revocations,
                                            allow_sha1_for=frozenset(allow_sha1), lenient_codes=lenient_codes,
                                            max_packet_bytes=chosen.max_packet_bytes), workers=chosen.workers,

@@ -13,6 +13,7 @@ from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from axis.refusals import Refusal
 
@@ -38,6 +39,19 @@ def refuse(refusal: Refusal, *, as_json: bool = False) -> NoReturn:
 def fail(message: str, code: int = REFUSED) -> NoReturn:
     stderr.print(f"[bold red]error[/]: {message}", markup=True)
     raise typer.Exit(code)
+
+
+class _Bar(Progress):
+    def advance(self, task_id: TaskID, advance: float = 1) -> None:
+        super().advance(task_id, advance)
+        self.refresh()  # each step as it happens, not at the next tick of the refresh thread
+
+
+def progress(*, quiet: bool = False) -> Progress:
+    """A progress bar on stderr for a long command; shown only on a terminal, never with `quiet` (--json), and
+    gone when done (the command's own output is what stays)."""
+    return _Bar(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=stderr, transient=True, redirect_stderr=False, disable=quiet or not stderr.is_terminal)
 
 
 def to_jsonable(value: Any) -> Any:

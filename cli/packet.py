@@ -21,9 +21,12 @@ STATUS_MEANINGS = {
 
 def _read(path: Path) -> bytes:
     try:
-        return path.read_bytes()
+        data = path.read_bytes()
     except OSError as exc:
         fail(f"cannot read {path}: {exc.strerror}")
+    if not data.strip():
+        fail(f"{path} is empty: a packet is an edXML file (`axis packet new` makes one)")
+    return data
 
 
 @app.command()

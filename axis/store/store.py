@@ -60,6 +60,7 @@ from axis.store.records import (
     Receipt,
     Submission,
 )
+from axis.store.registry import RegistryReads
 from axis.store.reports import ReportReads
 from axis.store.schema import (
     AGENCY_STATES,
@@ -1149,7 +1150,7 @@ class Snapshot(_Reads):
         yield self._conn
 
 
-class Store(_Reads, ReportReads, TrafficReads):
+class Store(_Reads, ReportReads, TrafficReads, RegistryReads):
     """The database behind Axis. Thread-safe; see the module docstring (reports' paged reads: `reports.py`)."""
 
     def __init__(self, engine: sa.Engine, clock: Clock = utcnow) -> None:

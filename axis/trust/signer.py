@@ -72,7 +72,11 @@ class Signer:
                    password: bytes | None = None) -> Signer:
         """Load a PEM key and a PEM certificate file (leaf first; any further certificates are its chain)."""
         certs = keys.load_certificates(cert_path)
-        return cls(keys.load_private_key(key_path, password), certs[0], certs[1:])
+        key = keys.load_private_key(key_path, password)
+        if not keys.same_public_key(key, certs[0]):  # here the files are known: name them
+            raise keys.KeyFileError(f"{key_path}: the private key does not belong to the certificate in {cert_path} "
+                                    f"({certs[0].subject.rfc4514_string()}); give the key file made with it")
+        return cls(key, certs[0], certs[1:])
 
     @property
     def certificate(self) -> x509.Certificate:

@@ -60,6 +60,7 @@ _T = TypeVar("_T")
 _AGENCY_COMMANDS = {("send",), ("inbox", "pull"), ("status", "send"), ("adapter", "folder")}
 _DLQ_COMMANDS = {("dlq", "list"), ("dlq", "show"), ("dlq", "replay"), ("dlq", "purge")}
 _TAKES_DB = {("serve",), ("agency", "add"), ("agency", "list"), ("agency", "suspend"), ("agency", "resume"),
+             ("agency", "import"), ("agency", "show"),
              ("receipts",), ("audit", "verify"), ("credentials", "issue"), ("credentials", "list"),
              ("credentials", "revoke"), ("gateway",), *_AGENCY_COMMANDS, *_DLQ_COMMANDS,
              ("traffic", "list"), ("traffic", "show"), ("traffic", "tail"), ("queues",)}
