@@ -39,12 +39,12 @@ BATCH = 200  # rows removed per unit of work: short transactions, so intake neve
 
 @dataclass(frozen=True)
 class RetentionPolicy:
-    bodies_days: int = 90
-    submissions_days: int = 90
-    inbox_days: int = 30
+    bodies_days: float = 90
+    submissions_days: float = 90
+    inbox_days: float = 30
     every: float = 3600.0   # seconds between two runs of the hub's task
 
-    def cutoff(self, days: int, now: datetime) -> datetime | None:
+    def cutoff(self, days: float, now: datetime) -> datetime | None:
         return now - timedelta(days=days) if days > 0 else None
 
 
@@ -99,7 +99,7 @@ def run_retention(store: Store, policy: RetentionPolicy, *, actor: str = "hub", 
     return report
 
 
-def _remove_bodies(store: Store, before: datetime, days: int, actor: str, batch: int,
+def _remove_bodies(store: Store, before: datetime, days: float, actor: str, batch: int,
                    report: RetentionReport) -> None:
     why = {"retention": "bodies", "days": days, "before": format_at(before)}
     while True:

@@ -1,8 +1,8 @@
 """Retention: what it removes and keeps, each removal an entry the verifier accepts, and nothing else missing.
 
 A real sealed log on SQLite and PostgreSQL: documents delivered (or not), submissions decided, inbox keys;
-the clock moved past the policy's ages; then `run_retention`, and `verify_store` (and the export, and an
-evidence bundle) on what is left. The attacks: a row deleted, changed or written back behind Axis's back.
+the clock moved past the policy's ages; then `run_retention`, and `verify_store` (and the export) on what
+is left (tests/evidence/test_retention.py: an evidence bundle). The attacks: a row deleted, changed or written back behind Axis's back.
 """
 from __future__ import annotations
 
@@ -11,8 +11,6 @@ import dataclasses
 import sqlalchemy as sa
 
 from axis.audit.checkpoints import CheckpointWriter
-from axis.audit.evidence import build_bundle
-from axis.audit.evidence_check import check_bundle
 from axis.audit.export import export_log
 from axis.audit.verify import verify_export, verify_store
 from axis.store import Decision, NewSubmission, Store
@@ -149,21 +147,6 @@ def test_a_removed_body_written_back_is_named(seeded: Store, writer, audit_pki: 
     writer.write()
     _exec(seeded, "INSERT INTO document_bodies (axis_id, body) VALUES (:a, :b)", a=ids["done"], b=body_of("done"))
     _bad(verify_store(seeded, audit_pki.trust), f"document_bodies row {ids['done']}", "written back")
-
-
-def test_the_evidence_of_a_document_whose_body_was_removed_says_so_and_checks(
-        seeded: Store, writer, audit_pki: Pki, clock) -> None:
-    ids = _traffic(seeded)
-    clock.advance(91 * DAY)
-    run_retention(seeded, POLICY)
-    writer.write()
-    bundle = build_bundle(seeded, ids["done"], now=clock())
-    assert "document.xml" not in bundle.files
-    readme = bundle.files["README.txt"].decode()
-    assert "removed" in readme and seeded.get_document(ids["done"]).digest in readme
-    checked = check_bundle(bundle.zip_bytes(), audit_pki.trust, as_of=clock())
-    assert checked.complete
-    assert any("removed" in note and "digest" in note for note in checked.notes), checked.notes
 
 
 def test_a_policy_of_zero_days_keeps_everything(seeded: Store, clock) -> None:
