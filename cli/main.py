@@ -15,12 +15,14 @@ from cli import (
     agency_side,
     audit,
     auditor,
+    backup,
     credentials,
     evidence,
     gateway,
     operator,
     packet,
     pki,
+    retention,
     settings,
     signer,
     tsa,
@@ -88,6 +90,8 @@ app.add_typer(credentials.app, name="credentials")
 app.add_typer(tsa.app, name="tsa")
 app.add_typer(evidence.app, name="evidence")
 app.add_typer(signer.app, name="signer")
+app.add_typer(retention.app, name="retention")
+app.command("backup")(backup.backup)
 
 
 def main() -> None:

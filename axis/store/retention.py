@@ -22,6 +22,7 @@ stops growing); `vacuum` gives them back to the file system.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -115,6 +116,17 @@ def _remove_bodies(store: Store, before: datetime, days: float, actor: str, batc
                           "run `axis audit verify`)", axis_id)
         if len(candidates) < batch or not removed:
             return
+
+
+async def retain_periodically(store: Store, policy: RetentionPolicy) -> None:
+    """The hub's task: a run at start, then every `policy.every` seconds; a failed run is logged and the next
+    one tries again (what it did not remove is still there)."""
+    while True:
+        try:
+            await asyncio.to_thread(run_retention, store, policy)
+        except Exception:
+            log.exception("retention failed; it runs again in %.0f s", policy.every)
+        await asyncio.sleep(policy.every)
 
 
 def database_space(store: Store) -> tuple[int, int | None]:

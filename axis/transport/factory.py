@@ -42,13 +42,8 @@ async def open_transport(
     timeout: RabbitMQ only: the longest any broker operation (a publish confirm, a declaration)
         may take before it fails with `TransportError`.
     """
-    if url == "embedded" or url.startswith("embedded:"):
-        rest = url[len("embedded:"):] if url != "embedded" else ""
-        if rest.startswith("//"):
-            rest = rest[2:]
-        if "?" in rest or "#" in rest:
-            raise ValueError(f"embedded transport URL {url!r}: options go in keyword arguments, not the URL")
-        path = Path(unquote(rest)) if rest else Path(default_embedded_path or "axis-transport.db")
+    path = embedded_path(url, default_embedded_path)
+    if path is not None:
         transport: Transport = EmbeddedTransport(path, retry=retry, lease=lease)
         await transport.start()
         return transport
@@ -63,4 +58,16 @@ async def open_transport(
                      "embedded:///path/to/file.db")
 
 
-__all__ = ["TransportError", "open_transport"]
+def embedded_path(url: str, default: str | os.PathLike[str] | None = None) -> Path | None:
+    """The SQLite file of an embedded transport URL (`default` for plain `embedded`); None for another broker."""
+    if not (url == "embedded" or url.startswith("embedded:")):
+        return None
+    rest = url[len("embedded:"):] if url != "embedded" else ""
+    if rest.startswith("//"):
+        rest = rest[2:]
+    if "?" in rest or "#" in rest:
+        raise ValueError(f"embedded transport URL {url!r}: options go in keyword arguments, not the URL")
+    return Path(unquote(rest)) if rest else Path(default or "axis-transport.db")
+
+
+__all__ = ["TransportError", "embedded_path", "open_transport"]
