@@ -3,7 +3,7 @@
 - SQLite (the store, the embedded transport): SQLite's online backup API, a consistent snapshot of each file
   taken while the hub and the gateway go on writing (a plain `cp` of a WAL database is not one).
 - PostgreSQL: `pg_dump --format=custom` (one consistent snapshot; restore with `pg_restore`), the password
-  passed in the environment, never on a command line that `ps` shows.
+  in a private password file (libpq's `passfile`), never on a command line that `ps` shows.
 - RabbitMQ: nothing; the hub declares its queues at start. What the queues held is not backed up
   (docs/backup.md says what that means and how to drain them first).
 
@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import sqlite3
 import subprocess
+import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -96,11 +96,17 @@ def _pg_dump(url: sa.URL, target: Path) -> None:
     program = shutil.which("pg_dump")
     if program is None:
         fail("pg_dump is not installed (Debian: apt-get install postgresql-client, of the server's major version)")
-    env = {**os.environ, "PGPASSWORD": url.password or ""} if url.password else dict(os.environ)
-    plain = url.set(drivername="postgresql", password=None).render_as_string(hide_password=False)
     private_file(target)
-    done = subprocess.run([program, "--format=custom", "--no-owner", "--file", str(target), "--dbname", plain],
-                          env=env, capture_output=True, text=True, check=False)
+    with tempfile.TemporaryDirectory(prefix="axis-backup-") as scratch:
+        plain = url.set(drivername="postgresql", password=None)
+        if url.password:  # in a password file only pg_dump reads (libpq `passfile`): never on a command line
+            passfile = private_file(Path(scratch) / "pgpass")
+            fields = [url.host or "*", str(url.port or "*"), url.database or "*", url.username or "*", url.password]
+            passfile.write_text(":".join(f.replace("\\", "\\\\").replace(":", "\\:") for f in fields) + "\n")
+            plain = plain.update_query_dict({"passfile": str(passfile)})
+        done = subprocess.run([program, "--format=custom", "--no-owner", "--file", str(target), "--dbname",
+                               plain.render_as_string(hide_password=False)],
+                              capture_output=True, text=True, check=False)
     if done.returncode != 0:
         lines = done.stderr.strip().splitlines()
         fail(f"pg_dump failed: {lines[-1] if lines else 'exit ' + str(done.returncode)}")
