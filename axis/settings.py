@@ -176,6 +176,18 @@ class Settings(BaseSettings):
         180, "Days during which documents addressed to an agency's old code are routed to its new one after "
         "`axis agency rename OLD NEW` (its `--for`); after them the old code is unknown to routing.",
         flag="--for")
+    retain_bodies_days: int = _setting(
+        90, "Days after it was received that the hub removes a document's body, once every recipient has it "
+        "(delivered or beyond) or never will (refused, recalled, failed); 0 keeps bodies for ever. The log, the "
+        "digest and every receipt stay (docs/retention.md).")
+    retain_submissions_days: int = _setting(
+        90, "Days after its decision that the hub removes a submission's row and its intake receipt (the agency "
+        "can no longer look its outcome up); 0 keeps them for ever.")
+    retain_inbox_days: int = _setting(
+        30, "Days after it was seen that the hub forgets a de-duplication key (a redelivery comes within minutes); "
+        "0 keeps them for ever.")
+    retention_seconds: float = _setting(
+        3600.0, "`axis serve` runs retention every this many seconds (and once at start).")
     deadline_time_zone: str = _setting(
         "Asia/Ho_Chi_Minh", "The time zone (IANA name) in which the overdue report reads working hours and days, "
         "and in which `axis stats --by day` counts days and the auditor's commands read a date without an offset.")
@@ -207,7 +219,14 @@ class Settings(BaseSettings):
             raise ValueError("use the TSA's http:// or https:// URL (RFC 3161 over HTTP)")
         return value
 
-    @field_validator("embedded_lease", "checkpoint_seconds")
+    @field_validator("retain_bodies_days", "retain_submissions_days", "retain_inbox_days")
+    @classmethod
+    def _days(cls, value: int) -> int:
+        if value < 0:
+            raise ValueError("must be a number of days, 0 (keep for ever) or more")
+        return value
+
+    @field_validator("embedded_lease", "checkpoint_seconds", "retention_seconds")
     @classmethod
     def _positive(cls, value: float) -> float:
         if not (math.isfinite(value) and value > 0):

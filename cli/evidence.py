@@ -66,6 +66,9 @@ def get(
     anchor = (f"checkpoint {bundle.checkpoint}{', timestamped' if bundle.stamped else ', not timestamped yet'}"
               if bundle.checkpoint is not None else "no checkpoint")
     stdout.print(f"{out}: evidence of {axis_id}, {len(bundle.files) + 1} files, {anchor}", markup=False)
+    for key, digest, seq in bundle.removed:
+        stderr.print(f"note: the packet of {key} is not in the bundle: retention removed its body (log entry {seq}), "
+                     f"which the bundle carries; it proves the digest {digest}", markup=False)
     if bundle.uncovered:
         stderr.print(f"incomplete: log entries {', '.join(map(str, bundle.uncovered))} are carried without proofs "
                      "(no checkpoint covers them yet)", markup=False)

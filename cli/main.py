@@ -20,6 +20,7 @@ from cli import (
     auditor,
     certs,
     compose,
+    backup,
     credentials,
     dlq,
     doctor,
@@ -29,6 +30,7 @@ from cli import (
     packet,
     pki,
     registry,
+    retention,
     settings,
     signer,
     traffic,
@@ -114,6 +116,8 @@ app.add_typer(evidence.app, name="evidence")
 app.add_typer(signer.app, name="signer")
 certs.mount(app)  # cert, key rotate, agency rename
 traffic.mount(app)  # traffic list|show|tail, queues
+app.add_typer(retention.app, name="retention")
+app.command("backup")(backup.backup)
 
 
 def main() -> None:

@@ -414,6 +414,7 @@ def hub_settings(workers, trust, crl, lenient_codes=False, allow_sha1=(), *, tsa
     """What the hub's workers decide with, and how it checkpoints the audit log; it names no key (the hub
     and its workers sign through the signer)."""
     from axis.hub import HubSettings, TrustSettings
+    from cli.retention import retention_policy
     chosen = current(workers=workers, trust=trust, crl=crl, tsa_url=tsa)
     if not chosen.trust_roots.exists():
         fail(f"trusted roots not found at {chosen.trust_roots}. Create them with `axis pki init {chosen.pki_dir}` "
@@ -423,4 +424,4 @@ def hub_settings(workers, trust, crl, lenient_codes=False, allow_sha1=(), *, tsa
                                            allow_sha1_for=frozenset(allow_sha1), lenient_codes=lenient_codes,
                                            max_packet_bytes=chosen.max_packet_bytes), workers=chosen.workers,
                        checkpoint_entries=chosen.checkpoint_entries, checkpoint_seconds=chosen.checkpoint_seconds,
-                       tsa_url=chosen.tsa_url)
+                       tsa_url=chosen.tsa_url, retention=retention_policy(chosen))

@@ -27,7 +27,9 @@ tools docs/evidence.md names. The layout (names relative to the ZIP's root):
     crl/revocations.pem         the CRLs Axis is configured with when the bundle is built, if any
 
 A body that is also another row's (a status packet is both a document and a `status` receipt of
-the document it answers) is carried once, under its first name. A bundle whose newest entry no
+the document it answers) is carried once, under its first name. A packet whose body retention removed
+(axis/store/retention.py) is not carried: the log entry that removed it, proven like the others, names
+its SHA-256, which its documents row records; README.txt says so. A bundle whose newest entry no
 checkpoint covers yet is refused (`NotCovered`: build it again after the next checkpoint) unless
 `uncovered=True`, which carries those entries without proofs and marks the bundle incomplete.
 
@@ -107,6 +109,7 @@ class Bundle:
     checkpoint: int | None          # the size of the checkpoint the proofs lead to
     stamped: bool                   # that checkpoint has an RFC 3161 token
     uncovered: tuple[int, ...]      # seqs of the entries carried without a proof (only with uncovered=True)
+    removed: tuple[tuple[str, str, int], ...] = ()  # (axis id, SHA-256, entry seq) of each packet retention removed
 
     @property
     def complete(self) -> bool:
@@ -162,7 +165,8 @@ def build_bundle(store: Store, axis_id: str, *, crl: Path | None = None, uncover
         rows = _bound_rows(snap, document, answers, entries)
         answers = [a for a in answers if ("documents", a.axis_id) in rows]  # a status no entry bound is no evidence
         files: dict[str, bytes] = {}
-        _put_bodies(snap, document, answers, rows, files)
+        removed = removed_bodies(entries)
+        _put_bodies(snap, document, answers, rows, removed, files)
         _put_certificates(files)
         stamped = False
         if checkpoint is not None:
@@ -188,9 +192,21 @@ def build_bundle(store: Store, axis_id: str, *, crl: Path | None = None, uncover
     files[INDEX] = _json({"format": FORMAT, "axis_id": axis_id, "built_at": format_at(built_at),
                           "complete": not waiting, "checkpoint": size, "stamped": stamped,
                           "crl": CRL if revocations is not None else None})
-    files[README] = _readme(axis_id, built_at, size, stamped, waiting).encode("utf-8")
+    gone = tuple((key, digest, seq) for key, (digest, seq) in removed.items())
+    files[README] = _readme(axis_id, built_at, size, stamped, waiting, gone).encode("utf-8")
     return Bundle(axis_id=axis_id, built_at=built_at, files=files, checkpoint=size, stamped=stamped,
-                  uncovered=waiting)
+                  uncovered=waiting, removed=gone)
+
+
+def removed_bodies(entries: Iterable[AuditEntry]) -> dict[str, tuple[str, int]]:
+    """{axis id: (SHA-256 of the body removed, seq)} of each body an entry removed (retention)."""
+    removed: dict[str, tuple[str, int]] = {}
+    for entry in entries:
+        for table, key, digest in entry.bound or ():
+            if table == "document_bodies" and digest is None:
+                named = [item for item in entry.data.get("removed", ()) if item[:2] == [table, key]]
+                removed[str(key)] = (str(named[0][2]) if named else "", entry.seq)
+    return removed
 
 
 # ------------------------------------------------------------------ the log: entries, checkpoint, proofs
@@ -282,17 +298,24 @@ def _table_order(table: str) -> int:
 # ------------------------------------------------------------------ bodies and certificates
 
 def _put_bodies(snap: Snapshot, document: Document, answers: Sequence[Document],
-                rows: Mapping[tuple[str, str], dict[str, Any]], files: dict[str, bytes]) -> None:
-    """Every body a row holds or names, once each, under its first name (see the module docstring)."""
+                rows: Mapping[tuple[str, str], dict[str, Any]], removed: Mapping[str, tuple[str, int]],
+                files: dict[str, bytes]) -> None:
+    """Every body a row holds or names, once each, under its first name (see the module docstring), but the
+    packets retention removed."""
     named: set[str] = set()
 
-    def put(name: str, body: bytes) -> None:
-        digest = hashlib.sha256(body).hexdigest()
-        if digest not in named:
+    def put(name: str, body: bytes | None) -> None:
+        digest = hashlib.sha256(body).hexdigest() if body is not None else ""
+        if body is not None and digest not in named:
             named.add(digest)
             files[name] = body
 
-    def packet(axis_id: str) -> bytes:
+    def packet(axis_id: str) -> bytes | None:
+        if axis_id in removed:
+            if removed[axis_id][0] != rows[("documents", axis_id)]["digest"]:
+                raise EvidenceError(f"log entry {removed[axis_id][1]} removed a packet of {axis_id} without its "
+                                    "document's digest; run `axis audit verify`")
+            return None
         body = snap.document_body(axis_id)
         if hashlib.sha256(body).hexdigest() != rows[("documents", axis_id)]["digest"]:
             raise EvidenceError(f"the stored packet of {axis_id} does not have its document's digest; "
@@ -375,7 +398,7 @@ def _lines(lines: Iterable[str]) -> bytes:
 # ------------------------------------------------------------------ README.txt
 
 def _readme(axis_id: str, built_at: datetime, checkpoint: int | None, stamped: bool,
-            uncovered: Sequence[int]) -> str:
+            uncovered: Sequence[int], removed: Sequence[tuple[str, str, int]] = ()) -> str:
     """README.txt: what this bundle is and how to check each part of it with standard tools."""
     if checkpoint is None:
         coverage = ("INCOMPLETE: no checkpoint covers its log entries yet. They are carried without proofs and "
@@ -388,6 +411,11 @@ def _readme(axis_id: str, built_at: datetime, checkpoint: int | None, stamped: b
         unstamped = " (which has no timestamp token: its time is only Axis's word)"
         coverage = (f"Complete: every log entry has its inclusion proof to checkpoint {checkpoint}"
                     f"{'' if stamped else unstamped}.")
+    for key, digest, seq in removed:
+        what = "The packet" if key == axis_id else f"The status packet {key}"
+        coverage += (f"\n{what} is not carried: Axis removed its body by retention (log entry {seq}) after every "
+                     f"recipient had it. That entry stands in for it: it names the SHA-256 {digest}, which the "
+                     "documents row records and the sender's and recipients' copies must have.")
     return _README.format(axis_id=axis_id, built_at=format_at(built_at), coverage=coverage)
 
 

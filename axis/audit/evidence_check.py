@@ -19,7 +19,9 @@ wrote (the layout is in axis/audit/evidence.py) and checks, stopping at the firs
    bundle verifies after the certificates expire, and a certificate revoked later still counts),
    signed by whom the row says: the packet by its sender (the certificate the log recorded), a
    delivery receipt by its recipient (or Axis for it) over the packet's digest, Axis's receipts by
-   Axis, a status by the sender of a status packet the bundle carries;
+   Axis, a status by the sender of a status packet the bundle carries; a packet retention removed
+   is not there, only where an entry of the bundle removed it naming its documents row's digest
+   (the note says its signature could not be checked);
 6. nothing is dated after `as_of` (default now): a bundle from the future is no evidence.
 
 What it cannot tell: an entry about the document left out of the bundle (the whole log can:
@@ -113,6 +115,7 @@ class _Entry:
     subject: str | None
     bound: tuple[tuple[str, str, str | None], ...]
     hash: str
+    removes: tuple[tuple[str, str], ...] = ()  # (axis id, SHA-256) of each packet body it removed (retention)
 
 
 def check_bundle(source: Path | bytes, trust: Sequence[x509.Certificate], *,
@@ -133,8 +136,9 @@ def check_bundle(source: Path | bytes, trust: Sequence[x509.Certificate], *,
     _proofs(files, entries, note, index, checked)
     rows = _rows(files, entries)
     _subjects(entries, rows, checked.axis_id)
-    named = _accounted(digests, rows)
-    signers = _signatures(files, named, rows, verifier, clock, checked)
+    removed = _removed_packets(entries, rows, checked)
+    named = _accounted(digests, rows, removed)
+    signers = _signatures(files, named, rows, removed, verifier, clock, checked)
     _revoked_later(signers, crls, checked)
     _certificates(files, signers)
     late = next((e for e in entries if e.at > moment + CLOCK_SKEW), None)
@@ -265,12 +269,24 @@ def _entries(files: Mapping[str, bytes]) -> list[_Entry]:
             subject = body["subject"]
             if subject is not None and not isinstance(subject, str):
                 raise ValueError("subject must be a string or null")
+            named = body["data"].get("removed", []) if isinstance(body["data"], dict) else []
+            removes = tuple((key, _named_digest(named, table, key)) for table, key, digest in bound
+                            if table == "document_bodies" and digest is None)
         except (ValueError, TypeError) as exc:
             raise BundleInvalid(ENTRIES, f"line {number} is not a log entry: {exc}") from None
-        entries.append(_Entry(seq, at, subject, bound, entry_hash(prev, body)))
+        entries.append(_Entry(seq, at, subject, bound, entry_hash(prev, body), removes))
     if not entries:
         raise BundleInvalid(ENTRIES, "no log entry: a bundle proves nothing without them")
     return entries
+
+
+def _named_digest(named: Any, table: str, key: str) -> str:
+    """The digest an entry's `data.removed` names for the row it binds as removed."""
+    found = [item[2] for item in named if isinstance(item, list) and len(item) == 3 and item[:2] == [table, key]
+             and isinstance(item[2], str)] if isinstance(named, list) else []
+    if not found:
+        raise ValueError(f"it removes {table} row {key} without naming the digest of the row it removed")
+    return str(found[0])
 
 
 def _binding(item: Any) -> tuple[str, str, str | None]:
@@ -430,14 +446,30 @@ def _subjects(entries: Sequence[_Entry], rows: Mapping[tuple[str, str], _Row], a
                                      "status packet answering it")
 
 
+def _removed_packets(entries: Sequence[_Entry], rows: Mapping[tuple[str, str], _Row], checked: Checked) -> set[str]:
+    """The packets whose body an entry removed (retention), each with its documents row's digest."""
+    removed: set[str] = set()
+    for entry in entries:
+        for axis_id, digest in entry.removes:
+            row = rows.get(("documents", axis_id))
+            if row is None or row.values.get("digest") != digest:
+                raise BundleInvalid(ENTRIES, f"entry {entry.seq} removes the packet of {axis_id} as SHA-256 "
+                                             f"{digest}, which no documents row of the bundle records")
+            removed.add(axis_id)
+            checked.notes.append(f"the packet of {axis_id} was removed from Axis by retention (entry {entry.seq}): "
+                                 f"the bundle proves its digest {digest}, not its bytes nor its signature")
+    return removed
+
+
 # ------------------------------------------------------------------ files, signatures, certificates
 
-def _accounted(digests: Mapping[str, str], rows: Mapping[tuple[str, str], _Row]) -> dict[str, str]:
+def _accounted(digests: Mapping[str, str], rows: Mapping[tuple[str, str], _Row],
+               removed: set[str]) -> dict[str, str]:
     """{SHA-256: name} of the bodies the rows record; BundleInvalid for a file that is neither one of them,
-    nor a certificate, nor the log's, nor a row's body missing."""
+    nor a certificate, nor the log's, nor a row's body missing (but a packet retention removed)."""
     recorded = {value.removeprefix("sha256:") for row in rows.values() for value in row.values.values()
                 if isinstance(value, str) and _BODY.fullmatch(value)}
-    recorded |= {row.values["digest"] for row in rows.values() if row.table == "documents"}
+    recorded |= {row.values["digest"] for row in rows.values() if row.table == "documents" and row.key not in removed}
     own = {INDEX, README, ENTRIES, ROWS, NOTE, SIGNATURE, SIGNER, PROOFS, TOKEN, CRL}
     named: dict[str, str] = {}
     for name, digest in digests.items():
@@ -454,7 +486,8 @@ def _accounted(digests: Mapping[str, str], rows: Mapping[tuple[str, str], _Row])
 
 
 def _signatures(files: Mapping[str, bytes], named: Mapping[str, str], rows: Mapping[tuple[str, str], _Row],
-                verifier: Verifier, clock: list[datetime], checked: Checked) -> dict[str, VerificationResult]:
+                removed: set[str], verifier: Verifier, clock: list[datetime],
+                checked: Checked) -> dict[str, VerificationResult]:
     """Verify each signed body as of the time the log first recorded its row; {fingerprint: a result} of the
     signers."""
     documents = {row.key: row.values for row in rows.values() if row.table == "documents"}
@@ -477,6 +510,8 @@ def _signatures(files: Mapping[str, bytes], named: Mapping[str, str], rows: Mapp
 
     for row in rows.values():
         values = row.values
+        if row.table == "documents" and row.key in removed and values["digest"] not in named:
+            continue
         if row.table == "documents":
             name, result = verify(row, values["digest"], verifier.verify)
             if result.signer_code != values["sender_code"]:

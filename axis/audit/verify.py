@@ -15,7 +15,12 @@ the first problem, which it names:
    are reported missing;
 3. every evidence row (axis/store/bindings.py): each must read as the last
    entry that bound it recorded, none may be missing, none may be there that
-   no entry bound, and every document body must have its document's digest;
+   no entry bound, and every document body must have its document's digest.
+   A row (or body) may be missing only where an entry removed it: one that
+   binds it as removed ([table, key, null]) and names, in `data.removed`, the
+   digest of the row it removed, which must be the digest the log last
+   recorded for it (for a body: its document's), so a row changed and then
+   removed is still named (axis/store/retention.py writes these entries);
 4. with a checkpoint the auditor saved (`against`): that the log today extends
    it, by the RFC 9162 consistency proof from it to the newest checkpoint (or
    to the whole log), so truncation, rewriting and insertion before it are
@@ -33,7 +38,6 @@ use the signer. docs/auditor-guide.md says what each check proves.
 """
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -66,6 +70,7 @@ class Report:
     stamped: int = 0
     unstamped: int = 0
     rows: int = 0
+    removed: int = 0                # rows and bodies that entries removed (retention)
     sealed: int = 0                 # units of work whose seal checked
     where: str | None = None        # the first bad thing: "entry 17", "checkpoint 1000", "deliveries row …"
     reason: str = ""
@@ -92,13 +97,14 @@ def verify_store(store: Store, trust: Sequence[x509.Certificate], *,
             return report
         by_size = {c.size: c for c in checkpoints}
         expected: dict[tuple[str, str], tuple[str | None, int]] = {}
+        removed: dict[str, tuple[str, int]] = {}
         leaves: list[bytes] = []
         seals = SealChecker(snap.log_keys(), snap.audit_signers(), trust)
-        if not _check_entries(snap.audit_entries(), by_size, expected, leaves, seals, report):
+        if not _check_entries(snap.audit_entries(), by_size, expected, removed, leaves, seals, report):
             return report
         if against is not None and not _check_against(against, checkpoints, leaves, report):
             return report
-        if not _check_rows(snap, expected, report):
+        if not _check_rows(snap, expected, removed, report):
             return report
     covered = checkpoints[-1].size if checkpoints else 0
     if report.entries > covered:
@@ -106,13 +112,17 @@ def verify_store(store: Store, trust: Sequence[x509.Certificate], *,
                             "(the next one covers them)")
     if report.unstamped:
         report.notes.append(f"{report.unstamped} checkpoint(s) wait for a timestamp")
+    if report.removed:
+        report.notes.append(f"{report.removed} row(s) and bodies are missing where an entry removed them "
+                            "(retention), each with the digest the log had recorded")
     return report
 
 
 def verify_export(directory: Path, trust: Sequence[x509.Certificate], *,
                   tsa_roots: Sequence[x509.Certificate] | None = None) -> Report:
     """Check an `axis audit export` directory offline: the archives' manifests and their chain, then the
-    checkpoints and the entries as `verify_store` does (rows are not exported, so they are not checked)."""
+    checkpoints and the entries as `verify_store` does (rows are not exported, so they are not checked; each
+    removal is checked against the digest the log had recorded)."""
     report = Report()
     try:
         contents = read_export(directory)
@@ -121,7 +131,7 @@ def verify_export(directory: Path, trust: Sequence[x509.Certificate], *,
             return report
         by_size = {c.size: c for c in contents.checkpoints}
         seals = SealChecker(contents.log_keys, contents.signers, trust)
-        if not _check_entries(contents.entries(), by_size, {}, [], seals, report):
+        if not _check_entries(contents.entries(), by_size, {}, {}, [], seals, report):
             return report
     except ExportError as exc:
         return report.fail(str(directory), str(exc))
@@ -200,8 +210,8 @@ def _stamp_ok(stamp: CheckpointStamp, cp: Checkpoint, tsa_roots: Sequence[x509.C
 
 
 def _check_entries(entries: Iterable[AuditEntry], by_size: dict[int, Checkpoint],
-                   expected: dict[tuple[str, str], tuple[str | None, int]], leaves: list[bytes],
-                   seals: SealChecker, report: Report) -> bool:
+                   expected: dict[tuple[str, str], tuple[str | None, int]], removed: dict[str, tuple[str, int]],
+                   leaves: list[bytes], seals: SealChecker, report: Report) -> bool:
     frontier = merkle.Frontier()
     problem: list[tuple[str, str]] = []
     # The first entry no seal covers yet; None until the first sealed entry (entries before it were written
@@ -221,6 +231,8 @@ def _check_entries(entries: Iterable[AuditEntry], by_size: dict[int, Checkpoint]
             frontier.append(leaf)
             leaves.append(leaf)
             for table, key, digest in entry.bound or ():
+                if digest is None and not _removal_ok(entry, str(table), str(key), expected, removed, problem):
+                    return
                 expected[(str(table), str(key))] = (digest, entry.seq)
             cp = by_size.get(frontier.size)
             if cp is not None:
@@ -253,6 +265,31 @@ def _check_entries(entries: Iterable[AuditEntry], by_size: dict[int, Checkpoint]
     if legacy[0]:
         report.notes.append(f"entries 1..{legacy[0]} carry no seal: they were written before Axis sealed its "
                             "log (only the checkpoints vouch for them)")
+    return True
+
+
+def _removal_ok(entry: AuditEntry, table: str, key: str, expected: dict[tuple[str, str], tuple[str | None, int]],
+                removed: dict[str, tuple[str, int]], problem: list[tuple[str, str]]) -> bool:
+    """An entry that binds a row as removed names the digest of the row it removed, the one last recorded."""
+    named = entry.data.get("removed")
+    digest = next((item[2] for item in (named if isinstance(named, list) else ())
+                   if isinstance(item, list) and len(item) == 3 and item[:2] == [table, key]
+                   and isinstance(item[2], str)), None)
+    where = f"entry {entry.seq}"
+    if digest is None:
+        problem.append((where, f"it records {table} row {key} as removed without naming the row it removed"))
+        return False
+    if table == "document_bodies":
+        removed[key] = (digest, entry.seq)  # a body is bound through its document: checked with the rows
+        return True
+    last = expected.get((table, key))
+    if last is None or last[0] is None:
+        problem.append((where, f"it removes {table} row {key}, which no entry before it recorded"))
+        return False
+    if last[0] != digest:
+        problem.append((where, f"it removed {table} row {key} as it was not when entry {last[1]} recorded it: the "
+                               "row was changed before it was removed"))
+        return False
     return True
 
 
@@ -321,7 +358,8 @@ def _check_against(saved: Saved, checkpoints: list[Checkpoint], leaves: list[byt
     return True
 
 
-def _check_rows(snap: Snapshot, expected: dict[tuple[str, str], tuple[str | None, int]], report: Report) -> bool:
+def _check_rows(snap: Snapshot, expected: dict[tuple[str, str], tuple[str | None, int]],
+                removed: dict[str, tuple[str, int]], report: Report) -> bool:
     digests: dict[str, str] = {}
     for table in BINDINGS:
         for row in snap.evidence_rows(table):
@@ -344,15 +382,29 @@ def _check_rows(snap: Snapshot, expected: dict[tuple[str, str], tuple[str | None
             report.rows += 1
     for (table, key), (digest, seq) in sorted(expected.items(), key=lambda item: item[1][1]):
         if digest is not None:
-            report.fail(f"{table} row {key}", f"entry {seq} recorded it, the table no longer has it: it was removed")
+            report.fail(f"{table} row {key}", f"entry {seq} recorded it, the table no longer has it: it was removed "
+                                              "behind Axis's back (no entry removed it)")
             return False
+        report.removed += table in BINDINGS
     for axis_id, digest in snap.body_digests():
+        if axis_id in removed:
+            report.fail(f"document_bodies row {axis_id}", f"entry {removed[axis_id][1]} removed it, yet it is there: "
+                                                          "it was written back behind Axis's back")
+            return False
         if digests.pop(axis_id, None) != digest:
             report.fail(f"document_bodies row {axis_id}", "the body does not have its document's digest: "
                                                           "it was changed, or belongs to no document")
             return False
-    for axis_id in itertools.islice(digests, 1):
-        report.fail(f"document_bodies row {axis_id}", "the document's body is missing: it was removed")
-        return False
+    for axis_id, digest in digests.items():
+        gone = removed.get(axis_id)
+        if gone is None:
+            report.fail(f"document_bodies row {axis_id}", "the document's body is missing: it was removed behind "
+                                                          "Axis's back (no entry removed it)")
+            return False
+        if gone[0] != digest:
+            report.fail(f"document_bodies row {axis_id}", f"entry {gone[1]} removed a body that did not have its "
+                                                          "document's digest: it was changed before it was removed")
+            return False
+        report.removed += 1
     return True
 

@@ -70,6 +70,7 @@ from axis.seal import SealCertificate
 from axis.settings import Settings
 from axis.signer import AxisSigner, SignerClient, SignerStartError
 from axis.store import Delivery, DeliveryState, Document, InboxItem, NewReceipt, NewSubmission, Store, Submission
+from axis.store import NotFound as StoreNotFound
 from axis.transport import OutgoingMessage, Transport, TransportError
 from axis.trust import Verifier, certificate_agency_code
 
@@ -644,7 +645,11 @@ class AgencyService:
     async def fetch(self, caller: Caller, axis_id: str) -> Served:
         """The exact signed bytes of a document delivered (or to be delivered) to the caller, with the seal."""
         document, deliveries = await self._document_for(caller, axis_id, as_recipient=caller.role == "agency")
-        body = await self._read("reading a document body", self.store.document_body, axis_id)
+        try:
+            body = await self._read("reading a document body", self.store.document_body, axis_id)
+        except StoreNotFound:
+            raise NotFound(f"the body of {axis_id} was removed by retention after every recipient had it (its "
+                           "digest, seal and receipts are kept)") from None
         headers = {wire.H_AXIS_ID: axis_id, wire.H_DIGEST: document.digest, wire.H_SENDER: document.sender_code,
                    wire.H_KIND: document.kind}
         if document.seal:

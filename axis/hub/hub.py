@@ -37,6 +37,7 @@ from axis.hub.workers import WorkerPool
 from axis.retry import retrying
 from axis.signer import AxisSigner
 from axis.store import Store
+from axis.store.retention import RetentionPolicy, retain_periodically
 from axis.timestamp import request_timestamp
 from axis.transport import DEAD_LETTER_FEED, Consumer, Delivery, Transport, TransportError
 
@@ -56,6 +57,7 @@ class HubSettings:
     checkpoint_entries: int = 1000      # a signed checkpoint of the audit log at least every N entries ...
     checkpoint_seconds: float = 10.0    # ... and every T seconds while entries are written
     tsa_url: str | None = None          # the RFC 3161 TSA that stamps checkpoints; None: kept unstamped
+    retention: RetentionPolicy | None = None  # what the hub removes, and how often (None: nothing)
 
 
 class Hub:
@@ -93,6 +95,9 @@ class Hub:
             asyncio.create_task(self._watch_overdue(), name="watch"),
             asyncio.create_task(self.checkpoints.run(), name="checkpoints"),
         ]
+        if self.settings.retention is not None:
+            self._tasks.append(asyncio.create_task(retain_periodically(self.store, self.settings.retention),
+                                                   name="retention"))
         self.started.set()
 
     async def run(self) -> None:

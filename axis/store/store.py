@@ -99,6 +99,20 @@ _FRESH = frozenset({"id", "agency_code", "credential_id", "digest", "created_at"
 Clock = Callable[[], datetime]
 
 
+# The delivery states in which the recipient has the document (delivered and beyond) or never will (refused,
+# recalled, failed): a body whose every delivery is in one of these is no longer needed to deliver it. Any
+# other state (queued, published, parked, or one added later) keeps the body.
+BODY_NOT_NEEDED = ("delivered", "arrived", "accepted", "assigned", "processing", "done", "refused", "recalled",
+                   "failed")
+# The action of every entry that records a removal by retention (`data.removed`: [table, key, digest] of each
+# row removed, which the entry binds as [table, key, null]; `data.inbox`: de-duplication keys by consumer).
+REMOVED = "retention-removed"
+
+
+def _needing_body(axis_id: sa.ColumnElement[Any]) -> sa.Select[Any]:
+    return sa.select(deliveries_t.c.axis_id).where(deliveries_t.c.axis_id == axis_id,
+                                                   deliveries_t.c.state.not_in(BODY_NOT_NEEDED))
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -577,6 +591,45 @@ class _Reads:
             if len(page) < 500:
                 return
             after = page[-1][0]
+
+    # ---- retention (axis/store/retention.py decides when; these say what is removable and remove it)
+    def removable_bodies(self, received_before: datetime, limit: int) -> list[tuple[str, str]]:
+        """(axis id, document digest) of up to `limit` documents, oldest first, received before `received_before`,
+        that still have a body and no delivery that may still need it (`BODY_NOT_NEEDED`)."""
+        q = (sa.select(documents.c.axis_id, documents.c.digest)
+             .join(bodies, bodies.c.axis_id == documents.c.axis_id)
+             .where(documents.c.received_at < received_before, ~sa.exists(_needing_body(documents.c.axis_id)))
+             .order_by(documents.c.received_at, documents.c.axis_id).limit(limit))
+        with self._reading() as c:
+            return [(a, d) for a, d in c.execute(q)]
+
+    def removable_submissions(self, decided_before: datetime, limit: int) -> list[str]:
+        """The ids of up to `limit` submissions decided before `decided_before`."""
+        q = (sa.select(submissions.c.id).where(submissions.c.outcome.is_not(None),
+                                               submissions.c.decided_at < decided_before)
+             .order_by(submissions.c.decided_at, submissions.c.id).limit(limit))
+        with self._reading() as c:
+            return list(c.execute(q).scalars())
+
+    def removable_counts(self, bodies_before: datetime | None, submissions_before: datetime | None,
+                         inbox_before: datetime | None) -> dict[str, int]:
+        """What a retention run with these cut-offs (None: that table is kept) would remove: bodies and their
+        bytes, submissions, inbox keys."""
+        counts = {"bodies": 0, "body_bytes": 0, "submissions": 0, "inbox": 0}
+        with self._reading() as c:
+            if bodies_before is not None:
+                q = (sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(sa.func.length(bodies.c.body)), 0))
+                     .select_from(documents.join(bodies, bodies.c.axis_id == documents.c.axis_id))
+                     .where(documents.c.received_at < bodies_before,
+                            ~sa.exists(_needing_body(documents.c.axis_id))))
+                counts["bodies"], counts["body_bytes"] = (int(v) for v in c.execute(q).one())
+            if submissions_before is not None:
+                counts["submissions"] = c.execute(sa.select(sa.func.count()).where(
+                    submissions.c.outcome.is_not(None), submissions.c.decided_at < submissions_before)).scalar_one()
+            if inbox_before is not None:
+                counts["inbox"] = c.execute(sa.select(sa.func.count()).where(
+                    inbox.c.seen_at < inbox_before)).scalar_one()
+        return counts
 
 
 class WriteTx(_Reads):
@@ -1076,6 +1129,65 @@ class WriteTx(_Reads):
         """Record that `consumer` handled `dedup_key`; False when it already had (a duplicate)."""
         stmt = self._insert(inbox).values(consumer=consumer, dedup_key=dedup_key, seen_at=self._clock())
         return self._inserted(stmt.on_conflict_do_nothing(index_elements=["consumer", "dedup_key"]), inbox.c.consumer)
+
+    # ---- retention: each removal bound as removed ([table, key, null]) to an entry naming what it removed. A
+    # unit of work removes from one table only: an entry takes the bindings of every row about its subject.
+    def remove_bodies(self, candidates: Mapping[str, str], received_before: datetime, actor: str,
+                      why: Mapping[str, Any]) -> tuple[dict[str, int], list[str]]:
+        """Delete the bodies of `candidates` ({axis id: document digest}, from `removable_bodies`) that are still
+        removable; each in an entry about its document whose `removed` names the SHA-256 of the body deleted.
+        A body that does not have its document's digest is kept (it is evidence of tampering: `axis audit
+        verify` names it). Returns ({axis id: size} of the bodies removed, those kept because they differ)."""
+        hashed: dict[str, tuple[str, int]] = {}
+        for axis_id in candidates:
+            body = self._c.execute(sa.select(bodies.c.body).where(bodies.c.axis_id == axis_id)).scalar()
+            if body is not None:
+                hashed[axis_id] = (hashlib.sha256(body).hexdigest(), len(body))
+        differing = sorted(a for a, (digest, _) in hashed.items() if digest != candidates[a])
+        removed: list[str] = []
+        for chunk in _chunks(sorted(set(hashed) - set(differing)), 500):
+            old = sa.exists().where(documents.c.axis_id == bodies.c.axis_id, documents.c.received_at < received_before)
+            stmt = (sa.delete(bodies).where(bodies.c.axis_id.in_(chunk), old,
+                                            ~sa.exists(_needing_body(bodies.c.axis_id)))
+                    .returning(bodies.c.axis_id))
+            removed += self._c.execute(stmt).scalars()
+        for axis_id in sorted(removed):
+            self._removed(axis_id, [["document_bodies", axis_id, hashed[axis_id][0]]], actor, why)
+        return {axis_id: hashed[axis_id][1] for axis_id in sorted(removed)}, differing
+
+    def remove_submissions(self, ids: Sequence[str], decided_before: datetime, actor: str,
+                           why: Mapping[str, Any]) -> int:
+        """Delete the submissions of `ids` decided before `decided_before`; each in an entry about what the row
+        was about (its document, else the submission) whose `removed` names the digest of the row deleted."""
+        by_subject: dict[str | None, list[list[str | None]]] = {}
+        for chunk in _chunks(list(ids), 500):
+            stmt = (sa.delete(submissions).where(submissions.c.id.in_(chunk), submissions.c.outcome.is_not(None),
+                                                 submissions.c.decided_at < decided_before)
+                    .returning(*submissions.c))
+            for r in self._c.execute(stmt):
+                row = {k: bytes(v) if isinstance(v, memoryview) else v for k, v in r._mapping.items()}
+                by_subject.setdefault(row_subject("submissions", row), []).append(
+                    ["submissions", row_key("submissions", row), row_digest("submissions", row)])
+        for subject, removed in sorted(by_subject.items(), key=lambda item: str(item[0])):
+            self._removed(subject, sorted(removed, key=str), actor, why)
+        return sum(len(removed) for removed in by_subject.values())
+
+    def forget_seen(self, seen_before: datetime, actor: str, why: Mapping[str, Any]) -> dict[str, int]:
+        """Delete the de-duplication keys seen before `seen_before`; one entry counts them by consumer (the
+        inbox is bookkeeping, not evidence: no row of it is bound)."""
+        q = (sa.select(inbox.c.consumer, sa.func.count()).where(inbox.c.seen_at < seen_before)
+             .group_by(inbox.c.consumer))
+        counts = {consumer: int(n) for consumer, n in self._c.execute(q)}
+        if counts:
+            self._c.execute(sa.delete(inbox).where(inbox.c.seen_at < seen_before))
+            self.audit(actor, REMOVED, None, {**why, "inbox": counts})
+        return counts
+
+    def _removed(self, subject: str | None, removed: list[list[str | None]], actor: str,
+                 why: Mapping[str, Any]) -> None:
+        for table, key, _ in removed:
+            self._bound.append((subject, [table, key, None]))
+        self.audit(actor, REMOVED, subject, {**why, "removed": removed})
 
     # ---- audit
     def audit(self, actor: str, action: str, subject: str | None = None,
