@@ -36,7 +36,7 @@ def test_every_command_of_the_operator_guide_runs(tmp_path: Path) -> None:
     env["COLUMNS"] = "80"
     try:
         done = subprocess.run(["bash", "guide.sh"], cwd=tmp_path, env=env, capture_output=True, text=True,
-                              timeout=300)
+                              stdin=subprocess.DEVNULL, timeout=300)
     except subprocess.TimeoutExpired as exc:
         pytest.fail(f"the guide did not finish in 300 s; its output so far:\n{exc.stdout}\n{exc.stderr}")
     assert done.returncode == 0, f"{done.stdout[-6000:]}\n--- stderr\n{done.stderr[-4000:]}"
