@@ -443,7 +443,7 @@ async def _gateway(settings: Settings, wanted: bool) -> Check:
         return Check("gateway", "fail", f"no gateway answers at {base}: {_line(exc) or type(exc).__name__}",
                      "start `axis serve` (or `axis gateway`), or name the gateway with --gateway URL "
                      "(--gateway none where there is none)")
-    if answer.status_code == 200:
+    if answer.status_code == 200 and _says_ok(answer):
         return Check("gateway", "ok", f"{base} is ready: its store and broker answer")
     if answer.status_code == 503:
         try:
@@ -452,8 +452,15 @@ async def _gateway(settings: Settings, wanted: bool) -> Check:
             down = []
         return Check("gateway", "fail", f"{base} answers but is not ready: {', '.join(down) or 'unavailable'} "
                      "down", "see the broker and database checks, and the gateway's log")
-    return Check("gateway", "fail", f"{base}/readyz answered HTTP {answer.status_code}: not an Axis gateway?",
-                 "name the gateway with --gateway URL")
+    return Check("gateway", "fail", f"{base}/readyz answered HTTP {answer.status_code} without an Axis gateway's "
+                 "readiness: not an Axis gateway?", "name the gateway with --gateway URL")
+
+
+def _says_ok(answer: httpx.Response) -> bool:
+    try:
+        return bool(answer.json().get("status") == "ok")
+    except (ValueError, AttributeError):
+        return False
 
 
 # ------------------------------------------------------------------ wording

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import http.server
 import json
 import os
 import socket
 import subprocess
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -225,6 +227,35 @@ def test_a_gateway_that_answers_but_is_not_ready(quiet: dict[str, str], tmp_path
         gateway.stop()
     assert report.failed() == ["hub", "gateway"]
     assert report.checks["gateway"]["detail"] == f"{url} answers but is not ready: broker down"
+
+
+def test_an_impostor_at_the_gateway_address_is_not_a_gateway_and_learns_no_credential(
+        quiet: dict[str, str], tmp_path: Path) -> None:
+    heard: list[dict[str, str]] = []
+
+    class Impostor(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            heard.append(dict(self.headers))
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"<html>hello</html>")
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Impostor)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    credential = tmp_path / "credential"
+    credential.write_text("axis_" + "s" * 43 + "\n")
+    try:
+        report = doctor({**quiet, "AXIS_CREDENTIAL": str(credential)},
+                        "--gateway", f"http://127.0.0.1:{server.server_port}")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert report.failed() == ["hub", "gateway"]
+    assert "not an Axis gateway?" in report.checks["gateway"]["detail"]
+    assert heard and all("authorization" not in {k.lower() for k in headers} for headers in heard)
 
 
 def test_passwords_never_show(quiet: dict[str, str]) -> None:
