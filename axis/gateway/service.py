@@ -616,7 +616,8 @@ class AgencyService:
         else:
             row = (await self._read("reading a submission", self.store.submissions, [submission])).get(submission)
         if row is None or not visible(row):
-            raise NotFound(f"no submission {submission[:80]!r}")
+            raise NotFound(f"no submission {submission[:80]!r} of yours (or it was decided long enough ago that "
+                           "retention removed it: its receipt was the answer)")
         return Outcome.of(row)
 
     # ------------------------------------------------------------------ the inbox

@@ -55,6 +55,11 @@ def test_retention_run_dry_then_for_real_and_the_log_verifies(seeded: Store, aud
 
     verified = _axis(env, "audit", "verify", "--db", url)
     assert verified.exit_code == 0, verified.output
+    assert "removed" in verified.output  # the note: rows missing where an entry removed them
+    vacuumed = _axis(env, "retention", "run", "--vacuum", "--json", "--db", url)
+    assert vacuumed.exit_code == 0, vacuumed.output
+    space = json.loads(vacuumed.stdout)
+    assert space["vacuumed"] and space["bodies"] == 0 and space["free_bytes"] in (0, None)  # None: PostgreSQL
     _exec(seeded, "DELETE FROM document_bodies WHERE axis_id = :a", a=ids["waiting"])  # behind Axis's back
     broken = _axis(env, "audit", "verify", "--db", url)
     assert broken.exit_code == 1 and f"document_bodies row {ids['waiting']}" in broken.output
