@@ -10,6 +10,7 @@ import os
 import socket
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -34,6 +35,12 @@ def test_every_command_of_the_operator_guide_runs(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AXIS_")}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env["COLUMNS"] = "80"
+    # `axis doctor` fails once the holiday calendar no longer covers the year (the shipped one covers the years
+    # whose days were announced): an operator keeps their own, as the guide says; this one covers now.
+    year = datetime.now(UTC).year
+    calendar = tmp_path / "holidays.txt"
+    calendar.write_text(f"{year}-01-01\n{year + 1}-01-01\n", encoding="utf-8")
+    env["AXIS_DEADLINE_CALENDAR"] = str(calendar)
     try:
         done = subprocess.run(["bash", "guide.sh"], cwd=tmp_path, env=env, capture_output=True, text=True,
                               stdin=subprocess.DEVNULL, timeout=300)
