@@ -191,10 +191,14 @@ def cert_list(
 @cert_app.command("withdraw")
 def cert_withdraw(
     fingerprint: str = typer.Argument(..., help="The certificate's SHA-256 fingerprint, or its first 8 or more hex "
-                                                "digits (as `axis cert list` shows them)."),
+                                                "digits (as `axis cert list` shows them), or its PEM file."),
     db: str | None = DbOption,
 ) -> None:
     """Take a certificate out of use: packets signed with it are refused (AX404 CERT_NOT_REGISTERED)."""
+    from axis.trust.keys import load_certificate
+
+    if Path(fingerprint).is_file():
+        fingerprint = _fingerprint(load_certificate(fingerprint))
     prefix = fingerprint.strip().lower().replace(":", "")
     if not re.fullmatch(r"[0-9a-f]{8,64}", prefix):
         fail(f"{fingerprint!r} is not a fingerprint: give the hex SHA-256 `axis cert list` shows (at least 8 digits)",

@@ -93,12 +93,12 @@ def test_add_list_and_withdraw_with_their_audit_entries(env: dict[str, str], fil
                                                                       (fingerprint(second), "active")]
     assert all(700 <= row["days_left"] <= 730 for row in listed)
 
-    withdrawn = axis(env, "cert", "withdraw", fingerprint(first)[:16], db=db)
+    withdrawn = axis(env, "cert", "withdraw", first, db=db)  # by its file
     assert withdrawn.exit_code == 0 and "1 active certificate(s) left" in withdrawn.stdout, withdrawn.output
-    again = axis(env, "cert", "withdraw", fingerprint(first), db=db)
+    again = axis(env, "cert", "withdraw", fingerprint(first), db=db)  # by its whole fingerprint
     assert again.exit_code == 0 and "already withdrawn" in again.stdout
     one_line(axis(env, "cert", "add", G22, first, db=db), 1, "already registered to", "(withdrawn)")
-    last = axis(env, "cert", "withdraw", fingerprint(second)[:8].upper(), db=db)
+    last = axis(env, "cert", "withdraw", fingerprint(second)[:8].upper(), db=db)  # by its first 8 digits
     assert last.exit_code == 0 and f"cannot send until `axis cert add {G22} CERT.pem`" in last.stdout, last.output
     states = {row["fingerprint"]: row["state"] for row in json.loads(axis(env, "cert", "list", "--json", db=db).stdout)}
     assert states == {fingerprint(first): "withdrawn", fingerprint(second): "withdrawn"}
