@@ -163,11 +163,14 @@ def cert_list(
         store.close()
     rows = []
     for c in registered:
-        if expiring is not None and (c.state != "active" or c.not_after > now + timedelta(days=expiring)):
+        if expiring is not None and c.not_after > now + timedelta(days=expiring):
+            continue
+        state = _state(c, now, crls)
+        if expiring is not None and state in ("withdrawn", "revoked"):  # out of use already
             continue
         rows.append({"fingerprint": c.fingerprint, "agency": c.agency_code, "not_before": c.not_before,
-                     "not_after": c.not_after, "days_left": int((c.not_after - now).total_seconds() // 86400),
-                     "state": _state(c, now, crls), "added_at": c.added_at})
+                     "not_after": c.not_after, "days_left": int((c.not_after - now).total_seconds() / 86400),
+                     "state": state, "added_at": c.added_at})
     if as_json:
         print_json(rows)
         return

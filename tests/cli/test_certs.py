@@ -137,10 +137,21 @@ def test_list_expiring_and_at_80_columns(env: dict[str, str], files: Path) -> No
     assert (soon["fingerprint"], soon["days_left"], soon["state"]) == (fingerprint(files / "soon.cert.pem"), 10,
                                                                         "active")
     assert json.loads(axis(env, "cert", "list", "--expiring", "5", "--json").stdout) == []
+    assert axis(env, "cert", "withdraw", files / "soon.cert.pem").exit_code == 0
+    assert json.loads(axis(env, "cert", "list", "--expiring", "30", "--json").stdout) == []  # out of use
+    store = open_store(f"sqlite:///{env['AXIS_DATA']}/axis.db")
+    try:
+        with store.write() as tx:  # registered while it was valid; it has expired since
+            tx.add_certificate(G22, (files / "expired.cert.pem").read_text())
+    finally:
+        store.close()
+    [expired] = json.loads(axis(env, "cert", "list", "--expiring", "0", "--json").stdout)
+    assert (expired["state"], expired["days_left"]) == ("expired", -1)
     table = axis(env, "cert", "list")
     assert table.exit_code == 0, table.output
     assert all(len(line) <= 80 for line in table.stdout.splitlines()), table.stdout
     assert fingerprint(files / "soon.cert.pem")[:16] in table.stdout and " 10 " in table.stdout
+    assert " -1 " in table.stdout and "expired" in table.stdout and "withdrawn" in table.stdout
 
 
 def test_agency_add_without_a_certificate_says_what_to_do_next(env: dict[str, str]) -> None:
