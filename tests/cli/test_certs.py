@@ -221,6 +221,7 @@ def test_rename_registers_the_new_code_and_refuses_what_would_hijack_routing(
     one_line(axis(env, "agency", "rename", new, G22, db=db), 1, "was itself renamed")
     one_line(axis(env, "agency", "rename", G22, H41, "--merge", db=db), 1, "already renamed")
     one_line(axis(env, "agency", "rename", H41, new, db=db), 1, "already registered", "--merge")
+    one_line(axis(env, "agency", "rename", H41, new, "--merge", "--name", "X", db=db), 2, "--name names a new code")
     one_line(axis(env, "agency", "rename", H41, "000.00.00.H98", "--merge", db=db), 1, "not registered")
     one_line(axis(env, "agency", "rename", H41, H41, db=db), 2, "its own code")
 
