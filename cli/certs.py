@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from cryptography import x509
 
     from axis.store import Certificate
-    from axis.trust import Verifier
+    from axis.trust import SigningKey, Verifier
 
 cert_app = typer.Typer(help="Agencies' signing certificates: add, list, withdraw (rotation with overlap).",
                        no_args_is_help=True)
@@ -163,11 +163,14 @@ def cert_list(
         store.close()
     rows = []
     for c in registered:
-        if expiring is not None and (c.state != "active" or c.not_after > now + timedelta(days=expiring)):
+        if expiring is not None and c.not_after > now + timedelta(days=expiring):
+            continue
+        state = _state(c, now, crls)
+        if expiring is not None and state in ("withdrawn", "revoked"):  # out of use already
             continue
         rows.append({"fingerprint": c.fingerprint, "agency": c.agency_code, "not_before": c.not_before,
-                     "not_after": c.not_after, "days_left": int((c.not_after - now).total_seconds() // 86400),
-                     "state": _state(c, now, crls), "added_at": c.added_at})
+                     "not_after": c.not_after, "days_left": int((c.not_after - now).total_seconds() / 86400),
+                     "state": state, "added_at": c.added_at})
     if as_json:
         print_json(rows)
         return
@@ -191,10 +194,14 @@ def cert_list(
 @cert_app.command("withdraw")
 def cert_withdraw(
     fingerprint: str = typer.Argument(..., help="The certificate's SHA-256 fingerprint, or its first 8 or more hex "
-                                                "digits (as `axis cert list` shows them)."),
+                                                "digits (as `axis cert list` shows them), or its PEM file."),
     db: str | None = DbOption,
 ) -> None:
     """Take a certificate out of use: packets signed with it are refused (AX404 CERT_NOT_REGISTERED)."""
+    from axis.trust.keys import load_certificate
+
+    if Path(fingerprint).is_file():
+        fingerprint = _fingerprint(load_certificate(fingerprint))
     prefix = fingerprint.strip().lower().replace(":", "")
     if not re.fullmatch(r"[0-9a-f]{8,64}", prefix):
         fail(f"{fingerprint!r} is not a fingerprint: give the hex SHA-256 `axis cert list` shows (at least 8 digits)",
@@ -241,14 +248,7 @@ def key_rotate(
     ones in retired/ beside them. The signer signs with the new key once restarted (`axis serve`, `axis signer
     serve`); what the old key signed (receipts, seals, checkpoints, log keys) still verifies."""
     from axis.trust import certificate_agency_code, pki
-    from axis.trust.keys import (
-        certificate_pem,
-        load_certificates,
-        load_private_key,
-        same_public_key,
-        write_private_key,
-        write_public_file,
-    )
+    from axis.trust.keys import load_certificates, load_private_key, same_public_key
 
     chosen = current(trust=trust, crl=crl)
     if (key is None) != (cert is None):
@@ -288,27 +288,38 @@ def key_rotate(
             fail(f"{what} is already the axis certificate ({old_cert})", 2)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     retired = old_cert.parent / "retired"
-    kept = []
     # Opened with the old key, so its certificate is among the audit log's signers (the gateway finds the
     # certificate of a packet sealed before the rotation there).
     store = _open_store(db, writes=True)
     try:
         with store.write() as tx:
-            for path, suffix in ((old_key, "key.pem"), (old_cert, "cert.pem")):
-                if path.is_file():
-                    target = retired / f"{wire.HUB_IDENTITY}-{stamp}-{(old or new)[:12]}.{suffix}"
-                    write_public_file(target, path.read_bytes())  # 0600, like every file Axis writes
-                    kept.append(str(target))
+            try:
+                kept = _replace_axis_key(old_key, old_cert, retired, stamp, old or new, new_key, new_chain)
+            except OSError as exc:
+                fail(f"cannot install the new axis key: {exc}; nothing was changed in the database")
             tx.audit("operator", "axis-key-rotated", wire.HUB_IDENTITY, {
                 "old": old, "new": new, "not_after": leaf.not_valid_after_utc.isoformat(), "retired": kept})
-            # Last, inside the unit of work: a failure here leaves the files as they were and no entry.
-            write_public_file(old_cert, certificate_pem(*new_chain))
-            write_private_key(old_key, new_key)
     finally:
         store.close()
     stdout.print(f"the axis key is rotated: certificate {new} (valid until {leaf.not_valid_after_utc:%Y-%m-%d}) → "
                  f"{old_cert}; the old key and certificate are kept in {retired}. Restart `axis serve` (and "
                  "`axis signer serve`, `axis gateway`) to sign with the new key.")
+
+
+def _replace_axis_key(old_key: Path, old_cert: Path, retired: Path, stamp: str, label: str, new_key: SigningKey,
+                      new_chain: list[x509.Certificate]) -> list[str]:
+    """Copy the current key and certificate to `retired`, then write the new ones in their place; the copies."""
+    from axis.trust.keys import certificate_pem, write_private_key, write_public_file
+
+    kept = []
+    for path, suffix in ((old_key, "key.pem"), (old_cert, "cert.pem")):
+        if path.is_file():
+            target = retired / f"{wire.HUB_IDENTITY}-{stamp}-{label[:12]}.{suffix}"
+            write_public_file(target, path.read_bytes())  # 0600, like every file Axis writes
+            kept.append(str(target))
+    write_public_file(old_cert, certificate_pem(*new_chain))
+    write_private_key(old_key, new_key)
+    return kept
 
 
 # ------------------------------------------------------------------ renamed codes
@@ -348,6 +359,8 @@ def agency_rename(
             if target is None and merge:
                 fail(f"{new} is not registered: --merge is for merging into a registered agency; leave it out to "
                      f"register {new}")
+            if target is not None and name is not None:
+                fail(f"{new} is registered already, as {target.name}: --name names a new code only", 2)
             if target is not None and target.state != "active":
                 fail(f"{new} is {target.state}: resume it first (axis agency resume {new})")
             if target is None:

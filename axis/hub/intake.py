@@ -193,7 +193,8 @@ class Intake:
             if plan.checked:
                 codes.add(plan.checked.sender)
                 codes.update(plan.checked.recipients)
-        states = self._store.agency_states(codes)
+        states, found = self._store.agency_routes(codes)
+        aliases: dict[str, AgencyAlias | None] = {code: found.get(code) for code in codes}
         callers = self._store.submission_agencies([p.submission.submission_id for p in plans])
         for plan in plans:
             plan.recorded = plan.submission.submission_id in callers or plan.submission.caller is not None
@@ -210,8 +211,6 @@ class Intake:
             else:
                 keys += [(c.answers_sender or "", c.document_id, "document"), (c.sender, self._status_key(c), "status")]
         known = self._store.find_documents(keys)
-        found = self._store.aliases(codes)
-        aliases: dict[str, AgencyAlias | None] = {code: found.get(code) for code in codes}
         for plan in plans:
             if plan.checked is not None:
                 self._decide_one(plan, plan.checked, states, known, aliases)
@@ -278,6 +277,7 @@ class Intake:
             if (first := known.get((c.sender, c.document_id, "document"))) is not None:
                 plan.duplicate_of = first.axis_id
                 return None
+        self._look_up(recipients, states, aliases)
         recipients, gone = self._route(recipients, aliases)
         if gone:
             return _refuse(plan, RefusalCode.UNKNOWN_RECIPIENT, gone)
@@ -293,8 +293,17 @@ class Intake:
         plan.recipients = recipients
         return None
 
+    def _look_up(self, codes: Sequence[str], states: dict[str, str], aliases: dict[str, AgencyAlias | None]) -> None:
+        """The states and aliases of codes only this plan names (a recall's earlier recipients, a status's
+        parties), in one query."""
+        missing = [code for code in codes if code not in aliases]
+        if missing:
+            found_states, found = self._store.agency_routes(missing)
+            states.update(found_states)
+            aliases.update((code, found.get(code)) for code in missing)
+
     def _alias(self, code: str, aliases: dict[str, AgencyAlias | None]) -> AgencyAlias | None:
-        if code not in aliases:  # a code only this plan names (a recall's earlier recipients, a status's parties)
+        if code not in aliases:  # the new code of a renamed one, met while following its renames
             aliases[code] = self._store.aliases([code]).get(code)
         return aliases[code]
 

@@ -234,6 +234,23 @@ class _Reads:
                 found.update((r.old_code, _record(AgencyAlias, r)) for r in c.execute(q))
         return found
 
+    def agency_routes(self, codes: Iterable[str]) -> tuple[dict[str, str], dict[str, AgencyAlias]]:
+        """`agency_states(codes)` and `aliases(codes)` in one query (intake's registry look-up per batch, which
+        a rename must not make cost a second round trip)."""
+        wanted = sorted(set(codes))
+        states: dict[str, str] = {}
+        found: dict[str, AgencyAlias] = {}
+        a = agency_aliases
+        with self._reading() as c:
+            for part in _chunks(wanted):
+                q = sa.select(agencies.c.code, agencies.c.state, a.c.new_code, a.c.created_at, a.c.until).outerjoin(
+                    a, a.c.old_code == agencies.c.code).where(agencies.c.code.in_(part))
+                for code, state, new_code, created_at, until in c.execute(q):
+                    states[code] = state
+                    if new_code is not None:
+                        found[code] = AgencyAlias(code, new_code, created_at, until)
+        return states, found
+
     def aliases_to(self, code: str) -> list[AgencyAlias]:
         """The codes renamed to `code`, oldest rename first."""
         with self._reading() as c:

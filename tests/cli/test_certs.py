@@ -93,12 +93,12 @@ def test_add_list_and_withdraw_with_their_audit_entries(env: dict[str, str], fil
                                                                       (fingerprint(second), "active")]
     assert all(700 <= row["days_left"] <= 730 for row in listed)
 
-    withdrawn = axis(env, "cert", "withdraw", fingerprint(first)[:16], db=db)
+    withdrawn = axis(env, "cert", "withdraw", first, db=db)  # by its file
     assert withdrawn.exit_code == 0 and "1 active certificate(s) left" in withdrawn.stdout, withdrawn.output
-    again = axis(env, "cert", "withdraw", fingerprint(first), db=db)
+    again = axis(env, "cert", "withdraw", fingerprint(first), db=db)  # by its whole fingerprint
     assert again.exit_code == 0 and "already withdrawn" in again.stdout
     one_line(axis(env, "cert", "add", G22, first, db=db), 1, "already registered to", "(withdrawn)")
-    last = axis(env, "cert", "withdraw", fingerprint(second)[:8].upper(), db=db)
+    last = axis(env, "cert", "withdraw", fingerprint(second)[:8].upper(), db=db)  # by its first 8 digits
     assert last.exit_code == 0 and f"cannot send until `axis cert add {G22} CERT.pem`" in last.stdout, last.output
     states = {row["fingerprint"]: row["state"] for row in json.loads(axis(env, "cert", "list", "--json", db=db).stdout)}
     assert states == {fingerprint(first): "withdrawn", fingerprint(second): "withdrawn"}
@@ -137,10 +137,21 @@ def test_list_expiring_and_at_80_columns(env: dict[str, str], files: Path) -> No
     assert (soon["fingerprint"], soon["days_left"], soon["state"]) == (fingerprint(files / "soon.cert.pem"), 10,
                                                                         "active")
     assert json.loads(axis(env, "cert", "list", "--expiring", "5", "--json").stdout) == []
+    assert axis(env, "cert", "withdraw", files / "soon.cert.pem").exit_code == 0
+    assert json.loads(axis(env, "cert", "list", "--expiring", "30", "--json").stdout) == []  # out of use
+    store = open_store(f"sqlite:///{env['AXIS_DATA']}/axis.db")
+    try:
+        with store.write() as tx:  # registered while it was valid; it has expired since
+            tx.add_certificate(G22, (files / "expired.cert.pem").read_text())
+    finally:
+        store.close()
+    [expired] = json.loads(axis(env, "cert", "list", "--expiring", "0", "--json").stdout)
+    assert (expired["state"], expired["days_left"]) == ("expired", -1)
     table = axis(env, "cert", "list")
     assert table.exit_code == 0, table.output
     assert all(len(line) <= 80 for line in table.stdout.splitlines()), table.stdout
     assert fingerprint(files / "soon.cert.pem")[:16] in table.stdout and " 10 " in table.stdout
+    assert " -1 " in table.stdout and "expired" in table.stdout and "withdrawn" in table.stdout
 
 
 def test_agency_add_without_a_certificate_says_what_to_do_next(env: dict[str, str]) -> None:
@@ -210,6 +221,7 @@ def test_rename_registers_the_new_code_and_refuses_what_would_hijack_routing(
     one_line(axis(env, "agency", "rename", new, G22, db=db), 1, "was itself renamed")
     one_line(axis(env, "agency", "rename", G22, H41, "--merge", db=db), 1, "already renamed")
     one_line(axis(env, "agency", "rename", H41, new, db=db), 1, "already registered", "--merge")
+    one_line(axis(env, "agency", "rename", H41, new, "--merge", "--name", "X", db=db), 2, "--name names a new code")
     one_line(axis(env, "agency", "rename", H41, "000.00.00.H98", "--merge", db=db), 1, "not registered")
     one_line(axis(env, "agency", "rename", H41, H41, db=db), 2, "its own code")
 
