@@ -312,7 +312,11 @@ def _act(action: _Action, ident: str | None, every: bool, queue: str | None, yes
         return
     if not yes and action.verb == "purge":
         what = f"{len(deliveries)} parked deliveries and {len(letters)} intake dead letters"
-        if not typer.confirm(f"Purge {what} for good?", default=False, err=True):
+        try:
+            confirmed = typer.confirm(f"Purge {what} for good?", default=False, err=True)
+        except typer.Abort:  # no terminal to answer on (end of input): not a yes
+            confirmed = False
+        if not confirmed:
             stderr.print("nothing purged")
             raise typer.Exit(REFUSED)
     done = _apply(action, deliveries, letters, db, broker)

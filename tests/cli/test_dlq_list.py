@@ -188,8 +188,9 @@ def test_replay_all_of_one_queue_and_then_of_every_queue(axis: Axis, parked: dic
 
 def test_purge_asks_first_then_fails_the_delivery_for_good(axis: Axis, parked: dict[str, str]) -> None:
     first = parked["first"]
-    declined = axis("dlq", "purge", f"{first}/{R1}", input="n\n")
-    assert declined.exit_code == 1 and "nothing purged" in declined.output
+    for answer in ("n\n", ""):  # "no", and no terminal to answer on
+        declined = axis("dlq", "purge", f"{first}/{R1}", input=answer)
+        assert declined.exit_code == 1 and "nothing purged" in declined.output, declined.output
     assert _state(axis, first, R1) == ("parked", 0)
     accepted = axis("dlq", "purge", f"{first}/{R1}", input="y\n")
     assert accepted.exit_code == 0 and "purged 1" in accepted.stdout, accepted.output
