@@ -94,7 +94,7 @@ class RefusalCode(enum.Enum):
 
     # 5xx: delivery and internal
     DELIVERY_FAILED = (500, "The recipient could not take the document (its reason is in the detail); the delivery "
-                            "stays visible to operators.")
+                            "is parked until the axis operator replays or purges it.")
     INTERNAL = (501, "An internal error stopped processing. Nothing was accepted; send the packet again.")
 
     def __init__(self, number: int, message: str) -> None:

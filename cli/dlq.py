@@ -20,7 +20,7 @@ import asyncio
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
 from rich.table import Table
@@ -32,6 +32,9 @@ from axis.transport import DeadLetter, TransportError, UnroutableError
 from cli.operator import BrokerOption, DbOption, _open_store
 from cli.output import REFUSED, fail, print_json, stderr, stdout
 from cli.settings import open_broker
+
+if TYPE_CHECKING:
+    from axis.store.parked import ParkedDelivery
 
 app = typer.Typer(help="Dead letters: list, show, replay and purge what the axis could not hand over.",
                   no_args_is_help=True)
@@ -96,7 +99,7 @@ def _letter_row(letter: DeadLetter) -> dict[str, Any]:
             "attempts": letter.attempts, "since": letter.dead_at, "reason": letter.reason, "bytes": len(letter.body)}
 
 
-def _parked_row(p: Any) -> dict[str, Any]:
+def _parked_row(p: ParkedDelivery) -> dict[str, Any]:
     return {"queue": f"{DELIVERIES}:{p.recipient_code}", "id": f"{p.axis_id}/{p.recipient_code}", "kind": p.kind,
             "axis_id": p.axis_id, "sender": p.sender_code, "recipient": p.recipient_code,
             "document_id": p.document_id, "submission": None, "attempts": p.attempts, "since": p.parked_at,
@@ -119,7 +122,7 @@ def _intake_letters(broker: str | None, limit: int) -> list[DeadLetter]:
         fail(f"cannot read the dead letters of {wire.INTAKE_QUEUE}: {exc}")
 
 
-def _parked_rows(db: str | None, queue: Queue, limit: int, axis_id: str | None = None) -> list[Any]:
+def _parked_rows(db: str | None, queue: Queue, limit: int, axis_id: str | None = None) -> list[ParkedDelivery]:
     from axis.store.parked import parked
 
     store = _open_store(db)
@@ -192,7 +195,7 @@ def _find(ident: str, db: str | None, broker: str | None, *, any_state: bool = F
     return Found([], [x for x in _intake_letters(broker, LOOKUP) if x.message_id == ident])
 
 
-def _not_found(ident: str) -> None:
+def _not_found(ident: str) -> NoReturn:
     fail(f"no dead letter {ident!r}: `axis dlq list` shows their ids (AXIS_ID/CODE for a delivery, the "
          "message id for a submission)")
 
@@ -312,7 +315,11 @@ def _act(action: _Action, ident: str | None, every: bool, queue: str | None, yes
         return
     if not yes and action.verb == "purge":
         what = f"{len(deliveries)} parked deliveries and {len(letters)} intake dead letters"
-        if not typer.confirm(f"Purge {what} for good?", default=False, err=True):
+        try:
+            confirmed = typer.confirm(f"Purge {what} for good?", default=False, err=True)
+        except typer.Abort:  # no terminal to answer on (end of input): not a yes
+            confirmed = False
+        if not confirmed:
             stderr.print("nothing purged")
             raise typer.Exit(REFUSED)
     done = _apply(action, deliveries, letters, db, broker)
@@ -324,13 +331,13 @@ def _act(action: _Action, ident: str | None, every: bool, queue: str | None, yes
     stdout.print(f"{action.done} {len(done)} dead letter(s){note}")
 
 
-def _all_parked(db: str | None, queue: Queue) -> list[Any]:
+def _all_parked(db: str | None, queue: Queue) -> list[ParkedDelivery]:
     """Every parked delivery of `queue` now (what --all means: a delivery parked again while the command runs
     is not taken twice)."""
     from axis.store.parked import parked
 
     store = _open_store(db)
-    rows: list[Any] = []
+    rows: list[ParkedDelivery] = []
     try:
         while True:
             last = rows[-1] if rows else None
@@ -385,11 +392,14 @@ def _apply_to_letters(action: _Action, letters: Iterable[DeadLetter], db: str | 
                     "queue": wire.INTAKE_QUEUE, "attempts": letter.attempts, "reason": letter.reason[:300],
                     "sender": letter.headers.get(wire.H_SENDER)})
             try:
-                asyncio.run(move())
+                moved = asyncio.run(move())
             except TransportError as exc:
                 fail(f"cannot {action.verb} the dead letters of {wire.INTAKE_QUEUE}: {exc}")
     finally:
         store.close()
+    if moved < len(ids):
+        stderr.print(f"warning: {len(ids) - moved} of the {len(ids)} intake dead letters were gone already "
+                     f"(replayed or purged meanwhile)", markup=False)
     return [{"queue": wire.INTAKE_QUEUE, "id": message_id} for message_id in ids]
 
 

@@ -9,7 +9,8 @@
 - Dead letters: the only queue Axis consumes is `axis.intake` (deliveries wait in
   the store), so a dead letter is a submission that could not be handled at
   all (a poison message). The hub logs and audits each one from the transport's
-  dead-letter feed; it stays parked for operators (`axis dlq list axis.intake`).
+  dead-letter feed; it stays parked for operators (`axis dlq list axis.intake`, then `replay` or
+  `purge`).
 """
 from __future__ import annotations
 

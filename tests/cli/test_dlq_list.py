@@ -90,6 +90,7 @@ def parked(axis: Axis) -> dict[str, str]:
         first, second = accept(store, 1), accept(store, 2)
         with store.write() as tx:
             assert tx.transition(first, R1, "parked", error="AX311 CERT_UNTRUSTED: another root")
+            tx.add_receipt(first, "error", b"<error receipt/>", R1, "500", "AX311 CERT_UNTRUSTED: another root")
             assert tx.transition(second, R2, "parked", error="disk full")
             assert tx.transition(first, R3, "delivered")
     return {"first": first, "second": second}
@@ -139,7 +140,7 @@ def test_show_tells_everything_about_one(axis: Axis, parked: dict[str, str]) -> 
         f"deliveries:{R1}", SENDER, R1, "parked", 0)
     assert report["reason"] == "AX311 CERT_UNTRUSTED: another root"
     assert report["document_id"] == "1/VPCP-TTĐT" and len(report["digest"]) == 64
-    assert [e["event"] for e in report["timeline"]] == ["intake receipt"]
+    assert [e["event"] for e in report["timeline"]] == ["intake receipt", "error receipt"]
     # A bare axis id names its one parked delivery.
     assert axis.json("dlq", "show", first)["id"] == f"{first}/{R1}"
     axis.park_letter("sub-9", {wire.H_SUBMISSION: "sub-9", wire.H_SENDER: SENDER})
@@ -169,6 +170,10 @@ def test_replay_puts_a_parked_delivery_back_as_a_new_attempt(axis: Axis, parked:
     [r1] = [r for r in receipts[0]["recipients"] if r["recipient"] == R1]
     assert (r1["state"], r1["attempts"], [e["action"] for e in r1["operator"]]) == ("queued", 1,
                                                                                     ["delivery-replayed"])
+    assert [r["kind"] for r in r1["receipts"]] == ["error"]
+    table = axis("receipts", first)  # the error receipt, then the operator's replay, in time order
+    assert table.exit_code == 0, table.output
+    assert table.stdout.index("error") < table.stdout.index("replayed") and "attempt 1" in table.stdout
     with axis.store() as store:
         assert store.verify_audit().ok
 
@@ -188,8 +193,9 @@ def test_replay_all_of_one_queue_and_then_of_every_queue(axis: Axis, parked: dic
 
 def test_purge_asks_first_then_fails_the_delivery_for_good(axis: Axis, parked: dict[str, str]) -> None:
     first = parked["first"]
-    declined = axis("dlq", "purge", f"{first}/{R1}", input="n\n")
-    assert declined.exit_code == 1 and "nothing purged" in declined.output
+    for answer in ("n\n", ""):  # "no", and no terminal to answer on
+        declined = axis("dlq", "purge", f"{first}/{R1}", input=answer)
+        assert declined.exit_code == 1 and "nothing purged" in declined.output, declined.output
     assert _state(axis, first, R1) == ("parked", 0)
     accepted = axis("dlq", "purge", f"{first}/{R1}", input="y\n")
     assert accepted.exit_code == 0 and "purged 1" in accepted.stdout, accepted.output
