@@ -24,7 +24,7 @@ from axis.store import AuditEntry, Delivery, Document, Store, Submission
 from axis.transport import DEAD_LETTER_FEED, QueueStats, TransportError, open_transport
 from cli.operator import BrokerOption, DbOption, _open_store
 from cli.output import fail, print_json, refuse, stderr, stdout
-from cli.settings import current, redact_url
+from cli.settings import EMBEDDED, current, redact_url
 
 app = typer.Typer(help="Documents, their deliveries and receipts, refused submissions; live or after the fact.",
                   no_args_is_help=True)
@@ -322,6 +322,9 @@ def queues(
     from axis import wire
 
     chosen = current(broker=broker)
+    if chosen.broker == EMBEDDED and not chosen.embedded_transport.exists():
+        fail(f"no embedded transport at {chosen.embedded_transport}: no hub has run with this AXIS_DATA (start "
+             "`axis serve`), or give --broker")
 
     async def main() -> list[QueueStats]:
         # Not `open_broker`, which waits out an outage: a look at the queues says at once that it cannot.

@@ -1,12 +1,14 @@
 """`axis traffic` and `axis queues` on what someone wrote straight into the store, and their everyday mistakes."""
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
 from typer.testing import CliRunner, Result
 
 from axis.store import Decision, NewSubmission, open_store
+from axis.transport import open_transport
 from cli.main import app
 
 G22 = "000.00.00.G22"
@@ -64,6 +66,12 @@ def test_everyday_mistakes_are_one_line(tmp_path: Path) -> None:
 
 def test_queues_of_an_embedded_transport_nobody_consumes(tmp_path: Path) -> None:
     refused_row(tmp_path, "x")
+    none = axis(tmp_path, "queues")
+    assert none.exit_code == 1 and "no embedded transport at" in none.stderr, none.output
+
+    async def create() -> None:
+        await (await open_transport(f"embedded://{tmp_path}/transport.db")).close()
+    asyncio.run(create())
     empty = json.loads(axis(tmp_path, "queues", "--json").stdout)
     assert empty == {"broker": [{"queue": "axis.dead-letters", "ready": 0, "in_flight": 0, "consumers": 0,
                                  "oldest_age_seconds": None, "dead_letters": 0}], "deliveries": []}
