@@ -48,10 +48,7 @@ class _Limit:
             else:
                 self._held[event] += 1
                 if self._timer is None:
-                    # The summary of a burst's last second is said after it, even if no line follows.
-                    self._timer = threading.Timer(window + 1.05 - time.monotonic(), self.flush)
-                    self._timer.daemon = True
-                    self._timer.start()
+                    self._schedule()
         if summary:
             _summarise(summary, self.rate)
         return admitted
@@ -60,9 +57,19 @@ class _Limit:
         """Say what the last finished second held back (the timer, at the end of a window)."""
         with self._lock:
             self._timer = None
-            summary = self._take_held() if int(time.monotonic()) != self._window else None
+            summary = None
+            if int(time.monotonic()) != self._window:
+                summary = self._take_held()
+            elif self._held:  # late: a new second began and held lines of its own; say them after it
+                self._schedule()
         if summary:
             _summarise(summary, self.rate)
+
+    def _schedule(self) -> None:
+        """The summary of a burst's last second is said after it, even if no line follows (under the lock)."""
+        self._timer = threading.Timer(max(0.01, self._window + 1.05 - time.monotonic()), self.flush)
+        self._timer.daemon = True
+        self._timer.start()
 
     def _take_held(self) -> Counter[str]:
         held, self._held = self._held, Counter()

@@ -16,6 +16,7 @@ from typing import Any
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from axis.edxml import parse_agency_code
 from axis.logs import printable
@@ -103,8 +104,9 @@ def _refusal_label(code: int | None) -> str:
 
 
 class _Table(Table):
-    """A table whose cells are shown with their control characters escaped: the store holds what packets and
-    callers said (a DocumentId, a refusal's detail), which must not drive the operator's terminal."""
+    """A table whose text cells are shown with their control characters escaped: the store holds what packets
+    and callers said (a DocumentId, a refusal's detail), which must not drive the operator's terminal. (A
+    `Text` cell is one this module made, its parts escaped.)"""
 
     def add_row(self, *cells: Any, **options: Any) -> None:
         super().add_row(*(printable(c) if isinstance(c, str) else c for c in cells), **options)
@@ -184,7 +186,8 @@ def traffic_list(
                        ("to / state", {"no_wrap": True}))
         for r in rows:
             table.add_row(_at(datetime.fromisoformat(r["received_at"])), _tail(r["axis_id"]), r["sender"],
-                          r["document_id"], "\n".join(f"{d['recipient']} {d['state']}" for d in r["deliveries"]))
+                          r["document_id"],
+                          Text("\n".join(printable(f"{d['recipient']} {d['state']}") for d in r["deliveries"])))
     stdout.print(table)
 
 

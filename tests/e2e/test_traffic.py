@@ -107,7 +107,10 @@ def test_the_log_the_traffic_commands_and_the_queues_tell_one_story(
         shown = len(traffic_events(hub, "accepted"))
         held = sum(line["held"].get("accepted", 0) for line in traffic_events(hub, "summary"))
         return shown + held if shown + held >= EARLY + BULK else 0
-    assert wait_until(accepted_said, "every acceptance in the log, line or summary") == EARLY + BULK
+    try:
+        assert wait_until(accepted_said, "every acceptance in the log, line or summary") == EARLY + BULK
+    except AssertionError:
+        raise AssertionError(hub.stderr()[-6000:]) from None
     assert traffic_events(hub, "summary"), "no summary line although the rate was exceeded"
     shown = traffic_events(hub, "accepted")
     assert {line["axis_id"] for line in shown} <= set(axis_ids)
