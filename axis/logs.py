@@ -48,10 +48,7 @@ class _Limit:
             else:
                 self._held[event] += 1
                 if self._timer is None:
-                    # The summary of a burst's last second is said after it, even if no line follows.
-                    self._timer = threading.Timer(window + 1.05 - time.monotonic(), self.flush)
-                    self._timer.daemon = True
-                    self._timer.start()
+                    self._schedule()
         if summary:
             _summarise(summary, self.rate)
         return admitted
@@ -60,9 +57,19 @@ class _Limit:
         """Say what the last finished second held back (the timer, at the end of a window)."""
         with self._lock:
             self._timer = None
-            summary = self._take_held() if int(time.monotonic()) != self._window else None
+            summary = None
+            if int(time.monotonic()) != self._window:
+                summary = self._take_held()
+            elif self._held:  # late: a new second began and held lines of its own; say them after it
+                self._schedule()
         if summary:
             _summarise(summary, self.rate)
+
+    def _schedule(self) -> None:
+        """The summary of a burst's last second is said after it, even if no line follows (under the lock)."""
+        self._timer = threading.Timer(max(0.01, self._window + 1.05 - time.monotonic()), self.flush)
+        self._timer.daemon = True
+        self._timer.start()
 
     def _take_held(self) -> Counter[str]:
         held, self._held = self._held, Counter()
@@ -81,9 +88,22 @@ def _summarise(held: Counter[str], rate: float | None) -> None:
 
 def traffic(event: str, message: str, *args: Any, **fields: Any) -> None:
     """One traffic line: `event` (accepted, duplicate, refused, queued, delivered, failed, ...) with `fields`
-    for the JSON form; held back (and counted) above the rate."""
+    for the JSON form; held back (and counted) above the rate. Text arguments come from packets and callers:
+    their control characters are escaped (`printable`), so that no line can forge another or a terminal."""
     if TRAFFIC.isEnabledFor(logging.INFO) and _limit.admit(event):
-        TRAFFIC.info(message, *args, extra={"fields": {"event": event, **fields}})
+        TRAFFIC.info(message, *(printable(a) if isinstance(a, str) else a for a in args),
+                     extra={"fields": {"event": event, **fields}})
+
+
+_CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7f, 0xa0))} | {0x2028: "\\u2028", 0x2029: "\\u2029"}
+
+
+_JSON_CONTROL = {c: f"\\u{c:04x}" for c in (*range(0x7f, 0xa0), 0x2028, 0x2029)}
+
+
+def printable(text: str) -> str:
+    """`text` with its control characters (newlines, escape sequences) written as \\xNN."""
+    return text.translate(_CONTROL)
 
 
 class _Json(logging.Formatter):
@@ -93,7 +113,8 @@ class _Json(logging.Formatter):
         line.update(getattr(record, "fields", {}))
         if record.exc_info:
             line["error"] = self.formatException(record.exc_info)
-        return json.dumps(line, ensure_ascii=False, default=str)
+        # json.dumps escapes C0 controls; C1 ones and the Unicode line separators it leaves as they are.
+        return json.dumps(line, ensure_ascii=False, default=str).translate(_JSON_CONTROL)
 
 
 def log_to_stderr(level: str | int, form: str = "text", rate: float | None = None) -> None:

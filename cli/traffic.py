@@ -16,14 +16,16 @@ from typing import Any
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from axis.edxml import parse_agency_code
+from axis.logs import printable
 from axis.refusals import Refusal, RefusalCode
 from axis.store import AuditEntry, Delivery, Document, Store, Submission
-from axis.transport import DEAD_LETTER_FEED, QueueStats, TransportError
+from axis.transport import DEAD_LETTER_FEED, QueueStats, TransportError, open_transport
 from cli.operator import BrokerOption, DbOption, _open_store
 from cli.output import fail, print_json, refuse, stderr, stdout
-from cli.settings import open_broker
+from cli.settings import EMBEDDED, current, redact_url
 
 app = typer.Typer(help="Documents, their deliveries and receipts, refused submissions; live or after the fact.",
                   no_args_is_help=True)
@@ -101,8 +103,17 @@ def _refusal_label(code: int | None) -> str:
         return f"AX{code}"
 
 
+class _Table(Table):
+    """A table whose text cells are shown with their control characters escaped: the store holds what packets
+    and callers said (a DocumentId, a refusal's detail), which must not drive the operator's terminal. (A
+    `Text` cell is one this module made, its parts escaped.)"""
+
+    def add_row(self, *cells: Any, **options: Any) -> None:
+        super().add_row(*(printable(c) if isinstance(c, str) else c for c in cells), **options)
+
+
 def _table(*columns: tuple[str, dict[str, Any]]) -> Table:
-    table = Table(show_edge=False, pad_edge=False, box=None, header_style="bold")
+    table = _Table(show_edge=False, pad_edge=False, box=None, header_style="bold")
     for name, options in columns:
         table.add_column(name, **options)
     return table
@@ -175,7 +186,8 @@ def traffic_list(
                        ("to / state", {"no_wrap": True}))
         for r in rows:
             table.add_row(_at(datetime.fromisoformat(r["received_at"])), _tail(r["axis_id"]), r["sender"],
-                          r["document_id"], "\n".join(f"{d['recipient']} {d['state']}" for d in r["deliveries"]))
+                          r["document_id"],
+                          Text("\n".join(printable(f"{d['recipient']} {d['state']}") for d in r["deliveries"])))
     stdout.print(table)
 
 
@@ -222,7 +234,8 @@ def traffic_show(
         print_json(report)
         return
     def say(text: object = "") -> None:
-        stdout.print(text, markup=False, soft_wrap=False)  # wrapped at the terminal's width
+        stdout.print(printable(text) if isinstance(text, str) else text, markup=False,
+                     soft_wrap=False)  # wrapped at the terminal's width
 
     say(f"axis id   {doc.axis_id}")
     say(f"document  {doc.document_id} ({doc.kind}, priority {doc.priority}, {doc.size} bytes)")
@@ -290,7 +303,7 @@ def traffic_tail(
                                       "action": entry.action, "subject": entry.subject, "data": entry.data},
                                      ensure_ascii=False), flush=True)
                 else:
-                    stdout.print(f"{entry.at:%H:%M:%S} {describe(entry)}", markup=False, soft_wrap=True)
+                    stdout.print(printable(f"{entry.at:%H:%M:%S} {describe(entry)}"), markup=False, soft_wrap=True)
                 after = entry.seq
             if len(page) < TAIL_PAGE:
                 time.sleep(interval)
@@ -311,8 +324,15 @@ def queues(
     deliveries waiting in the store for each recipient."""
     from axis import wire
 
+    chosen = current(broker=broker)
+    if chosen.broker == EMBEDDED and not chosen.embedded_transport.exists():
+        fail(f"no embedded transport at {chosen.embedded_transport}: no hub has run with this AXIS_DATA (start "
+             "`axis serve`), or give --broker")
+
     async def main() -> list[QueueStats]:
-        transport = await open_broker(broker, name="axis-queues")
+        # Not `open_broker`, which waits out an outage: a look at the queues says at once that it cannot.
+        transport = await open_transport(chosen.broker, name="axis-queues", lease=chosen.embedded_lease,
+                                         timeout=10.0, default_embedded_path=chosen.embedded_transport)
         try:
             return await transport.queue_stats([wire.INTAKE_QUEUE, DEAD_LETTER_FEED])
         finally:
@@ -321,7 +341,7 @@ def queues(
     try:
         stats = asyncio.run(main())
     except TransportError as exc:
-        fail(f"cannot read the queues: {exc}")
+        fail(f"cannot read the queues of {redact_url(chosen.broker)}: {exc}")
     store = _open_store(db)
     try:
         waiting = store.waiting()

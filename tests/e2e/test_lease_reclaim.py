@@ -8,6 +8,8 @@ import signal
 import time
 from pathlib import Path
 
+import pytest
+
 from axis import wire
 from tests.e2e.harness import LEASE, Deployment, HubProcess, wait_until
 from tests.e2e.packets import G22, H41, TestPKI
@@ -15,6 +17,7 @@ from tests.e2e.packets import G22, H41, TestPKI
 HELD = 3
 
 
+@pytest.mark.slow(seconds=30)  # two `axis serve` starts
 def test_the_leases_of_a_killed_hub_come_back_within_the_lease_and_are_logged(
         embedded_deployment: Deployment, e2e_pki: TestPKI, tmp_path: Path) -> None:
     deployment = embedded_deployment

@@ -8,6 +8,8 @@ import signal
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from axis import wire
 from tests.e2e.harness import AXIS, REPO, Deployment, HubProcess, wait_until
 from tests.e2e.packets import G22, H14, H41, H99, TestPKI
@@ -56,6 +58,7 @@ def at_80_columns(deployment: Deployment, *args: str) -> str:
     return done.stdout
 
 
+@pytest.mark.slow(seconds=40)  # two `axis serve` starts' worth: ~25 s embedded, ~40 s on RabbitMQ+PostgreSQL
 def test_the_log_the_traffic_commands_and_the_queues_tell_one_story(
         deployment: Deployment, e2e_pki: TestPKI, tmp_path: Path) -> None:
     # No hub yet, only its queue: on the operator's own road `axis send` queues, and says so.
