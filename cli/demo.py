@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.table import Table
+from rich.table import Column, Table
 
 from adapters.client import AgencyClient
 from adapters.edge import Edge, EdgeNotFound, GatewayEdge
@@ -267,7 +267,7 @@ async def _exchange(root: Path, store: Store, clients: dict[str, AgencyClient], 
           "/v1/documents/…/receipts)")
     items, _ = await sender.edge.sent()
     states: dict[str, str] = next((item["recipients"] for item in items if item["axis_id"] == axis_id), {})
-    table = Table("recipient", "state", "receipt", "code", "at (UTC)")
+    table = Table(*(Column(name, no_wrap=True) for name in ("recipient", "state", "receipt", "code", "at (UTC)")))
     timeline = await sender.edge.receipts(axis_id)
     for recipient in sorted(states):
         rows = [r for r in timeline if r.get("recipient") == recipient]

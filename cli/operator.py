@@ -7,12 +7,12 @@ import signal
 from pathlib import Path
 
 import typer
-from rich.table import Table
+from rich.table import Column
 
 from axis.edxml import parse_agency_code
 from axis.refusals import Refusal
 from axis.transport import TransportError
-from cli.output import REFUSED, fail, print_json, refuse, stderr, stdout
+from cli.output import REFUSED, fail, print_json, refuse, stderr, stdout, table
 from cli.settings import current, db_url, open_broker, redact_url, seal_as_operator
 
 DbOption = typer.Option(None, "--db", help="Database URL (env AXIS_DB; default sqlite:///axis-data/axis.db).")
@@ -94,10 +94,11 @@ def agency_list(as_json: bool = typer.Option(False, "--json"), db: str | None = 
         print_json([{"code": a.code, "name": a.name, "parent": a.parent_code, "state": a.state,
                      "certificates": certs[a.code]} for a in agencies])
         return
-    table = Table("code", "name", "parent", "state", "certificates")
+    grid = table(Column("code", no_wrap=True), Column("name", overflow="fold"), Column("parent", no_wrap=True),
+                 Column("state", no_wrap=True), Column("certificates", no_wrap=True))
     for a in agencies:
-        table.add_row(a.code, a.name, a.parent_code or "", a.state, str(certs[a.code]))
-    stdout.print(table)
+        grid.add_row(a.code, a.name, a.parent_code or "", a.state, str(certs[a.code]))
+    stdout.print(grid)
 
 
 def _set_state(code: str, state: str, db: str | None) -> None:
@@ -162,15 +163,16 @@ def receipts(
         print_json(report)
         return
     for doc in report:
-        stdout.print(f"[bold]{doc['document_id']}[/]  axis id {doc['axis_id']}  from {doc['sender']}  "
-                     f"received {doc['received_at']:%Y-%m-%d %H:%M:%S} UTC  sha256 {doc['digest'][:16]}…")
-        table = Table("recipient", "state", "receipt", "code", "at (UTC)", "detail")
+        stdout.print(f"[bold]{doc['document_id']}[/]\n  axis id {doc['axis_id']}\n  from {doc['sender']}, "
+                     f"received {doc['received_at']:%Y-%m-%d %H:%M:%S} UTC, sha256 {doc['digest'][:16]}…")
+        grid = table(*(Column(name, no_wrap=True) for name in ("recipient", "state", "receipt", "code", "at (UTC)")),
+                     Column("detail", overflow="fold"))
         for rec in doc["recipients"]:
             rows = rec["receipts"] or [{"kind": "", "code": "", "at": None, "detail": ""}]
             for i, r in enumerate(rows):
-                table.add_row(rec["recipient"] if i == 0 else "", rec["state"] if i == 0 else "", r["kind"],
-                              r["code"] or "", f"{r['at']:%H:%M:%S}" if r["at"] else "", r["detail"] or "")
-        stdout.print(table)
+                grid.add_row(rec["recipient"] if i == 0 else "", rec["state"] if i == 0 else "", r["kind"],
+                             r["code"] or "", f"{r['at']:%H:%M:%S}" if r["at"] else "", r["detail"] or "")
+        stdout.print(grid)
 
 
 def _receipt_row(receipt) -> dict:
@@ -219,11 +221,17 @@ def dlq_list(
     if as_json:
         print_json(rows)
         return
-    table = Table("dead at (UTC)", "axis id / message", "sender", "document", "attempts", "reason")
-    for row in rows:
-        table.add_row((row["dead_at"] or "")[:19], row["axis_id"] or row["submission"] or row["message_id"],
-                      row["sender"] or "", row["document_id"] or "", str(row["attempts"]), row["reason"])
-    stdout.print(table if rows else f"no dead letters for {queue}")
+    grid = table(Column("dead at (UTC)", no_wrap=True), Column("id", no_wrap=True), Column("sender", no_wrap=True),
+                 Column("document", overflow="fold"), Column("tries", no_wrap=True), Column("reason", overflow="fold"))
+    for row in rows:  # ids in full: --json
+        grid.add_row((row["dead_at"] or "")[5:19].replace("T", " "),
+                     _short(row["axis_id"] or row["submission"] or row["message_id"]), row["sender"] or "",
+                     row["document_id"] or "", str(row["attempts"]), row["reason"])
+    stdout.print(grid if rows else f"no dead letters for {queue}")
+
+
+def _short(identifier: str, keep: int = 13) -> str:
+    return identifier if len(identifier) <= keep else identifier[:keep - 1] + "…"
 
 
 def _dead_letter_queue(name: str) -> str:

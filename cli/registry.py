@@ -19,12 +19,12 @@ from pathlib import Path
 import typer
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
-from rich.table import Table
+from rich.table import Column, Table
 
 from axis.edxml import parse_agency_code
 from axis.refusals import Refusal
 from cli.operator import DbOption, _open_store
-from cli.output import REFUSED, fail, print_json, progress, refuse, stderr, stdout
+from cli.output import REFUSED, fail, print_json, progress, refuse, stderr, stdout, table
 
 CHUNK = 1_000          # agencies per transaction: one commit and one seal per chunk
 NAME_LEN = 500         # agencies.name
@@ -390,10 +390,9 @@ def agency_show(
     facts.add_row("received", _counted(profile.received))
     stdout.print(facts)
     if not profile.certificates:
-        stdout.print(f"no certificates: add one with `axis agency add` (--cert) before {a.code} can send")
+        stdout.print("no certificates: it cannot send until one is added (`axis agency import`)")
         return
-    certs = Table("fingerprint", "state", "valid from", "until")
-    certs.columns[0].no_wrap = True
+    certs = table(*(Column(name, no_wrap=True) for name in ("fingerprint", "state", "valid from", "until")))
     for c in profile.certificates:
         certs.add_row(f"{c.fingerprint[:16]}…", c.state, f"{c.not_before:%Y-%m-%d}", f"{c.not_after:%Y-%m-%d}")
     stdout.print(certs)
