@@ -67,7 +67,7 @@ def demo(workdir: Path | None = typer.Option(None, "--dir", help="Keep the demo'
 
 
 def _step(text: str) -> None:
-    stdout.print(f"\n[bold cyan]▸ {text}[/]")
+    stdout.print(f"\n[bold cyan]▸ {text}[/]", markup=True)
 
 
 async def _run(root: Path) -> bool:
@@ -102,7 +102,7 @@ async def _run(root: Path) -> bool:
                 for client in clients.values():
                     client.close()
         ok = _audit(store, ca / "ca.pem", tsa_root) and exchanged
-        stdout.print(f"\n[bold]{'Done' if ok else 'Something went wrong'}.[/]")
+        stdout.print(f"\n[bold]{'Done' if ok else 'Something went wrong'}.[/]", markup=True)
         return ok
     finally:
         store.close()

@@ -7,6 +7,7 @@ import signal
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 from rich.table import Column
 
 from axis.edxml import parse_agency_code
@@ -163,7 +164,7 @@ def receipts(
         print_json(report)
         return
     for doc in report:
-        stdout.print(f"[bold]{doc['document_id']}[/]\n  axis id {doc['axis_id']}\n  from {doc['sender']}, "
+        stdout.print(f"{doc['document_id']}\n  axis id {doc['axis_id']}\n  from {doc['sender']}, "
                      f"received {doc['received_at']:%Y-%m-%d %H:%M:%S} UTC, sha256 {doc['digest'][:16]}…")
         grid = table(*(Column(name, no_wrap=True) for name in ("recipient", "state", "receipt", "code", "at (UTC)")),
                      Column("detail", overflow="fold"))
@@ -397,7 +398,8 @@ async def _watch_signer(child, hub_task: asyncio.Task) -> bool:
     except SignerStartError as exc:
         if hub_task.done():
             return False
-        stderr.print(f"[bold red]error[/]: the signer cannot be restarted: {exc}; stopping the hub")
+        stderr.print(f"[bold red]error[/]: the signer cannot be restarted: {escape(str(exc))}; stopping the hub",
+                     markup=True)
         hub_task.cancel()
         return True
     return False
@@ -409,7 +411,8 @@ async def _watch_gateway(process, hub_task: asyncio.Task) -> bool:
         await asyncio.sleep(0.5)
     if hub_task.done():
         return False
-    stderr.print(f"[bold red]error[/]: the gateway process ended (exit code {process.exitcode}); stopping the hub")
+    stderr.print(f"[bold red]error[/]: the gateway process ended (exit code {process.exitcode}); stopping the hub",
+                 markup=True)
     hub_task.cancel()
     return True
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import json
+import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -168,6 +169,9 @@ def parse_rows(path: Path, plan: Plan) -> list[Row]:
         name = " ".join((raw.get("name") or "").split())
         if not name or len(name) > NAME_LEN:
             plan.refuse(where, code, f"the name must be 1..{NAME_LEN} characters")
+            continue
+        if any(unicodedata.category(ch) == "Cc" for ch in name):  # an escape sequence would reach operators' terminals
+            plan.refuse(where, code, "the name holds control characters")
             continue
         if parent == code:
             plan.refuse(where, code, "an agency cannot be its own parent")
