@@ -414,6 +414,8 @@ def pull(
     broker: str | None = typer.Option(None, "--broker", help=BROKER_HELP),
     db: str | None = typer.Option(None, "--db", help=DB_HELP),
     state: Path | None = typer.Option(None, "--state", help=STATE_HELP),
+    as_json: bool = typer.Option(False, "--json", help="Print what was stored and refused as JSON on stdout, at the "
+                                                       "end."),
 ) -> None:
     """Receive, verify, store and acknowledge an agency's deliveries; one line per stored packet.
 
@@ -425,11 +427,15 @@ def pull(
     road = road_options(gateway, credential, gateway_ca, broker, db)
     signer, verifier = _signer(key, cert), _verifier(trust, crl)
     rejected: list[Rejection] = []
-    bar = progress()
+    received: list[Received] = []
+    bar = progress(quiet=as_json)
     task = bar.add_task("received", total=max_messages)
 
     def stored(item: Received) -> None:
         bar.advance(task)
+        if as_json:
+            received.append(item)
+            return
         if item.duplicate:
             stderr.print(f"{item.axis_id}: already stored as {item.path}; acknowledged again", markup=False)
             return
@@ -440,7 +446,8 @@ def pull(
     def refused(rejection: Rejection) -> None:
         bar.advance(task)
         rejected.append(rejection)
-        stderr.print(f"{rejection.axis_id}: {rejection.reason} ({rejection.action})", markup=False)
+        if not as_json:
+            stderr.print(f"{rejection.axis_id}: {rejection.reason} ({rejection.action})", markup=False)
 
     async def run() -> None:
         async with open_edges(road, verifier, f"inbox-{code}") as edge_for:
@@ -461,7 +468,13 @@ def pull(
         with bar:
             _run(run())
     except Refusal as refusal:  # an invalid agency code, or a certificate of another agency
-        refuse(refusal)
+        refuse(refusal, as_json=as_json)
+    if as_json:
+        print(json.dumps({"stored": [{"path": str(r.path), "axis_id": r.axis_id, "kind": r.kind, "sender": r.sender,
+                                      "document_id": r.document_id, "status_code": r.status_code, "digest": r.digest,
+                                      "duplicate": r.duplicate} for r in received],
+                          "refused": [{"axis_id": r.axis_id, "reason": r.reason, "action": r.action}
+                                      for r in rejected]}, ensure_ascii=False, indent=2))
     if rejected:
         raise typer.Exit(REFUSED)
 

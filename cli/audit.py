@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from cli.operator import DbOption, _open_store
 from cli.output import REFUSED, fail, print_json, stderr, stdout
@@ -84,7 +85,8 @@ def _report(report, as_json: bool) -> None:
         for note in report.notes:
             stdout.print(f"  {note}")
     else:
-        stderr.print(f"[bold red]audit log broken[/] at {report.where}: {report.reason}")
+        stderr.print(f"[bold red]audit log broken[/] at {escape(str(report.where))}: {escape(report.reason)}",
+                     markup=True)
     if not report.ok:
         raise typer.Exit(REFUSED)
 

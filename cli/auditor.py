@@ -84,7 +84,7 @@ def overdue(
     try:
         report = OverdueReport(store, rules, when)
         for warning in report.warnings:
-            stderr.print(f"[bold yellow]warning[/]: {escape(warning)}")
+            stderr.print(f"[bold yellow]warning[/]: {escape(warning)}", markup=True)
         head = {"as_of": rules.calendar.local(when).isoformat(), "time_zone": zone.key,
                 "calendar": calendar_json(rules.calendar),
                 "warnings": report.warnings}

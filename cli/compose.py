@@ -11,7 +11,7 @@ import typer
 from axis.edxml import Attachment, Organization, Priority, SignerInfo, load_packet, packet_to_bytes, parse_agency_code
 from axis.edxml.compose import new_document, now_vietnam
 from axis.refusals import Refusal
-from cli.output import fail, stdout
+from cli.output import fail, print_json, stdout
 
 USAGE = 2  # as typer's own usage errors
 PRIORITIES = ", ".join(f"{p.value} {p.name.lower().replace('_', ' ')}" for p in Priority)
@@ -44,6 +44,7 @@ def new(
     notation: str = typer.Option("AXIS", "--notation", help="Its notation (Ký hiệu), e.g. VPCP-TTĐT."),
     signed_by: str = typer.Option("Văn thư", "--signed-by", help="Who signed it (họ tên người ký)."),
     out: Path = typer.Option(..., "-o", "--out", help="Where to write the unsigned packet."),
+    as_json: bool = typer.Option(False, "--json", help="Print what was written as JSON on stdout."),
 ) -> None:
     """Build an unsigned edXML document packet; then `axis packet sign` it and `axis send` it.
 
@@ -74,6 +75,10 @@ def new(
         out.write_bytes(data)
     except OSError as exc:
         fail(f"cannot write {out}: {exc.strerror}", USAGE)
+    if as_json:
+        print_json({"out": str(out), "document_id": packet.document_id, "from": frm, "to": to,
+                    "attachments": [a.attachment_name for a in attachments], "priority": priority})
+        return
     stdout.print(f"wrote {out}: {packet.document_id}, from {frm} to {', '.join(to)}, {len(attachments)} "
                  f"attachment(s), priority {priority} (unsigned: `axis packet sign {out} --key … --cert … -o …`)",
                  markup=False)

@@ -10,12 +10,12 @@ from __future__ import annotations
 import enum
 
 import typer
-from rich.table import Column, Table
+from rich.table import Column
 
 from axis.edxml import parse_agency_code
 from axis.refusals import Refusal
 from cli.operator import DbOption, _open_store
-from cli.output import fail, print_json, refuse, stderr, stdout
+from cli.output import fail, print_json, refuse, stderr, stdout, table
 
 app = typer.Typer(help="Issue, list and revoke the credentials callers present to the gateway.",
                   no_args_is_help=True)
@@ -94,12 +94,13 @@ def list_(
     if not rows:
         stdout.print("no credentials" + (f" for {code}" if code else ""))
         return
-    table = Table(Column("id", no_wrap=True, min_width=17), "role", Column("agency", no_wrap=True), "label",
-                  Column("issued (UTC)", no_wrap=True), "state")
-    for r in rows:
-        table.add_row(r["id"], r["role"], r["agency"] or "", r["label"] or "", f"{r['created_at']:%Y-%m-%d %H:%M:%S}",
-                      f"revoked {r['revoked_at']:%Y-%m-%d %H:%M:%S}" if r["revoked_at"] else "active")
-    stdout.print(table)
+    grid = table(Column("id", no_wrap=True, min_width=17), Column("role", no_wrap=True),
+                 Column("agency", no_wrap=True), Column("label", no_wrap=True, overflow="ellipsis", max_width=14),
+                 Column("issued", no_wrap=True), Column("state", no_wrap=True))
+    for r in rows:  # the label in full, the times to the second: --json
+        grid.add_row(r["id"], r["role"], r["agency"] or "", r["label"] or "", f"{r['created_at']:%Y-%m-%d}",
+                     "revoked" if r["revoked_at"] else "active")
+    stdout.print(grid)
 
 
 @app.command("revoke")

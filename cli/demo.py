@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.table import Table
+from rich.table import Column, Table
 
 from adapters.client import AgencyClient
 from adapters.edge import Edge, EdgeNotFound, GatewayEdge
@@ -67,7 +67,7 @@ def demo(workdir: Path | None = typer.Option(None, "--dir", help="Keep the demo'
 
 
 def _step(text: str) -> None:
-    stdout.print(f"\n[bold cyan]▸ {text}[/]")
+    stdout.print(f"\n[bold cyan]▸ {text}[/]", markup=True)
 
 
 async def _run(root: Path) -> bool:
@@ -102,7 +102,7 @@ async def _run(root: Path) -> bool:
                 for client in clients.values():
                     client.close()
         ok = _audit(store, ca / "ca.pem", tsa_root) and exchanged
-        stdout.print(f"\n[bold]{'Done' if ok else 'Something went wrong'}.[/]")
+        stdout.print(f"\n[bold]{'Done' if ok else 'Something went wrong'}.[/]", markup=True)
         return ok
     finally:
         store.close()
@@ -267,7 +267,7 @@ async def _exchange(root: Path, store: Store, clients: dict[str, AgencyClient], 
           "/v1/documents/…/receipts)")
     items, _ = await sender.edge.sent()
     states: dict[str, str] = next((item["recipients"] for item in items if item["axis_id"] == axis_id), {})
-    table = Table("recipient", "state", "receipt", "code", "at (UTC)")
+    table = Table(*(Column(name, no_wrap=True) for name in ("recipient", "state", "receipt", "code", "at (UTC)")))
     timeline = await sender.edge.receipts(axis_id)
     for recipient in sorted(states):
         rows = [r for r in timeline if r.get("recipient") == recipient]

@@ -7,12 +7,13 @@ import signal
 from pathlib import Path
 
 import typer
-from rich.table import Table
+from rich.markup import escape
+from rich.table import Column
 
 from axis.edxml import parse_agency_code
 from axis.refusals import Refusal
 from axis.transport import TransportError
-from cli.output import REFUSED, fail, print_json, refuse, stderr, stdout
+from cli.output import REFUSED, fail, print_json, refuse, stderr, stdout, table
 from cli.settings import current, db_url, open_broker, redact_url, seal_as_operator
 
 DbOption = typer.Option(None, "--db", help="Database URL (env AXIS_DB; default sqlite:///axis-data/axis.db).")
@@ -100,10 +101,11 @@ def agency_list(as_json: bool = typer.Option(False, "--json"), db: str | None = 
         print_json([{"code": a.code, "name": a.name, "parent": a.parent_code, "state": a.state,
                      "certificates": certs[a.code]} for a in agencies])
         return
-    table = Table("code", "name", "parent", "state", "certificates")
+    grid = table(Column("code", no_wrap=True), Column("name", overflow="fold"), Column("parent", no_wrap=True),
+                 Column("state", no_wrap=True), Column("certificates", no_wrap=True))
     for a in agencies:
-        table.add_row(a.code, a.name, a.parent_code or "", a.state, str(certs[a.code]))
-    stdout.print(table)
+        grid.add_row(a.code, a.name, a.parent_code or "", a.state, str(certs[a.code]))
+    stdout.print(grid)
 
 
 def _set_state(code: str, state: str, db: str | None) -> None:
@@ -172,9 +174,10 @@ def receipts(
         print_json(report)
         return
     for doc in report:
-        stdout.print(f"[bold]{doc['document_id']}[/]  axis id {doc['axis_id']}  from {doc['sender']}  "
-                     f"received {doc['received_at']:%Y-%m-%d %H:%M:%S} UTC  sha256 {doc['digest'][:16]}…")
-        table = Table("recipient", "state", "receipt", "code", "at (UTC)", "detail")
+        stdout.print(f"{doc['document_id']}\n  axis id {doc['axis_id']}\n  from {doc['sender']}, "
+                     f"received {doc['received_at']:%Y-%m-%d %H:%M:%S} UTC, sha256 {doc['digest'][:16]}…")
+        grid = table(*(Column(name, no_wrap=True) for name in ("recipient", "state", "receipt", "code", "at (UTC)")),
+                     Column("detail", overflow="fold"))
         for rec in doc["recipients"]:
             # The operator's replays and purges between the receipts: why a delivery with an error receipt
             # is waiting again, or failed.
@@ -182,9 +185,9 @@ def receipts(
             rows = sorted(rec["receipts"] + events, key=lambda r: r["at"]) or [
                 {"kind": "", "code": "", "at": None, "detail": ""}]
             for i, r in enumerate(rows):
-                table.add_row(rec["recipient"] if i == 0 else "", rec["state"] if i == 0 else "", r["kind"],
-                              r["code"] or "", f"{r['at']:%H:%M:%S}" if r["at"] else "", r["detail"] or "")
-        stdout.print(table)
+                grid.add_row(rec["recipient"] if i == 0 else "", rec["state"] if i == 0 else "", r["kind"],
+                             r["code"] or "", f"{r['at']:%H:%M:%S}" if r["at"] else "", r["detail"] or "")
+        stdout.print(grid)
 
 
 _OPERATOR_EVENTS = ("delivery-replayed", "delivery-purged")
@@ -385,7 +388,8 @@ async def _watch_signer(child, hub_task: asyncio.Task) -> bool:
     except SignerStartError as exc:
         if hub_task.done():
             return False
-        stderr.print(f"[bold red]error[/]: the signer cannot be restarted: {exc}; stopping the hub")
+        stderr.print(f"[bold red]error[/]: the signer cannot be restarted: {escape(str(exc))}; stopping the hub",
+                     markup=True)
         hub_task.cancel()
         return True
     return False
@@ -397,7 +401,8 @@ async def _watch_gateway(process, hub_task: asyncio.Task) -> bool:
         await asyncio.sleep(0.5)
     if hub_task.done():
         return False
-    stderr.print(f"[bold red]error[/]: the gateway process ended (exit code {process.exitcode}); stopping the hub")
+    stderr.print(f"[bold red]error[/]: the gateway process ended (exit code {process.exitcode}); stopping the hub",
+                 markup=True)
     hub_task.cancel()
     return True
 

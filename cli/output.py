@@ -12,8 +12,11 @@ import json
 from typing import Any, NoReturn
 
 import typer
+from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.table import Column, Table
 
 from axis.refusals import Refusal
 
@@ -23,21 +26,23 @@ REFUSED = 1  # the input was refused with a refusal code
 QUEUED = 3   # nothing was refused, but Axis holds a submission no hub has decided yet (is the hub running?)
 INCOMPLETE = 3  # evidence that checks, but part of it no checkpoint covers yet (build it again later)
 
-stdout = Console(highlight=False, soft_wrap=True)
-stderr = Console(stderr=True, highlight=False, soft_wrap=True)
+# Markup off: what Axis prints is data (agency names, subjects, receipts' details, file names), which must never be
+# read as rich markup (a name "[/]" would end the command in a MarkupError); styled lines say markup=True.
+stdout = Console(highlight=False, soft_wrap=True, markup=False)
+stderr = Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
 
 
 def refuse(refusal: Refusal, *, as_json: bool = False) -> NoReturn:
     if as_json:
         print(json.dumps({"ok": False, "refusal": refusal.as_dict()}, ensure_ascii=False))
-    stderr.print(f"[bold red]{refusal.code.label}[/]: {refusal.detail or refusal.code.message}", markup=True)
+    stderr.print(f"[bold red]{refusal.code.label}[/]: {escape(refusal.detail or refusal.code.message)}", markup=True)
     if refusal.detail:
         stderr.print(refusal.code.message, markup=False)
     raise typer.Exit(REFUSED)
 
 
 def fail(message: str, code: int = REFUSED) -> NoReturn:
-    stderr.print(f"[bold red]error[/]: {message}", markup=True)
+    stderr.print(f"[bold red]error[/]: {escape(message)}", markup=True)
     raise typer.Exit(code)
 
 
@@ -52,6 +57,12 @@ def progress(*, quiet: bool = False) -> Progress:
     gone when done (the command's own output is what stays)."""
     return _Bar(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                     console=stderr, transient=True, redirect_stderr=False, disable=quiet or not stderr.is_terminal)
+
+
+def table(*columns: str | Column) -> Table:
+    """A table that fits 80 columns: one rule under the header, no frame (the auditor's reports look the same).
+    Give codes, ids and times `Column(..., no_wrap=True)` and free text `overflow="fold"`."""
+    return Table(*columns, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
 
 
 def to_jsonable(value: Any) -> Any:

@@ -133,6 +133,8 @@ def show(
         rows += [("trace", f"{t.organ_id} {t.timestamp:%Y/%m/%d %H:%M:%S}") for t in parsed.traces]
         rows += [("attachment", f"{a.attachment_name} ({a.content_type}, {len(a.data)} bytes)")
                  for a in parsed.attachments]
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column(overflow="fold")
     for name, value in rows:
-        table.add_row(f"[bold]{name}[/]", value)
+        table.add_row(name, value)
     stdout.print(table)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import json
+import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,12 +20,12 @@ from pathlib import Path
 import typer
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
-from rich.table import Table
+from rich.table import Column, Table
 
 from axis.edxml import parse_agency_code
 from axis.refusals import Refusal
 from cli.operator import DbOption, _open_store
-from cli.output import REFUSED, fail, print_json, progress, refuse, stderr, stdout
+from cli.output import REFUSED, fail, print_json, progress, refuse, stderr, stdout, table
 
 CHUNK = 1_000          # agencies per transaction: one commit and one seal per chunk
 NAME_LEN = 500         # agencies.name
@@ -168,6 +169,9 @@ def parse_rows(path: Path, plan: Plan) -> list[Row]:
         name = " ".join((raw.get("name") or "").split())
         if not name or len(name) > NAME_LEN:
             plan.refuse(where, code, f"the name must be 1..{NAME_LEN} characters")
+            continue
+        if any(unicodedata.category(ch) == "Cc" for ch in name):  # an escape sequence would reach operators' terminals
+            plan.refuse(where, code, "the name holds control characters")
             continue
         if parent == code:
             plan.refuse(where, code, "an agency cannot be its own parent")
@@ -390,10 +394,9 @@ def agency_show(
     facts.add_row("received", _counted(profile.received))
     stdout.print(facts)
     if not profile.certificates:
-        stdout.print(f"no certificates: add one with `axis agency add` (--cert) before {a.code} can send")
+        stdout.print("no certificates: it cannot send until one is added (`axis agency import`)")
         return
-    certs = Table("fingerprint", "state", "valid from", "until")
-    certs.columns[0].no_wrap = True
+    certs = table(*(Column(name, no_wrap=True) for name in ("fingerprint", "state", "valid from", "until")))
     for c in profile.certificates:
         certs.add_row(f"{c.fingerprint[:16]}…", c.state, f"{c.not_before:%Y-%m-%d}", f"{c.not_after:%Y-%m-%d}")
     stdout.print(certs)

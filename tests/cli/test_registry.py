@@ -189,3 +189,18 @@ def test_a_progress_bar_only_on_a_terminal_and_never_with_json(tmp_path: Path, m
     quiet = axis(tmp_path, "agency", "import", catalogue, "--json", "--db", f"sqlite:///{tmp_path / 'c.db'}")
     assert quiet.exit_code == 0 and "importing agencies" not in quiet.stderr
     assert json.loads(quiet.stdout)["added"] == 39
+
+
+def test_names_are_data_never_markup_nor_terminal_control(tmp_path: Path) -> None:
+    """A catalogue is outside input: a name that is rich markup prints as written (it once ended `agency list`
+    in a MarkupError), and one carrying an escape sequence is refused."""
+    catalogue = tmp_path / "c.csv"
+    catalogue.write_text("code,name,parent\n" f'{TOP},"[/] [bold]x[/bold] [link=http://evil]y",\n'
+                         f'{MID},"clear\x1b[2Jscreen",\n', encoding="utf-8")
+    db = f"sqlite:///{tmp_path / 'a.db'}"
+    result = axis(tmp_path, "agency", "import", catalogue, "--db", db)
+    assert result.exit_code == 1 and "line 3: 000.00.01.G22: the name holds control characters" in result.stderr
+    for args in (["agency", "list"], ["agency", "show", TOP]):
+        shown = axis(tmp_path, *args, "--db", db)
+        assert shown.exit_code == 0, shown.output
+        assert "[/] [bold]x[/bold]" in shown.stdout and "[link=http://evil]y" in shown.stdout, shown.stdout
