@@ -251,13 +251,6 @@ class _Reads:
                         found[code] = AgencyAlias(code, new_code, created_at, until)
         return states, found
 
-    def aliases_to(self, code: str) -> list[AgencyAlias]:
-        """The codes renamed to `code`, oldest rename first."""
-        with self._reading() as c:
-            q = sa.select(agency_aliases).where(agency_aliases.c.new_code == code).order_by(
-                agency_aliases.c.created_at, agency_aliases.c.old_code)
-            return [_record(AgencyAlias, r) for r in c.execute(q)]
-
     # ---- documents, deliveries, receipts
     def find_document(self, sender: str, document_id: str, kind: str = "document") -> Document | None:
         with self._reading() as c:

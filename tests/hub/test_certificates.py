@@ -14,6 +14,8 @@ import pytest
 from cryptography.hazmat.primitives import hashes
 from typer.testing import CliRunner, Result
 
+from axis.edxml import Organization, ResponseFor, packet_to_bytes
+from axis.edxml.compose import new_status
 from axis.hub import intake
 from axis.seal import SealChecker
 from axis.signer import LocalSigner
@@ -92,6 +94,11 @@ async def test_a_renamed_code_routes_to_its_new_code_and_sends_no_more(
     async with running_world(tmp_path, pki_dir, store_url=store_url, transport_url=transport_url) as world:
         waiting = world.document(G22, [G17])
         assert (await decide(world, waiting, G22))[0] == "accepted"  # waits in G17's inbox across the rename
+        # Before the rename: G17 stored one document from G22, and H41 one from G17.
+        received, _, _ = await world.outcome(await world.submit(world.document(G22, [G17]), G22))
+        sent, _, _ = await world.outcome(await world.submit(world.document(G17, [H41]), G17))
+        for code, outcome in ((G17, received), (H41, sent)):
+            await world.service.ack(world.caller(code), outcome.axis_id, None)
         renamed = await axis(world, pki_dir, "agency", "rename", G17, UNREGISTERED, "--name", "Bộ KH&CN", "--for", "30")
         assert renamed.exit_code == 0 and f"axis cert add {UNREGISTERED}" in renamed.stdout, renamed.output
         new_cert = pki_dir / "keys" / f"{UNREGISTERED}.cert.pem"
@@ -103,6 +110,17 @@ async def test_a_renamed_code_routes_to_its_new_code_and_sends_no_more(
         refused = await decide(world, world.document(G17, [H41]), G17)
         assert refused[:2] == ("refused", "AX401") and f"renamed {UNREGISTERED}" in (refused[2] or ""), refused
         assert (await decide(world, world.document(UNREGISTERED, [H41]), UNREGISTERED))[0] == "accepted"
+        # G17 still answers what it received; H41's answer about G17's document goes to G17's new code.
+        answers = []
+        for code, outcome, about in ((G17, received, G22), (H41, sent, G17)):
+            document = world.store.get_document(outcome.axis_id or "")
+            assert document is not None
+            status = world.signers[code].sign(packet_to_bytes(new_status(
+                Organization(code), ResponseFor(organ_id=about, document_id=document.document_id), "01")))
+            answer, _, _ = await world.outcome(await world.submit(status, code))
+            assert answer.outcome == "accepted", answer
+            answers.append({d.recipient_code for d in world.store.deliveries(answer.axis_id or "")})
+        assert answers == [{G22}, {UNREGISTERED}]
         # What waited for G17 is still G17's (its credential pulls it); its history keeps its code.
         assert [item.sender_code for item in world.store.inbox(G17)] == [G22]
         assert world.store.get_agency(G17) is not None
