@@ -44,3 +44,10 @@ def test_a_new_packet_goes_through_the_hub(deployment: Deployment, e2e_pki: Test
     assert received["received"] == {"delivered": 1}
     waiting = json.loads(deployment.cli("agency", "show", H14, "--json").stdout)["received"]
     assert sum(waiting.values()) == 1 and set(waiting) <= {"queued", "published"}, waiting
+    as_json = deployment.cli("inbox", "pull", H14, *deployment.agency_files(H14), "--out", str(tmp_path / "h14"),
+                             "--wait", "1", "--max", "1", "--json")
+    assert as_json.exit_code == 0, as_json
+    [stored] = json.loads(as_json.stdout)["stored"]
+    assert (stored["axis_id"], stored["sender"], stored["kind"], stored["duplicate"]) == (
+        answer["axis_id"], G22, "document", False)
+    assert Path(stored["path"]).read_bytes() == (tmp_path / "p.edxml").read_bytes()
