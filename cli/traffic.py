@@ -23,6 +23,7 @@ from axis.logs import printable
 from axis.refusals import Refusal, RefusalCode
 from axis.store import AuditEntry, Delivery, Document, Store, Submission
 from axis.transport import DEAD_LETTER_FEED, QueueStats, TransportError, open_transport
+from cli.auditor import duration
 from cli.operator import BrokerOption, DbOption, _open_store
 from cli.output import fail, print_json, refuse, stderr, stdout
 from cli.settings import EMBEDDED, current, redact_url
@@ -363,7 +364,7 @@ def queues(
                    ("oldest", {"justify": "right"}), ("dead letters", {"justify": "right"}))
     for r in broker_rows:
         table.add_row(r["queue"], str(r["ready"]), _count(r["in_flight"]), _count(r["consumers"]),
-                      _age(r["oldest_age_seconds"]), str(r["dead_letters"]))
+                      duration(r["oldest_age_seconds"]), str(r["dead_letters"]))
     stdout.print(table if broker_rows else "no Axis queues on the broker yet (has `axis serve` run?)")
     stdout.print()
     if not store_rows:
@@ -372,24 +373,9 @@ def queues(
     table = _table(("deliveries waiting for", {"no_wrap": True}), ("count", {"justify": "right"}),
                    ("oldest", {"justify": "right"}))
     for r in store_rows:
-        table.add_row(r["recipient"], str(r["waiting"]), _age(r["oldest_age_seconds"]))
+        table.add_row(r["recipient"], str(r["waiting"]), duration(r["oldest_age_seconds"]))
     stdout.print(table)
 
 
 def _count(value: int | None) -> str:
     return "?" if value is None else str(value)
-
-
-def _age(seconds: float | None) -> str:
-    """45s, 15m, 3h05m, 2d04h; '-' when unknown or empty."""
-    if seconds is None:
-        return "-"
-    whole = int(seconds)
-    if whole < 60:
-        return f"{whole}s"
-    minutes, hours = whole // 60, whole // 3600
-    if hours < 1:
-        return f"{minutes}m"
-    if hours < 24:
-        return f"{hours}h{minutes % 60:02d}m"
-    return f"{hours // 24}d{hours % 24:02d}h"

@@ -36,7 +36,7 @@ import time
 import urllib.request
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
@@ -421,9 +421,23 @@ class RabbitMQTransport(Transport):
         return letters
 
     async def replay_dead_letters(self, queue: str, message_ids: Iterable[str] | None = None) -> int:
+        async def replay(letter: DeadLetter) -> None:
+            await self._send(Topology.DELIVER, queue, _amqp_message(
+                letter.body, letter.priority, {**letter.headers, H_ID: letter.message_id, H_ATTEMPT: "1"}))
+        return await self._settle_dead_letters(queue, message_ids, replay)
+
+    async def purge_dead_letters(self, queue: str, message_ids: Iterable[str] | None = None) -> int:
+        async def purge(letter: DeadLetter) -> None:
+            return None  # taking it off the dead-letter queue is the whole of a purge
+        return await self._settle_dead_letters(queue, message_ids, purge)
+
+    async def _settle_dead_letters(self, queue: str, message_ids: Iterable[str] | None,
+                                   act: Callable[[DeadLetter], Awaitable[None]]) -> int:
+        """`act` on each dead letter of `queue` (those of `message_ids`, or all), then take it off the dead-letter
+        queue; the count of those taken."""
         check_queue_name(queue)
         wanted = None if message_ids is None else set(message_ids)
-        replayed = 0
+        done = 0
         async with self._temp_channel() as channel:
             dlq = await self._passive(channel, Topology.dlq(queue), queue)
             while True:
@@ -433,27 +447,10 @@ class RabbitMQTransport(Transport):
                 letter = _dead_letter(queue, message)
                 if wanted is not None and letter.message_id not in wanted:
                     continue  # stays unacked, so the channel close puts it back
-                await self._send(Topology.DELIVER, queue, _amqp_message(
-                    letter.body, letter.priority, {**letter.headers, H_ID: letter.message_id, H_ATTEMPT: "1"}))
+                await act(letter)
                 await _ack(message)
-                replayed += 1
-        return replayed
-
-    async def purge_dead_letters(self, queue: str, message_ids: Iterable[str] | None = None) -> int:
-        check_queue_name(queue)
-        wanted = None if message_ids is None else set(message_ids)
-        purged = 0
-        async with self._temp_channel() as channel:
-            dlq = await self._passive(channel, Topology.dlq(queue), queue)
-            while True:
-                message = await self._get(dlq)
-                if message is None:
-                    break
-                if wanted is not None and _dead_letter(queue, message).message_id not in wanted:
-                    continue  # stays unacked, so the channel close puts it back
-                await _ack(message)
-                purged += 1
-        return purged
+                done += 1
+        return done
 
     async def _get(self, queue: aio_pika.abc.AbstractQueue) -> AbstractIncomingMessage | None:
         try:
