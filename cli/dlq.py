@@ -23,14 +23,14 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
-from rich.table import Table
+from rich.table import Column, Table
 
 from axis import wire
 from axis.edxml import parse_agency_code
 from axis.refusals import Refusal
 from axis.transport import DeadLetter, TransportError, UnroutableError
 from cli.operator import BrokerOption, DbOption, _open_store
-from cli.output import REFUSED, fail, print_json, stderr, stdout
+from cli.output import REFUSED, fail, print_json, stderr, stdout, table
 from cli.settings import open_broker
 
 if TYPE_CHECKING:
@@ -154,14 +154,14 @@ def dlq_list(
     if not rows:
         stdout.print(f"no dead letters in {queue or 'any queue'}")
         return
-    table = Table("since (UTC)", "queue", "id", "tries", "reason")
-    table.columns[0].no_wrap = True
-    table.columns[1].overflow = table.columns[2].overflow = table.columns[4].overflow = "fold"
-    table.columns[4].max_width = 40
+    # The id whole (under its queue, folded at the column's width): `dlq replay ID` takes it.
+    grid = table(Column("since (UTC)", no_wrap=True), Column("queue / id", overflow="fold"),
+                 Column("from", no_wrap=True), Column("tries", no_wrap=True),
+                 Column("reason", overflow="fold", max_width=24))
     for row in rows:
-        table.add_row(f"{row['since']:%Y-%m-%d %H:%M}" if row["since"] else "", row["queue"], row["id"],
-                      str(row["attempts"]), row["reason"])
-    stdout.print(table)
+        grid.add_row(f"{row['since']:%m-%d %H:%M}" if row["since"] else "", f"{row['queue']}\n{row['id']}",
+                     row["sender"] or "", str(row["attempts"]), row["reason"])
+    stdout.print(grid)
 
 
 # ------------------------------------------------------------------ one dead letter

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from cli.output import REFUSED, print_json, stderr, stdout
+from cli.output import REFUSED, fail, print_json, stderr, stdout
 from cli.settings import current
 
 NO_GATEWAY = "none"
@@ -41,6 +41,13 @@ def doctor(
     wanted = gateway != NO_GATEWAY
     chosen = current(db=db, broker=broker, gateway=gateway if wanted else None, doctor_cert_days=expiring_days,
                      deadline_calendar=calendar)
+    if calendar is not None:  # a calendar named on the command line that cannot be read is a typo: one line
+        from axis.auditor.calendar import CalendarError
+        from axis.auditor.overdue import load_rules
+        try:
+            load_rules(chosen)
+        except CalendarError as exc:
+            fail(str(exc), 2)
     checks = asyncio.run(run_checks(chosen, gateway=wanted))
     bad = failed(checks)
     if as_json:

@@ -6,7 +6,6 @@ is left (tests/evidence/test_retention.py: an evidence bundle). The attacks: a r
 """
 from __future__ import annotations
 
-import dataclasses
 
 import sqlalchemy as sa
 
@@ -36,18 +35,14 @@ def _traffic(store: Store) -> dict[str, str]:
         tx.transition(ids["done"], R1, "done")
         tx.transition(ids["waiting"], R1, "delivered")
         tx.transition(ids["refused"], R1, "refused")
-        tx.transition(ids["refused"], R2, "failed")
+        tx.transition(ids["refused"], R2, "parked")
+        tx.transition(ids["refused"], R2, "failed")  # purged
         tx.transition(ids["refused"], R3, "accepted")
         tx.mark_seen("hub.delivery-receipts", f"{ids['done']}:{R1}")
-    # `parked` is a state the store allows (migration 0006) that no transition of this branch makes yet.
-    with store.engine.begin() as conn:
-        conn.execute(sa.text("UPDATE deliveries SET state = 'parked' WHERE axis_id = :a AND recipient_code = :r"),
-                     {"a": ids["parked"], "r": R2})
     with store.write() as tx:
+        tx.transition(ids["parked"], R2, "parked")
         for recipient in (R1, R3):
             tx.transition(ids["parked"], recipient, "delivered")
-        tx.audit("hub", "parked", ids["parked"], {})  # the row as it is now, bound (what the DLQ work records)
-        tx._bind("deliveries", [dataclasses.asdict(d) for d in tx.deliveries(ids["parked"]) if d.recipient_code == R2])
     return ids
 
 

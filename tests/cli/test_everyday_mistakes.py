@@ -23,6 +23,7 @@ from cli.main import app
 
 G22, H41 = "000.00.00.G22", "000.00.00.H41"
 CLOSED = "http://127.0.0.1:9"  # nothing listens there: a gateway command must fail on its files before it tries
+CLOSED_AMQP = "amqp://guest:guest@127.0.0.1:9/"  # nor a broker
 ROOT = os.geteuid() == 0 if hasattr(os, "geteuid") else False
 
 # What each file parameter of each command is, which decides the mistakes tried on it:
@@ -35,6 +36,11 @@ PARAMETERS: dict[str, dict[str, str]] = {
     "agency add": {"cert": "cert"},
     "agency import": {"catalogue": "file"},
     "audit checkpoint": {"out": "out"},
+    "backup": {"directory": "outdir"},
+    "cert add": {"cert": "cert", "trust": "cert", "crl": "crl"},
+    "cert list": {"crl": "crl"},
+    "doctor": {"calendar": "any"},
+    "key rotate": {"key": "key", "cert": "cert", "pki_dir": "dir", "trust": "cert", "crl": "crl"},
     "audit export": {"directory": "outdir"},
     "audit verify": {"against": "file", "trust": "cert", "tsa_trust": "cert", "export": "dir"},
     "demo": {"workdir": "outdir"},
@@ -76,6 +82,11 @@ COMMANDS: dict[str, str | list[str]] = {
     "agency add": "agency add 000.00.00.G17 --name x --cert {cert}",
     "agency import": "agency import {catalogue}",
     "audit checkpoint": "audit checkpoint --out {out}",
+    "backup": "backup {directory}",
+    "cert add": "cert add 000.00.00.G22 {cert} --trust {trust} --crl {crl}",
+    "cert list": "cert list --crl {crl}",
+    "doctor": "doctor --gateway none --broker " + CLOSED_AMQP + " --calendar {calendar}",
+    "key rotate": ["key rotate --key {key} --cert {cert}", "key rotate --pki {pki_dir} --trust {trust} --crl {crl}"],
     "audit export": "audit export {directory}",
     "audit verify": ["audit verify --against {against} --trust {trust} --tsa-trust {tsa_trust}",
                      "audit verify --export {export}"],

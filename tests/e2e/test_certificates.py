@@ -13,6 +13,8 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
+
 from cryptography.hazmat.primitives import hashes
 
 from axis.receipt import read_receipt
@@ -38,6 +40,7 @@ def _pull(deployment: Deployment, out: Path) -> list[str]:
     return sorted(p.stem for p in out.glob("*.edxml"))
 
 
+@pytest.mark.slow(seconds=35)
 def test_a_revoked_agency_certificate_is_replaced_and_the_axis_key_rotated_with_no_database_edit(
         embedded_deployment: Deployment, e2e_pki: TestPKI, tmp_path: Path) -> None:
     deployment = embedded_deployment

@@ -12,8 +12,10 @@ from tests.e2e.harness import Deployment
 from tests.e2e.packets import G22, H14, H41, TestPKI
 
 
-def test_a_new_packet_goes_through_the_hub(deployment: Deployment, e2e_pki: TestPKI, tmp_path: Path,
+def test_a_new_packet_goes_through_the_hub(rabbit_deployment: Deployment, e2e_pki: TestPKI, tmp_path: Path,
                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    # RabbitMQ+PostgreSQL; the operator guide's test sends a built packet through a hub on the embedded defaults.
+    deployment = rabbit_deployment
     (tmp_path / "tờ trình.pdf").write_bytes(b"%PDF-1.4 " + bytes(2000))
     made = deployment.cli("packet", "new", "--from", G22, "--to", H41, "--to", H14, "--subject", "Thử trục",
                           "--attach", str(tmp_path / "tờ trình.pdf"), "--priority", "1", "-o", str(tmp_path / "p.xml"))
