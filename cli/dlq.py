@@ -23,7 +23,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
-from rich.table import Column, Table
+from rich.table import Column
 
 from axis import wire
 from axis.edxml import parse_agency_code
@@ -221,12 +221,10 @@ def dlq_show(
     for key, value in report.items():
         if key not in ("timeline", "headers"):
             stdout.print(f"{key:>12}: {_text(value)}", markup=False)
-    table = Table("at (UTC)", "event", "by", "detail")
-    table.columns[0].no_wrap = True
-    table.columns[3].overflow = "fold"
+    timeline = table(Column("at (UTC)", no_wrap=True), "event", "by", Column("detail", overflow="fold"))
     for event in report["timeline"]:
-        table.add_row(f"{event['at']:%Y-%m-%d %H:%M:%S}", event["event"], event["by"], event["detail"] or "")
-    stdout.print(table)
+        timeline.add_row(f"{event['at']:%Y-%m-%d %H:%M:%S}", event["event"], event["by"], event["detail"] or "")
+    stdout.print(timeline)
 
 
 def _text(value: Any) -> str:
