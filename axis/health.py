@@ -37,6 +37,7 @@ from axis.store.migrate import alembic_config, current_revision, head_revision
 from axis.transport import Transport, TransportError, open_transport
 from axis.transport.factory import embedded_path
 from axis.trust.keys import KeyFileError, load_certificates, load_crls
+from axis.trust.verifier import crl_order
 
 Verdict = Literal["ok", "warn", "fail", "n/a"]
 CHECKS = ("broker", "database", "disk", "certificates", "crl", "clock", "calendar", "hub", "gateway", "tsa")
@@ -361,7 +362,7 @@ def _crl(settings: Settings, now: datetime) -> Check:
         return Check("crl", "fail", str(exc), "restore the CRL file, or fix --crl / AXIS_CRL")
     latest: dict[x509.Name, x509.CertificateRevocationList] = {}
     for crl in crls:  # as the verifier does: per CA, the CRL with the highest number
-        if crl.issuer not in latest or _number(crl) > _number(latest[crl.issuer]):
+        if crl.issuer not in latest or crl_order(crl) > crl_order(latest[crl.issuer]):
             latest[crl.issuer] = crl
     action = (f"publish a fresh CRL from its CA (the development PKI: `axis pki crl PKI_DIR`) at {path}; the "
               "hub reads the new file within seconds")
@@ -384,13 +385,6 @@ def _crl(settings: Settings, now: datetime) -> Check:
         else:
             said.append(f"{who}'s CRL is fresh until {ends:%Y-%m-%d %H:%M} UTC")
     return Check("crl", verdict, f"{path}: " + "; ".join(said), "" if verdict == "ok" else action)
-
-
-def _number(crl: x509.CertificateRevocationList) -> int:
-    try:
-        return crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
-    except x509.ExtensionNotFound:
-        return -1
 
 
 def _calendar(settings: Settings, now: datetime) -> Check:

@@ -521,7 +521,7 @@ class Verifier:
         if not genuine:
             raise TrustError(RefusalCode.CRL_INVALID,
                              f"the CRL naming {issuer.subject.rfc4514_string()!r} as issuer is not signed by that CA")
-        crl = max(genuine, key=_crl_number)
+        crl = max(genuine, key=crl_order)
         if crl.next_update_utc is None:
             raise TrustError(RefusalCode.CRL_INVALID,
                              f"the CRL of {issuer.subject.rfc4514_string()!r} has no nextUpdate")
@@ -739,7 +739,8 @@ def _signed_by(crl: x509.CertificateRevocationList, issuer: x509.Certificate) ->
         return False
 
 
-def _crl_number(crl: x509.CertificateRevocationList) -> tuple[int, dt.datetime]:
+def crl_order(crl: x509.CertificateRevocationList) -> tuple[int, dt.datetime]:
+    """Which of a CA's CRLs is the newest: the highest CRLNumber, then the latest thisUpdate."""
     try:
         number = crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
     except (x509.ExtensionNotFound, ValueError):
