@@ -32,10 +32,10 @@ What callers may rely on:
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar, cast
 
-import psycopg
 import sqlalchemy.exc
 import tenacity
 
@@ -77,7 +77,10 @@ def is_transient(exc: BaseException) -> bool:
                 return any(text in str(exc.orig).lower() for text in _SQLITE_TRANSIENT)
             return True
         return False
-    return isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError)
+    # psycopg's own errors can only come from a psycopg already loaded (a PostgreSQL store): not importing it
+    # here spares every SQLite-only process its import.
+    psycopg = sys.modules.get("psycopg")
+    return psycopg is not None and isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError)
 
 
 def _log_retry(what: str) -> Callable[[tenacity.RetryCallState], None]:

@@ -22,7 +22,6 @@ import re
 import time
 from collections.abc import Sequence
 
-import httpx
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from rfc3161_client import (
@@ -103,6 +102,8 @@ def verify_timestamp(tsr: bytes, data: bytes, roots: Sequence[x509.Certificate |
 
 
 def _post(url: str, query: bytes, timeout: float) -> bytes:
+    import httpx  # here, not at the top: every hub and gateway process imports this module, few ask a TSA
+
     deadline = time.monotonic() + timeout
     try:
         with httpx.Client(timeout=timeout, follow_redirects=False) as client, \

@@ -5,7 +5,9 @@ looks for it, a broker (the embedded transport in the data directory, or a
 RabbitMQ vhost) and a database (SQLite in the data directory, or a PostgreSQL
 database). It runs:
 
-- the hub as a real process: `axis serve --workers 1` (`serve()`), in a session
+- the hub as a real process: `axis serve --workers 1` with one signing process
+  (AXIS_SIGNER_PROCESSES=1: each process is a second of start-up CPU, and
+  the suite runs four deployments on two cores) (`serve()`), in a session
   of its own so that the hub, its verification worker and its gateway child can
   always be ended together (`HubProcess.stop()` / `crash()`). The gateway
   listens on a port chosen once per deployment, so a restarted `axis serve`
@@ -233,7 +235,8 @@ class Deployment:
 
     def env(self) -> dict[str, str]:
         """What every command of this deployment sees (the defaults live in AXIS_DATA)."""
-        env = {"AXIS_DATA": str(self.data), "AXIS_EMBEDDED_LEASE": str(LEASE), "COLUMNS": "400", "AXIS_LOG": "INFO"}
+        env = {"AXIS_DATA": str(self.data), "AXIS_EMBEDDED_LEASE": str(LEASE), "COLUMNS": "400", "AXIS_LOG": "INFO",
+               "AXIS_SIGNER_PROCESSES": "1"}
         if self.tsa_url is not None:
             env["AXIS_TSA_URL"] = self.tsa_url
         return env

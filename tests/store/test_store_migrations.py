@@ -29,6 +29,11 @@ def test_migrates_an_empty_database_to_head(db_url: str) -> None:
         assert migrations.current_revision(store.engine) == migrations.head_revision()
 
 
+def test_the_file_names_name_alembics_head() -> None:
+    """`open_store` skips alembic when the database is stamped with the newest file's revision: they must agree."""
+    assert migrations.newest_revision_file() == migrations.head_revision()
+
+
 def test_migrations_run_step_by_step(db_url: str) -> None:
     with open_store(db_url, migrate=False, create=True) as store:
         migrations.upgrade(store.engine, "0001")
