@@ -35,6 +35,7 @@ import logging
 import time
 import urllib.request
 import uuid
+import warnings
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
@@ -70,6 +71,11 @@ from .base import (
 from .errors import BrokerRefused, TransportError, UnroutableError
 
 log = logging.getLogger("axis.transport.rabbitmq")
+# A connection aio_pika could not open is closed from its __del__ by scheduling close(); when the garbage collector
+# gets to it after the event loop has stopped, Python prints a RuntimeWarning on stderr (under the one-line error a
+# command gives for a broker that does not answer). Such a connection holds nothing to close.
+warnings.filterwarnings("ignore", message="coroutine 'RobustConnection.close' was never awaited",
+                        category=RuntimeWarning)
 
 H_ID = "axis-id"                  # the caller's message id (the AMQP message_id is per publish)
 H_ATTEMPT = "axis-attempt"        # attempt number of the next delivery, "1" when first published
