@@ -1,11 +1,8 @@
 """The agency-facing commands: `axis send`, `axis inbox pull`, `axis status send`.
 
 They drive `adapters.client.AgencyClient`, so they behave exactly as an
-agency system using the SDK would. Mount them with `mount(app)`:
-
-    app.command("send")(agency_side.send)
-    app.add_typer(agency_side.inbox_app, name="inbox")
-    app.add_typer(agency_side.status_app, name="status")
+agency system using the SDK would (`cli.main` puts `send`, `inbox_app` and
+`status_app` on the `axis` app).
 
 Two roads (`open_edges`):
 - `--gateway URL` (or AXIS_GATEWAY) with `--credential-file FILE` (or
@@ -62,13 +59,6 @@ inbox_app = typer.Typer(help="Receive the documents and status packets addressed
                         no_args_is_help=True)
 status_app = typer.Typer(help="Send edXML status packets (01 arrived … 06 done, 13/15/16 recall).",
                          no_args_is_help=True)
-
-
-def mount(app: typer.Typer) -> None:
-    """Add `send`, `inbox pull` and `status send` to the main `axis` app."""
-    app.command("send")(send)
-    app.add_typer(inbox_app, name="inbox")
-    app.add_typer(status_app, name="status")
 
 
 # ---------------------------------------------------------------- shared pieces
@@ -553,5 +543,5 @@ def status_send(
         raise typer.Exit(REFUSED)
 
 
-__all__ = ["Road", "inbox_app", "local_service", "mount", "open_edges", "pull", "road_options", "send",
+__all__ = ["Road", "inbox_app", "local_service", "open_edges", "pull", "road_options", "send",
            "status_app", "status_send"]

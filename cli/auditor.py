@@ -46,12 +46,6 @@ SinceOption = typer.Option(None, "--since", help="From this day (2026-03-01: its
 UntilOption = typer.Option(None, "--until", help="To this day (2026-03-31: its end) or instant, exclusive.")
 
 
-def mount(app: typer.Typer) -> None:
-    """`axis overdue` and `axis stats` on the top-level app (`axis audit log` is on `audit_app`)."""
-    app.command("overdue")(overdue)
-    app.command("stats")(stats)
-
-
 # ------------------------------------------------------------------ axis overdue
 
 def overdue(

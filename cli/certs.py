@@ -23,7 +23,7 @@ from rich.table import Table
 from axis import wire
 from axis.edxml import parse_agency_code
 from axis.refusals import Refusal
-from cli.operator import DbOption, _open_store, agency_app
+from cli.operator import DbOption, _open_store
 from cli.output import fail, print_json, refuse, stdout
 from cli.settings import current
 
@@ -41,13 +41,6 @@ TrustOption = typer.Option(None, "--trust", help="Trusted roots (env AXIS_TRUST;
 CrlOption = typer.Option(None, "--crl", help="CRL (env AXIS_CRL; default axis-data/pki/crl.pem if it exists).")
 # Where a running hub may still take a certificate for registered without asking the store (axis/hub/intake.py).
 _REGISTRATION_TTL = 30
-
-
-def mount(app: typer.Typer) -> None:
-    """`axis cert …`, `axis key …` and `axis agency rename`."""
-    app.add_typer(cert_app, name="cert")
-    app.add_typer(key_app, name="key")
-    agency_app.command("rename")(agency_rename)
 
 
 def _code(text: str) -> str:

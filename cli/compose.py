@@ -84,9 +84,4 @@ def new(
                  markup=False)
 
 
-def mount(packet_app: typer.Typer) -> None:
-    """Add `new` to the `axis packet` group."""
-    packet_app.command("new")(new)
-
-
-__all__ = ["mount", "new"]
+__all__ = ["new"]

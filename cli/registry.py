@@ -406,10 +406,4 @@ def _counted(counts: dict[str, int]) -> str:
     return ", ".join(f"{n} {what}" for what, n in sorted(counts.items())) or "none"
 
 
-def mount(agency: typer.Typer) -> None:
-    """Add `import` and `show` to the `axis agency` group."""
-    agency.command("import")(agency_import)
-    agency.command("show")(agency_show)
-
-
-__all__ = ["CatalogueError", "Plan", "agency_import", "agency_show", "mount", "plan_import", "run_import"]
+__all__ = ["CatalogueError", "Plan", "agency_import", "agency_show", "plan_import", "run_import"]

@@ -17,12 +17,11 @@ from typing import TYPE_CHECKING, Any
 
 from axis import settings as axis_settings
 from axis.private import private_directory
-from axis.retry import retrying
 from axis.settings import EMBEDDED, Settings, SettingsError, redact_url
-from axis.transport import RetryPolicy, Transport, open_transport
 from cli.output import fail, stderr
 
 if TYPE_CHECKING:
+    from axis.transport import RetryPolicy, Transport
     from axis.signer import AxisSigner
     from axis.store import Store
 
@@ -92,6 +91,8 @@ def seal_as_operator(store: Store) -> None:
 
 def retry_policy(chosen: Settings | None = None) -> RetryPolicy:
     """How a failed delivery is retried: `AXIS_RETRY_BASE` seconds, doubling, `AXIS_RETRY_ATTEMPTS` times."""
+    from axis.transport import RetryPolicy  # every command reads its settings here; few open a broker
+
     chosen = chosen or current()
     return RetryPolicy(base_delay=chosen.retry_base, max_attempts=chosen.retry_attempts)
 
@@ -99,6 +100,9 @@ def retry_policy(chosen: Settings | None = None) -> RetryPolicy:
 async def open_broker(url: str | None = None, *, name: str | None = None,
                       retry: RetryPolicy | None = None) -> Transport:
     """Open the transport `broker_url(url)` names; `embedded` creates the data directory if needed."""
+    from axis.retry import retrying
+    from axis.transport import open_transport
+
     chosen = current(broker=url)
     if chosen.broker == EMBEDDED:
         private_directory(chosen.embedded_transport.parent)

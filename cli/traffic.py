@@ -40,12 +40,6 @@ STATES = ("queued", "published", "delivered", "arrived", "accepted", "assigned",
           "failed", "recalled", "parked")
 
 
-def mount(app_: typer.Typer) -> None:
-    """`axis traffic …` and `axis queues`."""
-    app_.add_typer(app, name="traffic")
-    app_.command("queues")(queues)
-
-
 # ------------------------------------------------------------------ helpers
 
 def _since(text: str | None) -> datetime | None:

@@ -14,7 +14,7 @@ from adapters.client import AgencyClient
 from tests.adapters.support import G22, H41, STEP, Axis, AxisThread, DevPKI, signed_document
 
 REPO = Path(__file__).resolve().parents[2]
-AXIS = Path(sys.executable).with_name("axis")  # the installed console script (cli.main:main)
+AXIS = Path(sys.executable).with_name("axis")  # the installed console script (cli:main)
 COUNT = 300
 
 

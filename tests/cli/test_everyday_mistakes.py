@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from typer._click import Context  # typer's own click: the one its commands are built on
 from typer.main import get_command
 from typer.testing import CliRunner, Result
 
@@ -124,9 +125,11 @@ COMMANDS: dict[str, str | list[str]] = {
 
 def _commands() -> Iterator[tuple[str, typing.Any]]:
     def walk(command: typing.Any, path: list[str]) -> Iterator[tuple[str, typing.Any]]:
-        for name, sub in sorted(getattr(command, "commands", {}).items()):
-            yield from walk(sub, [*path, name])
-        if not hasattr(command, "commands"):
+        if hasattr(command, "list_commands"):  # a group: `axis` loads its commands as they are asked for
+            context = Context(command)
+            for name in sorted(command.list_commands(context)):
+                yield from walk(command.get_command(context, name), [*path, name])
+        else:
             yield " ".join(path), command
     yield from walk(get_command(app), [])
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from typer._click import Context  # typer's own click: the one its commands are built on
 from typer.main import get_command
 from typer.testing import CliRunner, Result
 
@@ -53,9 +54,11 @@ def _commands() -> dict[str, Any]:
     found: dict[str, Any] = {}
 
     def walk(command: Any, path: list[str]) -> None:
-        for name, sub in getattr(command, "commands", {}).items():
-            walk(sub, [*path, name])
-        if not hasattr(command, "commands"):
+        if hasattr(command, "list_commands"):  # a group: `axis` loads its commands as they are asked for
+            context = Context(command)
+            for name in command.list_commands(context):
+                walk(command.get_command(context, name), [*path, name])
+        else:
             found[" ".join(path)] = command
     walk(get_command(app), [])
     return found
