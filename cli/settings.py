@@ -21,9 +21,9 @@ from axis.settings import EMBEDDED, Settings, SettingsError, redact_url
 from cli.output import fail, stderr
 
 if TYPE_CHECKING:
-    from axis.transport import RetryPolicy, Transport
     from axis.signer import AxisSigner
     from axis.store import Store
+    from axis.transport import RetryPolicy, Transport
 
 __all__ = ["EMBEDDED", "Settings", "agency_state_dir", "broker_url", "current", "data_dir", "db_url",
            "open_broker", "redact_url", "retry_policy", "seal_as_operator", "trust_paths"]
