@@ -12,20 +12,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import typer
 from typer.testing import CliRunner, Result
 
 from axis.edxml import load_packet
-from cli.agency_side import mount
+from cli.main import app
 from cli.output import QUEUED
 from tests.adapters.conftest import ROADS
 from tests.adapters.support import G22, H14, H41, Axis, AxisThread, DevPKI, signed_document
-
-
-def axis_app() -> typer.Typer:
-    app = typer.Typer()
-    mount(app)
-    return app
 
 
 def lines(result: Result) -> list[str]:
@@ -52,7 +45,7 @@ class Commands:
         return {**self.env, "AXIS_GATEWAY": self.server.axis.url, "AXIS_CREDENTIAL": str(path)}
 
     def invoke(self, code: str, args: list[str]) -> Result:
-        return CliRunner().invoke(axis_app(), args, env=self.environment(code))
+        return CliRunner().invoke(app, args, env=self.environment(code))
 
     def send_and_pull(self, pki: DevPKI, recipients: list[str], number: int) -> tuple[bytes, str]:
         packet = self.tmp_path / f"doc-{number}.edxml"
@@ -161,7 +154,7 @@ def test_send_without_trust_roots_says_where_it_looked(commands: Commands, tmp_p
     packet = tmp_path / "p.edxml"
     packet.write_bytes(b"<x/>")
     env = {**commands.environment(G22), "AXIS_TRUST": str(tmp_path / "missing.pem")}
-    result = CliRunner().invoke(axis_app(), ["send", str(packet)], env=env)
+    result = CliRunner().invoke(app, ["send", str(packet)], env=env)
     assert result.exit_code == 1
     assert "no trusted roots at" in result.stderr and "missing.pem" in result.stderr
 
@@ -249,9 +242,9 @@ def test_a_gateway_without_a_credential_or_with_a_wrong_one_is_refused_in_one_li
     packet = tmp_path / "p.edxml"
     packet.write_bytes(signed_document(dev_pki, G22, [H41], 100))
     env = commands.environment(G22)
-    missing = CliRunner().invoke(axis_app(), ["send", str(packet)], env={**env, "AXIS_CREDENTIAL": ""})
+    missing = CliRunner().invoke(app, ["send", str(packet)], env={**env, "AXIS_CREDENTIAL": ""})
     assert missing.exit_code == 1 and "--gateway needs the agency's credential" in missing.stderr
     wrong = tmp_path / "wrong.credential"
     wrong.write_text("axis_" + "A" * 43)
-    refused = CliRunner().invoke(axis_app(), ["send", str(packet)], env={**env, "AXIS_CREDENTIAL": str(wrong)})
+    refused = CliRunner().invoke(app, ["send", str(packet)], env={**env, "AXIS_CREDENTIAL": str(wrong)})
     assert refused.exit_code == 1 and "the gateway refused the credential" in refused.stderr
