@@ -46,6 +46,7 @@ def _send(deployment: Deployment, pki: TestPKI, folder: Path, numbers: range) ->
         assert sent.exit_code == 0 and "accepted" in sent.stdout, sent
 
 
+@pytest.mark.slow(seconds=30)
 def test_a_killed_signer_is_started_again_by_axis_serve_and_nothing_sent_meanwhile_is_lost(
         embedded_deployment: Deployment, e2e_pki: TestPKI, tmp_path: Path) -> None:
     deployment = embedded_deployment
@@ -67,6 +68,7 @@ def test_a_killed_signer_is_started_again_by_axis_serve_and_nothing_sent_meanwhi
     assert len(list(inbox.glob("*.edxml"))) == 4, pulled
 
 
+@pytest.mark.slow(seconds=25)
 def test_axis_serve_signs_through_a_running_axis_signer_serve(embedded_deployment: Deployment, e2e_pki: TestPKI,
                                                               tmp_path: Path, short_folder: Path) -> None:
     deployment = embedded_deployment

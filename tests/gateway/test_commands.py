@@ -113,6 +113,7 @@ def test_the_gateway_speaks_https_with_a_certificate_from_axis_pki_tls(data: Pat
     assert gateway.stop() in (0, -signal.SIGTERM)
 
 
+@pytest.mark.slow(seconds=25)
 def test_axis_serve_runs_a_gateway_that_ends_with_it(data: Path, processes: list[Process]) -> None:
     serve = Process(data, "serve", "--workers", "1", "--gateway-port", "0")
     processes.append(serve)

@@ -66,6 +66,7 @@ def _curl(url: str, auth: Path | None, *args: str) -> tuple[int, bytes]:
     return int(status), body
 
 
+@pytest.mark.slow(seconds=20)
 def test_a_document_sent_with_curl_reaches_two_recipients_and_a_third_agency_sees_nothing(
         deployment: tuple[Path, dict[str, str]], keys: Path, processes: list[Process], tmp_path: Path) -> None:
     data, env = deployment

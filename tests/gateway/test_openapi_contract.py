@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 
+import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
@@ -59,6 +60,7 @@ def _exercise(operation, mode, url: str, headers: dict[str, str]) -> None:
     check()
 
 
+@pytest.mark.slow(seconds=40)  # hundreds of generated requests
 def test_every_operation_keeps_its_contract(module_gateway: ServedGateway) -> None:
     module_gateway.send(G22, [H41])           # something in H41's inbox
     module_gateway.send(H41, [G22])           # something in H41's sent list

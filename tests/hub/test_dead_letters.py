@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
 
 from axis import wire
 from axis.transport import OutgoingMessage
@@ -18,6 +19,7 @@ from tests.hub.conftest import running_world
 LETTERS = 1001
 
 
+@pytest.mark.slow(seconds=20)
 async def test_1001_dead_letters_are_each_recorded_once_and_stay_parked(
         tmp_path: Path, pki_dir: Path, urls: tuple[str | None, str | None]) -> None:
     store_url, transport_url = urls
