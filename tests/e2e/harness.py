@@ -6,8 +6,8 @@ RabbitMQ vhost) and a database (SQLite in the data directory, or a PostgreSQL
 database). It runs:
 
 - the hub as a real process: `axis serve --workers 1` with one signing process
-  (AXIS_SIGNER_PROCESSES=1: each process is a second of start-up CPU, and
-  the suite runs four deployments on two cores) (`serve()`), in a session
+  (AXIS_SIGNER_PROCESSES=1: each spawned process costs about half a second of
+  start-up CPU, and the suite runs four deployments on two cores) (`serve()`), in a session
   of its own so that the hub, its verification worker and its gateway child can
   always be ended together (`HubProcess.stop()` / `crash()`). The gateway
   listens on a port chosen once per deployment, so a restarted `axis serve`
@@ -18,8 +18,8 @@ database). It runs:
   issue`, once per agency), and no broker or database option. Without the
   gateway the agency commands take the operator's own road (`--db`, `--broker`);
 - agency and operator commands either in-process through typer's `CliRunner`
-  on the real `cli.main.app` (`cli()`, ~0.3 s instead of ~2 s of interpreter
-  start-up per command), or as real processes of the `axis` console script
+  on the real `cli.main.app` (`cli()`, no interpreter start-up: 0.3 to
+  0.8 s of CPU per command as a process), or as real processes of the `axis` console script
   (`run()`, `spawn()`), which is what commands running side by side need.
 
 Every wait is bounded; `close()` ends every process this deployment started.
