@@ -17,14 +17,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
-from rich import box
-from rich.table import Table
+from rich.table import Column
 
 from axis import wire
 from axis.edxml import parse_agency_code
 from axis.refusals import Refusal
 from cli.operator import DbOption, _open_store
-from cli.output import fail, print_json, refuse, stdout
+from cli.output import fail, print_json, refuse, stdout, table
 from cli.settings import current
 
 if TYPE_CHECKING:
@@ -171,17 +170,13 @@ def cert_list(
         stdout.print("no certificates" + (f" of {agency}" if agency else "") +
                      (f" expire within {expiring} days" if expiring is not None else " are registered"))
         return
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
-    table.add_column("fingerprint", no_wrap=True)
-    table.add_column("agency", overflow="fold")
-    table.add_column("not before", no_wrap=True)
-    table.add_column("not after", no_wrap=True)
-    table.add_column("days", justify="right", no_wrap=True)
-    table.add_column("state", overflow="fold")
+    grid = table(Column("fingerprint", no_wrap=True), Column("agency", overflow="fold"),
+                 Column("not before", no_wrap=True), Column("not after", no_wrap=True),
+                 Column("days", justify="right", no_wrap=True), Column("state", overflow="fold"))
     for row in rows:
-        table.add_row(row["fingerprint"][:16], row["agency"], f"{row['not_before']:%Y-%m-%d}",
-                      f"{row['not_after']:%Y-%m-%d}", str(row["days_left"]), row["state"])
-    stdout.print(table)
+        grid.add_row(row["fingerprint"][:16], row["agency"], f"{row['not_before']:%Y-%m-%d}",
+                     f"{row['not_after']:%Y-%m-%d}", str(row["days_left"]), row["state"])
+    stdout.print(grid)
 
 
 @cert_app.command("withdraw")
