@@ -24,9 +24,11 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
 from rich.table import Column
+from rich.text import Text
 
 from axis import wire
 from axis.edxml import parse_agency_code
+from axis.logs import printable
 from axis.refusals import Refusal
 from axis.transport import DeadLetter, TransportError, UnroutableError
 from cli.operator import BrokerOption, DbOption, _open_store
@@ -159,8 +161,9 @@ def dlq_list(
                  Column("from", no_wrap=True), Column("tries", no_wrap=True),
                  Column("reason", overflow="fold", max_width=24))
     for row in rows:
-        grid.add_row(f"{row['since']:%m-%d %H:%M}" if row["since"] else "", f"{row['queue']}\n{row['id']}",
-                     row["sender"] or "", str(row["attempts"]), row["reason"])
+        where = Text(f"{printable(row['queue'])}\n{printable(row['id'])}")  # two lines: a Text, escaped here
+        grid.add_row(f"{row['since']:%m-%d %H:%M}" if row["since"] else "", where, row["sender"] or "",
+                     str(row["attempts"]), row["reason"])
     stdout.print(grid)
 
 
@@ -230,7 +233,7 @@ def dlq_show(
 def _text(value: Any) -> str:
     if isinstance(value, datetime):
         return f"{value:%Y-%m-%d %H:%M:%S} UTC"
-    return "" if value is None else str(value)
+    return "" if value is None else printable(str(value))  # a reason is what the recipient said
 
 
 # Audit actions that tell a delivery's story (the receipts tell the rest).

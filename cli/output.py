@@ -18,6 +18,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Column, Table
 
+from axis.logs import printable
 from axis.refusals import Refusal
 
 OK = 0
@@ -59,10 +60,20 @@ def progress(*, quiet: bool = False) -> Progress:
                     console=stderr, transient=True, redirect_stderr=False, disable=quiet or not stderr.is_terminal)
 
 
+class _Escaped(Table):
+    """A table whose text cells show their control characters escaped: much of what commands print is what
+    packets, agencies and callers said (a DocumentId, a recipient's failure reason), which must not drive the
+    operator's terminal. A `Text` cell is one the command made itself, its parts escaped (for a line break)."""
+
+    def add_row(self, *cells: Any, **options: Any) -> None:
+        super().add_row(*(printable(c) if isinstance(c, str) else c for c in cells), **options)
+
+
 def table(*columns: str | Column) -> Table:
     """A table that fits 80 columns: one rule under the header, no frame (the auditor's reports look the same).
-    Give codes, ids and times `Column(..., no_wrap=True)` and free text `overflow="fold"`."""
-    return Table(*columns, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
+    Give codes, ids and times `Column(..., no_wrap=True)` and free text `overflow="fold"`. Text cells are
+    shown with their control characters escaped (`axis.logs.printable`)."""
+    return _Escaped(*columns, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
 
 
 def to_jsonable(value: Any) -> Any:

@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import typer
-from rich.table import Table
+from rich.table import Column, Table
 from rich.text import Text
 
 from axis.edxml import parse_agency_code
@@ -25,7 +25,7 @@ from axis.store import AuditEntry, Delivery, Document, Store, Submission
 from axis.transport import DEAD_LETTER_FEED, QueueStats, TransportError, open_transport
 from cli.auditor import duration
 from cli.operator import BrokerOption, DbOption, _open_store
-from cli.output import fail, print_json, refuse, stderr, stdout
+from cli.output import fail, print_json, refuse, stderr, stdout, table
 from cli.settings import EMBEDDED, current, redact_url
 
 app = typer.Typer(help="Documents, their deliveries and receipts, refused submissions; live or after the fact.",
@@ -98,20 +98,8 @@ def _refusal_label(code: int | None) -> str:
         return f"AX{code}"
 
 
-class _Table(Table):
-    """A table whose text cells are shown with their control characters escaped: the store holds what packets
-    and callers said (a DocumentId, a refusal's detail), which must not drive the operator's terminal. (A
-    `Text` cell is one this module made, its parts escaped.)"""
-
-    def add_row(self, *cells: Any, **options: Any) -> None:
-        super().add_row(*(printable(c) if isinstance(c, str) else c for c in cells), **options)
-
-
 def _table(*columns: tuple[str, dict[str, Any]]) -> Table:
-    table = _Table(show_edge=False, pad_edge=False, box=None, header_style="bold")
-    for name, options in columns:
-        table.add_column(name, **options)
-    return table
+    return table(*(Column(name, **options) for name, options in columns))
 
 
 def _document_row(doc: Document, deliveries: list[Delivery]) -> dict[str, Any]:

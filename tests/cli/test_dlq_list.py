@@ -133,6 +133,20 @@ def test_the_table_fits_80_columns(axis: Axis, parked: dict[str, str]) -> None:
     assert shown.exit_code == 0 and all(len(line) <= 80 for line in shown.stdout.splitlines()), shown.stdout
 
 
+def test_a_recipients_reason_cannot_drive_the_operators_terminal(axis: Axis, parked: dict[str, str]) -> None:
+    """A recipient writes what it likes in the reason it reports (`POST /v1/inbox/{id}/fail`); the tables show its
+    control characters escaped, never raw (a screen clear, a window title, a forged line)."""
+    hostile = "bad\x1b[2J\x1b]0;owned\x07\nFAKE axis.traffic accepted \x9b31m"
+    with axis.store() as store, store.write() as tx:
+        assert tx.transition(parked["second"], R1, "parked", error=hostile)
+        tx.add_receipt(parked["second"], "error", b"<error receipt/>", R1, "500", hostile)
+    for args in (("dlq", "list"), ("dlq", "show", f"{parked['second']}/{R1}")):
+        shown = axis(*args)
+        assert shown.exit_code == 0, shown.output
+        assert not any(c in shown.stdout for c in "\x1b\x07\x9b"), (args, shown.stdout)
+        assert "\\x1b[2J" in shown.stdout, (args, shown.stdout)
+
+
 def test_show_tells_everything_about_one(axis: Axis, parked: dict[str, str]) -> None:
     first = parked["first"]
     report = axis.json("dlq", "show", f"{first}/{R1}")
