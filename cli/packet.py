@@ -8,6 +8,7 @@ import typer
 from rich.table import Table
 
 from axis.edxml import DocumentPacket, Packet, StatusPacket, load_packet
+from axis.logs import printable
 from axis.refusals import Refusal
 from cli.output import fail, print_json, refuse, stdout, to_jsonable
 
@@ -136,5 +137,5 @@ def show(
     table.add_column(style="bold", no_wrap=True)
     table.add_column(overflow="fold")
     for name, value in rows:
-        table.add_row(name, value)
+        table.add_row(name, printable(value))  # what the packet says: its control characters escaped
     stdout.print(table)

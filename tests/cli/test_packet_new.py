@@ -90,3 +90,15 @@ def test_a_missing_option_is_one_line() -> None:
     result = axis("packet", "new", "--from", G22, "--subject", "x", "-o", "p.edxml")
     assert result.exit_code == 2
     assert result.output.strip() == "error: Missing option '--to'. (see `axis packet new --help`)"
+
+
+def test_packet_show_escapes_what_the_packet_says(tmp_path: Path) -> None:
+    """A packet is hostile input: XML 1.0 allows the C1 controls (U+009B is a terminal's CSI), so `packet show`
+    prints them escaped, never raw."""
+    made = axis("packet", "new", "--from", G22, "--to", H41, "--subject", "bad\x9b31m\x85FAKE", "-o",
+                tmp_path / "p.edxml")
+    assert made.exit_code == 0, made.output
+    shown = axis("packet", "show", tmp_path / "p.edxml")
+    assert shown.exit_code == 0, shown.output
+    assert "\x9b" not in shown.stdout and "\x85" not in shown.stdout, shown.stdout
+    assert "bad\\x9b31m" in shown.stdout, shown.stdout
