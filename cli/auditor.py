@@ -26,6 +26,7 @@ from rich.table import Table
 from rich.text import Text
 
 from axis.auditor.calendar import CalendarError, parse_instant, parse_zone
+from axis.logs import printable
 from cli.audit import audit_app
 from cli.operator import DbOption, _open_store
 from cli.output import fail, stderr, stdout
@@ -112,7 +113,7 @@ def _overdue_table() -> Table:
 def _overdue_cells(row: OverdueRow) -> tuple[str, ...]:
     answer = f"{row.answer} {row.answer_code or ''}".strip()
     answered = _local(row.answered_at) if row.answered_at else f"({row.current_state})"
-    return (f"{row.document_id}\n→ {row.recipient}  P{row.priority}\n{row.rule}",
+    return (f"{printable(row.document_id)}\n→ {row.recipient}  P{row.priority}\n{row.rule}",
             f"{_local(row.arrived_at)}\n{_local(row.due_at)}",
             f"{duration(row.late_working_seconds)}\n{duration(row.late_seconds)}",
             f"{answer}\n{answered}")
@@ -256,8 +257,8 @@ def audit_log(
         else:
             _say(f"The audit log, {zone.key} time.")
             count = _table_pages(_log_table, ((str(e.seq), _local(e.at.astimezone(zone), seconds=True),
-                                               f"{e.actor} {e.action} {e.subject or ''}\n"
-                                               f"{json.dumps(e.data, ensure_ascii=False, sort_keys=True)}")
+                                               f"{e.actor} {e.action} {printable(e.subject or '')}\n"
+                                               + printable(json.dumps(e.data, ensure_ascii=False, sort_keys=True)))
                                               for e in entries()))
             stdout.print(f"{count} entr{'y' if count == 1 else 'ies'}")
     finally:
@@ -336,7 +337,9 @@ def _table_pages(make: Callable[[], Table], rows: Iterable[Sequence[str]]) -> in
         table = make()
         table.show_header = count == 0
         for row in page:
-            table.add_row(*(Text(cell) for cell in row))  # the record's own text, never read as markup
+            # Text: the record's own text, never read as markup; the rows escape what packets and agencies said
+            # (`printable`) part by part, as their line breaks are the table's own.
+            table.add_row(*(Text(cell) for cell in row))
         stdout.print(table)
         count += len(page)
     return count

@@ -281,3 +281,15 @@ def test_receipts_takes_an_axis_id_or_a_document_id(scenario_url: str, calendar_
     assert [(r["recipient"], r["state"], [(x["kind"], x["code"]) for x in r["receipts"]]) for r in doc["recipients"]] \
         == [(H14, "accepted", [("delivery", "delivered"), ("status", "03")]),
             (H41, "accepted", [("delivery", "delivered"), ("status", "01"), ("status", "03")])]
+
+
+def test_audit_log_escapes_what_agencies_wrote(scenario_url: str, calendar_file: Path) -> None:
+    """An entry's subject and data hold what packets and agencies said (XML allows C1 controls: U+009B is a
+    terminal's CSI); the table shows them escaped, never raw."""
+    from axis.store import open_store
+
+    with open_store(scenario_url) as store, store.write() as tx:
+        tx.audit("hub", "submission-refused", f"sub-{H41}\x9b2J", {"detail": "bad\x9b31m\x85FAKE", "agency": H41})
+    out = ok(axis(scenario_url, calendar_file, "audit", "log", "--agency", H41)).stdout
+    assert "\x9b" not in out and "\x85" not in out, out
+    assert "\\x9b31m" in out and "\\x9b2J" in out, out
