@@ -351,6 +351,11 @@ class AgencyClient:
     async def submit_each(self, packets: Iterable[bytes], *, wait: float = 0.0) -> list[Submitted]:
         """Hand many signed packets to Axis; for each, its submission id or why it was not queued.
 
+        `wait`: seconds each request gives Axis to decide, so that the answer carries the intake
+        receipt (one request per packet instead of a submission and then an outcome). Once one
+        request comes back undecided after waiting (no hub, or a backlog), the packets after it are
+        only handed over: a thousand packets never wait `wait` seconds each.
+
         Errors per packet: `PacketError` (not edXML), `ValueError` (another agency's),
         `EdgeRefused` (refused by the gateway), `EdgeError` / `TransportError` (not
         reached: it may or may not be queued; sending it again is safe).
@@ -377,13 +382,16 @@ class AgencyClient:
         await asyncio.to_thread(self.journal.add_pending, [
             (ids[i], s.document_id, s.recipients) for i, s in enumerate(summaries) if isinstance(s, PacketSummary)])
 
+        patience = [wait]
+
         async def one(index: int) -> None:
             summary = summaries[index]
             if isinstance(summary, Exception):
                 results[index] = Submitted(None, summary)
                 return
+            waited = patience[0]
             try:
-                answer = await self.edge.submit(packets[index], wait=wait, submission=ids[index])
+                answer = await self.edge.submit(packets[index], wait=waited, submission=ids[index])
             except EdgeUnavailable as exc:  # may or may not be queued: the journal keeps asking
                 results[index] = Submitted(None, exc)
                 return
@@ -391,6 +399,8 @@ class AgencyClient:
                 await asyncio.to_thread(self.journal.drop_pending, [ids[index]])
                 results[index] = Submitted(None, exc)
                 return
+            if waited > 0 and not answer.decided:
+                patience[0] = 0.0
             intake = await self._settle_answer(answer, summary.document_id, summary.recipients,
                                                kind=summary.kind)
             results[index] = Submitted(answer.submission, None, intake if intake.decided else None)

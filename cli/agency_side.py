@@ -54,6 +54,9 @@ TRUST_HELP = "Trusted root certificates (PEM) for verifying. Env: AXIS_TRUST; de
 CRL_HELP = "Revocation list (PEM). Env: AXIS_CRL; default ./axis-data/pki/crl.pem if it exists."
 STATE_HELP = "The agency's state folder (receipts, inbox ledger, journal). Default ./axis-data/agencies/CODE/."
 SEND_CHUNK = 500  # files read and submitted per batch, so a folder of any size fits in memory
+# How long each request of `axis send` lets Axis decide, so its answer carries the intake receipt: one request
+# per packet, not a submission and then an outcome. After one undecided answer the rest are only handed over.
+ANSWER_WAIT = 10.0
 
 inbox_app = typer.Typer(help="Receive the documents and status packets addressed to an agency.",
                         no_args_is_help=True)
@@ -320,6 +323,7 @@ def send(
 async def _send(results: list[_Sent], road: Road, state: Path | None, wait: float, verifier: Verifier,
                 sent_some: Callable[[int], None]) -> None:
     clients: dict[str, AgencyClient] = {}
+    answer_wait = min(wait, ANSWER_WAIT)
     async with open_edges(road, verifier, "send") as edge_for:
         try:
             for start in range(0, len(results), SEND_CHUNK):
@@ -339,10 +343,12 @@ async def _send(results: list[_Sent], road: Road, state: Path | None, wait: floa
                             continue
                         clients[code] = AgencyClient(code, edge_for(code), verifier=verifier,
                                                      state_dir=settings.agency_state_dir(code, state))
-                    done = await clients[code].submit_each([d for _, d in items])
+                    done = await clients[code].submit_each([d for _, d in items], wait=answer_wait)
                     sent_some(len(items))
+                    if any(d.submission is not None and d.intake is None for d in done):
+                        answer_wait = 0.0  # Axis did not decide in time (is the hub running?): collect later
                     for (sent, _), submitted in zip(items, done, strict=True):
-                        sent.submission = submitted.submission
+                        sent.submission, sent.intake = submitted.submission, submitted.intake
                         error = submitted.error
                         if isinstance(error, Refusal):
                             sent.local_refusal = error
@@ -354,7 +360,7 @@ async def _send(results: list[_Sent], road: Road, state: Path | None, wait: floa
                             sent.error = f"not sent: {_edge_failure(error)}"
 
             async def collect(code: str, client: AgencyClient) -> None:
-                mine = [r for r in results if r.sender == code and r.submission is not None]
+                mine = [r for r in results if r.sender == code and r.submission is not None and r.intake is None]
                 intakes = await client.intake([r.submission for r in mine if r.submission is not None], wait)
                 for r in mine:
                     found = intakes.get(r.submission) if r.submission is not None else None
