@@ -69,8 +69,17 @@ from axis.retry import is_transient, publish_all, retrying
 from axis.seal import SealCertificate
 from axis.settings import Settings
 from axis.signer import AxisSigner, SignerClient, SignerStartError
-from axis.store import Delivery, DeliveryState, Document, InboxItem, NewReceipt, NewSubmission, Store, Submission
-from axis.store import NotFound as StoreNotFound
+from axis.store import (
+    Delivery,
+    DeliveryState,
+    Document,
+    InboxItem,
+    NewReceipt,
+    NewSubmission,
+    Store,
+    Submission,
+    WriteTx,
+)
 from axis.transport import OutgoingMessage, Transport, TransportError
 from axis.trust import Verifier, certificate_agency_code
 
@@ -179,6 +188,11 @@ class Served:
     body: bytes
     digest: str
     headers: dict[str, str] = field(default_factory=dict)
+
+
+def _state_in(tx: WriteTx, axis_id: str, agency: str) -> str:
+    """The state of `agency`'s delivery of `axis_id` as the unit of work `tx` sees it."""
+    return next((d.state for d in tx.deliveries(axis_id) if d.recipient_code == agency), "unknown")
 
 
 def encode_cursor(*parts: Any) -> str:
@@ -474,20 +488,20 @@ class AgencyService:
             await asyncio.sleep(min(pause, max(0.0, deadline - loop.time())))
             pause = min(pause * 2, POLL_MAX)
 
-    async def _document_for(self, caller: Caller, axis_id: str, *,
-                            as_recipient: bool) -> tuple[Document, list[Delivery]]:
-        """The document and its deliveries, if the caller may see it (its sender, a recipient, or one who
-        reads everything); else NotFound, as for an unknown axis id."""
-        document = await self._read("reading a document", self.store.get_document, axis_id)
+    async def _document_for(self, caller: Caller, axis_id: str, *, as_recipient: bool,
+                            body: bool = False) -> tuple[Document, list[Delivery], bytes | None]:
+        """The document, its deliveries and (with `body`) its bytes, if the caller may see it (its sender, a
+        recipient, or one who reads everything); else NotFound, as for an unknown axis id."""
+        document, deliveries, data = await self._read("reading a document", self.store.document_and_deliveries,
+                                                      axis_id, body=body)
         if document is None:
             raise NotFound(f"no document {axis_id[:80]!r}")
-        deliveries = await self._read("reading deliveries", self.store.deliveries, axis_id)
         if caller.reads_everything and not as_recipient:
-            return document, deliveries
+            return document, deliveries, data
         if caller.role == "agency" and (
                 (not as_recipient and document.sender_code == caller.agency)
                 or any(d.recipient_code == caller.agency for d in deliveries)):
-            return document, deliveries
+            return document, deliveries, data
         raise NotFound(f"no document {axis_id[:80]!r}")
 
     # ------------------------------------------------------------------ submissions
@@ -645,12 +659,11 @@ class AgencyService:
 
     async def fetch(self, caller: Caller, axis_id: str) -> Served:
         """The exact signed bytes of a document delivered (or to be delivered) to the caller, with the seal."""
-        document, deliveries = await self._document_for(caller, axis_id, as_recipient=caller.role == "agency")
-        try:
-            body = await self._read("reading a document body", self.store.document_body, axis_id)
-        except StoreNotFound:
+        document, deliveries, body = await self._document_for(caller, axis_id, as_recipient=caller.role == "agency",
+                                                              body=True)
+        if body is None:
             raise NotFound(f"the body of {axis_id} was removed by retention after every recipient had it (its "
-                           "digest, seal and receipts are kept)") from None
+                           "digest, seal and receipts are kept)")
         headers = {wire.H_AXIS_ID: axis_id, wire.H_DIGEST: document.digest, wire.H_SENDER: document.sender_code,
                    wire.H_KIND: document.kind}
         if document.seal:
@@ -694,7 +707,7 @@ class AgencyService:
         `receipt-refused` audit entry naming the credential, and the caller gets it as `Invalid`.
         """
         agency = self._agency(caller, "acknowledge deliveries")
-        document, _ = await self._document_for(caller, axis_id, as_recipient=True)
+        document, _, _ = await self._document_for(caller, axis_id, as_recipient=True)
         if receipt:
             try:
                 verified = await asyncio.to_thread(self._verifier.verify_receipt, receipt)
@@ -717,11 +730,10 @@ class AgencyService:
                              refusal_detail=f"acknowledged through the gateway by credential {caller.credential_id} "
                                             f"after it was served {document.digest}")
             body = await self._sign(build_receipt(parsed))
-        mismatch = await retrying("recording a delivery receipt")(asyncio.to_thread)(
+        mismatch, state = await retrying("recording a delivery receipt")(asyncio.to_thread)(
             self._record_ack, body, agency, parsed, caller)
         if mismatch is not None:
             raise await self._refuse_ack(caller, axis_id, RefusalCode.RECEIPT_MISMATCH, mismatch)
-        state = await self._state(axis_id, agency)
         traffic("delivered", "delivered %s to %s (%s)", axis_id, agency, state, axis_id=axis_id, recipient=agency,
                 state=state, credential=caller.credential_id)
         return {"axis_id": axis_id, "state": state, "receipt": body}
@@ -744,19 +756,17 @@ class AgencyService:
         await retrying("auditing a refused delivery receipt")(asyncio.to_thread)(audit)
         return Invalid(f"{code.label}: {detail}", code.label.split()[0])
 
-    def _record_ack(self, body: bytes, agency: str, receipt: Receipt, caller: Caller) -> str | None:
+    def _record_ack(self, body: bytes, agency: str, receipt: Receipt, caller: Caller) -> tuple[str | None, str]:
+        """Why the receipt does not match (or None), and the delivery's state once it is recorded."""
         with self.store.write() as tx:
-            return record_delivery_receipt(tx, body, agency, receipt, credential=caller.credential_id)
-
-    async def _state(self, axis_id: str, agency: str) -> str:
-        deliveries = await self._read("reading deliveries", self.store.deliveries, axis_id)
-        return next((d.state for d in deliveries if d.recipient_code == agency), "unknown")
+            mismatch = record_delivery_receipt(tx, body, agency, receipt, credential=caller.credential_id)
+            return mismatch, _state_in(tx, receipt.axis_id or "", agency)
 
     async def fail(self, caller: Caller, axis_id: str, reason: str) -> dict[str, Any]:
         """The caller's agency could not take `axis_id`: `parked` (for an operator's replay or purge), and an
         error receipt for its sender. A delivery the agency has already acknowledged does not move (GW409)."""
         agency = self._agency(caller, "report failed deliveries")
-        document, _ = await self._document_for(caller, axis_id, as_recipient=True)
+        document, _, _ = await self._document_for(caller, axis_id, as_recipient=True)
         reason = " ".join(str(reason or "no reason given").split())[:500]
         code = RefusalCode.DELIVERY_FAILED
         error = Receipt(kind="error", outcome="failed", issuer=wire.HUB_IDENTITY, time=now_utc(), axis_id=axis_id,
@@ -766,7 +776,7 @@ class AgencyService:
                         refusal_detail=f"{agency} could not take it: {reason}"[:500])
         body = await self._sign(build_receipt(error))
 
-        def record() -> bool:
+        def record() -> tuple[bool, str]:
             with self.store.write() as tx:
                 moved = tx.transition(axis_id, agency, DeliveryState.PARKED, error=reason)
                 if moved:
@@ -775,9 +785,8 @@ class AgencyService:
                     tx.audit("gateway", "delivery-failed", axis_id, {"recipient": agency, "reason": reason[:300],
                                                                      "credential": caller.credential_id,
                                                                      "state": DeliveryState.PARKED.value})
-                return moved
-        moved = await retrying("recording a failed delivery")(asyncio.to_thread)(record)
-        state = await self._state(axis_id, agency)
+                return moved, _state_in(tx, axis_id, agency)
+        moved, state = await retrying("recording a failed delivery")(asyncio.to_thread)(record)
         if moved:
             traffic("parked", "delivery of %s to %s parked (its recipient could not take it): %s", axis_id, agency,
                     reason, axis_id=axis_id, recipient=agency, state=state, reason=reason)
