@@ -134,6 +134,9 @@ _DOCUMENT = sa.select(documents).where(documents.c.axis_id == sa.bindparam("axis
 _DELIVERIES = sa.select(deliveries_t).where(deliveries_t.c.axis_id == sa.bindparam("axis_id")).order_by(
     deliveries_t.c.recipient_code)
 _BODY = sa.select(bodies.c.body).where(bodies.c.axis_id == sa.bindparam("axis_id"))
+# ... and what every unit of work that writes an audit entry runs.
+_AUDIT_HEAD = sa.select(audit_log.c.seq, audit_log.c.hash).order_by(audit_log.c.seq.desc()).limit(1)
+_ADVISORY_LOCK = sa.text("SELECT pg_advisory_xact_lock(:key)")
 
 
 # ---- row -> record ---------------------------------------------------------
@@ -472,8 +475,7 @@ class _Reads:
     def audit_head(self) -> tuple[int, str]:
         """(seq, hash) of the last entry; (0, 64 zeros) for an empty log."""
         with self._reading() as c:
-            row = c.execute(sa.select(audit_log.c.seq, audit_log.c.hash).order_by(
-                audit_log.c.seq.desc()).limit(1)).first()
+            row = c.execute(_AUDIT_HEAD).first()
         return (row[0], row[1]) if row else (0, chain.GENESIS_HASH)
 
     def audit_entries(self, from_seq: int = 1, to_seq: int | None = None) -> Iterator[AuditEntry]:
@@ -1130,7 +1132,7 @@ class WriteTx(_Reads):
         once per certificate."""
         c = self._c
         if self._dialect == "postgresql":
-            c.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": CHECKPOINT_LOCK_KEY})
+            c.execute(_ADVISORY_LOCK, {"key": CHECKPOINT_LOCK_KEY})
         latest = self.latest_checkpoint()
         if (latest.size if latest else 0) != follows or checkpoint.size <= follows:
             return False
@@ -1237,8 +1239,8 @@ class WriteTx(_Reads):
         if self._dialect == "postgresql":
             # Last thing before COMMIT, so the global audit lock is held for as
             # short a time as possible; SQLite already holds its write lock.
-            c.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": AUDIT_LOCK_KEY})
-        head = c.execute(sa.select(audit_log.c.seq, audit_log.c.hash).order_by(audit_log.c.seq.desc()).limit(1)).first()
+            c.execute(_ADVISORY_LOCK, {"key": AUDIT_LOCK_KEY})
+        head = c.execute(_AUDIT_HEAD).first()
         seq, prev = (head[0], head[1]) if head else (0, chain.GENESIS_HASH)
         at = self._clock()
         rows = []
