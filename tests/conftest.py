@@ -7,9 +7,11 @@ must mean the real broker and database were exercised.
 """
 from __future__ import annotations
 
+import compileall
 import os
 import shutil
 import socket
+import sys
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -46,6 +48,17 @@ _status: dict[str, bool] = {}
 # process, the gateway, two senders, two pulls); two side by side overloaded two cores until gateway requests timed
 # out (30 s) and were retried, and pulls missed their 180 s bound: slower than one after the other.
 BULK_LANE = ("tests/fault/test_outages.py::", "tests/e2e/test_hub_crash.py::test_sigkill_of_the_hub_mid_run")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Where Python may not write bytecode (PYTHONDONTWRITEBYTECODE, as on CI), compile the project's modules
+    once, before the workers start: the suite starts about 750 Python processes (`axis` commands and the
+    children of `axis serve`), and each compiled every module of ours it imported from source again. Python
+    still reads the compiled files it is not allowed to write."""
+    if sys.flags.dont_write_bytecode and not hasattr(config, "workerinput"):
+        root = Path(__file__).resolve().parents[1]
+        for folder in ("axis", "adapters", "cli"):
+            compileall.compile_dir(root / folder, quiet=1)
 
 
 def service_up(name: str) -> bool:
