@@ -603,6 +603,9 @@ def create_app(service: AgencyService, authenticator: Authenticator, *,
                                              "in the Axis-Seal headers", "headers": served_headers},
                         **_errors(*_COMMON, 403, 404)})
     async def fetch(axis_id: str, caller: Caller = CallerDep) -> Response:
+        return await served(caller, axis_id)
+
+    async def served(caller: Caller, axis_id: str) -> Response:
         served = await service.fetch(caller, axis_id)
         headers = {_SERVED_HEADERS[k]: v for k, v in served.headers.items() if k in _SERVED_HEADERS}
         headers.setdefault("Axis-Id", served.axis_id)
@@ -613,9 +616,22 @@ def create_app(service: AgencyService, authenticator: Authenticator, *,
               summary="The caller has stored it (updateStatus done)", openapi_extra=optional_xml_body,
               responses=_errors(*_COMMON, 403, 404, 413))
     async def ack(axis_id: str, request: Request, caller: Caller = CallerDep) -> dict[str, Any]:
+        return await acknowledged(request, caller, axis_id)
+
+    async def acknowledged(request: Request, caller: Caller, axis_id: str) -> dict[str, Any]:
         body = await _read_body(request, MAX_RECEIPT_BYTES, "the delivery receipt")
         done = await service.ack(caller, axis_id, body or None)
         return {"axis_id": done["axis_id"], "state": done["state"], "receipt": _b64(done["receipt"])}
+
+    # Every delivery is one fetch and one ack: they too are called straight from the edge (see below), with
+    # the checks their FastAPI routes make, in the same order.
+    async def fetch_direct(request: Request) -> Response:
+        caller = await authorized(request, await bearer(request), frozenset())
+        return await served(caller, request.path_params["axis_id"])
+
+    async def ack_direct(request: Request) -> Response:
+        caller = await authorized(request, await bearer(request), frozenset())
+        return JSONResponse(await acknowledged(request, caller, request.path_params["axis_id"]))
 
     @app.post("/v1/inbox/{axis_id}/fail", response_model=FailAnswer, tags=["receive"],
               summary="The caller could not take it (updateStatus fail)",
@@ -736,10 +752,13 @@ def create_app(service: AgencyService, authenticator: Authenticator, *,
         data = await run_in_threadpool(generate_latest, metrics.registry)
         return Response(data, media_type=CONTENT_TYPE_LATEST)
 
-    # POST /v1/packets is called straight from the edge middleware (see `_Edge`): its route object stays
-    # for the OpenAPI document and the access log's template.
-    direct = {("POST", "/v1/packets"): (next(r for r in app.routes if getattr(r, "path", None) == "/v1/packets"),
-                                        submit)}
+    # POST /v1/packets, and a delivery's fetch and ack, are called straight from the edge middleware (see
+    # `_Edge`): their route objects stay for the OpenAPI document and the access log's template.
+    def route(method: str, path: str) -> Any:
+        return next(r for r in app.routes if getattr(r, "path", None) == path and method in getattr(r, "methods", ()))
+    direct = {("POST", "/v1/packets"): (route("POST", "/v1/packets"), submit),
+              ("GET", "/v1/inbox/{axis_id}"): (route("GET", "/v1/inbox/{axis_id}"), fetch_direct),
+              ("POST", "/v1/inbox/{axis_id}/ack"): (route("POST", "/v1/inbox/{axis_id}/ack"), ack_direct)}
     app.add_middleware(_Edge, metrics=metrics, direct=direct, handlers=app.exception_handlers)
     return app
 
@@ -821,10 +840,11 @@ Endpoint = Callable[[Request], Awaitable[Response]]
 class _Edge:
     """Pure ASGI middleware: the request id, the access-log line, request metrics, and a JSON 500.
 
-    `direct` routes (method and path → route, endpoint) are called from here, their exceptions answered by
-    the application's own `handlers`: FastAPI's routing, its inner middleware and its parameter solving
-    cost the busiest route more than the rest of its request (docs/performance.md). Such an endpoint
-    takes the `Request` alone and reads its own parameters.
+    `direct` routes (method and path template → route, endpoint) are called from here, their exceptions
+    answered by the application's own `handlers`: FastAPI's routing, its inner middleware and its parameter
+    solving cost the busiest route more than the rest of its request (docs/performance.md). Such an endpoint
+    takes the `Request` alone and reads its own parameters (a template's are in `path_params`, matched by the
+    route's own pattern).
     """
 
     def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]], metrics: Metrics,
@@ -832,8 +852,21 @@ class _Edge:
                  handlers: Mapping[Any, Callable[..., Any]] | None = None) -> None:
         self.app = app
         self.metrics = metrics
-        self.direct = direct or {}
+        self.direct = {key: found for key, found in (direct or {}).items() if "{" not in key[1]}
+        self.templated = [(key[0], found) for key, found in (direct or {}).items() if "{" in key[1]]
         self.handlers = handlers if handlers is not None else {}
+
+    def _direct(self, scope: Scope) -> tuple[Any, Endpoint] | None:
+        method, path = scope.get("method", ""), scope.get("path", "")
+        found = self.direct.get((method, path))
+        if found is not None:
+            return found
+        for wanted, (route, endpoint) in self.templated:
+            match = route.path_regex.match(path) if method == wanted else None
+            if match is not None:
+                scope["path_params"] = match.groupdict()
+                return route, endpoint
+        return None
 
     async def _call_direct(self, route: Any, endpoint: Endpoint, scope: Scope, receive: Receive,
                            send: Send) -> None:
@@ -867,7 +900,7 @@ class _Edge:
                 message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode("latin-1"))]
             await send(message)
 
-        direct = self.direct.get((scope.get("method", ""), scope.get("path", "")))
+        direct = self._direct(scope)
         try:
             if direct is not None:
                 await self._call_direct(*direct, scope, receive, sending)
