@@ -603,9 +603,9 @@ def create_app(service: AgencyService, authenticator: Authenticator, *,
                                              "in the Axis-Seal headers", "headers": served_headers},
                         **_errors(*_COMMON, 403, 404)})
     async def fetch(axis_id: str, caller: Caller = CallerDep) -> Response:
-        return await served(caller, axis_id)
+        return await delivery(caller, axis_id)
 
-    async def served(caller: Caller, axis_id: str) -> Response:
+    async def delivery(caller: Caller, axis_id: str) -> Response:
         served = await service.fetch(caller, axis_id)
         headers = {_SERVED_HEADERS[k]: v for k, v in served.headers.items() if k in _SERVED_HEADERS}
         headers.setdefault("Axis-Id", served.axis_id)
@@ -627,7 +627,7 @@ def create_app(service: AgencyService, authenticator: Authenticator, *,
     # the checks their FastAPI routes make, in the same order.
     async def fetch_direct(request: Request) -> Response:
         caller = await authorized(request, await bearer(request), frozenset())
-        return await served(caller, request.path_params["axis_id"])
+        return await delivery(caller, request.path_params["axis_id"])
 
     async def ack_direct(request: Request) -> Response:
         caller = await authorized(request, await bearer(request), frozenset())
