@@ -382,14 +382,13 @@ class AgencyClient:
         await asyncio.to_thread(self.journal.add_pending, [
             (ids[i], s.document_id, s.recipients) for i, s in enumerate(summaries) if isinstance(s, PacketSummary)])
 
-        patience = [wait]
-
         async def one(index: int) -> None:
+            nonlocal wait
             summary = summaries[index]
             if isinstance(summary, Exception):
                 results[index] = Submitted(None, summary)
                 return
-            waited = patience[0]
+            waited = wait
             try:
                 answer = await self.edge.submit(packets[index], wait=waited, submission=ids[index])
             except EdgeUnavailable as exc:  # may or may not be queued: the journal keeps asking
@@ -400,7 +399,7 @@ class AgencyClient:
                 results[index] = Submitted(None, exc)
                 return
             if waited > 0 and not answer.decided:
-                patience[0] = 0.0
+                wait = 0.0  # Axis did not decide in time: the packets after this one are only handed over
             intake = await self._settle_answer(answer, summary.document_id, summary.recipients,
                                                kind=summary.kind)
             results[index] = Submitted(answer.submission, None, intake if intake.decided else None)
