@@ -54,7 +54,8 @@ class Settings(BaseSettings):
         flag="--db", shown="`sqlite:///<data>/axis.db`")
     broker: str = _setting(
         EMBEDDED, "The broker: `embedded` (the SQLite transport file `<data>/transport.db`), "
-        "`embedded:///path.db`, or `amqp://user:password@host/vhost` for RabbitMQ.", flag="--broker")
+        "`embedded:///path.db`, or `amqp://user:password@host/vhost` for RabbitMQ; for a cluster add "
+        "`?hosts=host:port,host:port&queues=quorum&shards=N` (docs/transports.md).", flag="--broker")
     trust: Path | None = _setting(
         None, "Trusted root certificates (PEM) that agencies' and the hub's certificates chain to.",
         flag="--trust", shown="`<data>/pki/ca.pem`")

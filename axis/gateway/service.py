@@ -582,7 +582,8 @@ class AgencyService:
                                                       admitted.digest))
         headers = {wire.H_SUBMISSION: submission, wire.H_AGENCY: admitted.agency, wire.H_DIGEST: admitted.digest,
                    wire.H_KIND: kind}
-        message = OutgoingMessage(wire.INTAKE_QUEUE, bytes(body), submission, priority, headers)
+        # Keyed by agency: with a sharded intake queue (a cluster), one agency's packets stay in order.
+        message = OutgoingMessage(wire.INTAKE_QUEUE, bytes(body), submission, priority, headers, key=admitted.agency)
         try:
             outcomes = await publish_all(self.transport, [message], f"publishing submission {submission}")
         except TransportError as exc:

@@ -65,9 +65,11 @@ Delivery
 
 Order
   Among ready messages a higher priority (0..4; edXML Priority, 3 and 4 urgent)
-  is delivered first, and equal priorities come roughly in publish order. Nothing
-  stronger: retries and redeliveries re-enter the queue behind newer messages,
-  and a consumer's prefetch buffer is never reordered, so an urgent message can
+  is delivered first, and equal priorities come roughly in publish order. (RabbitMQ's
+  quorum queues have two levels, urgent before the rest, and a sharded queue keeps
+  publish order per shard, i.e. per `key`.) Nothing stronger: retries and
+  redeliveries re-enter the queue behind newer messages, and a consumer's prefetch
+  buffer is never reordered (but for the urgent lanes), so an urgent message can
   wait behind at most `prefetch` messages already handed to that consumer. Use a
   small prefetch where priority matters more than throughput.
 
@@ -111,6 +113,7 @@ MAX_PRIORITY = 4
 _QUEUE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,199}")
 _RESERVED_HEADER_PREFIXES = ("x-", "axis-")
 _RESERVED_QUEUE_PREFIXES = ("axis.retry", "axis.dead", "amq.")
+_RESERVED_QUEUE_SUFFIX = re.compile(r"\.(dlq|urgent|shard-[0-9]+)$")  # a queue's dead letters, lanes and shards
 
 DEAD_LETTER_FEED = "axis.dead-letters"
 """The queue that carries a copy of every dead letter (`Transport.consume_dead_letters`)."""
@@ -147,6 +150,9 @@ class OutgoingMessage:
     message_id: str
     priority: int = 0
     headers: Mapping[str, str] = field(default_factory=dict)
+    key: str = ""
+    """Messages with the same key keep their relative order when a queue is sharded (RabbitMQ's `shards=`):
+    they go to the same shard. Empty: the message id."""
 
 
 @dataclass(frozen=True)
@@ -360,8 +366,8 @@ class Transport(abc.ABC):
 
     @abc.abstractmethod
     async def publish(self, queue: str, body: bytes, *, message_id: str, priority: int = 0,
-                      headers: Mapping[str, str] | None = None) -> None:
-        """Store one message durably in `queue`; returns once it is stored."""
+                      headers: Mapping[str, str] | None = None, key: str = "") -> None:
+        """Store one message durably in `queue`; returns once it is stored. `key`: see `OutgoingMessage.key`."""
 
     @abc.abstractmethod
     async def publish_many(self, messages: Iterable[OutgoingMessage]) -> list[TransportError | None]:
@@ -413,9 +419,9 @@ def check_queue_name(name: str) -> str:
     if not isinstance(name, str) or not _QUEUE_NAME.fullmatch(name):
         raise ValueError(f"invalid queue name {name!r}: use 1-200 characters of A-Z a-z 0-9 . _ : - "
                          "starting with a letter or digit (an agency code such as 000.00.00.G22 fits)")
-    if name.endswith(".dlq") or name.startswith(_RESERVED_QUEUE_PREFIXES):
-        raise ValueError(f"invalid queue name {name!r}: names ending in .dlq or starting with "
-                         "axis.retry, axis.dead or amq. are reserved for the transport and the broker")
+    if _RESERVED_QUEUE_SUFFIX.search(name) or name.startswith(_RESERVED_QUEUE_PREFIXES):
+        raise ValueError(f"invalid queue name {name!r}: names ending in .dlq, .urgent or .shard-N or starting "
+                         "with axis.retry, axis.dead or amq. are reserved for the transport and the broker")
     return name
 
 

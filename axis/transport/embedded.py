@@ -163,7 +163,8 @@ class EmbeddedTransport(Transport):
         self._known_queues.add(name)
 
     async def publish(self, queue: str, body: bytes, *, message_id: str, priority: int = 0,
-                      headers: Mapping[str, str] | None = None) -> None:
+                      headers: Mapping[str, str] | None = None, key: str = "") -> None:
+        # One table, ordered by priority then publish order: nothing to shard, so `key` changes nothing.
         plain = check_message(queue, body, message_id, priority, headers)
         outcome = (await self._store([(OutgoingMessage(queue, body, message_id, priority, plain), plain)]))[0]
         if outcome is not None:

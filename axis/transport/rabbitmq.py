@@ -36,6 +36,7 @@ import time
 import urllib.request
 import uuid
 import warnings
+import zlib
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
@@ -85,7 +86,10 @@ H_REASON = "axis-dead-reason"
 H_DEAD_AT = "axis-dead-at"
 H_DEAD_ATTEMPTS = "axis-dead-attempts"  # attempts of a dead letter (its axis-attempt restarts at 1 on the feed)
 H_ORIGIN = "axis-origin"          # the queue a dead letter died on
-_LETTER_HEADERS = (H_REASON, H_DEAD_AT, H_DEAD_ATTEMPTS, H_ORIGIN)  # kept when a feed message is re-published
+H_KEY = "axis-key"                # the shard key a message was published with (a replay goes back to its shard)
+# Kept when a message is re-published (a retry, a redelivery, a feed message): its shard key, and on the feed the
+# facts of the letter it announces.
+_LETTER_HEADERS = (H_KEY, H_REASON, H_DEAD_AT, H_DEAD_ATTEMPTS, H_ORIGIN)
 
 _PUBLISH_WINDOW = 200  # publish_many keeps this many confirms in flight (stack-notes §1.1: ~100-500 is best)
 # What aio-pika/aiormq raise when the broker or the connection fails (RuntimeError
@@ -101,15 +105,24 @@ _REFUSED = (aiormq.exceptions.AuthenticationError, aiormq.exceptions.ProbableAut
 class Topology:
     """Every exchange, queue, binding and argument Axis uses on RabbitMQ.
 
-    - `axis.deliver` (durable direct exchange): each queue `Q` is bound with
-      routing key `Q`, so publishing to an undeclared queue is unroutable and,
-      being `mandatory`, comes back as `UnroutableError`.
-    - `Q` (durable classic queue): `x-max-priority` 4 (edXML priorities 0..4;
-      the argument is the highest priority, not the number of levels), and
-      `x-dead-letter-exchange` `axis.dead` with routing key `Q` as a safety net
-      for anything the broker itself rejects or expires.
-    - `axis.dead` (durable direct exchange) → `Q.dlq` (durable classic queue),
-      bound with routing key `Q`. The transport publishes dead letters there
+    - A queue `Q` is one or more physical queues, its lanes, whose number is
+      fixed by the URL, never by the data: `shards=N` (default 1) splits it in N
+      (`Q`, `Q.shard-1` … `Q.shard-N-1`; a message goes to the shard of its key,
+      so one agency's submissions stay in order), and with `queues=quorum` each
+      shard has an urgent lane `….urgent` for priorities 3 and 4, because quorum
+      queues on RabbitMQ 3.10 refuse `x-max-priority`. A consumer of `Q` consumes
+      every lane and hands out what the urgent lanes brought first.
+    - `axis.deliver` (durable direct exchange): each lane is bound with its own
+      name as routing key, so publishing to an undeclared queue is unroutable
+      and, being `mandatory`, comes back as `UnroutableError`.
+    - A lane (durable): with `queues=classic` (the default, one broker) a classic
+      queue with `x-max-priority` 4 (edXML priorities 0..4; the argument is the
+      highest priority, not the number of levels); with `queues=quorum` (a
+      cluster: replicated on three nodes, it survives losing one) a quorum queue.
+      Each has `x-dead-letter-exchange` `axis.dead` with routing key `Q` as a
+      safety net for anything the broker itself rejects or expires.
+    - `axis.dead` (durable direct exchange) → `Q.dlq` (one per queue, whatever
+      its shards; of the lanes' queue type), bound with routing key `Q`. The transport publishes dead letters there
       itself, with confirms, recording the reason in headers.
     - `axis.dead-letters` (durable classic queue, declared like any `Q`): the
       dead-letter feed. It is bound to `axis.dead` with the routing key of
@@ -131,9 +144,16 @@ class Topology:
     DELIVER = "axis.deliver"
     RETRY = "axis.retry"
     DEAD = "axis.dead"
+    URGENT = 3  # edXML priorities 3 and 4 ("khẩn", "hỏa tốc") take a quorum queue's urgent lane
 
-    def __init__(self, policy: RetryPolicy) -> None:
+    def __init__(self, policy: RetryPolicy, *, queue_type: str = "classic", shards: int = 1) -> None:
+        if queue_type not in ("classic", "quorum"):
+            raise ValueError(f"queues={queue_type!r}: use classic (one broker) or quorum (a cluster)")
+        if not 1 <= shards <= 64:
+            raise ValueError(f"shards={shards!r}: use a number from 1 to 64")
         self.retry_delays_ms = [max(1, round(policy.delay(n) * 1000)) for n in range(1, policy.max_attempts)]
+        self.queue_type = queue_type
+        self.shards = shards
 
     @staticmethod
     def dlq(queue: str) -> str:
@@ -143,10 +163,33 @@ class Topology:
     def retry_queue(delay_ms: int) -> str:
         return f"axis.retry.{delay_ms}ms"
 
-    @staticmethod
-    def queue_arguments(queue: str) -> dict[str, Any]:
-        return {"x-max-priority": MAX_PRIORITY, "x-dead-letter-exchange": Topology.DEAD,
-                "x-dead-letter-routing-key": queue}
+    def lanes(self, queue: str) -> list[str]:
+        """The physical queues of `queue`, urgent lanes first (the dead-letter feed is one queue)."""
+        if queue == DEAD_LETTER_FEED:
+            return [queue]
+        shards = [queue] + [f"{queue}.shard-{n}" for n in range(1, self.shards)]
+        if self.queue_type == "classic":
+            return shards
+        return [f"{shard}.urgent" for shard in shards] + shards
+
+    def lane(self, queue: str, priority: int, key: str) -> str:
+        """The physical queue a message of `priority` with shard key `key` goes to."""
+        shard = queue
+        if self.shards > 1 and queue != DEAD_LETTER_FEED:
+            n = zlib.crc32(key.encode()) % self.shards
+            shard = queue if n == 0 else f"{queue}.shard-{n}"
+        if self.queue_type == "quorum" and priority >= self.URGENT and queue != DEAD_LETTER_FEED:
+            return f"{shard}.urgent"
+        return shard
+
+    def queue_arguments(self, queue: str) -> dict[str, Any]:
+        """The arguments of each lane of `queue`."""
+        kind: dict[str, Any] = ({"x-max-priority": MAX_PRIORITY} if self.queue_type == "classic"
+                                else _QUORUM)
+        return {**kind, "x-dead-letter-exchange": Topology.DEAD, "x-dead-letter-routing-key": queue}
+
+    def dlq_arguments(self) -> dict[str, Any]:
+        return {} if self.queue_type == "classic" else dict(_QUORUM)
 
     @staticmethod
     def retry_queue_arguments(delay_ms: int) -> dict[str, Any]:
@@ -165,9 +208,10 @@ class Topology:
             await holding.bind(retry, routing_key="", arguments={"x-match": "all", H_RETRY_MS: str(delay_ms)})
 
     async def declare_queue(self, channel: AbstractChannel, queue: str) -> None:
-        main = await channel.declare_queue(queue, durable=True, arguments=self.queue_arguments(queue))
-        await main.bind(self.DELIVER, routing_key=queue)
-        dead = await channel.declare_queue(self.dlq(queue), durable=True)
+        for lane in self.lanes(queue):
+            main = await channel.declare_queue(lane, durable=True, arguments=self.queue_arguments(queue))
+            await main.bind(self.DELIVER, routing_key=lane)
+        dead = await channel.declare_queue(self.dlq(queue), durable=True, arguments=self.dlq_arguments())
         await dead.bind(self.DEAD, routing_key=queue)
         if queue != DEAD_LETTER_FEED:  # a feed message that dies is parked, not fed to itself
             feed = await channel.declare_queue(DEAD_LETTER_FEED, durable=True,
@@ -226,15 +270,65 @@ def _amqp_message(body: bytes, priority: int | None, headers: Mapping[str, str])
         timestamp=datetime.now(UTC)))
 
 
+# Each queue's leader on the node with the fewest, so the lanes' work spreads over the cluster (the default puts
+# every leader on the node the declaring process is connected to).
+_QUORUM = {"x-queue-type": "quorum", "x-queue-leader-locator": "balanced"}
+_URL_OPTIONS = ("hosts", "queues", "shards")  # the broker URL's options that Axis reads (docs/transports.md)
+
+
+def _node_url(first: URL, node: str) -> URL:
+    """`first` with another `host[:port]`."""
+    host, _, port = node.strip().rpartition(":") if ":" in node else (node.strip(), "", "")
+    if not host:
+        raise ValueError(f"broker URL option hosts={node!r}: use host:port,host:port")
+    return first.with_host(host).with_port(int(port) if port else first.port)
+
+
+class _FailoverConnection(aio_pika.RobustConnection):
+    """A robust connection that tries the next node of a cluster on each connection attempt.
+
+    aio-pika's reconnection loop reads `self.url` once per attempt (`Connection.connect`), and
+    otherwise only to print it, so moving on at each read is what spreads the attempts over the nodes.
+    """
+
+    def __init__(self, nodes: list[URL], **kwargs: Any) -> None:
+        self._nodes = nodes
+        self._next = 0
+        super().__init__(nodes[0], **kwargs)
+        self._next = 0  # __init__ read it: the first attempt still goes to the first node
+
+    @property
+    def url(self) -> URL:
+        node = self._nodes[self._next % len(self._nodes)]
+        self._next += 1
+        return node
+
+    @url.setter
+    def url(self, value: URL) -> None:  # aio-pika sets it in __init__ and when a password changes
+        self._nodes = [value, *self._nodes[1:]] if self._nodes[0] != value else self._nodes
+
+
 class RabbitMQTransport(Transport):
     def __init__(self, url: str, *, retry: RetryPolicy | None = None, connection_name: str = "axis",
                  timeout: float = 30.0) -> None:
         parsed = URL(url)
         if "reconnect_interval" not in parsed.query:
             parsed = parsed.update_query(reconnect_interval="2")
+        options = {name: parsed.query[name] for name in _URL_OPTIONS if name in parsed.query}
+        parsed = parsed.without_query_params(*_URL_OPTIONS)  # ours, not aio-pika's
         self._url = parsed
+        # The other nodes of a cluster: each connection attempt goes to the next one, so losing the node a
+        # process is connected to costs a reconnection, not the process.
+        self._nodes = [parsed] + [_node_url(parsed, node) for node in options.get("hosts", "").split(",") if node]
         self.retry_policy = retry or RetryPolicy()
-        self.topology = Topology(self.retry_policy)
+        try:
+            shards = options.get("shards", "1")
+            if not shards.isdigit():
+                raise ValueError(f"shards={shards!r}: use a number from 1 to 64")
+            self.topology = Topology(self.retry_policy, queue_type=options.get("queues", "classic"),
+                                     shards=int(shards))
+        except ValueError as exc:
+            raise ValueError(f"broker URL {self._safe_url()}: {exc}") from None
         self.connection_name = connection_name
         self.timeout = timeout
         self._connection: AbstractRobustConnection | None = None
@@ -250,8 +344,7 @@ class RabbitMQTransport(Transport):
 
     async def start(self) -> None:
         try:
-            self._connection = await aio_pika.connect_robust(
-                self._url, client_properties={"connection_name": self.connection_name}, timeout=self.timeout)
+            self._connection = await self._connect()
             self._channel = await asyncio.wait_for(
                 self._connection.channel(publisher_confirms=True, on_return_raises=True), self.timeout)
             async with self._temp_channel() as channel:
@@ -272,6 +365,25 @@ class RabbitMQTransport(Transport):
                                      "broker is running and that the user, password and vhost are right.") from exc
             raise BrokerRefused(f"RabbitMQ at {self._safe_url()} refused the connection ({exc!r}): check the user, "
                                 "password and vhost in the broker URL.") from exc
+
+    async def _connect(self) -> AbstractRobustConnection:
+        """A robust connection to the first node that answers (aio-pika gives up at once when its first
+        attempt fails; after that its reconnections go round the nodes)."""
+        failure: BaseException | None = None
+        for first in range(len(self._nodes)):
+            connection = _FailoverConnection(self._nodes[first:] + self._nodes[:first],
+                                             client_properties={"connection_name": self.connection_name})
+            try:
+                await connection.connect(timeout=self.timeout)
+                return connection
+            except _AMQP_ERRORS as exc:
+                failure = exc
+                with contextlib.suppress(*_AMQP_ERRORS):
+                    await connection.close()
+                if _refused(exc):
+                    break  # the account or the vhost: every node of a cluster says the same
+        assert failure is not None
+        raise failure
 
     def _check_open(self) -> AbstractRobustConnection:
         if self._closed or self._connection is None or self._channel is None:
@@ -321,10 +433,11 @@ class RabbitMQTransport(Transport):
                 raise TransportError(f"cannot declare queue {name!r}: {exc!r}; retry") from exc
 
     async def publish(self, queue: str, body: bytes, *, message_id: str, priority: int = 0,
-                      headers: Mapping[str, str] | None = None) -> None:
+                      headers: Mapping[str, str] | None = None, key: str = "") -> None:
         plain = check_message(queue, body, message_id, priority, headers)
-        await self._send(Topology.DELIVER, queue,
-                         _amqp_message(body, priority, {**plain, H_ID: message_id, H_ATTEMPT: "1"}))
+        await self._send(Topology.DELIVER, self.topology.lane(queue, priority, key or message_id),
+                         _amqp_message(body, priority, {**plain, H_ID: message_id, H_ATTEMPT: "1",
+                                                        H_KEY: key or message_id}))
 
     async def publish_many(self, messages: Iterable[OutgoingMessage]) -> list[TransportError | None]:
         checked = check_batch(messages)
@@ -333,8 +446,10 @@ class RabbitMQTransport(Transport):
         async def one(message: OutgoingMessage, plain: dict[str, str]) -> TransportError | None:
             async with semaphore:
                 try:
-                    await self._send(Topology.DELIVER, message.queue, _amqp_message(
-                        message.body, message.priority, {**plain, H_ID: message.message_id, H_ATTEMPT: "1"}))
+                    key = message.key or message.message_id
+                    await self._send(Topology.DELIVER, self.topology.lane(message.queue, message.priority, key),
+                                     _amqp_message(message.body, message.priority,
+                                                   {**plain, H_ID: message.message_id, H_ATTEMPT: "1", H_KEY: key}))
                 except TransportError as exc:
                     return exc
                 return None
@@ -379,8 +494,8 @@ class RabbitMQTransport(Transport):
     def consume_dead_letters(self, *, prefetch: int = 100) -> Consumer:
         return _RabbitConsumer(self, DEAD_LETTER_FEED, check_prefetch(prefetch))
 
-    async def _redeliver(self, queue: str, message: AbstractIncomingMessage, *, count: bool) -> None:
-        """Put `message` back on `queue` as a new publish, counting an attempt if `count`; then ack it.
+    async def _redeliver(self, queue: str, lane: str, message: AbstractIncomingMessage, *, count: bool) -> None:
+        """Put `message` back on `lane` of `queue` as a new publish, counting an attempt if `count`; then ack it.
 
         With `count`, a message past `max_attempts` goes to the dead-letter queue instead.
         """
@@ -393,21 +508,22 @@ class RabbitMQTransport(Transport):
         headers = _carried(message, attempt)
         if count or _header(message.headers, H_REDELIVERED) == "1":
             headers[H_REDELIVERED] = "1"
-        await self._send(Topology.DELIVER, queue, _amqp_message(message.body, message.priority, headers))
+        await self._send(Topology.DELIVER, lane, _amqp_message(message.body, message.priority, headers))
         await _ack(message)
 
     async def _to_dead(self, queue: str, message: AbstractIncomingMessage, attempts: int, reason: str) -> None:
         # attempt 1: the copy on the feed is a fresh message there; the letter's own count travels apart.
         headers = {**_plain_headers(message.headers), H_ID: _header(message.headers, H_ID) or
                    message.message_id or "", H_ATTEMPT: "1", H_DEAD_ATTEMPTS: str(attempts), H_REASON: reason,
-                   H_DEAD_AT: datetime.now(UTC).isoformat(), H_ORIGIN: queue}
+                   H_DEAD_AT: datetime.now(UTC).isoformat(), H_ORIGIN: queue,
+                   H_KEY: _header(message.headers, H_KEY) or ""}
         await self._send(Topology.DEAD, queue, _amqp_message(message.body, message.priority, headers))
         await _ack(message)
 
-    async def _retry_later(self, queue: str, message: AbstractIncomingMessage, attempt: int) -> None:
+    async def _retry_later(self, lane: str, message: AbstractIncomingMessage, attempt: int) -> None:
         delay_ms = self.topology.retry_delays_ms[attempt - 1]
         headers = {**_carried(message, attempt + 1), H_RETRY_MS: str(delay_ms)}
-        await self._send(Topology.RETRY, queue, _amqp_message(message.body, message.priority, headers))
+        await self._send(Topology.RETRY, lane, _amqp_message(message.body, message.priority, headers))
         await _ack(message)
 
     # --- dead letters, depth ------------------------------------------------
@@ -427,18 +543,19 @@ class RabbitMQTransport(Transport):
         return letters
 
     async def replay_dead_letters(self, queue: str, message_ids: Iterable[str] | None = None) -> int:
-        async def replay(letter: DeadLetter) -> None:
-            await self._send(Topology.DELIVER, queue, _amqp_message(
-                letter.body, letter.priority, {**letter.headers, H_ID: letter.message_id, H_ATTEMPT: "1"}))
+        async def replay(letter: DeadLetter, key: str) -> None:
+            await self._send(Topology.DELIVER, self.topology.lane(queue, letter.priority, key), _amqp_message(
+                letter.body, letter.priority, {**letter.headers, H_ID: letter.message_id, H_ATTEMPT: "1",
+                                               H_KEY: key}))
         return await self._settle_dead_letters(queue, message_ids, replay)
 
     async def purge_dead_letters(self, queue: str, message_ids: Iterable[str] | None = None) -> int:
-        async def purge(letter: DeadLetter) -> None:
+        async def purge(letter: DeadLetter, key: str) -> None:
             return None  # taking it off the dead-letter queue is the whole of a purge
         return await self._settle_dead_letters(queue, message_ids, purge)
 
     async def _settle_dead_letters(self, queue: str, message_ids: Iterable[str] | None,
-                                   act: Callable[[DeadLetter], Awaitable[None]]) -> int:
+                                   act: Callable[[DeadLetter, str], Awaitable[None]]) -> int:
         """`act` on each dead letter of `queue` (those of `message_ids`, or all), then take it off the dead-letter
         queue; the count of those taken."""
         check_queue_name(queue)
@@ -453,7 +570,7 @@ class RabbitMQTransport(Transport):
                 letter = _dead_letter(queue, message)
                 if wanted is not None and letter.message_id not in wanted:
                     continue  # stays unacked, so the channel close puts it back
-                await act(letter)
+                await act(letter, _header(message.headers, H_KEY) or letter.message_id)
                 await _ack(message)
                 done += 1
         return done
@@ -466,9 +583,12 @@ class RabbitMQTransport(Transport):
 
     async def depth(self, queue: str) -> int:
         check_queue_name(queue)
+        total = 0
         async with self._temp_channel() as channel:
-            declared = await self._passive(channel, queue, queue)
-            return int(declared.declaration_result.message_count or 0)
+            for lane in self.topology.lanes(queue):
+                declared = await self._passive(channel, lane, queue)
+                total += int(declared.declaration_result.message_count or 0)
+        return total
 
     async def queue_stats(self, queues: Iterable[str]) -> list[QueueStats]:
         """Ready messages and consumers from a passive declare; messages in flight and the age of the oldest
@@ -476,22 +596,26 @@ class RabbitMQTransport(Transport):
         within 2 s (None otherwise)."""
         names = [q if q == DEAD_LETTER_FEED else check_queue_name(q) for q in queues]
         found: list[QueueStats] = []
+        lanes: dict[str, list[str]] = {}
         for name in names:
             counts: list[Any] = []
-            for each in (name, Topology.dlq(name)):
+            for each in [*self.topology.lanes(name), Topology.dlq(name)]:
                 # One channel each: a failed passive declare closes its channel.
                 async with self._temp_channel() as channel:
                     try:
                         counts.append((await self._passive(channel, each, name)).declaration_result)
                     except UnroutableError:
                         counts.append(None)
-            declared, dead = counts
-            if declared is not None:
-                found.append(QueueStats(name, int(declared.message_count or 0), None, int(declared.consumer_count or 0),
-                                        None, int(dead.message_count or 0) if dead is not None else 0))
-        managed = await asyncio.to_thread(self._management_stats, [q.queue for q in found])
-        return [dataclasses.replace(q, in_flight=managed[q.queue][0], oldest_age=managed[q.queue][1])
-                if q.queue in managed else q for q in found]
+            *declared, dead = counts
+            if all(lane is not None for lane in declared):
+                lanes[name] = self.topology.lanes(name)
+                # A queue is served only as well as its least served lane.
+                found.append(QueueStats(name, sum(int(lane.message_count or 0) for lane in declared), None,
+                                        min(int(lane.consumer_count or 0) for lane in declared), None,
+                                        int(dead.message_count or 0) if dead is not None else 0))
+        managed = await asyncio.to_thread(self._management_stats, [lane for q in found for lane in lanes[q.queue]])
+        return [_with_management(q, [managed[lane] for lane in lanes[q.queue]])
+                if all(lane in managed for lane in lanes[q.queue]) else q for q in found]
 
     def _management_stats(self, names: list[str]) -> dict[str, tuple[int | None, float | None]]:
         """{queue: (unacknowledged messages, age of the head message in seconds)} from the management API."""
@@ -523,6 +647,14 @@ class RabbitMQTransport(Transport):
                 await asyncio.wait_for(self._connection.close(), self.timeout)
             except _AMQP_ERRORS:
                 pass  # closing a connection that is already gone
+
+
+def _with_management(stats: QueueStats, lanes: list[tuple[int | None, float | None]]) -> QueueStats:
+    """`stats` with the management API's figures of its lanes: messages in flight summed, the oldest age."""
+    in_flight = [n for n, _ in lanes if n is not None]
+    ages = [age for _, age in lanes if age is not None]
+    return dataclasses.replace(stats, in_flight=sum(in_flight) if in_flight else None,
+                               oldest_age=max(ages) if ages else None)
 
 
 async def _ack(message: AbstractIncomingMessage) -> None:
@@ -566,10 +698,12 @@ def _origin(message: AbstractIncomingMessage) -> str:
 
 
 class _RabbitDelivery(Delivery):
-    def __init__(self, consumer: _RabbitConsumer, message: AbstractIncomingMessage, **fields: Any) -> None:
+    def __init__(self, consumer: _RabbitConsumer, message: AbstractIncomingMessage, lane: str,
+                 **fields: Any) -> None:
         super().__init__(**fields)
         self.consumer = consumer
         self.message = message
+        self.lane = lane  # the physical queue it came from, where a retry puts it back
 
     async def _settle(self, action: Any) -> None:
         try:
@@ -593,7 +727,7 @@ class _RabbitDelivery(Delivery):
         if self.attempt >= transport.retry_policy.max_attempts:
             await self._settle(transport._to_dead(self.queue, self.message, self.attempt, reason))
         else:
-            await self._settle(transport._retry_later(self.queue, self.message, self.attempt))
+            await self._settle(transport._retry_later(self.lane, self.message, self.attempt))
 
     async def _dead_letter(self, reason: str) -> None:
         await self._settle(self.consumer.transport._to_dead(self.queue, self.message, self.attempt, reason))
@@ -614,12 +748,16 @@ class _RabbitConsumer(Consumer):
         self.prefetch = prefetch
         self._inbox: asyncio.Queue[Any] = asyncio.Queue()
         self._ready: deque[_RabbitDelivery] = deque()
+        self._urgent: deque[_RabbitDelivery] = deque()  # from the urgent lanes: handed out first
         self._news = asyncio.Event()
         self._pump: asyncio.Task[None] | None = None
         self._given: set[_RabbitDelivery] = set()
         self._channel: Any = None
-        self._amqp_queue: Any = None  # held strongly: robust queues are restored only while referenced
-        self._tag: str | None = None
+        self._lanes = transport.topology.lanes(queue)
+        self._urgent_lanes = {lane for lane in self._lanes if lane.endswith(".urgent")}
+        # (queue, tag) per lane, the queues held strongly: robust queues are restored only while referenced
+        self._subscribed: list[tuple[Any, str]] = []
+        self._lane_of: dict[str, str] = {}  # consumer tag -> lane
         self._state = "new"
 
     def settled(self, delivery: _RabbitDelivery) -> None:
@@ -631,13 +769,17 @@ class _RabbitConsumer(Consumer):
         transport = self.transport
         connection = transport._check_open()
         async with transport._temp_channel() as probe:  # a 404 must not kill the robust channel
-            await transport._passive(probe, self.queue, self.queue)
+            for lane in self._lanes:
+                await transport._passive(probe, lane, self.queue)
         try:
             self._channel = await asyncio.wait_for(connection.channel(publisher_confirms=False), transport.timeout)
+            # One prefetch for the channel, whatever the lanes (AMQP's global QoS is per channel).
             await asyncio.wait_for(self._channel.set_qos(prefetch_count=self.prefetch), transport.timeout)
-            self._amqp_queue = await asyncio.wait_for(
-                self._channel.declare_queue(self.queue, passive=True), transport.timeout)
-            self._tag = await asyncio.wait_for(self._amqp_queue.consume(self._inbox.put), transport.timeout)
+            for lane in self._lanes:
+                amqp_queue = await asyncio.wait_for(self._channel.declare_queue(lane, passive=True), transport.timeout)
+                tag = await asyncio.wait_for(amqp_queue.consume(self._inbox.put), transport.timeout)
+                self._subscribed.append((amqp_queue, tag))
+                self._lane_of[tag] = lane
         except _AMQP_ERRORS as exc:
             await self._close_channel()
             raise TransportError(f"cannot consume from {self.queue!r}: {exc!r}; retry") from exc
@@ -646,12 +788,12 @@ class _RabbitConsumer(Consumer):
         self._pump = asyncio.create_task(self._run_pump(), name=f"axis-consumer:{self.queue}")
 
     def _ready_count(self) -> int:
-        return len(self._ready)
+        return len(self._urgent) + len(self._ready)
 
     def _take_ready(self, limit: int) -> list[Delivery]:
         taken: list[Delivery] = []
-        while self._ready and len(taken) < limit:
-            delivery = self._ready.popleft()
+        while (self._urgent or self._ready) and len(taken) < limit:
+            delivery = (self._urgent or self._ready).popleft()
             if not _channel_alive(delivery.message):
                 continue  # its channel died with the connection; the broker redelivers it
             self._given.add(delivery)
@@ -679,7 +821,8 @@ class _RabbitConsumer(Consumer):
                 if message.redelivered:
                     await self._count_redelivery(message)
                     continue
-                self._ready.append(self._delivery(message))
+                delivery = self._delivery(message)
+                (self._urgent if delivery.lane in self._urgent_lanes else self._ready).append(delivery)
             except Exception:
                 # A pump that died would leave the consumer silent for good; this message stays
                 # unacked and goes back to the queue when the consumer closes.
@@ -688,10 +831,13 @@ class _RabbitConsumer(Consumer):
                 continue
             self._news.set()
 
+    def _lane(self, message: AbstractIncomingMessage) -> str:
+        return self._lane_of.get(message.consumer_tag or "", self.queue)
+
     def _delivery(self, message: AbstractIncomingMessage) -> _RabbitDelivery:
         headers = message.headers or {}
         return _RabbitDelivery(
-            self, message, queue=self.queue, body=message.body,
+            self, message, self._lane(message), queue=self.queue, body=message.body,
             message_id=_header(headers, H_ID) or message.message_id or "",
             headers=_plain_headers(headers), priority=message.priority or 0, attempt=_attempt(headers),
             redelivered=_header(headers, H_REDELIVERED) == "1",
@@ -712,7 +858,7 @@ class _RabbitConsumer(Consumer):
             return
         try:
             await retrying(f"re-publishing a redelivered message on {self.queue!r}", until=gone)(
-                self.transport._redeliver)(self.queue, message, count=True)
+                self.transport._redeliver)(self.queue, self._lane(message), message, count=True)
         except TransportError as exc:
             log.warning("could not re-publish a redelivered message on %r (%s); the broker delivers it again",
                         self.queue, exc)
@@ -731,8 +877,9 @@ class _RabbitConsumer(Consumer):
         self.transport._consumers.discard(self)
         if was_open:
             try:
-                if self._tag is not None and not self._channel.is_closed:
-                    await asyncio.wait_for(self._amqp_queue.cancel(self._tag), self.transport.timeout)
+                for amqp_queue, tag in self._subscribed:
+                    if not self._channel.is_closed:
+                        await asyncio.wait_for(amqp_queue.cancel(tag), self.transport.timeout)
                 # Deliveries that arrived before CancelOk reach the inbox two task hops
                 # later (aiormq's dispatch task, then aio-pika's callback task).
                 for _ in range(3):
@@ -746,7 +893,8 @@ class _RabbitConsumer(Consumer):
             # Prefetched messages the application never saw go back without
             # counting an attempt; if that fails, the channel close below
             # returns them to the broker, which then counts one.
-            unseen = [(d.message, False) for d in self._ready]
+            unseen = [(d.message, False) for d in (*self._urgent, *self._ready)]
+            self._urgent.clear()
             self._ready.clear()
             while not self._inbox.empty():
                 message = self._inbox.get_nowait()
@@ -756,7 +904,7 @@ class _RabbitConsumer(Consumer):
                 if not _channel_alive(message):
                     continue
                 try:
-                    await self.transport._redeliver(self.queue, message, count=count)
+                    await self.transport._redeliver(self.queue, self._lane(message), message, count=count)
                 except TransportError:
                     pass
             await self._close_channel()

@@ -69,6 +69,12 @@ class BulkRun:
     pulls: list[Running] = field(default_factory=list)
     stored_lines: dict[str, list[str]] = field(default_factory=dict)
     sends: list[Outcome] = field(default_factory=list)
+    # The deployments the agencies' commands go through, in turn (one per gateway); none: `deployment` alone.
+    edges: tuple[Deployment, ...] = ()
+
+    def _edge(self, index: int) -> Deployment:
+        edges = self.edges or (self.deployment,)
+        return edges[index % len(edges)]
 
     @property
     def outbox(self) -> Path:
@@ -95,13 +101,13 @@ class BulkRun:
             return [self.deployment.spawn("send", str(folder), "--json", "--wait", str(SEND_WAIT))]
         files = {code: [folder / name for name in names if name.startswith(code.rsplit(".", 1)[1])]
                  for code in self.senders}
-        return [self.deployment.spawn("send", *map(str, paths), "--json", "--wait", str(SEND_WAIT))
-                for paths in files.values() if paths]
+        return [self._edge(index).spawn("send", *map(str, paths), "--json", "--wait", str(SEND_WAIT))
+                for index, paths in enumerate(files.values()) if paths]
 
     def _pull(self, code: str) -> Running:
         # --max: a pull that has taken all it still misses ends at once instead of idling.
         remaining = len(self.packets) - len(self.stored_lines[code])
-        return self.deployment.spawn("inbox", "pull", code, *self.deployment.agency_files(code),
+        return self._edge(self.recipients.index(code)).spawn("inbox", "pull", code, *self.deployment.agency_files(code),
                                      "--out", str(self.inbox(code)), "--wait", PULL_IDLE,
                                      "--max", str(max(remaining, 1)))
 

@@ -216,6 +216,7 @@ class Deployment:
     gateway_port: int = field(default_factory=free_port)
     credentials: dict[str, Path] = field(default_factory=dict)
     tsa_url: str | None = None      # the TSA `axis serve` has its checkpoints stamped by (AXIS_TSA_URL)
+    extra_env: dict[str, str] = field(default_factory=dict)  # more settings for every command (AXIS_…)
 
     def __post_init__(self) -> None:
         for source, target in ((self.pki.ca / "ca.pem", "pki/ca.pem"), (self.pki.ca / "crl.pem", "pki/crl.pem"),
@@ -239,7 +240,7 @@ class Deployment:
                "AXIS_SIGNER_PROCESSES": "1"}
         if self.tsa_url is not None:
             env["AXIS_TSA_URL"] = self.tsa_url
-        return env
+        return {**env, **self.extra_env}
 
     @property
     def gateway_url(self) -> str:

@@ -34,11 +34,15 @@ def rabbitmq_url() -> Iterator[str]:
         admin.delete_vhost(vhost)
 
 
-@pytest.fixture(params=["embedded", pytest.param("rabbitmq", marks=pytest.mark.rabbitmq)])
+@pytest.fixture(params=["embedded", pytest.param("rabbitmq", marks=pytest.mark.rabbitmq),
+                        pytest.param("rabbitmq-quorum", marks=pytest.mark.rabbitmq)])
 def transport_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """rabbitmq-quorum: the cluster's layout (docs/transports.md), quorum queues with urgent lanes (one shard: a
+    sharded queue keeps order per key only, and its tests are in test_rabbitmq.py)."""
     if request.param == "embedded":
         return f"embedded://{tmp_path}/transport.db"
-    return request.getfixturevalue("rabbitmq_url")
+    url = request.getfixturevalue("rabbitmq_url")
+    return url + "?queues=quorum" if request.param == "rabbitmq-quorum" else url
 
 
 @pytest.fixture

@@ -266,7 +266,12 @@ async def test_an_urgent_message_overtakes_a_backlog(transport: Transport) -> No
             delivery = await next_delivery(consumer)
             order.append(delivery.message_id)
             await delivery.ack()
-    assert order == ["timed", "urgent", "n0"]
+    if getattr(getattr(transport, "topology", None), "queue_type", None) == "quorum":
+        # Two levels, each its own lane with its own prefetch: the urgent ones in publish order, ahead of the
+        # backlog but for at most `prefetch` (1) normal message the consumer already held.
+        assert [m for m in order if m != "n0"] == ["urgent", "timed"], order
+    else:
+        assert order == ["timed", "urgent", "n0"]
 
 
 async def test_publish_many_delivers_every_message_exactly_once(transport: Transport) -> None:

@@ -15,7 +15,7 @@ import pytest
 from yarl import URL
 
 from axis.retry import is_transient, retrying
-from axis.transport import BrokerRefused, Transport, TransportError, UnroutableError, open_transport
+from axis.transport import BrokerRefused, OutgoingMessage, Transport, TransportError, UnroutableError, open_transport
 
 from .support import AMQP_URL, POLICY, STEP, RabbitAdmin, next_delivery
 
@@ -210,3 +210,76 @@ async def test_a_refused_account_or_vhost_fails_at_once_and_is_not_retried(trans
     assert time.monotonic() - started < 10
     assert "not-the-password" not in str(refused.value)
     assert not is_transient(refused.value)
+
+
+async def test_the_cluster_layout_is_a_fixed_set_of_quorum_lanes_sharded_by_key(vhost: str) -> None:
+    """`?queues=quorum&shards=3`: every queue is 3 shards x (urgent, normal) quorum lanes, however many keys
+    (agencies) publish; one key's messages keep their order; a retry and a replay go back to their own shard."""
+    url = str(URL(AMQP_URL).with_path("/" + vhost)) + "?queues=quorum&shards=3"
+    transport = await open_transport(url, retry=POLICY, timeout=10.0)
+    admin = RabbitAdmin()
+    try:
+        await transport.declare_queue(Q)
+        keys = [f"000.00.{n:02d}.G01" for n in range(40)]  # forty agencies
+        await transport.publish_many([OutgoingMessage(Q, f"{key}:{i}".encode(), f"{key}-{i}", priority=i % 5,
+                                                      key=key) for key in keys for i in range(3)])
+        names = {q["name"]: q for q in admin.call("GET", f"/queues/{quote(vhost, safe='')}")}
+        lanes = [Q, f"{Q}.shard-1", f"{Q}.shard-2"]
+        lanes += [f"{lane}.urgent" for lane in lanes]
+        assert {n for n in names if n.startswith(Q)} == {*lanes, f"{Q}.dlq"}
+        assert {names[n]["type"] for n in [*lanes, f"{Q}.dlq"]} == {"quorum"}
+        assert all(names[n]["arguments"]["x-dead-letter-routing-key"] == Q for n in lanes)
+        assert await transport.depth(Q) == 120
+        (stats,) = await transport.queue_stats([Q])
+        assert (stats.ready, stats.consumers) == (120, 0)
+
+        seen: dict[str, list[int]] = {}
+        async with transport.consume(Q, prefetch=50) as consumer:
+            for _ in range(120):
+                delivery = await next_delivery(consumer)
+                key, _, i = delivery.body.decode().partition(":")
+                seen.setdefault(key, []).append(int(i))
+                if delivery.message_id == f"{keys[0]}-0":
+                    await delivery.retry()  # comes back to its shard, attempt 2
+                elif delivery.message_id == f"{keys[1]}-1":
+                    await delivery.dead_letter("parked by the test")
+                else:
+                    await delivery.ack()
+            again = await next_delivery(consumer)
+            assert (again.message_id, again.attempt) == (f"{keys[0]}-0", 2)
+            await again.ack()
+        # Within a lane (a key's urgent or normal messages) publish order holds.
+        assert all(sorted(v) == [0, 1, 2] for v in seen.values()) and len(seen) == 40
+        assert await transport.replay_dead_letters(Q) == 1
+        async with transport.consume(Q, prefetch=5) as consumer:
+            replayed = await next_delivery(consumer)
+            assert (replayed.message_id, replayed.attempt) == (f"{keys[1]}-1", 1)
+            await replayed.ack()
+        assert await transport.depth(Q) == 0
+    finally:
+        await transport.close()
+
+
+async def test_a_consumer_takes_what_the_urgent_lanes_bring_first(vhost: str) -> None:
+    url = str(URL(AMQP_URL).with_path("/" + vhost)) + "?queues=quorum&shards=2"
+    transport = await open_transport(url, retry=POLICY, timeout=10.0)
+    try:
+        await transport.declare_queue(Q)
+        await transport.publish_many([OutgoingMessage(Q, b"n", f"n{i}", key=f"k{i}") for i in range(50)])
+        await transport.publish_many([OutgoingMessage(Q, b"u", f"u{i}", priority=3 + i % 2, key=f"k{i}")
+                                      for i in range(4)])
+        async with transport.consume(Q, prefetch=100) as consumer:
+            await asyncio.sleep(0.5)  # everything prefetched: the order is the consumer's, not the broker's
+            batch = await consumer.receive(54, STEP)
+            assert sorted(d.message_id for d in batch[:4]) == ["u0", "u1", "u2", "u3"]
+            for delivery in batch:
+                await delivery.ack()
+    finally:
+        await transport.close()
+
+
+@pytest.mark.parametrize("option", ["queues=fifo", "shards=0", "shards=x", "hosts=:5"])
+async def test_a_wrong_layout_option_in_the_url_says_which(vhost: str, option: str) -> None:
+    url = str(URL(AMQP_URL).with_path("/" + vhost)) + "?" + option
+    with pytest.raises(ValueError, match=option.split("=")[0]):
+        await open_transport(url, retry=POLICY, timeout=10.0)
