@@ -5,8 +5,10 @@ and the broker, so any number of hub processes can run against RabbitMQ and
 PostgreSQL. (With SQLite the store allows one writer at a time; several hub
 processes are safe but do not add throughput.)
 
-The intake consumer takes submissions in batches (up to `batch_size`, or
-whatever arrived within `batch_wait` seconds) and acknowledges them only after
+The intake consumer takes submissions in batches: when a worker is free, a batch
+takes whatever is ready (up to `batch_size`), so a batch closes when the queue is
+empty, not when a timer fires, and grows only while the workers are busy (the
+gateway batches its requests the same way). It acknowledges them only after
 one transaction per batch has committed: an intake batch goes whole to a worker
 process (`workers.py`), which checks, decides, signs and commits it. A failure
 before the commit leaves the batch unacknowledged: the broker delivers it again
@@ -49,8 +51,8 @@ class HubSettings:
     trust: TrustSettings
     workers: int | None = None          # worker processes; None = one per core; 0 = a thread
     batch_size: int = 200
-    batch_wait: float = 0.05            # seconds to wait for a batch to fill
-    in_flight: int | None = None        # batches being processed at once; None = two per worker
+    batch_wait: float = 0.0             # seconds a batch may wait for more once it has one (0: it takes what is ready)
+    in_flight: int | None = None        # batches being processed at once; None = one per worker
     prefetch: int = 800
     batch_idle: float = 1.0             # seconds a consumer waits for a delivery before it checks on itself
     stall_after: float = 10.0           # seconds after which a batch is reported as overdue
@@ -145,19 +147,26 @@ class Hub:
                 return self.transport.consume(queue, prefetch=self.settings.prefetch)
         while True:
             failed = asyncio.Event()
-            # Two batches per worker: one being worked on, the next already queued behind it.
-            slots = asyncio.Semaphore(self.settings.in_flight or max(2, 2 * self.pool.workers))
+            # One batch per worker, taken only once a slot is free: what arrives while every worker is busy
+            # waits in the consumer and leaves with the next batch, none queued behind a busy worker.
+            slots = asyncio.Semaphore(self.settings.in_flight or max(1, self.pool.workers))
             try:
                 async with open_consumer() as consumer:
                     while not failed.is_set() and not consumer.closed:
-                        # A bounded wait, only so that a failed batch is noticed while the queue is idle.
-                        batch = await consumer.receive(self.settings.batch_size, self.settings.batch_idle,
-                                                       linger=self.settings.batch_wait)
-                        if batch:
-                            await slots.acquire()
-                            task = asyncio.create_task(self._run_batch(queue, handle, batch, failed, slots))
-                            running[task] = asyncio.get_running_loop().time()
-                            task.add_done_callback(running.pop)
+                        await slots.acquire()
+                        try:
+                            # A bounded wait, only so that a failed batch is noticed while the queue is idle.
+                            batch = await consumer.receive(self.settings.batch_size, self.settings.batch_idle,
+                                                           linger=self.settings.batch_wait)
+                        except BaseException:
+                            slots.release()
+                            raise
+                        if not batch:
+                            slots.release()
+                            continue
+                        task = asyncio.create_task(self._run_batch(queue, handle, batch, failed, slots))
+                        running[task] = asyncio.get_running_loop().time()
+                        task.add_done_callback(running.pop)
                     await asyncio.gather(*running, return_exceptions=True)
                 await asyncio.sleep(1.0)
             except asyncio.CancelledError:
