@@ -69,14 +69,7 @@ def test_a_node_killed_mid_run_loses_nothing_and_two_hubs_and_gateways_share_the
     time.sleep(DOWN)
     node_control(1, "start")
 
-    # A sender whose connection broke may end without some receipts (exit 1): it sends everything again,
-    # and then holds an accepted (or duplicate: the first) receipt for every packet.
-    if run.finish_sending().exit_code != 0:
-        again = run.send_again()
-        assert again.exit_code == 0, again
-    run.finish_pulls(strict=False)
-    run.drain()
-    run.check_exactly_once()
+    run.finish_after_outage()
 
     hubs = [*first.hubs, *second.hubs]
     assert all(hub.alive() for hub in hubs)  # both rode out the node's loss, no restart

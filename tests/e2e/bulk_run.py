@@ -148,6 +148,17 @@ class BulkRun:
         self.sending = self._send()
         return self.finish_sending()
 
+    def finish_after_outage(self) -> None:
+        """End a run that lived through an outage and check its end state: a sender that lost its connection
+        may end without some receipts (exit 1), so it sends everything again and must then hold an accepted
+        (or duplicate: the first) receipt for every packet; pulls may exit 1 (a receipt left to deliver again)."""
+        if self.finish_sending().exit_code != 0:
+            again = self.send_again()
+            assert again.exit_code == 0, again
+        self.finish_pulls(strict=False)
+        self.drain()
+        self.check_exactly_once()
+
     def drain(self, timeout: float = 300.0) -> None:
         """Pull until the hub records every delivery as delivered (each round: all recipients side by side)."""
         expected = len(self.packets) * len(self.recipients)
