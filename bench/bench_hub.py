@@ -44,71 +44,27 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import sqlalchemy as sa
 from cpu_usage import children, cpu_seconds, machine_busy  # bench/, the script's folder
-from signxml import XMLVerifier
+from hub_inputs import (  # re-exported: bench_gateway and bench_registry take them from here
+    RECIPIENTS,
+    SENDER,
+    make_packets,
+    make_pki,
+    raw_transport_rate,
+    raw_verify_rate,
+)
+from hub_inputs import pg_database as _pg_database
+from hub_inputs import vhost as _vhost
 
 from axis import wire
-from axis.edxml import Attachment, Organization, SignerInfo, packet_to_bytes
-from axis.edxml.compose import new_document
 from axis.hub import Hub, HubSettings, TrustSettings
 from axis.signer import SignerChild, SignerClient
 from axis.store import NewSubmission, Store, open_store
 from axis.store.schema import deliveries as deliveries_t
 from axis.store.schema import submissions as submissions_t
 from axis.transport import OutgoingMessage, open_transport
-from axis.trust import Signer, keys, pki
 
-SENDER = "000.00.00.G22"
-RECIPIENTS = [f"000.00.{i:02d}.H41" for i in range(1, 11)]
-AMQP = os.environ.get("AXIS_BENCH_AMQP", "amqp://guest:guest@127.0.0.1:5672/")
 PROFILE = False
 HUB_OPTIONS: dict = {}  # HubSettings overrides, from --hub key=value
-PG = os.environ.get("AXIS_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
-
-
-def make_packets(root: Path, count: int, recipients: list[str]) -> list[bytes]:
-    signer = Signer.from_files(root / "keys" / f"{SENDER}.key.pem", root / "keys" / f"{SENDER}.cert.pem")
-    filler = os.urandom(1100)  # base64 → ~1.5 KB, so the signed packet is ~5 KB
-    packets = []
-    run = uuid.uuid4().hex[:8]
-    for i in range(count):
-        document = new_document(
-            Organization(SENDER, organ_name="Văn phòng Chính phủ"), [Organization(c) for c in recipients],
-            code_number=f"{run}{i}", code_notation="VPCP-TTĐT", subject="Đo thông lượng",
-            signer=SignerInfo(full_name="Nguyễn Văn A"),
-            attachments=[Attachment(content_id="cid:1", attachment_name="a.bin",
-                                    content_type="application/octet-stream", data=filler)])
-        packets.append(signer.sign(packet_to_bytes(document)))
-    return packets
-
-
-def raw_verify_rate(root: Path, packets: list[bytes], seconds: float = 3.0) -> float:
-    leaf = keys.load_certificate(root / "keys" / f"{SENDER}.cert.pem")
-    verifier = XMLVerifier()
-    done, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        verifier.verify(packets[done % len(packets)], x509_cert=leaf)
-        done += 1
-    return done / (time.perf_counter() - start)
-
-
-async def raw_transport_rate(url: str, packets: list[bytes]) -> float:
-    transport = await open_transport(url)
-    queue = f"bench.raw.{uuid.uuid4().hex[:8]}"
-    await transport.declare_queue(queue)
-    start = time.perf_counter()
-    for i in range(0, len(packets), 500):
-        await transport.publish_many([OutgoingMessage(queue=queue, body=p, message_id=uuid.uuid4().hex)
-                                      for p in packets[i:i + 500]])
-    got = 0
-    async with transport.consume(queue, prefetch=300) as deliveries:
-        async for delivery in deliveries:
-            await delivery.ack()
-            got += 1
-            if got == len(packets):
-                break
-    rate = len(packets) / (time.perf_counter() - start)
-    await transport.close()
-    return rate
 
 
 async def _wait(predicate, timeout: float) -> None:
@@ -291,33 +247,6 @@ def _worker_pids(hub: Hub) -> list[int]:
     return list(getattr(hub.pool._executor, "_processes", {}) or {})
 
 
-def _pg_database() -> tuple[str, Callable[[], None]]:
-    import psycopg
-    name = f"axis_bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(PG, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-
-    def drop() -> None:
-        with psycopg.connect(PG, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    return PG.rsplit("/", 1)[0] + f"/{name}", drop
-
-
-def _vhost() -> tuple[str, Callable[[], None]]:
-    import base64
-    import urllib.request
-    name = f"axis-bench-{uuid.uuid4().hex[:8]}"
-    auth = "Basic " + base64.b64encode(b"guest:guest").decode()
-
-    def call(method: str, path: str, body: bytes | None = None) -> None:
-        request = urllib.request.Request(f"http://127.0.0.1:15672/api/{path}", data=body, method=method,
-                                         headers={"Authorization": auth, "content-type": "application/json"})
-        urllib.request.urlopen(request, timeout=10).read()
-    call("PUT", f"vhosts/{name}")
-    call("PUT", f"permissions/{name}/guest", b'{"configure":".*","write":".*","read":".*"}')
-    return AMQP.rstrip("/") + f"/{name}", lambda: call("DELETE", f"vhosts/{name}")
-
-
 def configurations(which: str, root: Path) -> list[tuple[str, Callable[[], tuple[str, str, Callable[[], None]]]]]:
     """(name, make) per configuration; make() gives a fresh (store URL, broker URL, cleanup)."""
     def embedded() -> tuple[str, str, Callable[[], None]]:
@@ -337,12 +266,6 @@ def configurations(which: str, root: Path) -> list[tuple[str, Callable[[], tuple
     if which in ("rabbitmq", "all"):
         configs.append(("rabbitmq+postgresql", rabbit))
     return configs
-
-
-def make_pki(root: Path) -> None:
-    pki.init_ca(root / "ca")
-    for code in [SENDER, *RECIPIENTS, wire.HUB_IDENTITY]:
-        pki.issue(code, root / "ca", root / "keys")
 
 
 async def main() -> None:
