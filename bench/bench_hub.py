@@ -22,6 +22,10 @@ What is measured (5 KB signed packets, EC P-256 keys, the hub with one worker pr
 Tuning: `--hub KEY=VALUE` overrides a HubSettings field (`--hub in_flight=6 --hub batch_size=100`);
 `--profile` prints a cProfile of the hub process's event loop during the throughput run (sorted by
 `$BENCH_SORT`, default tottime, `$BENCH_ROWS` rows, default 25).
+
+`--baseline` also runs bench_baseline.py's hand-written pipeline (aio-pika, lxml, signxml, asyncpg: install
+the `bench` extra) after each RabbitMQ+PostgreSQL row, on the same packets, a fresh vhost and a fresh
+database, and ends with issue 12's goals table: every ratio from this one run.
 """
 from __future__ import annotations
 
@@ -277,6 +281,9 @@ async def main() -> None:
     parser.add_argument("--hub", action="append", default=[], metavar="KEY=VALUE",
                         help="a HubSettings override, e.g. --hub in_flight=6 --hub batch_size=100")
     parser.add_argument("--profile", action="store_true", help="cProfile the hub process during the throughput run")
+    parser.add_argument("--baseline", action="store_true",
+                        help="also run the hand-written pipeline (bench_baseline.py) and print issue 12's goals table")
+    parser.add_argument("--baseline-prefetch", type=int, default=10, help="the hand-written pipeline's prefetch")
     args = parser.parse_args()
     parser_hub = [option.split("=", 1) for option in args.hub]
     HUB_OPTIONS.update({key: (float if "." in value else int)(value) for key, value in parser_hub})
@@ -304,6 +311,12 @@ async def main() -> None:
                     cleanup()
                 row.update(raw_verify=raw, raw_transport=raw_transport, size_kb=size / 1024)
                 rows.append(row)
+                if args.baseline and name.startswith("rabbitmq"):
+                    # Imported here: its asyncpg is the `bench` extra, needed only with --baseline.
+                    import bench_baseline
+                    row["baseline"] = await bench_baseline.baseline_on_fresh_servers(
+                        root, packets, RECIPIENTS[:count], args.latency_docs, args.baseline_prefetch)
+                    print(bench_baseline.describe(row["baseline"]), flush=True)
                 print(f"  {name:20s} {row['throughput']:7.0f} docs/s = {row['throughput'] / raw:4.2f}× raw verify"
                       f" | latency p50 {row['p50_ms']:6.1f} ms, p99 {row['p99_ms']:7.1f} ms"
                       f" | raw transport {raw_transport:6.0f} msg/s | audit ok: {row['audit_ok']}"
@@ -312,6 +325,8 @@ async def main() -> None:
                       f" | machine busy {100 * row['machine_busy']:.0f}% | outcomes {row['outcomes']}"
                       f" | load before {row['load']:.2f}", flush=True)
         print_table(rows)
+        if args.baseline:
+            print_goals(rows)
 
 
 def print_table(rows: list[dict]) -> None:
@@ -323,6 +338,47 @@ def print_table(rows: list[dict]) -> None:
               f" | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['raw_verify']:.0f} | {r['raw_transport']:.0f}"
               f" | {r['main_ms']:.2f}, {r['workers_ms']:.2f}, {r['signer_ms']:.2f} | {100 * r['machine_busy']:.0f} %"
               f" | {r['load']:.2f} |")
+
+
+def print_goals(rows: list[dict]) -> None:
+    """Issue 12's goals table, each ratio from the rows of this run (a goal whose row did not run is said so)."""
+    def row(config: str, recipients: int) -> dict | None:
+        return next((r for r in rows if r["config"].startswith(config) and r["recipients"] == recipients), None)
+
+    lines = []
+
+    def goal(what: str, target: str, measured: str, ratio: float, wanted: float, at_most: bool = False) -> None:
+        met = ratio <= wanted if at_most else ratio >= wanted
+        lines.append(f"| {what} | {target} | {measured} | {ratio:.2f} | {'met' if met else 'NOT met'} |")
+
+    for count in (1, 10):
+        embedded = row("embedded", count)
+        want = 1.5 if count == 1 else 0.75
+        if embedded:
+            goal(f"embedded defaults, {count} recipient(s)", f"≥ {want}× raw single-core signxml verification",
+                 f"{embedded['throughput']:.0f} docs/s ÷ {embedded['raw_verify']:.0f} verifications/s",
+                 embedded["throughput"] / embedded["raw_verify"], want)
+        rabbit = row("rabbitmq", count)
+        if rabbit:
+            what, rate = (("docs/s", rabbit["throughput"]) if count == 1
+                          else ("deliveries/s", rabbit["throughput"] * count))
+            want = 0.5 if count == 1 else 0.8
+            goal(f"RabbitMQ + PostgreSQL, {count} recipient(s)", f"{what} ≥ {want}× raw transport msg/s",
+                 f"{rate:.0f} {what} ÷ {rabbit['raw_transport']:.0f} msg/s", rate / rabbit["raw_transport"], want)
+            if "baseline" in rabbit:
+                base = rabbit["baseline"]
+                base_rate = base["throughput"] if count == 1 else base["deliveries"]
+                goal(f"RabbitMQ + PostgreSQL, {count} recipient(s)",
+                     f"{what} ≥ 2× the hand-written pipeline (prefetch {base['prefetch']})",
+                     f"{rate:.0f} ÷ {base_rate:.0f} {what}", rate / base_rate, 2.0)
+    for r in rows:
+        goal(f"latency, {r['config']}, {r['recipients']} recipient(s)",
+             "p99 ≤ 25 ms at half the measured rate",
+             f"p99 {r['p99_ms']:.1f} ms (p50 {r['p50_ms']:.1f})", r["p99_ms"] / 25.0, 1.0, at_most=True)
+    print("\n| what | goal | measured | ratio | met? |\n|---|---|---|---|---|")
+    print("\n".join(lines))
+    print("\nLatency here is bench_hub's: from publishing a submission on axis.intake to its outcome row (which holds"
+          " the signed intake receipt) seen by a reader polling every 5 ms; the gateway's HTTP hops are not in it.")
 
 
 if __name__ == "__main__":
