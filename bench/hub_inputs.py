@@ -106,3 +106,30 @@ def vhost() -> tuple[str, Callable[[], None]]:
     call("PUT", f"vhosts/{name}")
     call("PUT", f"permissions/{name}/guest", b'{"configure":".*","write":".*","read":".*"}')
     return AMQP.rstrip("/") + f"/{name}", lambda: call("DELETE", f"vhosts/{name}")
+
+
+def server_cpu(db_url: str, broker_url: str) -> dict[str, dict[int, float]]:
+    """CPU seconds so far of the servers a run uses: the RabbitMQ process listening on the broker URL's port
+    and the PostgreSQL backends connected to the run's own database (by pid). Two snapshots' difference
+    (`server_cpu_spent`) is their CPU in between; a backend that exits in between takes its CPU with it,
+    and the database server's shared writers (WAL, checkpoints) are in neither."""
+    from urllib.parse import urlparse
+
+    from cpu_usage import cpu_seconds, listening_pid
+    snapshot: dict[str, dict[int, float]] = {"broker": {}, "postgres": {}}
+    broker = urlparse(broker_url)
+    if broker.scheme.startswith("amqp") and (pid := listening_pid(broker.port or 5672)):
+        snapshot["broker"][pid] = cpu_seconds([pid])
+    if db_url.startswith("postgres"):
+        import psycopg
+        with psycopg.connect(PG, autocommit=True) as conn:
+            pids = [row[0] for row in conn.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s",
+                                                   (db_url.rsplit("/", 1)[1],))]
+        snapshot["postgres"] = {pid: cpu_seconds([pid]) for pid in pids}
+    return snapshot
+
+
+def server_cpu_spent(before: dict[str, dict[int, float]], after: dict[str, dict[int, float]]) -> dict[str, float]:
+    """CPU seconds each server spent between two `server_cpu` snapshots (NaN where it was not measured)."""
+    return {name: sum(cpu - before[name].get(pid, 0.0) for pid, cpu in after[name].items())
+            if after[name] else float("nan") for name in after}
