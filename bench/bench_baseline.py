@@ -194,7 +194,8 @@ async def run_baseline(amqp: str, pg: str, root: Path, packets: list[bytes], rec
     latencies.sort()
     return {"docs": n, "recipients": len(recipients), "prefetch": prefetch, "seconds": elapsed,
             "throughput": throughput, "deliveries": throughput * len(recipients),
-            "p50_ms": 1000 * statistics.median(latencies), "p99_ms": 1000 * latencies[int(0.99 * (len(latencies) - 1))],
+            "p50_ms": 1000 * statistics.median(latencies) if latencies else float("nan"),
+            "p99_ms": 1000 * latencies[int(0.99 * (len(latencies) - 1))] if latencies else float("nan"),
             "pipeline_ms": 1000 * pipeline_cpu / n, "broker_ms": 1000 * broker_cpu / n if broker else float("nan"),
             "postgres_ms": 1000 * pg_cpu / n, "machine_busy": busy / total if total else 0.0, "load": load}
 
