@@ -16,7 +16,8 @@ What is measured (5 KB signed packets, EC P-256 keys, the hub with one worker pr
   a raw transport publish+consume of the same packets, so the hub's figures read as ratios;
 - where the CPU went during the throughput run: ms per document in the hub process, in its
   worker processes and in its signer (the process that holds the axis key and its signing processes,
-  `axis.signer`, started as `axis serve` starts it), and how busy the whole machine was (hub,
+  `axis.signer`, started as `axis serve` starts it), with RabbitMQ+PostgreSQL in the broker (the process
+  listening on its port) and in the run's own PostgreSQL backends, and how busy the whole machine was (hub,
   workers, signer, broker, database).
 
 Tuning: `--hub KEY=VALUE` overrides a HubSettings field (`--hub in_flight=6 --hub batch_size=100`);
