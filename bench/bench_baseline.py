@@ -213,13 +213,15 @@ async def baseline_on_fresh_servers(root: Path, packets: list[bytes], recipients
                                     prefetch: int) -> dict:
     """The pipeline on a fresh vhost and a fresh database, with the raw transport floor measured on the vhost."""
     db, drop_db = pg_database()
-    amqp, drop_vhost = vhost()
     try:
-        raw_transport = await raw_transport_rate(amqp, packets[:1000])
-        row = await run_baseline(amqp, db, root, packets, recipients, latency_docs, prefetch)
+        amqp, drop_vhost = vhost()
+        try:
+            raw_transport = await raw_transport_rate(amqp, packets[:1000])
+            row = await run_baseline(amqp, db, root, packets, recipients, latency_docs, prefetch)
+        finally:
+            drop_vhost()
     finally:
         drop_db()
-        drop_vhost()
     row["raw_transport"] = raw_transport
     return row
 
