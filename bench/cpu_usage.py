@@ -55,3 +55,30 @@ def rabbitmq_pids() -> list[int]:
             if b"beam" in cmdline and b"rabbit" in cmdline:
                 pids.append(int(entry.name))
     return pids
+
+
+def listening_pid(port: int) -> int | None:
+    """The process listening on this TCP port here (the broker's 5672), or None. Other brokers may run on
+    the machine (a test's cluster); matching the port counts only the one the bench talks to."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "0A":  # 0A: LISTEN
+                inodes.add(f"socket:[{fields[9]}]")
+    if not inodes:
+        return None
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            for fd in (entry / "fd").iterdir():
+                if os.readlink(fd) in inodes:
+                    return int(entry.name)
+        except OSError:
+            continue
+    return None
