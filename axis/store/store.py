@@ -137,6 +137,17 @@ _BODY = sa.select(bodies.c.body).where(bodies.c.axis_id == sa.bindparam("axis_id
 # ... and what every unit of work that writes an audit entry runs.
 _AUDIT_HEAD = sa.select(audit_log.c.seq, audit_log.c.hash).order_by(audit_log.c.seq.desc()).limit(1)
 _ADVISORY_LOCK = sa.text("SELECT pg_advisory_xact_lock(:key)")
+# ... and intake's reads of every batch (the IN lists expand at execution: one cached statement each).
+_AGENCY_STATES = sa.select(agencies.c.code, agencies.c.state).where(
+    agencies.c.code.in_(sa.bindparam("codes", expanding=True)))
+_AGENCY_ROUTES = sa.select(agencies.c.code, agencies.c.state, agency_aliases.c.new_code, agency_aliases.c.created_at,
+                           agency_aliases.c.until).outerjoin(
+    agency_aliases, agency_aliases.c.old_code == agencies.c.code).where(
+    agencies.c.code.in_(sa.bindparam("codes", expanding=True)))
+_FIND_DOCUMENTS = sa.select(documents).where(sa.tuple_(documents.c.sender_code, documents.c.document_id,
+                                                       documents.c.kind).in_(sa.bindparam("keys", expanding=True)))
+_SUBMISSION_AGENCIES = sa.select(submissions.c.id, submissions.c.agency_code).where(
+    submissions.c.id.in_(sa.bindparam("ids", expanding=True)))
 
 
 # ---- row -> record ---------------------------------------------------------
@@ -190,8 +201,7 @@ class _Reads:
         result: dict[str, str] = {}
         with self._reading() as c:
             for part in _chunks(wanted):
-                q = sa.select(agencies.c.code, agencies.c.state).where(agencies.c.code.in_(part))
-                result.update((code, state) for code, state in c.execute(q))
+                result.update((code, state) for code, state in c.execute(_AGENCY_STATES, {"codes": part}))
         return result
 
     def certificates(self, code: str) -> list[Certificate]:
@@ -251,12 +261,9 @@ class _Reads:
         wanted = sorted(set(codes))
         states: dict[str, str] = {}
         found: dict[str, AgencyAlias] = {}
-        a = agency_aliases
         with self._reading() as c:
             for part in _chunks(wanted):
-                q = sa.select(agencies.c.code, agencies.c.state, a.c.new_code, a.c.created_at, a.c.until).outerjoin(
-                    a, a.c.old_code == agencies.c.code).where(agencies.c.code.in_(part))
-                for code, state, new_code, created_at, until in c.execute(q):
+                for code, state, new_code, created_at, until in c.execute(_AGENCY_ROUTES, {"codes": part}):
                     states[code] = state
                     if new_code is not None:
                         found[code] = AgencyAlias(code, new_code, created_at, until)
@@ -275,9 +282,7 @@ class _Reads:
         found: dict[tuple[str, str, str], Document] = {}
         with self._reading() as c:
             for chunk in _chunks(list(dict.fromkeys(keys)), 300):
-                q = sa.select(documents).where(
-                    sa.tuple_(documents.c.sender_code, documents.c.document_id, documents.c.kind).in_(chunk))
-                for row in c.execute(q):
+                for row in c.execute(_FIND_DOCUMENTS, {"keys": chunk}):
                     doc = _record(Document, row)
                     found[(doc.sender_code, doc.document_id, doc.kind)] = doc
         return found
@@ -467,8 +472,7 @@ class _Reads:
         found: dict[str, str | None] = {}
         with self._reading() as c:
             for chunk in _chunks(list(dict.fromkeys(ids)), 500):
-                q = sa.select(submissions.c.id, submissions.c.agency_code).where(submissions.c.id.in_(chunk))
-                found.update((i, a) for i, a in c.execute(q))
+                found.update((i, a) for i, a in c.execute(_SUBMISSION_AGENCIES, {"ids": chunk}))
         return found
 
     # ---- audit
