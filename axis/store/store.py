@@ -146,6 +146,12 @@ _AGENCY_ROUTES = sa.select(agencies.c.code, agencies.c.state, agency_aliases.c.n
     agencies.c.code.in_(sa.bindparam("codes", expanding=True)))
 _FIND_DOCUMENTS = sa.select(documents).where(sa.tuple_(documents.c.sender_code, documents.c.document_id,
                                                        documents.c.kind).in_(sa.bindparam("keys", expanding=True)))
+_SUBMISSION_ROWS = sa.select(submissions).where(
+    submissions.c.id.in_(sa.bindparam("ids", expanding=True))).with_for_update()
+_DECIDE_SUBMISSION = sa.update(submissions).where(submissions.c.id == sa.bindparam("b_id"),
+                                                  submissions.c.outcome.is_(None)).values(
+    outcome=sa.bindparam("b_outcome"), axis_id=sa.bindparam("b_axis_id"), code=sa.bindparam("b_code"),
+    detail=sa.bindparam("b_detail"), receipt=sa.bindparam("b_receipt"), decided_at=sa.bindparam("b_decided_at"))
 _SUBMISSION_AGENCIES = sa.select(submissions.c.id, submissions.c.agency_code).where(
     submissions.c.id.in_(sa.bindparam("ids", expanding=True)))
 
@@ -173,6 +179,17 @@ def _unnest_insert(table: sa.Table, columns: tuple[str, ...], conflict: tuple[st
     unnested = sa.func.unnest(*arrays).table_valued(*columns).render_derived()
     return postgresql.insert(table).from_select(list(columns), sa.select(*unnested.c)).on_conflict_do_nothing(
         index_elements=list(conflict) or None).returning(returning)
+
+
+@functools.cache
+def _sqlite_insert_ignore(table: sa.Table, conflict: tuple[str, ...], returning: sa.Column[Any] | None) -> Any:
+    """SQLite: INSERT ... ON CONFLICT DO NOTHING [RETURNING column], built once per shape (building it and its
+    cache key cost as much as an intake batch's small insert)."""
+    stmt = sqlite.insert(table).on_conflict_do_nothing(index_elements=list(conflict) or None)
+    return stmt.returning(returning) if returning is not None else stmt
+
+
+_AUDIT_INSERT = sa.insert(audit_log)
 
 
 class _Reads:
@@ -707,8 +724,7 @@ class WriteTx(_Reads):
         if not rows:
             return []
         if self._dialect != "postgresql":
-            stmt = self._insert(table).on_conflict_do_nothing(index_elements=conflict).returning(returning)
-            return list(self._c.execute(stmt, rows).scalars())
+            return list(self._c.execute(_sqlite_insert_ignore(table, tuple(conflict or ()), returning), rows).scalars())
         columns = tuple(rows[0])
         stmt = _unnest_insert(table, columns, tuple(conflict or ()), returning)
         return list(self._c.execute(stmt, {name: [r[name] for r in rows] for name in columns}).scalars())
@@ -725,8 +741,7 @@ class WriteTx(_Reads):
             return 0
         if self._dialect != "sqlite":
             return len(self._insert_ignore(table, rows, conflict, returning))
-        stmt = self._insert(table).on_conflict_do_nothing(index_elements=conflict)
-        return self._c.execute(stmt, rows).rowcount
+        return self._c.execute(_sqlite_insert_ignore(table, tuple(conflict or ()), None), rows).rowcount
 
     def _inserted(self, stmt: Any, column: sa.Column[Any]) -> bool:
         # RETURNING, not rowcount: SQLAlchemy 2.1 does not keep rowcount for
@@ -1106,19 +1121,15 @@ class WriteTx(_Reads):
                 decided[d.id] = {**row, "outcome": d.outcome, "axis_id": d.axis_id, "code": d.code,
                                  "detail": d.detail, "receipt": d.receipt, "decided_at": now}
         self._bind("submissions", decided.values())
-        stmt = sa.update(submissions).where(submissions.c.id == sa.bindparam("b_id"),
-                                            submissions.c.outcome.is_(None)).values(
-            outcome=sa.bindparam("b_outcome"), axis_id=sa.bindparam("b_axis_id"), code=sa.bindparam("b_code"),
-            detail=sa.bindparam("b_detail"), receipt=sa.bindparam("b_receipt"), decided_at=now)
-        self._c.execute(stmt, [{"b_id": d.id, "b_outcome": d.outcome, "b_axis_id": d.axis_id, "b_code": d.code,
-                                "b_detail": d.detail, "b_receipt": d.receipt} for d in decisions])
+        self._c.execute(_DECIDE_SUBMISSION, [{"b_id": d.id, "b_outcome": d.outcome, "b_axis_id": d.axis_id,
+                                              "b_code": d.code, "b_detail": d.detail, "b_receipt": d.receipt,
+                                              "b_decided_at": now} for d in decisions])
 
     def _submission_rows(self, ids: list[str]) -> dict[str, dict[str, Any]]:
         found: dict[str, dict[str, Any]] = {}
         for chunk in _chunks(ids, 500):
-            q = sa.select(submissions).where(submissions.c.id.in_(chunk)).with_for_update()
             found.update((r.id, {k: bytes(v) if isinstance(v, memoryview) else v for k, v in r._mapping.items()})
-                         for r in self._c.execute(q))
+                         for r in self._c.execute(_SUBMISSION_ROWS, {"ids": chunk}))
         return found
 
     def _updated(self, table: str, stmt: Any) -> bool:
@@ -1263,7 +1274,7 @@ class WriteTx(_Reads):
             prev = digest
         if self._sealer is not None:
             rows[-1]["seal"] = self._sealer.sign(chain.seal_message(self._sealer.key_id, first, seq, prev))
-        c.execute(sa.insert(audit_log), rows)
+        c.execute(_AUDIT_INSERT, rows)
         self._pending_audit.clear()
         self._bound.clear()
         self.audit_seqs = (first, seq)
