@@ -28,9 +28,10 @@ _DTD_MARKER = re.compile(rb"<!\s*(DOCTYPE|ENTITY)", re.IGNORECASE)
 
 @dataclass(frozen=True)
 class Limits:
-    """Bounds on a packet. The defaults fit the largest packets seen in practice (50 MB gateways)."""
+    """Bounds on a packet. `max_bytes` is AXIS_MAX_PACKET_BYTES's default (200 MiB: a 100 MB attachment in
+    base64 and more), so a packet the gateway takes is one every party can also sign, verify and read."""
 
-    max_bytes: int = 64 * 1024 * 1024
+    max_bytes: int = 200 * 1024 * 1024
     max_depth: int = 64
     max_elements: int = 100_000
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from lxml import etree
 
-from axis.edxml import Limits, parse_agency_code, parse_xml, routing_facts, validate
+from axis.edxml import DEFAULT_LIMITS, Limits, parse_agency_code, parse_xml, routing_facts, validate
 from axis.refusals import Refusal, RefusalCode
 from axis.trust import Verifier
 
@@ -31,7 +31,7 @@ class TrustSettings:
     crl: Path | None
     allow_sha1_for: frozenset[str] = frozenset()
     lenient_codes: bool = False
-    max_packet_bytes: int = 64 * 1024 * 1024
+    max_packet_bytes: int = DEFAULT_LIMITS.max_bytes
 
 
 @dataclass(frozen=True)
