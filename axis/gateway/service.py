@@ -47,6 +47,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from cryptography import x509
@@ -60,7 +61,7 @@ from axis.hub.acknowledgements import record_delivery_receipt
 from axis.hub.intake import Outcome as IntakeOutcome
 from axis.hub.intake import Submission as IntakeSubmission
 from axis.hub.intake import log_decisions
-from axis.hub.verification import TrustSettings
+from axis.hub.verification import TrustSettings, file_digest
 from axis.hub.workers import WorkerPool
 from axis.logs import traffic
 from axis.receipt import Receipt, build_receipt, now_utc, read_receipt
@@ -368,6 +369,19 @@ class _Admitted:
     agency: str
     digest: str
     known: Submission | None       # the row of a caller-chosen submission id used before
+    size: int = 0
+
+
+def _remove_when_read(path: Path, readers: list[asyncio.Future[IntakeOutcome]]) -> None:
+    """Remove a spooled upload now, or once the intake batches that may still read it have ended."""
+    def remove(_: object = None) -> None:
+        path.unlink(missing_ok=True)
+
+    pending = [future for future in readers if not future.done()]
+    if pending:
+        pending[0].add_done_callback(remove)
+    else:
+        remove()
 
 
 class _Decider:
@@ -506,13 +520,29 @@ class AgencyService:
 
     # ------------------------------------------------------------------ submissions
 
-    async def send(self, caller: Caller, body: bytes, submission: str | None = None, wait: float = 10.0) -> Outcome:
+    async def send(self, caller: Caller, body: bytes | Path, submission: str | None = None,
+                   wait: float = 10.0) -> Outcome:
         """Submit one signed packet of the caller's agency; its outcome within `wait` seconds, else `queued`.
 
         With intake workers the packet is decided here (see the module docstring); if that takes longer
         than `wait`, or fails, the submission is queued for the hubs before this returns `queued`, so
         an answer of `queued` always means the broker holds it. `submission` is as for `submit`.
+
+        `body` is the packet's bytes, or a private file holding them (a large upload the HTTP layer spooled
+        to disk, so that the gateway never holds it in memory and the intake worker parses it from there).
+        The file then belongs to this call: it is removed once nothing reads it any more, which may be after
+        this returns (a worker still deciding a request that was answered `queued`).
         """
+        if not isinstance(body, Path):
+            return await self._send(caller, body, submission, wait, [])
+        readers: list[asyncio.Future[IntakeOutcome]] = []
+        try:
+            return await self._send(caller, body, submission, wait, readers)
+        finally:
+            _remove_when_read(body, readers)
+
+    async def _send(self, caller: Caller, body: bytes | Path, submission: str | None, wait: float,
+                    readers: list[asyncio.Future[IntakeOutcome]]) -> Outcome:
         if self._decider is None or wait <= 0:
             chosen = await self.submit(caller, body, submission)
             return await self.outcome(caller, chosen, wait=wait)
@@ -520,7 +550,9 @@ class AgencyService:
         if admitted.known is not None and admitted.known.outcome is not None:
             return Outcome.of(admitted.known)  # a repeated request: the first outcome, again
         chosen = submission or wire.new_submission_id()
-        future = self._decider.decide(IntakeSubmission(chosen, bytes(body), admitted.agency, caller.credential_id))
+        future = self._decider.decide(IntakeSubmission(chosen, body if isinstance(body, Path) else bytes(body),
+                                                       admitted.agency, caller.credential_id))
+        readers.append(future)
         try:
             decided = await asyncio.wait_for(asyncio.shield(future), min(wait, 60.0))
         except TimeoutError:
@@ -538,11 +570,11 @@ class AgencyService:
                 return Outcome.of(row)
         # DEBUG: the gateway's access-log line of the request names the submission and its outcome.
         log.debug("submission %s from %s (credential %s, %d bytes) %s", chosen, admitted.agency,
-                  caller.credential_id, len(body), decided.outcome)
+                  caller.credential_id, admitted.size, decided.outcome)
         code = f"AX{decided.refusal_code}" if decided.refusal_code is not None else None
         return Outcome(chosen, decided.outcome, decided.axis_id, code, decided.detail, decided.receipt)
 
-    async def submit(self, caller: Caller, body: bytes, submission: str | None = None) -> str:
+    async def submit(self, caller: Caller, body: bytes | Path, submission: str | None = None) -> str:
         """Record and publish one signed packet from the caller's agency for the hubs; its submission id.
 
         `submission` lets the caller choose the id (`SUBMISSION_ID`: 32 hex digits or a UUID), so
@@ -555,7 +587,7 @@ class AgencyService:
         await self._queue(caller, admitted, body, chosen)
         return chosen
 
-    async def _admit(self, caller: Caller, body: bytes, submission: str | None) -> _Admitted:
+    async def _admit(self, caller: Caller, body: bytes | Path, submission: str | None) -> _Admitted:
         """The checks before a packet is taken: who sends it, its size, a reused submission id.
 
         What the packet says, its sender included (AX416 when it is not the caller's agency), is intake's
@@ -565,18 +597,23 @@ class AgencyService:
         agency = self._agency(caller, "submit packets")
         if submission is not None and not SUBMISSION_ID.fullmatch(submission):
             raise Invalid(f"a submission id is 32 hex digits or a UUID, not {submission[:80]!r}", "GW422")
-        if len(body) > self.max_packet_bytes:
-            raise TooLarge(f"the packet is {len(body)} bytes; the limit is {self.max_packet_bytes}")
-        digest = hashlib.sha256(body).hexdigest()
+        if isinstance(body, Path):
+            digest, size = await asyncio.to_thread(file_digest, body)
+        else:
+            digest, size = hashlib.sha256(body).hexdigest(), len(body)
+        if size > self.max_packet_bytes:
+            raise TooLarge(f"the packet is {size} bytes; the limit is {self.max_packet_bytes}")
         known = None
         if submission is not None:
             known = (await self._read("reading a submission", self.store.submissions, [submission])).get(submission)
             if known is not None and (known.agency_code != agency or known.digest != digest):
                 raise Conflict(f"submission {submission} was used for another packet; choose a new id", "GW409")
-        return _Admitted(agency, digest, known)
+        return _Admitted(agency, digest, known, size)
 
-    async def _queue(self, caller: Caller, admitted: _Admitted, body: bytes, submission: str) -> None:
+    async def _queue(self, caller: Caller, admitted: _Admitted, body: bytes | Path, submission: str) -> None:
         """Record the submission, then hand it to the broker for the hubs."""
+        if isinstance(body, Path):
+            body = await asyncio.to_thread(body.read_bytes)  # the broker's message carries the bytes
         kind, priority = await self._queue_order(body)
         await self._submission_rows.add(NewSubmission(submission, admitted.agency, caller.credential_id,
                                                       admitted.digest))

@@ -1,0 +1,49 @@
+"""A document with a 100 MiB attachment from `axis send` through the gateway and intake to `axis inbox pull`.
+
+The bytes the recipient stores are the bytes the sender signed (compared by SHA-256, so the test holds no
+second copy). Memory is not asserted here: bench/bench_large.py measures it (docs/performance.md).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.harness import Deployment
+from tests.e2e.packets import G22, H41, TestPKI, large_document
+
+ATTACHMENT = 100 * 1024 * 1024
+
+
+def _sha256(path: Path) -> str:
+    with open(path, "rb") as file:
+        return hashlib.file_digest(file, "sha256").hexdigest()
+
+
+@pytest.mark.slow(seconds=25)
+def test_a_100_mib_attachment_arrives_byte_identical(embedded_deployment: Deployment, e2e_pki: TestPKI,
+                                                      tmp_path: Path) -> None:
+    deployment = embedded_deployment
+    packet = tmp_path / "large.edxml"
+    signed = large_document(e2e_pki, G22, [H41], 1, packet, attachment_bytes=ATTACHMENT)
+    assert packet.stat().st_size > ATTACHMENT * 4 // 3  # base64 of the attachment, and the packet around it
+    deployment.serve()
+
+    sent = deployment.run("send", str(packet), "--json", timeout=120)
+    assert sent.exit_code == 0, sent
+    [answer] = json.loads(sent.stdout)
+    assert answer["outcome"] == "accepted", answer
+
+    out = tmp_path / "inbox"
+    pulled = deployment.run("inbox", "pull", H41, *deployment.agency_files(H41), "--out", str(out), "--wait", "1",
+                            "--max", "1", timeout=120)
+    assert pulled.exit_code == 0, pulled
+    stored = out / f"{answer['axis_id']}.edxml"
+    assert [p.name for p in out.iterdir()] == [stored.name]
+    assert _sha256(stored) == signed
+    with deployment.store() as store:
+        document, deliveries, _ = store.document_and_deliveries(answer["axis_id"])
+        assert document is not None and document.digest == signed
+        assert {d.recipient_code: d.state for d in deliveries} == {H41: "delivered"}
