@@ -24,8 +24,11 @@ def _sha256(path: Path) -> str:
 
 @pytest.mark.slow(seconds=25)
 def test_a_100_mib_attachment_arrives_byte_identical(embedded_deployment: Deployment, e2e_pki: TestPKI,
-                                                      tmp_path: Path) -> None:
+                                                      tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     deployment = embedded_deployment
+    spool = tmp_path / "spool"  # where the gateway spools uploads (its TMPDIR): empty again once decided
+    spool.mkdir()
+    monkeypatch.setenv("TMPDIR", str(spool))
     packet = tmp_path / "large.edxml"
     signed = large_document(e2e_pki, G22, [H41], 1, packet, attachment_bytes=ATTACHMENT)
     assert packet.stat().st_size > ATTACHMENT * 4 // 3  # base64 of the attachment, and the packet around it
@@ -35,6 +38,8 @@ def test_a_100_mib_attachment_arrives_byte_identical(embedded_deployment: Deploy
     assert sent.exit_code == 0, sent
     [answer] = json.loads(sent.stdout)
     assert answer["outcome"] == "accepted", answer
+
+    assert list(spool.glob("axis-upload-*")) == []
 
     out = tmp_path / "inbox"
     pulled = deployment.run("inbox", "pull", H41, *deployment.agency_files(H41), "--out", str(out), "--wait", "1",
