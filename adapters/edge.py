@@ -53,17 +53,20 @@ from __future__ import annotations
 import abc
 import base64
 import datetime as dt
+import hashlib
 import json
+import os
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, BinaryIO
 
 import httpx
 
 from axis import wire
+from axis.private import FILE_MODE
 from axis.retry import retrying
 from axis.transport import TransportError
 
@@ -240,6 +243,15 @@ class Edge(abc.ABC):
     async def fetch(self, axis_id: str) -> tuple[bytes, dict[str, str]]:
         """The exact bytes of a waiting delivery and its headers (wire names, `axis.wire`)."""
 
+    async def fetch_to(self, axis_id: str, target: Path) -> tuple[dict[str, str], str]:
+        """`fetch`, the bytes written to the file `target` (created or emptied) instead of returned: its
+        headers and the SHA-256 of what was written. Over HTTP the body goes to the file as it arrives (a
+        large packet is never whole in memory)."""
+        body, headers = await self.fetch(axis_id)
+        with _private_file(target) as file:
+            file.write(body)
+        return headers, hashlib.sha256(body).hexdigest()
+
     @abc.abstractmethod
     async def ack(self, axis_id: str, receipt: bytes | None) -> dict[str, Any]:
         """Record that the caller stored it: `receipt` is its signed delivery receipt.
@@ -264,6 +276,11 @@ class Edge(abc.ABC):
     @abc.abstractmethod
     async def agencies(self) -> list[dict[str, Any]]:
         """The directory: {"code", "name", "parent", "state"}."""
+
+
+def _private_file(path: Path) -> BinaryIO:
+    """`path` opened for writing from its start, created readable by this user only (a delivery)."""
+    return open(path, "wb", opener=lambda name, flags: os.open(name, flags, FILE_MODE))
 
 
 # ---------------------------------------------------------------- HTTP
@@ -334,17 +351,20 @@ class GatewayEdge(Edge):
                 response = await self._client.request(method, f"/v1{path}", params=query, content=content,
                                                       headers=headers, timeout=timeout)
             except httpx.TransportError as exc:  # refused, reset, timed out: the way to the gateway failed
-                if _untrusted_certificate(exc):  # waiting does not make a certificate trusted
-                    raise EdgeError(0, "GW000", f"{self.base_url}: the gateway's TLS certificate does not verify "
-                                                f"({_untrusted_certificate(exc)}); give the root it chains to "
-                                                "(--gateway-ca / AXIS_GATEWAY_CA, ca_file=)") from exc
-                raise EdgeUnavailable(0, "GW000", f"{method} {self.base_url}/v1{path}: {type(exc).__name__}: "
-                                                  f"{exc or 'no answer'}") from exc
+                raise self._unreachable(method, path, exc) from exc
             if response.status_code in accept:
                 return response
             raise self._error(response)
 
         return await retrying(f"{method} /v1{path}")(once)()
+
+    def _unreachable(self, method: str, path: str, exc: httpx.TransportError) -> EdgeError:
+        if _untrusted_certificate(exc):  # waiting does not make a certificate trusted
+            return EdgeError(0, "GW000", f"{self.base_url}: the gateway's TLS certificate does not verify "
+                                         f"({_untrusted_certificate(exc)}); give the root it chains to "
+                                         "(--gateway-ca / AXIS_GATEWAY_CA, ca_file=)")
+        return EdgeUnavailable(0, "GW000", f"{method} {self.base_url}/v1{path}: {type(exc).__name__}: "
+                                           f"{exc or 'no answer'}")
 
     @staticmethod
     def _error(response: httpx.Response) -> EdgeError:
@@ -387,6 +407,28 @@ class GatewayEdge(Edge):
         headers = {HTTP_TO_WIRE[name.lower()]: value for name, value in response.headers.items()
                    if name.lower() in HTTP_TO_WIRE}
         return response.content, headers
+
+    async def fetch_to(self, axis_id: str, target: Path) -> tuple[dict[str, str], str]:
+        path = f"/v1/inbox/{axis_id}"
+
+        async def once() -> tuple[dict[str, str], str]:
+            try:
+                async with self._client.stream("GET", path, headers=self._auth) as response:
+                    if response.status_code != 200:
+                        await response.aread()
+                        raise self._error(response)
+                    headers = {HTTP_TO_WIRE[name.lower()]: value for name, value in response.headers.items()
+                               if name.lower() in HTTP_TO_WIRE}
+                    digest = hashlib.sha256()
+                    with _private_file(target) as file:  # emptied at each try
+                        async for chunk in response.aiter_bytes():
+                            digest.update(chunk)
+                            file.write(chunk)
+                    return headers, digest.hexdigest()
+            except httpx.TransportError as exc:
+                raise self._unreachable("GET", path.removeprefix("/v1"), exc) from exc
+
+        return await retrying(f"GET {path}")(once)()
 
     async def ack(self, axis_id: str, receipt: bytes | None) -> dict[str, Any]:
         response = await self._call("POST", f"/inbox/{axis_id}/ack", content=receipt or b"",
