@@ -386,7 +386,7 @@ class Intake:
     def _commit(self, plans: list[_Plan]) -> None:
         with self._store.write() as tx:
             accepted = [p for p in plans if p.refusal is None and p.duplicate_of is None]
-            inserted = tx.insert_documents([(self._new_document(p), p.submission.data()) for p in accepted])
+            inserted = tx.insert_documents([(self._new_document(p), p.submission.body) for p in accepted])
             for plan, result in zip(accepted, inserted, strict=True):
                 if isinstance(result, DuplicateDocument):  # another hub worker won the race
                     plan.duplicate_of, plan.axis_id, plan.receipt = result.existing_axis_id, None, None

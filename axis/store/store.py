@@ -23,9 +23,11 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
+import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
@@ -94,6 +96,7 @@ AUDIT_LOCK_KEY = 0x4158_4953_4155_4454
 CHECKPOINT_LOCK_KEY = 0x4158_4953_434B_5054
 _IN_CHUNK = 5_000   # bound on IN (...) list sizes (SQLite allows 32766 variables)
 _AUDIT_PAGE = 2_000
+_BODY_PIECE = 1024 * 1024  # a body copied from a file into its SQLite row, a piece at a time
 _FRESH = frozenset({"id", "agency_code", "credential_id", "digest", "created_at"})  # a submission nobody recorded
 
 Clock = Callable[[], datetime]
@@ -896,12 +899,16 @@ class WriteTx(_Reads):
             raise result
         return result
 
-    def insert_documents(self, items: Sequence[tuple[NewDocument, bytes]]) -> list[Document | DuplicateDocument]:
+    def insert_documents(self, items: Sequence[tuple[NewDocument, bytes | Path]]
+                         ) -> list[Document | DuplicateDocument]:
         """Bulk `insert_document`: one result per item, in order.
 
         A duplicate (of a stored document, or of an earlier item in the same
         batch) yields a DuplicateDocument value instead of a Document; it is
         returned, not raised, and nothing is written for it.
+
+        A body may be given as a file holding the exact bytes (a large upload): SQLite copies it into the
+        row a piece at a time (`_copy_body`), so the body is never whole in memory; PostgreSQL reads it whole.
         """
         if not items:
             return []
@@ -913,9 +920,14 @@ class WriteTx(_Reads):
                                            documents.c.axis_id))
         self._bind("documents", [row for row in rows if row["axis_id"] in inserted])
         if inserted:
-            self._c.execute(sa.insert(bodies), [{"axis_id": row["axis_id"], "body": body}
-                                                for row, (_, body) in zip(rows, items, strict=True)
-                                                if row["axis_id"] in inserted])
+            new = [(row, body) for row, (_, body) in zip(rows, items, strict=True) if row["axis_id"] in inserted]
+            files = [(row, body) for row, body in new if isinstance(body, Path) and self._dialect == "sqlite"]
+            held = [{"axis_id": row["axis_id"], "body": body.read_bytes() if isinstance(body, Path) else body}
+                    for row, body in new if not (isinstance(body, Path) and self._dialect == "sqlite")]
+            if held:
+                self._c.execute(sa.insert(bodies), held)
+            for row, path in files:
+                self._copy_body(row["axis_id"], path, row["size"], row["digest"])
         missing = [row for row in rows if row["axis_id"] not in inserted]
         existing: dict[tuple[str, str, str], str] = {}
         for part in _chunks(missing, 1_000):
@@ -936,23 +948,45 @@ class WriteTx(_Reads):
                 results.append(DuplicateDocument(existing[key], *key))
         return results
 
+    def _copy_body(self, axis_id: str, path: Path, size: int, digest: str) -> None:
+        """Write a body from a file into its SQLite row in pieces (a row of zeroes of its size first, then
+        sqlite3's incremental blob I/O, in this transaction). The bytes copied must be the bytes the row's
+        digest was computed from, or the transaction fails."""
+        self._c.execute(sa.insert(bodies).values(axis_id=axis_id, body=sa.func.zeroblob(size)))
+        rowid: int = self._c.execute(sa.select(sa.literal_column("rowid")).select_from(bodies)
+                                     .where(bodies.c.axis_id == axis_id)).scalar_one()
+        raw: sqlite3.Connection = self._c.connection.driver_connection  # type: ignore[assignment]
+        copied = hashlib.sha256()
+        with open(path, "rb") as file, raw.blobopen(bodies.name, "body", rowid) as blob:
+            while piece := file.read(_BODY_PIECE):
+                copied.update(piece)
+                blob.write(piece)
+            file_size = file.tell()
+        if copied.hexdigest() != digest or file_size != size:
+            raise StoreError(f"the body file of {axis_id} changed while it was stored; nothing was stored")
+
     @staticmethod
-    def _document_row(doc: NewDocument, body: bytes, now: datetime) -> dict[str, Any]:
+    def _document_row(doc: NewDocument, body: bytes | Path, now: datetime) -> dict[str, Any]:
         if doc.kind not in DOCUMENT_KINDS:
             raise ValueError(f"document kind {doc.kind!r} must be one of {DOCUMENT_KINDS}")
         if not 0 <= doc.priority <= 4:
             raise ValueError(f"priority {doc.priority} must be 0..4 (edXML Priority)")
         if doc.business_type is not None and not 0 <= doc.business_type <= 3:
             raise ValueError(f"business_type {doc.business_type} must be 0..3 or None")
-        if not isinstance(body, (bytes, bytearray, memoryview)):
-            raise TypeError("the document body must be the exact signed bytes")
+        if not isinstance(body, (bytes, bytearray, memoryview, Path)):
+            raise TypeError("the document body must be the exact signed bytes (or a file holding them)")
         _check_code(doc.sender_code, "sender code")
         if doc.received_at is not None and doc.received_at.tzinfo is None:
             raise ValueError("received_at is a naive datetime; pass an aware UTC datetime")
-        body = bytes(body)
+        if isinstance(body, Path):
+            with open(body, "rb") as file:
+                digest, size = hashlib.file_digest(file, "sha256").hexdigest(), file.tell()
+        else:
+            body = bytes(body)
+            digest, size = hashlib.sha256(body).hexdigest(), len(body)
         return {"axis_id": doc.axis_id, "sender_code": doc.sender_code, "document_id": doc.document_id,
                 "kind": doc.kind, "business_type": doc.business_type,
-                "digest": hashlib.sha256(body).hexdigest(), "size": len(body), "priority": doc.priority,
+                "digest": digest, "size": size, "priority": doc.priority,
                 "received_at": doc.received_at or now, "signer_fingerprint": doc.signer_fingerprint,
                 "response_for": doc.response_for, "seal": doc.seal}
 

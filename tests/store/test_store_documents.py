@@ -167,3 +167,30 @@ def test_finished_unit_of_work_cannot_be_reused(seeded: Store) -> None:
         pass
     with pytest.raises(Exception, match="has ended"):
         tx.insert_document(new_doc(1), body_of(1))
+
+
+def test_a_body_given_as_a_file_is_stored_byte_for_byte(seeded: Store, tmp_path) -> None:
+    # Over one piece of the copy (1 MiB), not a multiple of it; a small one beside it in the same batch.
+    data = bytes(range(256)) * (5 * 4096 + 7)
+    path = tmp_path / "upload.edxml"
+    path.write_bytes(data)
+    with seeded.write() as tx:
+        again = NewDocument(axis_id="ax-1-again", sender_code=SENDER, document_id="1/VPCP-TTĐT")
+        results = tx.insert_documents([(new_doc(1), path), (new_doc(2), body_of(2)), (again, path)])
+    assert [type(r).__name__ for r in results] == ["Document", "Document", "DuplicateDocument"]
+    doc = seeded.get_document("ax-1-document")
+    assert doc is not None and doc.size == len(data) and doc.digest == hashlib.sha256(data).hexdigest()
+    assert seeded.document_body("ax-1-document") == data
+    assert seeded.document_body("ax-2-document") == body_of(2)
+    assert path.read_bytes() == data  # the file is the caller's
+
+
+def test_a_unit_of_work_that_fails_after_a_file_body_stores_nothing(seeded: Store, tmp_path) -> None:
+    path = tmp_path / "upload.edxml"
+    path.write_bytes(b"x" * (3 * 1024 * 1024))
+    before = table_counts(seeded)
+    with pytest.raises(RuntimeError):
+        with seeded.write() as tx:
+            tx.insert_documents([(new_doc(1), path)])
+            raise RuntimeError("boom")
+    assert table_counts(seeded) == before
