@@ -217,13 +217,14 @@ def describe_refusal(receipt: Receipt) -> str | None:
     return f"AX{receipt.refusal_code} {name}: {receipt.refusal_detail or ''}".rstrip(": ")
 
 
-def summarize_packet(data: bytes) -> PacketSummary:
+def summarize_packet(data: bytes | Path) -> PacketSummary:
     """Read a packet's routing fields (safe parser, no schema check); `PacketError` if it is not edXML.
+    `data`: its bytes, or the file that holds them (parsed from there: a large packet is not read whole).
 
     Only the few header fields routing needs are read (a full model costs ~7x
     more, which matters for folders of thousands); the hub checks the rest.
     """
-    facts = routing_facts(data)
+    facts = routing_facts(parse_xml_file(data) if isinstance(data, Path) else data)
     return PacketSummary(facts.kind, facts.sender, facts.document_id or None, facts.priority,
                          tuple(facts.recipients))
 
@@ -350,7 +351,7 @@ class AgencyClient:
                 raise item.error
         return [item.submission for item in done if item.submission is not None]
 
-    async def submit_each(self, packets: Iterable[bytes], *, wait: float = 0.0) -> list[Submitted]:
+    async def submit_each(self, packets: Iterable[bytes | Path], *, wait: float = 0.0) -> list[Submitted]:
         """Hand many signed packets to Axis; for each, its submission id or why it was not queued.
 
         `wait`: seconds each request gives Axis to decide, so that the answer carries the intake
@@ -362,7 +363,8 @@ class AgencyClient:
         `EdgeRefused` (refused by the gateway), `EdgeError` / `TransportError` (not
         reached: it may or may not be queued; sending it again is safe).
         """
-        packets = [bytes(p) for p in packets]
+        # A file is read where it is needed (its routing fields, then the upload), never held whole.
+        packets = [p if isinstance(p, Path) else bytes(p) for p in packets]
 
         def read_all() -> list[PacketSummary | Exception]:
             found: list[PacketSummary | Exception] = []

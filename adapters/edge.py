@@ -51,13 +51,14 @@ What callers may rely on
 from __future__ import annotations
 
 import abc
+import asyncio
 import base64
 import datetime as dt
 import hashlib
 import json
 import os
 import ssl
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -222,9 +223,10 @@ class Edge(abc.ABC):
         """Release network resources."""
 
     @abc.abstractmethod
-    async def submit(self, packet: bytes, *, wait: float = 0.0, submission: str | None = None) -> Answer:
+    async def submit(self, packet: bytes | Path, *, wait: float = 0.0, submission: str | None = None) -> Answer:
         """Queue one signed packet of the caller's agency for the hub; wait up to `wait` s for its outcome.
 
+        `packet`: its bytes, or the file that holds them (over HTTP sent from the file as it is read).
         `submission`: the id the caller chose (`axis.wire.new_submission_id()`); repeating the call with
         the same id and bytes is the same submission (no `duplicate`)."""
 
@@ -278,6 +280,12 @@ class Edge(abc.ABC):
         """The directory: {"code", "name", "parent", "state"}."""
 
 
+async def _file_pieces(path: Path, size: int = 1024 * 1024) -> AsyncIterator[bytes]:
+    with open(path, "rb") as file:
+        while piece := await asyncio.to_thread(file.read, size):
+            yield piece
+
+
 def _private_file(path: Path) -> BinaryIO:
     """`path` opened for writing from its start, created readable by this user only (a delivery)."""
     return open(path, "wb", opener=lambda name, flags: os.open(name, flags, FILE_MODE))
@@ -327,7 +335,7 @@ class GatewayEdge(Edge):
             await self._client.aclose()
 
     async def _call(self, method: str, path: str, *, params: Mapping[str, Any] | None = None,
-                    content: bytes | None = None, body: Any = None, content_type: str | None = None,
+                    content: bytes | Path | None = None, body: Any = None, content_type: str | None = None,
                     wait: float = 0.0, accept: tuple[int, ...] = (200,),
                     headers: Mapping[str, str] | None = None) -> httpx.Response:
         """One request under the retry policy; any status outside `accept` raises its `EdgeError`.
@@ -348,7 +356,9 @@ class GatewayEdge(Edge):
 
         async def once() -> httpx.Response:
             try:
-                response = await self._client.request(method, f"/v1{path}", params=query, content=content,
+                # A file is sent as it is read, from its start at each try.
+                sent = _file_pieces(content) if isinstance(content, Path) else content
+                response = await self._client.request(method, f"/v1{path}", params=query, content=sent,
                                                       headers=headers, timeout=timeout)
             except httpx.TransportError as exc:  # refused, reset, timed out: the way to the gateway failed
                 raise self._unreachable(method, path, exc) from exc
@@ -385,10 +395,13 @@ class GatewayEdge(Edge):
             pass
         return error_for(response.status_code, code, message, request_id, retry_after)
 
-    async def submit(self, packet: bytes, *, wait: float = 0.0, submission: str | None = None) -> Answer:
-        response = await self._call("POST", "/packets", params={"wait": wait}, content=bytes(packet),
-                                    content_type="application/xml", wait=wait, accept=(200, 202),
-                                    headers={"Axis-Submission": submission} if submission else None)
+    async def submit(self, packet: bytes | Path, *, wait: float = 0.0, submission: str | None = None) -> Answer:
+        headers = {"Axis-Submission": submission} if submission else {}
+        if isinstance(packet, Path):
+            headers["Content-Length"] = str(packet.stat().st_size)
+        response = await self._call("POST", "/packets", params={"wait": wait},
+                                    content=packet if isinstance(packet, Path) else bytes(packet),
+                                    content_type="application/xml", wait=wait, accept=(200, 202), headers=headers)
         return _answer(response.json())
 
     async def outcome(self, submission: str, *, wait: float = 0.0) -> Answer:
@@ -485,9 +498,10 @@ class LocalEdge(Edge):
         return Answer(outcome.submission, outcome.outcome, outcome.axis_id, outcome.code, outcome.message,
                       outcome.receipt)
 
-    async def submit(self, packet: bytes, *, wait: float = 0.0, submission: str | None = None) -> Answer:
-        return self._answer(await self._do(self.service.send(self.caller, bytes(packet), submission=submission,
-                                                             wait=wait)))
+    async def submit(self, packet: bytes | Path, *, wait: float = 0.0, submission: str | None = None) -> Answer:
+        # The bytes, never the Path: the service removes a file it is given (it takes it for its own spool).
+        data = await asyncio.to_thread(packet.read_bytes) if isinstance(packet, Path) else bytes(packet)
+        return self._answer(await self._do(self.service.send(self.caller, data, submission=submission, wait=wait)))
 
     async def outcome(self, submission: str, *, wait: float = 0.0) -> Answer:
         return self._answer(await self._do(self.service.outcome(self.caller, submission, wait=wait)))
