@@ -514,7 +514,8 @@ class LocalEdge(Edge):
 
     async def fetch(self, axis_id: str) -> tuple[bytes, dict[str, str]]:
         served = await self._do(self.service.fetch(self.caller, axis_id))
-        return served.body, dict(served.headers)
+        body = served.body if isinstance(served.body, bytes) else b"".join(await asyncio.to_thread(list, served.body))
+        return body, dict(served.headers)
 
     async def ack(self, axis_id: str, receipt: bytes | None) -> dict[str, Any]:
         result = dict(await self._do(self.service.ack(self.caller, axis_id, receipt)))

@@ -46,7 +46,7 @@ from typing import Annotated, Any, Literal
 import sqlalchemy as sa
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
 from prometheus_client.core import GaugeMetricFamily
@@ -644,7 +644,11 @@ def create_app(service: AgencyService, authenticator: Authenticator, *,
         headers = {_SERVED_HEADERS[k]: v for k, v in served.headers.items() if k in _SERVED_HEADERS}
         headers.setdefault("Axis-Id", served.axis_id)
         headers.setdefault("Axis-Digest", served.digest)
-        return Response(served.body, media_type="application/xml", headers=headers)
+        if isinstance(served.body, bytes):
+            return Response(served.body, media_type="application/xml", headers=headers)
+        # A large body: sent as the store reads it, a piece at a time (Starlette iterates it in a thread).
+        headers["Content-Length"] = str(served.body.size)
+        return StreamingResponse(iter(served.body), media_type="application/xml", headers=headers)
 
     @app.post("/v1/inbox/{axis_id}/ack", response_model=AckAnswer, tags=["receive"],
               summary="The caller has stored it (updateStatus done)", openapi_extra=optional_xml_body,

@@ -71,6 +71,7 @@ from axis.seal import SealCertificate
 from axis.settings import Settings
 from axis.signer import AxisSigner, SignerClient, SignerStartError
 from axis.store import (
+    BodyPieces,
     Delivery,
     DeliveryState,
     Document,
@@ -95,6 +96,7 @@ WRITE_BATCH = 500          # submission rows recorded in one transaction at most
 WATCH_TICK = 0.01          # seconds between two looks at the outcomes callers wait for, while outcomes come
 READ_ON_LOOP = 64 * 1024   # bytes: a packet up to this size has its routing facts read without a thread
 DECIDE_BATCH = 200         # submissions decided in one intake transaction at most (the hub's batch_size)
+SERVE_WHOLE = 8 * 1024 * 1024  # bytes: a delivery larger than this is served from the store a piece at a time
 
 
 @dataclass(frozen=True)
@@ -186,7 +188,7 @@ class Served:
     """A delivery's exact bytes, with the headers that let the recipient check them (the hub's seal)."""
 
     axis_id: str
-    body: bytes
+    body: bytes | BodyPieces       # a large body is read from the store a piece at a time as it is sent
     digest: str
     headers: dict[str, str] = field(default_factory=dict)
 
@@ -502,12 +504,13 @@ class AgencyService:
             await asyncio.sleep(min(pause, max(0.0, deadline - loop.time())))
             pause = min(pause * 2, POLL_MAX)
 
-    async def _document_for(self, caller: Caller, axis_id: str, *, as_recipient: bool,
-                            body: bool = False) -> tuple[Document, list[Delivery], bytes | None]:
+    async def _document_for(self, caller: Caller, axis_id: str, *, as_recipient: bool, body: bool = False
+                            ) -> tuple[Document, list[Delivery], bytes | BodyPieces | None]:
         """The document, its deliveries and (with `body`) its bytes, if the caller may see it (its sender, a
-        recipient, or one who reads everything); else NotFound, as for an unknown axis id."""
+        recipient, or one who reads everything); else NotFound, as for an unknown axis id. A body over
+        SERVE_WHOLE bytes comes as `BodyPieces`, read from the store as it is sent."""
         document, deliveries, data = await self._read("reading a document", self.store.document_and_deliveries,
-                                                      axis_id, body=body)
+                                                      axis_id, body=body, whole_up_to=SERVE_WHOLE)
         if document is None:
             raise NotFound(f"no document {axis_id[:80]!r}")
         if caller.reads_everything and not as_recipient:

@@ -137,6 +137,22 @@ _DOCUMENT = sa.select(documents).where(documents.c.axis_id == sa.bindparam("axis
 _DELIVERIES = sa.select(deliveries_t).where(deliveries_t.c.axis_id == sa.bindparam("axis_id")).order_by(
     deliveries_t.c.recipient_code)
 _BODY = sa.select(bodies.c.body).where(bodies.c.axis_id == sa.bindparam("axis_id"))
+# length() of a blob is read from its record's header: SQLite does not load the blob for it.
+_BODY_SIZE = sa.select(sa.func.length(bodies.c.body)).where(bodies.c.axis_id == sa.bindparam("axis_id"))
+_BODY_ROWID: sa.Select[Any] = sa.select(sa.literal_column("rowid")).select_from(bodies).where(
+    bodies.c.axis_id == sa.bindparam("axis_id"))
+
+
+@dataclasses.dataclass(frozen=True)
+class BodyPieces:
+    """A stored body too large to read whole: its size, and its bytes a piece at a time when iterated."""
+
+    axis_id: str
+    size: int
+    read: Callable[[str], Iterator[bytes]]
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self.read(self.axis_id)
 # ... and what every unit of work that writes an audit entry runs.
 _AUDIT_HEAD = sa.select(audit_log.c.seq, audit_log.c.hash).order_by(audit_log.c.seq.desc()).limit(1)
 _ADVISORY_LOCK = sa.text("SELECT pg_advisory_xact_lock(:key)")
@@ -290,17 +306,46 @@ class _Reads:
             row = c.execute(_DOCUMENT, {"axis_id": axis_id}).first()
         return _record(Document, row) if row else None
 
-    def document_and_deliveries(self, axis_id: str, *,
-                                body: bool = False) -> tuple[Document | None, list[Delivery], bytes | None]:
+    def document_and_deliveries(self, axis_id: str, *, body: bool = False, whole_up_to: int | None = None
+                                ) -> tuple[Document | None, list[Delivery], bytes | BodyPieces | None]:
         """A document, its deliveries (by recipient) and, with `body`, its signed bytes (None once retention
-        removed them), read on one connection: what the gateway reads to serve or acknowledge a delivery."""
+        removed them), read on one connection: what the gateway reads to serve or acknowledge a delivery.
+        A body over `whole_up_to` bytes is not read here: `BodyPieces` reads it a piece at a time when
+        iterated (each piece on a connection of its own, so on a `Store`, not in a unit of work)."""
         with self._reading() as c:
             row = c.execute(_DOCUMENT, {"axis_id": axis_id}).first()
             if row is None:
                 return None, [], None
             found = [_record(Delivery, r) for r in c.execute(_DELIVERIES, {"axis_id": axis_id})]
+            document = _record(Document, row)
+            if body and whole_up_to is not None and document.size > whole_up_to:
+                size = c.execute(_BODY_SIZE, {"axis_id": axis_id}).scalar()
+                return document, found, None if size is None else BodyPieces(axis_id, int(size), self.body_pieces)
             data = c.execute(_BODY, {"axis_id": axis_id}).scalar() if body else None
-        return _record(Document, row), found, None if data is None else bytes(data)
+        return document, found, None if data is None else bytes(data)
+
+    def body_pieces(self, axis_id: str, piece: int = _BODY_PIECE) -> Iterator[bytes]:
+        """The stored body of `axis_id` a piece at a time, each read when it is asked for on a connection of
+        its own (SQLite: incremental blob I/O; PostgreSQL: substring, larger pieces, as each one detoasts the
+        value on the server). Nothing for an unknown axis id."""
+        offset = 0
+        while True:
+            with self._reading() as c:
+                if c.dialect.name == "sqlite":
+                    rowid = c.execute(_BODY_ROWID, {"axis_id": axis_id}).scalar()
+                    if rowid is None:
+                        return
+                    raw: sqlite3.Connection = c.connection.driver_connection  # type: ignore[assignment]
+                    with raw.blobopen(bodies.name, "body", rowid, readonly=True) as blob:
+                        blob.seek(offset)
+                        data = blob.read(piece)
+                else:
+                    part = sa.func.substr(bodies.c.body, offset + 1, piece * 8, type_=sa.LargeBinary)
+                    data = c.execute(sa.select(part).where(bodies.c.axis_id == axis_id)).scalar() or b""
+            if not data:
+                return
+            yield bytes(data)
+            offset += len(data)
 
     def find_by_document_id(self, document_id: str) -> list[Document]:
         """Every document or status packet carrying this edXML DocumentId (any sender)."""

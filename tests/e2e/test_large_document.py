@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -24,10 +26,13 @@ def _sha256(path: Path) -> str:
 
 @pytest.mark.slow(seconds=25)
 def test_a_100_mib_attachment_arrives_byte_identical(embedded_deployment: Deployment, e2e_pki: TestPKI,
-                                                      tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+                                                      tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                      request: pytest.FixtureRequest) -> None:
     deployment = embedded_deployment
-    spool = tmp_path / "spool"  # where the gateway spools uploads (its TMPDIR): empty again once decided
-    spool.mkdir()
+    # Where the gateway spools uploads (its TMPDIR; short: the signer's socket goes there too): no upload is
+    # left there once the packet is decided.
+    spool = Path(tempfile.mkdtemp(prefix="axis-spool-"))
+    request.addfinalizer(lambda: shutil.rmtree(spool, ignore_errors=True))
     monkeypatch.setenv("TMPDIR", str(spool))
     packet = tmp_path / "large.edxml"
     signed = large_document(e2e_pki, G22, [H41], 1, packet, attachment_bytes=ATTACHMENT)

@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from axis.refusals import RefusalCode
-from axis.store import DuplicateDocument, NewDocument, NewSubmission, NotFound, Store
+from axis.store import BodyPieces, DuplicateDocument, NewDocument, NewSubmission, NotFound, Store
 from tests.store.store_helpers import R1, R2, R3, RECIPIENTS, SENDER, accept, body_of, new_doc, table_counts
 
 
@@ -183,6 +183,15 @@ def test_a_body_given_as_a_file_is_stored_byte_for_byte(seeded: Store, tmp_path)
     assert seeded.document_body("ax-1-document") == data
     assert seeded.document_body("ax-2-document") == body_of(2)
     assert path.read_bytes() == data  # the file is the caller's
+    # Read back a piece at a time, as the gateway serves a large delivery.
+    assert b"".join(seeded.body_pieces("ax-1-document", piece=64 * 1024)) == data
+    assert b"".join(seeded.body_pieces("ax-1-document", piece=len(data))) == data
+    assert list(seeded.body_pieces("nope")) == []
+    document, deliveries, pieces = seeded.document_and_deliveries("ax-1-document", body=True, whole_up_to=4096)
+    assert document == doc and isinstance(pieces, BodyPieces) and pieces.size == len(data)
+    assert b"".join(pieces) == data
+    _, _, whole = seeded.document_and_deliveries("ax-2-document", body=True, whole_up_to=4096)
+    assert whole == body_of(2)
 
 
 def test_a_unit_of_work_that_fails_after_a_file_body_stores_nothing(seeded: Store, tmp_path) -> None:
