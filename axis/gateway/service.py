@@ -43,6 +43,7 @@ import binascii
 import hashlib
 import logging
 import re
+import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -55,7 +56,7 @@ from cryptography import x509
 from axis import wire
 from axis.auditor.deadlines import Rules
 from axis.auditor.overdue import load_rules
-from axis.edxml import routing_facts
+from axis.edxml import parse_xml_file, routing_facts
 from axis.gateway.auditing import AuditQueries, QueryError
 from axis.hub.acknowledgements import record_delivery_receipt
 from axis.hub.intake import Outcome as IntakeOutcome
@@ -374,6 +375,14 @@ class _Admitted:
     size: int = 0
 
 
+def _spooled(data: bytes) -> Path:
+    """`data` in a private temporary file (a large packet given as bytes, kept in the store from a file)."""
+    descriptor, name = tempfile.mkstemp(prefix="axis-upload-", suffix=".edxml")
+    with open(descriptor, "wb") as file:
+        file.write(data)
+    return Path(name)
+
+
 def _remove_when_read(path: Path, readers: list[asyncio.Future[IntakeOutcome]]) -> None:
     """Remove a spooled upload now, or once the intake batches that may still read it have ended."""
     def remove(_: object = None) -> None:
@@ -459,7 +468,7 @@ class AgencyService:
 
     def __init__(self, store: Store, transport: Transport, *, signer: AxisSigner, verifier: Verifier,
                  max_packet_bytes: int = 200 * 1024 * 1024, intake: WorkerPool | None = None,
-                 deadline_rules: Rules | None = None) -> None:
+                 deadline_rules: Rules | None = None, inline_body_bytes: int = 8 * 1024 * 1024) -> None:
         """`signer`: the axis's signer (the receipts Axis signs here; its certificate is served with every
         seal), asked once here for its certificate. `intake`: started worker processes that decide
         submissions where they arrive (see `send`); without them every submission is queued for the hubs.
@@ -471,6 +480,7 @@ class AgencyService:
         self._seal_certificate = SealCertificate.from_pem(signer.certificates()[0])
         self._earlier_seal_certificates: list[SealCertificate] | None = None  # read at the first fetch
         self.max_packet_bytes = max_packet_bytes
+        self.inline_body_bytes = inline_body_bytes
         self._submission_rows = _GroupWriter(self._record_submissions, "recording submissions")
         self._outcomes = _OutcomeWatch(lambda ids: self._read("reading submissions", self.store.submissions, ids))
         self._decider = _Decider(intake) if intake is not None else None
@@ -614,15 +624,31 @@ class AgencyService:
         return _Admitted(agency, digest, known, size)
 
     async def _queue(self, caller: Caller, admitted: _Admitted, body: bytes | Path, submission: str) -> None:
-        """Record the submission, then hand it to the broker for the hubs."""
-        if isinstance(body, Path):
-            body = await asyncio.to_thread(body.read_bytes)  # the broker's message carries the bytes
+        """Record the submission, then hand it to the broker for the hubs: its bytes in the message, or, over
+        `inline_body_bytes`, in the store (`submission_bodies`, written with its row) and only its id in the
+        message (the broker's own limits and a large message stalling its queue: issue 12)."""
         kind, priority = await self._queue_order(body)
-        await self._submission_rows.add(NewSubmission(submission, admitted.agency, caller.credential_id,
-                                                      admitted.digest))
         headers = {wire.H_SUBMISSION: submission, wire.H_AGENCY: admitted.agency, wire.H_DIGEST: admitted.digest,
                    wire.H_KIND: kind}
-        message = OutgoingMessage(wire.INTAKE_QUEUE, bytes(body), submission, priority, headers)
+        row = NewSubmission(submission, admitted.agency, caller.credential_id, admitted.digest)
+        if admitted.size > self.inline_body_bytes:
+            if not isinstance(body, Path):
+                body = await asyncio.to_thread(_spooled, body)
+                spooled: Path | None = body
+            else:
+                spooled = None
+            try:
+                await retrying(f"keeping the body of submission {submission}")(asyncio.to_thread)(
+                    self._record_with_body, row, body)
+            finally:
+                if spooled is not None:
+                    spooled.unlink(missing_ok=True)
+            headers[wire.H_BODY] = wire.BODY_IN_STORE
+            data = b""
+        else:
+            data = await asyncio.to_thread(body.read_bytes) if isinstance(body, Path) else bytes(body)
+            await self._submission_rows.add(row)
+        message = OutgoingMessage(wire.INTAKE_QUEUE, data, submission, priority, headers)
         try:
             outcomes = await publish_all(self.transport, [message], f"publishing submission {submission}")
         except TransportError as exc:
@@ -632,17 +658,26 @@ class AgencyService:
             await asyncio.to_thread(self._forget_submission, submission)
             raise Unavailable("the hub's intake queue does not exist yet: is `axis serve` running?")
         traffic("queued", "submission %s from %s (credential %s, %d bytes, %s) queued for the hubs", submission,
-                admitted.agency, caller.credential_id, len(body), kind, submission=submission, sender=admitted.agency,
-                credential=caller.credential_id, size=len(body), kind=kind)
+                admitted.agency, caller.credential_id, admitted.size, kind, submission=submission,
+                sender=admitted.agency, credential=caller.credential_id, size=admitted.size, kind=kind)
+
+    def _record_with_body(self, row: NewSubmission, body: Path) -> None:
+        with self.store.write() as tx:
+            if tx.add_submissions([row]) == 0:
+                tx.forget_submission_bodies([row.id])  # a repeated request: its body again, once
+            tx.add_submission_body(row.id, body)
 
     @staticmethod
-    async def _queue_order(body: bytes) -> tuple[str, int]:
+    async def _queue_order(body: bytes | Path) -> tuple[str, int]:
         """The kind and the priority a queued packet is published with (an urgent one overtakes a backlog).
         A packet they cannot be read from is queued as it is, at priority 0: the hub refuses it."""
         try:
             # A small packet is read on the event loop: handing it to a thread cost more than reading it.
-            facts = (routing_facts(body) if len(body) <= READ_ON_LOOP
-                     else await asyncio.to_thread(routing_facts, body))
+            if isinstance(body, Path):
+                facts = await asyncio.to_thread(lambda: routing_facts(parse_xml_file(body)))
+            else:
+                facts = (routing_facts(body) if len(body) <= READ_ON_LOOP
+                         else await asyncio.to_thread(routing_facts, body))
         except Refusal:
             return "unreadable", 0
         return facts.kind, facts.priority
@@ -973,7 +1008,8 @@ async def open_service(settings: Settings, *, transport_name: str = "axis-gatewa
                 pool = WorkerPool(intake, settings.workers, signer=signer, store_url=settings.store_url)
                 await pool.start()
             service = AgencyService(store, transport, signer=signer, verifier=verifier,
-                                    max_packet_bytes=settings.max_packet_bytes, intake=pool, deadline_rules=rules)
+                                    max_packet_bytes=settings.max_packet_bytes, intake=pool, deadline_rules=rules,
+                                    inline_body_bytes=settings.inline_body_bytes)
             try:
                 yield service
             finally:

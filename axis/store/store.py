@@ -82,6 +82,7 @@ from axis.store.schema import (
     documents,
     inbox,
     metadata,
+    submission_bodies,
     submissions,
 )
 from axis.store.schema import certificates as certificates_t
@@ -139,8 +140,6 @@ _DELIVERIES = sa.select(deliveries_t).where(deliveries_t.c.axis_id == sa.bindpar
 _BODY = sa.select(bodies.c.body).where(bodies.c.axis_id == sa.bindparam("axis_id"))
 # length() of a blob is read from its record's header: SQLite does not load the blob for it.
 _BODY_SIZE = sa.select(sa.func.length(bodies.c.body)).where(bodies.c.axis_id == sa.bindparam("axis_id"))
-_BODY_ROWID: sa.Select[Any] = sa.select(sa.literal_column("rowid")).select_from(bodies).where(
-    bodies.c.axis_id == sa.bindparam("axis_id"))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -328,20 +327,45 @@ class _Reads:
         """The stored body of `axis_id` a piece at a time, each read when it is asked for on a connection of
         its own (SQLite: incremental blob I/O; PostgreSQL: substring, larger pieces, as each one detoasts the
         value on the server). Nothing for an unknown axis id."""
+        return self._blob_pieces(bodies.c.axis_id, bodies.c.body, axis_id, piece)
+
+    def submission_body_to(self, submission_id: str, target: Path) -> tuple[int, str] | None:
+        """Write the body a queued submission left in the store (`WriteTx.add_submission_body`) to the file
+        `target`, a piece at a time; its size and SHA-256, or None when there is none."""
+        digest, size, found = hashlib.sha256(), 0, False
+        with open(target, "wb") as file:
+            for piece in self._blob_pieces(submission_bodies.c.submission_id, submission_bodies.c.body,
+                                           submission_id, _BODY_PIECE):
+                found = True
+                digest.update(piece)
+                file.write(piece)
+                size += len(piece)
+        if not found:
+            exists = self._exists(submission_bodies.c.submission_id, submission_id)
+            return (0, digest.hexdigest()) if exists else None
+        return size, digest.hexdigest()
+
+    def _exists(self, key: sa.Column[Any], value: str) -> bool:
+        with self._reading() as c:
+            return c.execute(sa.select(sa.literal(1)).where(key == value)).first() is not None
+
+    def _blob_pieces(self, key: sa.Column[Any], column: sa.Column[Any], value: str, piece: int) -> Iterator[bytes]:
+        table = key.table
         offset = 0
         while True:
             with self._reading() as c:
                 if c.dialect.name == "sqlite":
-                    rowid = c.execute(_BODY_ROWID, {"axis_id": axis_id}).scalar()
+                    rowid = c.execute(sa.select(sa.literal_column("rowid")).select_from(table)
+                                      .where(key == value)).scalar()
                     if rowid is None:
                         return
                     raw: sqlite3.Connection = c.connection.driver_connection  # type: ignore[assignment]
-                    with raw.blobopen(bodies.name, "body", rowid, readonly=True) as blob:
+                    with raw.blobopen(table.name, column.name, rowid, readonly=True) as blob:
                         blob.seek(offset)
                         data = blob.read(piece)
                 else:
-                    part = sa.func.substr(bodies.c.body, offset + 1, piece * 8, type_=sa.LargeBinary)
-                    data = c.execute(sa.select(part).where(bodies.c.axis_id == axis_id)).scalar() or b""
+                    part = sa.func.substr(column, offset + 1, piece * 8, type_=sa.LargeBinary)
+                    data = c.execute(sa.select(part).where(key == value)).scalar() or b""
             if not data:
                 return
             yield bytes(data)
@@ -994,21 +1018,44 @@ class WriteTx(_Reads):
         return results
 
     def _copy_body(self, axis_id: str, path: Path, size: int, digest: str) -> None:
-        """Write a body from a file into its SQLite row in pieces (a row of zeroes of its size first, then
-        sqlite3's incremental blob I/O, in this transaction). The bytes copied must be the bytes the row's
-        digest was computed from, or the transaction fails."""
-        self._c.execute(sa.insert(bodies).values(axis_id=axis_id, body=sa.func.zeroblob(size)))
-        rowid: int = self._c.execute(sa.select(sa.literal_column("rowid")).select_from(bodies)
-                                     .where(bodies.c.axis_id == axis_id)).scalar_one()
+        """Write a document body from a file into its SQLite row in pieces (see `_copy_blob`)."""
+        self._copy_blob(bodies.c.axis_id, bodies.c.body, axis_id, path, size, digest)
+
+    def _copy_blob(self, key: sa.Column[Any], column: sa.Column[Any], value: str, path: Path, size: int,
+                   digest: str) -> None:
+        """Insert a row whose blob is a file's bytes, in pieces: a blob of zeroes of its size first, then
+        sqlite3's incremental blob I/O, in this transaction. The bytes copied must be those `size` and `digest`
+        describe, or the transaction fails."""
+        table = key.table
+        self._c.execute(sa.insert(table).values({key.name: value, column.name: sa.func.zeroblob(size)}))
+        rowid: int = self._c.execute(sa.select(sa.literal_column("rowid")).select_from(table)
+                                     .where(key == value)).scalar_one()
         raw: sqlite3.Connection = self._c.connection.driver_connection  # type: ignore[assignment]
         copied = hashlib.sha256()
-        with open(path, "rb") as file, raw.blobopen(bodies.name, "body", rowid) as blob:
+        with open(path, "rb") as file, raw.blobopen(table.name, column.name, rowid) as blob:
             while piece := file.read(_BODY_PIECE):
                 copied.update(piece)
                 blob.write(piece)
             file_size = file.tell()
         if copied.hexdigest() != digest or file_size != size:
-            raise StoreError(f"the body file of {axis_id} changed while it was stored; nothing was stored")
+            raise StoreError(f"the file of {value} changed while it was stored; nothing was stored")
+
+    def add_submission_body(self, submission_id: str, path: Path) -> tuple[int, str]:
+        """Keep the bytes of a queued submission too large for the broker (see `schema.submission_bodies`),
+        from the file that holds them (SQLite: in pieces); their size and SHA-256."""
+        with open(path, "rb") as file:
+            digest, size = hashlib.file_digest(file, "sha256").hexdigest(), file.tell()
+        if self._dialect == "sqlite":
+            self._copy_blob(submission_bodies.c.submission_id, submission_bodies.c.body, submission_id, path, size,
+                            digest)
+        else:
+            self._c.execute(sa.insert(submission_bodies).values(submission_id=submission_id, body=path.read_bytes()))
+        return size, digest
+
+    def forget_submission_bodies(self, submission_ids: Iterable[str]) -> None:
+        """Remove the kept bytes of submissions that were decided."""
+        for part in _chunks(list(submission_ids), _IN_CHUNK):
+            self._c.execute(sa.delete(submission_bodies).where(submission_bodies.c.submission_id.in_(part)))
 
     @staticmethod
     def _document_row(doc: NewDocument, body: bytes | Path, now: datetime) -> dict[str, Any]:
@@ -1154,6 +1201,7 @@ class WriteTx(_Reads):
         """Delete a queued submission that was never published (its publish failed)."""
         self._c.execute(sa.delete(submissions).where(submissions.c.id == submission_id,
                                                      submissions.c.outcome.is_(None)))
+        self._c.execute(sa.delete(submission_bodies).where(submission_bodies.c.submission_id == submission_id))
 
     def decide_submissions(self, decisions: Iterable[Decision]) -> None:
         """Record the hub's outcomes: fill in queued rows, insert the rows nobody wrote first.

@@ -187,7 +187,7 @@ def test_a_body_given_as_a_file_is_stored_byte_for_byte(seeded: Store, tmp_path)
     assert b"".join(seeded.body_pieces("ax-1-document", piece=64 * 1024)) == data
     assert b"".join(seeded.body_pieces("ax-1-document", piece=len(data))) == data
     assert list(seeded.body_pieces("nope")) == []
-    document, deliveries, pieces = seeded.document_and_deliveries("ax-1-document", body=True, whole_up_to=4096)
+    document, _, pieces = seeded.document_and_deliveries("ax-1-document", body=True, whole_up_to=4096)
     assert document == doc and isinstance(pieces, BodyPieces) and pieces.size == len(data)
     assert b"".join(pieces) == data
     _, _, whole = seeded.document_and_deliveries("ax-2-document", body=True, whole_up_to=4096)
@@ -203,3 +203,22 @@ def test_a_unit_of_work_that_fails_after_a_file_body_stores_nothing(seeded: Stor
             tx.insert_documents([(new_doc(1), path)])
             raise RuntimeError("boom")
     assert table_counts(seeded) == before
+
+
+def test_a_queued_submission_body_is_kept_read_back_and_forgotten(seeded: Store, tmp_path) -> None:
+    data = bytes(range(256)) * (4096 * 5 + 3)
+    path, back = tmp_path / "upload.edxml", tmp_path / "back.edxml"
+    path.write_bytes(data)
+    with seeded.write() as tx:
+        tx.add_submissions([NewSubmission("s" * 32, SENDER, None, hashlib.sha256(data).hexdigest())])
+        assert tx.add_submission_body("s" * 32, path) == (len(data), hashlib.sha256(data).hexdigest())
+    assert seeded.submission_body_to("s" * 32, back) == (len(data), hashlib.sha256(data).hexdigest())
+    assert back.read_bytes() == data
+    assert seeded.submission_body_to("t" * 32, back) is None
+    with seeded.write() as tx:
+        tx.forget_submission_bodies(["s" * 32])
+    assert seeded.submission_body_to("s" * 32, back) is None
+    with seeded.write() as tx:  # a publish that failed forgets the row and its body
+        tx.add_submission_body("s" * 32, path)
+        tx.forget_submission("s" * 32)
+    assert seeded.submission_body_to("s" * 32, back) is None
