@@ -56,7 +56,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import hashlib
 import logging
 import sqlite3
 import time
@@ -69,11 +68,13 @@ from lxml import etree
 
 from adapters.documents import response_for_document, response_for_from_document_id
 from adapters.edge import Answer, Edge, EdgeError, EdgeNotFound, EdgeRefused, EdgeUnavailable, Waiting
+from adapters.files import temporary_name
 from adapters.inbox import InboxEntry, InboxLedger, PacketFacts
 from adapters.journal import Journal
 from adapters.receipt_store import ReceiptStore, check_name_part, receipt_file_name
 from axis import wire
 from axis.edxml import (
+    DEFAULT_LIMITS,
     DocumentPacket,
     Organization,
     ResponseFor,
@@ -81,6 +82,7 @@ from axis.edxml import (
     StatusCode,
     packet_to_bytes,
     parse_agency_code,
+    parse_xml_file,
     routing_facts,
 )
 from axis.edxml.compose import new_status
@@ -215,13 +217,14 @@ def describe_refusal(receipt: Receipt) -> str | None:
     return f"AX{receipt.refusal_code} {name}: {receipt.refusal_detail or ''}".rstrip(": ")
 
 
-def summarize_packet(data: bytes) -> PacketSummary:
+def summarize_packet(data: bytes | Path) -> PacketSummary:
     """Read a packet's routing fields (safe parser, no schema check); `PacketError` if it is not edXML.
+    `data`: its bytes, or the file that holds them (parsed from there: a large packet is not read whole).
 
     Only the few header fields routing needs are read (a full model costs ~7x
     more, which matters for folders of thousands); the hub checks the rest.
     """
-    facts = routing_facts(data)
+    facts = routing_facts(parse_xml_file(data) if isinstance(data, Path) else data)
     return PacketSummary(facts.kind, facts.sender, facts.document_id or None, facts.priority,
                          tuple(facts.recipients))
 
@@ -348,7 +351,7 @@ class AgencyClient:
                 raise item.error
         return [item.submission for item in done if item.submission is not None]
 
-    async def submit_each(self, packets: Iterable[bytes], *, wait: float = 0.0) -> list[Submitted]:
+    async def submit_each(self, packets: Iterable[bytes | Path], *, wait: float = 0.0) -> list[Submitted]:
         """Hand many signed packets to Axis; for each, its submission id or why it was not queued.
 
         `wait`: seconds each request gives Axis to decide, so that the answer carries the intake
@@ -360,7 +363,8 @@ class AgencyClient:
         `EdgeRefused` (refused by the gateway), `EdgeError` / `TransportError` (not
         reached: it may or may not be queued; sending it again is safe).
         """
-        packets = [bytes(p) for p in packets]
+        # A file is read where it is needed (its routing fields, then the upload), never held whole.
+        packets = [p if isinstance(p, Path) else bytes(p) for p in packets]
 
         def read_all() -> list[PacketSummary | Exception]:
             found: list[PacketSummary | Exception] = []
@@ -702,12 +706,27 @@ class AgencyClient:
                     on_rejected: Callable[[Rejection], None] | None) -> None:
         axis_id = item.axis_id
         try:
-            body, headers = await self.edge.fetch(axis_id)
-        except EdgeNotFound:
-            return  # taken meanwhile (another process of this agency acknowledged it)
+            check_name_part(axis_id, "the delivery's axis id")
+        except Refusal as exc:
+            await self._reject(axis_id, exc, not_before, on_rejected)
+            return
+        # The body goes to a temporary file beside its final name as it arrives, is verified from there and
+        # renamed into place: a large packet is never whole in memory (the ledger owns the file from then on).
+        target = out_dir / f"{axis_id}.edxml"
+        tmp = temporary_name(target)
         try:
-            received, receipt = await asyncio.to_thread(self._store_delivery, axis_id, body, headers, out_dir)
+            await asyncio.to_thread(private_directory, out_dir)
+            headers, digest = await self.edge.fetch_to(axis_id, tmp)
+        except EdgeNotFound:
+            tmp.unlink(missing_ok=True)
+            return  # taken meanwhile (another process of this agency acknowledged it)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        try:
+            received, receipt = await asyncio.to_thread(self._store_delivery, axis_id, tmp, digest, headers, target)
         except (Refusal, OSError, ValueError, sqlite3.Error) as exc:
+            tmp.unlink(missing_ok=True)
             await self._reject(axis_id, exc, not_before, on_rejected)
             return
         try:
@@ -753,15 +772,14 @@ class AgencyClient:
         if on_rejected is not None:
             on_rejected(Rejection(axis_id, reason, action))
 
-    def _store_delivery(self, axis_id: str, body: bytes, headers: dict[str, str],
-                        out_dir: Path) -> tuple[Received, bytes]:
-        """Check, verify and store one delivery (blocking: runs in a worker thread)."""
-        check_name_part(axis_id, "the delivery's axis id")
+    def _store_delivery(self, axis_id: str, tmp: Path, digest: str, headers: dict[str, str],
+                        target: Path) -> tuple[Received, bytes]:
+        """Check, verify and store one delivery whose bytes are in the file `tmp` (their SHA-256: `digest`),
+        to be renamed to `target` (blocking: runs in a worker thread). `tmp` is removed unless stored."""
         served = headers.get(wire.H_AXIS_ID)
         if served is not None and served != axis_id:
             raise RegistryError(RefusalCode.UNSEALED_DELIVERY,
                                 f"asked for {axis_id}, served {served}; not stored")
-        digest = hashlib.sha256(body).hexdigest()
         announced = headers.get(wire.H_DIGEST)
         if announced != digest:
             raise RegistryError(RefusalCode.UNSEALED_DELIVERY,
@@ -771,13 +789,14 @@ class AgencyClient:
         self._seals.check(headers, axis_id, self.code, digest)
         entry = self.ledger.stored(axis_id)
         if entry is not None:
+            tmp.unlink(missing_ok=True)
             return self._received(entry, duplicate=True), self._receipt_for(entry)
         seen_before = not self.journal.first_sight(axis_id)
-        result = self.verifier.verify(body)
+        result = self.verifier.verify(parse_xml_file(tmp, DEFAULT_LIMITS))
         facts = _facts(result.signed_root)
+        del result  # the tree: the file is what is stored
         receipt = self._sign_delivery_receipt(axis_id, facts, digest)
-        target = out_dir / f"{axis_id}.edxml"
-        entry, duplicate = self.ledger.store(axis_id, body, target, facts, digest, receipt, sweep=seen_before)
+        entry, duplicate = self.ledger.store(axis_id, tmp, target, facts, digest, receipt, sweep=seen_before)
         return self._received(entry, duplicate=duplicate), self._receipt_for(entry)
 
     def _sign_delivery_receipt(self, axis_id: str, facts: PacketFacts, digest: str) -> bytes:

@@ -51,19 +51,23 @@ What callers may rely on
 from __future__ import annotations
 
 import abc
+import asyncio
 import base64
 import datetime as dt
+import hashlib
 import json
+import os
 import ssl
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, BinaryIO
 
 import httpx
 
 from axis import wire
+from axis.private import FILE_MODE
 from axis.retry import retrying
 from axis.transport import TransportError
 
@@ -219,9 +223,10 @@ class Edge(abc.ABC):
         """Release network resources."""
 
     @abc.abstractmethod
-    async def submit(self, packet: bytes, *, wait: float = 0.0, submission: str | None = None) -> Answer:
+    async def submit(self, packet: bytes | Path, *, wait: float = 0.0, submission: str | None = None) -> Answer:
         """Queue one signed packet of the caller's agency for the hub; wait up to `wait` s for its outcome.
 
+        `packet`: its bytes, or the file that holds them (over HTTP sent from the file as it is read).
         `submission`: the id the caller chose (`axis.wire.new_submission_id()`); repeating the call with
         the same id and bytes is the same submission (no `duplicate`)."""
 
@@ -239,6 +244,15 @@ class Edge(abc.ABC):
     @abc.abstractmethod
     async def fetch(self, axis_id: str) -> tuple[bytes, dict[str, str]]:
         """The exact bytes of a waiting delivery and its headers (wire names, `axis.wire`)."""
+
+    async def fetch_to(self, axis_id: str, target: Path) -> tuple[dict[str, str], str]:
+        """`fetch`, the bytes written to the file `target` (created or emptied) instead of returned: its
+        headers and the SHA-256 of what was written. Over HTTP the body goes to the file as it arrives (a
+        large packet is never whole in memory)."""
+        body, headers = await self.fetch(axis_id)
+        with _private_file(target) as file:
+            file.write(body)
+        return headers, hashlib.sha256(body).hexdigest()
 
     @abc.abstractmethod
     async def ack(self, axis_id: str, receipt: bytes | None) -> dict[str, Any]:
@@ -264,6 +278,17 @@ class Edge(abc.ABC):
     @abc.abstractmethod
     async def agencies(self) -> list[dict[str, Any]]:
         """The directory: {"code", "name", "parent", "state"}."""
+
+
+async def _file_pieces(path: Path, size: int = 1024 * 1024) -> AsyncIterator[bytes]:
+    with open(path, "rb") as file:
+        while piece := await asyncio.to_thread(file.read, size):
+            yield piece
+
+
+def _private_file(path: Path) -> BinaryIO:
+    """`path` opened for writing from its start, created readable by this user only (a delivery)."""
+    return open(path, "wb", opener=lambda name, flags: os.open(name, flags, FILE_MODE))
 
 
 # ---------------------------------------------------------------- HTTP
@@ -310,7 +335,7 @@ class GatewayEdge(Edge):
             await self._client.aclose()
 
     async def _call(self, method: str, path: str, *, params: Mapping[str, Any] | None = None,
-                    content: bytes | None = None, body: Any = None, content_type: str | None = None,
+                    content: bytes | Path | None = None, body: Any = None, content_type: str | None = None,
                     wait: float = 0.0, accept: tuple[int, ...] = (200,),
                     headers: Mapping[str, str] | None = None) -> httpx.Response:
         """One request under the retry policy; any status outside `accept` raises its `EdgeError`.
@@ -331,20 +356,25 @@ class GatewayEdge(Edge):
 
         async def once() -> httpx.Response:
             try:
-                response = await self._client.request(method, f"/v1{path}", params=query, content=content,
+                # A file is sent as it is read, from its start at each try.
+                sent = _file_pieces(content) if isinstance(content, Path) else content
+                response = await self._client.request(method, f"/v1{path}", params=query, content=sent,
                                                       headers=headers, timeout=timeout)
             except httpx.TransportError as exc:  # refused, reset, timed out: the way to the gateway failed
-                if _untrusted_certificate(exc):  # waiting does not make a certificate trusted
-                    raise EdgeError(0, "GW000", f"{self.base_url}: the gateway's TLS certificate does not verify "
-                                                f"({_untrusted_certificate(exc)}); give the root it chains to "
-                                                "(--gateway-ca / AXIS_GATEWAY_CA, ca_file=)") from exc
-                raise EdgeUnavailable(0, "GW000", f"{method} {self.base_url}/v1{path}: {type(exc).__name__}: "
-                                                  f"{exc or 'no answer'}") from exc
+                raise self._unreachable(method, path, exc) from exc
             if response.status_code in accept:
                 return response
             raise self._error(response)
 
         return await retrying(f"{method} /v1{path}")(once)()
+
+    def _unreachable(self, method: str, path: str, exc: httpx.TransportError) -> EdgeError:
+        if _untrusted_certificate(exc):  # waiting does not make a certificate trusted
+            return EdgeError(0, "GW000", f"{self.base_url}: the gateway's TLS certificate does not verify "
+                                         f"({_untrusted_certificate(exc)}); give the root it chains to "
+                                         "(--gateway-ca / AXIS_GATEWAY_CA, ca_file=)")
+        return EdgeUnavailable(0, "GW000", f"{method} {self.base_url}/v1{path}: {type(exc).__name__}: "
+                                           f"{exc or 'no answer'}")
 
     @staticmethod
     def _error(response: httpx.Response) -> EdgeError:
@@ -365,10 +395,13 @@ class GatewayEdge(Edge):
             pass
         return error_for(response.status_code, code, message, request_id, retry_after)
 
-    async def submit(self, packet: bytes, *, wait: float = 0.0, submission: str | None = None) -> Answer:
-        response = await self._call("POST", "/packets", params={"wait": wait}, content=bytes(packet),
-                                    content_type="application/xml", wait=wait, accept=(200, 202),
-                                    headers={"Axis-Submission": submission} if submission else None)
+    async def submit(self, packet: bytes | Path, *, wait: float = 0.0, submission: str | None = None) -> Answer:
+        headers = {"Axis-Submission": submission} if submission else {}
+        if isinstance(packet, Path):
+            headers["Content-Length"] = str(packet.stat().st_size)
+        response = await self._call("POST", "/packets", params={"wait": wait},
+                                    content=packet if isinstance(packet, Path) else bytes(packet),
+                                    content_type="application/xml", wait=wait, accept=(200, 202), headers=headers)
         return _answer(response.json())
 
     async def outcome(self, submission: str, *, wait: float = 0.0) -> Answer:
@@ -387,6 +420,28 @@ class GatewayEdge(Edge):
         headers = {HTTP_TO_WIRE[name.lower()]: value for name, value in response.headers.items()
                    if name.lower() in HTTP_TO_WIRE}
         return response.content, headers
+
+    async def fetch_to(self, axis_id: str, target: Path) -> tuple[dict[str, str], str]:
+        path = f"/v1/inbox/{axis_id}"
+
+        async def once() -> tuple[dict[str, str], str]:
+            try:
+                async with self._client.stream("GET", path, headers=self._auth) as response:
+                    if response.status_code != 200:
+                        await response.aread()
+                        raise self._error(response)
+                    headers = {HTTP_TO_WIRE[name.lower()]: value for name, value in response.headers.items()
+                               if name.lower() in HTTP_TO_WIRE}
+                    digest = hashlib.sha256()
+                    with _private_file(target) as file:  # emptied at each try
+                        async for chunk in response.aiter_bytes():
+                            digest.update(chunk)
+                            file.write(chunk)
+                    return headers, digest.hexdigest()
+            except httpx.TransportError as exc:
+                raise self._unreachable("GET", path.removeprefix("/v1"), exc) from exc
+
+        return await retrying(f"GET {path}")(once)()
 
     async def ack(self, axis_id: str, receipt: bytes | None) -> dict[str, Any]:
         response = await self._call("POST", f"/inbox/{axis_id}/ack", content=receipt or b"",
@@ -443,9 +498,10 @@ class LocalEdge(Edge):
         return Answer(outcome.submission, outcome.outcome, outcome.axis_id, outcome.code, outcome.message,
                       outcome.receipt)
 
-    async def submit(self, packet: bytes, *, wait: float = 0.0, submission: str | None = None) -> Answer:
-        return self._answer(await self._do(self.service.send(self.caller, bytes(packet), submission=submission,
-                                                             wait=wait)))
+    async def submit(self, packet: bytes | Path, *, wait: float = 0.0, submission: str | None = None) -> Answer:
+        # The bytes, never the Path: the service removes a file it is given (it takes it for its own spool).
+        data = await asyncio.to_thread(packet.read_bytes) if isinstance(packet, Path) else bytes(packet)
+        return self._answer(await self._do(self.service.send(self.caller, data, submission=submission, wait=wait)))
 
     async def outcome(self, submission: str, *, wait: float = 0.0) -> Answer:
         return self._answer(await self._do(self.service.outcome(self.caller, submission, wait=wait)))
@@ -458,7 +514,8 @@ class LocalEdge(Edge):
 
     async def fetch(self, axis_id: str) -> tuple[bytes, dict[str, str]]:
         served = await self._do(self.service.fetch(self.caller, axis_id))
-        return served.body, dict(served.headers)
+        body = served.body if isinstance(served.body, bytes) else b"".join(await asyncio.to_thread(list, served.body))
+        return body, dict(served.headers)
 
     async def ack(self, axis_id: str, receipt: bytes | None) -> dict[str, Any]:
         result = dict(await self._do(self.service.ack(self.caller, axis_id, receipt)))

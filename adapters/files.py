@@ -38,6 +38,15 @@ def fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
+def fsync_file(path: Path) -> None:
+    """Flush a file's bytes to disk (one written by someone else, e.g. as a download arrived)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def write_temporary(path: Path, data: bytes) -> Path:
     """Write `data` to a fresh temporary file beside `path` and fsync it; return its name."""
     tmp = temporary_name(path)

@@ -38,7 +38,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from adapters.files import publish_temporary, write_temporary
+from adapters.files import fsync_file, publish_temporary, write_temporary
 from axis.private import private_directory, private_file
 
 _SCHEMA = """
@@ -128,15 +128,25 @@ class InboxLedger:
             row = self._row(self._conn, axis_id)
         return self._entry(row) if row is not None and row[1] == "stored" else None
 
-    def store(self, axis_id: str, data: bytes, target: Path, facts: PacketFacts, digest: str,
+    def store(self, axis_id: str, data: bytes | Path, target: Path, facts: PacketFacts, digest: str,
               receipt: bytes, *, sweep: bool = True) -> tuple[InboxEntry, bool]:
         """Place `data` at `target` once and record it; `(entry, True)` if it was already placed.
 
+        `data` is the bytes, or a file holding them named by `adapters.files.temporary_name(target)` (a large
+        delivery, written there as it arrived): it is fsynced and renamed into place, or removed.
         `sweep`: look for temporary files an earlier, crashed attempt left beside
         `target` (a directory scan; pass False for a first delivery attempt).
         """
         private_directory(target.parent)
-        tmp = write_temporary(target, data)
+        if isinstance(data, Path):
+            tmp = data
+            try:
+                fsync_file(tmp)
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                raise
+        else:
+            tmp = write_temporary(target, data)
         already: InboxEntry | None = None
         try:
             with self._write() as conn:

@@ -142,6 +142,10 @@ class Settings(BaseSettings):
     max_packet_bytes: int = _setting(
         200 * 1024 * 1024, "The largest packet the gateway takes, in bytes (enforced while the upload is "
         "read: 413 beyond it).", shown="`209715200` (200 MiB)")
+    inline_body_bytes: int = _setting(
+        8 * 1024 * 1024, "A submission queued for the hubs (`?wait=0`, or not decided in time) rides on the broker "
+        "up to this many bytes; a larger one waits in the store (`submission_bodies`) and its message names it, "
+        "so the broker never carries a large packet.", shown="`8388608` (8 MiB)")
     doctor_min_free_mb: int = _setting(
         1024, "`axis doctor` fails when a disk holding Axis's files (the data folder, the SQLite store, the "
         "embedded transport) has less free space than this many MiB, and warns below twice that.")
@@ -295,8 +299,8 @@ class Settings(BaseSettings):
             raise ValueError("must be a TCP port, 0 to 65535")
         return value
 
-    @field_validator("retry_attempts", "workers", "gateway_burst", "max_packet_bytes", "checkpoint_entries",
-                     "signer_processes", "rename_grace_days")
+    @field_validator("retry_attempts", "workers", "gateway_burst", "max_packet_bytes", "inline_body_bytes",
+                     "checkpoint_entries", "signer_processes", "rename_grace_days")
     @classmethod
     def _at_least_one(cls, value: int | None) -> int | None:
         if value is not None and value < 1:

@@ -28,6 +28,9 @@ H_KIND = "ax-kind"                  # document | status
 H_SENDER = "ax-sender"
 H_DOCUMENT_ID = "ax-document-id"
 H_DIGEST = "ax-digest"              # sha256 hex of the body as the sender signed it
+H_BODY = "ax-body"                  # "store": the message carries no body; it waits in the store
+                                    # (submission_bodies), too large for the broker (AXIS_INLINE_BODY_BYTES)
+BODY_IN_STORE = "store"
 H_SEAL = "ax-seal"                  # a delivery's seal: the hub's signature over (axis id, digest, recipients)
 H_SEAL_TO = "ax-seal-to"            # the recipients the seal names, sorted, comma-separated
 H_SEAL_CERT = "ax-seal-cert"        # the certificate that made the seal (base64 DER), code AXIS

@@ -54,6 +54,7 @@ TRUST_HELP = "Trusted root certificates (PEM) for verifying. Env: AXIS_TRUST; de
 CRL_HELP = "Revocation list (PEM). Env: AXIS_CRL; default ./axis-data/pki/crl.pem if it exists."
 STATE_HELP = "The agency's state folder (receipts, inbox ledger, journal). Default ./axis-data/agencies/CODE/."
 SEND_CHUNK = 500  # files read and submitted per batch, so a folder of any size fits in memory
+READ_WHOLE = 1024 * 1024  # a packet over this many bytes is sent from its file, not read into memory
 # How long each request of `axis send` lets Axis decide, so its answer carries the intake receipt: one request
 # per packet, not a submission and then an outcome. After one undecided answer the rest are only handed over.
 ANSWER_WAIT = 10.0
@@ -330,7 +331,7 @@ async def _send(results: list[_Sent], road: Road, state: Path | None, wait: floa
                 chunk = results[start:start + SEND_CHUNK]
                 loaded = await asyncio.to_thread(_load_chunk, chunk)
                 sent_some(len(chunk) - len(loaded))  # refused here, before sending
-                by_sender: dict[str, list[tuple[_Sent, bytes]]] = {}
+                by_sender: dict[str, list[tuple[_Sent, bytes | Path]]] = {}
                 for sent, data in loaded:
                     assert sent.sender is not None  # _load_chunk returns only the packets whose sender it read
                     by_sender.setdefault(sent.sender, []).append((sent, data))
@@ -374,11 +375,13 @@ async def _send(results: list[_Sent], road: Road, state: Path | None, wait: floa
                 client.close()
 
 
-def _load_chunk(chunk: list[_Sent]) -> list[tuple[_Sent, bytes]]:
-    loaded = []
+def _load_chunk(chunk: list[_Sent]) -> list[tuple[_Sent, bytes | Path]]:
+    loaded: list[tuple[_Sent, bytes | Path]] = []
     for sent in chunk:
         try:
-            data = sent.file.read_bytes()
+            # A large packet is read from its file when it is summarised and again as it is uploaded, never
+            # held whole; a small one is read once.
+            data: bytes | Path = sent.file if sent.file.stat().st_size > READ_WHOLE else sent.file.read_bytes()
         except OSError as exc:
             sent.error = f"cannot read: {exc.strerror}"
             continue

@@ -31,7 +31,7 @@ from axis.edxml.model import (
 from axis.edxml.ns import NS
 from axis.edxml.packet import build_tree, load_packet, packet_to_bytes, read_packet
 from axis.edxml.routing import RoutingFacts, routing_facts
-from axis.edxml.safe import DEFAULT_LIMITS, Limits, parse_xml
+from axis.edxml.safe import DEFAULT_LIMITS, Limits, parse_xml, parse_xml_file
 from axis.edxml.schema import PacketKind, detect_kind, validate
 
 __all__ = [
@@ -72,6 +72,7 @@ __all__ = [
     "packet_to_bytes",
     "parse_agency_code",
     "parse_xml",
+    "parse_xml_file",
     "read_packet",
     "routing_facts",
     "validate",

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import io
 import ipaddress
 import logging
 import math
@@ -39,12 +40,13 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator, Mapping, MutableMapping
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import sqlalchemy as sa
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
 from prometheus_client.core import GaugeMetricFamily
@@ -529,6 +531,38 @@ def create_app(service: AgencyService, authenticator: Authenticator, *,
             spool.seek(0)
             return spool.read() if size <= SPOOL_IN_MEMORY else await run_in_threadpool(spool.read)
 
+    async def _spool_packet(request: Request, limit: int) -> bytes | Path:
+        """The uploaded packet: its bytes when small, else a private file holding them (written as they arrive,
+        never whole in memory; `service.send` then owns it). The limit is enforced as the bytes arrive."""
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise TooLarge(f"the packet is {int(declared)} bytes; the limit is {limit}")
+        size, head = 0, bytearray()
+        file: io.BufferedWriter | None = None
+        path: Path | None = None
+        try:
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise TooLarge(f"the packet is larger than the limit of {limit} bytes")
+                if file is None and size <= SPOOL_IN_MEMORY:
+                    head += chunk
+                    continue
+                if file is None:
+                    descriptor, name = tempfile.mkstemp(prefix="axis-upload-", suffix=".edxml")  # mode 0600
+                    file, path = open(descriptor, "wb"), Path(name)  # noqa: SIM115 - closed below, or on error
+                    chunk, head = bytes(head) + chunk, bytearray()
+                await run_in_threadpool(file.write, chunk)
+            if file is None or path is None:
+                return bytes(head)
+            await run_in_threadpool(file.close)
+            return path
+        except BaseException:
+            if file is not None and path is not None:
+                file.close()
+                path.unlink(missing_ok=True)
+            raise
+
     xml_body = {"requestBody": {"required": True, "content": {
         "application/xml": {"schema": {"type": "string", "format": "binary"}}}}}
     optional_xml_body = {"requestBody": {"required": False, "content": {
@@ -560,7 +594,7 @@ def create_app(service: AgencyService, authenticator: Authenticator, *,
                           "GW422")
         if caller.role != "agency":  # before reading a byte of the upload; the service says the same
             raise Forbidden(f"a {caller.role} credential cannot submit packets")
-        body = await _read_body(request, max_packet_bytes, "the packet")
+        body = await _spool_packet(request, max_packet_bytes)
         outcome = await service.send(caller, body, submission=chosen.lower() if chosen else None, wait=wait)
         # The outcome ends the request's access-log line: one line per submission, not one more of its own.
         request.state.outcome = " ".join(filter(None, ("submission", outcome.submission, outcome.outcome,
@@ -610,7 +644,11 @@ def create_app(service: AgencyService, authenticator: Authenticator, *,
         headers = {_SERVED_HEADERS[k]: v for k, v in served.headers.items() if k in _SERVED_HEADERS}
         headers.setdefault("Axis-Id", served.axis_id)
         headers.setdefault("Axis-Digest", served.digest)
-        return Response(served.body, media_type="application/xml", headers=headers)
+        if isinstance(served.body, bytes):
+            return Response(served.body, media_type="application/xml", headers=headers)
+        # A large body: sent as the store reads it, a piece at a time (Starlette iterates it in a thread).
+        headers["Content-Length"] = str(served.body.size)
+        return StreamingResponse(iter(served.body), media_type="application/xml", headers=headers)
 
     @app.post("/v1/inbox/{axis_id}/ack", response_model=AckAnswer, tags=["receive"],
               summary="The caller has stored it (updateStatus done)", openapi_extra=optional_xml_body,

@@ -43,10 +43,12 @@ import binascii
 import hashlib
 import logging
 import re
+import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from cryptography import x509
@@ -54,13 +56,13 @@ from cryptography import x509
 from axis import wire
 from axis.auditor.deadlines import Rules
 from axis.auditor.overdue import load_rules
-from axis.edxml import routing_facts
+from axis.edxml import parse_xml_file, routing_facts
 from axis.gateway.auditing import AuditQueries, QueryError
 from axis.hub.acknowledgements import record_delivery_receipt
 from axis.hub.intake import Outcome as IntakeOutcome
 from axis.hub.intake import Submission as IntakeSubmission
 from axis.hub.intake import log_decisions
-from axis.hub.verification import TrustSettings
+from axis.hub.verification import TrustSettings, file_digest
 from axis.hub.workers import WorkerPool
 from axis.logs import traffic
 from axis.receipt import Receipt, build_receipt, now_utc, read_receipt
@@ -70,6 +72,7 @@ from axis.seal import SealCertificate
 from axis.settings import Settings
 from axis.signer import AxisSigner, SignerClient, SignerStartError
 from axis.store import (
+    BodyPieces,
     Delivery,
     DeliveryState,
     Document,
@@ -94,6 +97,7 @@ WRITE_BATCH = 500          # submission rows recorded in one transaction at most
 WATCH_TICK = 0.01          # seconds between two looks at the outcomes callers wait for, while outcomes come
 READ_ON_LOOP = 64 * 1024   # bytes: a packet up to this size has its routing facts read without a thread
 DECIDE_BATCH = 200         # submissions decided in one intake transaction at most (the hub's batch_size)
+SERVE_WHOLE = 8 * 1024 * 1024  # bytes: a delivery larger than this is served from the store a piece at a time
 
 
 @dataclass(frozen=True)
@@ -185,7 +189,7 @@ class Served:
     """A delivery's exact bytes, with the headers that let the recipient check them (the hub's seal)."""
 
     axis_id: str
-    body: bytes
+    body: bytes | BodyPieces       # a large body is read from the store a piece at a time as it is sent
     digest: str
     headers: dict[str, str] = field(default_factory=dict)
 
@@ -368,6 +372,27 @@ class _Admitted:
     agency: str
     digest: str
     known: Submission | None       # the row of a caller-chosen submission id used before
+    size: int = 0
+
+
+def _spooled(data: bytes) -> Path:
+    """`data` in a private temporary file (a large packet given as bytes, kept in the store from a file)."""
+    descriptor, name = tempfile.mkstemp(prefix="axis-upload-", suffix=".edxml")
+    with open(descriptor, "wb") as file:
+        file.write(data)
+    return Path(name)
+
+
+def _remove_when_read(path: Path, readers: list[asyncio.Future[IntakeOutcome]]) -> None:
+    """Remove a spooled upload now, or once the intake batches that may still read it have ended."""
+    def remove(_: object = None) -> None:
+        path.unlink(missing_ok=True)
+
+    pending = [future for future in readers if not future.done()]
+    if pending:
+        pending[0].add_done_callback(remove)
+    else:
+        remove()
 
 
 class _Decider:
@@ -443,7 +468,7 @@ class AgencyService:
 
     def __init__(self, store: Store, transport: Transport, *, signer: AxisSigner, verifier: Verifier,
                  max_packet_bytes: int = 200 * 1024 * 1024, intake: WorkerPool | None = None,
-                 deadline_rules: Rules | None = None) -> None:
+                 deadline_rules: Rules | None = None, inline_body_bytes: int = 8 * 1024 * 1024) -> None:
         """`signer`: the axis's signer (the receipts Axis signs here; its certificate is served with every
         seal), asked once here for its certificate. `intake`: started worker processes that decide
         submissions where they arrive (see `send`); without them every submission is queued for the hubs.
@@ -455,6 +480,7 @@ class AgencyService:
         self._seal_certificate = SealCertificate.from_pem(signer.certificates()[0])
         self._earlier_seal_certificates: list[SealCertificate] | None = None  # read at the first fetch
         self.max_packet_bytes = max_packet_bytes
+        self.inline_body_bytes = inline_body_bytes
         self._submission_rows = _GroupWriter(self._record_submissions, "recording submissions")
         self._outcomes = _OutcomeWatch(lambda ids: self._read("reading submissions", self.store.submissions, ids))
         self._decider = _Decider(intake) if intake is not None else None
@@ -488,12 +514,13 @@ class AgencyService:
             await asyncio.sleep(min(pause, max(0.0, deadline - loop.time())))
             pause = min(pause * 2, POLL_MAX)
 
-    async def _document_for(self, caller: Caller, axis_id: str, *, as_recipient: bool,
-                            body: bool = False) -> tuple[Document, list[Delivery], bytes | None]:
+    async def _document_for(self, caller: Caller, axis_id: str, *, as_recipient: bool, body: bool = False
+                            ) -> tuple[Document, list[Delivery], bytes | BodyPieces | None]:
         """The document, its deliveries and (with `body`) its bytes, if the caller may see it (its sender, a
-        recipient, or one who reads everything); else NotFound, as for an unknown axis id."""
+        recipient, or one who reads everything); else NotFound, as for an unknown axis id. A body over
+        SERVE_WHOLE bytes comes as `BodyPieces`, read from the store as it is sent."""
         document, deliveries, data = await self._read("reading a document", self.store.document_and_deliveries,
-                                                      axis_id, body=body)
+                                                      axis_id, body=body, whole_up_to=SERVE_WHOLE)
         if document is None:
             raise NotFound(f"no document {axis_id[:80]!r}")
         if caller.reads_everything and not as_recipient:
@@ -506,13 +533,29 @@ class AgencyService:
 
     # ------------------------------------------------------------------ submissions
 
-    async def send(self, caller: Caller, body: bytes, submission: str | None = None, wait: float = 10.0) -> Outcome:
+    async def send(self, caller: Caller, body: bytes | Path, submission: str | None = None,
+                   wait: float = 10.0) -> Outcome:
         """Submit one signed packet of the caller's agency; its outcome within `wait` seconds, else `queued`.
 
         With intake workers the packet is decided here (see the module docstring); if that takes longer
         than `wait`, or fails, the submission is queued for the hubs before this returns `queued`, so
         an answer of `queued` always means the broker holds it. `submission` is as for `submit`.
+
+        `body` is the packet's bytes, or a private file holding them (a large upload the HTTP layer spooled
+        to disk, so that the gateway never holds it in memory and the intake worker parses it from there).
+        The file then belongs to this call: it is removed once nothing reads it any more, which may be after
+        this returns (a worker still deciding a request that was answered `queued`).
         """
+        if not isinstance(body, Path):
+            return await self._send(caller, body, submission, wait, [])
+        readers: list[asyncio.Future[IntakeOutcome]] = []
+        try:
+            return await self._send(caller, body, submission, wait, readers)
+        finally:
+            _remove_when_read(body, readers)
+
+    async def _send(self, caller: Caller, body: bytes | Path, submission: str | None, wait: float,
+                    readers: list[asyncio.Future[IntakeOutcome]]) -> Outcome:
         if self._decider is None or wait <= 0:
             chosen = await self.submit(caller, body, submission)
             return await self.outcome(caller, chosen, wait=wait)
@@ -520,7 +563,9 @@ class AgencyService:
         if admitted.known is not None and admitted.known.outcome is not None:
             return Outcome.of(admitted.known)  # a repeated request: the first outcome, again
         chosen = submission or wire.new_submission_id()
-        future = self._decider.decide(IntakeSubmission(chosen, bytes(body), admitted.agency, caller.credential_id))
+        future = self._decider.decide(IntakeSubmission(chosen, body if isinstance(body, Path) else bytes(body),
+                                                       admitted.agency, caller.credential_id))
+        readers.append(future)
         try:
             decided = await asyncio.wait_for(asyncio.shield(future), min(wait, 60.0))
         except TimeoutError:
@@ -538,11 +583,11 @@ class AgencyService:
                 return Outcome.of(row)
         # DEBUG: the gateway's access-log line of the request names the submission and its outcome.
         log.debug("submission %s from %s (credential %s, %d bytes) %s", chosen, admitted.agency,
-                  caller.credential_id, len(body), decided.outcome)
+                  caller.credential_id, admitted.size, decided.outcome)
         code = f"AX{decided.refusal_code}" if decided.refusal_code is not None else None
         return Outcome(chosen, decided.outcome, decided.axis_id, code, decided.detail, decided.receipt)
 
-    async def submit(self, caller: Caller, body: bytes, submission: str | None = None) -> str:
+    async def submit(self, caller: Caller, body: bytes | Path, submission: str | None = None) -> str:
         """Record and publish one signed packet from the caller's agency for the hubs; its submission id.
 
         `submission` lets the caller choose the id (`SUBMISSION_ID`: 32 hex digits or a UUID), so
@@ -555,7 +600,7 @@ class AgencyService:
         await self._queue(caller, admitted, body, chosen)
         return chosen
 
-    async def _admit(self, caller: Caller, body: bytes, submission: str | None) -> _Admitted:
+    async def _admit(self, caller: Caller, body: bytes | Path, submission: str | None) -> _Admitted:
         """The checks before a packet is taken: who sends it, its size, a reused submission id.
 
         What the packet says, its sender included (AX416 when it is not the caller's agency), is intake's
@@ -565,25 +610,46 @@ class AgencyService:
         agency = self._agency(caller, "submit packets")
         if submission is not None and not SUBMISSION_ID.fullmatch(submission):
             raise Invalid(f"a submission id is 32 hex digits or a UUID, not {submission[:80]!r}", "GW422")
-        if len(body) > self.max_packet_bytes:
-            raise TooLarge(f"the packet is {len(body)} bytes; the limit is {self.max_packet_bytes}")
-        digest = hashlib.sha256(body).hexdigest()
+        if isinstance(body, Path):
+            digest, size = await asyncio.to_thread(file_digest, body)
+        else:
+            digest, size = hashlib.sha256(body).hexdigest(), len(body)
+        if size > self.max_packet_bytes:
+            raise TooLarge(f"the packet is {size} bytes; the limit is {self.max_packet_bytes}")
         known = None
         if submission is not None:
             known = (await self._read("reading a submission", self.store.submissions, [submission])).get(submission)
             if known is not None and (known.agency_code != agency or known.digest != digest):
                 raise Conflict(f"submission {submission} was used for another packet; choose a new id", "GW409")
-        return _Admitted(agency, digest, known)
+        return _Admitted(agency, digest, known, size)
 
-    async def _queue(self, caller: Caller, admitted: _Admitted, body: bytes, submission: str) -> None:
-        """Record the submission, then hand it to the broker for the hubs."""
+    async def _queue(self, caller: Caller, admitted: _Admitted, body: bytes | Path, submission: str) -> None:
+        """Record the submission, then hand it to the broker for the hubs: its bytes in the message, or, over
+        `inline_body_bytes`, in the store (`submission_bodies`, written with its row) and only its id in the
+        message (the broker's own limits and a large message stalling its queue: issue 12)."""
         kind, priority = await self._queue_order(body)
-        await self._submission_rows.add(NewSubmission(submission, admitted.agency, caller.credential_id,
-                                                      admitted.digest))
         headers = {wire.H_SUBMISSION: submission, wire.H_AGENCY: admitted.agency, wire.H_DIGEST: admitted.digest,
                    wire.H_KIND: kind}
+        row = NewSubmission(submission, admitted.agency, caller.credential_id, admitted.digest)
+        if admitted.size > self.inline_body_bytes:
+            if not isinstance(body, Path):
+                body = await asyncio.to_thread(_spooled, body)
+                spooled: Path | None = body
+            else:
+                spooled = None
+            try:
+                await retrying(f"keeping the body of submission {submission}")(asyncio.to_thread)(
+                    self._record_with_body, row, body)
+            finally:
+                if spooled is not None:
+                    spooled.unlink(missing_ok=True)
+            headers[wire.H_BODY] = wire.BODY_IN_STORE
+            data = b""
+        else:
+            data = await asyncio.to_thread(body.read_bytes) if isinstance(body, Path) else bytes(body)
+            await self._submission_rows.add(row)
         # Keyed by agency: with a sharded intake queue (a cluster), one agency's packets stay in order.
-        message = OutgoingMessage(wire.INTAKE_QUEUE, bytes(body), submission, priority, headers, key=admitted.agency)
+        message = OutgoingMessage(wire.INTAKE_QUEUE, data, submission, priority, headers, key=admitted.agency)
         try:
             outcomes = await publish_all(self.transport, [message], f"publishing submission {submission}")
         except TransportError as exc:
@@ -593,17 +659,26 @@ class AgencyService:
             await asyncio.to_thread(self._forget_submission, submission)
             raise Unavailable("the hub's intake queue does not exist yet: is `axis serve` running?")
         traffic("queued", "submission %s from %s (credential %s, %d bytes, %s) queued for the hubs", submission,
-                admitted.agency, caller.credential_id, len(body), kind, submission=submission, sender=admitted.agency,
-                credential=caller.credential_id, size=len(body), kind=kind)
+                admitted.agency, caller.credential_id, admitted.size, kind, submission=submission,
+                sender=admitted.agency, credential=caller.credential_id, size=admitted.size, kind=kind)
+
+    def _record_with_body(self, row: NewSubmission, body: Path) -> None:
+        with self.store.write() as tx:
+            if tx.add_submissions([row]) == 0:
+                tx.forget_submission_bodies([row.id])  # a repeated request: its body again, once
+            tx.add_submission_body(row.id, body)
 
     @staticmethod
-    async def _queue_order(body: bytes) -> tuple[str, int]:
+    async def _queue_order(body: bytes | Path) -> tuple[str, int]:
         """The kind and the priority a queued packet is published with (an urgent one overtakes a backlog).
         A packet they cannot be read from is queued as it is, at priority 0: the hub refuses it."""
         try:
             # A small packet is read on the event loop: handing it to a thread cost more than reading it.
-            facts = (routing_facts(body) if len(body) <= READ_ON_LOOP
-                     else await asyncio.to_thread(routing_facts, body))
+            if isinstance(body, Path):
+                facts = await asyncio.to_thread(lambda: routing_facts(parse_xml_file(body)))
+            else:
+                facts = (routing_facts(body) if len(body) <= READ_ON_LOOP
+                         else await asyncio.to_thread(routing_facts, body))
         except Refusal:
             return "unreadable", 0
         return facts.kind, facts.priority
@@ -934,7 +1009,8 @@ async def open_service(settings: Settings, *, transport_name: str = "axis-gatewa
                 pool = WorkerPool(intake, settings.workers, signer=signer, store_url=settings.store_url)
                 await pool.start()
             service = AgencyService(store, transport, signer=signer, verifier=verifier,
-                                    max_packet_bytes=settings.max_packet_bytes, intake=pool, deadline_rules=rules)
+                                    max_packet_bytes=settings.max_packet_bytes, intake=pool, deadline_rules=rules,
+                                    inline_body_bytes=settings.inline_body_bytes)
             try:
                 yield service
             finally:

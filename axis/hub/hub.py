@@ -23,11 +23,14 @@ import asyncio
 import functools
 import io
 import logging
+import os
 import sys
+import tempfile
 import threading
 import traceback
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from axis import wire
 from axis.audit.checkpoints import CheckpointWriter
@@ -189,12 +192,48 @@ class Hub:
             slots.release()
 
     async def _handle_intake(self, batch: list[Delivery]) -> None:
-        submissions = [Submission(submission_id=d.headers.get(wire.H_SUBMISSION) or d.message_id, body=d.body)
-                       for d in batch]
-        # An outage is waited out while the batch is held: no redelivery is counted, nothing turns poison.
-        outcomes = await retrying(f"an intake batch of {len(batch)}")(self.pool.intake)(submissions)
+        ids = [d.headers.get(wire.H_SUBMISSION) or d.message_id for d in batch]
+        # A submission too large for the broker waits in the store: copied to a private file for the worker,
+        # which parses it from there (`check_packet`) and stores it from there, never whole in memory.
+        kept = {i for i, d in enumerate(batch) if d.headers.get(wire.H_BODY) == wire.BODY_IN_STORE}
+        files: dict[int, Path] = {}
+        try:
+            for i in kept:
+                files[i] = await retrying(f"reading the kept body of submission {ids[i]}")(asyncio.to_thread)(
+                    self._kept_body, ids[i], batch[i].headers.get(wire.H_DIGEST))
+            submissions = [Submission(submission_id=ids[i], body=files.get(i, d.body)) for i, d in enumerate(batch)]
+            # An outage is waited out while the batch is held: no redelivery is counted, nothing turns poison.
+            outcomes = await retrying(f"an intake batch of {len(batch)}")(self.pool.intake)(submissions)
+        finally:
+            for path in files.values():
+                path.unlink(missing_ok=True)
         log_decisions(outcomes)
         await _settle(batch, [outcome.dead_letter for outcome in outcomes])
+        if kept:
+            # Decided (the first outcome is kept): the body now lives in document_bodies, or was refused.
+            await retrying("removing kept submission bodies")(asyncio.to_thread)(
+                self._forget_kept, [ids[i] for i in kept])
+
+    def _kept_body(self, submission_id: str, digest: str | None) -> Path:
+        descriptor, name = tempfile.mkstemp(prefix="axis-kept-", suffix=".edxml")
+        os.close(descriptor)
+        path = Path(name)
+        try:
+            found = self.store.submission_body_to(submission_id, path)
+            if found is None:
+                raise LookupError(f"submission {submission_id} says its body is in the store, and it is not")
+            if digest is not None and found[1] != digest:
+                raise ValueError(f"the kept body of submission {submission_id} does not have its digest")
+            log.info("submission %s: its body (%d bytes) waited in the store, not on the broker", submission_id,
+                     found[0])
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+        return path
+
+    def _forget_kept(self, submission_ids: list[str]) -> None:
+        with self.store.write() as tx:
+            tx.forget_submission_bodies(submission_ids)
 
     async def _watch_overdue(self) -> None:
         """A batch that takes longer than `stall_after` is reported once, with every stack."""

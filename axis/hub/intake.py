@@ -32,6 +32,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from axis import wire
 from axis.hub.verification import Checked, Refused
@@ -73,9 +74,14 @@ class Submission:
     message from the queue is read with the caller its `submissions` row names."""
 
     submission_id: str
-    body: bytes
+    body: bytes | Path              # the exact bytes, or a file holding them (a large upload, see `data`)
     caller: str | None = None
     credential: str | None = None
+
+    def data(self) -> bytes:
+        """The exact bytes. A large upload stays in its file through the checks (parsed from there) and is read
+        whole only to be written to the store."""
+        return self.body.read_bytes() if isinstance(self.body, Path) else self.body
 
 
 @dataclass
@@ -147,7 +153,7 @@ def _refuse(plan: _Plan, code: RefusalCode, detail: str) -> None:
 class Intake:
     """Turns batches of submissions into committed outcomes. Safe to run in several processes at once."""
 
-    def __init__(self, store: Store, check: Callable[[Sequence[bytes]], list[Checked | Refused]],
+    def __init__(self, store: Store, check: Callable[[Sequence[bytes | Path]], list[Checked | Refused]],
                  signer: AxisSigner) -> None:
         """`check` checks packets (`verification.check_packet` each); `signer` signs the receipts and seals
         the packets (the store keeps a seal's signature). A signer that fails (`SignerUnavailable`) fails
@@ -433,14 +439,15 @@ class Intake:
         if c.kind == "status":
             assert plan.answers is not None and c.status_code is not None
             data.update(status=c.status_code, answers=plan.answers)
+            body = plan.submission.data()
             if c.status_code == STATUS_RECALL_REQUEST:
                 # The sender's request concerns each recipient: it shows on each one's timeline.
-                receipts += [NewReceipt(axis_id=plan.answers, kind="status", body=plan.submission.body,
+                receipts += [NewReceipt(axis_id=plan.answers, kind="status", body=body,
                                         recipient_code=recipient, code=c.status_code,
                                         detail=f"recall requested by {c.sender} ({axis_id})")
                              for recipient in plan.recipients]
             else:
-                receipts.append(NewReceipt(axis_id=plan.answers, kind="status", body=plan.submission.body,
+                receipts.append(NewReceipt(axis_id=plan.answers, kind="status", body=body,
                                            recipient_code=c.sender, code=c.status_code,
                                            detail=f"status packet {axis_id}"))
                 new_state = state_for_status(c.status_code)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from lxml import etree
 
-from axis.edxml import Limits, parse_agency_code, parse_xml, routing_facts, validate
+from axis.edxml import DEFAULT_LIMITS, Limits, parse_agency_code, parse_xml, parse_xml_file, routing_facts, validate
 from axis.refusals import Refusal, RefusalCode
 from axis.trust import Verifier
 
@@ -31,7 +31,7 @@ class TrustSettings:
     crl: Path | None
     allow_sha1_for: frozenset[str] = frozenset()
     lenient_codes: bool = False
-    max_packet_bytes: int = 64 * 1024 * 1024
+    max_packet_bytes: int = DEFAULT_LIMITS.max_bytes
 
 
 @dataclass(frozen=True)
@@ -65,11 +65,20 @@ def _code(text: str, lenient: bool) -> str:
     return parse_agency_code(text, lenient=lenient).text
 
 
-def _claimed_sender(data: bytes) -> str | None:
+def _claimed_sender(data: bytes | Path) -> str | None:
     try:
+        if isinstance(data, Path):
+            return routing_facts(parse_xml_file(data, Limits(max_bytes=data.stat().st_size + 1))).sender[:64] or None
         return routing_facts(parse_xml(data, Limits(max_bytes=len(data) + 1))).sender[:64] or None
-    except Refusal:
+    except (Refusal, OSError):
         return None
+
+
+def file_digest(path: Path) -> tuple[str, int]:
+    """SHA-256 and size of a file, read in chunks."""
+    with open(path, "rb") as file:
+        digest = hashlib.file_digest(file, "sha256")
+        return digest.hexdigest(), file.tell()
 
 
 def _facts(root: etree._Element, digest: str, size: int, fingerprint: str, lenient: bool) -> Checked:
@@ -86,16 +95,25 @@ def _facts(root: etree._Element, digest: str, size: int, fingerprint: str, lenie
                    business_type=facts.business_type, business_document_id=facts.business_document_id)
 
 
-def check_packet(verifier: Verifier, data: bytes, settings: TrustSettings) -> Checked | Refused:
-    """Check one submitted packet (see the module docstring)."""
-    digest = hashlib.sha256(data).hexdigest()
+def check_packet(verifier: Verifier, data: bytes | Path, settings: TrustSettings) -> Checked | Refused:
+    """Check one submitted packet (see the module docstring): its bytes, or the file that holds them (a large
+    upload the gateway spooled to disk, parsed from there so that its bytes are not in memory beside its tree)."""
+    if isinstance(data, Path):
+        # A file that cannot be read fails the batch (the gateway still holds it, or queues the submission):
+        # refusing it would record a refusal of a packet nobody read.
+        digest, size = file_digest(data)
+    else:
+        digest, size = hashlib.sha256(data).hexdigest(), len(data)
     try:
-        root = parse_xml(data, Limits(max_bytes=settings.max_packet_bytes))
+        limits = Limits(max_bytes=settings.max_packet_bytes)
+        root = parse_xml_file(data, limits) if isinstance(data, Path) else parse_xml(data, limits)
         validate(root)
         # Parsed once: the verifier takes the tree over and returns the signed tree to read from.
         result = verifier.verify(root)
-        return _facts(result.signed_root, digest, len(data), result.fingerprint, settings.lenient_codes)
+        return _facts(result.signed_root, digest, size, result.fingerprint, settings.lenient_codes)
     except Refusal as refusal:
         return Refused(refusal.code.number, refusal.detail or refusal.code.message, digest, _claimed_sender(data))
+    except OSError:
+        raise  # the spooled file went away: the batch fails, nothing is decided about a packet nobody read
     except Exception as exc:  # noqa: BLE001 - a bug must not take the batch down; it is refused and logged
         return Refused(RefusalCode.INTERNAL.number, f"{type(exc).__name__}: {exc}", digest, None)

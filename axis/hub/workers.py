@@ -83,7 +83,7 @@ class _Worker:
             self.verifier.replace_crls(keys.load_crls(self.settings.crl))
             self._crl_mtime = mtime
 
-    def check(self, datas: Sequence[bytes]) -> list[Checked | Refused]:
+    def check(self, datas: Sequence[bytes | Path]) -> list[Checked | Refused]:
         self.refresh_crl()
         return [check_packet(self.verifier, data, self.settings) for data in datas]
 

@@ -34,7 +34,7 @@ from axis.store.records import (
     Submission,
 )
 from axis.store.states import DeliveryState, can_transition, state_for_status
-from axis.store.store import Snapshot, Store, WriteTx
+from axis.store.store import BodyPieces, Snapshot, Store, WriteTx
 
 __all__ = [
     "GENESIS_HASH",
@@ -44,6 +44,7 @@ __all__ = [
     "AuditEntry",
     "AuditReport",
     "AuditSigner",
+    "BodyPieces",
     "Certificate",
     "Checkpoint",
     "CheckpointStamp",

@@ -177,6 +177,15 @@ credentials = sa.Table(
 
 # Every submission and, once the hub decided it, its outcome and signed intake receipt. The gateway (or the
 # local client) writes the row before it publishes; the hub fills in the outcome in its intake transaction.
+# The bytes of a queued submission too large to ride on the broker (issue 12): the intake message names its
+# submission and carries no body; the hub reads it from here and removes it once decided. No foreign key:
+# retention removes decided submissions rows on its own schedule.
+submission_bodies = sa.Table(
+    "submission_bodies", metadata,
+    sa.Column("submission_id", sa.String(64), primary_key=True),
+    sa.Column("body", sa.LargeBinary(), nullable=False),
+)
+
 submissions = sa.Table(
     "submissions", metadata,
     sa.Column("id", sa.String(64), primary_key=True),

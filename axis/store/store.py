@@ -23,9 +23,11 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
+import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
@@ -80,6 +82,7 @@ from axis.store.schema import (
     documents,
     inbox,
     metadata,
+    submission_bodies,
     submissions,
 )
 from axis.store.schema import certificates as certificates_t
@@ -94,6 +97,7 @@ AUDIT_LOCK_KEY = 0x4158_4953_4155_4454
 CHECKPOINT_LOCK_KEY = 0x4158_4953_434B_5054
 _IN_CHUNK = 5_000   # bound on IN (...) list sizes (SQLite allows 32766 variables)
 _AUDIT_PAGE = 2_000
+_BODY_PIECE = 1024 * 1024  # a body copied from a file into its SQLite row, a piece at a time
 _FRESH = frozenset({"id", "agency_code", "credential_id", "digest", "created_at"})  # a submission nobody recorded
 
 Clock = Callable[[], datetime]
@@ -134,6 +138,20 @@ _DOCUMENT = sa.select(documents).where(documents.c.axis_id == sa.bindparam("axis
 _DELIVERIES = sa.select(deliveries_t).where(deliveries_t.c.axis_id == sa.bindparam("axis_id")).order_by(
     deliveries_t.c.recipient_code)
 _BODY = sa.select(bodies.c.body).where(bodies.c.axis_id == sa.bindparam("axis_id"))
+# length() of a blob is read from its record's header: SQLite does not load the blob for it.
+_BODY_SIZE = sa.select(sa.func.length(bodies.c.body)).where(bodies.c.axis_id == sa.bindparam("axis_id"))
+
+
+@dataclasses.dataclass(frozen=True)
+class BodyPieces:
+    """A stored body too large to read whole: its size, and its bytes a piece at a time when iterated."""
+
+    axis_id: str
+    size: int
+    read: Callable[[str], Iterator[bytes]]
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self.read(self.axis_id)
 # ... and what every unit of work that writes an audit entry runs.
 _AUDIT_HEAD = sa.select(audit_log.c.seq, audit_log.c.hash).order_by(audit_log.c.seq.desc()).limit(1)
 _ADVISORY_LOCK = sa.text("SELECT pg_advisory_xact_lock(:key)")
@@ -309,17 +327,71 @@ class _Reads:
             row = c.execute(_DOCUMENT, {"axis_id": axis_id}).first()
         return _record(Document, row) if row else None
 
-    def document_and_deliveries(self, axis_id: str, *,
-                                body: bool = False) -> tuple[Document | None, list[Delivery], bytes | None]:
+    def document_and_deliveries(self, axis_id: str, *, body: bool = False, whole_up_to: int | None = None
+                                ) -> tuple[Document | None, list[Delivery], bytes | BodyPieces | None]:
         """A document, its deliveries (by recipient) and, with `body`, its signed bytes (None once retention
-        removed them), read on one connection: what the gateway reads to serve or acknowledge a delivery."""
+        removed them), read on one connection: what the gateway reads to serve or acknowledge a delivery.
+        A body over `whole_up_to` bytes is not read here: `BodyPieces` reads it a piece at a time when
+        iterated (each piece on a connection of its own, so on a `Store`, not in a unit of work)."""
         with self._reading() as c:
             row = c.execute(_DOCUMENT, {"axis_id": axis_id}).first()
             if row is None:
                 return None, [], None
             found = [_record(Delivery, r) for r in c.execute(_DELIVERIES, {"axis_id": axis_id})]
+            document = _record(Document, row)
+            if body and whole_up_to is not None and document.size > whole_up_to:
+                size = c.execute(_BODY_SIZE, {"axis_id": axis_id}).scalar()
+                return document, found, None if size is None else BodyPieces(axis_id, int(size), self.body_pieces)
             data = c.execute(_BODY, {"axis_id": axis_id}).scalar() if body else None
-        return _record(Document, row), found, None if data is None else bytes(data)
+        return document, found, None if data is None else bytes(data)
+
+    def body_pieces(self, axis_id: str, piece: int = _BODY_PIECE) -> Iterator[bytes]:
+        """The stored body of `axis_id` a piece at a time, each read when it is asked for on a connection of
+        its own (SQLite: incremental blob I/O; PostgreSQL: substring, larger pieces, as each one detoasts the
+        value on the server). Nothing for an unknown axis id."""
+        return self._blob_pieces(bodies.c.axis_id, bodies.c.body, axis_id, piece)
+
+    def submission_body_to(self, submission_id: str, target: Path) -> tuple[int, str] | None:
+        """Write the body a queued submission left in the store (`WriteTx.add_submission_body`) to the file
+        `target`, a piece at a time; its size and SHA-256, or None when there is none."""
+        digest, size, found = hashlib.sha256(), 0, False
+        with open(target, "wb") as file:
+            for piece in self._blob_pieces(submission_bodies.c.submission_id, submission_bodies.c.body,
+                                           submission_id, _BODY_PIECE):
+                found = True
+                digest.update(piece)
+                file.write(piece)
+                size += len(piece)
+        if not found:
+            exists = self._exists(submission_bodies.c.submission_id, submission_id)
+            return (0, digest.hexdigest()) if exists else None
+        return size, digest.hexdigest()
+
+    def _exists(self, key: sa.Column[Any], value: str) -> bool:
+        with self._reading() as c:
+            return c.execute(sa.select(sa.literal(1)).where(key == value)).first() is not None
+
+    def _blob_pieces(self, key: sa.Column[Any], column: sa.Column[Any], value: str, piece: int) -> Iterator[bytes]:
+        table = key.table
+        offset = 0
+        while True:
+            with self._reading() as c:
+                if c.dialect.name == "sqlite":
+                    rowid = c.execute(sa.select(sa.literal_column("rowid")).select_from(table)
+                                      .where(key == value)).scalar()
+                    if rowid is None:
+                        return
+                    raw: sqlite3.Connection = c.connection.driver_connection  # type: ignore[assignment]
+                    with raw.blobopen(table.name, column.name, rowid, readonly=True) as blob:
+                        blob.seek(offset)
+                        data = blob.read(piece)
+                else:
+                    part = sa.func.substr(column, offset + 1, piece * 8, type_=sa.LargeBinary)
+                    data = c.execute(sa.select(part).where(key == value)).scalar() or b""
+            if not data:
+                return
+            yield bytes(data)
+            offset += len(data)
 
     def find_by_document_id(self, document_id: str) -> list[Document]:
         """Every document or status packet carrying this edXML DocumentId (any sender)."""
@@ -915,12 +987,16 @@ class WriteTx(_Reads):
             raise result
         return result
 
-    def insert_documents(self, items: Sequence[tuple[NewDocument, bytes]]) -> list[Document | DuplicateDocument]:
+    def insert_documents(self, items: Sequence[tuple[NewDocument, bytes | Path]]
+                         ) -> list[Document | DuplicateDocument]:
         """Bulk `insert_document`: one result per item, in order.
 
         A duplicate (of a stored document, or of an earlier item in the same
         batch) yields a DuplicateDocument value instead of a Document; it is
         returned, not raised, and nothing is written for it.
+
+        A body may be given as a file holding the exact bytes (a large upload): SQLite copies it into the
+        row a piece at a time (`_copy_body`), so the body is never whole in memory; PostgreSQL reads it whole.
         """
         if not items:
             return []
@@ -932,9 +1008,14 @@ class WriteTx(_Reads):
                                            documents.c.axis_id))
         self._bind("documents", [row for row in rows if row["axis_id"] in inserted])
         if inserted:
-            self._c.execute(sa.insert(bodies), [{"axis_id": row["axis_id"], "body": body}
-                                                for row, (_, body) in zip(rows, items, strict=True)
-                                                if row["axis_id"] in inserted])
+            new = [(row, body) for row, (_, body) in zip(rows, items, strict=True) if row["axis_id"] in inserted]
+            files = [(row, body) for row, body in new if isinstance(body, Path) and self._dialect == "sqlite"]
+            held = [{"axis_id": row["axis_id"], "body": body.read_bytes() if isinstance(body, Path) else body}
+                    for row, body in new if not (isinstance(body, Path) and self._dialect == "sqlite")]
+            if held:
+                self._c.execute(sa.insert(bodies), held)
+            for row, path in files:
+                self._copy_body(row["axis_id"], path, row["size"], row["digest"])
         missing = [row for row in rows if row["axis_id"] not in inserted]
         existing: dict[tuple[str, str, str], str] = {}
         for part in _chunks(missing, 1_000):
@@ -955,23 +1036,68 @@ class WriteTx(_Reads):
                 results.append(DuplicateDocument(existing[key], *key))
         return results
 
+    def _copy_body(self, axis_id: str, path: Path, size: int, digest: str) -> None:
+        """Write a document body from a file into its SQLite row in pieces (see `_copy_blob`)."""
+        self._copy_blob(bodies.c.axis_id, bodies.c.body, axis_id, path, size, digest)
+
+    def _copy_blob(self, key: sa.Column[Any], column: sa.Column[Any], value: str, path: Path, size: int,
+                   digest: str) -> None:
+        """Insert a row whose blob is a file's bytes, in pieces: a blob of zeroes of its size first, then
+        sqlite3's incremental blob I/O, in this transaction. The bytes copied must be those `size` and `digest`
+        describe, or the transaction fails."""
+        table = key.table
+        self._c.execute(sa.insert(table).values({key.name: value, column.name: sa.func.zeroblob(size)}))
+        rowid: int = self._c.execute(sa.select(sa.literal_column("rowid")).select_from(table)
+                                     .where(key == value)).scalar_one()
+        raw: sqlite3.Connection = self._c.connection.driver_connection  # type: ignore[assignment]
+        copied = hashlib.sha256()
+        with open(path, "rb") as file, raw.blobopen(table.name, column.name, rowid) as blob:
+            while piece := file.read(_BODY_PIECE):
+                copied.update(piece)
+                blob.write(piece)
+            file_size = file.tell()
+        if copied.hexdigest() != digest or file_size != size:
+            raise StoreError(f"the file of {value} changed while it was stored; nothing was stored")
+
+    def add_submission_body(self, submission_id: str, path: Path) -> tuple[int, str]:
+        """Keep the bytes of a queued submission too large for the broker (see `schema.submission_bodies`),
+        from the file that holds them (SQLite: in pieces); their size and SHA-256."""
+        with open(path, "rb") as file:
+            digest, size = hashlib.file_digest(file, "sha256").hexdigest(), file.tell()
+        if self._dialect == "sqlite":
+            self._copy_blob(submission_bodies.c.submission_id, submission_bodies.c.body, submission_id, path, size,
+                            digest)
+        else:
+            self._c.execute(sa.insert(submission_bodies).values(submission_id=submission_id, body=path.read_bytes()))
+        return size, digest
+
+    def forget_submission_bodies(self, submission_ids: Iterable[str]) -> None:
+        """Remove the kept bytes of submissions that were decided."""
+        for part in _chunks(list(submission_ids), _IN_CHUNK):
+            self._c.execute(sa.delete(submission_bodies).where(submission_bodies.c.submission_id.in_(part)))
+
     @staticmethod
-    def _document_row(doc: NewDocument, body: bytes, now: datetime) -> dict[str, Any]:
+    def _document_row(doc: NewDocument, body: bytes | Path, now: datetime) -> dict[str, Any]:
         if doc.kind not in DOCUMENT_KINDS:
             raise ValueError(f"document kind {doc.kind!r} must be one of {DOCUMENT_KINDS}")
         if not 0 <= doc.priority <= 4:
             raise ValueError(f"priority {doc.priority} must be 0..4 (edXML Priority)")
         if doc.business_type is not None and not 0 <= doc.business_type <= 3:
             raise ValueError(f"business_type {doc.business_type} must be 0..3 or None")
-        if not isinstance(body, (bytes, bytearray, memoryview)):
-            raise TypeError("the document body must be the exact signed bytes")
+        if not isinstance(body, (bytes, bytearray, memoryview, Path)):
+            raise TypeError("the document body must be the exact signed bytes (or a file holding them)")
         _check_code(doc.sender_code, "sender code")
         if doc.received_at is not None and doc.received_at.tzinfo is None:
             raise ValueError("received_at is a naive datetime; pass an aware UTC datetime")
-        body = bytes(body)
+        if isinstance(body, Path):
+            with open(body, "rb") as file:
+                digest, size = hashlib.file_digest(file, "sha256").hexdigest(), file.tell()
+        else:
+            body = bytes(body)
+            digest, size = hashlib.sha256(body).hexdigest(), len(body)
         return {"axis_id": doc.axis_id, "sender_code": doc.sender_code, "document_id": doc.document_id,
                 "kind": doc.kind, "business_type": doc.business_type,
-                "digest": hashlib.sha256(body).hexdigest(), "size": len(body), "priority": doc.priority,
+                "digest": digest, "size": size, "priority": doc.priority,
                 "received_at": doc.received_at or now, "signer_fingerprint": doc.signer_fingerprint,
                 "response_for": doc.response_for, "seal": doc.seal}
 
@@ -1094,6 +1220,7 @@ class WriteTx(_Reads):
         """Delete a queued submission that was never published (its publish failed)."""
         self._c.execute(sa.delete(submissions).where(submissions.c.id == submission_id,
                                                      submissions.c.outcome.is_(None)))
+        self._c.execute(sa.delete(submission_bodies).where(submission_bodies.c.submission_id == submission_id))
 
     def decide_submissions(self, decisions: Iterable[Decision]) -> None:
         """Record the hub's outcomes: fill in queued rows, insert the rows nobody wrote first.

@@ -39,7 +39,10 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import hashlib
+import hmac
 import logging
+import secrets
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -294,6 +297,12 @@ class XmlsecEngine:
             context.enable_reference_transform(transform)
         for transform in self._signature_transforms:
             context.enable_signature_transform(transform)
+        large = _large_texts(root)
+        if large and _streamable(signature):
+            self._verify_streamed(context, root, signature, large, algorithms, placement)
+            etree.strip_tags(root, etree.Comment)
+            return root
+        del large
         try:
             context.verify(signature)
         except xmlsec.VerificationError:
@@ -306,6 +315,122 @@ class XmlsecEngine:
         # URI="" covers the document without comments (XML-DSig §4.4.3.3), whatever the C14N.
         etree.strip_tags(root, etree.Comment)
         return root
+
+
+    def _verify_streamed(self, context: Any, root: etree._Element, signature: etree._Element,
+                         large: list[etree._Element], algorithms: Algorithms, placement: Placement) -> None:
+        """The same signature check as `context.verify`, for a packet with large text nodes (an attachment):
+        libxmlsec1 canonicalises the whole packet in memory, holding each text node twice more beside the
+        tree (libxml2's escaped copy and its output buffer: 3x a 133 MiB packet, bench_large.py). Here the
+        Reference's digest is computed with each large text node taken out of the tree, its canonical form
+        (escaped as C14N escapes text) hashed in pieces at its place in the canonical form of the rest, and
+        the SignatureValue is checked by libxmlsec1 over the canonical SignedInfo (`verify_binary`). Only
+        the transforms `_streamable` accepts take this road; the Verifier has checked the rest of the shape
+        (one Reference, URI="", enveloped first, the algorithms). On success the Signature is removed, as
+        the enveloped transform removes it; the large texts are back in the tree."""
+        xmlsec = self._xmlsec
+        signed_info = signature.find(ds("SignedInfo"))
+        assert signed_info is not None  # _inspect_signed_info found exactly one
+        method = signed_info.find(ds("CanonicalizationMethod"))
+        # SignedInfo's canonical form is taken where it stands (exclusive C14N reads the in-scope namespaces
+        # it uses from its ancestors).
+        signed_info_c14n = etree.tostring(signed_info, method="c14n", exclusive=True,
+                                          with_comments=method is not None and method.get("Algorithm") == _EXC_C)
+        reference = signed_info.find(ds("Reference"))
+        assert reference is not None
+        transforms = [t.get("Algorithm") for t in reference.iterfind(f"{ds('Transforms')}/{ds('Transform')}")]
+        c14n = transforms[1] if len(transforms) > 1 else _C14N_1_0
+        try:
+            expected = base64.b64decode("".join((reference.findtext(ds("DigestValue")) or "").split()), validate=True)
+            value = base64.b64decode("".join((signature.findtext(ds("SignatureValue")) or "").split()),
+                                     validate=True)
+        except ValueError as exc:
+            raise _invalid(f"DigestValue or SignatureValue is not base64: {exc}") from None
+        _remove_keeping_text(signature)  # the enveloped-signature transform
+        large = _large_texts(root)  # those of the Signature left with it
+        digest = hashlib.new("sha1" if algorithms.digest_method is DigestAlgorithm.SHA1 else "sha256")
+        texts = [element.text or "" for element in large]
+        markers = [f"axis-large-text-{secrets.token_hex(16)}" for _ in large]
+        try:
+            for element, marker in zip(large, markers, strict=True):
+                element.text = marker  # the tree's copy of the text is freed; `texts` holds the only one
+            # URI="" covers the document without comments, whatever the C14N (XML-DSig §4.4.3.3).
+            canonical = etree.tostring(root.getroottree(), method="c14n", exclusive=c14n.startswith(_EXC),
+                                       with_comments=False)
+            at = 0
+            for number, marker in enumerate(markers):
+                found = canonical.find(marker.encode("ascii"), at)
+                if found < 0 or canonical.count(marker.encode("ascii")) != 1:
+                    raise _invalid("a large text node is not where the canonical form puts it")
+                digest.update(canonical[at:found])
+                _digest_c14n_text(digest, texts[number])
+                at = found + len(marker)
+            digest.update(canonical[at:])
+        finally:
+            for number, element in enumerate(large):
+                if texts[number].isascii():
+                    # lxml would encode the str beside it before libxml2 copies the bytes: encoded here, the str
+                    # is gone before the copy (2x a large text at the most, not 3x). lxml takes ASCII bytes only.
+                    encoded, texts[number] = texts[number].encode("ascii"), ""
+                    element.text = encoded
+                    del encoded
+                else:
+                    element.text = texts[number]
+        if not hmac.compare_digest(digest.digest(), expected):
+            raise TrustError(RefusalCode.SIGNATURE_INVALID,
+                             f"the signature does not verify: the {placement.kind} was changed after signing "
+                             "(digest mismatch)")
+        try:
+            context.verify_binary(signed_info_c14n, self._signature[algorithms.signature_method], value)
+        except xmlsec.VerificationError:
+            raise TrustError(RefusalCode.SIGNATURE_INVALID,
+                             f"the signature does not verify: the {placement.kind}'s SignedInfo was changed after "
+                             "signing, or it was signed with another key than the certificate's") from None
+        except (xmlsec.Error, KeyError) as exc:
+            raise _invalid(f"xmlsec: {exc}") from None
+
+
+# A text node at least this many characters long, and its element's only child, is digested in pieces
+# (`XmlsecEngine._verify_streamed`); a packet without one is verified by libxmlsec1 alone.
+LARGE_TEXT = 4 * 1024 * 1024
+_EXC = "http://www.w3.org/2001/10/xml-exc-c14n#"
+_EXC_C = _EXC + "WithComments"
+_C14N_1_0 = "http://www.w3.org/TR/2001/REC-xml-c14n-20010315"
+# The reference transforms whose canonical form lxml's C14N 1.0 writer gives (with or without comments is
+# the same for URI="", which excludes them); C14N 1.1 is left to libxmlsec1.
+_STREAMED_C14N = frozenset({_EXC, _EXC_C, _C14N_1_0, _C14N_1_0 + "#WithComments"})
+_C14N_ESCAPES = ((b"&", b"&amp;"), (b"<", b"&lt;"), (b">", b"&gt;"), (b"\r", b"&#xD;"))  # & first
+_TEXT_PIECE = 1024 * 1024
+
+
+def _large_texts(root: etree._Element) -> list[etree._Element]:
+    """The elements whose only child is a text node of at least LARGE_TEXT characters, in document order."""
+    found = root.xpath("//*[count(node()) = 1 and string-length(text()) >= $n]", n=LARGE_TEXT)
+    return [element for element in found if isinstance(element, etree._Element)]
+
+
+def _streamable(signature: etree._Element) -> bool:
+    """Whether `_verify_streamed` computes exactly what libxmlsec1 would: SignedInfo in exclusive C14N and the
+    Reference's C14N one lxml writes, neither with an InclusiveNamespaces prefix list."""
+    signed_info = signature.find(ds("SignedInfo"))
+    if signed_info is None or next(signed_info.iter(f"{{{_EXC}}}InclusiveNamespaces"), None) is not None:
+        return False
+    method = signed_info.find(ds("CanonicalizationMethod"))
+    if method is None or method.get("Algorithm") not in (_EXC, _EXC_C):
+        return False
+    transforms = [t.get("Algorithm") for t in signed_info.iterfind(
+        f"{ds('Reference')}/{ds('Transforms')}/{ds('Transform')}")]
+    return len(transforms) <= 2 and all(t in _STREAMED_C14N for t in transforms[1:])
+
+
+def _digest_c14n_text(digest: Any, text: str) -> None:
+    """Hash a text node as C14N writes it (&, <, > and CR escaped; UTF-8), a piece at a time."""
+    for start in range(0, len(text), _TEXT_PIECE):
+        piece = text[start:start + _TEXT_PIECE].encode("utf-8")
+        for character, escaped in _C14N_ESCAPES:
+            if character in piece:  # never, in base64
+                piece = piece.replace(character, escaped)
+        digest.update(piece)
 
 
 def _remove_keeping_text(element: etree._Element) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,3 +82,38 @@ class TestPKI:
         """A document signed by `signed_by` (default: its sender)."""
         return self.signer(signed_by or sender).sign(unsigned_document(sender, recipients, number,
                                                                        priority=priority))
+
+
+_MARKER = b"QVhJUy1MQVJHRS1NQVJLRVI="  # base64 of b"AXIS-LARGE-MARKER": where the attachment's base64 goes
+
+
+def large_document(pki: TestPKI, sender: str, recipients: list[str], number: int, path: Path, *,
+                   attachment_bytes: int) -> str:
+    """Write to `path` a document signed by `sender` whose one attachment is `attachment_bytes` random bytes;
+    return the SHA-256 of the signed file.
+
+    The base64 text is made in chunks of random bytes (a multiple of 3 bytes each, so the chunks' base64
+    joins into the whole's) and goes into the packet in place of a marker, so the attachment is never held
+    decoded and encoded at once.
+    """
+    import base64
+
+    from axis.edxml import Attachment
+    from axis.edxml.model import SignerInfo as _SignerInfo
+
+    attachment = Attachment(content_id="large-1", attachment_name="large.bin", content_type="application/octet-stream",
+                            data=base64.b64decode(_MARKER))
+    packet = new_document(Organization(sender, organ_name=AGENCIES.get(sender, "?")),
+                          [Organization(code) for code in recipients], code_number=str(number),
+                          code_notation=NOTATION, subject=SUBJECT,
+                          signer=_SignerInfo(position="Thứ trưởng", full_name="Nguyễn Văn A"), attachments=[attachment])
+    head, tail = packet_to_bytes(packet).split(_MARKER)
+    encoded = bytearray(head)
+    chunk = 3 * 1024 * 1024
+    for start in range(0, attachment_bytes, chunk):
+        encoded += base64.b64encode(os.urandom(min(chunk, attachment_bytes - start)))
+    encoded += tail
+    signed = pki.signer(sender).sign(bytes(encoded))
+    del encoded
+    path.write_bytes(signed)
+    return hashlib.sha256(signed).hexdigest()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from axis.edxml.safe import Limits, parse_xml
+from axis.edxml.safe import Limits, parse_xml, parse_xml_file
 from axis.refusals import PacketError, RefusalCode
 
 VECTORS = Path(__file__).resolve().parents[1] / "vectors" / "hostile"
@@ -33,12 +33,15 @@ def canary(tmp_path: Path):
     return path
 
 
-def _parse_watching(data: bytes, canary: Path) -> PacketError:
+def _parse_watching(data: bytes, canary: Path, from_file: Path | None = None) -> PacketError:
+    """Parse `data` (from the file `from_file`, written first, when given: `parse_xml_file`)."""
     outcome: dict[str, BaseException] = {}
+    if from_file is not None:
+        from_file.write_bytes(data)
 
     def run() -> None:
         try:
-            parse_xml(data)
+            parse_xml_file(from_file) if from_file is not None else parse_xml(data)
         except BaseException as exc:  # noqa: BLE001 - reported below
             outcome["exc"] = exc
 
@@ -55,14 +58,16 @@ def _parse_watching(data: bytes, canary: Path) -> PacketError:
     return outcome["exc"]  # type: ignore[return-value]
 
 
+@pytest.mark.parametrize("from_file", [False, True], ids=["bytes", "file"])
 @pytest.mark.parametrize("name", sorted(EXPECTED))
-def test_hostile_vector_is_refused_without_reading_files(name: str, canary: Path) -> None:
+def test_hostile_vector_is_refused_without_reading_files(name: str, from_file: bool, canary: Path,
+                                                         tmp_path: Path) -> None:
     raw = (VECTORS / name).read_bytes()
     if name.startswith("utf16"):
         data = raw.decode("utf-16").replace("@CANARY@", str(canary)).encode("utf-16")
     else:
         data = raw.replace(b"@CANARY@", str(canary).encode())
-    refusal = _parse_watching(data, canary)
+    refusal = _parse_watching(data, canary, tmp_path / "packet.xml" if from_file else None)
     assert refusal.code is EXPECTED[name]
     assert str(refusal).startswith(f"AX{EXPECTED[name].number} ")
 
@@ -139,3 +144,30 @@ def test_malformed_sdk_samples_name_line_and_column(samples_dir: Path) -> None:
 def test_parse_takes_bytes_only() -> None:
     with pytest.raises(TypeError):
         parse_xml("<r/>")  # type: ignore[arg-type]
+
+
+def test_a_file_is_parsed_with_the_same_checks_as_bytes(tmp_path: Path) -> None:
+    path = tmp_path / "packet.xml"
+    path.write_bytes(b"<edXML>" + b"x" * 2000 + b"</edXML>")
+    with pytest.raises(PacketError) as info:
+        parse_xml_file(path, Limits(max_bytes=1024))
+    assert info.value.code is RefusalCode.TOO_LARGE and "2015 bytes" in info.value.detail
+    for data in (b"", b"   \n", b"<", b"<r>\n  <a>\n</r>", b"<r>" + b"<a/>" * 100_001 + b"</r>"):
+        path.write_bytes(data)
+        with pytest.raises(PacketError) as info:
+            parse_xml_file(path)
+        assert info.value.code is parse_code(data)
+    # A DOCTYPE after the first 64 KiB (past a long comment) is still refused, by the check after parsing.
+    path.write_bytes(b"<!--" + b"c" * 70_000 + b'--><!DOCTYPE r [<!ENTITY e "x">]><r>&e;</r>')
+    with pytest.raises(PacketError) as info:
+        parse_xml_file(path)
+    assert info.value.code is RefusalCode.FORBIDDEN_XML
+    # A text node over libxml2's 10 MB cap (a large attachment) parses, as from bytes.
+    path.write_bytes(b"<r>" + b"A" * 11_000_000 + b"</r>")
+    assert len(parse_xml_file(path).text or "") == 11_000_000
+
+
+def parse_code(data: bytes) -> RefusalCode:
+    with pytest.raises(PacketError) as info:
+        parse_xml(data)
+    return info.value.code

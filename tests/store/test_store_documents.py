@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from axis.refusals import RefusalCode
-from axis.store import DuplicateDocument, NewDocument, NewSubmission, NotFound, Store
+from axis.store import BodyPieces, DuplicateDocument, NewDocument, NewSubmission, NotFound, Store
 from tests.store.store_helpers import R1, R2, R3, RECIPIENTS, SENDER, accept, body_of, new_doc, table_counts
 
 
@@ -167,3 +167,58 @@ def test_finished_unit_of_work_cannot_be_reused(seeded: Store) -> None:
         pass
     with pytest.raises(Exception, match="has ended"):
         tx.insert_document(new_doc(1), body_of(1))
+
+
+def test_a_body_given_as_a_file_is_stored_byte_for_byte(seeded: Store, tmp_path) -> None:
+    # Over one piece of the copy (1 MiB), not a multiple of it; a small one beside it in the same batch.
+    data = bytes(range(256)) * (5 * 4096 + 7)
+    path = tmp_path / "upload.edxml"
+    path.write_bytes(data)
+    with seeded.write() as tx:
+        again = NewDocument(axis_id="ax-1-again", sender_code=SENDER, document_id="1/VPCP-TTĐT")
+        results = tx.insert_documents([(new_doc(1), path), (new_doc(2), body_of(2)), (again, path)])
+    assert [type(r).__name__ for r in results] == ["Document", "Document", "DuplicateDocument"]
+    doc = seeded.get_document("ax-1-document")
+    assert doc is not None and doc.size == len(data) and doc.digest == hashlib.sha256(data).hexdigest()
+    assert seeded.document_body("ax-1-document") == data
+    assert seeded.document_body("ax-2-document") == body_of(2)
+    assert path.read_bytes() == data  # the file is the caller's
+    # Read back a piece at a time, as the gateway serves a large delivery.
+    assert b"".join(seeded.body_pieces("ax-1-document", piece=64 * 1024)) == data
+    assert b"".join(seeded.body_pieces("ax-1-document", piece=len(data))) == data
+    assert list(seeded.body_pieces("nope")) == []
+    document, _, pieces = seeded.document_and_deliveries("ax-1-document", body=True, whole_up_to=4096)
+    assert document == doc and isinstance(pieces, BodyPieces) and pieces.size == len(data)
+    assert b"".join(pieces) == data
+    _, _, whole = seeded.document_and_deliveries("ax-2-document", body=True, whole_up_to=4096)
+    assert whole == body_of(2)
+
+
+def test_a_unit_of_work_that_fails_after_a_file_body_stores_nothing(seeded: Store, tmp_path) -> None:
+    path = tmp_path / "upload.edxml"
+    path.write_bytes(b"x" * (3 * 1024 * 1024))
+    before = table_counts(seeded)
+    with pytest.raises(RuntimeError):
+        with seeded.write() as tx:
+            tx.insert_documents([(new_doc(1), path)])
+            raise RuntimeError("boom")
+    assert table_counts(seeded) == before
+
+
+def test_a_queued_submission_body_is_kept_read_back_and_forgotten(seeded: Store, tmp_path) -> None:
+    data = bytes(range(256)) * (4096 * 5 + 3)
+    path, back = tmp_path / "upload.edxml", tmp_path / "back.edxml"
+    path.write_bytes(data)
+    with seeded.write() as tx:
+        tx.add_submissions([NewSubmission("s" * 32, SENDER, None, hashlib.sha256(data).hexdigest())])
+        assert tx.add_submission_body("s" * 32, path) == (len(data), hashlib.sha256(data).hexdigest())
+    assert seeded.submission_body_to("s" * 32, back) == (len(data), hashlib.sha256(data).hexdigest())
+    assert back.read_bytes() == data
+    assert seeded.submission_body_to("t" * 32, back) is None
+    with seeded.write() as tx:
+        tx.forget_submission_bodies(["s" * 32])
+    assert seeded.submission_body_to("s" * 32, back) is None
+    with seeded.write() as tx:  # a publish that failed forgets the row and its body
+        tx.add_submission_body("s" * 32, path)
+        tx.forget_submission("s" * 32)
+    assert seeded.submission_body_to("s" * 32, back) is None

@@ -39,7 +39,7 @@ def test_migrations_run_step_by_step(db_url: str) -> None:
         migrations.upgrade(store.engine, "0001")
         assert migrations.current_revision(store.engine) == "0001"
         store.migrate()
-        assert migrations.current_revision(store.engine) == migrations.head_revision() == "0006"
+        assert migrations.current_revision(store.engine) == migrations.head_revision() == "0007"
         # 0006 rebuilt two CHECK constraints (SQLite cannot alter one): the new states are allowed, and only they.
         checks = {c["name"]: c["sqltext"] for c in sa.inspect(store.engine).get_check_constraints("deliveries")}
         assert "'parked'" in checks["ck_deliveries_state"] and "'failed'" in checks["ck_deliveries_state"]
