@@ -354,8 +354,12 @@ _TREE_STRUCTURES = ("drop", "duplicate", "reorder", "rename", "wrong-namespace",
 
 
 def structure(case: Case, draw: Draw) -> Mutant:
-    name = draw.choice([*_TREE_STRUCTURES, "doctype", "truncate", "entity-reference"])
+    name = draw.choice([*_TREE_STRUCTURES, "doctype", "truncate", "entity-reference", "not-xml"])
     base = case.signed()
+    if name == "not-xml":
+        data = draw.choice([b"", b" ", b"null", b'{"edXML": 1}', b"<", b"<?xml version='1.0'?>", draw.blob(1, 64),
+                            base[base.index(b"<edXML:edXMLEnvelope>"):], base + base])
+        return Mutant("structure", name, data, base, must_refuse="not one edXML document")
     if name == "doctype":
         declaration, _, rest = base.partition(b"?>")
         data = declaration + b"?>\n" + draw.choice(_DOCTYPES) + rest

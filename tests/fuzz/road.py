@@ -15,15 +15,18 @@ campaign as a whole. The oracle:
   accepted; any other accepted mutant that the test did not itself sign carries exactly the signed
   content of the valid packet it came from (`signed_view`: the document without its Signature, as
   exclusive C14N without comments sees it, no comment touching text, the Signature's place, its
-  children and its SignedInfo), and raw signxml verifies it with the sender's registered certificate;
+  children, its SignedInfo, and certificates of base64 and XML whitespace only), and raw signxml
+  verifies it with the sender's registered certificate;
 - after the campaign: `axis serve` and every process of its session are the ones that started (no
-  worker died and was replaced), /healthz answers, a valid packet is accepted, and every delivery any
-  agency can fetch is byte-identical to a packet the test signed or to an accepted mutant, and
-  verifies with raw signxml against the registered certificate of its sender (an engine independent
-  of the xmlsec one Axis runs).
+  worker died and was replaced), its log has no traceback and no failed batch (`BROKEN`: a batch that
+  fails at the gateway is decided by the hub instead, which the answer alone would hide), /healthz
+  answers, a valid packet is accepted, and every delivery any agency can fetch is byte-identical to a
+  packet the test signed or to an accepted mutant, and verifies with raw signxml against the
+  registered certificate of its sender (an engine independent of the xmlsec one Axis runs).
 """
 from __future__ import annotations
 
+import base64
 import collections
 import hashlib
 import time
@@ -50,6 +53,8 @@ SENDERS = (G22, G17)
 RECIPIENTS = (H41, H14)
 STATUSES = ("01", "03", "04", "05", "06")
 WAIT = 30
+BROKEN = ("Traceback", "unexpected error", "could not be decided here", "a worker process died",
+          "internal error refusing", "failed; its unsettled messages", "failed; its messages will be delivered")
 
 
 def sha256(data: bytes) -> str:
@@ -72,6 +77,7 @@ class Answer:
     outcome: str | None = None
     code: str | None = None
     text: str = ""
+    queued: bool = False        # answered 202 first: the gateway did not decide it within ?wait=
 
 
 @dataclass
@@ -88,6 +94,8 @@ class Tally:
         self.mutations[mutant.label] += 1
         what = answer.outcome if answer.outcome != "refused" else answer.code
         self.answers[(mutant.family, str(what if answer.status == 200 else f"HTTP {answer.status}"))] += 1
+        if answer.queued:
+            self.answers[(mutant.family, "queued first")] += 1
         if answer.outcome in ("accepted", "duplicate"):
             self.passed[f"{mutant.label} ({answer.outcome})"] += 1
 
@@ -102,6 +110,7 @@ class Road:
         self.number = 0
         self.anchor: Any = None
         self.session: set[int] = set()
+        self.fetched = 0
 
     def close(self) -> None:
         for client in self.clients.values():
@@ -140,7 +149,8 @@ class Road:
         try:
             answer = client.post("/v1/packets", content=data, params={"wait": WAIT},
                                  headers={"Content-Type": "application/xml"})
-            if answer.status_code == 202:
+            queued = answer.status_code == 202
+            if queued:
                 submission = answer.json()["submission"]
                 deadline = time.monotonic() + 120
                 while answer.status_code == 202 or answer.json().get("outcome") == "queued":
@@ -155,7 +165,7 @@ class Road:
             return Answer(answer.status_code, text=answer.text[:300])
         if answer.status_code != 200:
             return Answer(answer.status_code, None, (found.get("error") or {}).get("code"), answer.text[:300])
-        return Answer(200, found.get("outcome"), found.get("code"), str(found.get("message"))[:300])
+        return Answer(200, found.get("outcome"), found.get("code"), str(found.get("message"))[:300], queued)
 
     def setup(self) -> None:
         """One valid document both recipients take and acknowledge: what the status packets answer."""
@@ -194,6 +204,11 @@ class Road:
         if now != self.session:
             problems.append(f"processes of axis serve changed (a worker died?): {sorted(self.session)} -> "
                             f"{sorted(now)}\n{hub.stderr()[-3000:]}")
+        # What the processes say when something broke that the answers hide (a batch that failed at the gateway
+        # is decided by the hub instead; a dead worker is replaced).
+        for line in hub.stderr().splitlines():
+            if any(sign in line for sign in BROKEN):
+                problems.append(f"axis serve logged: {line[:500]}")
         health = self.clients[G22].get("/healthz")
         if health.status_code != 200:
             problems.append(f"/healthz answers {health.status_code}")
@@ -201,6 +216,7 @@ class Road:
         if fresh.outcome != "accepted":
             problems.append(f"a valid packet after the campaign: {fresh}")
         for code, body in self.deliveries():
+            self.fetched += 1
             why = self.deliverable.get(sha256(body))
             if why is None:
                 problems.append(f"{code} can fetch {len(body)} bytes the test never signed nor saw accepted: "
@@ -214,14 +230,22 @@ class Road:
         for code, client in self.clients.items():
             after: str | None = None
             while True:
-                page = client.get("/v1/inbox", params={"limit": 1000, **({"after": after} if after else {})}).json()
+                page = _get(client, "/v1/inbox", {"limit": 1000, **({"after": after} if after else {})}).json()
                 for item in page["items"]:
-                    served = client.get(f"/v1/inbox/{item['axis_id']}")
-                    assert served.status_code == 200, served.text
-                    yield code, served.content
+                    yield code, _get(client, f"/v1/inbox/{item['axis_id']}").content
                 after = page.get("next")
                 if not after:
                     break
+
+
+def _get(client: httpx.Client, path: str, params: dict[str, Any] | None = None) -> httpx.Response:
+    """GET, waiting as the gateway's rate limit asks (a long campaign leaves thousands of deliveries to fetch)."""
+    while True:
+        answer = client.get(path, params=params)
+        if answer.status_code != 429:
+            assert answer.status_code == 200, answer.text
+            return answer
+        time.sleep(float(answer.headers.get("Retry-After", "1")))
 
 
 def judge(mutant: Mutant, answer: Answer, pki: TestPKI) -> list[str]:
@@ -275,7 +299,19 @@ def signed_view(data: bytes) -> tuple[Any, ...] | None:
         else:
             parent.text = (parent.text or "") + signature.tail
     parent.remove(signature)
-    return place, children, info, _touching_text(root), etree.tostring(root, method="c14n", with_comments=False)
+    return (place, children, info, _touching_text(root), _certificates_readable(signature),
+            etree.tostring(root, method="c14n", with_comments=False))
+
+
+def _certificates_readable(signature: etree._Element) -> bool:
+    """Whether every X509Certificate is base64 and XML whitespace, nothing else: KeyInfo is never signed, so
+    anything else in it would reach recipients unsigned."""
+    try:
+        for cert in signature.iter(f"{DS}X509Certificate"):
+            base64.b64decode((cert.text or "").translate(str.maketrans("", "", " \t\r\n")), validate=True)
+    except ValueError:
+        return False
+    return True
 
 
 def _touching_text(root: etree._Element) -> int:

@@ -48,7 +48,8 @@ def test_unsigned_content_changes_the_signed_view(signed: bytes, e2e_pki: TestPK
         root.find(".//{*}edXMLBody").append(root.find(f".//{DS}Signature"))
 
     changed = [signed.replace(H41.encode(), H14.encode()), _edited(signed, split_subject), _edited(signed, into_object),
-               _edited(signed, move_signature), signed.replace(b"<edXML:Subject>", b"<edXML:Subject><?pi x?>")]
+               _edited(signed, move_signature), signed.replace(b"<edXML:Subject>", b"<edXML:Subject><?pi x?>"),
+               signed.replace(b"<ds:X509Certificate>", "<ds:X509Certificate>\u00a0".encode())]
     for index, variant in enumerate(changed):
         assert signed_view(variant) != signed_view(signed), index
     assert signed_view(b"<not-xml") is None
