@@ -50,5 +50,7 @@ def test_mutated_packets_are_refused_with_a_code_and_nothing_unsigned_is_deliver
             assert all(road.tally.tried[family] >= EXAMPLES for family in FAMILIES), road.tally.tried
             for family in FAMILIES:
                 assert any(what.startswith("AX") for (f, what) in road.tally.answers if f == family), road.tally
+                # Not one mutation drawn over and over (here: 14 to 27 distinct ones per family).
+                assert sum(label.startswith(family + "/") for label in road.tally.mutations) >= 10, road.tally
         finally:
             road.close()
