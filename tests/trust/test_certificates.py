@@ -143,6 +143,19 @@ def test_malformed_certificate(dev_pki, signed_status, replacement):
     assert code_of(dev_pki.verifier(), tampered) is C.CERT_MALFORMED
 
 
+@pytest.mark.parametrize("character", ["\u0085", "\u00a0", "\u2028", "\u2029", "\u3000"])
+def test_certificate_base64_with_a_character_xml_does_not_call_whitespace(dev_pki, signed_status, character):
+    # Found by the fuzz campaign (tests/fuzz): Python's str.split() drops these as whitespace, so the certificate
+    # decoded and the packet was accepted and delivered carrying them, though XML whitespace is only space, tab,
+    # CR and LF and any other text in KeyInfo is refused (AX305). Line breaks and spaces stay allowed.
+    start = signed_status.index(b"<ds:X509Certificate>") + len(b"<ds:X509Certificate>")
+    for allowed in (b"\n", b"\r\n", b" ", b"\t", b"&#13;"):
+        assert dev_pki.verifier().verify(signed_status[:start + 8] + allowed + signed_status[start + 8:])
+    tampered = signed_status[:start + 8] + character.encode() + signed_status[start + 8:]
+    refusal = refusal_of(dev_pki.verifier(), tampered)
+    assert refusal.code is C.CERT_MALFORMED and "not valid base64" in refusal.detail
+
+
 def test_too_many_certificates(dev_pki, signed_status):
     cert = re.search(rb"<ds:X509Certificate>.*?</ds:X509Certificate>", signed_status, re.DOTALL).group(0)
     assert dev_pki.verifier().verify(replace_once(signed_status, cert, cert * 3)).signer_code == H41
