@@ -39,6 +39,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from cpu_usage import children, listening_inodes  # noqa: E402 - bench/ is on the path of a bench script
 from typer.testing import CliRunner  # noqa: E402
 
 from cli.main import app  # noqa: E402
@@ -76,22 +77,13 @@ def _processes(hub_pid: int, signer_pid: int | None, gateway_port: int) -> dict[
     """pid -> its role, for `axis serve` and every process below it (every spawned child has the same
     command line, so the role is read from the tree: the signer names its pid in the hub's log, the
     gateway is the child holding the listening socket of the gateway's port)."""
-    def children(pid: int) -> list[int]:
-        found = []
-        for task in Path(f"/proc/{pid}/task").glob("*"):
-            try:
-                found += [int(child) for child in (task / "children").read_text().split()]
-            except OSError:
-                continue
-        return found
-
     def tracker(pid: int) -> bool:
         try:
             return b"resource_tracker" in Path(f"/proc/{pid}/cmdline").read_bytes()
         except OSError:
             return False
 
-    listening = _listening_inodes(gateway_port)
+    listening = listening_inodes(gateway_port)
 
     def serves(pid: int) -> bool:
         try:
@@ -100,8 +92,8 @@ def _processes(hub_pid: int, signer_pid: int | None, gateway_port: int) -> dict[
             return False
 
     roles = {hub_pid: "axis serve (hub)"}
-    for child in children(hub_pid):
-        below = [pid for pid in children(child) if not tracker(pid)]
+    for child in children([hub_pid]):
+        below = [pid for pid in children([child]) if not tracker(pid)]
         if tracker(child):
             continue
         if child == signer_pid:
@@ -113,21 +105,6 @@ def _processes(hub_pid: int, signer_pid: int | None, gateway_port: int) -> dict[
         else:
             roles[child] = "hub intake worker"
     return roles
-
-
-def _listening_inodes(port: int) -> set[str]:
-    """`socket:[inode]` of every TCP socket listening on `port` (/proc/net/tcp, state 0A)."""
-    found = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            lines = Path(table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            fields = line.split()
-            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
-                found.add(f"socket:[{fields[9]}]")
-    return found
 
 
 class _Child:

@@ -57,9 +57,8 @@ def rabbitmq_pids() -> list[int]:
     return pids
 
 
-def listening_pid(port: int) -> int | None:
-    """The process listening on this TCP port here (the broker's 5672), or None. Other brokers may run on
-    the machine (a test's cluster); matching the port counts only the one the bench talks to."""
+def listening_inodes(port: int) -> set[str]:
+    """`socket:[inode]` of every TCP socket listening on `port` here (/proc/net/tcp, state 0A)."""
     inodes = set()
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
@@ -70,6 +69,13 @@ def listening_pid(port: int) -> int | None:
             fields = line.split()
             if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "0A":  # 0A: LISTEN
                 inodes.add(f"socket:[{fields[9]}]")
+    return inodes
+
+
+def listening_pid(port: int) -> int | None:
+    """The process listening on this TCP port here (the broker's 5672), or None. Other brokers may run on
+    the machine (a test's cluster); matching the port counts only the one the bench talks to."""
+    inodes = listening_inodes(port)
     if not inodes:
         return None
     for entry in Path("/proc").iterdir():
