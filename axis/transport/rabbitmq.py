@@ -124,7 +124,7 @@ class Topology:
     - `axis.dead` (durable direct exchange) → `Q.dlq` (one per queue, whatever
       its shards; of the lanes' queue type), bound with routing key `Q`. The transport publishes dead letters there
       itself, with confirms, recording the reason in headers.
-    - `axis.dead-letters` (durable classic queue, declared like any `Q`): the
+    - `axis.dead-letters` (durable, one lane, declared like any `Q`): the
       dead-letter feed. It is bound to `axis.dead` with the routing key of
       every declared queue, so one publish (or one broker dead-lettering)
       parks a letter in `Q.dlq` and puts its copy on the feed, atomically.
@@ -279,7 +279,7 @@ _URL_OPTIONS = ("hosts", "queues", "shards")  # the broker URL's options that Ax
 def _node_url(first: URL, node: str) -> URL:
     """`first` with another `host[:port]`."""
     host, _, port = node.strip().rpartition(":") if ":" in node else (node.strip(), "", "")
-    if not host:
+    if not host or not (port.isdigit() or not port):
         raise ValueError(f"broker URL option hosts={node!r}: use host:port,host:port")
     return first.with_host(host).with_port(int(port) if port else first.port)
 

@@ -278,7 +278,7 @@ async def test_a_consumer_takes_what_the_urgent_lanes_bring_first(vhost: str) ->
         await transport.close()
 
 
-@pytest.mark.parametrize("option", ["queues=fifo", "shards=0", "shards=x", "hosts=:5"])
+@pytest.mark.parametrize("option", ["queues=fifo", "shards=0", "shards=x", "hosts=:5", "hosts=mq2:amqp"])
 async def test_a_wrong_layout_option_in_the_url_says_which(vhost: str, option: str) -> None:
     url = str(URL(AMQP_URL).with_path("/" + vhost)) + "?" + option
     with pytest.raises(ValueError, match=option.split("=")[0]):
