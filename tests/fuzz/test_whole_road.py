@@ -18,7 +18,7 @@ from tests.e2e.packets import TestPKI
 from tests.fuzz.mutations import FAMILIES, HypothesisDraw
 from tests.fuzz.road import Road, install_crl, materials
 
-EXAMPLES = 75   # per family and configuration: 300 packets, about 10 CPU-s with the deployment (see the report)
+EXAMPLES = 50   # per family and configuration: 200 packets, about 8 CPU-s with the deployment (the long campaign is bench/bench_fuzz.py)
 
 
 def campaign(road: Road, family: str) -> None:
