@@ -39,6 +39,7 @@ from axis.hub.acknowledgements import DeadLetters
 from axis.hub.intake import Submission, log_decisions
 from axis.hub.verification import TrustSettings
 from axis.hub.workers import WorkerPool
+from axis.refusals import RefusalCode
 from axis.retry import retrying
 from axis.signer import AxisSigner
 from axis.store import Store
@@ -197,22 +198,30 @@ class Hub:
         # which parses it from there (`check_packet`) and stores it from there, never whole in memory.
         kept = {i for i, d in enumerate(batch) if d.headers.get(wire.H_BODY) == wire.BODY_IN_STORE}
         files: dict[int, Path] = {}
+        missing: dict[int, str] = {}  # a message whose body is not in the store as it says: dead-lettered alone
         try:
             for i in kept:
-                files[i] = await retrying(f"reading the kept body of submission {ids[i]}")(asyncio.to_thread)(
-                    self._kept_body, ids[i], batch[i].headers.get(wire.H_DIGEST))
-            submissions = [Submission(submission_id=ids[i], body=files.get(i, d.body)) for i, d in enumerate(batch)]
+                try:
+                    files[i] = await retrying(f"reading the kept body of submission {ids[i]}")(asyncio.to_thread)(
+                        self._kept_body, ids[i], batch[i].headers.get(wire.H_DIGEST))
+                except (LookupError, ValueError) as exc:  # not an outage: failing the batch would fail the rest
+                    missing[i] = f"{RefusalCode.SENDER_UNKNOWN.label}: no receipt sent ({exc})"
+            live = [i for i in range(len(batch)) if i not in missing]
+            submissions = [Submission(submission_id=ids[i], body=files.get(i, batch[i].body)) for i in live]
             # An outage is waited out while the batch is held: no redelivery is counted, nothing turns poison.
-            outcomes = await retrying(f"an intake batch of {len(batch)}")(self.pool.intake)(submissions)
+            outcomes = await retrying(f"an intake batch of {len(batch)}")(self.pool.intake)(submissions) \
+                if submissions else []
         finally:
             for path in files.values():
                 path.unlink(missing_ok=True)
         log_decisions(outcomes)
-        await _settle(batch, [outcome.dead_letter for outcome in outcomes])
-        if kept:
-            # Decided (the first outcome is kept): the body now lives in document_bodies, or was refused.
+        await _settle([*(batch[i] for i in live), *(batch[i] for i in missing)],
+                      [*(outcome.dead_letter for outcome in outcomes), *missing.values()])
+        if files:
+            # Decided (the first outcome is kept): the body now lives in document_bodies, or was refused. A body
+            # that did not match its message stays: the message may be a forgery of a queued submission's.
             await retrying("removing kept submission bodies")(asyncio.to_thread)(
-                self._forget_kept, [ids[i] for i in kept])
+                self._forget_kept, [ids[i] for i in files])
 
     def _kept_body(self, submission_id: str, digest: str | None) -> Path:
         descriptor, name = tempfile.mkstemp(prefix="axis-kept-", suffix=".edxml")

@@ -312,3 +312,34 @@ def test_forged_intake_receipts_in_the_store_are_never_stored_by_the_sdk(
         assert seen[name].problem and seen[name].problem.startswith("intake receipt refused"), (name, seen[name])
     assert seen["untouched"].receipt is not None and seen["untouched"].outcome == "accepted"
     assert seen["stored"] == [seen["untouched"].path.name]
+
+
+# ------------------------------------------------------------------ bodies said to wait in the store
+
+
+def test_a_message_whose_body_is_said_to_wait_in_the_store_and_does_not_fails_alone(
+        deployment: Deployment, e2e_pki: TestPKI, tmp_path: Path) -> None:
+    """A message written onto intake with `ax-body: store` and no kept body (or another body's digest) is
+    dead-lettered at once, AX414; it does not fail the batch it came in, whose other submissions would be
+    delivered again and counted until they too were dead-lettered as poison."""
+    deployment.serve()
+    forged = {"no-row": uuid.uuid4().hex, "wrong-digest": uuid.uuid4().hex}
+    with deployment.store() as store, store.write() as tx:  # a body kept for the second one, not its digest
+        path = tmp_path / "kept.edxml"
+        path.write_bytes(unsigned_document(H99, [H41], 7))
+        tx.add_submission_body(forged["wrong-digest"], path)
+    for submission in forged.values():
+        publish(deployment, wire.INTAKE_QUEUE, b"", submission,
+                {wire.H_SUBMISSION: submission, wire.H_AGENCY: H14, wire.H_KIND: "document",
+                 wire.H_DIGEST: "0" * 64, wire.H_BODY: wire.BODY_IN_STORE})
+    good = tmp_path / "good.edxml"
+    good.write_bytes(e2e_pki.document(G22, [H41], 1))
+    [sent] = send(deployment, good)
+    assert sent["outcome"] == "accepted"
+
+    letters = wait_until(lambda: (found := dead_letters(deployment, wire.INTAKE_QUEUE)) and len(found) >= 2 and found,
+                         "both forged messages to be dead-lettered") or []
+    assert sorted(letter.message_id for letter in letters) == sorted(forged.values())
+    assert all(letter.reason.startswith("AX414 SENDER_UNKNOWN") and letter.attempts == 1 for letter in letters), \
+        letters
+    assert waiting(deployment, H41) == [sent["axis_id"]]
