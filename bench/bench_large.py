@@ -2,11 +2,14 @@
 
     python bench/bench_large.py                    # a 100 MiB attachment (a ~134 MiB packet), embedded defaults
     python bench/bench_large.py --mib 20 --road queued
+    python bench/bench_large.py --config rabbitmq+postgres --road queued   # a fresh vhost and database
 
 The road is the one agencies take: `axis send` (a process of its own) POSTs the signed packet to the
 gateway of a running `axis serve` (embedded transport and SQLite in a temporary AXIS_DATA, as
 tests/e2e/harness.py `Deployment` runs it), the gateway's intake worker checks and commits it, and the
 recipient's `axis inbox pull` (a process of its own) fetches, verifies, stores and acknowledges it.
+`--config embedded+postgres` or `rabbitmq+postgres` puts the store (and the broker) on the servers the
+tests use, in a fresh database (and vhost) dropped afterwards.
 `--road queued` sends with `?wait=0` semantics instead (`AXIS_INTAKE_AT=hub`: the hub decides it from
 `axis.intake`).
 
@@ -34,12 +37,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from cpu_usage import children, listening_inodes  # noqa: E402 - bench/ is on the path of a bench script
+from hub_inputs import pg_database, vhost  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
 from cli.main import app  # noqa: E402
@@ -166,12 +171,20 @@ def _raw_costs(packet: Path, scratch: Path) -> dict[str, float]:
     return {"sha256": sha, "copy": copy, "parse": parse}
 
 
-def run(mib: int, road: str, keep: bool) -> dict:
+def run(mib: int, road: str, keep: bool, config: str = "embedded") -> dict:
     root = Path(tempfile.mkdtemp(prefix="axis-bench-large-"))
+    cleanup: list[Callable[[], None]] = []
     try:
         pki = _pki(root / "pki")
         (root / "data").mkdir()
-        deployment = Deployment("embedded", root / "data", pki)
+        broker = db = None
+        if "postgres" in config:
+            db, drop = pg_database()
+            cleanup.append(drop)
+        if config.startswith("rabbitmq"):
+            broker, delete = vhost()
+            cleanup.append(delete)
+        deployment = Deployment(config, root / "data", pki, broker=broker, db=db)
         os.environ["AXIS_MAX_PACKET_BYTES"] = str(max(200 * MIB, (mib * 4 // 3 + 8) * MIB))
         if road == "queued":
             os.environ["AXIS_INTAKE_AT"] = "hub"
@@ -213,10 +226,13 @@ def run(mib: int, road: str, keep: bool) -> dict:
         rows = [("axis send", send_idle, send_peak), ("axis inbox pull", pull_idle, pull_peak)]
         rows += [(f"{name} ({pid})", idle[pid], peaks[pid]) for pid, name in sorted(processes.items())
                  if peaks.get(pid)]
-        return {"mib": mib, "road": road, "packet_bytes": size, "byte_identical": same, "build_seconds": build,
+        return {"mib": mib, "road": road, "config": config, "packet_bytes": size, "byte_identical": same,
+                "build_seconds": build,
                 "send_seconds": send_seconds, "pull_seconds": pull_seconds, "raw": raw,
                 "rows": [{"process": name, "idle": i, "peak": p, "ratio": (p - i) / size} for name, i, p in rows]}
     finally:
+        for step in cleanup:
+            step()
         if keep:
             print(f"kept {root}", file=sys.stderr)
         else:
@@ -227,11 +243,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mib", type=int, default=100, help="the attachment's size in MiB (default 100)")
     parser.add_argument("--road", choices=("gateway", "queued"), default="gateway")
+    parser.add_argument("--config", choices=("embedded", "embedded+postgres", "rabbitmq+postgres"),
+                        default="embedded", help="where the store and the broker are (default: the embedded ones)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (logs, files)")
     args = parser.parse_args()
-    result = run(args.mib, args.road, args.keep)
+    result = run(args.mib, args.road, args.keep, args.config)
     size = result["packet_bytes"]
-    print(f"packet: {size / MIB:.1f} MiB ({args.mib} MiB attachment), road {args.road}, "
+    print(f"packet: {size / MIB:.1f} MiB ({args.mib} MiB attachment), road {args.road}, {args.config}, "
           f"byte-identical: {result['byte_identical']}")
     raw = result["raw"]
     parts = raw["sha256"] + raw["copy"] + raw["parse"]

@@ -24,6 +24,7 @@ import dataclasses
 import functools
 import hashlib
 import sqlite3
+import struct
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -97,7 +98,11 @@ AUDIT_LOCK_KEY = 0x4158_4953_4155_4454
 CHECKPOINT_LOCK_KEY = 0x4158_4953_434B_5054
 _IN_CHUNK = 5_000   # bound on IN (...) list sizes (SQLite allows 32766 variables)
 _AUDIT_PAGE = 2_000
-_BODY_PIECE = 1024 * 1024  # a body copied from a file into its SQLite row, a piece at a time
+_BODY_PIECE = 1024 * 1024  # a body copied from a file into its row, a piece at a time
+# PostgreSQL's binary COPY format (https://www.postgresql.org/docs/current/sql-copy.html, "Binary Format"): the
+# signature, no flags, no header extension; a row is its field count then each field's length and bytes.
+_PG_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack("!ii", 0, 0)
+_PG_COPY_TRAILER = struct.pack("!h", -1)
 _FRESH = frozenset({"id", "agency_code", "credential_id", "digest", "created_at"})  # a submission nobody recorded
 
 Clock = Callable[[], datetime]
@@ -995,8 +1000,8 @@ class WriteTx(_Reads):
         batch) yields a DuplicateDocument value instead of a Document; it is
         returned, not raised, and nothing is written for it.
 
-        A body may be given as a file holding the exact bytes (a large upload): SQLite copies it into the
-        row a piece at a time (`_copy_body`), so the body is never whole in memory; PostgreSQL reads it whole.
+        A body may be given as a file holding the exact bytes (a large upload): it is copied into its row a
+        piece at a time (`_copy_blob`), so it is never whole in memory.
         """
         if not items:
             return []
@@ -1009,13 +1014,13 @@ class WriteTx(_Reads):
         self._bind("documents", [row for row in rows if row["axis_id"] in inserted])
         if inserted:
             new = [(row, body) for row, (_, body) in zip(rows, items, strict=True) if row["axis_id"] in inserted]
-            files = [(row, body) for row, body in new if isinstance(body, Path) and self._dialect == "sqlite"]
-            held = [{"axis_id": row["axis_id"], "body": body.read_bytes() if isinstance(body, Path) else body}
-                    for row, body in new if not (isinstance(body, Path) and self._dialect == "sqlite")]
+            held = [{"axis_id": row["axis_id"], "body": body} for row, body in new if not isinstance(body, Path)]
             if held:
                 self._c.execute(sa.insert(bodies), held)
-            for row, path in files:
-                self._copy_body(row["axis_id"], path, row["size"], row["digest"])
+            for row, body in new:
+                if isinstance(body, Path):
+                    self._copy_blob(bodies.c.axis_id, bodies.c.body, row["axis_id"], body, row["size"],
+                                    row["digest"])
         missing = [row for row in rows if row["axis_id"] not in inserted]
         existing: dict[tuple[str, str, str], str] = {}
         for part in _chunks(missing, 1_000):
@@ -1036,39 +1041,53 @@ class WriteTx(_Reads):
                 results.append(DuplicateDocument(existing[key], *key))
         return results
 
-    def _copy_body(self, axis_id: str, path: Path, size: int, digest: str) -> None:
-        """Write a document body from a file into its SQLite row in pieces (see `_copy_blob`)."""
-        self._copy_blob(bodies.c.axis_id, bodies.c.body, axis_id, path, size, digest)
-
     def _copy_blob(self, key: sa.Column[Any], column: sa.Column[Any], value: str, path: Path, size: int,
                    digest: str) -> None:
-        """Insert a row whose blob is a file's bytes, in pieces: a blob of zeroes of its size first, then
-        sqlite3's incremental blob I/O, in this transaction. The bytes copied must be those `size` and `digest`
-        describe, or the transaction fails."""
+        """Insert the row (`key` = `value`, `column` = the bytes of the file `path`) in this transaction, the
+        file read a piece at a time so the bytes are never whole in this process. The bytes copied must be those
+        `size` and `digest` describe, or the transaction fails.
+
+        SQLite: a blob of zeroes of that size, then sqlite3's incremental blob I/O. PostgreSQL: one binary
+        `COPY ... FROM STDIN` row, whose field lengths are known before its bytes are sent (psycopg sends the
+        stream through a bounded queue); the server assembles the value, not us."""
         table = key.table
-        self._c.execute(sa.insert(table).values({key.name: value, column.name: sa.func.zeroblob(size)}))
-        rowid: int = self._c.execute(sa.select(sa.literal_column("rowid")).select_from(table)
-                                     .where(key == value)).scalar_one()
-        raw: sqlite3.Connection = self._c.connection.driver_connection  # type: ignore[assignment]
         copied = hashlib.sha256()
-        with open(path, "rb") as file, raw.blobopen(table.name, column.name, rowid) as blob:
-            while piece := file.read(_BODY_PIECE):
-                copied.update(piece)
-                blob.write(piece)
-            file_size = file.tell()
+        with open(path, "rb") as file:
+            if self._dialect == "sqlite":
+                self._c.execute(sa.insert(table).values({key.name: value, column.name: sa.func.zeroblob(size)}))
+                rowid: int = self._c.execute(sa.select(sa.literal_column("rowid")).select_from(table)
+                                             .where(key == value)).scalar_one()
+                raw: sqlite3.Connection = self._c.connection.driver_connection  # type: ignore[assignment]
+                with raw.blobopen(table.name, column.name, rowid) as blob:
+                    while piece := file.read(_BODY_PIECE):
+                        copied.update(piece)
+                        blob.write(piece)
+            else:
+                name = value.encode()
+                connection: Any = self._c.connection.driver_connection   # a psycopg.Connection
+                # The names are our schema's, never input: the COPY statement cannot take them as parameters.
+                statement = f"COPY {table.name} ({key.name}, {column.name}) FROM STDIN (FORMAT BINARY)"
+                with connection.cursor() as cursor, cursor.copy(statement) as copy:
+                    copy.write(_PG_COPY_HEADER + struct.pack("!hi", 2, len(name)) + name + struct.pack("!i", size))
+                    sent = 0
+                    while sent < size and (piece := file.read(min(_BODY_PIECE, size - sent))):
+                        copied.update(piece)
+                        copy.write(piece)
+                        sent += len(piece)
+                    if sent != size:   # a short file: say so here, not as a malformed COPY from the server
+                        raise StoreError(f"the file of {value} changed while it was stored; nothing was stored")
+                    copy.write(_PG_COPY_TRAILER)
+            file_size = file.tell() if self._dialect == "sqlite" else file.seek(0, 2)
         if copied.hexdigest() != digest or file_size != size:
             raise StoreError(f"the file of {value} changed while it was stored; nothing was stored")
 
     def add_submission_body(self, submission_id: str, path: Path) -> tuple[int, str]:
         """Keep the bytes of a queued submission too large for the broker (see `schema.submission_bodies`),
-        from the file that holds them (SQLite: in pieces); their size and SHA-256."""
+        from the file that holds them, a piece at a time; their size and SHA-256."""
         with open(path, "rb") as file:
             digest, size = hashlib.file_digest(file, "sha256").hexdigest(), file.tell()
-        if self._dialect == "sqlite":
-            self._copy_blob(submission_bodies.c.submission_id, submission_bodies.c.body, submission_id, path, size,
-                            digest)
-        else:
-            self._c.execute(sa.insert(submission_bodies).values(submission_id=submission_id, body=path.read_bytes()))
+        self._copy_blob(submission_bodies.c.submission_id, submission_bodies.c.body, submission_id, path, size,
+                        digest)
         return size, digest
 
     def forget_submission_bodies(self, submission_ids: Iterable[str]) -> None:
@@ -1342,6 +1361,10 @@ class WriteTx(_Reads):
                     ["submissions", row_key("submissions", row), row_digest("submissions", row)])
         for subject, removed in sorted(by_subject.items(), key=lambda item: str(item[0])):
             self._removed(subject, sorted(removed, key=str), actor, why)
+        # The body a hub killed between settling a queued submission and forgetting its body left behind (see
+        # `schema.submission_bodies`) goes with its submission's row, or now if that row is gone.
+        its_row = sa.select(submissions.c.id).where(submissions.c.id == submission_bodies.c.submission_id)
+        self._c.execute(sa.delete(submission_bodies).where(~sa.exists(its_row)))
         return sum(len(removed) for removed in by_subject.values())
 
     def forget_seen(self, seen_before: datetime, actor: str, why: Mapping[str, Any]) -> dict[str, int]:

@@ -54,6 +54,10 @@ def _bodies(store: Store) -> set[str]:
 def test_retention_removes_what_nobody_needs_and_the_log_still_verifies(
         seeded: Store, writer: CheckpointWriter, audit_pki: Pki, clock, tmp_path) -> None:
     ids = _traffic(seeded)
+    kept = tmp_path / "kept.edxml"
+    kept.write_bytes(b"<queued-and-decided/>")
+    with seeded.write() as tx:
+        tx.add_submission_body("sub-done", kept)  # left by a hub killed between settling and forgetting it
     clock.advance(91 * DAY)
     young = accept(seeded, "young")  # delivered, but received today
     with seeded.write() as tx:
@@ -61,6 +65,7 @@ def test_retention_removes_what_nobody_needs_and_the_log_still_verifies(
             tx.transition(young, recipient, "delivered")
         tx.add_submissions([NewSubmission("sub-young", SENDER, None, "c" * 64)])
         tx.decide_submissions([Decision("sub-young", SENDER, "accepted", young, None, None, b"<r/>")])
+        tx.add_submission_body("sub-young", kept)
         tx.mark_seen("hub.dead-letters", "k-young")
 
     dry = run_retention(seeded, POLICY, dry_run=True)
@@ -73,6 +78,9 @@ def test_retention_removes_what_nobody_needs_and_the_log_still_verifies(
     assert (report.bodies, report.submissions, report.inbox) == (2, 4, 1)
     assert _bodies(seeded) == {ids["waiting"], ids["parked"], young}
     assert set(seeded.submissions([f"sub-{n}" for n in (*ids, "young")])) == {"sub-young"}
+    # A kept body goes with its submission, and not before.
+    assert seeded.submission_body_to("sub-done", tmp_path / "back") is None
+    assert seeded.submission_body_to("sub-young", tmp_path / "back") is not None
     with seeded.write() as tx:
         assert tx.mark_seen("hub.dead-letters", "k-young") is False  # a young key still de-duplicates
     entries = list(seeded.audit_entries(head + 1))
