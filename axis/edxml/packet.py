@@ -33,7 +33,7 @@ from lxml import etree
 from axis.edxml import model
 from axis.edxml.model import DocumentPacket, Packet, StatusPacket
 from axis.edxml.ns import NSMAP, q
-from axis.edxml.safe import DEFAULT_LIMITS, Limits, parse_xml
+from axis.edxml.safe import DEFAULT_LIMITS, Limits, decode_base64, parse_xml
 from axis.edxml.schema import PacketKind, detect_kind, validate
 from axis.refusals import PacketError, RefusalCode
 
@@ -92,7 +92,7 @@ def _value_of(element: etree._Element, kind: type, name: str) -> Any:
             return text
         stripped = text.strip()
         if kind is bytes:
-            return base64.b64decode("".join(stripped.split()), validate=True)
+            return decode_base64(text)
         if kind is bool:
             if stripped.lower() in ("true", "1"):
                 return True

@@ -67,8 +67,6 @@ the engine may return that very tree, changed, or a new one.
 """
 from __future__ import annotations
 
-import base64
-import binascii
 import datetime as dt
 import hashlib
 import itertools
@@ -95,7 +93,7 @@ from signxml.algorithms import CanonicalizationMethod, SignatureConstructionMeth
 from signxml.exceptions import SignXMLException
 
 from axis.edxml.codes import parse_agency_code
-from axis.edxml.safe import parse_xml
+from axis.edxml.safe import decode_base64, parse_xml
 from axis.refusals import PacketError, RefusalCode, TrustError
 from axis.trust import keys, xmldsig
 from axis.trust.coverage import check_covered
@@ -573,11 +571,11 @@ def _describe_foreign_signature(element: etree._Element) -> str:
         notes.append(f"it declares {method.get('Algorithm')}")
     cert = next(element.iter("{*}X509Certificate"), None)
     if cert is not None:
-        text = "".join((cert.text or "").split())
+        text = (cert.text or "").strip()
         try:
-            x509.load_der_x509_certificate(base64.b64decode(text, validate=True))
-        except (ValueError, binascii.Error):
-            notes.append(f"its X509Certificate ({len(text)} base64 characters) is not a readable certificate")
+            x509.load_der_x509_certificate(decode_base64(text))
+        except ValueError:
+            notes.append(f"its X509Certificate ({len(text)} characters) is not a readable certificate")
     extra = ("; " + " and ".join(notes)) if notes else ""
     return (f"line {element.sourceline}: the Signature element is in namespace {namespace!r}, not the XML-DSig "
             f"namespace {DS_NS}, so it is not an XML signature{extra}. Re-sign with RSA-SHA256 or "
@@ -634,11 +632,6 @@ def _algorithm_names(shape: Algorithms) -> str:
     return f"{shape.signature_method.name} / digest {shape.digest_method.name}"
 
 
-# XML's whitespace only: str.split() would also drop U+00A0, U+0085 or U+2028, which would then ride along in
-# KeyInfo, unsigned, to every recipient (found by tests/fuzz; any other text in KeyInfo is refused, AX305).
-_XML_WHITESPACE = str.maketrans("", "", " \t\r\n")
-
-
 def _presented_certificates(signature: etree._Element) -> list[bytes]:
     """The DER of every certificate in KeyInfo/X509Data, in document order."""
     texts = [el.text or "" for el in signature.iterfind(
@@ -653,8 +646,10 @@ def _presented_certificates(signature: etree._Element) -> list[bytes]:
     ders = []
     for index, text in enumerate(texts):
         try:
-            ders.append(base64.b64decode(text.translate(_XML_WHITESPACE), validate=True))
-        except (binascii.Error, ValueError):
+            # XML whitespace only: another Unicode space would ride along in KeyInfo, unsigned, to every
+            # recipient (any other text in KeyInfo is refused, AX305).
+            ders.append(decode_base64(text))
+        except ValueError:
             raise TrustError(RefusalCode.CERT_MALFORMED,
                              f"X509Certificate #{index + 1} is not valid base64") from None
     return ders

@@ -56,6 +56,7 @@ from signxml import DigestAlgorithm, SignatureConfiguration, SignatureMethod, XM
 from signxml.algorithms import CanonicalizationMethod
 from signxml.exceptions import InvalidDigest, SignXMLException
 
+from axis.edxml.safe import decode_base64
 from axis.refusals import RefusalCode, TrustError
 from axis.settings import load as load_settings
 from axis.trust.keys import SigningKey
@@ -341,9 +342,8 @@ class XmlsecEngine:
         transforms = [t.get("Algorithm") for t in reference.iterfind(f"{ds('Transforms')}/{ds('Transform')}")]
         c14n = transforms[1] if len(transforms) > 1 else _C14N_1_0
         try:
-            expected = base64.b64decode("".join((reference.findtext(ds("DigestValue")) or "").split()), validate=True)
-            value = base64.b64decode("".join((signature.findtext(ds("SignatureValue")) or "").split()),
-                                     validate=True)
+            expected = decode_base64(reference.findtext(ds("DigestValue")) or "")
+            value = decode_base64(signature.findtext(ds("SignatureValue")) or "")
         except ValueError as exc:
             raise _invalid(f"DigestValue or SignatureValue is not base64: {exc}") from None
         _remove_keeping_text(signature)  # the enveloped-signature transform

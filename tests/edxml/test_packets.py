@@ -124,6 +124,19 @@ def test_bad_fields_are_refused_with_their_code(old: bytes, new: bytes, code: Re
     assert info.value.code is code
 
 
+@pytest.mark.parametrize("character", ["\u00a0", "\u0085", "\u2028"])
+def test_attachment_base64_takes_xml_whitespace_and_no_other(character: str) -> None:
+    # The same reading as every other base64 value (axis.edxml.safe.decode_base64): line breaks, spaces and tabs
+    # as MIME writes them, nothing else a Unicode-aware str.split() would also have dropped.
+    data = packet_to_bytes(FULL_DOCUMENT)
+    start = data.index(b"<edXML:ContentTransferEncoded>") + len(b"<edXML:ContentTransferEncoded>") + 4
+    wrapped = data[:start] + b"\r\n \t" + data[start:]
+    assert load_packet(wrapped).attachments == FULL_DOCUMENT.attachments
+    with pytest.raises(PacketError) as info:
+        load_packet(data[:start] + character.encode() + data[start:])
+    assert info.value.code is RefusalCode.INVALID_FIELD and "ContentTransferEncoded" in info.value.detail
+
+
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(packets)
 def test_build_parse_round_trip(packet) -> None:

@@ -92,3 +92,20 @@ def _flip_in(packet: bytes, opening: bytes) -> bytes:
     at = packet.index(opening) + len(opening) + 5
     return packet[:at] + (b"A" if packet[at:at + 1] != b"A" else b"B") + packet[at + 1:]
 
+
+
+@pytest.mark.parametrize("character", ["\u00a0", "\u0085", "\u2028"])
+def test_a_signature_value_with_a_character_xml_does_not_call_whitespace_is_refused_on_both_roads(
+        dev_pki, streamed: list[int], character: str) -> None:
+    # SignatureValue is outside what it signs: a character slipped into it after signing leaves the signature
+    # whole to a decoder that takes any Unicode space as whitespace (str.split), so the streamed road accepted,
+    # and delivered as received, a packet the recipients' libxmlsec1 refuses. XML whitespace stays allowed.
+    packet = dev_pki.signers[G22].sign(_packet(os.urandom(48 * 1024)))
+    verifier = dev_pki.verifier(engine=xmldsig.engine("xmlsec"))
+    at = packet.index(b"SignatureValue>") + len(b"SignatureValue>") + 8
+    assert verifier.verify(packet[:at] + b"\r\n \t" + packet[at:]).signer_code == G22
+    tampered = packet[:at] + character.encode() + packet[at:]
+    streamed_code = code_of(verifier, tampered)
+    xmldsig.LARGE_TEXT = 10**12   # libxmlsec1 alone
+    assert streamed_code is not None and streamed_code == code_of(verifier, tampered)
+    assert len(streamed) == 2
