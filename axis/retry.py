@@ -68,7 +68,7 @@ def is_transient(exc: BaseException) -> bool:
     if isinstance(exc, TransportError | SignerUnavailable):
         return True
     # A store's errors can only come from a store already loaded: not importing SQLAlchemy (or psycopg) here
-    # spares its import to every process without one (`axis send`, `axis inbox pull`: a third of their start).
+    # spares its import to every process without one (`axis send`, `axis inbox pull`: a quarter of their start).
     sa_exc = sys.modules.get("sqlalchemy.exc")
     if sa_exc is not None and isinstance(exc, sa_exc.DBAPIError):
         if exc.connection_invalidated:

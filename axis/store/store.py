@@ -1048,8 +1048,8 @@ class WriteTx(_Reads):
         `size` and `digest` describe, or the transaction fails.
 
         SQLite: a blob of zeroes of that size, then sqlite3's incremental blob I/O. PostgreSQL: one binary
-        `COPY ... FROM STDIN` row, whose field lengths are known before its bytes are sent (psycopg sends the
-        stream through a bounded queue); the server assembles the value, not us."""
+        `COPY ... FROM STDIN` row, whose field lengths are known before its bytes are sent (psycopg's writer
+        waits for libpq to flush every MiB); the server assembles the value, not us."""
         table = key.table
         copied = hashlib.sha256()
         with open(path, "rb") as file:
@@ -1077,7 +1077,7 @@ class WriteTx(_Reads):
                     if sent != size:   # a short file: say so here, not as a malformed COPY from the server
                         raise StoreError(f"the file of {value} changed while it was stored; nothing was stored")
                     copy.write(_PG_COPY_TRAILER)
-            file_size = file.tell() if self._dialect == "sqlite" else file.seek(0, 2)
+            file_size = file.seek(0, 2)
         if copied.hexdigest() != digest or file_size != size:
             raise StoreError(f"the file of {value} changed while it was stored; nothing was stored")
 
