@@ -41,7 +41,6 @@ what it signed.
 """
 from __future__ import annotations
 
-import base64
 import dataclasses
 import hashlib
 import io
@@ -60,7 +59,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from axis.audit import merkle
-from axis.edxml.safe import parse_xml
+from axis.edxml.safe import decode_base64, parse_xml
 from axis.refusals import Refusal
 from axis.store import AuditEntry, Checkpoint, Document, Snapshot, Store, canonical_json
 from axis.store.audit import compute_hash, entry_body, format_at
@@ -357,7 +356,7 @@ def _presented_certificates(body: bytes) -> list[x509.Certificate]:
     """The certificates in the KeyInfo of a signed packet or receipt, the signer's (the one that is no CA)
     first; as presented, not verified. EvidenceError when the bytes are not a readable signed XML."""
     try:
-        found = [x509.load_der_x509_certificate(base64.b64decode(element.text or "", validate=False))
+        found = [x509.load_der_x509_certificate(decode_base64(element.text or ""))
                  for element in parse_xml(body).iter(f"{{{DS_NS}}}X509Certificate")]
     except (Refusal, ValueError) as exc:
         raise EvidenceError(f"a stored signed body cannot be read ({exc}); run `axis audit verify`") from None
