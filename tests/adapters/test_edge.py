@@ -23,7 +23,6 @@ from adapters.edge import EdgeError, EdgeNotFound, EdgeRefused, EdgeUnauthorized
 from tests.adapters.support import G22, H41, Axis, free_socket, signed_document
 
 
-
 def _tls_files(folder: Path) -> tuple[Path, Path, Path]:
     """(CA certificate, server certificate, server key) for 127.0.0.1."""
     now = dt.datetime.now(dt.UTC)

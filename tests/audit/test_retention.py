@@ -2,10 +2,10 @@
 
 A real sealed log on SQLite and PostgreSQL: documents delivered (or not), submissions decided, inbox keys;
 the clock moved past the policy's ages; then `run_retention`, and `verify_store` (and the export) on what
-is left (tests/evidence/test_retention.py: an evidence bundle). The attacks: a row deleted, changed or written back behind Axis's back.
+is left (tests/evidence/test_retention.py: an evidence bundle). The attacks: a row deleted, changed or
+written back behind Axis's back.
 """
 from __future__ import annotations
-
 
 import sqlalchemy as sa
 

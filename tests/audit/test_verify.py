@@ -299,7 +299,7 @@ def test_two_writers_at_once_never_fork_the_checkpoints(seeded: Store, audit_pki
                 checkpoint = writer.write()
                 if checkpoint is not None:
                     written.append(checkpoint.size)
-        except BaseException as exc:
+        except BaseException as exc:  # noqa: BLE001 - anything a thread raises fails the test in the main thread
             errors.append(exc)
 
     threads = [threading.Thread(target=race, args=(w,)) for w in writers]

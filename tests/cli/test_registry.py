@@ -39,7 +39,7 @@ def _lines(text: str) -> list[str]:
 
 
 def test_import_refuses_bad_rows_imports_the_rest_and_changes_nothing_the_second_time(
-        tmp_path: Path, keys: Path, migrated_url: str) -> None:
+        tmp_path: Path, keys: Path, migrated_url: str) -> None:  # noqa: F811
     inline = (keys / f"{MID}.cert.pem").read_text()
     catalogue = tmp_path / "catalogue.csv"
     catalogue.write_text(
@@ -100,7 +100,8 @@ def test_import_refuses_bad_rows_imports_the_rest_and_changes_nothing_the_second
         assert store.audit_head() == head  # nothing written, not even an entry saying so
 
 
-def test_a_clean_catalogue_again_says_there_is_nothing_to_do_and_json(tmp_path: Path, migrated_url: str) -> None:
+def test_a_clean_catalogue_again_says_there_is_nothing_to_do_and_json(
+        tmp_path: Path, migrated_url: str) -> None:  # noqa: F811
     catalogue = tmp_path / "national.json"
     catalogue.write_text(json.dumps([{"code": LEAF, "name": "Vụ Pháp chế", "parent": MID},
                                      {"code": MID, "name": "Văn phòng Bộ", "parent": TOP},
@@ -118,7 +119,7 @@ def test_a_clean_catalogue_again_says_there_is_nothing_to_do_and_json(tmp_path: 
 
 
 def test_the_registry_wins_over_the_catalogue_but_a_new_certificate_is_added(
-        tmp_path: Path, keys: Path, migrated_url: str) -> None:
+        tmp_path: Path, keys: Path, migrated_url: str) -> None:  # noqa: F811
     assert axis(tmp_path, "agency", "add", TOP, "--name", "Văn phòng Chính phủ", "--db", migrated_url).exit_code == 0
     assert axis(tmp_path, "agency", "add", OTHER, "--name", "UBND Tỉnh Nghệ An", "--db", migrated_url).exit_code == 0
     catalogue = tmp_path / "c.csv"
@@ -154,7 +155,7 @@ def test_a_catalogue_that_is_not_one_is_one_line(tmp_path: Path, content: str, s
     assert result.exit_code == 1 and says in result.stderr and len(_lines(result.stderr)) == 1, result.output
 
 
-def test_agency_show(tmp_path: Path, keys: Path, migrated_url: str) -> None:
+def test_agency_show(tmp_path: Path, keys: Path, migrated_url: str) -> None:  # noqa: F811
     catalogue = tmp_path / "c.csv"
     catalogue.write_text(f"code,name,parent,certificate\n{TOP},Văn phòng Chính phủ,,\n"
                          f"{MID},Văn phòng Bộ,{TOP},{keys / f'{MID}.cert.pem'}\n{LEAF},Vụ Pháp chế,{MID},\n")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -37,7 +36,8 @@ NO_JSON = {
     "audit export": "writes archives", "credentials revoke": "a confirmation", "demo": "a guided run",
     "evidence get": "writes a ZIP", "gateway": "a server", "packet sign": "writes the signed packet",
     "packet validate": "a verdict and the exit code", "pki crl": "writes a CRL", "pki init": "writes a CA",
-    "pki issue": "writes a key and certificate", "pki revoke": "writes a CRL", "pki tls": "writes a key and certificate",
+    "pki issue": "writes a key and certificate", "pki revoke": "writes a CRL",
+    "pki tls": "writes a key and certificate",
     "serve": "a server", "signer serve": "a server", "tsa init": "writes a TSA", "tsa serve": "a server",
     "agency rename": "a confirmation; `agency show NEW --json` prints the aliases",
     "cert add": "a confirmation; `cert list CODE --json` prints the certificates",
@@ -82,7 +82,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         return result
     ok("pki", "init", root / "data" / "pki")
     ok("pki", "issue", G22, "--pki", root / "data" / "pki", "--out", root / "keys")
-    (root / "catalogue.csv").write_text(f"code,name,parent,certificate\n{G22},\"{LONG}\",,{root / 'keys' / f'{G22}.cert.pem'}\n"
+    (root / "catalogue.csv").write_text("code,name,parent,certificate\n"
+                                        f"{G22},\"{LONG}\",,{root / 'keys' / f'{G22}.cert.pem'}\n"
                                         f"{H41},\"{LONG}\",{G22},\n{H14},Cao Bằng,{G22},\n")
     ok("agency", "import", root / "catalogue.csv")
     ok("credentials", "issue", "--agency", G22, "--label", LONG)

@@ -14,7 +14,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from cryptography.hazmat.primitives import hashes
 
 from axis.receipt import read_receipt

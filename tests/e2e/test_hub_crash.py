@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.bulk_run import BULK_RECIPIENTS, BULK_SENDERS, BulkRun
 from axis.trust.pki import init_tsa
+from tests.e2e.bulk_run import BULK_RECIPIENTS, BULK_SENDERS, BulkRun
 from tests.e2e.harness import STEP, Deployment, HubProcess, free_port, wait_until
 from tests.e2e.packets import G22, H41, TestPKI
 from tests.tsa_support import running_tsa

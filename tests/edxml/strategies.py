@@ -38,7 +38,8 @@ header = st.builds(
     from_=organizations, to=tuples(organizations, 1, 4), code=st.builds(m.Code, text.filter(str.strip), text),
     promulgation_info=st.builds(m.PromulgationInfo, place=opt_text, promulgation_date=dates),
     document_type=st.builds(m.DocumentType, small, st.none() | small, opt_text), subject=text, content=opt_text,
-    signer_info=st.builds(m.SignerInfo, competence=opt_text, position=opt_text, full_name=text.filter(str.strip)), due_date=st.none() | dates,
+    signer_info=st.builds(m.SignerInfo, competence=opt_text, position=opt_text, full_name=text.filter(str.strip)),
+    due_date=st.none() | dates,
     to_places=st.none() | tuples(text),
     other_info=st.none() | st.builds(m.OtherInfo, st.integers(0, 4), opt_text, opt_text, st.none() | small,
                                      st.none() | small, st.none() | st.booleans(), st.none() | tuples(text)),
@@ -53,8 +54,9 @@ business = st.builds(
     replacements=st.none() | tuples(st.builds(m.ReplacementInfo, text.filter(str.strip), tuples(codes))),
     staff_info=st.none() | staff,
 )
-attachments = st.builds(m.Attachment, content_id=name_text.map(lambda s: "cid:" + s), attachment_name=text.filter(str.strip),
-                        description=opt_text, content_type=st.sampled_from(["application/pdf", "application/zip"]),
+attachments = st.builds(m.Attachment, content_id=name_text.map(lambda s: "cid:" + s),
+                        attachment_name=text.filter(str.strip), description=opt_text,
+                        content_type=st.sampled_from(["application/pdf", "application/zip"]),
                         data=st.binary(max_size=300))
 
 

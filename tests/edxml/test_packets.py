@@ -9,9 +9,27 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from axis.edxml import (
-    Attachment, Business, BusinessDocumentInfo, Code, DocumentPacket, DocumentType, ManifestReference, MessageHeader,
-    Organization, OtherInfo, PromulgationInfo, Receiver, ReplacementInfo, ResponseFor, SignerInfo, StaffInfo,
-    StatusCode, StatusPacket, TraceHeader, load_packet, packet_to_bytes,
+    Attachment,
+    Business,
+    BusinessDocumentInfo,
+    Code,
+    DocumentPacket,
+    DocumentType,
+    ManifestReference,
+    MessageHeader,
+    Organization,
+    OtherInfo,
+    PromulgationInfo,
+    Receiver,
+    ReplacementInfo,
+    ResponseFor,
+    SignerInfo,
+    StaffInfo,
+    StatusCode,
+    StatusPacket,
+    TraceHeader,
+    load_packet,
+    packet_to_bytes,
 )
 from axis.refusals import PacketError, RefusalCode
 from tests.edxml.strategies import packets
@@ -24,9 +42,11 @@ STAFF = StaffInfo("Văn thư văn phòng", "Nguyễn Thị Ngọc Trâm", "84912
 FULL_DOCUMENT = DocumentPacket(
     header=MessageHeader(
         from_=G22, to=(H41, Organization("000.00.00.H14", organ_name="UBND Tỉnh Cao Bằng")),
-        code=Code("7816", "VPCP-TTĐT"), promulgation_info=PromulgationInfo(place="Hà Nội", promulgation_date=dt.date(2018, 9, 28)),
+        code=Code("7816", "VPCP-TTĐT"),
+        promulgation_info=PromulgationInfo(place="Hà Nội", promulgation_date=dt.date(2018, 9, 28)),
         document_type=DocumentType(18, 0, "Công văn"), subject="V/v kết nối, liên thông phần mềm quản lý văn bản",
-        content="Nội dung tóm tắt", signer_info=SignerInfo(competence="KT. BỘ TRƯỞNG", position="Thứ trưởng", full_name="Nguyễn Văn A"),
+        content="Nội dung tóm tắt",
+        signer_info=SignerInfo(competence="KT. BỘ TRƯỞNG", position="Thứ trưởng", full_name="Nguyễn Văn A"),
         due_date=dt.date(2018, 10, 5), to_places=("Các bộ", "UBND các tỉnh, TP"),
         other_info=OtherInfo(3, "Liên thông văn bản quốc gia", "TVC", 2, 22, False, ("Phụ lục I", "Phụ lục II")),
         response_for=(ResponseFor("000.00.00.H14", "267/VPCP-TTĐT", dt.date(2012, 8, 6),

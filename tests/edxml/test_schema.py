@@ -166,7 +166,8 @@ def test_xmldsig_signature_with_a_prefix(text) -> None:
     assert validate(root_of(source)) is PacketKind.DOCUMENT
 
 
-@pytest.mark.parametrize("marker", ["<edXML:DigitalSignature/>", "<edXML:DigitalSignature>\n  </edXML:DigitalSignature>",
+@pytest.mark.parametrize("marker", ["<edXML:DigitalSignature/>",
+                                    "<edXML:DigitalSignature>\n  </edXML:DigitalSignature>",
                                     ""])
 def test_empty_digital_signature_or_none(text, marker: str) -> None:
     source = SAMPLE_SIGNATURE.sub(marker, text("edoc_update.edxml"))
@@ -346,7 +347,8 @@ def test_duplicated_single_element(text, sample, old, new, marker, element) -> N
 
 
 def test_duplicated_status_code(text) -> None:
-    source = edit(text("status.edxml"), "<edXML:Description>", "<edXML:StatusCode>02</edXML:StatusCode><edXML:Description>")
+    source = edit(text("status.edxml"), "<edXML:Description>",
+                  "<edXML:StatusCode>02</edXML:StatusCode><edXML:Description>")
     error = refusal(source)
     assert f"line {line_of(source, '<edXML:StatusCode>02')}: element MessageHeader: unexpected child StatusCode" \
            in error.detail
@@ -368,7 +370,8 @@ def test_empty_document_id_in_a_status(text) -> None:
 
 
 def test_manifest_version(text) -> None:
-    source = edit(text("edoc_update.edxml"), '<edXML:edXMLManifest version="1.0">', '<edXML:edXMLManifest version="2.0">')
+    source = edit(text("edoc_update.edxml"), '<edXML:edXMLManifest version="1.0">',
+                  '<edXML:edXMLManifest version="2.0">')
     error = refusal(source)
     assert "element edXMLManifest: attribute version must be '1.0', not '2.0'" in error.detail
 

@@ -18,7 +18,9 @@ from tests.e2e.packets import TestPKI
 from tests.fuzz.mutations import FAMILIES, HypothesisDraw
 from tests.fuzz.road import Road, install_crl, materials
 
-EXAMPLES = 50   # per family and configuration: 200 packets, about 8 CPU-s with the deployment (the long campaign is bench/bench_fuzz.py)
+# per family and configuration: 200 packets, about 8 CPU-s with the deployment
+# (the long campaign is bench/bench_fuzz.py)
+EXAMPLES = 50
 
 
 def campaign(road: Road, family: str) -> None:

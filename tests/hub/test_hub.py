@@ -192,7 +192,8 @@ async def test_delivery_receipt_marks_delivered_once_and_shows_on_the_timeline(w
     assert [item["recipients"] for item in sent] == [{H41: "delivered"}]
 
 
-async def test_a_delivery_the_recipient_cannot_take_is_parked_with_an_error_receipt_for_the_sender(world: World) -> None:
+async def test_a_delivery_the_recipient_cannot_take_is_parked_with_an_error_receipt_for_the_sender(
+        world: World) -> None:
     body = world.document(G22, [H41])
     accepted, _, _ = await world.outcome(await world.submit(body, G22))
     await world.inbox(H41, 1)
@@ -230,7 +231,7 @@ async def test_a_packet_signed_by_another_agency_than_the_submitting_credential_
         tx.add_submissions([NewSubmission(submission, H41, "cred-of-H41", sha256(body))])
     await world.transport.publish(wire.INTAKE_QUEUE, body, message_id=submission,
                                   headers={wire.H_SUBMISSION: submission, wire.H_AGENCY: G22})
-    outcome, receipt, _ = await world.outcome(submission)
+    outcome, _receipt, _ = await world.outcome(submission)
     assert (outcome.outcome, outcome.code) == ("refused", f"AX{RefusalCode.CALLER_NOT_SENDER.number}")
     assert world.store.submissions([submission])[submission].agency_code == H41
     assert await world.service.inbox(world.caller(H41)) == ([], None)

@@ -13,7 +13,6 @@ holds none, has no path to the broker at all: the gateway is the only edge (test
 from __future__ import annotations
 
 import asyncio
-
 import sqlite3
 from pathlib import Path
 from urllib.parse import quote
@@ -50,7 +49,7 @@ def _queues(transport_url: str | None, tmp_path: Path) -> dict[str, int]:
 
 
 async def test_after_a_full_exchange_the_broker_holds_no_agency_queue_and_no_delivery(
-        tmp_path: Path, pki_dir: Path, urls: tuple[str | None, str | None]) -> None:
+        tmp_path: Path, pki_dir: Path, urls: tuple[str | None, str | None]) -> None:  # noqa: F811
     store_url, transport_url = urls
     async with running_world(tmp_path, pki_dir, store_url=store_url, transport_url=transport_url) as world:
         body = world.document(G22, [H41, H14])

@@ -35,8 +35,7 @@ from axis import wire
 from axis.hub import TrustSettings
 from axis.hub.intake import Submission
 from axis.hub.workers import WorkerPool
-from axis.signer import LocalSigner, SignerChild, SignerClient, SignerStartError, SignerUnavailable
-from axis.signer import protocol
+from axis.signer import LocalSigner, SignerChild, SignerClient, SignerStartError, SignerUnavailable, protocol
 from axis.signer.service import listen, serve_connection
 from axis.trust import keys
 from tests.hub.conftest import pki_dir, running_world  # noqa: F401 - fixture reused
@@ -129,7 +128,7 @@ async def test_a_hub_worker_process_holds_no_trace_of_the_axis_key(tmp_path: Pat
     async with running_world(tmp_path, pki_dir, workers=1, intake_at="hub") as world:
         [worker] = await world.hub.pool.start()
         submission = await world.submit(world.document(G22, [H41]), G22)
-        outcome, receipt, signed_by = await world.outcome(submission)
+        outcome, _receipt, signed_by = await world.outcome(submission)
         assert outcome.outcome == "accepted" and signed_by == wire.HUB_IDENTITY  # the worker had it signed
 
         # Nothing the worker processes were given names the key's file.
@@ -228,7 +227,7 @@ def test_a_socket_folder_open_to_others_is_refused(axis_keys: dict[str, AxisKey]
     folder = Path(tempfile.mkdtemp(prefix="axis-t-"))
     try:
         folder.chmod(0o755)
-        with pytest.raises(SignerStartError, match="open to others.*chmod 700"):
+        with pytest.raises(SignerStartError, match=r"open to others.*chmod 700"):
             listen(folder / "signer.sock")
         # The same reason reaches whoever starts the signer as a child.
         child = SignerChild(axis_keys["ec"].key, axis_keys["ec"].cert, socket=folder / "signer.sock")

@@ -2,8 +2,8 @@
 
 SQLite gets a fresh file in tmp_path; PostgreSQL a fresh database
 (axis_t_<random>, a copy of a template migrated once per session) created
-through the maintenance database and dropped WITH (FORCE) afterwards. The PostgreSQL half carries the `postgres` marker, so the
-root conftest skips it (or fails it under CI=true) when the server is down.
+through the maintenance database and dropped WITH (FORCE) afterwards. The PostgreSQL half carries the
+`postgres` marker, so the root conftest skips it (or fails it under CI=true) when the server is down.
 """
 from __future__ import annotations
 

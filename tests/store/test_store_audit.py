@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import json
 import threading
 from datetime import UTC, datetime
@@ -35,7 +36,7 @@ def test_chain_verifies_and_records_what_was_written(store: Store) -> None:
     entries = list(store.audit_entries())
     assert [e.seq for e in entries] == list(range(1, 8))
     assert entries[0].prev_hash == GENESIS_HASH
-    assert all(b.prev_hash == a.hash for a, b in zip(entries, entries[1:]))
+    assert all(b.prev_hash == a.hash for a, b in itertools.pairwise(entries))
     assert store.audit_head() == (7, entries[-1].hash) and report.head_hash == entries[-1].hash
     assert entries[1].data == {"i": 1, "text": "Văn bản", "nested": {"b": [1, 2.5]}}
     assert entries[1].at.tzinfo is not None
@@ -237,7 +238,7 @@ def test_concurrent_writers_keep_the_chain(seeded: Store) -> None:
                     with seeded.write() as tx:
                         tx.audit(f"worker-{t}", "tick", None, {"i": i})
                         tx.audit(f"worker-{t}", "tock", None, {"i": i})
-        except BaseException as exc:
+        except BaseException as exc:  # noqa: BLE001 - anything a thread raises fails the test in the main thread
             errors.append(exc)
 
     threads = [threading.Thread(target=writer, args=(t,)) for t in range(threads_n)]

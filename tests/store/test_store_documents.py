@@ -45,7 +45,8 @@ def test_duplicate_raises_and_writes_nothing(seeded: Store) -> None:
     before = table_counts(seeded)
     with seeded.write() as tx:
         with pytest.raises(DuplicateDocument) as caught:
-            tx.insert_document(NewDocument(axis_id="ax-other", sender_code=SENDER, document_id="1/VPCP-TTĐT"), b"a different body")
+            tx.insert_document(NewDocument(axis_id="ax-other", sender_code=SENDER, document_id="1/VPCP-TTĐT"),
+                               b"a different body")
         # the unit of work is still usable after the refusal
         tx.audit("hub", "document.duplicate", first, {})
     assert caught.value.existing_axis_id == first
@@ -110,7 +111,7 @@ def test_document_without_deliveries_is_never_visible(seeded: Store) -> None:
                 inserted.set()
                 looked.wait(10)
                 tx.insert_deliveries("ax-1-document", RECIPIENTS)
-        except BaseException as exc:  # surfaced below
+        except BaseException as exc:  # noqa: BLE001 - anything the thread raises is surfaced below, in the main thread
             errors.append(exc)
             inserted.set()
 

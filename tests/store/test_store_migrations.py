@@ -130,12 +130,16 @@ def test_a_database_of_the_previous_head_upgrades_with_every_row_intact(db_url: 
             conn.execute(sa.text("INSERT INTO audit_checkpoints (seq, hash, signature, at) VALUES "
                                  "(1, :hash, :sig, :at)"), {"hash": "0" * 64, "sig": b"sig", "at": source.clock()})
         def snapshot() -> dict[str, list[tuple]]:
+            taken: dict[str, list[tuple]] = {}
             with store.engine.connect() as conn:
-                return {t.name: [tuple(r) for r in conn.execute(sa.select(*[t.c[c] for c in t.columns.keys()
-                                                                             if c in old_tables.tables[t.name].c])
-                                                                 .order_by(*[c for c in t.primary_key.columns
-                                                                             if c.name in old_tables.tables[t.name].c]))]
-                        for t in TABLES if t.name in old_tables.tables}
+                for t in TABLES:
+                    if t.name not in old_tables.tables:
+                        continue
+                    old = old_tables.tables[t.name].c
+                    query = (sa.select(*[c for c in t.columns if c.key in old])
+                             .order_by(*[c for c in t.primary_key.columns if c.name in old]))
+                    taken[t.name] = [tuple(r) for r in conn.execute(query)]
+            return taken
         before = snapshot()
         assert all(before.values()), {name: len(r) for name, r in before.items()}
         store.migrate()

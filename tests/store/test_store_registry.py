@@ -23,7 +23,7 @@ def test_agency_rules(seeded: Store) -> None:
             tx.add_agency(R1, "again")
         with pytest.raises(NotFound, match="parent"):
             tx.add_agency("000.00.00.H09", "orphan", parent="000.00.00.X99")
-        with pytest.raises(ValueError, match="1..35"):
+        with pytest.raises(ValueError, match=r"1\.\.35"):
             tx.add_agency("X" * 36, "too long")
         with pytest.raises(ValueError, match="state"):
             tx.add_agency("000.00.00.H09", "bad", state="sleeping")
@@ -55,7 +55,7 @@ def test_agency_states_for_many_codes(store: Store) -> None:
         with pytest.raises(NotFound, match="X99"):
             tx.add_agencies([("H1", "child of nobody", "X99")])
         tx.set_agency_state(codes[-1], "suspended")
-    states = store.agency_states(codes + ["UNKNOWN"])
+    states = store.agency_states([*codes, "UNKNOWN"])
     assert len(states) == len(codes)
     assert states[codes[0]] == "active" and states[codes[-1]] == "suspended"
 

@@ -166,12 +166,13 @@ def test_racing_workers_exactly_one_wins(one_recipient: Store) -> None:
         barrier = threading.Barrier(len(targets))
         results: dict[int, bool] = {}
 
-        def worker(i: int, target: S) -> None:
+        def worker(i: int, target: S, barrier: threading.Barrier, results: dict[int, bool], axis_id: str) -> None:
             barrier.wait(10)
             with one_recipient.write() as tx:
                 results[i] = tx.transition(axis_id, R1, target)
 
-        threads = [threading.Thread(target=worker, args=(i, t)) for i, t in enumerate(targets)]
+        threads = [threading.Thread(target=worker, args=(i, t, barrier, results, axis_id))
+                   for i, t in enumerate(targets)]
         for t in threads:
             t.start()
         for t in threads:

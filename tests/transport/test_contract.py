@@ -60,7 +60,7 @@ async def test_body_message_id_headers_and_priority_round_trip_exactly(transport
 
 async def test_unknown_queue_is_unroutable_and_stores_nothing(transport: Transport) -> None:
     await transport.declare_queue(Q)
-    with pytest.raises(UnroutableError, match="000.00.00.X99"):
+    with pytest.raises(UnroutableError, match=r"000\.00\.00\.X99"):
         await transport.publish("000.00.00.X99", b"lost?", message_id="m")
     outcomes = await transport.publish_many([OutgoingMessage(Q, b"1", "one"),
                                              OutgoingMessage("000.00.00.X99", b"2", "two"),
