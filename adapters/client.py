@@ -63,6 +63,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 from lxml import etree
 
@@ -680,9 +681,12 @@ class AgencyClient:
             if fresh:
                 scan_fresh = True
                 handled += len(fresh)
-                await _bounded(self.concurrency, [
-                    partial(self._take, item, out_dir, results, not_before, on_received, on_rejected)
-                    for item in fresh])
+                stored: list[tuple[Received, bytes]] = []
+                try:
+                    await _bounded(self.concurrency, [partial(self._take, item, out_dir, stored, not_before,
+                                                              on_rejected) for item in fresh])
+                finally:  # what was stored is acknowledged even when the page ends on an error
+                    await self._acknowledge(stored, results, not_before, on_received, on_rejected)
                 idle_since = time.monotonic()
             if following is not None and len(items) >= PAGE:
                 cursor = following
@@ -701,9 +705,10 @@ class AgencyClient:
                 scan_fresh = scan_listed = False
         return results
 
-    async def _take(self, item: Waiting, out_dir: Path, results: list[Received], not_before: dict[str, float],
-                    on_received: Callable[[Received], None] | None,
-                    on_rejected: Callable[[Rejection], None] | None) -> None:
+    async def _take(self, item: Waiting, out_dir: Path, stored: list[tuple[Received, bytes]],
+                    not_before: dict[str, float], on_rejected: Callable[[Rejection], None] | None) -> None:
+        """Fetch, verify and store one delivery; add it and its delivery receipt to `stored`, for
+        `_acknowledge` (or say why not to `on_rejected`)."""
         axis_id = item.axis_id
         try:
             check_name_part(axis_id, "the delivery's axis id")
@@ -729,26 +734,36 @@ class AgencyClient:
             tmp.unlink(missing_ok=True)
             await self._reject(axis_id, exc, not_before, on_rejected)
             return
-        try:
-            await self.edge.ack(axis_id, receipt)
-        except EdgeNotFound:
-            pass  # acknowledged already (by another process, or by a try whose answer was lost)
-        except (EdgeError, TransportError) as exc:
-            # Stored, so the application has it: announce it now. Not yet acknowledged: the next
-            # pull lists it again, and the ledger turns that into "acknowledge again".
-            results.append(received)
-            if on_received is not None:
-                on_received(received)
-            reason = f"stored, but the acknowledgement was not recorded: {exc}"
-            log.warning("%s: %s", axis_id, reason)
-            not_before[axis_id] = float("inf")
-            if on_rejected is not None:
-                on_rejected(Rejection(axis_id, reason, "retry"))
-            return
-        await asyncio.to_thread(self.journal.settled, axis_id)
-        results.append(received)
-        if on_received is not None:
-            on_received(received)
+        stored.append((received, receipt))
+
+    async def _acknowledge(self, stored: list[tuple[Received, bytes]], results: list[Received],
+                           not_before: dict[str, float], on_received: Callable[[Received], None] | None,
+                           on_rejected: Callable[[Rejection], None] | None) -> None:
+        """Acknowledge what a page stored, `wire.MAX_ACK_BATCH` deliveries a request (`Edge.ack_many`), and
+        announce each."""
+        for start in range(0, len(stored), wire.MAX_ACK_BATCH):
+            chunk = stored[start:start + wire.MAX_ACK_BATCH]
+            answers: list[dict[str, Any] | EdgeError | TransportError]
+            try:
+                answers = list(await self.edge.ack_many([(received.axis_id, receipt) for received, receipt in chunk]))
+            except (EdgeError, TransportError) as exc:  # the whole request: never read as "acknowledged already"
+                answers = [exc] * len(chunk)
+            for (received, _), answer in zip(chunk, answers, strict=True):
+                # EdgeNotFound: acknowledged already (by another process, or by a try whose answer was lost).
+                acknowledged = not isinstance(answer, EdgeError | TransportError) or isinstance(answer, EdgeNotFound)
+                if acknowledged:
+                    await asyncio.to_thread(self.journal.settled, received.axis_id)
+                # Stored, so the application has it: announced whatever the answer.
+                results.append(received)
+                if on_received is not None:
+                    on_received(received)
+                if not acknowledged:
+                    # The next pull lists it again, and the ledger turns that into "acknowledge again".
+                    reason = f"stored, but the acknowledgement was not recorded: {answer}"
+                    log.warning("%s: %s", received.axis_id, reason)
+                    not_before[received.axis_id] = float("inf")
+                    if on_rejected is not None:
+                        on_rejected(Rejection(received.axis_id, reason, "retry"))
 
     async def _reject(self, axis_id: str, exc: Exception, not_before: dict[str, float],
                       on_rejected: Callable[[Rejection], None] | None) -> None:

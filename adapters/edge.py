@@ -11,7 +11,8 @@ small frozen records), the SDK's names for the gateway's routes
 | `outcome(submission, wait)` | `GET /v1/submissions/{id}` | the `Answer` of an earlier submission |
 | `inbox(kind, after, limit, wait)` | `GET /v1/inbox` | what waits for this agency, urgent first, then oldest |
 | `fetch(axis_id)` | `GET /v1/inbox/{id}` | the exact signed bytes and their `ax-*` headers (seal, digest) |
-| `ack(axis_id, receipt)` | `POST /v1/inbox/{id}/ack` | stored: the agency's signed delivery receipt |
+| `ack_many([(axis_id, receipt)])` | `POST /v1/inbox/ack` | stored: up to 100 signed delivery receipts, an answer each |
+| `ack(axis_id, receipt)` | `POST /v1/inbox/ack` | `ack_many` of one |
 | `fail(axis_id, reason)` | `POST /v1/inbox/{id}/fail` | cannot take it: an error receipt goes to the sender |
 | `sent(since, after, limit)` | `GET /v1/sent` | this agency's documents, each recipient's state |
 | `receipts(axis_id)` | `GET /v1/documents/{id}/receipts` | a document's timeline (signed receipts) |
@@ -58,7 +59,7 @@ import hashlib
 import json
 import os
 import ssl
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -163,6 +164,10 @@ def _b64(value: str | bytes | None) -> bytes | None:
     return base64.b64decode(value)
 
 
+def _text64(value: bytes | None) -> str | None:
+    return base64.b64encode(value).decode("ascii") if value is not None else None
+
+
 def _answer(data: Mapping[str, Any]) -> Answer:
     code = data.get("code")
     if isinstance(code, int):
@@ -254,11 +259,21 @@ class Edge(abc.ABC):
             file.write(body)
         return headers, hashlib.sha256(body).hexdigest()
 
-    @abc.abstractmethod
     async def ack(self, axis_id: str, receipt: bytes | None) -> dict[str, Any]:
-        """Record that the caller stored it: `receipt` is its signed delivery receipt.
+        """Record that the caller stored it: `receipt` is its signed delivery receipt (None: Axis signs one
+        for the credential). Returns {"axis_id", "state", "receipt": the recorded receipt's bytes}; raises
+        the item's `EdgeError` (`ack_many` of one)."""
+        [answer] = await self.ack_many([(axis_id, receipt)])
+        if isinstance(answer, EdgeError):
+            raise answer
+        return answer
 
-        Returns {"axis_id", "state", "receipt": the recorded receipt's bytes}."""
+    @abc.abstractmethod
+    async def ack_many(self, items: Sequence[tuple[str, bytes | None]]) -> list[dict[str, Any] | EdgeError]:
+        """`ack` for up to `axis.wire.MAX_ACK_BATCH` (axis id, receipt) pairs in one call, answered in order,
+        each on its own: the dict `ack` returns, or the `EdgeError` it would raise for that item (`EdgeNotFound`,
+        `EdgeRefused`), which changed nothing for it. A failure of the whole call (unreachable, unauthorized)
+        raises, as `ack` does."""
 
     @abc.abstractmethod
     async def fail(self, axis_id: str, reason: str) -> dict[str, Any]:
@@ -443,12 +458,15 @@ class GatewayEdge(Edge):
 
         return await retrying(f"GET {path}")(once)()
 
-    async def ack(self, axis_id: str, receipt: bytes | None) -> dict[str, Any]:
-        response = await self._call("POST", f"/inbox/{axis_id}/ack", content=receipt or b"",
-                                    content_type="application/xml" if receipt else None)
-        data = dict(response.json())
-        data["receipt"] = _b64(data.get("receipt"))
-        return data
+    async def ack_many(self, items: Sequence[tuple[str, bytes | None]]) -> list[dict[str, Any] | EdgeError]:
+        body = {"items": [{"axis_id": axis_id, "receipt": _text64(receipt)} for axis_id, receipt in items]}
+        response = await self._call("POST", "/inbox/ack", body=body)
+        answers = list(response.json()["items"])
+        if len(answers) != len(items):
+            raise EdgeError(response.status_code, "GW500", f"asked to acknowledge {len(items)} deliveries, "
+                                                           f"answered {len(answers)}")
+        return [error_for(int(a["error"]["status"]), str(a["error"]["code"]), str(a["error"]["message"]))
+                if a.get("error") else {**a, "receipt": _b64(a.get("receipt"))} for a in answers]
 
     async def fail(self, axis_id: str, reason: str) -> dict[str, Any]:
         response = await self._call("POST", f"/inbox/{axis_id}/fail", body={"reason": reason})
@@ -517,10 +535,12 @@ class LocalEdge(Edge):
         body = served.body if isinstance(served.body, bytes) else b"".join(await asyncio.to_thread(list, served.body))
         return body, dict(served.headers)
 
-    async def ack(self, axis_id: str, receipt: bytes | None) -> dict[str, Any]:
-        result = dict(await self._do(self.service.ack(self.caller, axis_id, receipt)))
-        result["receipt"] = _b64(result.get("receipt"))
-        return result
+    async def ack_many(self, items: Sequence[tuple[str, bytes | None]]) -> list[dict[str, Any] | EdgeError]:
+        from axis.gateway import GatewayError
+
+        answers = await self._do(self.service.ack_many(self.caller, list(items)))
+        return [error_for(a.status, a.code, a.message) if isinstance(a, GatewayError)
+                else {**a, "receipt": _b64(a.get("receipt"))} for a in answers]
 
     async def fail(self, axis_id: str, reason: str) -> dict[str, Any]:
         return dict(await self._do(self.service.fail(self.caller, axis_id, reason)))

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import collections
 import io
 import ipaddress
 import logging
@@ -41,7 +42,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterator, Mapping, MutableMapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import sqlalchemy as sa
 from fastapi import Depends, FastAPI, Query, Request
@@ -51,7 +52,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel, Field, StringConstraints
+from pydantic import BaseModel, Field, StringConstraints, ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -75,6 +76,9 @@ access_log = logging.getLogger("axis.gateway.access")
 
 DEFAULT_MAX_PACKET = 200 * 1024 * 1024
 MAX_RECEIPT_BYTES = 1024 * 1024      # a delivery receipt is a few KB
+MAX_ACK_BATCH_BYTES = 4 * 1024 * 1024  # a batch of acknowledgements: MAX_ACK_BATCH receipts of a few KB in base64
+MAX_JSON_BYTES = 64 * 1024           # any other JSON body (a failure's reason)
+BASE64 = r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"  # padded, nothing else
 SPOOL_IN_MEMORY = 1024 * 1024        # an upload stays in memory up to this size, then goes to disk
 MAX_WAIT = 60.0                      # the longest ?wait= (seconds) a request may hold a connection
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
@@ -134,6 +138,34 @@ class AckAnswer(BaseModel):
     axis_id: str
     state: str
     receipt: str = Field(description="The recorded delivery receipt (base64).")
+
+
+class AckItem(BaseModel):
+    axis_id: str = Field(min_length=1, max_length=200)
+    receipt: str | None = Field(None, max_length=MAX_RECEIPT_BYTES * 4 // 3 + 4, pattern=BASE64,
+                                description="The caller's signed delivery receipt (base64); none: Axis signs one "
+                                            "for the credential, as for an acknowledgement without a body.")
+
+
+class AckBatch(BaseModel):
+    items: list[AckItem] = Field(min_length=1, max_length=wire.MAX_ACK_BATCH)
+
+
+class AckItemError(BaseModel):
+    status: int = Field(description="What the single acknowledgement would have answered: 404, or 422.")
+    code: str = Field(description="GW404, or the refusal (AX412, AX413).")
+    message: str
+
+
+class AckItemAnswer(BaseModel):
+    axis_id: str
+    state: str | None = Field(None, description="The delivery's state once recorded; absent with `error`.")
+    receipt: str | None = Field(None, description="The recorded delivery receipt (base64); absent with `error`.")
+    error: AckItemError | None = Field(None, description="Why this one was not recorded (nothing changed for it).")
+
+
+class AckBatchAnswer(BaseModel):
+    items: list[AckItemAnswer] = Field(description="One answer per item, in the order asked.")
 
 
 class FailRequest(BaseModel):
@@ -356,6 +388,34 @@ class Metrics:
 
 def _b64(data: bytes | None) -> str | None:
     return base64.b64encode(data).decode("ascii") if data is not None else None
+
+
+def _json_body(model: type[BaseModel]) -> dict[str, Any]:
+    """The OpenAPI requestBody of a route that reads its JSON body itself (`_read_body`, so that its size is
+    limited before it is read whole, and `_parsed`): `model`'s schema, its nested models written in place."""
+    schema = model.model_json_schema()
+    defs = schema.pop("$defs", {})
+
+    def inline(node: Any) -> Any:
+        if isinstance(node, dict):
+            return inline(defs[node["$ref"].rsplit("/", 1)[-1]]) if "$ref" in node else \
+                {k: inline(v) for k, v in node.items()}
+        return [inline(v) for v in node] if isinstance(node, list) else node
+
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": inline(schema)}}}}
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _parsed(model: type[M], body: bytes) -> M:
+    """`body` read as `model` (JSON); Invalid (GW422) naming the first problem, as FastAPI's own validation does."""
+    try:
+        return model.model_validate_json(body)
+    except ValidationError as exc:
+        first = exc.errors()[0]  # a ValidationError has at least one
+        where = ".".join(["body", *(str(p) for p in first["loc"])])
+        raise Invalid(f"{where}: {first['msg']}") from None
 
 
 def _field(item: Any, *names: str) -> Any:
@@ -661,6 +721,28 @@ def create_app(service: AgencyService, authenticator: Authenticator, *,
         done = await service.ack(caller, axis_id, body or None)
         return {"axis_id": done["axis_id"], "state": done["state"], "receipt": _b64(done["receipt"])}
 
+    @app.post("/v1/inbox/ack", response_model=AckBatchAnswer, tags=["receive"],
+              summary="The caller has stored these (updateStatus done, for up to 100 at once)",
+              description="Each item is answered on its own, in order, as `POST /v1/inbox/{axis_id}/ack` would "
+                          "answer it: a delivery that is not the caller's (404) or a refused receipt (422) is "
+                          "an `error` for that item and changes nothing for it or for the others.",
+              responses=_errors(*_COMMON, 403, 413), openapi_extra=_json_body(AckBatch))
+    async def ack_batch(request: Request, caller: Caller = CallerDep) -> dict[str, Any]:
+        batch = _parsed(AckBatch, await _read_body(request, MAX_ACK_BATCH_BYTES, "the batch of acknowledgements"))
+        # The BASE64 pattern was checked: every receipt decodes.
+        items = [(item.axis_id, base64.b64decode(item.receipt) if item.receipt else None) for item in batch.items]
+        answers: list[dict[str, Any]] = []
+        for (axis_id, _), done in zip(items, await service.ack_many(caller, items), strict=True):
+            if isinstance(done, GatewayError):
+                answers.append({"axis_id": axis_id, "error": {"status": done.status, "code": done.code,
+                                                              "message": done.message}})
+            else:
+                answers.append({"axis_id": done["axis_id"], "state": done["state"], "receipt": _b64(done["receipt"])})
+        # The access log line says what became of the batch: "acks delivered=99 AX413=1".
+        counts = collections.Counter(a["error"]["code"] if a.get("error") else "delivered" for a in answers)
+        request.state.outcome = "acks " + " ".join(f"{k}={v}" for k, v in sorted(counts.items()))
+        return {"items": answers}
+
     # Every delivery is one fetch and one ack: they too are called straight from the edge (see below), with
     # the checks their FastAPI routes make, in the same order.
     async def fetch_direct(request: Request) -> Response:
@@ -673,8 +755,9 @@ def create_app(service: AgencyService, authenticator: Authenticator, *,
 
     @app.post("/v1/inbox/{axis_id}/fail", response_model=FailAnswer, tags=["receive"],
               summary="The caller could not take it (updateStatus fail)",
-              responses=_errors(*_COMMON, 400, 403, 404, 409))
-    async def fail(axis_id: str, reason: FailRequest, caller: Caller = CallerDep) -> dict[str, Any]:
+              responses=_errors(*_COMMON, 400, 403, 404, 409, 413), openapi_extra=_json_body(FailRequest))
+    async def fail(axis_id: str, request: Request, caller: Caller = CallerDep) -> dict[str, Any]:
+        reason = _parsed(FailRequest, await _read_body(request, MAX_JSON_BYTES, "the failure report"))
         done = await service.fail(caller, axis_id, reason.reason)
         return {"axis_id": done["axis_id"], "state": done["state"]}
 

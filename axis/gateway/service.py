@@ -44,7 +44,7 @@ import hashlib
 import logging
 import re
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -519,6 +519,8 @@ class AgencyService:
         """The document, its deliveries and (with `body`) its bytes, if the caller may see it (its sender, a
         recipient, or one who reads everything); else NotFound, as for an unknown axis id. A body over
         SERVE_WHOLE bytes comes as `BodyPieces`, read from the store as it is sent."""
+        if "\x00" in axis_id:  # no axis id has one, and PostgreSQL text takes none: unknown, not a 500
+            raise NotFound(f"no document {axis_id[:80]!r}")
         document, deliveries, data = await self._read("reading a document", self.store.document_and_deliveries,
                                                       axis_id, body=body, whole_up_to=SERVE_WHOLE)
         if document is None:
@@ -782,42 +784,95 @@ class AgencyService:
         another axis id, another digest) changes nothing; the refusal is a warning in the log and a
         `receipt-refused` audit entry naming the credential, and the caller gets it as `Invalid`.
         """
+        [done] = await self.ack_many(caller, [(axis_id, receipt)])
+        if isinstance(done, GatewayError):
+            raise done
+        return done
+
+    async def ack_many(self, caller: Caller, items: Sequence[tuple[str, bytes | None]]
+                       ) -> list[dict[str, Any] | GatewayError]:
+        """`ack` for up to `wire.MAX_ACK_BATCH` deliveries at once, each answered on its own and in order: its
+        {"axis_id", "state", "receipt"}, or the error `ack` would raise for it (NotFound for a delivery that is
+        not the caller's, Invalid for a refused receipt), which changes nothing for it and nothing for the
+        others. The receipts are verified in one pass, the ones Axis signs are signed in one call, and the
+        accepted ones are recorded in one transaction (one commit, where one ack a request costs one each)."""
         agency = self._agency(caller, "acknowledge deliveries")
-        document, _, _ = await self._document_for(caller, axis_id, as_recipient=True)
-        if receipt:
+        if not 1 <= len(items) <= wire.MAX_ACK_BATCH:
+            raise Invalid(f"acknowledge 1 to {wire.MAX_ACK_BATCH} deliveries at once, not {len(items)}")
+        results: list[dict[str, Any] | GatewayError | None] = [None] * len(items)
+        documents: dict[int, Document] = {}
+        for index, (axis_id, _) in enumerate(items):
             try:
-                verified = await asyncio.to_thread(self._verifier.verify_receipt, receipt)
-                parsed = read_receipt(verified.signed_root)
-            except Refusal as refusal:
-                raise await self._refuse_ack(caller, axis_id, RefusalCode.RECEIPT_REFUSED, str(refusal)) from None
-            if verified.signer_code != agency:
-                raise await self._refuse_ack(caller, axis_id, RefusalCode.RECEIPT_MISMATCH,
-                                             f"the receipt is signed by {verified.signer_code}, and this "
-                                             f"credential acts for {agency}")
-            if parsed.axis_id != axis_id:
-                raise await self._refuse_ack(caller, axis_id, RefusalCode.RECEIPT_MISMATCH,
-                                             f"the receipt is about {parsed.axis_id}, not {axis_id}")
-            body = receipt
-        else:
-            parsed = Receipt(kind="delivery", outcome="delivered", issuer=wire.HUB_IDENTITY, time=now_utc(),
-                             axis_id=axis_id, sender=document.sender_code, recipient=agency,
-                             document_id=document.document_id if document.kind == "document" else None,
-                             digest=document.digest,
-                             refusal_detail=f"acknowledged through the gateway by credential {caller.credential_id} "
-                                            f"after it was served {document.digest}")
-            body = await self._sign(build_receipt(parsed))
-        mismatch, state = await retrying("recording a delivery receipt")(asyncio.to_thread)(
-            self._record_ack, body, agency, parsed, caller)
-        if mismatch is not None:
-            raise await self._refuse_ack(caller, axis_id, RefusalCode.RECEIPT_MISMATCH, mismatch)
-        traffic("delivered", "delivered %s to %s (%s)", axis_id, agency, state, axis_id=axis_id, recipient=agency,
-                state=state, credential=caller.credential_id)
-        return {"axis_id": axis_id, "state": state, "receipt": body}
+                documents[index] = (await self._document_for(caller, axis_id, as_recipient=True))[0]
+            except NotFound as missing:
+                results[index] = missing
+
+        def verify_all() -> dict[int, tuple[str, Receipt] | Refusal]:
+            verified: dict[int, tuple[str, Receipt] | Refusal] = {}
+            for index in documents:
+                receipt = items[index][1]
+                if receipt:
+                    try:
+                        checked = self._verifier.verify_receipt(receipt)
+                        verified[index] = (checked.signer_code, read_receipt(checked.signed_root))
+                    except Refusal as refusal:
+                        verified[index] = refusal
+            return verified
+
+        verified = await asyncio.to_thread(verify_all) if any(items[i][1] for i in documents) else {}
+        recorded: dict[int, tuple[bytes, Receipt]] = {}
+        vouched: dict[int, Receipt] = {}
+        for index, document in documents.items():
+            axis_id, body = items[index]
+            found = verified.get(index)
+            if found is None:
+                vouched[index] = Receipt(
+                    kind="delivery", outcome="delivered", issuer=wire.HUB_IDENTITY, time=now_utc(), axis_id=axis_id,
+                    sender=document.sender_code, recipient=agency,
+                    document_id=document.document_id if document.kind == "document" else None,
+                    digest=document.digest,
+                    refusal_detail=f"acknowledged through the gateway by credential {caller.credential_id} "
+                                   f"after it was served {document.digest}")
+            elif isinstance(found, Refusal):
+                results[index] = await self._refuse_ack(caller, axis_id, RefusalCode.RECEIPT_REFUSED, str(found))
+            elif found[0] != agency:
+                results[index] = await self._refuse_ack(
+                    caller, axis_id, RefusalCode.RECEIPT_MISMATCH,
+                    f"the receipt is signed by {found[0]}, and this credential acts for {agency}")
+            elif found[1].axis_id != axis_id:
+                results[index] = await self._refuse_ack(caller, axis_id, RefusalCode.RECEIPT_MISMATCH,
+                                                        f"the receipt is about {found[1].axis_id}, not {axis_id}")
+            else:
+                assert body is not None  # verified, so given
+                recorded[index] = (body, found[1])
+        if vouched:
+            signed = await self._sign_many([build_receipt(r) for r in vouched.values()])
+            recorded.update({index: (body, vouched[index]) for index, body in zip(vouched, signed, strict=True)})
+
+        def record() -> dict[int, tuple[str | None, str]]:
+            with self.store.write() as tx:
+                return {index: (record_delivery_receipt(tx, body, agency, parsed, credential=caller.credential_id),
+                                _state_in(tx, parsed.axis_id or "", agency))
+                        for index, (body, parsed) in recorded.items()}
+
+        outcomes = await retrying("recording delivery receipts")(asyncio.to_thread)(record) if recorded else {}
+        for index, (mismatch, state) in outcomes.items():
+            axis_id = items[index][0]
+            if mismatch is not None:
+                results[index] = await self._refuse_ack(caller, axis_id, RefusalCode.RECEIPT_MISMATCH, mismatch)
+                continue
+            traffic("delivered", "delivered %s to %s (%s)", axis_id, agency, state, axis_id=axis_id,
+                    recipient=agency, state=state, credential=caller.credential_id)
+            results[index] = {"axis_id": axis_id, "state": state, "receipt": recorded[index][0]}
+        assert all(r is not None for r in results)
+        return [r for r in results if r is not None]
 
     async def _sign(self, receipt: bytes) -> bytes:
+        return (await self._sign_many([receipt]))[0]
+
+    async def _sign_many(self, receipts: list[bytes]) -> list[bytes]:
         # A signer being restarted is waited for, as a store outage is (SignerUnavailable is transient).
-        signed = await retrying("signing a receipt")(asyncio.to_thread)(self._signer.sign_receipts, [receipt])
-        return signed[0]
+        return list(await retrying("signing receipts")(asyncio.to_thread)(self._signer.sign_receipts, receipts))
 
     async def _refuse_ack(self, caller: Caller, axis_id: str, code: RefusalCode, detail: str) -> Invalid:
         """Log and audit a refused delivery receipt; the error to raise."""

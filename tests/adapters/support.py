@@ -18,14 +18,14 @@ import asyncio
 import hashlib
 import socket
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
 
-from adapters.edge import Edge, GatewayEdge, LocalEdge
+from adapters.edge import Edge, EdgeError, GatewayEdge, LocalEdge
 from axis import wire
 from axis.edxml import Organization, SignerInfo, StatusCode, load_packet, packet_to_bytes
 from axis.edxml.compose import new_document, new_status
@@ -287,8 +287,8 @@ class Relay(Edge):
     async def fetch(self, axis_id: str) -> tuple[bytes, dict[str, str]]:
         return await self.inner.fetch(axis_id)
 
-    async def ack(self, axis_id: str, receipt: bytes | None) -> dict[str, Any]:
-        return await self.inner.ack(axis_id, receipt)
+    async def ack_many(self, items: Sequence[tuple[str, bytes | None]]) -> list[dict[str, Any] | EdgeError]:
+        return await self.inner.ack_many(items)
 
     async def fail(self, axis_id: str, reason: str) -> dict[str, Any]:
         return await self.inner.fail(axis_id, reason)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -167,17 +168,17 @@ async def test_urgent_documents_are_taken_first(axis: Axis, tmp_path: Path) -> N
 
 
 class _LosesAcks(Relay):
-    """The first `lose` acknowledgements never arrive (the connection drops)."""
+    """The first `lose` acknowledgement requests never arrive (the connection drops)."""
 
     def __init__(self, inner: Edge, lose: int) -> None:
         super().__init__(inner)
         self.lose = lose
 
-    async def ack(self, axis_id: str, receipt: bytes | None) -> dict:
+    async def ack_many(self, items: Sequence[tuple[str, bytes | None]]) -> list:
         if self.lose > 0:
             self.lose -= 1
             raise EdgeUnavailable(0, "GW000", "connection reset (injected)")
-        return await self.inner.ack(axis_id, receipt)
+        return await self.inner.ack_many(items)
 
 
 class _Unreachable(Relay):
@@ -187,7 +188,8 @@ class _Unreachable(Relay):
         super().__init__(self)
 
     def __getattribute__(self, name: str):
-        if name in ("submit", "outcome", "inbox", "fetch", "ack", "fail", "sent", "receipts", "agencies"):
+        if name in ("submit", "outcome", "inbox", "fetch", "ack", "ack_many", "fail", "sent", "receipts",
+                    "agencies"):
             raise AssertionError(f"Axis was asked ({name}) although the answer was on disk")
         return object.__getattribute__(self, name)
 
