@@ -68,7 +68,16 @@ from typing import Any
 from lxml import etree
 
 from adapters.documents import response_for_document, response_for_from_document_id
-from adapters.edge import Answer, Edge, EdgeError, EdgeNotFound, EdgeRefused, EdgeUnavailable, Waiting
+from adapters.edge import (
+    Answer,
+    Edge,
+    EdgeError,
+    EdgeNotFound,
+    EdgeRefused,
+    EdgeUnavailable,
+    Waiting,
+    write_delivery,
+)
 from adapters.files import temporary_name
 from adapters.inbox import InboxEntry, InboxLedger, PacketFacts
 from adapters.journal import Journal
@@ -99,6 +108,7 @@ log = logging.getLogger("adapters.client")
 SUBMIT_PARALLEL = 16          # submissions in flight at once (each is one HTTP request)
 OUTCOME_PARALLEL = 8          # outcome long-polls in flight at once
 PAGE = 100                    # inbox items listed per request
+INLINE_BODY = 256 * 1024      # bytes: a delivery up to this size is fetched with others (Edge.fetch_many)
 MAX_OUTCOME_WAIT = 25.0       # one long-poll never asks for more (proxies cut idle requests at 30-60 s)
 SENT_PAGE = 1000              # documents per `sent` page when collect_receipts looks for news
 SENT_MARGIN = 3600.0          # seconds `sent(since=)` reaches back before the oldest tracked document (clock skew)
@@ -683,8 +693,9 @@ class AgencyClient:
                 handled += len(fresh)
                 stored: list[tuple[Received, bytes]] = []
                 try:
+                    fetched = await self._fetch_small(fresh)
                     await _bounded(self.concurrency, [partial(self._take, item, out_dir, stored, not_before,
-                                                              on_rejected) for item in fresh])
+                                                              on_rejected, fetched) for item in fresh])
                 finally:  # what was stored is acknowledged even when the page ends on an error
                     await self._acknowledge(stored, results, not_before, on_received, on_rejected)
                 idle_since = time.monotonic()
@@ -705,11 +716,41 @@ class AgencyClient:
                 scan_fresh = scan_listed = False
         return results
 
+    async def _fetch_small(self, items: list[Waiting]) -> dict[str, tuple[bytes, dict[str, str]] | EdgeError]:
+        """The bodies of the small deliveries among `items`, `wire.MAX_FETCH_BATCH` a request (`Edge.fetch_many`,
+        within its `wire.MAX_FETCH_BATCH_BYTES`): axis id -> (bytes, headers), or the item's error. What this
+        leaves out (a large body, a request that failed whole) `_take` fetches alone."""
+        found: dict[str, tuple[bytes, dict[str, str]] | EdgeError] = {}
+        chunk: list[str] = []
+        room = wire.MAX_FETCH_BATCH_BYTES
+
+        async def flush() -> None:
+            try:
+                answers = await self.edge.fetch_many(chunk)
+            except (EdgeError, TransportError) as exc:  # each is fetched alone, which reports it
+                log.info("fetching %d deliveries at once failed (%s); fetching each alone", len(chunk), exc)
+                return
+            found.update(zip(chunk, answers, strict=True))
+
+        for item in items:
+            if not 0 < item.size <= INLINE_BODY:
+                continue
+            if len(chunk) == wire.MAX_FETCH_BATCH or item.size > room:
+                await flush()
+                chunk, room = [], wire.MAX_FETCH_BATCH_BYTES
+            chunk.append(item.axis_id)
+            room -= item.size
+        if chunk:
+            await flush()
+        return found
+
     async def _take(self, item: Waiting, out_dir: Path, stored: list[tuple[Received, bytes]],
-                    not_before: dict[str, float], on_rejected: Callable[[Rejection], None] | None) -> None:
-        """Fetch, verify and store one delivery; add it and its delivery receipt to `stored`, for
-        `_acknowledge` (or say why not to `on_rejected`)."""
+                    not_before: dict[str, float], on_rejected: Callable[[Rejection], None] | None,
+                    fetched: dict[str, tuple[bytes, dict[str, str]] | EdgeError]) -> None:
+        """Fetch (unless `_fetch_small` did: it is taken out of `fetched`), verify and store one delivery; add it
+        and its delivery receipt to `stored`, for `_acknowledge` (or say why not to `on_rejected`)."""
         axis_id = item.axis_id
+        given = fetched.pop(axis_id, None)
         try:
             check_name_part(axis_id, "the delivery's axis id")
         except Refusal as exc:
@@ -721,7 +762,13 @@ class AgencyClient:
         tmp = temporary_name(target)
         try:
             await asyncio.to_thread(private_directory, out_dir)
-            headers, digest = await self.edge.fetch_to(axis_id, tmp)
+            if isinstance(given, EdgeNotFound):
+                raise given
+            if isinstance(given, tuple):
+                headers = given[1]
+                digest = await asyncio.to_thread(write_delivery, tmp, given[0])
+            else:  # a large body, or one the batch did not bring (it did not fit, or the request failed)
+                headers, digest = await self.edge.fetch_to(axis_id, tmp)
         except EdgeNotFound:
             tmp.unlink(missing_ok=True)
             return  # taken meanwhile (another process of this agency acknowledged it)

@@ -11,6 +11,7 @@ small frozen records), the SDK's names for the gateway's routes
 | `outcome(submission, wait)` | `GET /v1/submissions/{id}` | the `Answer` of an earlier submission |
 | `inbox(kind, after, limit, wait)` | `GET /v1/inbox` | what waits for this agency, urgent first, then oldest |
 | `fetch(axis_id)` | `GET /v1/inbox/{id}` | the exact signed bytes and their `ax-*` headers (seal, digest) |
+| `fetch_many([axis_id])` | `POST /v1/inbox/fetch` | `fetch` for up to 100 (4 MiB of bodies), an answer each |
 | `ack_many([(axis_id, receipt)])` | `POST /v1/inbox/ack` | stored: up to 100 signed delivery receipts, an answer each |
 | `ack(axis_id, receipt)` | `POST /v1/inbox/ack` | `ack_many` of one |
 | `fail(axis_id, reason)` | `POST /v1/inbox/{id}/fail` | cannot take it: an error receipt goes to the sender |
@@ -255,9 +256,14 @@ class Edge(abc.ABC):
         headers and the SHA-256 of what was written. Over HTTP the body goes to the file as it arrives (a
         large packet is never whole in memory)."""
         body, headers = await self.fetch(axis_id)
-        with _private_file(target) as file:
-            file.write(body)
-        return headers, hashlib.sha256(body).hexdigest()
+        return headers, write_delivery(target, body)
+
+    @abc.abstractmethod
+    async def fetch_many(self, axis_ids: Sequence[str]) -> list[tuple[bytes, dict[str, str]] | EdgeError]:
+        """`fetch` for up to `axis.wire.MAX_FETCH_BATCH` deliveries in one call, answered in order, each on its
+        own: (bytes, headers), or the `EdgeError` `fetch` would raise for that item (`EdgeNotFound`), or
+        `EdgeRefused` 413 for a body that did not fit in the answer's `axis.wire.MAX_FETCH_BATCH_BYTES` (fetch
+        it alone). A failure of the whole call raises, as `fetch` does."""
 
     async def ack(self, axis_id: str, receipt: bytes | None) -> dict[str, Any]:
         """Record that the caller stored it: `receipt` is its signed delivery receipt (None: Axis signs one
@@ -299,6 +305,13 @@ async def _file_pieces(path: Path, size: int = 1024 * 1024) -> AsyncIterator[byt
     with open(path, "rb") as file:
         while piece := await asyncio.to_thread(file.read, size):
             yield piece
+
+
+def write_delivery(target: Path, body: bytes) -> str:
+    """`body` written to the file `target` (created readable by this user only, or emptied); its SHA-256."""
+    with _private_file(target) as file:
+        file.write(body)
+    return hashlib.sha256(body).hexdigest()
 
 
 def _private_file(path: Path) -> BinaryIO:
@@ -436,6 +449,18 @@ class GatewayEdge(Edge):
                    if name.lower() in HTTP_TO_WIRE}
         return response.content, headers
 
+    async def fetch_many(self, axis_ids: Sequence[str]) -> list[tuple[bytes, dict[str, str]] | EdgeError]:
+        response = await self._call("POST", "/inbox/fetch", body={"axis_ids": list(axis_ids)})
+        answers = list(response.json()["items"])
+        if len(answers) != len(axis_ids):
+            raise EdgeError(response.status_code, "GW500", f"asked for {len(axis_ids)} deliveries, "
+                                                           f"answered {len(answers)}")
+        return [error_for(int(a["error"]["status"]), str(a["error"]["code"]), str(a["error"]["message"]))
+                if a.get("error") else
+                (base64.b64decode(a["body"]), {HTTP_TO_WIRE[name.lower()]: value for name, value in
+                                               dict(a["headers"]).items() if name.lower() in HTTP_TO_WIRE})
+                for a in answers]
+
     async def fetch_to(self, axis_id: str, target: Path) -> tuple[dict[str, str], str]:
         path = f"/v1/inbox/{axis_id}"
 
@@ -534,6 +559,13 @@ class LocalEdge(Edge):
         served = await self._do(self.service.fetch(self.caller, axis_id))
         body = served.body if isinstance(served.body, bytes) else b"".join(await asyncio.to_thread(list, served.body))
         return body, dict(served.headers)
+
+    async def fetch_many(self, axis_ids: Sequence[str]) -> list[tuple[bytes, dict[str, str]] | EdgeError]:
+        from axis.gateway import GatewayError
+
+        answers = await self._do(self.service.fetch_many(self.caller, list(axis_ids)))
+        return [error_for(a.status, a.code, a.message) if isinstance(a, GatewayError) else (a.body, dict(a.headers))
+                for a in answers]
 
     async def ack_many(self, items: Sequence[tuple[str, bytes | None]]) -> list[dict[str, Any] | EdgeError]:
         from axis.gateway import GatewayError

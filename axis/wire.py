@@ -19,6 +19,8 @@ import uuid
 INTAKE_QUEUE = "axis.intake"
 HUB_IDENTITY = "AXIS"  # the agency code in the hub's own certificate (a QĐ 20-form code)
 MAX_ACK_BATCH = 100    # deliveries one acknowledgement request (`POST /v1/inbox/ack`) may name
+MAX_FETCH_BATCH = 100  # deliveries one request for several (`POST /v1/inbox/fetch`) may name ...
+MAX_FETCH_BATCH_BYTES = 4 * 1024 * 1024  # ... and the most body bytes its answer carries
 
 # Header names. The transport reserves `x-` and `axis-`, so Axis's own headers start with `ax-`.
 H_SUBMISSION = "ax-submission"      # the submission id (also the message id)

@@ -66,6 +66,7 @@ from axis.gateway.service import (
     GatewayError,
     Invalid,
     RateLimited,
+    Served,
     TooLarge,
     Unauthorized,
 )
@@ -151,9 +152,9 @@ class AckBatch(BaseModel):
     items: list[AckItem] = Field(min_length=1, max_length=wire.MAX_ACK_BATCH)
 
 
-class AckItemError(BaseModel):
-    status: int = Field(description="What the single acknowledgement would have answered: 404, or 422.")
-    code: str = Field(description="GW404, or the refusal (AX412, AX413).")
+class ItemError(BaseModel):
+    status: int = Field(description="What the request for this one alone would have answered (404, 413, 422).")
+    code: str = Field(description="GW404, GW413, or the refusal of a receipt (AX412, AX413).")
     message: str
 
 
@@ -161,11 +162,29 @@ class AckItemAnswer(BaseModel):
     axis_id: str
     state: str | None = Field(None, description="The delivery's state once recorded; absent with `error`.")
     receipt: str | None = Field(None, description="The recorded delivery receipt (base64); absent with `error`.")
-    error: AckItemError | None = Field(None, description="Why this one was not recorded (nothing changed for it).")
+    error: ItemError | None = Field(None, description="Why this one was not recorded (nothing changed for it).")
 
 
 class AckBatchAnswer(BaseModel):
     items: list[AckItemAnswer] = Field(description="One answer per item, in the order asked.")
+
+
+class FetchBatch(BaseModel):
+    axis_ids: list[Annotated[str, StringConstraints(min_length=1, max_length=200)]] = Field(
+        min_length=1, max_length=wire.MAX_FETCH_BATCH)
+
+
+class FetchItemAnswer(BaseModel):
+    axis_id: str
+    body: str | None = Field(None, description="The exact signed bytes (base64); absent with `error`.")
+    headers: dict[str, str] | None = Field(None, description="What `GET /v1/inbox/{axis_id}` sends as headers: "
+                                                             "Axis-Id, Axis-Digest, Axis-Sender, Axis-Kind and the "
+                                                             "seal (Axis-Seal, Axis-Seal-To, Axis-Seal-Cert).")
+    error: ItemError | None = Field(None, description="Why this one is not here: 404, or 413 (fetch it alone).")
+
+
+class FetchBatchAnswer(BaseModel):
+    items: list[FetchItemAnswer] = Field(description="One answer per axis id, in the order asked.")
 
 
 class FailRequest(BaseModel):
@@ -388,6 +407,25 @@ class Metrics:
 
 def _b64(data: bytes | None) -> str | None:
     return base64.b64encode(data).decode("ascii") if data is not None else None
+
+
+def _item_error(error: GatewayError) -> dict[str, Any]:
+    """An item of a batch answered as its request alone would have been refused (an `ItemError`)."""
+    return {"status": error.status, "code": error.code, "message": error.message}
+
+
+def _outcomes(what: str, answers: list[dict[str, Any]], done: str) -> str:
+    """What the access log line says became of a batch: "acks AX413=1 delivered=99"."""
+    counts = collections.Counter(a["error"]["code"] if a.get("error") else done for a in answers)
+    return f"{what} " + " ".join(f"{k}={v}" for k, v in sorted(counts.items()))
+
+
+def _served_headers(served: Served) -> dict[str, str]:
+    """The HTTP headers a served delivery goes with (its axis id, digest, sender, kind and the hub's seal)."""
+    headers = {_SERVED_HEADERS[k]: v for k, v in served.headers.items() if k in _SERVED_HEADERS}
+    headers.setdefault("Axis-Id", served.axis_id)
+    headers.setdefault("Axis-Digest", served.digest)
+    return headers
 
 
 def _json_body(model: type[BaseModel]) -> dict[str, Any]:
@@ -701,9 +739,7 @@ def create_app(service: AgencyService, authenticator: Authenticator, *,
 
     async def delivery(caller: Caller, axis_id: str) -> Response:
         served = await service.fetch(caller, axis_id)
-        headers = {_SERVED_HEADERS[k]: v for k, v in served.headers.items() if k in _SERVED_HEADERS}
-        headers.setdefault("Axis-Id", served.axis_id)
-        headers.setdefault("Axis-Digest", served.digest)
+        headers = _served_headers(served)
         if isinstance(served.body, bytes):
             return Response(served.body, media_type="application/xml", headers=headers)
         # A large body: sent as the store reads it, a piece at a time (Starlette iterates it in a thread).
@@ -734,13 +770,29 @@ def create_app(service: AgencyService, authenticator: Authenticator, *,
         answers: list[dict[str, Any]] = []
         for (axis_id, _), done in zip(items, await service.ack_many(caller, items), strict=True):
             if isinstance(done, GatewayError):
-                answers.append({"axis_id": axis_id, "error": {"status": done.status, "code": done.code,
-                                                              "message": done.message}})
+                answers.append({"axis_id": axis_id, "error": _item_error(done)})
             else:
                 answers.append({"axis_id": done["axis_id"], "state": done["state"], "receipt": _b64(done["receipt"])})
-        # The access log line says what became of the batch: "acks delivered=99 AX413=1".
-        counts = collections.Counter(a["error"]["code"] if a.get("error") else "delivered" for a in answers)
-        request.state.outcome = "acks " + " ".join(f"{k}={v}" for k, v in sorted(counts.items()))
+        request.state.outcome = _outcomes("acks", answers, "delivered")
+        return {"items": answers}
+
+    @app.post("/v1/inbox/fetch", response_model=FetchBatchAnswer, tags=["receive"],
+              summary="The exact signed bytes of up to 100 deliveries at once (getEdoc)",
+              description="Each axis id is answered on its own, in order, as `GET /v1/inbox/{axis_id}` would "
+                          "answer it, its headers in `headers`: one that is not the caller's is a 404 `error` for "
+                          "that item. The bodies of one answer carry at most 4 MiB: a body that does not fit is a "
+                          "413 `error` for that item (fetch it alone, streamed).",
+              responses=_errors(*_COMMON, 403, 413), openapi_extra=_json_body(FetchBatch))
+    async def fetch_batch(request: Request, caller: Caller = CallerDep) -> dict[str, Any]:
+        batch = _parsed(FetchBatch, await _read_body(request, MAX_JSON_BYTES, "the list of axis ids"))
+        answers: list[dict[str, Any]] = []
+        for axis_id, served in zip(batch.axis_ids, await service.fetch_many(caller, batch.axis_ids), strict=True):
+            if isinstance(served, GatewayError):
+                answers.append({"axis_id": axis_id, "error": _item_error(served)})
+            else:
+                assert isinstance(served.body, bytes)  # fetch_many serves only whole bodies
+                answers.append({"axis_id": axis_id, "body": _b64(served.body), "headers": _served_headers(served)})
+        request.state.outcome = _outcomes("fetches", answers, "served")
         return {"items": answers}
 
     # Every delivery is one fetch and one ack: they too are called straight from the edge (see below), with

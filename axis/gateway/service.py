@@ -514,15 +514,16 @@ class AgencyService:
             await asyncio.sleep(min(pause, max(0.0, deadline - loop.time())))
             pause = min(pause * 2, POLL_MAX)
 
-    async def _document_for(self, caller: Caller, axis_id: str, *, as_recipient: bool, body: bool = False
+    async def _document_for(self, caller: Caller, axis_id: str, *, as_recipient: bool, body: bool = False,
+                            whole_up_to: int = SERVE_WHOLE
                             ) -> tuple[Document, list[Delivery], bytes | BodyPieces | None]:
         """The document, its deliveries and (with `body`) its bytes, if the caller may see it (its sender, a
         recipient, or one who reads everything); else NotFound, as for an unknown axis id. A body over
-        SERVE_WHOLE bytes comes as `BodyPieces`, read from the store as it is sent."""
+        `whole_up_to` bytes comes as `BodyPieces`, read from the store as it is sent."""
         if "\x00" in axis_id:  # no axis id has one, and PostgreSQL text takes none: unknown, not a 500
             raise NotFound(f"no document {axis_id[:80]!r}")
         document, deliveries, data = await self._read("reading a document", self.store.document_and_deliveries,
-                                                      axis_id, body=body, whole_up_to=SERVE_WHOLE)
+                                                      axis_id, body=body, whole_up_to=whole_up_to)
         if document is None:
             raise NotFound(f"no document {axis_id[:80]!r}")
         if caller.reads_everything and not as_recipient:
@@ -737,8 +738,35 @@ class AgencyService:
 
     async def fetch(self, caller: Caller, axis_id: str) -> Served:
         """The exact signed bytes of a document delivered (or to be delivered) to the caller, with the seal."""
+        return await self._served(caller, axis_id, SERVE_WHOLE)
+
+    async def fetch_many(self, caller: Caller, axis_ids: Sequence[str]) -> list[Served | GatewayError]:
+        """`fetch` for up to `wire.MAX_FETCH_BATCH` deliveries, answered in order, each on its own: its `Served`
+        with the body whole (bytes), or the error `fetch` would raise for it (NotFound). A body that would take
+        the answer over `wire.MAX_FETCH_BATCH_BYTES` is TooLarge (GW413) for that item, and is not read: fetch
+        it alone, streamed."""
+        if not 1 <= len(axis_ids) <= wire.MAX_FETCH_BATCH:
+            raise Invalid(f"fetch 1 to {wire.MAX_FETCH_BATCH} deliveries at once, not {len(axis_ids)}")
+        answers: list[Served | GatewayError] = []
+        room = wire.MAX_FETCH_BATCH_BYTES
+        for axis_id in axis_ids:
+            try:
+                served = await self._served(caller, axis_id, room)
+            except NotFound as missing:
+                answers.append(missing)
+                continue
+            if not isinstance(served.body, bytes):
+                answers.append(TooLarge(f"{axis_id[:80]!r} is {served.body.size} bytes, more than this answer has "
+                                        f"room for ({room} of {wire.MAX_FETCH_BATCH_BYTES}): fetch it alone",
+                                        "GW413"))
+                continue
+            room -= len(served.body)
+            answers.append(served)
+        return answers
+
+    async def _served(self, caller: Caller, axis_id: str, whole_up_to: int) -> Served:
         document, deliveries, body = await self._document_for(caller, axis_id, as_recipient=caller.role == "agency",
-                                                              body=True)
+                                                              body=True, whole_up_to=whole_up_to)
         if body is None:
             raise NotFound(f"the body of {axis_id} was removed by retention after every recipient had it (its "
                            "digest, seal and receipts are kept)")

@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
 from adapters.client import AgencyClient, Rejection, receipt_outcome, summarize_packet
-from adapters.edge import Answer, Edge, EdgeNotFound, EdgeUnavailable, Waiting
+from adapters.edge import Answer, Edge, EdgeNotFound, EdgeRefused, EdgeUnavailable, Waiting
 from axis import wire
 from axis.edxml import StatusPacket, load_packet, read_packet
 from axis.receipt import read_receipt
@@ -188,8 +189,8 @@ class _Unreachable(Relay):
         super().__init__(self)
 
     def __getattribute__(self, name: str):
-        if name in ("submit", "outcome", "inbox", "fetch", "ack", "ack_many", "fail", "sent", "receipts",
-                    "agencies"):
+        if name in ("submit", "outcome", "inbox", "fetch", "fetch_many", "ack", "ack_many", "fail", "sent",
+                    "receipts", "agencies"):
             raise AssertionError(f"Axis was asked ({name}) although the answer was on disk")
         return object.__getattribute__(self, name)
 
@@ -204,6 +205,45 @@ class _Tampering(Relay):
     async def fetch(self, axis_id: str) -> tuple[bytes, dict[str, str]]:
         body, headers = await self.inner.fetch(axis_id)
         return self.change(body, dict(headers))
+
+
+class _Counts(Relay):
+    """Counts the calls to the inner edge; `refuse_batches`: every batch of fetches is answered 413 per item."""
+
+    def __init__(self, inner: Edge, *, refuse_batches: bool = False) -> None:
+        super().__init__(inner)
+        self.calls: collections.Counter[str] = collections.Counter()
+        self.refuse_batches = refuse_batches
+
+    async def fetch(self, axis_id: str) -> tuple[bytes, dict[str, str]]:
+        self.calls["fetch"] += 1
+        return await self.inner.fetch(axis_id)
+
+    async def fetch_many(self, axis_ids: Sequence[str]) -> list:
+        self.calls["fetch_many"] += 1
+        if self.refuse_batches:
+            return [EdgeRefused(413, "GW413", "does not fit (injected)") for _ in axis_ids]
+        return await self.inner.fetch_many(axis_ids)
+
+    async def ack_many(self, items: Sequence[tuple[str, bytes | None]]) -> list:
+        self.calls["ack_many"] += 1
+        return await self.inner.ack_many(items)
+
+
+@pytest.mark.parametrize("refuse_batches", [False, True], ids=["batched", "each-alone-after-413"])
+async def test_a_page_of_small_deliveries_is_fetched_and_acknowledged_in_one_request_each(
+        axis: Axis, tmp_path: Path, refuse_batches: bool) -> None:
+    sent = dict([await send(axis, axis.pki, G22, [H41], 60 + n, tmp_path / "g22") for n in range(5)][::-1])
+    counting = _Counts(axis.edge(H41), refuse_batches=refuse_batches)
+    receiver = AgencyClient(H41, counting, signer=axis.pki.signers[H41], verifier=axis.pki.verifier,
+                            state_dir=tmp_path / "h41")
+    got = await receiver.pull(tmp_path / "inbox", wait=0.3)
+    assert sorted(r.axis_id for r in got) == sorted(sent.values())
+    for packet, axis_id in sent.items():
+        assert (tmp_path / "inbox" / f"{axis_id}.edxml").read_bytes() == packet
+        assert {d.state for d in axis.store.deliveries(axis_id)} == {"delivered"}
+    expected = {"fetch_many": 1, "fetch": 5 if refuse_batches else 0, "ack_many": 1}
+    assert {k: counting.calls[k] for k in expected} == expected
 
 
 async def test_a_packet_stored_but_not_acknowledged_is_stored_once_and_acknowledged_again(

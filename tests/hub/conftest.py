@@ -48,7 +48,8 @@ class World:
         return self.hub.store
 
     def document(self, sender: str, recipients: list[str], *, priority: int = 0, number: str | None = None,
-                 signer: str | None = None, business: int = 0, business_document_id: str | None = None) -> bytes:
+                 signer: str | None = None, business: int = 0, business_document_id: str | None = None,
+                 attachment: bytes = b"%PDF-1.4 " + bytes(range(256))) -> bytes:
         self.counter[0] += 1
         packet = new_document(
             Organization(sender, organ_name=AGENCIES.get(sender, "?")),
@@ -57,7 +58,7 @@ class World:
             signer=SignerInfo(full_name="Nguyễn Văn A"), priority=priority, business=business,
             business_document_id=business_document_id,
             attachments=[Attachment(content_id="cid:1", attachment_name="a.pdf", content_type="application/pdf",
-                                    data=b"%PDF-1.4 " + bytes(range(256)))])
+                                    data=attachment)])
         return self.signers[signer or sender].sign(packet_to_bytes(packet))
 
     @staticmethod
