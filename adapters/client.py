@@ -696,8 +696,10 @@ class AgencyClient:
                     fetched = await self._fetch_small(fresh)
                     await _bounded(self.concurrency, [partial(self._take, item, out_dir, stored, not_before,
                                                               on_rejected, fetched) for item in fresh])
-                finally:  # what was stored is acknowledged even when the page ends on an error
+                except Exception:  # what was stored is acknowledged even when the page ends on an error
                     await self._acknowledge(stored, results, not_before, on_received, on_rejected)
+                    raise  # (not when the pull is cancelled: then the next pull acknowledges it, from the ledger)
+                await self._acknowledge(stored, results, not_before, on_received, on_rejected)
                 idle_since = time.monotonic()
             if following is not None and len(items) >= PAGE:
                 cursor = following

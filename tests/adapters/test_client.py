@@ -246,6 +246,31 @@ async def test_a_page_of_small_deliveries_is_fetched_and_acknowledged_in_one_req
     assert {k: counting.calls[k] for k in expected} == expected
 
 
+class _Unavailable(Relay):
+    """Fetching `axis_id` fails as an unreachable gateway does; everything else goes through."""
+
+    def __init__(self, inner: Edge, axis_id: str) -> None:
+        super().__init__(inner)
+        self.axis_id = axis_id
+
+    async def fetch(self, axis_id: str) -> tuple[bytes, dict[str, str]]:
+        if axis_id == self.axis_id:
+            raise EdgeUnavailable(0, "GW000", "connection refused (injected)")
+        return await self.inner.fetch(axis_id)
+
+
+async def test_what_a_page_stored_before_it_ended_on_an_error_is_acknowledged(axis: Axis, tmp_path: Path) -> None:
+    first = [(await send(axis, axis.pki, G22, [H41], 80 + n, tmp_path / "g22"))[1] for n in range(2)]
+    _, last = await send(axis, axis.pki, G22, [H41], 82, tmp_path / "g22")
+    receiver = AgencyClient(H41, _Unavailable(axis.edge(H41), last), signer=axis.pki.signers[H41],
+                            verifier=axis.pki.verifier, state_dir=tmp_path / "h41", concurrency=1)
+    with pytest.raises(EdgeUnavailable):
+        await receiver.pull(tmp_path / "inbox", wait=0.3)
+    for axis_id in first:  # stored before the error, and acknowledged although the pull failed
+        assert {d.state for d in axis.store.deliveries(axis_id)} == {"delivered"}
+    assert {d.state for d in axis.store.deliveries(last)} == {"queued"}
+
+
 async def test_a_packet_stored_but_not_acknowledged_is_stored_once_and_acknowledged_again(
         axis: Axis, tmp_path: Path) -> None:
     _, axis_id = await send(axis, axis.pki, G22, [H41], 40, tmp_path / "g22")
