@@ -915,12 +915,6 @@ class AgencyService:
         await retrying("auditing a refused delivery receipt")(asyncio.to_thread)(audit)
         return Invalid(f"{code.label}: {detail}", code.label.split()[0])
 
-    def _record_ack(self, body: bytes, agency: str, receipt: Receipt, caller: Caller) -> tuple[str | None, str]:
-        """Why the receipt does not match (or None), and the delivery's state once it is recorded."""
-        with self.store.write() as tx:
-            mismatch = record_delivery_receipt(tx, body, agency, receipt, credential=caller.credential_id)
-            return mismatch, _state_in(tx, receipt.axis_id or "", agency)
-
     async def fail(self, caller: Caller, axis_id: str, reason: str) -> dict[str, Any]:
         """The caller's agency could not take `axis_id`: `parked` (for an operator's replay or purge), and an
         error receipt for its sender. A delivery the agency has already acknowledged does not move (GW409)."""
