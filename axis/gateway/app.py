@@ -795,8 +795,8 @@ def create_app(service: AgencyService, authenticator: Authenticator, *,
         request.state.outcome = _outcomes("fetches", answers, "served")
         return {"items": answers}
 
-    # Every delivery is one fetch and one ack: they too are called straight from the edge (see below), with
-    # the checks their FastAPI routes make, in the same order.
+    # A delivery fetched and acknowledged on its own (an adapter of its own, curl; the SDK takes a page at a
+    # time) is called straight from the edge too (see below), with the checks its FastAPI route makes, in order.
     async def fetch_direct(request: Request) -> Response:
         caller = await authorized(request, await bearer(request), frozenset())
         return await delivery(caller, request.path_params["axis_id"])
