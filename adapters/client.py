@@ -797,16 +797,17 @@ class AgencyClient:
                 answers = list(await self.edge.ack_many([(received.axis_id, receipt) for received, receipt in chunk]))
             except (EdgeError, TransportError) as exc:  # the whole request: never read as "acknowledged already"
                 answers = [exc] * len(chunk)
-            for (received, _), answer in zip(chunk, answers, strict=True):
-                # EdgeNotFound: acknowledged already (by another process, or by a try whose answer was lost).
-                acknowledged = not isinstance(answer, EdgeError | TransportError) or isinstance(answer, EdgeNotFound)
-                if acknowledged:
-                    await asyncio.to_thread(self.journal.settled, received.axis_id)
+            # EdgeNotFound: acknowledged already (by another process, or by a try whose answer was lost).
+            acknowledged = [not isinstance(answer, EdgeError | TransportError) or isinstance(answer, EdgeNotFound)
+                            for answer in answers]
+            settled = [received.axis_id for (received, _), done in zip(chunk, acknowledged, strict=True) if done]
+            await asyncio.to_thread(self.journal.settled, settled)
+            for (received, _), answer, done in zip(chunk, answers, acknowledged, strict=True):
                 # Stored, so the application has it: announced whatever the answer.
                 results.append(received)
                 if on_received is not None:
                     on_received(received)
-                if not acknowledged:
+                if not done:
                     # The next pull lists it again, and the ledger turns that into "acknowledge again".
                     reason = f"stored, but the acknowledgement was not recorded: {answer}"
                     log.warning("%s: %s", received.axis_id, reason)
@@ -826,7 +827,7 @@ class AgencyClient:
                 await self.edge.fail(axis_id, reason)
             except (EdgeNotFound, EdgeRefused) as problem:  # gone, or acknowledged meanwhile (409)
                 log.info("%s could not be reported failed: %s", axis_id, problem)
-            await asyncio.to_thread(self.journal.settled, axis_id)
+            await asyncio.to_thread(self.journal.settled, [axis_id])
             action = "fail"
             not_before[axis_id] = float("inf")
         else:

@@ -165,6 +165,21 @@ def _b64(value: str | bytes | None) -> bytes | None:
     return base64.b64decode(value)
 
 
+def _wire_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """A served delivery's HTTP headers (or a batch item's `headers`) under their wire names (`axis.wire`)."""
+    return {HTTP_TO_WIRE[name.lower()]: value for name, value in headers.items() if name.lower() in HTTP_TO_WIRE}
+
+
+def _item_error(error: Mapping[str, Any]) -> EdgeError:
+    """A batch item's `error` ({"status", "code", "message"}) as the `EdgeError` its request alone would raise."""
+    return error_for(int(error["status"]), str(error["code"]), str(error["message"]))
+
+
+def _service_error(exc: Any) -> EdgeError:
+    """An `axis.gateway.GatewayError` (the service in process) as the `EdgeError` the gateway's answer gives."""
+    return error_for(exc.status, exc.code, exc.message, None, getattr(exc, "retry_after", None))
+
+
 def _text64(value: bytes | None) -> str | None:
     return base64.b64encode(value).decode("ascii") if value is not None else None
 
@@ -445,21 +460,21 @@ class GatewayEdge(Edge):
 
     async def fetch(self, axis_id: str) -> tuple[bytes, dict[str, str]]:
         response = await self._call("GET", f"/inbox/{axis_id}")
-        headers = {HTTP_TO_WIRE[name.lower()]: value for name, value in response.headers.items()
-                   if name.lower() in HTTP_TO_WIRE}
-        return response.content, headers
+        return response.content, _wire_headers(response.headers)
 
     async def fetch_many(self, axis_ids: Sequence[str]) -> list[tuple[bytes, dict[str, str]] | EdgeError]:
-        response = await self._call("POST", "/inbox/fetch", body={"axis_ids": list(axis_ids)})
+        answers = await self._batch("/inbox/fetch", {"axis_ids": list(axis_ids)}, len(axis_ids))
+        return [_item_error(a["error"]) if a.get("error")
+                else (base64.b64decode(a["body"]), _wire_headers(a["headers"])) for a in answers]
+
+    async def _batch(self, path: str, body: dict[str, Any], count: int) -> list[dict[str, Any]]:
+        """The items of a batch route's answer: one per item asked, in order (else EdgeError)."""
+        response = await self._call("POST", path, body=body)
         answers = list(response.json()["items"])
-        if len(answers) != len(axis_ids):
-            raise EdgeError(response.status_code, "GW500", f"asked for {len(axis_ids)} deliveries, "
-                                                           f"answered {len(answers)}")
-        return [error_for(int(a["error"]["status"]), str(a["error"]["code"]), str(a["error"]["message"]))
-                if a.get("error") else
-                (base64.b64decode(a["body"]), {HTTP_TO_WIRE[name.lower()]: value for name, value in
-                                               dict(a["headers"]).items() if name.lower() in HTTP_TO_WIRE})
-                for a in answers]
+        if len(answers) != count:
+            raise EdgeError(response.status_code, "GW500", f"POST /v1{path}: {count} items asked, {len(answers)} "
+                                                           "answered")
+        return answers
 
     async def fetch_to(self, axis_id: str, target: Path) -> tuple[dict[str, str], str]:
         path = f"/v1/inbox/{axis_id}"
@@ -470,8 +485,7 @@ class GatewayEdge(Edge):
                     if response.status_code != 200:
                         await response.aread()
                         raise self._error(response)
-                    headers = {HTTP_TO_WIRE[name.lower()]: value for name, value in response.headers.items()
-                               if name.lower() in HTTP_TO_WIRE}
+                    headers = _wire_headers(response.headers)
                     digest = hashlib.sha256()
                     with _private_file(target) as file:  # emptied at each try
                         async for chunk in response.aiter_bytes():
@@ -485,13 +499,9 @@ class GatewayEdge(Edge):
 
     async def ack_many(self, items: Sequence[tuple[str, bytes | None]]) -> list[dict[str, Any] | EdgeError]:
         body = {"items": [{"axis_id": axis_id, "receipt": _text64(receipt)} for axis_id, receipt in items]}
-        response = await self._call("POST", "/inbox/ack", body=body)
-        answers = list(response.json()["items"])
-        if len(answers) != len(items):
-            raise EdgeError(response.status_code, "GW500", f"asked to acknowledge {len(items)} deliveries, "
-                                                           f"answered {len(answers)}")
-        return [error_for(int(a["error"]["status"]), str(a["error"]["code"]), str(a["error"]["message"]))
-                if a.get("error") else {**a, "receipt": _b64(a.get("receipt"))} for a in answers]
+        answers = await self._batch("/inbox/ack", body, len(items))
+        return [_item_error(a["error"]) if a.get("error") else {**a, "receipt": _b64(a.get("receipt"))}
+                for a in answers]
 
     async def fail(self, axis_id: str, reason: str) -> dict[str, Any]:
         response = await self._call("POST", f"/inbox/{axis_id}/fail", body={"reason": reason})
@@ -534,7 +544,7 @@ class LocalEdge(Edge):
         try:
             return await call
         except GatewayError as exc:
-            raise error_for(exc.status, exc.code, exc.message, None, getattr(exc, "retry_after", None)) from exc
+            raise _service_error(exc) from exc
 
     @staticmethod
     def _answer(outcome: Any) -> Answer:
@@ -564,15 +574,14 @@ class LocalEdge(Edge):
         from axis.gateway import GatewayError
 
         answers = await self._do(self.service.fetch_many(self.caller, list(axis_ids)))
-        return [error_for(a.status, a.code, a.message) if isinstance(a, GatewayError) else (a.body, dict(a.headers))
-                for a in answers]
+        return [_service_error(a) if isinstance(a, GatewayError) else (a.body, dict(a.headers)) for a in answers]
 
     async def ack_many(self, items: Sequence[tuple[str, bytes | None]]) -> list[dict[str, Any] | EdgeError]:
         from axis.gateway import GatewayError
 
         answers = await self._do(self.service.ack_many(self.caller, list(items)))
-        return [error_for(a.status, a.code, a.message) if isinstance(a, GatewayError)
-                else {**a, "receipt": _b64(a.get("receipt"))} for a in answers]
+        return [_service_error(a) if isinstance(a, GatewayError) else {**a, "receipt": _b64(a.get("receipt"))}
+                for a in answers]
 
     async def fail(self, axis_id: str, reason: str) -> dict[str, Any]:
         return dict(await self._do(self.service.fail(self.caller, axis_id, reason)))

@@ -123,10 +123,11 @@ class Journal:
         """Note that storing `axis_id` starts; False if a try started before (it may have left files)."""
         return self._write("INSERT OR IGNORE INTO seen VALUES (?)", [(axis_id,)]) > 0
 
-    def settled(self, axis_id: str) -> None:
-        """`axis_id` was acknowledged or failed: forget its attempts."""
+    def settled(self, axis_ids: Iterable[str]) -> None:
+        """These were acknowledged or failed: forget their attempts (one transaction)."""
+        rows = [(a,) for a in axis_ids]
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")
-            self._conn.execute("DELETE FROM attempts WHERE axis_id=?", (axis_id,))
-            self._conn.execute("DELETE FROM seen WHERE axis_id=?", (axis_id,))
+            self._conn.executemany("DELETE FROM attempts WHERE axis_id=?", rows)
+            self._conn.executemany("DELETE FROM seen WHERE axis_id=?", rows)
             self._conn.execute("COMMIT")
