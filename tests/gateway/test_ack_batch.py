@@ -14,6 +14,8 @@ import logging
 import pytest
 
 from axis.receipt import Receipt, build_receipt, now_utc
+from axis.trust import Signer, pki
+from tests.fuzz.mutations import _self_signed
 from tests.gateway.support import G17, G22, H14, H41, ServedGateway
 
 
@@ -69,6 +71,24 @@ def test_each_item_is_answered_on_its_own_and_a_bad_one_changes_nothing(
     refusals = [e for e in gateway.world.store.audit_entries() if e.action == "receipt-refused"]
     assert sorted(e.subject for e in refusals) == sorted(
         [forged["axis_id"], foreign["axis_id"], misdirected["axis_id"]])
+
+
+def test_a_receipt_signed_with_a_self_signed_certificate_of_the_agency_is_refused_and_changes_nothing(
+        gateway: ServedGateway) -> None:
+    sent = gateway.send(G22, [H41])
+    gateway.wait_inbox(H41, 1)
+    key = pki.generate_key("ec")
+    impostor = Signer(key, _self_signed(H41, key))   # H41's exact name, vouched for by no CA
+    receipt = Receipt(kind="delivery", outcome="delivered", issuer=H41, time=now_utc(), axis_id=sent["axis_id"],
+                      sender=G22, recipient=H41, document_id=None, digest=hashlib.sha256(sent["body"]).hexdigest())
+    with gateway.client(H41) as h41:
+        answer = h41.post("/v1/inbox/ack", json={"items": [
+            {"axis_id": sent["axis_id"], "receipt": _b64(impostor.sign_receipt(build_receipt(receipt)))}]})
+    assert answer.status_code == 200, answer.text
+    [item] = answer.json()["items"]
+    assert (item["error"]["status"], item["error"]["code"]) == (422, "AX413") and item["state"] is None
+    assert _states(gateway, sent["axis_id"]) == {H41: "queued"}
+    assert [r.kind for r in gateway.world.store.timeline(sent["axis_id"]).get(H41, [])] == []
 
 
 def test_an_item_repeated_or_acknowledged_before_is_answered_delivered_and_recorded_once(
